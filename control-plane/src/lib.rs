@@ -1,0 +1,23 @@
+//! Switchyard control plane.
+//!
+//! Owns all configuration as an event log in Postgres and publishes snapshots to the data
+//! planes over NATS. Until the event store lands, its one job is checking a snapshot file the
+//! way the control plane will check every change: `control-plane check -f FILE`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use proto::Snapshot;
+
+/// Reads and validates a snapshot file in the YAML shape the data plane accepts.
+pub fn check_file(path: &Path) -> anyhow::Result<Snapshot> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let snapshot: Snapshot =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if let Err(errors) = snapshot.validate() {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::bail!("{} is invalid:\n  {}", path.display(), lines.join("\n  "));
+    }
+    Ok(snapshot)
+}

@@ -1,0 +1,91 @@
+//! Process configuration, read once at start from flags and environment variables.
+//!
+//! Every environment variable the data plane reads is a named constant here, so operators find
+//! them all in one place (the README's configuration table is generated from this list by hand).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Path of the YAML snapshot file.
+pub const ENV_CONFIG: &str = "SWITCHYARD_CONFIG";
+/// Address of the client-facing API listener.
+pub const ENV_LISTEN: &str = "SWITCHYARD_LISTEN";
+/// Address of the operations listener (`/healthz`, `/readyz`, `/metrics`).
+pub const ENV_OPS_LISTEN: &str = "SWITCHYARD_OPS_LISTEN";
+/// Largest request body accepted, in bytes.
+pub const ENV_MAX_BODY_BYTES: &str = "SWITCHYARD_MAX_BODY_BYTES";
+/// How often the snapshot file is checked for changes, in milliseconds.
+pub const ENV_CONFIG_POLL_MS: &str = "SWITCHYARD_CONFIG_POLL_MS";
+/// Default upstream timeout when neither route nor provider sets one, in milliseconds.
+pub const ENV_UPSTREAM_TIMEOUT_MS: &str = "SWITCHYARD_UPSTREAM_TIMEOUT_MS";
+/// Upstream TCP/TLS connect timeout, in milliseconds.
+pub const ENV_CONNECT_TIMEOUT_MS: &str = "SWITCHYARD_CONNECT_TIMEOUT_MS";
+/// How long open requests and streams may run after a shutdown signal, in seconds.
+pub const ENV_SHUTDOWN_GRACE_SECS: &str = "SWITCHYARD_SHUTDOWN_GRACE_SECS";
+/// `tracing` filter directives, e.g. `info,data_plane=debug`.
+pub const ENV_LOG: &str = "SWITCHYARD_LOG";
+/// `json` for JSON log lines, anything else for human-readable text.
+pub const ENV_LOG_FORMAT: &str = "SWITCHYARD_LOG_FORMAT";
+
+/// Command line of the `data-plane` binary.
+#[derive(Debug, Parser)]
+#[command(name = "data-plane", version, about = "Switchyard data-plane proxy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands besides serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the SHA-256 hash of a virtual key, as the snapshot's `keys[].sha256` expects.
+    HashKey {
+        /// The secret key, e.g. `sk-sy-...`.
+        key: String,
+    },
+}
+
+/// Settings for serving traffic.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// YAML snapshot file; hot-reloaded when it changes.
+    #[arg(long, env = ENV_CONFIG)]
+    pub config: Option<PathBuf>,
+    /// Client-facing API listener.
+    #[arg(long, env = ENV_LISTEN, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Operations listener for health and metrics.
+    #[arg(long, env = ENV_OPS_LISTEN, default_value = "0.0.0.0:9090")]
+    pub ops_listen: SocketAddr,
+    /// Once both listeners are bound, write their addresses here as JSON
+    /// (`{"listen": "...", "ops": "..."}`); useful with port 0.
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (larger bodies get 413).
+    #[arg(long, env = ENV_MAX_BODY_BYTES, default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How often the snapshot file is checked for changes, in milliseconds.
+    #[arg(long, env = ENV_CONFIG_POLL_MS, default_value_t = 500)]
+    pub config_poll_ms: u64,
+    /// Upstream timeout when neither route nor provider sets one (ms).
+    #[arg(long, env = ENV_UPSTREAM_TIMEOUT_MS, default_value_t = 600_000)]
+    pub upstream_timeout_ms: u64,
+    /// Upstream connect timeout (ms).
+    #[arg(long, env = ENV_CONNECT_TIMEOUT_MS, default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
+    /// Grace period for open requests after SIGTERM/SIGINT (s).
+    #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeArgs {
+    /// Default upstream timeout as a duration.
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_timeout_ms)
+    }
+}

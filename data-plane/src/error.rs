@@ -1,0 +1,238 @@
+//! The one place where a failed request becomes an HTTP response.
+//!
+//! Every handler returns [`ApiError`]; its `IntoResponse` writes the OpenAI error object
+//! (`{"error":{"message","type","param","code"}}`) with the status an official SDK maps to the
+//! right exception. Nothing here sends a 500: internal faults that are not the client's are
+//! reported as 502/503/504 with a message that names no internals.
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+
+use crate::providers::UpstreamError;
+
+/// A request that cannot be served, in terms the client can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("You didn't provide an API key. Send it as `Authorization: Bearer <key>`, `x-api-key` or `api-key`.")]
+    MissingKey,
+    #[error("Incorrect API key provided.")]
+    InvalidKey,
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("This API key is not allowed to use the model `{0}`.")]
+    ModelNotAllowed(String),
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
+    #[error("Request body is larger than the limit of {limit} bytes.")]
+    BodyTooLarge { limit: usize },
+    #[error("The gateway has no configuration loaded yet; try again shortly.")]
+    NotReady,
+    #[error("Unknown request URL: {method} {path}.")]
+    UnknownPath { method: String, path: String },
+    #[error("Method {method} is not allowed for {path}.")]
+    MethodNotAllowed { method: String, path: String },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl ApiError {
+    /// Shorthand for a 400 about one field.
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            param: Some(param.to_owned()),
+        }
+    }
+
+    /// HTTP status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
+            Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::ModelNotFound(_) | Self::UnknownPath { .. } => StatusCode::NOT_FOUND,
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(e) => e.status(),
+        }
+    }
+
+    /// OpenAI `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::MissingKey
+            | Self::InvalidKey
+            | Self::ModelNotFound(_)
+            | Self::InvalidRequest { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::UnknownPath { .. }
+            | Self::MethodNotAllowed { .. } => "invalid_request_error",
+            Self::ModelNotAllowed(_) => "permission_error",
+            Self::NotReady => "service_unavailable",
+            Self::Upstream(_) => "upstream_error",
+        }
+    }
+
+    /// OpenAI `error.code`.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingKey => Some("missing_api_key"),
+            Self::InvalidKey => Some("invalid_api_key"),
+            Self::ModelNotFound(_) => Some("model_not_found"),
+            Self::ModelNotAllowed(_) => Some("model_not_allowed"),
+            Self::InvalidRequest { .. } => Some("invalid_request"),
+            Self::BodyTooLarge { .. } => Some("request_too_large"),
+            Self::NotReady => Some("not_ready"),
+            Self::UnknownPath { .. } => Some("unknown_url"),
+            Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
+            Self::Upstream(e) => Some(e.code()),
+        }
+    }
+
+    /// Low-cardinality label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Upstream(e) => e.kind(),
+            other => other.code().unwrap_or("error"),
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            Self::InvalidRequest { param, .. } => param.as_deref(),
+            Self::ModelNotFound(_) | Self::ModelNotAllowed(_) => Some("model"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorObject<'a>,
+}
+
+/// OpenAI's error object, also used for errors inside SSE streams.
+#[derive(Serialize)]
+pub struct ErrorObject<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
+}
+
+/// Serialises an OpenAI error body.
+pub fn error_json(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Bytes {
+    let body = ErrorBody {
+        error: ErrorObject {
+            message,
+            kind,
+            param,
+            code,
+        },
+    };
+    Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (body, retry_after) = match self {
+            Self::Upstream(UpstreamError::Rejected {
+                body, retry_after, ..
+            }) => (body, retry_after),
+            ref other => {
+                let retry_after = match other {
+                    Self::Upstream(UpstreamError::Failed { retry_after, .. }) => {
+                        retry_after.clone()
+                    }
+                    _ => None,
+                };
+                let message = other.to_string();
+                (
+                    error_json(&message, other.error_type(), other.param(), other.code()),
+                    retry_after,
+                )
+            }
+        };
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(value) = retry_after {
+            headers.insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn errors_use_the_openai_shape() {
+        let (status, body) = body_of(ApiError::invalid(
+            "messages",
+            "'messages' is a required property",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"message": "'messages' is a required property",
+                "type": "invalid_request_error", "param": "messages", "code": "invalid_request"}})
+        );
+        let (status, body) = body_of(ApiError::ModelNotAllowed("gpt-4o".into())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["error"]["code"], "model_not_allowed");
+        assert_eq!(body["error"]["param"], "model");
+    }
+
+    #[tokio::test]
+    async fn upstream_rejections_pass_through_verbatim() {
+        let raw = br#"{"error":{"message":"bad temperature","type":"invalid_request_error","param":"temperature","code":null}}"#;
+        let e = ApiError::Upstream(UpstreamError::Rejected {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: Bytes::from_static(raw),
+            retry_after: None,
+        });
+        let (status, body) = body_of(e).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["message"], "bad temperature");
+    }
+
+    #[tokio::test]
+    async fn upstream_failures_never_leak_as_500() {
+        let e = ApiError::Upstream(UpstreamError::Failed {
+            provider: "p".into(),
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "boom".into(),
+            retry_after: Some(HeaderValue::from_static("3")),
+        });
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("3"))
+        );
+    }
+}

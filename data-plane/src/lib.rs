@@ -1,0 +1,181 @@
+//! Switchyard data plane: a stateless streaming proxy in front of LLM providers.
+//!
+//! Its only inputs are a configuration snapshot and client requests; its only outputs are
+//! responses (and, later, usage events). See `ARCHITECTURE.md` for the request pipeline.
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod providers;
+pub mod server;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServeArgs;
+use crate::snapshot::SnapshotStore;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "no snapshot source: pass --config FILE (or set {})",
+        config::ENV_CONFIG
+    )]
+    NoSource,
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::file::LoadError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cannot write {path}: {source}")]
+    AddrFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the proxy until SIGINT/SIGTERM, then drains open requests for the grace period.
+pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), StartError> {
+    let path = args.config.clone().ok_or(StartError::NoSource)?;
+    let snapshots = Arc::new(SnapshotStore::default());
+    let initial = snapshot::file::load(&path)?;
+    tracing::info!(path = %path.display(), version = initial.version, keys = initial.key_count(), routes = initial.aliases().len(), "snapshot loaded");
+    // The store is empty, so nothing can be newer.
+    let _ = snapshots.install(initial);
+
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(snapshot::file::watch(
+        path,
+        Arc::clone(&snapshots),
+        Duration::from_millis(args.config_poll_ms.max(10)),
+        cancel.clone(),
+    ));
+    {
+        let metrics = metrics.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = tick.tick() => metrics.run_upkeep(),
+                }
+            }
+        });
+    }
+
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(args.connect_timeout_ms))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()?;
+    let app = server::App::new(
+        Arc::clone(&snapshots),
+        http,
+        args.max_body_bytes,
+        args.upstream_timeout(),
+        tasks.clone(),
+    );
+
+    let api = bind(args.listen).await?;
+    let ops = bind(args.ops_listen).await?;
+    let (api_addr, ops_addr) = (local(&api, args.listen), local(&ops, args.ops_listen));
+    if let Some(file) = &args.addr_file {
+        write_addr_file(file, api_addr, ops_addr)?;
+    }
+    tracing::info!(api = %api_addr, ops = %ops_addr, "listening");
+
+    let ops_server = axum::serve(ops, server::ops_router(snapshots, metrics))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    tasks.spawn(async move {
+        if let Err(e) = ops_server.await {
+            tracing::error!(error = %e, "ops listener failed");
+        }
+    });
+
+    let shutdown = {
+        let cancel = cancel.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections, draining open requests");
+            cancel.cancel();
+        }
+    };
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let served = axum::serve(api, server::api_router(app)).with_graceful_shutdown(shutdown);
+    let served = tokio::select! {
+        r = served => r.map_err(StartError::Serve),
+        () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over; closing remaining connections");
+            Ok(())
+        }
+    };
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!("background tasks still running after the grace period");
+    }
+    served
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(asked)
+}
+
+/// Writes `{"listen": ..., "ops": ...}` atomically (temp file + rename).
+fn write_addr_file(path: &Path, api: SocketAddr, ops: SocketAddr) -> Result<(), StartError> {
+    let err = |source| StartError::AddrFile {
+        path: path.display().to_string(),
+        source,
+    };
+    let text = serde_json::json!({"listen": api.to_string(), "ops": ops.to_string()}).to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

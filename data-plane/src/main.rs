@@ -1,0 +1,55 @@
+//! `data-plane` binary: parse the command line, set up logging and metrics, run the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use data_plane::config::{Cli, Command, ENV_LOG, ENV_LOG_FORMAT};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::HashKey { key }) = cli.command {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{}", hex::encode(data_plane::pipeline::auth::digest(&key)));
+        }
+        return ExitCode::SUCCESS;
+    }
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let metrics = match data_plane::metrics::install() {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the metrics recorder");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(data_plane::run(cli.serve, metrics)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "data plane stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(ENV_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var(ENV_LOG_FORMAT).is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

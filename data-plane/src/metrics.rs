@@ -1,0 +1,107 @@
+//! Prometheus metrics of the data plane: names, labels and the recorder.
+//!
+//! Labels are bounded: route and provider labels come from the snapshot (never from what a
+//! client typed), status is the HTTP status class, error kinds are a closed set.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::snapshot::CompiledSnapshot;
+
+pub const REQUESTS: &str = "switchyard_requests_total";
+pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
+pub const GATEWAY_OVERHEAD: &str = "switchyard_gateway_overhead_seconds";
+pub const UPSTREAM_FIRST_BYTE: &str = "switchyard_upstream_first_byte_seconds";
+pub const TOKENS: &str = "switchyard_tokens_total";
+pub const ERRORS: &str = "switchyard_errors_total";
+pub const STREAMS_ABANDONED: &str = "switchyard_streams_abandoned_total";
+pub const INFLIGHT: &str = "switchyard_inflight_requests";
+pub const SNAPSHOT_VERSION: &str = "switchyard_snapshot_version";
+pub const SNAPSHOT_KEYS: &str = "switchyard_snapshot_keys";
+pub const SNAPSHOT_ROUTES: &str = "switchyard_snapshot_routes";
+pub const SNAPSHOT_RELOADS: &str = "switchyard_snapshot_reloads_total";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.05,
+];
+
+/// Installs the global recorder; call once per process.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(UPSTREAM_FIRST_BYTE.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(GATEWAY_OVERHEAD.into()), OVERHEAD_BUCKETS)?
+        .install_recorder()
+}
+
+/// Labels of one served request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLabels<'a> {
+    pub endpoint: &'static str,
+    pub route: &'a str,
+    pub provider: &'a str,
+}
+
+/// A request finished with `status`.
+pub fn request_done(l: RequestLabels<'_>, status: u16, total: Duration) {
+    counter!(REQUESTS, "endpoint" => l.endpoint, "route" => l.route.to_owned(), "provider" => l.provider.to_owned(), "status" => status_class(status)).increment(1);
+    histogram!(REQUEST_DURATION, "endpoint" => l.endpoint, "route" => l.route.to_owned())
+        .record(total.as_secs_f64());
+}
+
+/// Time the gateway itself spent on a request (total minus waiting for the provider).
+pub fn overhead(endpoint: &'static str, d: Duration) {
+    histogram!(GATEWAY_OVERHEAD, "endpoint" => endpoint).record(d.as_secs_f64());
+}
+
+/// Time from sending upstream to the provider's response head.
+pub fn upstream_first_byte(provider: &str, d: Duration) {
+    histogram!(UPSTREAM_FIRST_BYTE, "provider" => provider.to_owned()).record(d.as_secs_f64());
+}
+
+/// Tokens the provider reported.
+pub fn tokens(l: RequestLabels<'_>, prompt: u64, completion: u64) {
+    counter!(TOKENS, "route" => l.route.to_owned(), "provider" => l.provider.to_owned(), "type" => "prompt").increment(prompt);
+    counter!(TOKENS, "route" => l.route.to_owned(), "provider" => l.provider.to_owned(), "type" => "completion").increment(completion);
+}
+
+/// A request failed; `kind` is the error's closed-set label.
+pub fn error(endpoint: &'static str, kind: &'static str) {
+    counter!(ERRORS, "endpoint" => endpoint, "kind" => kind).increment(1);
+}
+
+/// The client went away before the stream ended.
+pub fn stream_abandoned(route: &str) {
+    counter!(STREAMS_ABANDONED, "route" => route.to_owned()).increment(1);
+}
+
+/// In-flight requests go up by `delta`.
+pub fn inflight(delta: f64) {
+    gauge!(INFLIGHT).increment(delta);
+}
+
+/// A snapshot was installed.
+pub fn snapshot_installed(s: &CompiledSnapshot) {
+    gauge!(SNAPSHOT_VERSION).set(s.version as f64);
+    gauge!(SNAPSHOT_KEYS).set(s.key_count() as f64);
+    gauge!(SNAPSHOT_ROUTES).set(s.aliases().len() as f64);
+}
+
+/// A reload attempt ended with `result` (`ok`, `invalid`, `stale`).
+pub fn snapshot_reload(result: &'static str) {
+    counter!(SNAPSHOT_RELOADS, "result" => result).increment(1);
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}

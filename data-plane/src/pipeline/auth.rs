@@ -1,0 +1,99 @@
+//! Authentication: the caller's key, hashed, looked up in the snapshot.
+//!
+//! Keys are accepted the ways the official SDKs and coding agents send them:
+//! `Authorization: Bearer`, `x-api-key` (Anthropic) and `api-key` (Azure OpenAI). Only the
+//! SHA-256 digest is ever compared or kept; the secret itself is never logged.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::snapshot::{CompiledSnapshot, KeyPolicy};
+
+/// The presented key, if any.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(v[7..].trim()).filter(|k| !k.is_empty());
+        }
+    }
+    ["x-api-key", "api-key"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// SHA-256 digest of a key, as stored in snapshots.
+pub fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The policy of the calling key: 401 if none was sent or it is unknown.
+pub fn authenticate(
+    snapshot: &CompiledSnapshot,
+    headers: &HeaderMap,
+) -> Result<Arc<KeyPolicy>, ApiError> {
+    let key = presented_key(headers).ok_or(ApiError::MissingKey)?;
+    snapshot
+        .key(&digest(key))
+        .cloned()
+        .ok_or(ApiError::InvalidKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn keys_are_found_in_each_header_form() {
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer sk-1")])),
+            Some("sk-1")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "bearer  sk-1 ")])),
+            Some("sk-1")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("x-api-key", "sk-2")])),
+            Some("sk-2")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("api-key", "sk-3")])),
+            Some("sk-3")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Basic abc")])),
+            None
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer ")])),
+            None
+        );
+        assert_eq!(presented_key(&headers(&[])), None);
+    }
+
+    #[test]
+    fn digest_matches_sha256sum() {
+        // echo -n foo | sha256sum
+        assert_eq!(
+            hex::encode(digest("foo")),
+            "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+        );
+    }
+}

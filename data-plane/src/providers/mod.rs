@@ -1,0 +1,177 @@
+//! Provider adapters: one trait, one module per provider family, static enum dispatch.
+//!
+//! The gateway's internal dialect is OpenAI's: handlers hand an adapter an OpenAI-shaped request
+//! body and get back an OpenAI-shaped response or chunk stream, plus the usage the provider
+//! reported. An adapter for a provider with another wire format (Anthropic, Gemini, Bedrock)
+//! translates in its own `request`/`response`/`stream` modules; the OpenAI family passes bodies
+//! through with only the model name and the usage request changed.
+
+mod error;
+pub mod http;
+pub mod openai;
+pub mod sse;
+mod usage;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::value::RawValue;
+
+pub use error::UpstreamError;
+pub use usage::{OpenAiUsage, Usage};
+
+/// A request body as top-level fields with their values left as raw JSON: fields the gateway
+/// does not interpret are forwarded without being parsed into a tree and re-built.
+pub type JsonBody = BTreeMap<String, Box<RawValue>>;
+
+/// Everything an adapter needs for one upstream call besides the body.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// Shared connection pool.
+    pub http: &'a reqwest::Client,
+    /// The deployment chosen for this request.
+    pub deployment: &'a Deployment,
+    /// Time allowed for the whole non-streaming call, or for the first byte of a stream.
+    pub timeout: Duration,
+}
+
+/// A chat request in the OpenAI dialect.
+#[derive(Debug)]
+pub struct ChatRequest {
+    pub body: JsonBody,
+    /// The client asked for a stream.
+    pub stream: bool,
+}
+
+/// A complete JSON answer in the OpenAI dialect.
+#[derive(Debug)]
+pub struct JsonReply {
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+}
+
+/// One chunk of a chat stream in the OpenAI dialect (the JSON after `data: `).
+#[derive(Debug)]
+pub struct Chunk {
+    pub data: Bytes,
+    /// Usage reported in this chunk, if any.
+    pub usage: Option<Usage>,
+    /// The chunk carries only usage (`choices: []`): it exists because the gateway asked for it
+    /// and reaches the client only if the client asked too.
+    pub usage_only: bool,
+}
+
+/// Chunks until the provider's end of stream; an error ends the stream.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, UpstreamError>> + Send>>;
+
+/// What a chat call produced.
+pub enum ChatReply {
+    Json(JsonReply),
+    Stream(ChunkStream),
+}
+
+impl std::fmt::Debug for ChatReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Json(j) => f.debug_tuple("Json").field(j).finish(),
+            Self::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// The operations every provider adapter implements.
+pub trait Provider {
+    /// Sends a chat completion (streaming or not).
+    fn chat(
+        &self,
+        call: &Call<'_>,
+        request: ChatRequest,
+    ) -> impl Future<Output = Result<ChatReply, UpstreamError>> + Send;
+    /// Sends an embeddings request.
+    fn embeddings(
+        &self,
+        call: &Call<'_>,
+        body: JsonBody,
+    ) -> impl Future<Output = Result<JsonReply, UpstreamError>> + Send;
+}
+
+/// A configured provider of any family.
+#[derive(Debug)]
+pub enum Adapter {
+    OpenAi(openai::OpenAiFamily),
+}
+
+impl Adapter {
+    /// Builds the adapter for one snapshot provider entry.
+    pub fn new(provider: &proto::Provider) -> Self {
+        Self::OpenAi(openai::OpenAiFamily::new(provider))
+    }
+
+    /// Provider id from the snapshot.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::OpenAi(p) => p.id(),
+        }
+    }
+
+    /// The provider's own timeout, if it sets one.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Self::OpenAi(p) => p.timeout(),
+        }
+    }
+
+    /// Upstream endpoints for one model of this provider.
+    pub fn endpoints(&self, model: &str) -> Endpoints {
+        match self {
+            Self::OpenAi(p) => p.endpoints(model),
+        }
+    }
+}
+
+impl Provider for Adapter {
+    async fn chat(
+        &self,
+        call: &Call<'_>,
+        request: ChatRequest,
+    ) -> Result<ChatReply, UpstreamError> {
+        match self {
+            Self::OpenAi(p) => p.chat(call, request).await,
+        }
+    }
+
+    async fn embeddings(
+        &self,
+        call: &Call<'_>,
+        body: JsonBody,
+    ) -> Result<JsonReply, UpstreamError> {
+        match self {
+            Self::OpenAi(p) => p.embeddings(call, body).await,
+        }
+    }
+}
+
+/// Upstream URLs of one deployment, computed once per snapshot.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub chat: String,
+    pub embeddings: String,
+}
+
+/// One provider + upstream model, ready to call.
+#[derive(Debug)]
+pub struct Deployment {
+    /// `provider/model`, shown in headers and logs.
+    pub id: String,
+    pub provider: Arc<Adapter>,
+    /// Model name as the provider knows it.
+    pub model: String,
+    /// The model name as a JSON string, ready to splice into request bodies.
+    pub model_json: Box<RawValue>,
+    pub endpoints: Endpoints,
+}

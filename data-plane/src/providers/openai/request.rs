@@ -1,0 +1,89 @@
+//! OpenAI-dialect request bodies on their way upstream.
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::providers::JsonBody;
+
+/// The chat body with the upstream model and, when `ask_usage`, `include_usage` switched on
+/// (keeping any other `stream_options` the client set).
+pub fn chat_body(
+    mut body: JsonBody,
+    model: &RawValue,
+    ask_usage: bool,
+) -> serde_json::Result<Vec<u8>> {
+    body.insert("model".into(), model.to_owned());
+    if ask_usage {
+        let mut options: Map<String, Value> = match body.get("stream_options") {
+            Some(raw) => {
+                serde_json::from_str::<Option<Map<String, Value>>>(raw.get())?.unwrap_or_default()
+            }
+            None => Map::new(),
+        };
+        options.insert("include_usage".into(), Value::Bool(true));
+        body.insert(
+            "stream_options".into(),
+            serde_json::value::to_raw_value(&options)?,
+        );
+    }
+    serde_json::to_vec(&body)
+}
+
+/// The embeddings body with the upstream model.
+pub fn embeddings_body(mut body: JsonBody, model: &RawValue) -> serde_json::Result<Vec<u8>> {
+    body.insert("model".into(), model.to_owned());
+    serde_json::to_vec(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> JsonBody {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+
+    fn model(name: &str) -> Box<RawValue> {
+        serde_json::value::to_raw_value(name).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    }
+
+    #[test]
+    fn model_is_replaced_and_other_fields_kept_verbatim() {
+        let out = chat_body(body(r#"{"model":"alias","messages":[{"role":"user","content":"hi  there"}],"x_vendor":{"a":[1,2.50]}}"#), &model("gpt-4o-mini"), false)
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(v["model"], "gpt-4o-mini");
+        assert_eq!(v["messages"][0]["content"], "hi  there");
+        assert!(
+            String::from_utf8_lossy(&out).contains(r#""x_vendor":{"a":[1,2.50]}"#),
+            "unknown fields pass through untouched"
+        );
+        assert!(v.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn usage_is_requested_without_losing_client_stream_options() {
+        let out = chat_body(
+            body(r#"{"model":"a","stream":true,"stream_options":{"x":1}}"#),
+            &model("m"),
+            true,
+        )
+        .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"x": 1, "include_usage": true})
+        );
+        let out = chat_body(
+            body(r#"{"model":"a","stream":true,"stream_options":null}"#),
+            &model("m"),
+            true,
+        )
+        .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Streaming relay: provider chunks to the client as they arrive, metered to the end.
+//!
+//! A task owned by the app's `TaskTracker` pulls chunks from the adapter and pushes SSE frames
+//! into a small bounded channel that is the response body, so a slow client slows the upstream
+//! read (backpressure) and nothing is buffered beyond a few frames. If the client goes away the
+//! task keeps reading the upstream to its end, so the provider's usage report is still seen.
+//! A stream that fails after it started ends with an OpenAI error event, never silently.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+use super::App;
+use crate::error::error_json;
+use crate::metrics::{self, RequestLabels};
+use crate::providers::{ChunkStream, UpstreamError, Usage};
+use crate::snapshot::Route;
+
+/// Frames buffered between the upstream reader and the client.
+const CHANNEL_FRAMES: usize = 16;
+
+/// What the relay needs to know about its request.
+#[derive(Debug)]
+pub struct Relay {
+    pub request_id: Uuid,
+    pub route: Arc<Route>,
+    pub provider: String,
+    /// The client asked for the usage chunk.
+    pub include_usage: bool,
+    /// Longest wait for the next chunk.
+    pub idle: Duration,
+    pub started: Instant,
+}
+
+/// Starts relaying and returns the response body.
+pub fn start(app: &App, chunks: ChunkStream, relay: Relay) -> Body {
+    let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_FRAMES);
+    app.inner.tasks.spawn(pump(chunks, tx, relay));
+    Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>))
+}
+
+fn data_frame(data: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(data.len() + 8);
+    frame.put_slice(b"data: ");
+    frame.put_slice(data);
+    frame.put_slice(b"\n\n");
+    frame.freeze()
+}
+
+fn error_frame(e: &UpstreamError) -> Bytes {
+    data_frame(&error_json(
+        &e.to_string(),
+        "upstream_error",
+        None,
+        Some(e.code()),
+    ))
+}
+
+async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
+    let mut client = Some(tx);
+    let mut usage: Option<Usage> = None;
+    let mut failure: Option<&'static str> = None;
+    loop {
+        let (frame, last) = match tokio::time::timeout(relay.idle, chunks.next()).await {
+            Err(_) => {
+                let e = UpstreamError::Timeout {
+                    provider: relay.provider.clone(),
+                    after: relay.idle,
+                };
+                failure = Some(e.kind());
+                (error_frame(&e), true)
+            }
+            Ok(None) => (Bytes::from_static(b"data: [DONE]\n\n"), true),
+            Ok(Some(Err(e))) => {
+                failure = Some(e.kind());
+                (error_frame(&e), true)
+            }
+            Ok(Some(Ok(chunk))) => {
+                if chunk.usage.is_some() {
+                    usage = chunk.usage;
+                }
+                if chunk.usage_only && !relay.include_usage {
+                    continue;
+                }
+                (data_frame(&chunk.data), false)
+            }
+        };
+        if let Some(tx) = &client {
+            if tx.send(frame).await.is_err() {
+                // The client is gone; keep reading so the provider's usage report is seen.
+                client = None;
+                metrics::stream_abandoned(&relay.route.alias);
+                tracing::info!(request_id = %relay.request_id, "client left mid-stream; draining upstream for usage");
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    let labels = RequestLabels {
+        endpoint: "chat",
+        route: &relay.route.alias,
+        provider: &relay.provider,
+    };
+    if let Some(u) = usage {
+        metrics::tokens(labels, u.prompt_tokens, u.completion_tokens);
+    }
+    if let Some(kind) = failure {
+        metrics::error("chat", kind);
+    }
+    let status = if failure.is_some() { 502 } else { 200 };
+    metrics::request_done(labels, status, relay.started.elapsed());
+    tracing::debug!(
+        request_id = %relay.request_id,
+        route = %relay.route.alias,
+        provider = %relay.provider,
+        prompt_tokens = usage.map(|u| u.prompt_tokens),
+        completion_tokens = usage.map(|u| u.completion_tokens),
+        abandoned = client.is_none(),
+        failure,
+        "stream finished"
+    );
+}

@@ -1,0 +1,214 @@
+//! Compiling a [`proto::Snapshot`] into lookup-ready form.
+//!
+//! Key hashes become a `HashMap` from the 32-byte digest, aliases a map to routes whose
+//! deployments hold ready-built adapters and URLs, so a request does lookups only.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::{Snapshot, ValidationError};
+
+use crate::providers::{Adapter, Deployment};
+
+/// A snapshot ready to serve.
+#[derive(Debug)]
+pub struct CompiledSnapshot {
+    pub version: u64,
+    keys: HashMap<[u8; 32], Arc<KeyPolicy>>,
+    routes: HashMap<String, Arc<Route>>,
+    /// Aliases in name order, for `/v1/models`.
+    aliases: Vec<String>,
+}
+
+/// What a virtual key may do.
+#[derive(Debug)]
+pub struct KeyPolicy {
+    pub name: String,
+    pub team: Option<String>,
+    models: ModelAccess,
+}
+
+#[derive(Debug)]
+enum ModelAccess {
+    All,
+    Some {
+        exact: HashSet<String>,
+        prefixes: Vec<String>,
+    },
+}
+
+impl KeyPolicy {
+    /// Whether this key may call `alias`.
+    pub fn allows(&self, alias: &str) -> bool {
+        match &self.models {
+            ModelAccess::All => true,
+            ModelAccess::Some { exact, prefixes } => {
+                exact.contains(alias) || prefixes.iter().any(|p| alias.starts_with(p))
+            }
+        }
+    }
+}
+
+/// A public alias and its deployments.
+#[derive(Debug)]
+pub struct Route {
+    pub alias: String,
+    pub deployments: Vec<Deployment>,
+    pub timeout: Option<Duration>,
+}
+
+impl Route {
+    /// The deployment that serves this request. Strategies and fallback arrive with routing;
+    /// today the first deployment serves.
+    pub fn primary(&self) -> Option<&Deployment> {
+        self.deployments.first()
+    }
+}
+
+impl CompiledSnapshot {
+    /// The key whose SHA-256 digest is `digest`.
+    pub fn key(&self, digest: &[u8; 32]) -> Option<&Arc<KeyPolicy>> {
+        self.keys.get(digest)
+    }
+
+    /// The route for a public alias.
+    pub fn route(&self, alias: &str) -> Option<&Arc<Route>> {
+        self.routes.get(alias)
+    }
+
+    /// Number of virtual keys.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// All aliases in name order.
+    pub fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+}
+
+/// Validates and compiles a snapshot.
+pub fn compile(snapshot: &Snapshot) -> Result<CompiledSnapshot, Vec<ValidationError>> {
+    snapshot.validate()?;
+    let providers: HashMap<&str, (Arc<Adapter>, &proto::Provider)> = snapshot
+        .providers
+        .iter()
+        .map(|p| (p.id.as_str(), (Arc::new(Adapter::new(p)), p)))
+        .collect();
+
+    let mut routes = HashMap::with_capacity(snapshot.routes.len());
+    for r in &snapshot.routes {
+        let mut deployments = Vec::with_capacity(r.deployments.len());
+        for d in &r.deployments {
+            // Validation guarantees the provider exists.
+            let Some((adapter, _)) = providers.get(d.provider.as_str()) else {
+                continue;
+            };
+            let model_json = serde_json::value::to_raw_value(&d.model).map_err(|e| {
+                vec![ValidationError {
+                    path: format!("routes.{}.model", r.alias),
+                    reason: e.to_string(),
+                }]
+            })?;
+            deployments.push(Deployment {
+                id: format!("{}/{}", d.provider, d.model),
+                provider: Arc::clone(adapter),
+                endpoints: adapter.endpoints(&d.model),
+                model: d.model.clone(),
+                model_json,
+            });
+        }
+        let route = Route {
+            alias: r.alias.clone(),
+            deployments,
+            timeout: r.timeout_ms.map(Duration::from_millis),
+        };
+        routes.insert(r.alias.clone(), Arc::new(route));
+    }
+
+    let mut keys = HashMap::with_capacity(snapshot.keys.len());
+    for k in &snapshot.keys {
+        let mut digest = [0u8; 32];
+        // Validation guarantees 64 lowercase hex characters.
+        if hex::decode_to_slice(&k.sha256, &mut digest).is_err() {
+            continue;
+        }
+        let models = if k.models.iter().any(|m| m == "*") {
+            ModelAccess::All
+        } else {
+            let (prefixes, exact): (Vec<&String>, Vec<&String>) =
+                k.models.iter().partition(|m| m.ends_with('*'));
+            ModelAccess::Some {
+                exact: exact.into_iter().cloned().collect(),
+                prefixes: prefixes
+                    .into_iter()
+                    .map(|p| p.trim_end_matches('*').to_owned())
+                    .collect(),
+            }
+        };
+        keys.insert(
+            digest,
+            Arc::new(KeyPolicy {
+                name: k.name.clone(),
+                team: k.team.clone(),
+                models,
+            }),
+        );
+    }
+
+    let mut aliases: Vec<String> = routes.keys().cloned().collect();
+    aliases.sort_unstable();
+    Ok(CompiledSnapshot {
+        version: snapshot.version,
+        keys,
+        routes,
+        aliases,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_model_patterns() {
+        let s: Snapshot = serde_yaml::from_str(
+            r#"
+providers: [{id: p, kind: vllm, base_url: "http://127.0.0.1:1/v1"}]
+routes:
+  - {alias: gpt-4o, deployments: [{provider: p, model: m}]}
+  - {alias: gpt-4o-mini, deployments: [{provider: p, model: m}]}
+  - {alias: embed, deployments: [{provider: p, model: e}]}
+keys:
+  - {name: all, sha256: "0000000000000000000000000000000000000000000000000000000000000001", models: ["*"]}
+  - {name: some, sha256: "0000000000000000000000000000000000000000000000000000000000000002", models: ["gpt-*", "embed"]}
+  - {name: none, sha256: "0000000000000000000000000000000000000000000000000000000000000003"}
+"#,
+        )
+        .unwrap_or_default();
+        let c = compile(&s).unwrap_or_else(|e| panic!("{e:?}"));
+        let key = |n: u8| {
+            let mut d = [0u8; 32];
+            d[31] = n;
+            c.key(&d).cloned()
+        };
+        let (all, some, none) = (key(1), key(2), key(3));
+        assert!(all.is_some_and(|k| k.allows("anything")));
+        let some = some.unwrap_or_else(|| panic!("key 2 missing"));
+        assert!(
+            some.allows("gpt-4o-mini")
+                && some.allows("embed")
+                && !some.allows("embedding")
+                && !some.allows("claude")
+        );
+        assert!(none.is_some_and(|k| !k.allows("gpt-4o")));
+        assert_eq!(c.aliases(), ["embed", "gpt-4o", "gpt-4o-mini"]);
+        assert_eq!(
+            c.route("gpt-4o")
+                .and_then(|r| r.primary())
+                .map(|d| d.id.as_str()),
+            Some("p/m")
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The configuration snapshot: everything a data-plane proxy needs to serve requests.
+//!
+//! The same shape is read from a YAML file (standalone proxies, tests) and, later, published by
+//! the control plane. It never carries a secret in plaintext: virtual keys travel as SHA-256
+//! hashes and provider credentials as references (an environment variable name).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the snapshot wire format. Bumped only for a change an older reader cannot ignore.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A complete, self-contained configuration for the data plane.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Wire format version; see [`SCHEMA_VERSION`].
+    #[serde(default = "default_schema_version")]
+    pub schema_version: u32,
+    /// Monotonic version: the position of the last control-plane event it contains. A proxy never
+    /// replaces a snapshot with an older one. Files may leave it at 0.
+    #[serde(default)]
+    pub version: u64,
+    /// Upstream providers, referenced by id from route deployments.
+    #[serde(default)]
+    pub providers: Vec<Provider>,
+    /// Public model aliases and the deployments that serve them.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Virtual keys callers authenticate with.
+    #[serde(default)]
+    pub keys: Vec<VirtualKey>,
+}
+
+fn default_schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
+/// One upstream provider account/endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    /// Unique id, referenced by deployments (e.g. `openai-main`).
+    pub id: String,
+    /// Which wire protocol and auth scheme the provider speaks.
+    pub kind: ProviderKind,
+    /// Base URL up to and including the API version path, e.g. `https://api.openai.com/v1`.
+    /// For Azure OpenAI: the resource endpoint, e.g. `https://my-resource.openai.azure.com`.
+    /// When absent, the kind's public default is used (OpenAI, Mistral).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The credential sent upstream. Absent for servers that need none (local vLLM, Ollama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Credential>,
+    /// Azure OpenAI only: the `api-version` query parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Total time allowed for a non-streaming call, and for a stream's first byte (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Whether to ask the upstream for a usage report in streams
+    /// (`stream_options.include_usage`). Defaults by kind: on for all but Mistral, which always
+    /// reports usage on its last chunk and rejects the option.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_usage: Option<bool>,
+    /// Extra, non-secret headers sent with every upstream request (e.g. `OpenAI-Organization`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Provider families. All of the kinds here speak the OpenAI wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// api.openai.com.
+    Openai,
+    /// Azure OpenAI: deployment in the URL path, `api-version` query, `api-key` header.
+    AzureOpenai,
+    /// api.mistral.ai.
+    Mistral,
+    /// A vLLM server's OpenAI-compatible endpoint.
+    Vllm,
+    /// Ollama's OpenAI-compatible endpoint (`http://host:11434/v1`).
+    Ollama,
+    /// Any other server speaking the OpenAI wire format.
+    OpenaiCompatible,
+}
+
+impl ProviderKind {
+    /// Stable lowercase name, used in headers, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::AzureOpenai => "azure_openai",
+            Self::Mistral => "mistral",
+            Self::Vllm => "vllm",
+            Self::Ollama => "ollama",
+            Self::OpenaiCompatible => "openai_compatible",
+        }
+    }
+
+    /// The public base URL used when a provider of this kind gives none.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            Self::Openai => Some("https://api.openai.com/v1"),
+            Self::Mistral => Some("https://api.mistral.ai/v1"),
+            Self::AzureOpenai | Self::Vllm | Self::Ollama | Self::OpenaiCompatible => None,
+        }
+    }
+}
+
+/// Where a secret comes from. Never the secret itself.
+///
+/// Written as a one-field map (`{env: OPENAI_API_KEY}`); each variant's field name is its tag,
+/// so new sources (e.g. sealed values) are added as new variants without breaking old ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Credential {
+    /// Read from this environment variable of the data-plane process.
+    Env {
+        /// Variable name.
+        env: String,
+    },
+}
+
+/// A public model alias that callers name in `model`, and the deployments that serve it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// The name callers use, e.g. `gpt-4o-mini` or `fast-chat`.
+    pub alias: String,
+    /// Deployments in preference order. The first one serves; the rest are reserved for
+    /// fallback and load-balancing strategies.
+    pub deployments: Vec<Deployment>,
+    /// Overrides the provider's timeout for this route (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// One provider + upstream model pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Provider id.
+    pub provider: String,
+    /// Model name as the provider knows it (the deployment name for Azure OpenAI).
+    pub model: String,
+}
+
+/// A caller's credential and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualKey {
+    /// Human-readable name, shown in logs and metrics instead of the secret.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the secret the caller presents.
+    pub sha256: String,
+    /// Owning team, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Aliases this key may call. `*` allows all; a trailing `*` matches a prefix (`gpt-*`).
+    /// An empty list allows nothing.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
