@@ -1,0 +1,118 @@
+//! The standard gateway under test: one mock provider (requiring its own upstream key) and one
+//! data plane with routes that exercise each provider kind and failure path.
+
+use serde_json::{json, Value};
+use switchyard_tests::support::{DataPlaneSpec, MockProviderOptions, TestEnv};
+
+/// Key with access to every alias.
+pub const FULL_KEY: &str = "sk-sy-test-full-0123456789";
+/// Key allowed to use only `chat`.
+pub const LIMITED_KEY: &str = "sk-sy-test-limited-0123456789";
+/// What the mock demands from the gateway; the caller's key must never reach it.
+pub const UPSTREAM_KEY: &str = "sk-upstream-secret-abcdef";
+
+pub fn sha256_hex(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+/// The YAML config pointing at `mock_base` (http://127.0.0.1:PORT), with `extra_routes`
+/// appended to the route list.
+pub fn config(mock_base: &str, extra_routes: &str) -> String {
+    format!(
+        r#"
+providers:
+  - {{ id: mock, kind: openai_compatible, base_url: "{mock_base}/v1", api_key: {{ env: MOCK_UPSTREAM_KEY }} }}
+  - {{ id: azure, kind: azure_openai, base_url: "{mock_base}", api_version: "2024-10-21", api_key: {{ env: MOCK_UPSTREAM_KEY }} }}
+  - {{ id: wrongkey, kind: vllm, base_url: "{mock_base}/v1" }}
+  - {{ id: nokey, kind: openai, base_url: "{mock_base}/v1", api_key: {{ env: SWITCHYARD_TEST_UNSET_VARIABLE }} }}
+  - {{ id: dead, kind: ollama, base_url: "http://127.0.0.1:9/v1" }}
+  - {{ id: slow, kind: openai_compatible, base_url: "{mock_base}/v1", timeout_ms: 400, api_key: {{ env: MOCK_UPSTREAM_KEY }} }}
+routes:
+  - {{ alias: chat, deployments: [{{ provider: mock, model: mock-chat }}] }}
+  - {{ alias: embed, deployments: [{{ provider: mock, model: mock-embed }}] }}
+  - {{ alias: azure-chat, deployments: [{{ provider: azure, model: my-gpt-deployment }}] }}
+  - {{ alias: wrongkey-chat, deployments: [{{ provider: wrongkey, model: m }}] }}
+  - {{ alias: nokey-chat, deployments: [{{ provider: nokey, model: m }}] }}
+  - {{ alias: dead-chat, deployments: [{{ provider: dead, model: m }}] }}
+  - {{ alias: slow-chat, deployments: [{{ provider: slow, model: slow-model }}] }}
+{extra_routes}
+keys:
+  - {{ name: full, sha256: "{full}", team: platform, models: ["*"] }}
+  - {{ name: limited, sha256: "{limited}", models: [chat] }}
+"#,
+        full = sha256_hex(FULL_KEY),
+        limited = sha256_hex(LIMITED_KEY),
+    )
+}
+
+/// Starts the mock and a data plane with the standard config; `args` go to the data plane.
+pub async fn gateway(args: &[&str]) -> TestEnv {
+    let mut spec = DataPlaneSpec::from_fn(|env| config(&env.mock().base_url(), ""))
+        .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY)
+        .env("SWITCHYARD_CONFIG_POLL_MS", "50");
+    for a in args {
+        spec = spec.arg(*a);
+    }
+    TestEnv::builder()
+        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .data_plane_spec(spec)
+        .build()
+        .await
+        .expect("gateway starts")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// A chat body for `model` with a 4-word prompt.
+pub fn chat_body(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "say hello to me"}]})
+}
+
+/// POSTs JSON to the data plane with the full key; returns status, headers and body text.
+pub async fn post(
+    env: &TestEnv,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = client()
+        .post(env.data_plane().url(path))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .expect("request reaches the data plane");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap_or_default())
+}
+
+/// Parses an OpenAI error body and returns `error.code`, `error.type` and `error.message`.
+pub fn error_of(body: &str) -> (String, String, String) {
+    let v: Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {body}"));
+    let e = &v["error"];
+    assert!(e.is_object(), "no error object in {body}");
+    for field in ["message", "type", "param", "code"] {
+        assert!(
+            e.get(field).is_some(),
+            "error object lacks `{field}`: {body}"
+        );
+    }
+    (
+        e["code"].as_str().unwrap_or_default().to_owned(),
+        e["type"].as_str().unwrap_or_default().to_owned(),
+        e["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// SSE `data:` payloads of a response body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(str::to_owned)
+        .collect()
+}

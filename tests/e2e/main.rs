@@ -1,0 +1,15 @@
+//! The one end-to-end test binary. Each module is a suite that runs the real binaries and
+//! services through `switchyard_tests::support::TestEnv`; nextest runs every test in its own
+//! process, and each `TestEnv` has its own ports and temp dir, so tests run in parallel.
+//!
+//! Build the workspace binaries first: `cargo build --workspace --bins` (deploy/local/test.sh
+//! does). Tests should fail by panicking (`unwrap`, `expect`, `assert!`): a panic makes every
+//! component print its log tail as the environment drops, which a returned `Err` does not.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod fixture;
+mod proxy;
+mod reload;
+mod sdk;
+mod smoke;

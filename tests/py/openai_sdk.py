@@ -1,0 +1,64 @@
+"""Drives the data plane with the official `openai` SDK; prints one JSON object per check.
+
+Usage: CHECK=name python openai_sdk.py   (env: OPENAI_BASE_URL, OPENAI_API_KEY, MODEL, EMBED_MODEL)
+Each check prints what it observed; the Rust test asserts on it. Exceptions are reported as
+{"exception": class name, "status": HTTP status, "message": ...}.
+"""
+import json
+import os
+import sys
+import time
+
+import openai
+
+client = openai.OpenAI(max_retries=0, timeout=30)
+MODEL = os.environ.get("MODEL", "chat")
+
+
+def now_ms():
+    return time.time() * 1000.0
+
+
+def chat():
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "say hello to me"}])
+    return {"content": r.choices[0].message.content, "finish_reason": r.choices[0].finish_reason,
+            "usage": r.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})}
+
+
+def stream():
+    arrivals, content, usage = [], "", None
+    with client.chat.completions.create(model=MODEL, stream=True, stream_options={"include_usage": True},
+                                        messages=[{"role": "user", "content": "say hello to me"}]) as s:
+        for chunk in s:
+            arrivals.append(now_ms())
+            if chunk.choices and chunk.choices[0].delta.content:
+                content += chunk.choices[0].delta.content
+            if chunk.usage:
+                usage = chunk.usage.model_dump(include={"prompt_tokens", "completion_tokens"})
+    return {"content": content, "arrivals_ms": arrivals, "usage": usage}
+
+
+def embeddings():
+    r = client.embeddings.create(model=os.environ.get("EMBED_MODEL", "embed"), input=["one two three", "four"])
+    return {"count": len(r.data), "dims": [len(d.embedding) for d in r.data], "usage": r.usage.prompt_tokens,
+            "first": r.data[0].embedding[:2]}
+
+
+def models():
+    return {"ids": sorted(m.id for m in client.models.list())}
+
+
+def bad_request():
+    client.chat.completions.create(model=MODEL, messages="not a list")
+
+
+CHECKS = {"chat": chat, "stream": stream, "embeddings": embeddings, "models": models, "bad_request": bad_request}
+
+if __name__ == "__main__":
+    try:
+        out = CHECKS[os.environ["CHECK"]]()
+    except openai.APIStatusError as e:
+        out = {"exception": type(e).__name__, "status": e.status_code, "message": e.message}
+    except openai.APIError as e:
+        out = {"exception": type(e).__name__, "message": e.message}
+    print(json.dumps(out))

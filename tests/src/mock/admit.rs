@@ -1,0 +1,261 @@
+//! The steps every provider API request goes through before its reply is built: body
+//! parsing, recording, auth, Azure `api-version`, validation, behaviour resolution, latency,
+//! the `reset` fault and scripted error statuses.
+//!
+//! Order matters and mirrors a real provider: auth is checked before the body, the body before
+//! any scripted behaviour, and a request rejected early does not consume a script.
+
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{error::Category, Value};
+
+use super::conn::KillSwitch;
+use super::error::{invalid_api_key, invalid_request, scripted_error};
+use super::record::{now_ms, RecordHandle, RecordInit};
+use super::script::{Behaviour, Fault};
+use super::Shared;
+
+/// Which provider API dialect a route speaks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dialect<'a> {
+    /// `/v1/...`, `Authorization: Bearer`.
+    OpenAi,
+    /// `/openai/deployments/{deployment}/...?api-version=`, `api-key` header.
+    Azure { deployment: &'a str },
+}
+
+impl<'a> Dialect<'a> {
+    fn deployment(self) -> Option<&'a str> {
+        match self {
+            Self::OpenAi => None,
+            Self::Azure { deployment } => Some(deployment),
+        }
+    }
+}
+
+/// Why a request gets no normal reply; becomes its response in [`IntoResponse`].
+#[derive(Debug)]
+pub(crate) enum Rejected {
+    /// 401 `invalid_api_key`.
+    Unauthorized,
+    /// 400 `invalid_request_error` with this message.
+    BadRequest(String),
+    /// A scripted error status.
+    Scripted {
+        status: StatusCode,
+        message: Option<String>,
+        retry_after: Option<u64>,
+    },
+    /// The connection was killed; this response is never written.
+    Reset,
+}
+
+impl IntoResponse for Rejected {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized => invalid_api_key(),
+            Self::BadRequest(message) => invalid_request(&message),
+            Self::Scripted {
+                status,
+                message,
+                retry_after,
+            } => scripted_error(status, message.as_deref(), retry_after),
+            Self::Reset => Response::default(),
+        }
+    }
+}
+
+/// A provider API request body the mock understands.
+pub(crate) trait ApiRequest: DeserializeOwned {
+    fn model(&self) -> Option<&str>;
+    fn stream(&self) -> bool;
+    fn prompt_tokens(&self) -> u64;
+    /// Field checks beyond the JSON shape; the message becomes a 400.
+    fn validate(&self) -> Result<(), String>;
+}
+
+/// A request that passed every check; the caller builds the successful reply.
+#[derive(Debug)]
+pub(crate) struct Admitted<T> {
+    pub seq: u64,
+    pub request: T,
+    /// Body `model`, or the Azure deployment when the body has none.
+    pub model: String,
+    pub behaviour: Behaviour,
+    /// The status of the successful reply (200 unless a script set a 2xx/3xx one).
+    pub status: StatusCode,
+    pub record: RecordHandle,
+}
+
+/// Runs the common steps; `Err` is why the request gets no normal reply.
+pub(crate) async fn admit<T: ApiRequest>(
+    shared: &Shared,
+    kill: &KillSwitch,
+    dialect: Dialect<'_>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Admitted<T>, Rejected> {
+    let received_at_ms = now_ms();
+    let seq = shared.next_seq();
+    let (recorded_body, parsed) = parse_body::<T>(shared.records.enabled(), body);
+    let request = parsed.as_ref().ok();
+    let model = request.and_then(T::model).or(dialect.deployment());
+    let record = shared.records.start(RecordInit {
+        seq,
+        path: uri.path(),
+        query: uri.query(),
+        headers,
+        body: recorded_body,
+        model,
+        stream: request.is_some_and(T::stream),
+        prompt_tokens: request.map_or(0, T::prompt_tokens),
+        received_at_ms,
+    });
+    let model = model.map(str::to_owned);
+    let checked = check(shared, dialect, uri, headers, parsed, model);
+    let (request, model, behaviour) = match checked {
+        Ok(ok) => ok,
+        Err(rejected) => {
+            record.completed();
+            return Err(rejected);
+        }
+    };
+    if let Some(ms) = behaviour.latency_ms.filter(|ms| *ms > 0) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if behaviour.fault == Some(Fault::Reset) {
+        kill.kill();
+        record.completed();
+        return Err(Rejected::Reset);
+    }
+    let status = behaviour
+        .status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    if status.as_u16() >= 400 {
+        record.completed();
+        return Err(Rejected::Scripted {
+            status,
+            message: behaviour.error_message,
+            retry_after: behaviour.retry_after,
+        });
+    }
+    Ok(Admitted {
+        seq,
+        request,
+        model,
+        behaviour,
+        status,
+        record,
+    })
+}
+
+type Checked<T> = (T, String, Behaviour);
+
+fn check<T: ApiRequest>(
+    shared: &Shared,
+    dialect: Dialect<'_>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    parsed: Result<T, Rejected>,
+    model: Option<String>,
+) -> Result<Checked<T>, Rejected> {
+    authorize(shared, dialect, headers)?;
+    if let Dialect::Azure { .. } = dialect {
+        if !has_api_version(uri.query()) {
+            let message = "Missing required query parameter 'api-version'.";
+            return Err(Rejected::BadRequest(message.to_owned()));
+        }
+    }
+    let request = parsed?;
+    request.validate().map_err(Rejected::BadRequest)?;
+    let Some(model) = model else {
+        let message = "you must provide a model parameter";
+        return Err(Rejected::BadRequest(message.to_owned()));
+    };
+    let from_headers = Behaviour::from_headers(headers).map_err(Rejected::BadRequest)?;
+    let scripted = shared.scripts.take(request.model(), dialect.deployment());
+    let behaviour = scripted.unwrap_or_default().overlaid_with(from_headers);
+    Ok((request, model, behaviour))
+}
+
+/// Checks the key when the mock was started with one; without a key anything passes.
+pub(crate) fn authorize(
+    shared: &Shared,
+    dialect: Dialect<'_>,
+    headers: &HeaderMap,
+) -> Result<(), Rejected> {
+    let Some(expected) = shared.options.api_key.as_deref() else {
+        return Ok(());
+    };
+    let presented = match dialect {
+        Dialect::OpenAi => headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+        Dialect::Azure { .. } => headers.get("api-key").and_then(|v| v.to_str().ok()),
+    };
+    if presented == Some(expected) {
+        Ok(())
+    } else {
+        Err(Rejected::Unauthorized)
+    }
+}
+
+fn has_api_version(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            pair.strip_prefix("api-version=")
+                .is_some_and(|v| !v.is_empty())
+        })
+    })
+}
+
+/// Parses the body as `T`; when recording, also returns it as JSON (or as a string if invalid).
+fn parse_body<T: DeserializeOwned>(record: bool, body: &[u8]) -> (Value, Result<T, Rejected>) {
+    if !record {
+        return (
+            Value::Null,
+            serde_json::from_slice(body).map_err(body_error),
+        );
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => {
+            let parsed = T::deserialize(&value).map_err(body_error);
+            (value, parsed)
+        }
+        Err(e) => (
+            Value::String(String::from_utf8_lossy(body).into_owned()),
+            Err(body_error(e)),
+        ),
+    }
+}
+
+fn body_error(e: serde_json::Error) -> Rejected {
+    Rejected::BadRequest(match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            "We could not parse the JSON body of your request. (HINT: This likely means you \
+             aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, \
+             but what was sent was not valid JSON.)"
+                .to_owned()
+        }
+        Category::Data => format!("Invalid request body: {e}"),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_version_query() {
+        assert!(has_api_version(Some("api-version=2024-10-21")));
+        assert!(has_api_version(Some("a=b&api-version=1")));
+        assert!(!has_api_version(Some("api-version=")));
+        assert!(!has_api_version(Some("xapi-version=1")));
+        assert!(!has_api_version(None));
+    }
+}

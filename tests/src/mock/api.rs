@@ -1,0 +1,298 @@
+//! Provider API handlers: chat completions and embeddings in the OpenAI and Azure dialects,
+//! and the models list. Common checks live in [`super::admit`]; this module builds replies.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use super::admit::{admit, authorize, Admitted, ApiRequest, Dialect};
+use super::conn::KillSwitch;
+use super::embedding::{self, EmbeddingsRequest, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
+use super::error::error_response;
+use super::openai::{
+    chunk_event, completion_json, json_response, models_json, ChatRequest, ChunkKind,
+    CompletionMeta, Usage, DONE_EVENT,
+};
+use super::record::{now_ms, RecordHandle};
+use super::script::Fault;
+use super::stream::{Ending, Piecewise};
+use super::tokens::{Reply, DEFAULT_REPLY};
+use super::Shared;
+
+/// The body sent for `malformed` on non-stream requests.
+const MALFORMED_BODY: &[u8] =
+    b"{\"object\": \"chat.completion\", \"choices\": [ <malformed by mock>";
+/// The event sent for `malformed` on streams, after the role chunk.
+const MALFORMED_EVENT: &[u8] = b"data: {\"object\": \"chat.completion.chunk\", <malformed>\n\n";
+/// Content chunks sent before `reset_mid_stream` / `truncate_stream` cut a stream.
+const CHUNKS_BEFORE_FAULT: usize = 2;
+
+type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
+
+/// `POST /v1/chat/completions`.
+pub(crate) async fn chat_openai(
+    (State(shared), ConnectInfo(kill)): Ctx,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    chat(&shared, &kill, Dialect::OpenAi, &uri, &headers, &body).await
+}
+
+/// `POST /openai/deployments/{deployment}/chat/completions`.
+pub(crate) async fn chat_azure(
+    (State(shared), ConnectInfo(kill)): Ctx,
+    Path(deployment): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let dialect = Dialect::Azure {
+        deployment: &deployment,
+    };
+    chat(&shared, &kill, dialect, &uri, &headers, &body).await
+}
+
+/// `POST /v1/embeddings`.
+pub(crate) async fn embeddings_openai(
+    (State(shared), ConnectInfo(kill)): Ctx,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    embeddings(&shared, &kill, Dialect::OpenAi, &uri, &headers, &body).await
+}
+
+/// `POST /openai/deployments/{deployment}/embeddings`.
+pub(crate) async fn embeddings_azure(
+    (State(shared), ConnectInfo(kill)): Ctx,
+    Path(deployment): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let dialect = Dialect::Azure {
+        deployment: &deployment,
+    };
+    embeddings(&shared, &kill, dialect, &uri, &headers, &body).await
+}
+
+/// `GET /v1/models`.
+pub(crate) async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(rejected) = authorize(&shared, Dialect::OpenAi, &headers) {
+        return rejected.into_response();
+    }
+    let body = models_json(now_ms() / 1000).to_string();
+    json_response(StatusCode::OK, body)
+}
+
+/// Any other path: OpenAI's 404.
+pub(crate) async fn not_found(method: Method, uri: Uri) -> Response {
+    let message = format!("Invalid URL ({method} {})", uri.path());
+    error_response(
+        StatusCode::NOT_FOUND,
+        &message,
+        "invalid_request_error",
+        None,
+    )
+}
+
+impl ApiRequest for ChatRequest {
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+    fn stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+    fn prompt_tokens(&self) -> u64 {
+        ChatRequest::prompt_tokens(self)
+    }
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl ApiRequest for EmbeddingsRequest {
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+    fn stream(&self) -> bool {
+        false
+    }
+    fn prompt_tokens(&self) -> u64 {
+        self.input.items().iter().map(|i| i.tokens()).sum()
+    }
+    fn validate(&self) -> Result<(), String> {
+        if self.input.items().is_empty() {
+            return Err("'$.input' is invalid: it must not be an empty array.".to_owned());
+        }
+        if let Some(d) = self
+            .dimensions
+            .filter(|d| !(1..=MAX_DIMENSIONS).contains(d))
+        {
+            return Err(format!("dimensions {d} is not in 1..={MAX_DIMENSIONS}"));
+        }
+        match self.encoding_format.as_deref() {
+            None | Some("float" | "base64") => Ok(()),
+            Some(other) => Err(format!(
+                "Invalid encoding_format {other:?}: use 'float' or 'base64'."
+            )),
+        }
+    }
+}
+
+async fn chat(
+    shared: &Shared,
+    kill: &KillSwitch,
+    dialect: Dialect<'_>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let admitted = match admit::<ChatRequest>(shared, kill, dialect, uri, headers, body).await {
+        Ok(admitted) => admitted,
+        Err(rejected) => return rejected.into_response(),
+    };
+    let reply_text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
+    let reply = Reply::new(reply_text, admitted.request.token_limit());
+    let usage = Usage::new(admitted.request.prompt_tokens(), reply.completion_tokens());
+    admitted
+        .record
+        .set_completion_tokens(usage.completion_tokens);
+    let id = format!("chatcmpl-mock{:08x}", admitted.seq);
+    let meta = CompletionMeta {
+        id: &id,
+        created: now_ms() / 1000,
+        model: &admitted.model,
+    };
+    let built = if admitted.request.stream() {
+        stream_response(&admitted, meta, &reply, usage)
+    } else {
+        completion_json(meta, &reply.text(), reply.finish_reason, usage)
+            .map(|json| non_stream_response(&admitted, json))
+    };
+    built.unwrap_or_else(|_| serialization_failed(&admitted.record))
+}
+
+async fn embeddings(
+    shared: &Shared,
+    kill: &KillSwitch,
+    dialect: Dialect<'_>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let admitted = match admit::<EmbeddingsRequest>(shared, kill, dialect, uri, headers, body).await
+    {
+        Ok(admitted) => admitted,
+        Err(rejected) => return rejected.into_response(),
+    };
+    let request = &admitted.request;
+    let dimensions = request.dimensions.unwrap_or(DEFAULT_DIMENSIONS);
+    let base64 = request.encoding_format.as_deref() == Some("base64");
+    let items = request.input.items();
+    match embedding::response_json(&items, dimensions, base64, &admitted.model) {
+        Ok((json, _)) => non_stream_response(&admitted, json),
+        Err(_) => serialization_failed(&admitted.record),
+    }
+}
+
+/// A complete JSON body, or the scripted body fault applied to it.
+fn non_stream_response<T>(admitted: &Admitted<T>, json: Vec<u8>) -> Response {
+    let record = &admitted.record;
+    let half = |mut json: Vec<u8>| {
+        json.truncate(json.len() / 2);
+        json
+    };
+    let body = match admitted.behaviour.fault {
+        Some(Fault::Malformed) => MALFORMED_BODY.to_vec(),
+        Some(Fault::TruncateStream) => half(json),
+        Some(Fault::ResetMidStream) => {
+            let plan = Piecewise {
+                pieces: vec![Bytes::from(half(json))],
+                ending: Ending::Abort,
+                delay: Duration::ZERO,
+                sse: false,
+                record: record.clone(),
+            };
+            return json_response(admitted.status, plan.into_body());
+        }
+        Some(Fault::Reset) | None => json,
+    };
+    record.completed();
+    json_response(admitted.status, body)
+}
+
+/// An SSE stream: role chunk, one chunk per word, finish chunk, usage chunk, `[DONE]`.
+fn stream_response(
+    admitted: &Admitted<ChatRequest>,
+    meta: CompletionMeta<'_>,
+    reply: &Reply<'_>,
+    usage: Usage,
+) -> Result<Response, serde_json::Error> {
+    let include_usage = admitted.request.include_usage();
+    let fault = admitted.behaviour.fault;
+    let event = |kind: ChunkKind<'_>| chunk_event(meta, kind, include_usage).map(Bytes::from);
+    let mut pieces = Vec::with_capacity(reply.words.len() + 4);
+    pieces.push(event(ChunkKind::Role)?);
+    let mut ending = Ending::Clean;
+    if fault == Some(Fault::Malformed) {
+        pieces.push(Bytes::from_static(MALFORMED_EVENT));
+        pieces.push(Bytes::from_static(DONE_EVENT));
+    } else {
+        let cut = matches!(fault, Some(Fault::ResetMidStream | Fault::TruncateStream));
+        let words = if cut {
+            &reply.words[..reply.words.len().min(CHUNKS_BEFORE_FAULT)]
+        } else {
+            &reply.words[..]
+        };
+        for (i, word) in words.iter().enumerate() {
+            let text = if i == 0 {
+                Cow::Borrowed(*word)
+            } else {
+                Cow::Owned(format!(" {word}"))
+            };
+            pieces.push(event(ChunkKind::Content(&text))?);
+        }
+        if fault == Some(Fault::ResetMidStream) {
+            ending = Ending::Abort;
+        } else if !cut {
+            pieces.push(event(ChunkKind::Finish(reply.finish_reason))?);
+            if include_usage {
+                pieces.push(event(ChunkKind::Usage(usage))?);
+            }
+            pieces.push(Bytes::from_static(DONE_EVENT));
+        }
+    }
+    let delay = Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0));
+    let plan = Piecewise {
+        pieces,
+        ending,
+        delay,
+        sse: true,
+        record: admitted.record.clone(),
+    };
+    let mut response = Response::new(plan.into_body());
+    *response.status_mut() = admitted.status;
+    let response_headers = response.headers_mut();
+    response_headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response_headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn serialization_failed(record: &RecordHandle) -> Response {
+    record.completed();
+    let message = "The mock provider failed to serialize its response.";
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        message,
+        "server_error",
+        None,
+    )
+}

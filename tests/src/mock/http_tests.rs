@@ -1,0 +1,353 @@
+//! In-process HTTP tests of the mock: a real server on `127.0.0.1:0`, driven with reqwest.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+
+use super::{spawn, MockOptions, MockServer};
+
+async fn start(api_key: Option<&str>) -> (MockServer, reqwest::Client) {
+    let options = MockOptions {
+        api_key: api_key.map(str::to_owned),
+        record: true,
+    };
+    (spawn(options).await.unwrap(), reqwest::Client::new())
+}
+
+fn chat_body(stream: bool) -> Value {
+    json!({
+        "model": "mock-chat",
+        "messages": [{"role": "system", "content": "be brief"},
+                     {"role": "user", "content": [{"type": "text", "text": "hi there you"}]}],
+        "stream": stream,
+        "stream_options": {"include_usage": true},
+    })
+}
+
+/// Splits an SSE body into its `data:` payloads.
+fn sse_data(body: &str) -> Vec<&str> {
+    body.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap())
+        .collect()
+}
+
+async fn records(server: &MockServer, client: &reqwest::Client) -> Vec<Value> {
+    let url = format!("{}/__mock/requests", server.base_url());
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn stream_has_role_words_finish_usage_and_done() {
+    let (server, client) = start(None).await;
+    let url = format!("{}/v1/chat/completions", server.base_url());
+    let response = client
+        .post(&url)
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let body = response.text().await.unwrap();
+    let data = sse_data(&body);
+    assert_eq!(data.len(), 1 + 5 + 1 + 1 + 1, "{body}");
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    let text: String = chunks[1..6]
+        .iter()
+        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, super::DEFAULT_REPLY);
+    assert_eq!(chunks[6]["choices"][0]["finish_reason"], "stop");
+    assert!(chunks[..7]
+        .iter()
+        .all(|c| c["usage"].is_null() && c.get("usage").is_some()));
+    assert_eq!(chunks[7]["choices"], json!([]));
+    assert_eq!(
+        chunks[7]["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10})
+    );
+    assert!(chunks
+        .iter()
+        .all(|c| c["model"] == "mock-chat" && c["id"] == chunks[0]["id"]));
+
+    let recorded = records(&server, &client).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["stream"], true);
+    assert_eq!(recorded[0]["prompt_tokens"], 5);
+    assert_eq!(recorded[0]["chunk_sent_at_ms"].as_array().unwrap().len(), 9);
+    assert!(recorded[0]["completed_at_ms"].is_u64());
+    assert_eq!(recorded[0]["headers"]["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn chunks_are_flushed_one_by_one() {
+    let (server, client) = start(None).await;
+    let url = format!("{}/v1/chat/completions", server.base_url());
+    let started = Instant::now();
+    let response = client
+        .post(&url)
+        .header("x-mock-chunk-delay-ms", "60")
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    let first_at = started.elapsed();
+    assert!(first.starts_with(b"data: {"));
+    while let Some(piece) = body.next().await {
+        piece.unwrap();
+    }
+    // 8 gaps of 60 ms between 9 events: the first must arrive long before the end.
+    assert!(started.elapsed() >= first_at + Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn non_stream_completion_truncates_to_max_tokens() {
+    let (server, client) = start(None).await;
+    let url = format!("{}/v1/chat/completions", server.base_url());
+    let mut body = chat_body(false);
+    body["max_tokens"] = json!(2);
+    let v: Value = client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7})
+    );
+}
+
+#[tokio::test]
+async fn scripts_are_consumed_in_order_and_headers_win() {
+    let (server, client) = start(None).await;
+    let base = server.base_url();
+    let script = json!({"model": "mock-chat", "times": 2, "status": 429, "retry_after": 7});
+    let queued = client
+        .post(format!("{base}/__mock/script"))
+        .json(&script)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 200);
+    let other = json!({"model": "other", "status": 500});
+    client
+        .post(format!("{base}/__mock/script"))
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    let url = format!("{base}/v1/chat/completions");
+    for _ in 0..2 {
+        let response = client
+            .post(&url)
+            .json(&chat_body(false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "7");
+        let v: Value = response.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "rate_limit_exceeded");
+        assert!(v["error"]["message"].is_string() && v["error"]["param"].is_null());
+    }
+    let ok = client
+        .post(&url)
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // The script for "other" is still pending; a header overrides its reply only.
+    client
+        .post(format!("{base}/__mock/script"))
+        .json(&json!({"reply": "a b c"}))
+        .send()
+        .await
+        .unwrap();
+    let overridden = client
+        .post(&url)
+        .header("x-mock-reply", "x y")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = overridden.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "x y");
+    let pending: Vec<Value> = client
+        .get(format!("{base}/__mock/script"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        pending,
+        vec![json!({"model": "other", "times": 1, "status": 500})]
+    );
+    let cleared: Value = client
+        .delete(format!("{base}/__mock/script"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared, json!({"cleared": 1}));
+}
+
+#[tokio::test]
+async fn auth_azure_and_bad_json() {
+    let (server, client) = start(Some("sk-test")).await;
+    let base = server.base_url();
+    let url = format!("{base}/v1/chat/completions");
+    let denied = client
+        .post(&url)
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let v: Value = denied.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    let bad = client
+        .post(&url)
+        .bearer_auth("sk-test")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let azure = format!("{base}/openai/deployments/dep1/chat/completions");
+    let body = json!({"messages": [{"role": "user", "content": "hello"}]});
+    let no_version = client
+        .post(&azure)
+        .header("api-key", "sk-test")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_version.status(), 400);
+    let bearer = client
+        .post(format!("{azure}?api-version=2024-10-21"))
+        .bearer_auth("sk-test");
+    assert_eq!(bearer.json(&body).send().await.unwrap().status(), 401);
+    let ok = client
+        .post(format!("{azure}?api-version=2024-10-21"))
+        .header("api-key", "sk-test")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let v: Value = ok.json().await.unwrap();
+    assert_eq!(v["model"], "dep1");
+    assert_eq!(v["usage"]["prompt_tokens"], 1);
+    let recorded = records(&server, &client).await;
+    assert_eq!(recorded.len(), 5);
+    assert_eq!(recorded[1]["body"], "{nope");
+    assert_eq!(recorded[4]["query"], "api-version=2024-10-21");
+}
+
+#[tokio::test]
+async fn embeddings_float_and_base64() {
+    let (server, client) = start(None).await;
+    let url = format!("{}/v1/embeddings", server.base_url());
+    let float: Value = client
+        .post(&url)
+        .json(&json!({"model": "e", "input": ["a b", "c"], "dimensions": 4}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        float["usage"],
+        json!({"prompt_tokens": 3, "total_tokens": 3})
+    );
+    let first: Vec<f32> = serde_json::from_value(float["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(first.len(), 4);
+    let b64: Value = client
+        .post(&url)
+        .json(&json!({"model": "e", "input": "a b", "dimensions": 4, "encoding_format": "base64"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(decoded, first);
+}
+
+#[tokio::test]
+async fn faults() {
+    let (server, client) = start(None).await;
+    let url = format!("{}/v1/chat/completions", server.base_url());
+    let send = |fault: &'static str, stream: bool| {
+        client
+            .post(&url)
+            .header("x-mock-fault", fault)
+            .json(&chat_body(stream))
+            .send()
+    };
+    assert!(send("reset", false).await.is_err());
+
+    let truncated = send("truncate_stream", true)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sse_data(&truncated).len(), 3, "{truncated}");
+    assert!(!truncated.contains("[DONE]"));
+
+    let mid = send("reset_mid_stream", true).await.unwrap();
+    let mut body = mid.bytes_stream();
+    let mut received = Vec::new();
+    let mut failed = false;
+    while let Some(piece) = body.next().await {
+        match piece {
+            Ok(bytes) => received.extend_from_slice(&bytes),
+            Err(_) => failed = true,
+        }
+    }
+    assert!(failed, "the client must see a broken body");
+    assert_eq!(sse_data(std::str::from_utf8(&received).unwrap()).len(), 3);
+
+    let malformed = send("malformed", false).await.unwrap();
+    assert_eq!(malformed.status(), 200);
+    assert!(malformed.json::<Value>().await.is_err());
+    let malformed_stream = send("malformed", true).await.unwrap().text().await.unwrap();
+    let events = sse_data(&malformed_stream);
+    assert!(serde_json::from_str::<Value>(events[1]).is_err());
+    assert_eq!(events.last(), Some(&"[DONE]"));
+}

@@ -1,0 +1,229 @@
+//! A scripted mock of an OpenAI-compatible LLM provider, used as the upstream in end-to-end
+//! tests and throughput benchmarks. It runs as the `mock-provider` binary or in-process via
+//! [`serve`] / [`spawn`].
+//!
+//! # Routes
+//! - `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models` (OpenAI dialect,
+//!   `Authorization: Bearer KEY`).
+//! - `POST /openai/deployments/{deployment}/chat/completions` and `.../embeddings` (Azure
+//!   dialect, `api-key: KEY` header, `api-version` query parameter required or 400). The
+//!   response `model` is the body's `model`, else the deployment name.
+//! - Control: `POST|GET|DELETE /__mock/script`, `GET|DELETE /__mock/requests`,
+//!   `GET /__mock/healthz` (no auth, not recorded).
+//!
+//! Without [`MockOptions::api_key`] no auth is checked; with it a wrong or missing key gets
+//! 401 `invalid_api_key`. Bodies that are not JSON, or not the expected shape, get 400
+//! `invalid_request_error`. All errors use OpenAI's `{"error":{message,type,param,code}}`.
+//!
+//! # Token counting (deterministic; tests depend on it)
+//! - One token is one whitespace-separated word ([`count_words`]).
+//! - Chat `prompt_tokens`: words of every message's `content`, summed. String content counts
+//!   as is; for an array of parts only `{"type":"text"}` parts count, by their `text`. Roles,
+//!   names, tools and non-text parts count zero.
+//! - Chat reply: the script's/header's reply, else [`DEFAULT_REPLY`] (5 words). If
+//!   `max_tokens` or `max_completion_tokens` (the smaller, if both) is below the word count,
+//!   the reply is cut to that many words and `finish_reason` is `"length"`, else `"stop"`.
+//!   `completion_tokens` = words in the (cut) reply; `total_tokens` = prompt + completion.
+//! - Embeddings `prompt_tokens` (= `total_tokens`): words of each string input, or the number
+//!   of ids of each token-array input, summed.
+//!
+//! # Streams
+//! `data: <chunk>\n\n` events, each flushed on its own: a role chunk
+//! (`delta: {"role":"assistant","content":""}`), one chunk per reply word (words after the
+//! first carry a leading space, so the deltas concatenate to the reply), a chunk with an empty
+//! delta and the `finish_reason`, then, with `stream_options.include_usage`, a chunk with
+//! `choices: []` and the usage (all other chunks then carry `"usage": null`), then
+//! `data: [DONE]`.
+//!
+//! # Embeddings
+//! `input` may be a string, strings, token ids or arrays of token ids; `dimensions` (default
+//! 8) sets the vector length; vectors are deterministic per input and L2-normalised;
+//! `encoding_format: "base64"` returns base64 of the little-endian `f32` bytes.
+//!
+//! # Scripting
+//! Per request, from `x-mock-status`, `x-mock-retry-after` (seconds), `x-mock-latency-ms`,
+//! `x-mock-chunk-delay-ms`, `x-mock-fault`, `x-mock-reply`, `x-mock-error-message` headers,
+//! and from [`Script`]s queued with `POST /__mock/script` (FIFO, consumed by matching
+//! requests; headers win per field). See [`Behaviour`] and [`Fault`].
+//!
+//! # Recording
+//! `GET /__mock/requests` lists the last [`RECORD_CAPACITY`] API requests, oldest first, as
+//! `{seq, path, query, headers (lowercased name -> value), body (JSON, or the raw text when
+//! not JSON), model, stream, prompt_tokens, completion_tokens, received_at_ms,
+//! chunk_sent_at_ms (one Unix ms per SSE event handed to the connection, filled in live),
+//! completed_at_ms (null until the last byte is handed over)}`. Disabled with
+//! [`MockOptions::record`] = false (`--no-record`).
+
+mod admit;
+mod api;
+mod conn;
+mod control;
+mod embedding;
+mod error;
+mod openai;
+mod record;
+mod script;
+mod stream;
+mod tokens;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod http_tests;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use embedding::{to_base64, DEFAULT_DIMENSIONS};
+pub use openai::SYSTEM_FINGERPRINT;
+pub use record::RECORD_CAPACITY;
+pub use script::{Behaviour, Fault, Script};
+pub use tokens::{count_words, Reply, DEFAULT_REPLY};
+
+use conn::{KillSwitch, MockListener};
+
+/// Largest accepted request body.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How the mock runs.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// When set, API routes require this key (`Authorization: Bearer` / Azure `api-key`).
+    pub api_key: Option<String>,
+    /// Whether API requests are recorded for `GET /__mock/requests`.
+    pub record: bool,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            record: true,
+        }
+    }
+}
+
+/// State shared by all handlers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    options: MockOptions,
+    seq: AtomicU64,
+    scripts: script::ScriptQueue,
+    records: record::RecordStore,
+}
+
+impl Shared {
+    fn new(options: MockOptions) -> Self {
+        Self {
+            records: record::RecordStore::new(options.record),
+            options,
+            seq: AtomicU64::new(1),
+            scripts: script::ScriptQueue::default(),
+        }
+    }
+
+    /// Numbers requests in arrival order, from 1.
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    const AZURE_CHAT: &str = "/openai/deployments/{deployment}/chat/completions";
+    const AZURE_EMBEDDINGS: &str = "/openai/deployments/{deployment}/embeddings";
+    Router::new()
+        .route("/v1/chat/completions", post(api::chat_openai))
+        .route("/v1/embeddings", post(api::embeddings_openai))
+        .route("/v1/models", get(api::models))
+        .route(AZURE_CHAT, post(api::chat_azure))
+        .route(AZURE_EMBEDDINGS, post(api::embeddings_azure))
+        .route(
+            "/__mock/script",
+            post(control::push_script)
+                .get(control::list_scripts)
+                .delete(control::clear_scripts),
+        )
+        .route(
+            "/__mock/requests",
+            get(control::list_requests).delete(control::clear_requests),
+        )
+        .route("/__mock/healthz", get(control::healthz))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
+}
+
+/// Serves the mock on `listener` until `shutdown` resolves, then drains open connections.
+pub async fn serve<F>(listener: TcpListener, options: MockOptions, shutdown: F) -> io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let app = router(Arc::new(Shared::new(options)));
+    let make_service = app.into_make_service_with_connect_info::<KillSwitch>();
+    axum::serve(MockListener(listener), make_service)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Starts the mock in-process on `127.0.0.1:0`; it stops when the handle is dropped.
+pub async fn spawn(options: MockOptions) -> io::Result<MockServer> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(listener, options, async {
+        let _ = stopped.await;
+    }));
+    Ok(MockServer {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// A mock running in-process; dropping it starts a graceful shutdown.
+#[derive(Debug)]
+pub struct MockServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl MockServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, waits for open connections to finish, and returns the server result.
+    pub async fn shutdown(mut self) -> io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

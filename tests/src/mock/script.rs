@@ -1,0 +1,291 @@
+//! Per-request behaviours: what the mock does instead of (or on top of) a normal reply.
+//!
+//! A behaviour comes from two places, merged per field with headers winning:
+//! `x-mock-*` request headers, and the FIFO queue filled by `POST /__mock/script`. A queued
+//! script is consumed by every request it matches (its `model` is unset, or equals the body's
+//! `model` or the Azure deployment name) until its `times` run out, even when headers
+//! override some of its fields.
+
+use std::collections::VecDeque;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use axum::http::{HeaderMap, HeaderName};
+use serde::{Deserialize, Serialize};
+
+/// A failure injected at the connection or body level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Close the connection (with a TCP reset) before any response byte.
+    Reset,
+    /// Send headers and the first two content chunks, then abort the connection mid-body.
+    ResetMidStream,
+    /// Send the first two content chunks, then end the body cleanly with no finish chunk,
+    /// usage or `[DONE]` (a non-stream request gets half of its JSON body).
+    TruncateStream,
+    /// Answer 200 with a body that is not valid JSON (for streams: one bad `data:` event).
+    Malformed,
+}
+
+impl FromStr for Fault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reset" => Ok(Self::Reset),
+            "reset_mid_stream" => Ok(Self::ResetMidStream),
+            "truncate_stream" => Ok(Self::TruncateStream),
+            "malformed" => Ok(Self::Malformed),
+            other => Err(format!("unknown fault {other:?}")),
+        }
+    }
+}
+
+/// What to do for one request; every field is optional and unset means "behave normally".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// Response status; 400..=599 answers with an OpenAI error body instead of a completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Seconds for a `Retry-After` response header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// Delay before the response headers are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Delay between two SSE events of a stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_delay_ms: Option<u64>,
+    /// Connection or body fault to inject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    /// Reply text instead of [`super::DEFAULT_REPLY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// `error.message` of an error status response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+const H_STATUS: HeaderName = HeaderName::from_static("x-mock-status");
+const H_RETRY_AFTER: HeaderName = HeaderName::from_static("x-mock-retry-after");
+const H_LATENCY: HeaderName = HeaderName::from_static("x-mock-latency-ms");
+const H_CHUNK_DELAY: HeaderName = HeaderName::from_static("x-mock-chunk-delay-ms");
+const H_FAULT: HeaderName = HeaderName::from_static("x-mock-fault");
+const H_REPLY: HeaderName = HeaderName::from_static("x-mock-reply");
+const H_ERROR_MESSAGE: HeaderName = HeaderName::from_static("x-mock-error-message");
+
+impl Behaviour {
+    /// Reads the `x-mock-*` headers; an unparseable value is an error, not silently ignored.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, String> {
+        let text = |name: &HeaderName| -> Result<Option<String>, String> {
+            headers
+                .get(name)
+                .map(|v| {
+                    v.to_str()
+                        .map(str::to_owned)
+                        .map_err(|_| format!("{name} is not visible ASCII"))
+                })
+                .transpose()
+        };
+        fn parsed<T: FromStr>(name: &HeaderName, v: Option<String>) -> Result<Option<T>, String> {
+            v.map(|s| {
+                s.trim()
+                    .parse()
+                    .map_err(|_| format!("invalid {name}: {s:?}"))
+            })
+            .transpose()
+        }
+        let behaviour = Self {
+            status: parsed(&H_STATUS, text(&H_STATUS)?)?,
+            retry_after: parsed(&H_RETRY_AFTER, text(&H_RETRY_AFTER)?)?,
+            latency_ms: parsed(&H_LATENCY, text(&H_LATENCY)?)?,
+            chunk_delay_ms: parsed(&H_CHUNK_DELAY, text(&H_CHUNK_DELAY)?)?,
+            fault: text(&H_FAULT)?.map(|s| s.trim().parse()).transpose()?,
+            reply: text(&H_REPLY)?,
+            error_message: text(&H_ERROR_MESSAGE)?,
+        };
+        behaviour.validate()?;
+        Ok(behaviour)
+    }
+
+    /// Rejects statuses that cannot be a final HTTP response.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.status {
+            Some(s) if !(200..=599).contains(&s) => Err(format!("status {s} is not in 200..=599")),
+            _ => Ok(()),
+        }
+    }
+
+    /// `self` with every field that `top` sets replaced by `top`'s value.
+    pub fn overlaid_with(self, top: Self) -> Self {
+        Self {
+            status: top.status.or(self.status),
+            retry_after: top.retry_after.or(self.retry_after),
+            latency_ms: top.latency_ms.or(self.latency_ms),
+            chunk_delay_ms: top.chunk_delay_ms.or(self.chunk_delay_ms),
+            fault: top.fault.or(self.fault),
+            reply: top.reply.or(self.reply),
+            error_message: top.error_message.or(self.error_message),
+        }
+    }
+}
+
+/// The JSON body of `POST /__mock/script`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    /// Only requests for this model (body `model` or Azure deployment) consume the script.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// How many matching requests it applies to (at least 1).
+    #[serde(default = "one")]
+    pub times: u32,
+    /// Reply text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// See [`Behaviour::status`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// See [`Behaviour::retry_after`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// See [`Behaviour::latency_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// See [`Behaviour::chunk_delay_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_delay_ms: Option<u64>,
+    /// See [`Behaviour::fault`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    /// See [`Behaviour::error_message`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Script {
+    /// The behaviour this script applies.
+    pub fn behaviour(&self) -> Behaviour {
+        Behaviour {
+            status: self.status,
+            retry_after: self.retry_after,
+            latency_ms: self.latency_ms,
+            chunk_delay_ms: self.chunk_delay_ms,
+            fault: self.fault,
+            reply: self.reply.clone(),
+            error_message: self.error_message.clone(),
+        }
+    }
+
+    fn matches(&self, body_model: Option<&str>, deployment: Option<&str>) -> bool {
+        match self.model.as_deref() {
+            None => true,
+            Some(m) => body_model == Some(m) || deployment == Some(m),
+        }
+    }
+}
+
+/// FIFO of pending scripts; `times` of the stored copy counts what is left.
+#[derive(Debug, Default)]
+pub(crate) struct ScriptQueue {
+    /// Mirrors the queue length so unscripted requests (the benchmark case) skip the lock.
+    len: AtomicUsize,
+    queue: Mutex<VecDeque<Script>>,
+}
+
+impl ScriptQueue {
+    pub(crate) fn push(&self, script: Script) -> Result<usize, String> {
+        if script.times == 0 {
+            return Err("times must be at least 1".to_owned());
+        }
+        script.behaviour().validate()?;
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.push_back(script);
+        self.len.store(queue.len(), Ordering::Release);
+        Ok(queue.len())
+    }
+
+    /// Consumes one use of the first script matching the request, if any.
+    pub(crate) fn take(
+        &self,
+        body_model: Option<&str>,
+        deployment: Option<&str>,
+    ) -> Option<Behaviour> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = queue
+            .iter()
+            .position(|s| s.matches(body_model, deployment))?;
+        let script = queue.get_mut(index)?;
+        let behaviour = script.behaviour();
+        script.times -= 1;
+        if script.times == 0 {
+            queue.remove(index);
+        }
+        self.len.store(queue.len(), Ordering::Release);
+        Some(behaviour)
+    }
+
+    pub(crate) fn pending(&self) -> Vec<Script> {
+        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.iter().cloned().collect()
+    }
+
+    pub(crate) fn clear(&self) -> usize {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = queue.len();
+        queue.clear();
+        self.len.store(0, Ordering::Release);
+        n
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn script(json: &str) -> Script {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn queue_is_fifo_per_model_and_counts_times() {
+        let q = ScriptQueue::default();
+        q.push(script(r#"{"model":"b","status":500}"#)).unwrap();
+        q.push(script(r#"{"times":2,"status":429,"retry_after":3}"#))
+            .unwrap();
+        assert_eq!(q.take(Some("a"), None).unwrap().status, Some(429));
+        assert_eq!(q.take(None, Some("b")).unwrap().status, Some(500));
+        assert_eq!(q.take(Some("b"), None).unwrap().retry_after, Some(3));
+        assert_eq!(q.take(Some("b"), None), None);
+        assert!(q.push(script(r#"{"times":0}"#)).is_err());
+        assert!(q.push(script(r#"{"status":99}"#)).is_err());
+        assert!(serde_json::from_str::<Script>(r#"{"stauts":500}"#).is_err());
+    }
+
+    #[test]
+    fn headers_win_per_field() {
+        let mut headers = HeaderMap::new();
+        headers.insert(H_STATUS, "503".parse().unwrap());
+        headers.insert(H_FAULT, "reset_mid_stream".parse().unwrap());
+        let from_headers = Behaviour::from_headers(&headers).unwrap();
+        let scripted = script(r#"{"status":429,"reply":"hi there"}"#).behaviour();
+        let merged = scripted.overlaid_with(from_headers);
+        assert_eq!(merged.status, Some(503));
+        assert_eq!(merged.fault, Some(Fault::ResetMidStream));
+        assert_eq!(merged.reply.as_deref(), Some("hi there"));
+        headers.insert(H_LATENCY, "soon".parse().unwrap());
+        assert!(Behaviour::from_headers(&headers).is_err());
+    }
+}

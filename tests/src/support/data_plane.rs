@@ -1,0 +1,267 @@
+//! The data-plane binary, run for real with a YAML config written into the test's temp dir.
+//!
+//! Guarantees: [`DataPlane::start`] returns once both the proxy and ops listeners are bound
+//! (the binary writes its address file atomically after binding both); the process is killed
+//! when the value drops. [`DataPlane::rewrite_config`] replaces the file atomically, so a
+//! hot-reloading data plane never reads half a config.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::binaries;
+use super::fsutil::{self, STARTUP_TIMEOUT};
+use super::process::{ChildProcess, ProcessSpec};
+use super::TestEnv;
+
+type ConfigFn = Box<dyn FnOnce(&TestEnv) -> String + Send>;
+
+/// How to start one data plane: its config (fixed, or built from the running environment) plus
+/// extra environment variables (provider API keys, `RUST_LOG`) and arguments.
+pub struct DataPlaneSpec {
+    config: ConfigFn,
+    envs: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl std::fmt::Debug for DataPlaneSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlaneSpec")
+            .field("envs", &self.envs)
+            .field("args", &self.args)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DataPlaneSpec {
+    /// A data plane with this YAML config text.
+    pub fn new(config_yaml: impl Into<String>) -> Self {
+        let yaml = config_yaml.into();
+        Self::from_fn(move |_| yaml)
+    }
+
+    /// A data plane whose config is built once the rest of the environment runs, e.g.
+    /// `DataPlaneSpec::from_fn(|env| format!("... base_url: {}", env.mock().base_url()))`.
+    pub fn from_fn(config: impl FnOnce(&TestEnv) -> String + Send + 'static) -> Self {
+        Self {
+            config: Box::new(config),
+            envs: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds an environment variable for the process.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds a command-line argument after the ones the harness passes.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub(crate) fn render(self, env: &TestEnv) -> (String, Vec<(String, String)>, Vec<String>) {
+        ((self.config)(env), self.envs, self.args)
+    }
+}
+
+impl From<String> for DataPlaneSpec {
+    fn from(yaml: String) -> Self {
+        Self::new(yaml)
+    }
+}
+
+impl From<&str> for DataPlaneSpec {
+    fn from(yaml: &str) -> Self {
+        Self::new(yaml)
+    }
+}
+
+/// A running data plane.
+#[derive(Debug)]
+pub struct DataPlane {
+    process: ChildProcess,
+    config_path: PathBuf,
+    addr_file: PathBuf,
+    listen: SocketAddr,
+    ops: SocketAddr,
+}
+
+impl DataPlane {
+    /// Writes `config_yaml` to `<parent>/<name>/config.yaml`, starts `data-plane` on ports of
+    /// its own choosing and waits until both listeners are bound.
+    pub async fn start(
+        parent: &Path,
+        name: &str,
+        config_yaml: &str,
+        envs: Vec<(String, String)>,
+        extra_args: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        let dir = parent.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let config_path = dir.join("config.yaml");
+        fsutil::write_atomic(&config_path, config_yaml.as_bytes())?;
+        let addr_file = dir.join("addr.json");
+        let mut args: Vec<String> = vec![
+            "--config".into(),
+            config_path.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--ops-listen".into(),
+            "127.0.0.1:0".into(),
+            "--addr-file".into(),
+            addr_file.display().to_string(),
+        ];
+        args.extend(extra_args);
+        let spec = ProcessSpec {
+            name: name.to_owned(),
+            program: binaries::binary("data-plane")?,
+            args: args.into_iter().map(Into::into).collect(),
+            envs,
+            log_dir: dir,
+        };
+        let process = ChildProcess::spawn(spec)?;
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut dp = Self {
+            process,
+            config_path,
+            addr_file,
+            listen: unbound,
+            ops: unbound,
+        };
+        dp.wait_until_bound().await?;
+        Ok(dp)
+    }
+
+    /// `http://127.0.0.1:PORT` of the proxy listener, without `/v1`: OpenAI-style clients take
+    /// `format!("{}/v1", dp.base_url())`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    /// `base_url()` joined with `path` (which starts with `/`), e.g. `dp.url("/v1/models")`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+
+    /// `http://127.0.0.1:PORT` of the ops listener (health, readiness, metrics).
+    pub fn ops_url(&self) -> String {
+        format!("http://{}", self.ops)
+    }
+
+    /// The proxy listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The ops listener's address.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops
+    }
+
+    /// The config file the process was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Replaces the config file atomically (write a temp file, rename over), for hot reload.
+    pub fn rewrite_config(&self, config_yaml: &str) -> anyhow::Result<()> {
+        fsutil::write_atomic(&self.config_path, config_yaml.as_bytes())
+    }
+
+    /// SIGKILL, as in a crash; the ports then refuse connections.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.process.kill()
+    }
+
+    /// SIGTERM and wait up to `grace` for a graceful exit (SIGKILL after). Returns the exit
+    /// status if the process ended by itself.
+    pub async fn terminate(
+        &mut self,
+        grace: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        self.process.terminate(grace).await
+    }
+
+    /// Starts the process again (killing it first if it runs) with the same config file,
+    /// environment and arguments. The new process binds new ports: read `base_url()` again.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill()?;
+        match std::fs::remove_file(&self.addr_file) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).context("removing the old address file"),
+        }
+        self.process.respawn()?;
+        self.wait_until_bound().await
+    }
+
+    /// The exit status once the process has exited by itself, `None` while it runs.
+    pub fn try_exit_status(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        self.process.try_exit_status()
+    }
+
+    /// The OS process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.id()
+    }
+
+    /// Everything the process wrote to stderr so far (its logs), e.g. to assert on a warning.
+    pub fn stderr(&self) -> anyhow::Result<String> {
+        let path = self.process.stderr_path();
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Everything the process wrote to stdout so far.
+    pub fn stdout(&self) -> anyhow::Result<String> {
+        let path = self.process.stdout_path();
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    async fn wait_until_bound(&mut self) -> anyhow::Result<()> {
+        let text =
+            fsutil::wait_for_file(&self.addr_file, &mut self.process, STARTUP_TIMEOUT).await?;
+        let (listen, ops) = parse_addr_file(&text).with_context(|| {
+            format!(
+                "parsing data-plane address file {}",
+                self.addr_file.display()
+            )
+        })?;
+        self.listen = listen;
+        self.ops = ops;
+        Ok(())
+    }
+}
+
+/// `{"listen":"127.0.0.1:P","ops":"127.0.0.1:Q"}`.
+fn parse_addr_file(text: &str) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+    let json: serde_json::Value = serde_json::from_str(text.trim())?;
+    let field = |key: &str| -> anyhow::Result<SocketAddr> {
+        let value = json
+            .get(key)
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("no `{key}` string in {text}"))?;
+        value
+            .parse()
+            .with_context(|| format!("bad `{key}` address {value:?}"))
+    };
+    Ok((field("listen")?, field("ops")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_addresses() {
+        let (listen, ops) =
+            parse_addr_file(r#"{"listen":"127.0.0.1:4000","ops":"127.0.0.1:4001"}"#).unwrap();
+        assert_eq!(listen.port(), 4000);
+        assert_eq!(ops.port(), 4001);
+        assert!(parse_addr_file(r#"{"listen":"127.0.0.1:4000"}"#).is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! The real-services test harness: Postgres, NATS, mock providers and data planes as real
+//! processes on free ports, in a temp dir per test, stopped when the test ends.
+//!
+//! Start with [`TestEnv::builder`]; wait with [`eventually`] or
+//! [`assert_eventually!`](crate::assert_eventually), never with sleeps; drive Python SDK
+//! clients with [`run_python`]. Workspace binaries must be built first
+//! (`cargo build --workspace --bins`, which deploy/local/test.sh runs).
+
+mod binaries;
+mod data_plane;
+mod env;
+mod eventually;
+mod fsutil;
+mod logs;
+mod mock_provider;
+mod nats;
+mod ports;
+mod postgres;
+mod process;
+mod python;
+
+pub use crate::assert_eventually;
+
+pub use binaries::{bin_dir, binary, workspace_root, ENV_BIN_DIR};
+pub use data_plane::{DataPlane, DataPlaneSpec};
+pub use env::{TestEnv, TestEnvBuilder};
+pub use eventually::{eventually, Attempt, DEFAULT_TIMEOUT};
+pub use fsutil::write_atomic;
+pub use mock_provider::{MockProvider, MockProviderOptions};
+pub use nats::Nats;
+pub use ports::{free_port, is_listening};
+pub use postgres::Postgres;
+pub use process::{ChildProcess, ProcessSpec};
+pub use python::{
+    py_script, python, run_python, run_python_source, PythonOutput, ENV_PYTHON, PYTHON_TIMEOUT,
+};
