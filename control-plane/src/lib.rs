@@ -4,6 +4,8 @@
 //! planes over NATS. Until the event store lands, its one job is checking a snapshot file the
 //! way the control plane will check every change: `control-plane check -f FILE`.
 
+pub mod outbox;
+
 use std::path::Path;
 
 use anyhow::Context;

@@ -25,6 +25,8 @@ pub const ENV_UPSTREAM_TIMEOUT_MS: &str = "SWITCHYARD_UPSTREAM_TIMEOUT_MS";
 pub const ENV_CONNECT_TIMEOUT_MS: &str = "SWITCHYARD_CONNECT_TIMEOUT_MS";
 /// How long open requests and streams may run after a shutdown signal, in seconds.
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "SWITCHYARD_SHUTDOWN_GRACE_SECS";
+/// Number of runtime worker threads (default: one per CPU core).
+pub const ENV_WORKER_THREADS: &str = "SWITCHYARD_WORKER_THREADS";
 /// `tracing` filter directives, e.g. `info,data_plane=debug`.
 pub const ENV_LOG: &str = "SWITCHYARD_LOG";
 /// `json` for JSON log lines, anything else for human-readable text.

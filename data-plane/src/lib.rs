@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -103,6 +104,11 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
     }
     tracing::info!(api = %api_addr, ops = %ops_addr, "listening");
 
+    // Without TCP_NODELAY, an SSE event written after the response head waits for the
+    // client's delayed ACK (~40 ms): streams would not be forwarded as they arrive.
+    let api = api.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let ops_server = axum::serve(ops, server::ops_router(snapshots, metrics))
         .with_graceful_shutdown(cancel.clone().cancelled_owned());
     tasks.spawn(async move {

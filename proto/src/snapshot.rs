@@ -120,6 +120,13 @@ pub enum Credential {
         /// Variable name.
         env: String,
     },
+    /// Sealed by the control plane: `v1:` + base64(24-byte nonce ‖ XChaCha20-Poly1305
+    /// ciphertext and tag), with the provider id as associated data, under the 32-byte key
+    /// both planes read from `SWITCHYARD_SEAL_KEY` (base64).
+    Sealed {
+        /// The sealed value.
+        sealed: String,
+    },
 }
 
 /// A public model alias that callers name in `model`, and the deployments that serve it.
@@ -142,6 +149,12 @@ pub struct Deployment {
     pub provider: String,
     /// Model name as the provider knows it (the deployment name for Azure OpenAI).
     pub model: String,
+    /// Relative share of traffic among deployments of the same priority (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Priority tier: lower tiers are used first (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
 }
 
 /// A caller's credential and what it may do.
@@ -158,4 +171,22 @@ pub struct VirtualKey {
     /// An empty list allows nothing.
     #[serde(default)]
     pub models: Vec<String>,
+    /// Stable id of the key (shared by both secrets while a rotation's grace period runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The secret stops working at this time (Unix seconds, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Requests per minute allowed (enforced by the metering issue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute allowed (enforced by the metering issue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Budget this key spends from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
+    /// Tags forced onto every request made with this key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }

@@ -53,6 +53,36 @@ DP_PID=$!
 pids+=($DP_PID)
 wait_file "$work/dp.addr"
 PROXY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$work/dp.addr")
+OPS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ops"])' "$work/dp.addr")
+
+# Reference: nginx as a plain reverse proxy to the same mock (if installed), to show what one
+# extra HTTP hop costs on this machine regardless of what the proxy does.
+NGINX_URL=""
+if command -v nginx >/dev/null 2>&1; then
+  NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx.conf" <<NGINX
+daemon off;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  upstream mock { server $MOCK; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+NGINX
+  nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx/error.log" >"$work/nginx.log" 2>&1 &
+  pids+=($!)
+  sleep 0.5
+  NGINX_URL="http://127.0.0.1:$NGINX_PORT/v1/chat/completions"
+fi
 
 DIRECT_URL="http://$MOCK/v1/chat/completions"
 PROXY_URL="http://$PROXY/v1/chat/completions"
@@ -71,11 +101,19 @@ load warm-proxy "$PROXY_URL" "$BODY_PROXY" -z 3s -c 16
 
 echo "fixed rate: $RATE req/s for $DURATION, direct then proxy..." >&2
 load fixed-direct "$DIRECT_URL" "$BODY_DIRECT" -z "$DURATION" -q "$RATE" --latency-correction -c 32
+curl -fsS "http://$OPS/metrics" >"$work/metrics-before.txt"
 load fixed-proxy "$PROXY_URL" "$BODY_PROXY" -z "$DURATION" -q "$RATE" --latency-correction -c 32
+curl -fsS "http://$OPS/metrics" >"$work/metrics-after.txt"
+if [ -n "$NGINX_URL" ]; then
+  load fixed-nginx "$NGINX_URL" "$BODY_DIRECT" -z "$DURATION" -q "$RATE" --latency-correction -c 32
+fi
 echo "max throughput: $CONNECTIONS connections for $DURATION, direct then proxy..." >&2
 load max-direct "$DIRECT_URL" "$BODY_DIRECT" -z "$DURATION" -c "$CONNECTIONS"
 load max-proxy "$PROXY_URL" "$BODY_PROXY" -z "$DURATION" -c "$CONNECTIONS"
 
+if [ -n "$NGINX_URL" ]; then
+  load max-nginx "$NGINX_URL" "$BODY_DIRECT" -z "$DURATION" -c "$CONNECTIONS"
+fi
 echo "streaming: $STREAMS sequential streams, direct then proxy..." >&2
 "$BIN/stream-ttfb" --url "$DIRECT_URL" --key "$KEY" --model mock-chat --requests "$STREAMS" >"$work/ttfb-direct.json"
 "$BIN/stream-ttfb" --url "$PROXY_URL" --key "$KEY" --model bench-chat --requests "$STREAMS" >"$work/ttfb-proxy.json"
@@ -111,6 +149,26 @@ print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {cpu}")
 print(f"{'run':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'ok/total':>16}")
 for label, r in [(f"direct @ {rate}/s", fd), (f"proxy  @ {rate}/s", fp), (f"direct max (c={conns})", md), (f"proxy  max (c={conns})", mp)]:
     print(f"{label:<28}{r['rps']:>10.0f}{r['p50']:>10.3f}{r['p99']:>10.3f}{str(r['ok'])+'/'+str(r['total']):>16}")
+if os.path.exists(os.path.join(work, "fixed-nginx.json")):
+    fn, mn = stats("fixed-nginx"), stats("max-nginx")
+    print(f"{'reference: nginx @ '+rate+'/s':<28}{fn['rps']:>10.0f}{fn['p50']:>10.3f}{fn['p99']:>10.3f}{str(fn['ok'])+'/'+str(fn['total']):>16}")
+    print(f"{'reference: nginx max':<28}{mn['rps']:>10.0f}{mn['p50']:>10.3f}{mn['p99']:>10.3f}{str(mn['ok'])+'/'+str(mn['total']):>16}")
+    print(f"nginx (plain reverse proxy, no parsing) adds @ {rate}/s: p50 {(fn['p50']-fd['p50'])*1e3:.0f} us, p99 {(fn['p99']-fd['p99'])*1e3:.0f} us; max throughput {mn['rps']/md['rps']*100:.1f}% of direct")
+def scrape(name):
+    out = {}
+    for line in open(os.path.join(work, name)):
+        if line.startswith(("switchyard_gateway_overhead_seconds_sum", "switchyard_gateway_overhead_seconds_count",
+                            "switchyard_request_duration_seconds_sum", "switchyard_request_duration_seconds_count")) and 'endpoint="chat"' in line:
+            key = line.split("{")[0]
+            out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+before, after = scrape("metrics-before.txt"), scrape("metrics-after.txt")
+d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+n = d.get("switchyard_gateway_overhead_seconds_count", 0.0)
+if n:
+    gw = d["switchyard_gateway_overhead_seconds_sum"] / n * 1e6
+    inside = d["switchyard_request_duration_seconds_sum"] / d["switchyard_request_duration_seconds_count"] * 1e6
+    print(f"inside the proxy @ {rate}/s (its own metrics): mean {inside:.0f} us from request head to response, of which {gw:.0f} us gateway work and {inside-gw:.0f} us waiting on the upstream hop")
 print(f"added latency @ {rate}/s: p50 {(fp['p50']-fd['p50'])*1e3:.0f} us, p99 {(fp['p99']-fd['p99'])*1e3:.0f} us")
 print(f"max throughput ratio proxy/direct: {mp['rps']/md['rps']*100:.1f}%")
 print(f"stream time to first chunk: direct p50 {td['p50_ms']:.3f} ms p99 {td['p99_ms']:.3f} ms; proxy p50 {tp['p50_ms']:.3f} ms p99 {tp['p99_ms']:.3f} ms (added p50 {(tp['p50_ms']-td['p50_ms'])*1e3:.0f} us)")

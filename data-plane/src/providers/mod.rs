@@ -127,7 +127,7 @@ impl Adapter {
     }
 
     /// Upstream endpoints for one model of this provider.
-    pub fn endpoints(&self, model: &str) -> Endpoints {
+    pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
         match self {
             Self::OpenAi(p) => p.endpoints(model),
         }
@@ -156,11 +156,11 @@ impl Provider for Adapter {
     }
 }
 
-/// Upstream URLs of one deployment, computed once per snapshot.
+/// Upstream URLs of one deployment, parsed once per snapshot (not per request).
 #[derive(Debug, Clone)]
 pub struct Endpoints {
-    pub chat: String,
-    pub embeddings: String,
+    pub chat: reqwest::Url,
+    pub embeddings: reqwest::Url,
 }
 
 /// One provider + upstream model, ready to call.

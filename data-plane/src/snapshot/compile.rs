@@ -98,23 +98,25 @@ pub fn compile(snapshot: &Snapshot) -> Result<CompiledSnapshot, Vec<ValidationEr
         .collect();
 
     let mut routes = HashMap::with_capacity(snapshot.routes.len());
-    for r in &snapshot.routes {
+    for (i, r) in snapshot.routes.iter().enumerate() {
         let mut deployments = Vec::with_capacity(r.deployments.len());
-        for d in &r.deployments {
+        for (j, d) in r.deployments.iter().enumerate() {
             // Validation guarantees the provider exists.
             let Some((adapter, _)) = providers.get(d.provider.as_str()) else {
                 continue;
             };
-            let model_json = serde_json::value::to_raw_value(&d.model).map_err(|e| {
+            let invalid = |reason: String| {
                 vec![ValidationError {
-                    path: format!("routes.{}.model", r.alias),
-                    reason: e.to_string(),
+                    path: format!("routes[{i}].deployments[{j}]"),
+                    reason,
                 }]
-            })?;
+            };
+            let model_json =
+                serde_json::value::to_raw_value(&d.model).map_err(|e| invalid(e.to_string()))?;
             deployments.push(Deployment {
                 id: format!("{}/{}", d.provider, d.model),
                 provider: Arc::clone(adapter),
-                endpoints: adapter.endpoints(&d.model),
+                endpoints: adapter.endpoints(&d.model).map_err(invalid)?,
                 model: d.model.clone(),
                 model_json,
             });

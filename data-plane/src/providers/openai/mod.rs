@@ -64,7 +64,7 @@ impl OpenAiFamily {
 
     /// Azure puts the deployment in the path and the API version in the query; the rest of the
     /// family use `{base}/chat/completions` with the model in the body.
-    pub fn endpoints(&self, model: &str) -> Endpoints {
+    pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
         match self.kind {
             ProviderKind::AzureOpenai => {
                 let base = format!(
@@ -76,22 +76,22 @@ impl OpenAiFamily {
                     "?api-version={}",
                     encode_segment(self.api_version.as_deref().unwrap_or_default())
                 );
-                Endpoints {
-                    chat: format!("{base}/chat/completions{query}"),
-                    embeddings: format!("{base}/embeddings{query}"),
-                }
+                Ok(Endpoints {
+                    chat: parse_url(&format!("{base}/chat/completions{query}"))?,
+                    embeddings: parse_url(&format!("{base}/embeddings{query}"))?,
+                })
             }
-            _ => Endpoints {
-                chat: format!("{}/chat/completions", self.base_url),
-                embeddings: format!("{}/embeddings", self.base_url),
-            },
+            _ => Ok(Endpoints {
+                chat: parse_url(&format!("{}/chat/completions", self.base_url))?,
+                embeddings: parse_url(&format!("{}/embeddings", self.base_url))?,
+            }),
         }
     }
 
     fn post(
         &self,
         call: &Call<'_>,
-        url: &str,
+        url: &reqwest::Url,
         body: Vec<u8>,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let headers = self
@@ -101,7 +101,11 @@ impl OpenAiFamily {
                 provider: self.id.clone(),
                 detail: detail.clone(),
             })?;
-        Ok(call.http.post(url).headers(headers.clone()).body(body))
+        Ok(call
+            .http
+            .post(url.clone())
+            .headers(headers.clone())
+            .body(body))
     }
 }
 
@@ -183,6 +187,10 @@ fn static_headers(p: &proto::Provider) -> Result<HeaderMap, String> {
     Ok(headers)
 }
 
+fn parse_url(s: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a valid URL: {e}"))
+}
+
 /// Percent-encodes a URL path segment or query value.
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -209,7 +217,7 @@ mod tests {
         let p = OpenAiFamily::new(&provider(
             "{id: az, kind: azure_openai, base_url: 'https://r.openai.azure.com/', api_version: '2024-10-21'}",
         ));
-        let e = p.endpoints("gpt 4o");
+        let e = p.endpoints("gpt 4o").unwrap();
         assert_eq!(e.chat, "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21");
         assert_eq!(e.embeddings, "https://r.openai.azure.com/openai/deployments/gpt%204o/embeddings?api-version=2024-10-21");
     }
@@ -218,13 +226,13 @@ mod tests {
     fn openai_family_urls_and_defaults() {
         let p = OpenAiFamily::new(&provider("{id: o, kind: openai}"));
         assert_eq!(
-            p.endpoints("gpt-4o").chat,
+            p.endpoints("gpt-4o").unwrap().chat.as_str(),
             "https://api.openai.com/v1/chat/completions"
         );
         assert!(p.stream_usage);
         let m = OpenAiFamily::new(&provider("{id: m, kind: mistral}"));
         assert_eq!(
-            m.endpoints("x").embeddings,
+            m.endpoints("x").unwrap().embeddings.as_str(),
             "https://api.mistral.ai/v1/embeddings"
         );
         assert!(

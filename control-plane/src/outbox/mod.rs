@@ -1,0 +1,3 @@
+//! The outbox relay: whatever is committed to the event log reaches NATS.
+
+pub mod publish;
