@@ -218,8 +218,8 @@ mod tests {
             "{id: az, kind: azure_openai, base_url: 'https://r.openai.azure.com/', api_version: '2024-10-21'}",
         ));
         let e = p.endpoints("gpt 4o").unwrap();
-        assert_eq!(e.chat, "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21");
-        assert_eq!(e.embeddings, "https://r.openai.azure.com/openai/deployments/gpt%204o/embeddings?api-version=2024-10-21");
+        assert_eq!(e.chat.as_str(), "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21");
+        assert_eq!(e.embeddings.as_str(), "https://r.openai.azure.com/openai/deployments/gpt%204o/embeddings?api-version=2024-10-21");
     }
 
     #[test]
