@@ -84,7 +84,7 @@ as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --no-locale >"$LOGS/initdb.log" 2>&1
 fi
-as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOGS/postgres.log" -w \
+as_pg "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$STATE/pg/postgres.log" -w \
   -o "-p $PG_PORT -k $STATE/pg/sock -c listen_addresses=127.0.0.1" start >/dev/null
 echo "$PGDATA" >"$RUN/postgres.datadir"
 as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc \
@@ -151,7 +151,7 @@ Switchyard is up.
   API:      $BASE_URL   (key in .switchyard/env)
   ops:      http://$HOST:$OPS_PORT/metrics
   config:   $CONFIG
-  logs:     $LOGS/
+  logs:     $LOGS/ (PostgreSQL: $STATE/pg/postgres.log)
 
 Try it:
   . .switchyard/env
