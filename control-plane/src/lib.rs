@@ -1,10 +1,18 @@
 //! Switchyard control plane.
 //!
-//! Owns all configuration as an event log in Postgres and publishes snapshots to the data
-//! planes over NATS. Until the event store lands, its one job is checking a snapshot file the
-//! way the control plane will check every change: `control-plane check -f FILE`.
+//! Owns all configuration as an event log in Postgres (`store`, with the pure rules in
+//! `domain`), serves the admin API (`api`), and publishes snapshots to the data planes over
+//! NATS (`outbox`). See ARCHITECTURE.md, "Control plane: event-sourced".
 
+pub mod api;
+pub mod config;
+pub mod declarative;
+pub mod domain;
 pub mod outbox;
+pub mod seal;
+pub mod serve;
+pub mod snapshot;
+pub mod store;
 
 use std::path::Path;
 

@@ -1,31 +1,96 @@
-//! `control-plane` binary: a thin shell over the library.
+//! `control-plane` binary: parse the command line, set up logging, run the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use control_plane::config::{Cli, Command, ENV_DATABASE_URL, ENV_LOG, ENV_LOG_FORMAT};
+use control_plane::serve::{self, Settings};
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [cmd, flag, file] if cmd == "check" && (flag == "-f" || flag == "--file") => {
-            match control_plane::check_file(&PathBuf::from(file)) {
-                Ok(s) => {
-                    eprintln!(
-                        "ok: {} providers, {} routes, {} keys",
-                        s.providers.len(),
-                        s.routes.len(),
-                        s.keys.len()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
         }
-        _ => {
-            eprintln!("usage: control-plane check -f FILE");
-            ExitCode::from(2)
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "control plane stopped");
+            ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let database_url = || {
+        cli.serve
+            .database_url
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("{ENV_DATABASE_URL} is required"))
+    };
+    match cli.command {
+        None | Some(Command::Serve) => {
+            let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok();
+            let settings = Settings {
+                database_url: database_url()?,
+                nats_url: cli.serve.nats_url.clone(),
+                listen: cli.serve.listen,
+                addr_file: cli.serve.addr_file.clone(),
+            };
+            serve::serve(settings, metrics).await
+        }
+        Some(Command::Migrate) => {
+            let store = serve::open_store(&database_url()?).await?;
+            tracing::info!(head = store.head().await?, "database is migrated");
+            Ok(())
+        }
+        Some(Command::RebuildProjections) => {
+            let store = serve::open_store(&database_url()?).await?;
+            let streams = control_plane::store::rebuild::rebuild(&store).await?;
+            tracing::info!(streams, "projections rebuilt from the event log");
+            Ok(())
+        }
+        Some(Command::Apply { file }) => {
+            let snapshot = control_plane::check_file(&file)?;
+            let store = serve::open_store(&database_url()?).await?;
+            let seal = serve::seal_key()?;
+            let report = control_plane::declarative::apply(&store, seal.as_ref(), "cli", &snapshot)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "applied");
+            Ok(())
+        }
+        Some(Command::Check { file }) => {
+            let s = control_plane::check_file(&file)?;
+            tracing::info!(
+                providers = s.providers.len(),
+                routes = s.routes.len(),
+                keys = s.keys.len(),
+                "valid"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(ENV_LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var(ENV_LOG_FORMAT).is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }

@@ -11,6 +11,13 @@ use clap::{Parser, Subcommand};
 
 /// Path of the YAML snapshot file.
 pub const ENV_CONFIG: &str = "SWITCHYARD_CONFIG";
+/// NATS server URL(s) to take snapshots from (instead of a file), comma-separated.
+pub const ENV_NATS_URL: &str = "SWITCHYARD_NATS_URL";
+/// Where the last good snapshot from NATS is kept, to serve from after a restart.
+pub const ENV_SNAPSHOT_CACHE: &str = "SWITCHYARD_SNAPSHOT_CACHE";
+/// Base64 of the 32-byte key that opens sealed provider credentials (never a flag: argv is
+/// visible to every user of the machine).
+pub const ENV_SEAL_KEY: &str = "SWITCHYARD_SEAL_KEY";
 /// Address of the client-facing API listener.
 pub const ENV_LISTEN: &str = "SWITCHYARD_LISTEN";
 /// Address of the operations listener (`/healthz`, `/readyz`, `/metrics`).
@@ -55,9 +62,16 @@ pub enum Command {
 /// Settings for serving traffic.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// YAML snapshot file; hot-reloaded when it changes.
+    /// YAML snapshot file; hot-reloaded when it changes. Exactly one of this and `--nats`.
     #[arg(long, env = ENV_CONFIG)]
     pub config: Option<PathBuf>,
+    /// NATS server URL(s), comma-separated: take snapshots from the control plane. The value is
+    /// never printed (it may hold credentials).
+    #[arg(long = "nats", env = ENV_NATS_URL, value_name = "URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+    /// With `--nats`: file holding the last good snapshot, served at start until NATS answers.
+    #[arg(long, env = ENV_SNAPSHOT_CACHE, default_value = "switchyard-snapshot.json")]
+    pub snapshot_cache: PathBuf,
     /// Client-facing API listener.
     #[arg(long, env = ENV_LISTEN, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,

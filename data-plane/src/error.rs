@@ -19,6 +19,8 @@ pub enum ApiError {
     MissingKey,
     #[error("Incorrect API key provided.")]
     InvalidKey,
+    #[error("This API key has expired.")]
+    ExpiredKey,
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("This API key is not allowed to use the model `{0}`.")]
@@ -52,7 +54,7 @@ impl ApiError {
     /// HTTP status the client receives.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
+            Self::MissingKey | Self::InvalidKey | Self::ExpiredKey => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::ModelNotFound(_) | Self::UnknownPath { .. } => StatusCode::NOT_FOUND,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
@@ -68,6 +70,7 @@ impl ApiError {
         match self {
             Self::MissingKey
             | Self::InvalidKey
+            | Self::ExpiredKey
             | Self::ModelNotFound(_)
             | Self::InvalidRequest { .. }
             | Self::BodyTooLarge { .. }
@@ -83,7 +86,7 @@ impl ApiError {
     pub fn code(&self) -> Option<&'static str> {
         match self {
             Self::MissingKey => Some("missing_api_key"),
-            Self::InvalidKey => Some("invalid_api_key"),
+            Self::InvalidKey | Self::ExpiredKey => Some("invalid_api_key"),
             Self::ModelNotFound(_) => Some("model_not_found"),
             Self::ModelNotAllowed(_) => Some("model_not_allowed"),
             Self::InvalidRequest { .. } => Some("invalid_request"),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;
+pub mod seal;
 pub mod server;
 pub mod snapshot;
 
@@ -23,18 +24,30 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServeArgs;
+use crate::seal::SealKey;
 use crate::snapshot::SnapshotStore;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "no snapshot source: pass --config FILE (or set {})",
-        config::ENV_CONFIG
+        "no snapshot source: pass --config FILE (or set {}) or --nats URL (or set {})",
+        config::ENV_CONFIG,
+        config::ENV_NATS_URL
     )]
     NoSource,
+    #[error(
+        "two snapshot sources: pass only one of --config FILE ({}) and --nats URL ({})",
+        config::ENV_CONFIG,
+        config::ENV_NATS_URL
+    )]
+    TwoSources,
     #[error(transparent)]
     Snapshot(#[from] snapshot::file::LoadError),
+    #[error(transparent)]
+    NatsUrl(#[from] snapshot::nats::BadUrl),
+    #[error(transparent)]
+    SealKey(#[from] seal::BadKey),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -53,21 +66,11 @@ pub enum StartError {
 
 /// Runs the proxy until SIGINT/SIGTERM, then drains open requests for the grace period.
 pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), StartError> {
-    let path = args.config.clone().ok_or(StartError::NoSource)?;
+    let seal_key = SealKey::from_env()?;
     let snapshots = Arc::new(SnapshotStore::default());
-    let initial = snapshot::file::load(&path)?;
-    tracing::info!(path = %path.display(), version = initial.version, keys = initial.key_count(), routes = initial.aliases().len(), "snapshot loaded");
-    // The store is empty, so nothing can be newer.
-    let _ = snapshots.install(initial);
-
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    tasks.spawn(snapshot::file::watch(
-        path,
-        Arc::clone(&snapshots),
-        Duration::from_millis(args.config_poll_ms.max(10)),
-        cancel.clone(),
-    ));
+    start_snapshot_source(&args, seal_key, &snapshots, &tasks, &cancel)?;
     {
         let metrics = metrics.clone();
         let cancel = cancel.clone();
@@ -139,6 +142,63 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         tracing::warn!("background tasks still running after the grace period");
     }
     served
+}
+
+/// Installs the first snapshot (from the file, or the NATS cache if there is one) and spawns the
+/// task that follows the source.
+fn start_snapshot_source(
+    args: &ServeArgs,
+    seal_key: Option<SealKey>,
+    snapshots: &Arc<SnapshotStore>,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Result<(), StartError> {
+    match (&args.config, &args.nats_url) {
+        (None, None) => Err(StartError::NoSource),
+        (Some(_), Some(_)) => Err(StartError::TwoSources),
+        (Some(path), None) => {
+            let initial = snapshot::file::load(path, seal_key.as_ref())?;
+            tracing::info!(path = %path.display(), version = initial.version, keys = initial.key_count(), routes = initial.aliases().len(), "snapshot loaded");
+            // The store is empty, so nothing can be newer.
+            let _ = snapshots.install(initial);
+            tasks.spawn(snapshot::file::watch(
+                path.clone(),
+                Arc::clone(snapshots),
+                seal_key,
+                Duration::from_millis(args.config_poll_ms.max(10)),
+                cancel.clone(),
+            ));
+            Ok(())
+        }
+        (None, Some(urls)) => {
+            let servers = snapshot::nats::parse_servers(urls)?;
+            let cache = &args.snapshot_cache;
+            match snapshot::cache::load(cache, seal_key.as_ref()) {
+                Ok(Some(cached)) => {
+                    tracing::info!(path = %cache.display(), version = cached.version, keys = cached.key_count(), routes = cached.aliases().len(), "serving the cached snapshot until NATS answers");
+                    let _ = snapshots.install(cached);
+                }
+                Ok(None) => {
+                    tracing::info!(path = %cache.display(), "no snapshot cache yet; not ready until NATS delivers a snapshot");
+                }
+                Err(e) => {
+                    metrics::snapshot_reload("invalid");
+                    tracing::warn!(reason = %e, "ignoring the snapshot cache; not ready until NATS delivers a snapshot");
+                }
+            }
+            let source = snapshot::nats::Source {
+                servers,
+                cache: cache.clone(),
+                seal_key,
+            };
+            tasks.spawn(snapshot::nats::watch(
+                source,
+                Arc::clone(snapshots),
+                cancel.clone(),
+            ));
+            Ok(())
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

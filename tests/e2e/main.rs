@@ -8,8 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin_isolation;
+mod control_plane;
 mod fixture;
+mod openapi;
 mod proxy;
 mod reload;
 mod sdk;
 mod smoke;
+mod snapshot_nats;

@@ -49,15 +49,29 @@ impl Publisher {
         let js = jetstream::new(client.clone());
         let kv = match js.get_key_value(SNAPSHOT_KV_BUCKET).await {
             Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: SNAPSHOT_KV_BUCKET.to_owned(),
-                    description: "Switchyard: pointer to the latest config snapshot".to_owned(),
-                    history: 5,
+            Err(_) => {
+                // The stream a key-value bucket is made of, created directly: async-nats's
+                // `create_key_value` first reads account limits that nats-server 2.9 (Debian
+                // bookworm's) does not report, and fails there.
+                js.get_or_create_stream(jetstream::stream::Config {
+                    name: format!("KV_{SNAPSHOT_KV_BUCKET}"),
+                    description: Some(
+                        "Switchyard: pointer to the latest config snapshot".to_owned(),
+                    ),
+                    subjects: vec![format!("$KV.{SNAPSHOT_KV_BUCKET}.>")],
+                    max_messages_per_subject: 5,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: jetstream::stream::DiscardPolicy::New,
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| err("create key-value bucket", &e))?,
+                .map_err(|e| err("create key-value bucket", &e))?;
+                js.get_key_value(SNAPSHOT_KV_BUCKET)
+                    .await
+                    .map_err(|e| err("open key-value bucket", &e))?
+            }
         };
         let objects = match js.get_object_store(SNAPSHOT_OBJECT_BUCKET).await {
             Ok(o) => o,

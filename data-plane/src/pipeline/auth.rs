@@ -5,6 +5,7 @@
 //! SHA-256 digest is ever compared or kept; the secret itself is never logged.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
@@ -35,16 +36,24 @@ pub fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// The policy of the calling key: 401 if none was sent or it is unknown.
+/// The policy of the calling key: 401 if none was sent, it is unknown or it has expired.
 pub fn authenticate(
     snapshot: &CompiledSnapshot,
     headers: &HeaderMap,
 ) -> Result<Arc<KeyPolicy>, ApiError> {
     let key = presented_key(headers).ok_or(ApiError::MissingKey)?;
-    snapshot
-        .key(&digest(key))
-        .cloned()
-        .ok_or(ApiError::InvalidKey)
+    let policy = snapshot.key(&digest(key)).ok_or(ApiError::InvalidKey)?;
+    // Only keys with an expiry read the clock.
+    if policy.expires() && policy.expired_at(unix_now()) {
+        return Err(ApiError::ExpiredKey);
+    }
+    Ok(Arc::clone(policy))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -86,6 +95,29 @@ mod tests {
             None
         );
         assert_eq!(presented_key(&headers(&[])), None);
+    }
+
+    #[test]
+    fn expired_keys_are_refused_and_others_pass() {
+        let snapshot: proto::Snapshot = serde_yaml::from_str(&format!(
+            "keys: [{{name: old, sha256: '{}', expires_at: 1000}}, {{name: later, sha256: '{}', expires_at: 99999999999}}, {{name: never, sha256: '{}'}}]",
+            hex::encode(digest("sk-old")),
+            hex::encode(digest("sk-later")),
+            hex::encode(digest("sk-never")),
+        ))
+        .unwrap();
+        let c = crate::snapshot::compile(&snapshot, None).unwrap();
+        let call = |key: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-api-key", http::HeaderValue::from_static(key));
+            authenticate(&c, &h).map(|p| p.name.clone())
+        };
+        assert!(matches!(call("sk-old"), Err(ApiError::ExpiredKey)));
+        assert_eq!(ApiError::ExpiredKey.code(), Some("invalid_api_key"));
+        assert_eq!(ApiError::ExpiredKey.status(), 401);
+        assert_eq!(call("sk-later").ok().as_deref(), Some("later"));
+        assert_eq!(call("sk-never").ok().as_deref(), Some("never"));
+        assert!(matches!(call("sk-unknown"), Err(ApiError::InvalidKey)));
     }
 
     #[test]

@@ -22,6 +22,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::value::RawValue;
 
+use crate::seal::SealKey;
+
 pub use error::UpstreamError;
 pub use usage::{OpenAiUsage, Usage};
 
@@ -107,9 +109,9 @@ pub enum Adapter {
 }
 
 impl Adapter {
-    /// Builds the adapter for one snapshot provider entry.
-    pub fn new(provider: &proto::Provider) -> Self {
-        Self::OpenAi(openai::OpenAiFamily::new(provider))
+    /// Builds the adapter for one snapshot provider entry; `seal_key` opens a sealed credential.
+    pub fn new(provider: &proto::Provider, seal_key: Option<&SealKey>) -> Self {
+        Self::OpenAi(openai::OpenAiFamily::new(provider, seal_key))
     }
 
     /// Provider id from the snapshot.

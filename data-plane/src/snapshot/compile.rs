@@ -10,6 +10,7 @@ use std::time::Duration;
 use proto::{Snapshot, ValidationError};
 
 use crate::providers::{Adapter, Deployment};
+use crate::seal::SealKey;
 
 /// A snapshot ready to serve.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct KeyPolicy {
     pub name: String,
     pub team: Option<String>,
     models: ModelAccess,
+    /// The secret stops working at this time (Unix seconds).
+    expires_at: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -39,6 +42,16 @@ enum ModelAccess {
 }
 
 impl KeyPolicy {
+    /// Whether the key has expired at `now` (Unix seconds).
+    pub fn expired_at(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|t| now >= t)
+    }
+
+    /// Whether the key has an expiry at all (most do not; they skip reading the clock).
+    pub fn expires(&self) -> bool {
+        self.expires_at.is_some()
+    }
+
     /// Whether this key may call `alias`.
     pub fn allows(&self, alias: &str) -> bool {
         match &self.models {
@@ -88,13 +101,16 @@ impl CompiledSnapshot {
     }
 }
 
-/// Validates and compiles a snapshot.
-pub fn compile(snapshot: &Snapshot) -> Result<CompiledSnapshot, Vec<ValidationError>> {
+/// Validates and compiles a snapshot; `seal_key` opens sealed provider credentials.
+pub fn compile(
+    snapshot: &Snapshot,
+    seal_key: Option<&SealKey>,
+) -> Result<CompiledSnapshot, Vec<ValidationError>> {
     snapshot.validate()?;
     let providers: HashMap<&str, (Arc<Adapter>, &proto::Provider)> = snapshot
         .providers
         .iter()
-        .map(|p| (p.id.as_str(), (Arc::new(Adapter::new(p)), p)))
+        .map(|p| (p.id.as_str(), (Arc::new(Adapter::new(p, seal_key)), p)))
         .collect();
 
     let mut routes = HashMap::with_capacity(snapshot.routes.len());
@@ -155,6 +171,7 @@ pub fn compile(snapshot: &Snapshot) -> Result<CompiledSnapshot, Vec<ValidationEr
                 name: k.name.clone(),
                 team: k.team.clone(),
                 models,
+                expires_at: k.expires_at,
             }),
         );
     }
@@ -189,7 +206,7 @@ keys:
 "#,
         )
         .unwrap_or_default();
-        let c = compile(&s).unwrap_or_else(|e| panic!("{e:?}"));
+        let c = compile(&s, None).unwrap_or_else(|e| panic!("{e:?}"));
         let key = |n: u8| {
             let mut d = [0u8; 32];
             d[31] = n;

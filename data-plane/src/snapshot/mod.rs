@@ -3,9 +3,14 @@
 //! A reload does all fallible work first (read, parse, validate, compile into lookup tables)
 //! and then installs the result with one `ArcSwap` store. Each request loads the current
 //! snapshot once and uses that one view to the end, so no request ever sees half of a change.
+//!
+//! Sources: a YAML file ([`file`]) or the control plane over NATS ([`nats`], with the last good
+//! snapshot kept on disk by [`cache`]).
 
+pub mod cache;
 mod compile;
 pub mod file;
+pub mod nats;
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
-//! The data-plane binary, run for real with a YAML config written into the test's temp dir.
+//! The data-plane binary, run for real with a YAML config written into the test's temp dir, or
+//! with `--nats` and no config at all ([`DataPlaneSpec::nats`]).
 //!
 //! Guarantees: [`DataPlane::start`] returns once both the proxy and ops listeners are bound
 //! (the binary writes its address file atomically after binding both); the process is killed
@@ -18,10 +19,19 @@ use super::TestEnv;
 
 type ConfigFn = Box<dyn FnOnce(&TestEnv) -> String + Send>;
 
-/// How to start one data plane: its config (fixed, or built from the running environment) plus
-/// extra environment variables (provider API keys, `RUST_LOG`) and arguments.
+/// Where a data plane takes its snapshot from; each is built once the environment runs.
+enum Source {
+    /// YAML config text, written to `config.yaml` and passed as `--config`.
+    Config(ConfigFn),
+    /// NATS URL, passed as `--nats` (with `--snapshot-cache` in the data plane's directory).
+    Nats(ConfigFn),
+}
+
+/// How to start one data plane: its snapshot source (a config, fixed or built from the running
+/// environment, or NATS) plus extra environment variables (provider API keys, `RUST_LOG`) and
+/// arguments.
 pub struct DataPlaneSpec {
-    config: ConfigFn,
+    source: Source,
     envs: Vec<(String, String)>,
     args: Vec<String>,
 }
@@ -46,7 +56,17 @@ impl DataPlaneSpec {
     /// `DataPlaneSpec::from_fn(|env| format!("... base_url: {}", env.mock().base_url()))`.
     pub fn from_fn(config: impl FnOnce(&TestEnv) -> String + Send + 'static) -> Self {
         Self {
-            config: Box::new(config),
+            source: Source::Config(Box::new(config)),
+            envs: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// A data plane without a config file that takes its snapshots from the environment's NATS
+    /// (`--nats`), keeping its snapshot cache in its own directory. Needs `.nats()`.
+    pub fn nats() -> Self {
+        Self {
+            source: Source::Nats(Box::new(|env| env.nats().url())),
             envs: Vec::new(),
             args: Vec::new(),
         }
@@ -64,8 +84,19 @@ impl DataPlaneSpec {
         self
     }
 
-    pub(crate) fn render(self, env: &TestEnv) -> (String, Vec<(String, String)>, Vec<String>) {
-        ((self.config)(env), self.envs, self.args)
+    /// The config text (`None` for NATS), environment and arguments.
+    pub(crate) fn render(
+        self,
+        env: &TestEnv,
+    ) -> (Option<String>, Vec<(String, String)>, Vec<String>) {
+        match self.source {
+            Source::Config(config) => (Some(config(env)), self.envs, self.args),
+            Source::Nats(url) => {
+                let mut args = vec!["--nats".to_owned(), url(env)];
+                args.extend(self.args);
+                (None, self.envs, args)
+            }
+        }
     }
 }
 
@@ -86,36 +117,47 @@ impl From<&str> for DataPlaneSpec {
 pub struct DataPlane {
     process: ChildProcess,
     config_path: PathBuf,
+    snapshot_cache: PathBuf,
     addr_file: PathBuf,
     listen: SocketAddr,
     ops: SocketAddr,
 }
 
 impl DataPlane {
-    /// Writes `config_yaml` to `<parent>/<name>/config.yaml`, starts `data-plane` on ports of
-    /// its own choosing and waits until both listeners are bound.
+    /// Writes `config_yaml` to `<parent>/<name>/config.yaml` (without one, the extra arguments
+    /// name the source, e.g. `--nats`, and the snapshot cache goes to
+    /// `<parent>/<name>/snapshot-cache.json`), starts `data-plane` on ports of its own choosing
+    /// and waits until both listeners are bound.
     pub async fn start(
         parent: &Path,
         name: &str,
-        config_yaml: &str,
+        config_yaml: Option<&str>,
         envs: Vec<(String, String)>,
         extra_args: Vec<String>,
     ) -> anyhow::Result<Self> {
         let dir = parent.join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let config_path = dir.join("config.yaml");
-        fsutil::write_atomic(&config_path, config_yaml.as_bytes())?;
+        let snapshot_cache = dir.join("snapshot-cache.json");
+        let mut args: Vec<String> = match config_yaml {
+            Some(yaml) => {
+                fsutil::write_atomic(&config_path, yaml.as_bytes())?;
+                vec!["--config".into(), config_path.display().to_string()]
+            }
+            None => vec![
+                "--snapshot-cache".into(),
+                snapshot_cache.display().to_string(),
+            ],
+        };
         let addr_file = dir.join("addr.json");
-        let mut args: Vec<String> = vec![
-            "--config".into(),
-            config_path.display().to_string(),
+        args.extend([
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--ops-listen".into(),
             "127.0.0.1:0".into(),
             "--addr-file".into(),
             addr_file.display().to_string(),
-        ];
+        ]);
         args.extend(extra_args);
         let spec = ProcessSpec {
             name: name.to_owned(),
@@ -129,6 +171,7 @@ impl DataPlane {
         let mut dp = Self {
             process,
             config_path,
+            snapshot_cache,
             addr_file,
             listen: unbound,
             ops: unbound,
@@ -166,6 +209,11 @@ impl DataPlane {
     /// The config file the process was started with.
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// Where a data plane started without a config keeps its last good snapshot.
+    pub fn snapshot_cache_path(&self) -> &Path {
+        &self.snapshot_cache
     }
 
     /// Replaces the config file atomically (write a temp file, rename over), for hot reload.

@@ -90,15 +90,15 @@ impl TestEnv {
     }
 
     /// Starts one more data plane (`data-plane-0`, ...). A spec built with
-    /// [`DataPlaneSpec::from_fn`] sees everything started so far; a `&str`/`String` is taken as
-    /// the YAML config itself.
+    /// [`DataPlaneSpec::from_fn`] or [`DataPlaneSpec::nats`] sees everything started so far; a
+    /// `&str`/`String` is taken as the YAML config itself.
     pub async fn start_data_plane(
         &mut self,
         spec: impl Into<DataPlaneSpec>,
     ) -> anyhow::Result<&mut DataPlane> {
         let (yaml, envs, args) = spec.into().render(self);
         let name = format!("data-plane-{}", self.data_planes.len());
-        let dp = DataPlane::start(self.dir.path(), &name, &yaml, envs, args).await?;
+        let dp = DataPlane::start(self.dir.path(), &name, yaml.as_deref(), envs, args).await?;
         self.data_planes.push(dp);
         self.data_planes
             .last_mut()

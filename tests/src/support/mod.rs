@@ -7,6 +7,7 @@
 //! (`cargo build --workspace --bins`, which deploy/local/test.sh runs).
 
 mod binaries;
+mod control_plane;
 mod data_plane;
 mod env;
 mod eventually;
@@ -22,6 +23,7 @@ mod python;
 pub use crate::assert_eventually;
 
 pub use binaries::{bin_dir, binary, workspace_root, ENV_BIN_DIR};
+pub use control_plane::{Answer, ControlPlane, ADMIN_TOKEN, SEAL_KEY};
 pub use data_plane::{DataPlane, DataPlaneSpec};
 pub use env::{TestEnv, TestEnvBuilder};
 pub use eventually::{eventually, Attempt, DEFAULT_TIMEOUT};

@@ -18,6 +18,7 @@ use super::http::{check_status, is_event_stream, read_body, remaining, secret_he
 use super::{
     Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
 };
+use crate::seal::{self, SealKey};
 
 /// A provider speaking the OpenAI wire format.
 #[derive(Debug)]
@@ -35,7 +36,7 @@ pub struct OpenAiFamily {
 impl OpenAiFamily {
     /// Builds the adapter; an unusable credential is kept as an error reported per request, so
     /// one misconfigured provider never blocks a whole snapshot.
-    pub fn new(p: &proto::Provider) -> Self {
+    pub fn new(p: &proto::Provider, seal_key: Option<&SealKey>) -> Self {
         let base_url = p
             .base_url
             .as_deref()
@@ -48,7 +49,7 @@ impl OpenAiFamily {
             kind: p.kind,
             base_url,
             api_version: p.api_version.clone(),
-            headers: static_headers(p),
+            headers: static_headers(p, seal_key),
             stream_usage: p.stream_usage.unwrap_or(p.kind != ProviderKind::Mistral),
             timeout: p.timeout_ms.map(Duration::from_millis),
         }
@@ -160,7 +161,7 @@ impl Provider for OpenAiFamily {
     }
 }
 
-fn static_headers(p: &proto::Provider) -> Result<HeaderMap, String> {
+fn static_headers(p: &proto::Provider, seal_key: Option<&SealKey>) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for (name, value) in &p.headers {
@@ -170,20 +171,28 @@ fn static_headers(p: &proto::Provider) -> Result<HeaderMap, String> {
             .map_err(|_| format!("invalid value for header `{name}`"))?;
         headers.insert(name, value);
     }
-    if let Some(Credential::Env { env: var }) = &p.api_key {
-        let secret =
-            std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?;
-        let (name, value) = match p.kind {
-            ProviderKind::AzureOpenai => {
-                (HeaderName::from_static("api-key"), secret_header(&secret))
-            }
-            _ => (AUTHORIZATION, secret_header(&format!("Bearer {secret}"))),
-        };
-        let value = value.ok_or_else(|| {
-            format!("environment variable `{var}` holds characters not allowed in a header")
-        })?;
-        headers.insert(name, value);
-    }
+    let Some(credential) = &p.api_key else {
+        return Ok(headers);
+    };
+    // Error texts name where the secret comes from, never the secret.
+    let (secret, source) = match credential {
+        Credential::Env { env: var } => (
+            std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?,
+            format!("environment variable `{var}`"),
+        ),
+        Credential::Sealed { sealed } => (
+            seal::open(seal_key, p.id.as_bytes(), sealed)
+                .map_err(|e| format!("sealed credential: {e}"))?,
+            "the sealed credential".to_owned(),
+        ),
+    };
+    let (name, value) = match p.kind {
+        ProviderKind::AzureOpenai => (HeaderName::from_static("api-key"), secret_header(&secret)),
+        _ => (AUTHORIZATION, secret_header(&format!("Bearer {secret}"))),
+    };
+    let value =
+        value.ok_or_else(|| format!("{source} holds characters not allowed in a header"))?;
+    headers.insert(name, value);
     Ok(headers)
 }
 
@@ -212,9 +221,15 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad fixture: {e}"))
     }
 
+    impl OpenAiFamily {
+        fn new_test(p: &proto::Provider) -> Self {
+            Self::new(p, None)
+        }
+    }
+
     #[test]
     fn azure_urls_carry_deployment_and_api_version() {
-        let p = OpenAiFamily::new(&provider(
+        let p = OpenAiFamily::new_test(&provider(
             "{id: az, kind: azure_openai, base_url: 'https://r.openai.azure.com/', api_version: '2024-10-21'}",
         ));
         let e = p.endpoints("gpt 4o").unwrap();
@@ -224,13 +239,13 @@ mod tests {
 
     #[test]
     fn openai_family_urls_and_defaults() {
-        let p = OpenAiFamily::new(&provider("{id: o, kind: openai}"));
+        let p = OpenAiFamily::new_test(&provider("{id: o, kind: openai}"));
         assert_eq!(
             p.endpoints("gpt-4o").unwrap().chat.as_str(),
             "https://api.openai.com/v1/chat/completions"
         );
         assert!(p.stream_usage);
-        let m = OpenAiFamily::new(&provider("{id: m, kind: mistral}"));
+        let m = OpenAiFamily::new_test(&provider("{id: m, kind: mistral}"));
         assert_eq!(
             m.endpoints("x").unwrap().embeddings.as_str(),
             "https://api.mistral.ai/v1/embeddings"
@@ -243,18 +258,43 @@ mod tests {
 
     #[test]
     fn credentials_are_read_from_the_environment_and_marked_sensitive() {
-        let p = OpenAiFamily::new(&provider(
+        let p = OpenAiFamily::new_test(&provider(
             "{id: o, kind: openai_compatible, base_url: 'http://x', api_key: {env: SWITCHYARD_TEST_SURELY_UNSET_VAR}}",
         ));
         assert_eq!(
             p.headers.err().as_deref(),
             Some("environment variable `SWITCHYARD_TEST_SURELY_UNSET_VAR` is not set")
         );
-        let p = OpenAiFamily::new(&provider("{id: o, kind: azure_openai, base_url: 'http://x', api_version: v, api_key: {env: PATH}}"));
+        let p = OpenAiFamily::new_test(&provider("{id: o, kind: azure_openai, base_url: 'http://x', api_version: v, api_key: {env: PATH}}"));
         let headers = p.headers.unwrap_or_default();
         assert!(headers
             .get("api-key")
             .is_some_and(HeaderValue::is_sensitive));
         assert!(headers.get(AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    fn sealed_credentials_open_with_the_key_for_their_provider_only() {
+        use base64::Engine as _;
+        let key_b64 = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let key = SealKey::from_base64("K", &key_b64).unwrap();
+        // Sealed for provider `sealed-p` with `key` (see seal.rs for the format).
+        let sealed = "v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXLCx9GGfXIncDFwCOOk5HP/N5bWUJ89xhyw==";
+        let yaml = |id: &str| {
+            format!("{{id: {id}, kind: openai_compatible, base_url: 'http://x', api_key: {{sealed: '{sealed}'}}}}")
+        };
+        let p = OpenAiFamily::new(&provider(&yaml("sealed-p")), Some(&key));
+        let headers = p.headers.unwrap_or_default();
+        let auth = headers.get(AUTHORIZATION).unwrap();
+        assert!(auth.is_sensitive());
+        assert_eq!(auth, "Bearer sk-sealed");
+
+        for (id, key, expected) in [
+            ("sealed-p", None, "sealed credential: no seal key is configured (SWITCHYARD_SEAL_KEY)"),
+            ("other-p", Some(&key), "sealed credential: the sealed value does not open with this seal key for this provider"),
+        ] {
+            let p = OpenAiFamily::new(&provider(&yaml(id)), key);
+            assert_eq!(p.headers.err().as_deref(), Some(expected));
+        }
     }
 }

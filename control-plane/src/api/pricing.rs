@@ -1,0 +1,352 @@
+//! `/admin/pricing`: the built-in price table merged with overrides, and setting or removing
+//! an override (global tokens only).
+//!
+//! Also home of money parsing for the admin API ([`decimal`], [`opt_decimal`]): amounts are
+//! exact decimals end to end. A JSON string (`"12.50"`) is parsed as written; a JSON number is
+//! parsed from its shortest round-trip text, which is exact up to 15 significant digits (send a
+//! string for more). Amounts are always serialized back as strings.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, StatusCode};
+use rust_decimal::Decimal;
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::extract::{if_match, JsonBody, Page};
+use super::{with_etag, ApiError, AppState, List, Principal};
+use crate::domain::pricing::{built_in, Price, PriceSpec};
+use crate::domain::resource::ResourceCommand;
+use crate::domain::Check;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/admin/pricing", get(list)).route(
+        "/admin/pricing/{model}",
+        axum::routing::put(put).delete(remove),
+    )
+}
+
+/// An exact amount read from a JSON/YAML string or number, never through a lossy float path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money(pub Decimal);
+
+struct MoneyVisitor;
+
+impl Visitor<'_> for MoneyVisitor {
+    type Value = Money;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a decimal amount as a string (\"12.50\") or a number")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Money, E> {
+        Decimal::from_str_exact(v)
+            .map(Money)
+            .map_err(|_| E::custom(format!("`{v}` is not an exact decimal amount")))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Money, E> {
+        Ok(Money(Decimal::from(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Money, E> {
+        Ok(Money(Decimal::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Money, E> {
+        // `Display` of an f64 is the shortest text that reads back as the same float, so a
+        // number written with up to 15 significant digits comes back exactly as written.
+        if !v.is_finite() {
+            return Err(E::custom("amounts must be finite"));
+        }
+        self.visit_str(&v.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MoneyVisitor)
+    }
+}
+
+/// `deserialize_with` for a required amount.
+pub fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    Money::deserialize(d).map(|m| m.0)
+}
+
+/// `deserialize_with` for an optional amount (use with `#[serde(default)]`).
+pub fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    Option::<Money>::deserialize(d).map(|m| m.map(|m| m.0))
+}
+
+/// Where a price row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceSource {
+    BuiltIn,
+    Override,
+}
+
+/// USD per million tokens for one upstream model.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PriceView {
+    pub model: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String, example = "2.50")]
+    pub input_per_mtok: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String, example = "10.00")]
+    pub output_per_mtok: Decimal,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>, example = "1.25")]
+    pub cached_input_per_mtok: Option<Decimal>,
+    pub source: PriceSource,
+    /// Stream version of an override; null for built-in rows.
+    pub version: Option<i32>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl PriceView {
+    fn new(
+        model: String,
+        s: &PriceSpec,
+        source: PriceSource,
+        version: Option<i32>,
+        updated_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            model,
+            input_per_mtok: s.input_per_mtok,
+            output_per_mtok: s.output_per_mtok,
+            cached_input_per_mtok: s.cached_input_per_mtok,
+            source,
+            version,
+            updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPrice {
+    #[serde(deserialize_with = "decimal")]
+    #[schema(value_type = String, example = "2.50")]
+    pub input_per_mtok: Decimal,
+    #[serde(deserialize_with = "decimal")]
+    #[schema(value_type = String, example = "10.00")]
+    pub output_per_mtok: Decimal,
+    #[serde(default, deserialize_with = "opt_decimal")]
+    #[schema(value_type = Option<String>, example = "1.25")]
+    pub cached_input_per_mtok: Option<Decimal>,
+}
+
+/// The built-in table with the overrides laid over it, by model.
+fn merge(overrides: Vec<PriceView>) -> BTreeMap<String, PriceView> {
+    let mut rows: BTreeMap<String, PriceView> = built_in()
+        .into_iter()
+        .map(|(m, s)| {
+            (
+                m.clone(),
+                PriceView::new(m, &s, PriceSource::BuiltIn, None, None),
+            )
+        })
+        .collect();
+    for o in overrides {
+        rows.insert(o.model.clone(), o);
+    }
+    rows
+}
+
+fn check_model(model: &str) -> Result<(), ApiError> {
+    let mut check = Check::new();
+    if model.is_empty()
+        || model.len() > 256
+        || model.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        check.fail("model", "must be 1-256 characters without whitespace");
+    }
+    Ok(check.done()?)
+}
+
+#[utoipa::path(get, path = "/admin/pricing",
+    operation_id = "list_prices", tag = "pricing", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
+    responses((status = 200, body = List<PriceView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _who: Principal,
+    page: Page,
+) -> Result<axum::Json<List<PriceView>>, ApiError> {
+    let client = state.store().pool().get().await?;
+    let rows = client
+        .query("SELECT model, input_per_mtok, output_per_mtok, cached_input_per_mtok, version, updated_at FROM pricing", &[])
+        .await?;
+    let overrides = rows
+        .iter()
+        .map(|r| {
+            // NUMERIC(20, 10) comes back with ten decimals; show the value as it was written.
+            let amount = |d: Decimal| d.normalize();
+            let spec = PriceSpec {
+                input_per_mtok: amount(r.get(1)),
+                output_per_mtok: amount(r.get(2)),
+                cached_input_per_mtok: r.get::<_, Option<Decimal>>(3).map(amount),
+            };
+            PriceView::new(
+                r.get(0),
+                &spec,
+                PriceSource::Override,
+                Some(r.get(4)),
+                Some(r.get(5)),
+            )
+        })
+        .collect();
+    let after = page.after.as_deref().unwrap_or_default();
+    let views: Vec<PriceView> = merge(overrides)
+        .into_values()
+        .filter(|v| v.model.as_str() > after)
+        .take(usize::try_from(page.limit + 1).unwrap_or(0))
+        .collect();
+    Ok(axum::Json(List::page(
+        views,
+        page.limit,
+        |p: &PriceView| p.model.clone(),
+    )))
+}
+
+#[utoipa::path(put, path = "/admin/pricing/{model}",
+    operation_id = "set_price", tag = "pricing", request_body = SetPrice, security(("bearer" = [])),
+    params(("model" = String, Path, description = "upstream model name"), ("If-Match" = Option<String>, Header, description = "version from ETag")),
+    responses((status = 200, body = PriceView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn put(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SetPrice>,
+) -> Result<Response, ApiError> {
+    who.require_global()?;
+    let expected = if_match(&headers)?;
+    check_model(&model)?;
+    let spec = PriceSpec {
+        input_per_mtok: body.input_per_mtok,
+        output_per_mtok: body.output_per_mtok,
+        cached_input_per_mtok: body.cached_input_per_mtok,
+    };
+    let command = ResourceCommand::Put {
+        id: model.clone(),
+        team_id: None,
+        spec,
+    };
+    let done = state
+        .store()
+        .execute::<Price>(&model, expected, &who.actor, command)
+        .await?;
+    let view = PriceView::new(
+        model,
+        &done.state.spec,
+        PriceSource::Override,
+        Some(done.version),
+        done.state.updated_at,
+    );
+    Ok(with_etag(StatusCode::OK, done.version, &view))
+}
+
+#[utoipa::path(delete, path = "/admin/pricing/{model}",
+    operation_id = "delete_price", tag = "pricing", security(("bearer" = [])),
+    params(("model" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    who.require_global()?;
+    let expected = if_match(&headers)?;
+    state
+        .store()
+        .execute::<Price>(&model, expected, &who.actor, ResourceCommand::Delete)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Amounts {
+        #[serde(deserialize_with = "decimal")]
+        a: Decimal,
+        #[serde(default, deserialize_with = "opt_decimal")]
+        b: Option<Decimal>,
+    }
+
+    fn parse(json: &str) -> Result<Amounts, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn amounts_parse_exactly_from_strings_and_numbers() {
+        assert_eq!(parse(r#"{"a": "12.50"}"#).unwrap().a.to_string(), "12.50");
+        assert_eq!(parse(r#"{"a": 12.5}"#).unwrap().a.to_string(), "12.5");
+        assert_eq!(parse(r#"{"a": 0.075}"#).unwrap().a.to_string(), "0.075");
+        assert_eq!(
+            parse(r#"{"a": 0.1, "b": 0.2}"#)
+                .unwrap()
+                .b
+                .unwrap()
+                .to_string(),
+            "0.2",
+            "no binary-float residue"
+        );
+        assert_eq!(
+            parse(r#"{"a": 1000000000}"#).unwrap().a,
+            Decimal::from(1_000_000_000u64)
+        );
+        assert_eq!(
+            parse(r#"{"a": "0.0000000001"}"#).unwrap().a.to_string(),
+            "0.0000000001"
+        );
+        assert_eq!(parse(r#"{"a": 1, "b": null}"#).unwrap().b, None);
+        assert_eq!(parse(r#"{"a": 1}"#).unwrap().b, None);
+    }
+
+    #[test]
+    fn non_amounts_are_refused() {
+        for bad in [
+            r#"{"a": "ten"}"#,
+            r#"{"a": ""}"#,
+            r#"{"a": " 1"}"#,
+            r#"{"a": true}"#,
+            r#"{"a": "1e3"}"#,
+            r#"{"a": null}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn amounts_serialize_as_strings_and_overrides_win() {
+        let spec = PriceSpec {
+            input_per_mtok: "9.99".parse().unwrap(),
+            output_per_mtok: Decimal::ONE,
+            cached_input_per_mtok: None,
+        };
+        let row = PriceView::new("gpt-4o".into(), &spec, PriceSource::Override, Some(1), None);
+        let rows = merge(vec![row]);
+        let json = serde_json::to_value(&rows["gpt-4o"]).unwrap();
+        assert_eq!(json["input_per_mtok"], "9.99");
+        assert_eq!(json["source"], "override");
+        assert_eq!(json["cached_input_per_mtok"], serde_json::Value::Null);
+        assert_eq!(rows["gpt-4o-mini"].source, PriceSource::BuiltIn);
+        assert_eq!(rows.len(), built_in().len());
+    }
+}

@@ -1,0 +1,595 @@
+//! `/admin/providers`: create, list, read, update, delete upstream providers.
+//!
+//! The credential is write-only: a plaintext `api_key` is sealed with the control plane's seal
+//! key before it reaches a command, so the log, the projections and the snapshots only ever
+//! hold the sealed value; responses say only `sealed`, `env:VAR` or `null`. Plaintext is never
+//! logged (its type's `Debug` hides it).
+//!
+//! Also home of the small helpers the other spec-resource handlers (routes, budgets, pricing)
+//! share: [`load_visible`], [`ensure_team`], [`nullable`].
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, StatusCode};
+use proto::Credential;
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use super::extract::{if_match, JsonBody, Page};
+use super::{with_etag, ApiError, AppState, List, Principal};
+use crate::domain::provider::{Provider, ProviderSpec};
+use crate::domain::resource::{Resource, ResourceCommand, Spec};
+use crate::domain::Check;
+use crate::seal::SealKey;
+use crate::store::{Project, StoreError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/providers", get(list).post(create))
+        .route(
+            "/admin/providers/{id}",
+            get(read).patch(update).delete(remove),
+        )
+}
+
+/// A plaintext secret from a request body. Its `Debug` never shows it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct Plaintext(String);
+
+impl std::fmt::Debug for Plaintext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Plaintext(..)")
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProviderView {
+    pub id: String,
+    pub team_id: Option<Uuid>,
+    /// `openai`, `azure_openai`, `mistral`, `vllm`, `ollama` or `openai_compatible`.
+    #[schema(value_type = String, example = "openai")]
+    pub kind: proto::ProviderKind,
+    pub base_url: Option<String>,
+    pub api_version: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub stream_usage: Option<bool>,
+    pub headers: BTreeMap<String, String>,
+    pub settings: BTreeMap<String, String>,
+    /// `sealed`, `env:VAR`, or null. The secret itself is never returned.
+    #[schema(example = "sealed")]
+    pub credential: Option<String>,
+    pub version: i32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl ProviderView {
+    fn of(p: &Provider, version: i32) -> Self {
+        Self::from_parts(
+            p.id.clone(),
+            p.team_id,
+            &p.spec,
+            version,
+            p.created_at,
+            p.updated_at,
+        )
+    }
+
+    fn from_parts(
+        id: String,
+        team_id: Option<Uuid>,
+        s: &ProviderSpec,
+        version: i32,
+        created_at: Option<DateTime<Utc>>,
+        updated_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            id,
+            team_id,
+            kind: s.kind,
+            base_url: s.base_url.clone(),
+            api_version: s.api_version.clone(),
+            timeout_ms: s.timeout_ms,
+            stream_usage: s.stream_usage,
+            headers: s.headers.clone(),
+            settings: s.settings.clone(),
+            credential: describe(s.credential.as_ref()),
+            version,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+/// What a response may say about a credential.
+pub fn describe(credential: Option<&Credential>) -> Option<String> {
+    credential.map(|c| match c {
+        Credential::Sealed { .. } => "sealed".to_owned(),
+        Credential::Env { env } => format!("env:{env}"),
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProvider {
+    /// Letters, digits, `-`, `_`, `.`; referenced by route deployments.
+    pub id: String,
+    #[schema(value_type = String, example = "openai")]
+    pub kind: proto::ProviderKind,
+    pub base_url: Option<String>,
+    pub api_version: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub stream_usage: Option<bool>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    pub team_id: Option<Uuid>,
+    /// Plaintext secret; sealed before it is stored (needs `SWITCHYARD_SEAL_KEY`). Write-only.
+    #[schema(value_type = Option<String>)]
+    pub api_key: Option<Plaintext>,
+    /// Name of an environment variable of the data plane that holds the secret.
+    pub api_key_env: Option<String>,
+}
+
+/// A partial update: absent fields are kept; `null` clears a nullable one.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProvider {
+    #[schema(value_type = Option<String>)]
+    pub kind: Option<proto::ProviderKind>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub base_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub api_version: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>)]
+    pub timeout_ms: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<bool>)]
+    pub stream_usage: Option<Option<bool>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub settings: Option<BTreeMap<String, String>>,
+    /// Replaces the credential with this secret, sealed; `null` removes the credential.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub api_key: Option<Option<Plaintext>>,
+    /// Replaces the credential with this environment reference; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub api_key_env: Option<Option<String>>,
+}
+
+impl UpdateProvider {
+    /// The current spec with the given fields replaced.
+    fn merge(
+        self,
+        mut s: ProviderSpec,
+        seal: Option<&SealKey>,
+        id: &str,
+    ) -> Result<ProviderSpec, ApiError> {
+        s.credential = credential(
+            seal,
+            id,
+            self.api_key,
+            self.api_key_env,
+            s.credential.take(),
+        )?;
+        if let Some(v) = self.kind {
+            s.kind = v;
+        }
+        if let Some(v) = self.base_url {
+            s.base_url = v;
+        }
+        if let Some(v) = self.api_version {
+            s.api_version = v;
+        }
+        if let Some(v) = self.timeout_ms {
+            s.timeout_ms = v;
+        }
+        if let Some(v) = self.stream_usage {
+            s.stream_usage = v;
+        }
+        if let Some(v) = self.headers {
+            s.headers = v;
+        }
+        if let Some(v) = self.settings {
+            s.settings = v;
+        }
+        Ok(s)
+    }
+}
+
+/// Deserializes a field that distinguishes absent (`None`, with `#[serde(default)]`) from
+/// `null` (`Some(None)`).
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The credential after a create or update. `None` arguments keep `current`; `Some(None)`
+/// clears it. Re-sending the secret that is already sealed keeps the sealed value (no event).
+fn credential(
+    seal: Option<&SealKey>,
+    id: &str,
+    api_key: Option<Option<Plaintext>>,
+    api_key_env: Option<Option<String>>,
+    current: Option<Credential>,
+) -> Result<Option<Credential>, ApiError> {
+    match (api_key, api_key_env) {
+        (Some(Some(_)), Some(Some(_))) => Err(ApiError::invalid(
+            "api_key_env",
+            "give either api_key or api_key_env, not both",
+        )),
+        (Some(Some(secret)), _) => seal_secret(seal, id, &secret, current.as_ref()).map(Some),
+        (_, Some(Some(env))) => {
+            let mut check = Check::new();
+            env_name(&mut check, "api_key_env", &env);
+            check.done()?;
+            Ok(Some(Credential::Env { env }))
+        }
+        (Some(None), _) | (_, Some(None)) => Ok(None),
+        (None, None) => Ok(current),
+    }
+}
+
+fn seal_secret(
+    seal: Option<&SealKey>,
+    id: &str,
+    secret: &Plaintext,
+    current: Option<&Credential>,
+) -> Result<Credential, ApiError> {
+    if secret.0.is_empty() {
+        return Err(ApiError::invalid("api_key", "must not be empty"));
+    }
+    let Some(key) = seal else {
+        return Err(ApiError::invalid(
+            "api_key",
+            "storing a provider secret needs SWITCHYARD_SEAL_KEY (32 bytes, base64) set on the control plane \
+             and the data planes; or pass api_key_env to name an environment variable of the data plane instead",
+        ));
+    };
+    if let Some(Credential::Sealed { sealed }) = current {
+        if key.open(id, sealed).is_some_and(|plain| plain == secret.0) {
+            return Ok(Credential::Sealed {
+                sealed: sealed.clone(),
+            });
+        }
+    }
+    match key.seal(id, &secret.0) {
+        Ok(sealed) => Ok(Credential::Sealed { sealed }),
+        Err(e) => {
+            tracing::error!(error = %e, provider = id, "sealing a provider credential failed");
+            Err(ApiError::Unavailable)
+        }
+    }
+}
+
+/// An environment variable name: letters, digits and `_`, not starting with a digit.
+pub fn env_name(check: &mut Check, path: &str, name: &str) {
+    let ok = name.len() <= 256
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !ok {
+        check.fail(path, "must be an environment variable name: letters, digits and `_`, not starting with a digit");
+    }
+}
+
+/// Loads a live spec resource the caller may see; anything else is a 404.
+pub async fn load_visible<S: Spec>(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<(Resource<S>, i32), ApiError>
+where
+    Resource<S>: Project,
+{
+    let (resource, version) = state.store().load::<Resource<S>>(id).await?;
+    if !resource.live || !who.can_see(resource.team_id) {
+        return Err(ApiError::NotFound(S::KIND.to_owned()));
+    }
+    Ok((resource, version))
+}
+
+/// A new resource's owner team must exist (422 on `team_id` otherwise).
+pub async fn ensure_team(state: &AppState, team: Option<Uuid>) -> Result<(), ApiError> {
+    let Some(team) = team else { return Ok(()) };
+    let client = state.store().pool().get().await?;
+    match client
+        .query_opt("SELECT 1 FROM teams WHERE id = $1", &[&team])
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid("team_id", "no such team")),
+    }
+}
+
+/// A projection row that no longer parses is a store fault, not the client's.
+pub fn corrupt(what: &str, id: &str, e: &serde_json::Error) -> ApiError {
+    StoreError::Corrupt(format!("{what} {id}: {e}")).into()
+}
+
+#[utoipa::path(post, path = "/admin/providers",
+    operation_id = "create_provider", tag = "providers", request_body = CreateProvider, security(("bearer" = [])),
+    responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    JsonBody(body): JsonBody<CreateProvider>,
+) -> Result<Response, ApiError> {
+    let team_id = who.owner(body.team_id)?;
+    let mut check = Check::new();
+    check.ident("id", &body.id);
+    check.done()?;
+    ensure_team(&state, team_id).await?;
+    let credential = credential(
+        state.seal(),
+        &body.id,
+        body.api_key.map(Some),
+        body.api_key_env.map(Some),
+        None,
+    )?;
+    let spec = ProviderSpec {
+        kind: body.kind,
+        base_url: body.base_url,
+        api_version: body.api_version,
+        timeout_ms: body.timeout_ms,
+        stream_usage: body.stream_usage,
+        headers: body.headers,
+        settings: body.settings,
+        credential,
+    };
+    let command = ResourceCommand::Create {
+        id: body.id.clone(),
+        team_id,
+        spec,
+    };
+    let done = state
+        .store()
+        .execute::<Provider>(&body.id, None, &who.actor, command)
+        .await?;
+    Ok(with_etag(
+        StatusCode::CREATED,
+        done.version,
+        &ProviderView::of(&done.state, done.version),
+    ))
+}
+
+#[utoipa::path(get, path = "/admin/providers",
+    operation_id = "list_providers", tag = "providers", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
+    responses((status = 200, body = List<ProviderView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    page: Page,
+) -> Result<axum::Json<List<ProviderView>>, ApiError> {
+    let client = state.store().pool().get().await?;
+    let rows = client
+        .query(
+            "SELECT id, team_id, spec, version, created_at, updated_at FROM providers
+             WHERE ($1::uuid IS NULL OR team_id = $1) AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3",
+            &[&who.team, &page.after, &(page.limit + 1)],
+        )
+        .await?;
+    let mut views = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: String = r.get(0);
+        let spec: ProviderSpec =
+            serde_json::from_value(r.get(2)).map_err(|e| corrupt("provider", &id, &e))?;
+        views.push(ProviderView::from_parts(
+            id,
+            r.get(1),
+            &spec,
+            r.get(3),
+            r.get(4),
+            r.get(5),
+        ));
+    }
+    Ok(axum::Json(List::page(
+        views,
+        page.limit,
+        |p: &ProviderView| p.id.clone(),
+    )))
+}
+
+#[utoipa::path(get, path = "/admin/providers/{id}",
+    operation_id = "get_provider", tag = "providers", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn read(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (provider, version) = load_visible::<ProviderSpec>(&state, &who, &id).await?;
+    Ok(with_etag(
+        StatusCode::OK,
+        version,
+        &ProviderView::of(&provider, version),
+    ))
+}
+
+#[utoipa::path(patch, path = "/admin/providers/{id}",
+    operation_id = "update_provider", tag = "providers", request_body = UpdateProvider, security(("bearer" = [])),
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
+    responses((status = 200, body = ProviderView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<UpdateProvider>,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let (current, version) = load_visible::<ProviderSpec>(&state, &who, &id).await?;
+    let spec = body.merge(current.spec, state.seal(), &id)?;
+    // The merge was computed from `version`: a change in between must not be overwritten.
+    let expected = Some(expected.unwrap_or(version));
+    let done = state
+        .store()
+        .execute::<Provider>(&id, expected, &who.actor, ResourceCommand::Update(spec))
+        .await?;
+    Ok(with_etag(
+        StatusCode::OK,
+        done.version,
+        &ProviderView::of(&done.state, done.version),
+    ))
+}
+
+#[utoipa::path(delete, path = "/admin/providers/{id}",
+    operation_id = "delete_provider", tag = "providers", security(("bearer" = [])),
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let expected = if_match(&headers)?;
+    load_visible::<ProviderSpec>(&state, &who, &id).await?;
+    let client = state.store().pool().get().await?;
+    let rows = client
+        .query(
+            "SELECT alias, team_id FROM routes WHERE spec->'deployments' @> $1::jsonb ORDER BY alias",
+            &[&serde_json::json!([{ "provider": id }])],
+        )
+        .await?;
+    if !rows.is_empty() {
+        // Name only the routes the caller may see; another team's aliases stay unacknowledged.
+        let visible: Vec<String> = rows
+            .iter()
+            .filter(|r| who.can_see(r.get(1)))
+            .map(|r| format!("`{}`", r.get::<_, String>(0)))
+            .take(10)
+            .collect();
+        return Err(ApiError::Conflict(format!(
+            "provider `{id}` is still used by {} route(s){}; remove those deployments first",
+            rows.len(),
+            if visible.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", visible.join(", "))
+            }
+        )));
+    }
+    state
+        .store()
+        .execute::<Provider>(&id, expected, &who.actor, ResourceCommand::Delete)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn plain(s: &str) -> Plaintext {
+        Plaintext(s.to_owned())
+    }
+
+    #[test]
+    fn credentials_are_sealed_or_referenced_and_never_shown() {
+        let key = SealKey::from_base64(KEY).unwrap();
+        let sealed = credential(Some(&key), "openai", Some(Some(plain("sk-1"))), None, None)
+            .unwrap()
+            .unwrap();
+        let Credential::Sealed { sealed: blob } = &sealed else {
+            panic!("not sealed")
+        };
+        assert_eq!(key.open("openai", blob).as_deref(), Some("sk-1"));
+        assert_eq!(describe(Some(&sealed)).as_deref(), Some("sealed"));
+        assert!(!format!("{:?}", plain("sk-1")).contains("sk-1"));
+
+        let again = credential(
+            Some(&key),
+            "openai",
+            Some(Some(plain("sk-1"))),
+            None,
+            Some(sealed.clone()),
+        )
+        .unwrap();
+        assert_eq!(
+            again.as_ref(),
+            Some(&sealed),
+            "the same secret keeps the sealed value, so no event"
+        );
+
+        let env = credential(
+            None,
+            "x",
+            None,
+            Some(Some("OPENAI_KEY".into())),
+            Some(sealed.clone()),
+        )
+        .unwrap();
+        assert_eq!(describe(env.as_ref()).as_deref(), Some("env:OPENAI_KEY"));
+        assert_eq!(
+            credential(None, "x", Some(None), None, Some(sealed.clone())).unwrap(),
+            None
+        );
+        assert_eq!(
+            credential(None, "x", None, None, Some(sealed.clone())).unwrap(),
+            Some(sealed)
+        );
+    }
+
+    #[test]
+    fn bad_credential_input_is_a_validation_error() {
+        let no_seal = credential(None, "x", Some(Some(plain("sk"))), None, None);
+        assert!(
+            matches!(no_seal, Err(ApiError::Invalid(ref d)) if d[0].path == "api_key" && d[0].reason.contains("SWITCHYARD_SEAL_KEY"))
+        );
+        let both = credential(
+            None,
+            "x",
+            Some(Some(plain("sk"))),
+            Some(Some("A".into())),
+            None,
+        );
+        assert!(matches!(both, Err(ApiError::Invalid(_))));
+        for bad in ["", "1ABC", "A-B", "A B"] {
+            assert!(
+                credential(None, "x", None, Some(Some(bad.into())), None).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_from_null() {
+        let body: UpdateProvider =
+            serde_json::from_str(r#"{"base_url": null, "timeout_ms": 5}"#).unwrap();
+        let current = ProviderSpec {
+            base_url: Some("http://x".into()),
+            api_version: Some("v".into()),
+            ..Default::default()
+        };
+        let merged = body.merge(current, None, "p").unwrap();
+        assert_eq!(
+            (
+                merged.base_url,
+                merged.api_version.as_deref(),
+                merged.timeout_ms
+            ),
+            (None, Some("v"), Some(5))
+        );
+    }
+}

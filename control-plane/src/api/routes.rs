@@ -1,0 +1,362 @@
+//! `/admin/routes`: model aliases and the deployments that serve them.
+//!
+//! Every deployment must name a provider that exists and that the caller may see; a route may
+//! use only global providers or providers of its own team, so a team's credentials never serve
+//! another team's (or every team's) traffic.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::{if_match, JsonBody, Page};
+use super::providers::{corrupt, ensure_team, load_visible, nullable};
+use super::{with_etag, ApiError, AppState, List, Principal};
+use crate::domain::resource::ResourceCommand;
+use crate::domain::route::{Route, RouteSpec};
+use crate::domain::Check;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/routes", get(list).post(create))
+        .route(
+            "/admin/routes/{alias}",
+            get(read).patch(update).delete(remove),
+        )
+}
+
+/// One provider + upstream model pair.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentBody {
+    /// Provider id.
+    pub provider: String,
+    /// Model name as the provider knows it.
+    pub model: String,
+    /// Relative share of traffic within a priority tier (default 1).
+    pub weight: Option<u32>,
+    /// Lower tiers are used first (default 0).
+    pub priority: Option<u32>,
+}
+
+impl From<DeploymentBody> for proto::Deployment {
+    fn from(d: DeploymentBody) -> Self {
+        Self {
+            provider: d.provider,
+            model: d.model,
+            weight: d.weight,
+            priority: d.priority,
+        }
+    }
+}
+
+impl From<&proto::Deployment> for DeploymentBody {
+    fn from(d: &proto::Deployment) -> Self {
+        Self {
+            provider: d.provider.clone(),
+            model: d.model.clone(),
+            weight: d.weight,
+            priority: d.priority,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RouteView {
+    pub alias: String,
+    pub team_id: Option<Uuid>,
+    pub deployments: Vec<DeploymentBody>,
+    pub timeout_ms: Option<u64>,
+    pub version: i32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl RouteView {
+    fn of(r: &Route, version: i32) -> Self {
+        Self::from_parts(
+            r.id.clone(),
+            r.team_id,
+            &r.spec,
+            version,
+            r.created_at,
+            r.updated_at,
+        )
+    }
+
+    fn from_parts(
+        alias: String,
+        team_id: Option<Uuid>,
+        s: &RouteSpec,
+        version: i32,
+        created_at: Option<DateTime<Utc>>,
+        updated_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        let deployments = s.deployments.iter().map(DeploymentBody::from).collect();
+        Self {
+            alias,
+            team_id,
+            deployments,
+            timeout_ms: s.timeout_ms,
+            version,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoute {
+    /// The model name callers send: 1-256 characters without whitespace.
+    pub alias: String,
+    pub deployments: Vec<DeploymentBody>,
+    pub timeout_ms: Option<u64>,
+    pub team_id: Option<Uuid>,
+}
+
+/// A partial update: absent fields are kept; `"timeout_ms": null` clears the timeout.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRoute {
+    pub deployments: Option<Vec<DeploymentBody>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>)]
+    pub timeout_ms: Option<Option<u64>>,
+}
+
+fn check_alias(check: &mut Check, alias: &str) {
+    if alias.is_empty()
+        || alias.len() > 256
+        || alias.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        check.fail("alias", "must be 1-256 characters without whitespace");
+    }
+}
+
+/// Each deployment's provider must exist, be visible to the caller, and be global or owned by
+/// the route's team. Unknown and invisible providers get the same message.
+async fn check_providers(
+    state: &AppState,
+    who: &Principal,
+    owner: Option<Uuid>,
+    deployments: &[proto::Deployment],
+    check: &mut Check,
+) -> Result<(), ApiError> {
+    let ids: Vec<String> = deployments.iter().map(|d| d.provider.clone()).collect();
+    let client = state.store().pool().get().await?;
+    let rows = client
+        .query(
+            "SELECT id, team_id FROM providers WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    let teams: HashMap<String, Option<Uuid>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (i, d) in deployments.iter().enumerate() {
+        let path = format!("deployments[{i}].provider");
+        match teams.get(&d.provider) {
+            Some(team) if who.can_see(*team) => {
+                if team.is_some() && *team != owner {
+                    check.fail(
+                        &path,
+                        format!(
+                            "provider `{}` belongs to a team; only routes of that team may use it",
+                            d.provider
+                        ),
+                    );
+                }
+            }
+            _ => check.fail(&path, format!("unknown provider `{}`", d.provider)),
+        }
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/admin/routes",
+    operation_id = "create_route", tag = "routes", request_body = CreateRoute, security(("bearer" = [])),
+    responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    JsonBody(body): JsonBody<CreateRoute>,
+) -> Result<Response, ApiError> {
+    let team_id = who.owner(body.team_id)?;
+    ensure_team(&state, team_id).await?;
+    let spec = RouteSpec {
+        deployments: body.deployments.into_iter().map(Into::into).collect(),
+        timeout_ms: body.timeout_ms,
+    };
+    let mut check = Check::new();
+    check_alias(&mut check, &body.alias);
+    check_providers(&state, &who, team_id, &spec.deployments, &mut check).await?;
+    check.done()?;
+    let command = ResourceCommand::Create {
+        id: body.alias.clone(),
+        team_id,
+        spec,
+    };
+    let done = state
+        .store()
+        .execute::<Route>(&body.alias, None, &who.actor, command)
+        .await?;
+    Ok(with_etag(
+        StatusCode::CREATED,
+        done.version,
+        &RouteView::of(&done.state, done.version),
+    ))
+}
+
+#[utoipa::path(get, path = "/admin/routes",
+    operation_id = "list_routes", tag = "routes", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
+    responses((status = 200, body = List<RouteView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    page: Page,
+) -> Result<axum::Json<List<RouteView>>, ApiError> {
+    let client = state.store().pool().get().await?;
+    let rows = client
+        .query(
+            "SELECT alias, team_id, spec, version, created_at, updated_at FROM routes
+             WHERE ($1::uuid IS NULL OR team_id = $1) AND ($2::text IS NULL OR alias > $2) ORDER BY alias LIMIT $3",
+            &[&who.team, &page.after, &(page.limit + 1)],
+        )
+        .await?;
+    let mut views = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let alias: String = r.get(0);
+        let spec: RouteSpec =
+            serde_json::from_value(r.get(2)).map_err(|e| corrupt("route", &alias, &e))?;
+        views.push(RouteView::from_parts(
+            alias,
+            r.get(1),
+            &spec,
+            r.get(3),
+            r.get(4),
+            r.get(5),
+        ));
+    }
+    Ok(axum::Json(List::page(
+        views,
+        page.limit,
+        |r: &RouteView| r.alias.clone(),
+    )))
+}
+
+#[utoipa::path(get, path = "/admin/routes/{alias}",
+    operation_id = "get_route", tag = "routes", security(("bearer" = [])),
+    params(("alias" = String, Path, description = "percent-encoded if it contains `/`")),
+    responses((status = 200, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn read(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(alias): Path<String>,
+) -> Result<Response, ApiError> {
+    let (route, version) = load_visible::<RouteSpec>(&state, &who, &alias).await?;
+    Ok(with_etag(
+        StatusCode::OK,
+        version,
+        &RouteView::of(&route, version),
+    ))
+}
+
+#[utoipa::path(patch, path = "/admin/routes/{alias}",
+    operation_id = "update_route", tag = "routes", request_body = UpdateRoute, security(("bearer" = [])),
+    params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
+    responses((status = 200, body = RouteView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<UpdateRoute>,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let (current, version) = load_visible::<RouteSpec>(&state, &who, &alias).await?;
+    let mut spec = current.spec;
+    if let Some(deployments) = body.deployments {
+        spec.deployments = deployments.into_iter().map(Into::into).collect();
+        let mut check = Check::new();
+        check_providers(&state, &who, current.team_id, &spec.deployments, &mut check).await?;
+        check.done()?;
+    }
+    if let Some(timeout) = body.timeout_ms {
+        spec.timeout_ms = timeout;
+    }
+    let expected = Some(expected.unwrap_or(version));
+    let done = state
+        .store()
+        .execute::<Route>(&alias, expected, &who.actor, ResourceCommand::Update(spec))
+        .await?;
+    Ok(with_etag(
+        StatusCode::OK,
+        done.version,
+        &RouteView::of(&done.state, done.version),
+    ))
+}
+
+#[utoipa::path(delete, path = "/admin/routes/{alias}",
+    operation_id = "delete_route", tag = "routes", security(("bearer" = [])),
+    params(("alias" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let expected = if_match(&headers)?;
+    load_visible::<RouteSpec>(&state, &who, &alias).await?;
+    state
+        .store()
+        .execute::<Route>(&alias, expected, &who.actor, ResourceCommand::Delete)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_are_single_tokens() {
+        for (alias, ok) in [
+            ("gpt-4o", true),
+            ("org/model:tag", true),
+            ("", false),
+            ("a b", false),
+            ("a\tb", false),
+        ] {
+            let mut check = Check::new();
+            check_alias(&mut check, alias);
+            assert_eq!(check.done().is_ok(), ok, "{alias:?}");
+        }
+        assert!(!{
+            let mut check = Check::new();
+            check_alias(&mut check, &"x".repeat(257));
+            check.done().is_ok()
+        });
+    }
+
+    #[test]
+    fn deployment_bodies_round_trip_to_the_wire_type() {
+        let body: DeploymentBody =
+            serde_json::from_str(r#"{"provider":"p","model":"m","weight":2}"#).unwrap();
+        let wire: proto::Deployment = body.into();
+        assert_eq!((wire.weight, wire.priority), (Some(2), None));
+        assert!(
+            serde_json::from_str::<DeploymentBody>(r#"{"provider":"p","model":"m","x":1}"#)
+                .is_err()
+        );
+    }
+}

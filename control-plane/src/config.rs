@@ -1,0 +1,63 @@
+//! Process configuration: every environment variable the control plane reads, in one place.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Postgres connection string.
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+/// NATS server URL(s) for snapshot publishing.
+pub const ENV_NATS_URL: &str = "NATS_URL";
+/// The bootstrap admin token (global scope).
+pub const ENV_ADMIN_TOKEN: &str = "SWITCHYARD_ADMIN_TOKEN";
+/// Base64 32-byte key sealing provider credentials (shared with the data planes).
+pub const ENV_SEAL_KEY: &str = "SWITCHYARD_SEAL_KEY";
+/// Admin API listener.
+pub const ENV_ADMIN_LISTEN: &str = "SWITCHYARD_ADMIN_LISTEN";
+/// `tracing` filter.
+pub const ENV_LOG: &str = "SWITCHYARD_LOG";
+/// `json` for JSON log lines.
+pub const ENV_LOG_FORMAT: &str = "SWITCHYARD_LOG_FORMAT";
+
+#[derive(Debug, Parser)]
+#[command(name = "control-plane", version, about = "Switchyard control plane")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admin API and publish snapshots (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Rebuild every projection from the event log and exit.
+    RebuildProjections,
+    /// Apply a declarative config file (the data plane's YAML shape) and exit.
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Validate a config file without applying it.
+    Check {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, env = ENV_DATABASE_URL, global = true)]
+    pub database_url: Option<String>,
+    #[arg(long, env = ENV_NATS_URL, global = true)]
+    pub nats_url: Option<String>,
+    #[arg(long, env = ENV_ADMIN_LISTEN, default_value = "0.0.0.0:8081")]
+    pub listen: SocketAddr,
+    /// Write `{"listen": "..."}` here once bound (for port 0).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+}

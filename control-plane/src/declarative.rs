@@ -1,0 +1,288 @@
+//! Declarative configuration: make the store match a snapshot-shaped file.
+//!
+//! `apply` validates the whole file first, reads the projections, computes the changes with the
+//! pure [`plan()`], and issues only those commands, in an order that never leaves a route
+//! pointing at a missing provider: providers created/updated → routes created/updated → teams
+//! created → keys revoked, updated, created → routes deleted → providers deleted. Anything in
+//! the store that the file does not mention (providers, routes, keys) is removed. Applying the
+//! same file twice records no events: the plan is empty, and every command decides nothing when
+//! nothing changes anyway.
+//!
+//! Each command is its own transaction: if one fails midway, the earlier ones stay applied and
+//! applying the file again converges.
+
+mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use proto::Snapshot;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+pub use plan::{
+    plan, resolve_team, revoked_names, sealed_errors, tally, ApplyReport, Change, Counts, Current,
+    CurrentKey, Desired, DesiredKey, TeamRef, DEFAULT_TEAM,
+};
+
+use crate::api::ApiError;
+use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
+use crate::domain::provider::Provider;
+use crate::domain::resource::ResourceCommand;
+use crate::domain::route::Route;
+use crate::domain::team::{Team, TeamCommand};
+use crate::domain::FieldError;
+use crate::seal::SealKey;
+use crate::store::{Project, Store, StoreError};
+
+/// Prefix recorded for secrets imported by hash (the real prefix is unknown).
+const IMPORTED_PREFIX: &str = "imported";
+
+/// Makes the store match `desired`; see the module docs.
+pub async fn apply(
+    store: &Store,
+    seal: Option<&SealKey>,
+    actor: &str,
+    desired: &Snapshot,
+) -> Result<ApplyReport, ApiError> {
+    let mut errors: Vec<FieldError> = desired
+        .validate()
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| FieldError::new(e.path, e.reason))
+        .collect();
+    errors.extend(sealed_errors(seal, desired));
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let wanted = Desired::from_snapshot(desired).map_err(ApiError::Invalid)?;
+    let current = load_current(store).await?;
+    // Found before anything runs, so such a file changes nothing rather than half of it.
+    let taken = revoked_names(&current, &wanted);
+    if !taken.is_empty() {
+        return Err(ApiError::Invalid(taken));
+    }
+    let changes = plan(&current, &wanted);
+    let mut report = tally(&changes);
+    let mut runner = Runner {
+        store,
+        actor,
+        new_teams: HashMap::new(),
+        events: 0,
+        position: None,
+    };
+    for change in changes {
+        if let Err(e) = runner.run(change).await {
+            tracing::warn!(
+                actor,
+                events = runner.events,
+                "declarative apply stopped midway"
+            );
+            return Err(e);
+        }
+    }
+    report.events = runner.events;
+    report.position = runner.position;
+    tracing::info!(actor, events = report.events, "declarative config applied");
+    Ok(report)
+}
+
+/// Runs changes in order and counts the events they append.
+struct Runner<'a> {
+    store: &'a Store,
+    actor: &'a str,
+    /// Teams created so far, by name.
+    new_teams: HashMap<String, Uuid>,
+    events: u32,
+    position: Option<i64>,
+}
+
+impl Runner<'_> {
+    /// One command; a command that changes nothing appends nothing.
+    async fn exec<A: Project>(
+        &mut self,
+        id: &str,
+        expected: Option<i32>,
+        command: A::Command,
+    ) -> Result<(), ApiError> {
+        if let Some(position) = self
+            .store
+            .execute::<A>(id, expected, self.actor, command)
+            .await?
+            .position
+        {
+            self.events += 1;
+            self.position = Some(position);
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, change: Change) -> Result<(), ApiError> {
+        match change {
+            Change::PutProvider { id, spec, .. } => {
+                let command = ResourceCommand::Put {
+                    id: id.clone(),
+                    team_id: None,
+                    spec,
+                };
+                self.exec::<Provider>(&id, None, command).await
+            }
+            Change::PutRoute { alias, spec, .. } => {
+                let command = ResourceCommand::Put {
+                    id: alias.clone(),
+                    team_id: None,
+                    spec,
+                };
+                self.exec::<Route>(&alias, None, command).await
+            }
+            Change::CreateTeam { name } => {
+                let id = Uuid::now_v7();
+                let command = TeamCommand::Create {
+                    id,
+                    name: name.clone(),
+                    metadata: BTreeMap::new(),
+                };
+                self.exec::<Team>(&id.to_string(), Some(0), command).await?;
+                self.new_teams.insert(name, id);
+                Ok(())
+            }
+            Change::RevokeKey { id } => {
+                self.exec::<VirtualKey>(&id.to_string(), None, KeyCommand::Revoke)
+                    .await
+            }
+            Change::UpdateKey { id, patch, rotate } => self.update_key(id, patch, rotate).await,
+            Change::CreateKey {
+                team,
+                settings,
+                sha256,
+            } => self.create_key(team, settings, sha256).await,
+            Change::DeleteRoute { alias } => {
+                self.exec::<Route>(&alias, None, ResourceCommand::Delete)
+                    .await
+            }
+            Change::DeleteProvider { id } => {
+                self.exec::<Provider>(&id, None, ResourceCommand::Delete)
+                    .await
+            }
+        }
+    }
+
+    async fn update_key(
+        &mut self,
+        id: Uuid,
+        patch: Option<KeyPatch>,
+        rotate: Option<String>,
+    ) -> Result<(), ApiError> {
+        if let Some(patch) = patch {
+            self.exec::<VirtualKey>(&id.to_string(), None, KeyCommand::Update(patch))
+                .await?;
+        }
+        if let Some(sha256) = rotate {
+            // No grace period: the file says which secret is valid, and only that one is.
+            let command = KeyCommand::Rotate {
+                secret: imported(sha256),
+                grace_seconds: 0,
+            };
+            self.exec::<VirtualKey>(&id.to_string(), None, command)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn create_key(
+        &mut self,
+        team: TeamRef,
+        settings: KeySettings,
+        sha256: String,
+    ) -> Result<(), ApiError> {
+        let team_id = match team {
+            TeamRef::Existing(id) => id,
+            TeamRef::New(name) => *self
+                .new_teams
+                .get(&name)
+                .ok_or_else(|| ApiError::Conflict(format!("team `{name}` was not created")))?,
+        };
+        let id = Uuid::now_v7();
+        let command = KeyCommand::Create {
+            id,
+            team_id,
+            settings,
+            secret: imported(sha256),
+        };
+        self.exec::<VirtualKey>(&id.to_string(), Some(0), command)
+            .await
+    }
+}
+
+/// A secret known only by its hash.
+fn imported(sha256: String) -> Secret {
+    Secret {
+        sha256,
+        prefix: IMPORTED_PREFIX.to_owned(),
+        valid_until: None,
+    }
+}
+
+fn parse<T: DeserializeOwned>(
+    value: serde_json::Value,
+    what: &str,
+    id: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| StoreError::Corrupt(format!("{what} {id}: {e}")).into())
+}
+
+/// Reads the projections as of one point of the log.
+pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
+    let mut client = store.pool().get().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let mut current = Current::default();
+    for r in tx.query("SELECT id, spec FROM providers", &[]).await? {
+        let id: String = r.get(0);
+        let spec = parse(r.get(1), "provider", &id)?;
+        current.providers.insert(id, spec);
+    }
+    for r in tx.query("SELECT alias, spec FROM routes", &[]).await? {
+        let alias: String = r.get(0);
+        let spec = parse(r.get(1), "route", &alias)?;
+        current.routes.insert(alias, spec);
+    }
+    for r in tx.query("SELECT id, name FROM teams", &[]).await? {
+        current.teams.insert(r.get(1), r.get(0));
+    }
+    let keys = tx
+        .query(
+            "SELECT k.id, k.team_id, k.spec, s.sha256 FROM virtual_keys k
+             LEFT JOIN key_secrets s ON s.key_id = k.id AND s.valid_until IS NULL
+             WHERE k.revoked_at IS NULL ORDER BY k.id",
+            &[],
+        )
+        .await?;
+    for r in keys {
+        let id: Uuid = r.get(0);
+        current.keys.push(CurrentKey {
+            id,
+            team_id: r.get(1),
+            settings: parse(r.get(2), "key", &id.to_string())?,
+            sha256: r.get(3),
+        });
+    }
+    for r in tx
+        .query(
+            "SELECT team_id, name FROM virtual_keys WHERE revoked_at IS NOT NULL",
+            &[],
+        )
+        .await?
+    {
+        current.revoked.insert((r.get(0), r.get(1)));
+    }
+    tx.commit().await?;
+    Ok(current)
+}

@@ -1,0 +1,225 @@
+//! Projections: each stream's current state as a row, written in the append transaction.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use uuid::Uuid;
+
+use super::Tx;
+use crate::domain::budget::BudgetSpec;
+use crate::domain::key::VirtualKey;
+use crate::domain::pricing::PriceSpec;
+use crate::domain::provider::ProviderSpec;
+use crate::domain::resource::Resource;
+use crate::domain::route::RouteSpec;
+use crate::domain::team::Team;
+use crate::domain::token::AdminToken;
+use crate::domain::Aggregate;
+
+type DbResult = Result<(), tokio_postgres::Error>;
+type Fut<'a> = Pin<Box<dyn Future<Output = DbResult> + Send + 'a>>;
+
+/// An aggregate whose state is projected into a table.
+pub trait Project: Aggregate {
+    /// The team the stream belongs to (recorded on its events for audit isolation).
+    fn team(&self) -> Option<Uuid>;
+    /// Writes (or removes) this stream's row; `version` is the stream version.
+    fn project<'a>(&'a self, stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a>;
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+impl Project for Team {
+    fn team(&self) -> Option<Uuid> {
+        Some(self.id)
+    }
+
+    fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
+        Box::pin(async move {
+            if !self.live {
+                tx.execute("DELETE FROM teams WHERE id = $1", &[&self.id])
+                    .await?;
+                return Ok(());
+            }
+            tx.execute(
+                "INSERT INTO teams (id, name, spec, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET name = $2, spec = $3, version = $4, updated_at = $6",
+                &[&self.id, &self.name, &json(&self.metadata), &version, &self.created_at, &self.updated_at],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+impl Project for VirtualKey {
+    fn team(&self) -> Option<Uuid> {
+        Some(self.team_id)
+    }
+
+    fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
+        Box::pin(async move {
+            tx.execute(
+                "INSERT INTO virtual_keys (id, team_id, name, spec, revoked_at, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET name = $3, spec = $4, revoked_at = $5, version = $6, updated_at = $8",
+                &[
+                    &self.id,
+                    &self.team_id,
+                    &self.settings.name,
+                    &json(&self.settings),
+                    &self.revoked_at,
+                    &version,
+                    &self.created_at,
+                    &self.updated_at,
+                ],
+            )
+            .await?;
+            tx.execute("DELETE FROM key_secrets WHERE key_id = $1", &[&self.id])
+                .await?;
+            if self.live {
+                for s in &self.secrets {
+                    tx.execute(
+                        "INSERT INTO key_secrets (sha256, key_id, prefix, valid_until) VALUES ($1, $2, $3, $4)",
+                        &[&s.sha256, &self.id, &s.prefix, &s.valid_until],
+                    )
+                    .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Project for AdminToken {
+    fn team(&self) -> Option<Uuid> {
+        self.team_id
+    }
+
+    fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
+        Box::pin(async move {
+            tx.execute(
+                "INSERT INTO admin_tokens (id, team_id, name, sha256, prefix, revoked_at, version, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET revoked_at = $6, version = $7",
+                &[&self.id, &self.team_id, &self.name, &self.sha256, &self.prefix, &self.revoked_at, &version, &self.created_at],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Spec resources share one shape: a row keyed by id with the spec as JSON.
+macro_rules! project_spec {
+    ($spec:ty, $delete:literal, $upsert:literal) => {
+        impl Project for Resource<$spec> {
+            fn team(&self) -> Option<Uuid> {
+                self.team_id
+            }
+
+            fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
+                Box::pin(async move {
+                    if !self.live {
+                        tx.execute($delete, &[&self.id]).await?;
+                        return Ok(());
+                    }
+                    tx.execute(
+                        $upsert,
+                        &[
+                            &self.id,
+                            &self.team_id,
+                            &json(&self.spec),
+                            &version,
+                            &self.created_at,
+                            &self.updated_at,
+                        ],
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }
+        }
+    };
+}
+
+project_spec!(
+    ProviderSpec,
+    "DELETE FROM providers WHERE id = $1",
+    "INSERT INTO providers (id, team_id, spec, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (id) DO UPDATE SET team_id = $2, spec = $3, version = $4, updated_at = $6"
+);
+project_spec!(
+    RouteSpec,
+    "DELETE FROM routes WHERE alias = $1",
+    "INSERT INTO routes (alias, team_id, spec, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (alias) DO UPDATE SET team_id = $2, spec = $3, version = $4, updated_at = $6"
+);
+
+impl Project for Resource<BudgetSpec> {
+    fn team(&self) -> Option<Uuid> {
+        self.team_id
+    }
+
+    fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
+        Box::pin(async move {
+            let id: Uuid = self.id.parse().unwrap_or_default();
+            if !self.live {
+                tx.execute("DELETE FROM budgets WHERE id = $1", &[&id])
+                    .await?;
+                return Ok(());
+            }
+            tx.execute(
+                "INSERT INTO budgets (id, team_id, name, amount_usd, spec, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET name = $3, amount_usd = $4, spec = $5, version = $6, updated_at = $8",
+                &[
+                    &id,
+                    &self.team_id,
+                    &self.spec.name,
+                    &self.spec.amount_usd,
+                    &json(&self.spec),
+                    &version,
+                    &self.created_at,
+                    &self.updated_at,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+impl Project for Resource<PriceSpec> {
+    fn team(&self) -> Option<Uuid> {
+        None
+    }
+
+    fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
+        Box::pin(async move {
+            if !self.live {
+                tx.execute("DELETE FROM pricing WHERE model = $1", &[&self.id])
+                    .await?;
+                return Ok(());
+            }
+            tx.execute(
+                "INSERT INTO pricing (model, input_per_mtok, output_per_mtok, cached_input_per_mtok, version, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (model) DO UPDATE SET input_per_mtok = $2, output_per_mtok = $3,
+                     cached_input_per_mtok = $4, version = $5, updated_at = $6",
+                &[
+                    &self.id,
+                    &self.spec.input_per_mtok,
+                    &self.spec.output_per_mtok,
+                    &self.spec.cached_input_per_mtok,
+                    &version,
+                    &self.updated_at,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}

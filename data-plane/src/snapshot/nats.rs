@@ -1,0 +1,532 @@
+//! The NATS snapshot source: the control plane's pointer (key-value bucket and push subject)
+//! and the snapshot body (object store), as described in `proto::distribution`.
+//!
+//! Guarantees:
+//! - The proxy never waits for NATS: the client connects (and reconnects) in the background
+//!   while the cached or current snapshot serves.
+//! - Core NATS pushes are at-most-once, so the pointer in the bucket is also read on every
+//!   (re)connect and every [`RECHECK_INTERVAL`]; a lost push delays a change, never loses it.
+//! - A pointer no newer than the served version is not fetched. A body is installed only after
+//!   its size and SHA-256 match the pointer and it parses, validates and compiles (off the async
+//!   threads); anything else is logged, counted and leaves the current snapshot in place.
+//! - After each install the body is written to the cache file for the next start.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+use async_nats::jetstream::object_store::ObjectStore;
+use async_nats::jetstream::{self, kv, ErrorCode};
+use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subscriber};
+use futures_util::StreamExt as _;
+use proto::{
+    SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_SUBJECT,
+};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::cache::{self, DecodeError};
+use super::{CompiledSnapshot, SnapshotStore};
+use crate::metrics;
+use crate::seal::SealKey;
+
+/// How often the pointer in the bucket is read again, in case a push was lost.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest pause between connection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// Longest time one snapshot body may take to download.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest snapshot body accepted (a pointer asking for more is refused before downloading).
+const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+
+/// A `--nats` value that is not a list of NATS URLs.
+#[derive(Debug, thiserror::Error)]
+#[error("--nats: `{url}` is not a NATS server URL: {reason}")]
+pub struct BadUrl {
+    url: String,
+    reason: String,
+}
+
+/// Parses comma-separated NATS URLs (`nats://host:4222,nats://other:4222`).
+pub fn parse_servers(urls: &str) -> Result<Vec<ServerAddr>, BadUrl> {
+    let servers = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<ServerAddr>().map_err(|e| BadUrl {
+                // Credentials in a URL stay out of the message.
+                url: redact_userinfo(u),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(BadUrl {
+            url: urls.to_owned(),
+            reason: "empty".to_owned(),
+        });
+    }
+    Ok(servers)
+}
+
+fn redact_userinfo(url: &str) -> String {
+    match url.split_once('@') {
+        Some((before, after)) => {
+            let scheme = before.split_once("://").map_or("", |(s, _)| s);
+            format!("{scheme}://***@{after}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// What the watcher needs besides the store.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub servers: Vec<ServerAddr>,
+    /// Where each installed body is written.
+    pub cache: PathBuf,
+    pub seal_key: Option<SealKey>,
+}
+
+/// Why a published snapshot was not installed.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("cannot fetch object `{object}`: {detail}")]
+    Fetch { object: String, detail: String },
+    #[error("object `{object}` is {got} bytes, the pointer says {want}")]
+    Size { object: String, got: u64, want: u64 },
+    #[error("object `{object}` does not match the pointer's SHA-256")]
+    Digest { object: String },
+    #[error("snapshot {version} is {source}")]
+    Decode { version: u64, source: DecodeError },
+    #[error("the pointer says version {pointer} but the body is version {body}")]
+    Version { pointer: u64, body: u64 },
+    #[error("checking the snapshot failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl SyncError {
+    /// The `switchyard_snapshot_reloads_total` result label.
+    fn result(&self) -> &'static str {
+        match self {
+            Self::Fetch { .. } | Self::Size { .. } | Self::Digest { .. } => "fetch_failed",
+            Self::Decode { .. } | Self::Version { .. } | Self::Task(_) => "invalid",
+        }
+    }
+}
+
+/// Follows the published snapshot until `cancel` fires.
+pub async fn watch(source: Source, store: Arc<SnapshotStore>, cancel: CancellationToken) {
+    let connected = Arc::new(Notify::new());
+    let Some(client) = connect(&source.servers, &connected, &cancel).await else {
+        return;
+    };
+    let Some(mut pushes) = subscribe(&client, &cancel).await else {
+        return;
+    };
+    let mut watcher = Watcher::new(source, store, jetstream::new(client.clone()));
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + RECHECK_INTERVAL,
+        RECHECK_INTERVAL,
+    );
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let work = tokio::select! {
+            () = cancel.cancelled() => return,
+            message = pushes.next() => match message {
+                Some(message) => Work::Push(message.payload),
+                None => {
+                    tracing::warn!("snapshot subscription ended; subscribing again");
+                    match subscribe(&client, &cancel).await {
+                        Some(s) => pushes = s,
+                        None => return,
+                    }
+                    Work::Check("resubscribed")
+                }
+            },
+            () = connected.notified() => Work::Check("connected"),
+            _ = recheck.tick() => match client.connection_state() {
+                // While disconnected, a read would only time out; reconnecting triggers one.
+                State::Connected => Work::Check("recheck"),
+                _ => continue,
+            },
+        };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = watcher.handle(work) => {}
+        }
+    }
+}
+
+/// One thing to do in the watch loop.
+enum Work {
+    /// A pointer pushed on the subject.
+    Push(bytes::Bytes),
+    /// Read the pointer in the bucket; the reason is for the logs.
+    Check(&'static str),
+}
+
+/// Connects in the background (the client retries on its own); loops only if the client cannot
+/// even be set up.
+async fn connect(
+    servers: &[ServerAddr],
+    connected: &Arc<Notify>,
+    cancel: &CancellationToken,
+) -> Option<Client> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let notify = Arc::clone(connected);
+        let options = ConnectOptions::new()
+            .name("switchyard-data-plane")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .reconnect_delay_callback(reconnect_delay)
+            .event_callback(move |event| {
+                let notify = Arc::clone(&notify);
+                async move { on_event(&event, &notify) }
+            });
+        let attempt = tokio::select! {
+            () = cancel.cancelled() => return None,
+            r = options.connect(servers) => r,
+        };
+        match attempt {
+            Ok(client) => return Some(client),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set up the NATS client; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            }
+        }
+    }
+}
+
+fn on_event(event: &Event, connected: &Notify) {
+    match event {
+        Event::Connected => {
+            tracing::info!("connected to NATS; reading the latest snapshot pointer");
+            // A permit is kept if the loop is busy, so this connect is never missed.
+            connected.notify_one();
+        }
+        Event::Disconnected => {
+            tracing::warn!("lost the NATS connection; serving the current snapshot meanwhile");
+        }
+        other => tracing::debug!(event = %other, "NATS client event"),
+    }
+}
+
+/// 0 for the first retry, then doubling from 50 ms up to [`MAX_RECONNECT_DELAY`].
+fn reconnect_delay(attempts: usize) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1).min(8)).unwrap_or(8);
+    match attempts {
+        0 | 1 => Duration::ZERO,
+        _ => (Duration::from_millis(25) * 2u32.pow(exp)).min(MAX_RECONNECT_DELAY),
+    }
+}
+
+async fn subscribe(client: &Client, cancel: &CancellationToken) -> Option<Subscriber> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = tokio::select! {
+            () = cancel.cancelled() => return None,
+            r = client.subscribe(SNAPSHOT_SUBJECT) => r,
+        };
+        match attempt {
+            Ok(subscriber) => return Some(subscriber),
+            Err(e) => {
+                tracing::warn!(error = %e, subject = SNAPSHOT_SUBJECT, "cannot subscribe; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            }
+        }
+    }
+}
+
+/// Turns pointers into installed snapshots.
+struct Watcher {
+    source: Source,
+    store: Arc<SnapshotStore>,
+    js: jetstream::Context,
+    kv: Option<kv::Store>,
+    objects: Option<ObjectStore>,
+    /// The last pointer whose body was refused as invalid: not fetched again, since the control
+    /// plane publishes a fix under a new version.
+    refused: Option<SnapshotPointer>,
+    /// The last pointer refused as older, so hearing it again is not counted again.
+    stale: Option<SnapshotPointer>,
+    /// Whether "nothing published yet" has been logged.
+    said_empty: bool,
+}
+
+impl Watcher {
+    fn new(source: Source, store: Arc<SnapshotStore>, js: jetstream::Context) -> Self {
+        Self {
+            source,
+            store,
+            js,
+            kv: None,
+            objects: None,
+            refused: None,
+            stale: None,
+            said_empty: false,
+        }
+    }
+
+    async fn handle(&mut self, work: Work) {
+        match work {
+            Work::Push(payload) => match serde_json::from_slice::<SnapshotPointer>(&payload) {
+                Ok(pointer) => self.offer(pointer, "push").await,
+                Err(e) => {
+                    metrics::snapshot_reload("invalid");
+                    tracing::warn!(error = %e, subject = SNAPSHOT_SUBJECT, "ignoring a push that is not a snapshot pointer");
+                }
+            },
+            Work::Check(why) => self.check_bucket(why).await,
+        }
+    }
+
+    /// Reads the pointer in the bucket and offers it.
+    async fn check_bucket(&mut self, why: &'static str) {
+        let read = match self.kv_store().await {
+            Ok(Some(kv)) => kv.get(SNAPSHOT_KV_KEY).await.map_err(|e| e.to_string()),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(Some(value)) => match serde_json::from_slice::<SnapshotPointer>(&value) {
+                Ok(pointer) => self.offer(pointer, "bucket").await,
+                Err(e) => {
+                    metrics::snapshot_reload("invalid");
+                    tracing::warn!(error = %e, bucket = SNAPSHOT_KV_BUCKET, "the snapshot pointer in the bucket is not valid JSON");
+                }
+            },
+            Ok(None) if !self.said_empty => {
+                self.said_empty = true;
+                tracing::info!(
+                    bucket = SNAPSHOT_KV_BUCKET,
+                    "no snapshot published yet; waiting for the control plane"
+                );
+            }
+            Ok(None) => {}
+            Err(detail) => {
+                metrics::snapshot_reload("fetch_failed");
+                tracing::warn!(error = %detail, why, bucket = SNAPSHOT_KV_BUCKET, "cannot read the snapshot pointer; keeping the current snapshot");
+            }
+        }
+    }
+
+    /// The pointer bucket; `Ok(None)` while it does not exist (nothing published yet).
+    async fn kv_store(&mut self) -> Result<Option<&kv::Store>, String> {
+        if self.kv.is_none() {
+            match self.js.get_key_value(SNAPSHOT_KV_BUCKET).await {
+                Ok(kv) => self.kv = Some(kv),
+                Err(e) if stream_missing(&e) => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(self.kv.as_ref())
+    }
+
+    /// Fetches, checks and installs the snapshot `pointer` names, if it is newer.
+    async fn offer(&mut self, pointer: SnapshotPointer, via: &'static str) {
+        let current = self.store.get().map(|s| s.version);
+        if let Some(current) = current.filter(|c| pointer.version <= *c) {
+            if pointer.version < current && self.stale.as_ref() != Some(&pointer) {
+                metrics::snapshot_reload("stale");
+                tracing::warn!(
+                    offered = pointer.version,
+                    current,
+                    via,
+                    "ignoring a snapshot pointer older than the snapshot being served"
+                );
+                self.stale = Some(pointer);
+            }
+            return;
+        }
+        if self.refused.as_ref() == Some(&pointer) {
+            tracing::debug!(
+                version = pointer.version,
+                via,
+                "snapshot already refused; waiting for a newer one"
+            );
+            return;
+        }
+        let version = pointer.version;
+        let outcome = match self.fetch(&pointer).await {
+            Ok(body) => self.check_and_compile(pointer.clone(), body).await,
+            Err(e) => Err(e),
+        };
+        let (next, body) = match outcome {
+            Ok(ok) => ok,
+            Err(e) => {
+                metrics::snapshot_reload(e.result());
+                tracing::warn!(version, via, reason = %e, "snapshot refused; keeping the current snapshot");
+                if e.result() == "invalid" {
+                    self.refused = Some(pointer);
+                }
+                return;
+            }
+        };
+        let (keys, routes) = (next.key_count(), next.aliases().len());
+        if let Err(stale) = self.store.install(next) {
+            metrics::snapshot_reload("stale");
+            tracing::warn!(reason = %stale, via, "snapshot refused; keeping the current snapshot");
+            return;
+        }
+        metrics::snapshot_reload("ok");
+        tracing::info!(version, keys, routes, via, "snapshot installed from NATS");
+        self.write_cache(body).await;
+    }
+
+    /// Downloads the body named by `pointer`, refusing one larger than the pointer says.
+    async fn fetch(&mut self, pointer: &SnapshotPointer) -> Result<Vec<u8>, SyncError> {
+        let fail = |detail: String| SyncError::Fetch {
+            object: pointer.object.clone(),
+            detail,
+        };
+        if pointer.size > MAX_SNAPSHOT_BYTES {
+            return Err(fail(format!(
+                "the pointer claims {} bytes, above the limit of {MAX_SNAPSHOT_BYTES}",
+                pointer.size
+            )));
+        }
+        if self.objects.is_none() {
+            let objects = self
+                .js
+                .get_object_store(SNAPSHOT_OBJECT_BUCKET)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            self.objects = Some(objects);
+        }
+        let Some(objects) = &self.objects else {
+            return Err(fail("object store unavailable".to_owned()));
+        };
+        let download = async {
+            let object = objects
+                .get(&pointer.object)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let mut body = Vec::with_capacity(usize::try_from(pointer.size).unwrap_or(0));
+            // One byte past the expected size is enough to tell the object is too large.
+            object
+                .take(pointer.size + 1)
+                .read_to_end(&mut body)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(body)
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, download)
+            .await
+            .map_err(|_| fail(format!("no complete body within {FETCH_TIMEOUT:?}")))?
+    }
+
+    /// Checks size and digest, then parses and compiles, on a blocking thread: a 100k-key
+    /// snapshot takes long enough to stall the requests sharing an async worker.
+    async fn check_and_compile(
+        &self,
+        pointer: SnapshotPointer,
+        body: Vec<u8>,
+    ) -> Result<(CompiledSnapshot, Vec<u8>), SyncError> {
+        let seal_key = self.source.seal_key.clone();
+        tokio::task::spawn_blocking(move || {
+            let got = body.len() as u64;
+            if got != pointer.size {
+                return Err(SyncError::Size {
+                    object: pointer.object,
+                    got,
+                    want: pointer.size,
+                });
+            }
+            if hex::encode(Sha256::digest(&body)) != pointer.sha256.to_ascii_lowercase() {
+                return Err(SyncError::Digest {
+                    object: pointer.object,
+                });
+            }
+            let compiled =
+                cache::decode(&body, seal_key.as_ref()).map_err(|source| SyncError::Decode {
+                    version: pointer.version,
+                    source,
+                })?;
+            if compiled.version != pointer.version {
+                return Err(SyncError::Version {
+                    pointer: pointer.version,
+                    body: compiled.version,
+                });
+            }
+            Ok((compiled, body))
+        })
+        .await?
+    }
+
+    async fn write_cache(&self, body: Vec<u8>) {
+        let path = self.source.cache.clone();
+        let written = tokio::task::spawn_blocking(move || cache::write(&path, &body)).await;
+        let error = match written {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(path = %self.source.cache.display(), error, "cannot write the snapshot cache; a restart without NATS would start empty");
+    }
+}
+
+/// Whether opening a bucket failed because its stream does not exist (yet).
+fn stream_missing(e: &async_nats::jetstream::context::KeyValueError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<GetStreamError>())
+        .is_some_and(|g| {
+            matches!(g.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_lists_parse_and_bad_urls_hide_credentials() {
+        assert_eq!(
+            parse_servers("nats://127.0.0.1:4222, nats://h2:4222")
+                .unwrap()
+                .len(),
+            2
+        );
+        let err = parse_servers("http://user:secret@h:4222")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("secret") && err.contains("***@h:4222"),
+            "{err}"
+        );
+        assert!(parse_servers(" , ").is_err());
+    }
+
+    #[test]
+    fn reconnects_back_off_up_to_the_cap() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(50));
+        assert_eq!(reconnect_delay(3), Duration::from_millis(100));
+        assert_eq!(reconnect_delay(100), MAX_RECONNECT_DELAY);
+    }
+
+    #[test]
+    fn failures_are_labelled_for_metrics() {
+        let fetch = SyncError::Digest { object: "o".into() };
+        assert_eq!(fetch.result(), "fetch_failed");
+        let invalid = SyncError::Version {
+            pointer: 2,
+            body: 1,
+        };
+        assert_eq!(invalid.result(), "invalid");
+    }
+}

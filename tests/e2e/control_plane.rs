@@ -1,0 +1,399 @@
+//! The control plane end to end: admin API → event log → snapshot over NATS → data planes.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use switchyard_tests::support::{
+    eventually, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, ADMIN_TOKEN, SEAL_KEY,
+};
+
+use crate::fixture::{chat_body, client, UPSTREAM_KEY};
+
+/// Postgres, NATS, one mock (demanding UPSTREAM_KEY), a control plane and `n` data planes on NATS.
+pub struct Stack {
+    pub cp: ControlPlane,
+    pub env: TestEnv,
+}
+
+pub async fn stack(data_planes: usize) -> Stack {
+    let mut env = TestEnv::builder()
+        .postgres()
+        .nats()
+        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .build()
+        .await
+        .expect("services start");
+    let cp = ControlPlane::start(
+        env.dir(),
+        "control-plane-0",
+        &env.postgres().database_url(),
+        Some(&env.nats().url()),
+        vec![],
+    )
+    .await
+    .expect("control plane starts");
+    for _ in 0..data_planes {
+        env.start_data_plane(
+            DataPlaneSpec::nats()
+                .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
+                .env("SWITCHYARD_LOG", "info"),
+        )
+        .await
+        .expect("data plane starts");
+    }
+    Stack { cp, env }
+}
+
+/// Creates a team, the mock as a provider (credential sealed), a `chat` route and a key;
+/// returns (team id, key id, key secret).
+pub async fn demo(s: &Stack) -> (String, String, String) {
+    let team =
+        s.cp.post("/admin/teams", &json!({"name": "payments"}))
+            .await
+            .unwrap();
+    let team_id = team["id"].as_str().unwrap().to_owned();
+    s.cp.post(
+        "/admin/providers",
+        &json!({"id": "mock", "kind": "openai_compatible", "base_url": format!("{}/v1", s.env.mock().base_url()), "api_key": UPSTREAM_KEY}),
+    )
+    .await
+    .unwrap();
+    s.cp.post(
+        "/admin/routes",
+        &json!({"alias": "chat", "deployments": [{"provider": "mock", "model": "mock-chat"}]}),
+    )
+    .await
+    .unwrap();
+    let key =
+        s.cp.post(
+            "/admin/keys",
+            &json!({"team_id": team_id, "name": "svc", "models": ["chat"]}),
+        )
+        .await
+        .unwrap();
+    (
+        team_id,
+        key["key"]["id"].as_str().unwrap().to_owned(),
+        key["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn status_on(url: &str, key: &str) -> u16 {
+    match client()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&chat_body("chat"))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Waits until every data plane answers `want` for `key`, within `limit`.
+async fn all_answer(s: &Stack, key: &str, want: u16, limit: Duration) -> Duration {
+    let start = Instant::now();
+    let urls: Vec<String> = s.env.data_planes().iter().map(|d| d.base_url()).collect();
+    eventually(limit, || {
+        let urls = urls.clone();
+        async move {
+            for url in &urls {
+                let got = status_on(url, key).await;
+                anyhow::ensure!(got == want, "{url} answered {got}, want {want}");
+            }
+            Ok(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("not on all data planes within {limit:?}: {e}"));
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn changes_reach_three_proxies_within_a_second() {
+    let s = stack(3).await;
+    let (_, key_id, secret) = demo(&s).await;
+    // The key was created after the route: from its creation to live on all three.
+    all_answer(&s, &secret, 200, Duration::from_secs(1)).await;
+    let seen = s.env.mock().requests().await.unwrap();
+    assert_eq!(
+        seen[0]["headers"]["authorization"],
+        format!("Bearer {UPSTREAM_KEY}"),
+        "the sealed credential was opened by the proxy"
+    );
+
+    // Revocation: refused on all three within a second.
+    s.cp.post(&format!("/admin/keys/{key_id}/revoke"), &json!({}))
+        .await
+        .unwrap();
+    all_answer(&s, &secret, 401, Duration::from_secs(1)).await;
+
+    // A route change: the next request goes to the new upstream model everywhere.
+    let key = s.cp.post("/admin/keys", &json!({"team_id": s.cp.get("/admin/teams").await.unwrap()["data"][0]["id"], "name": "svc2"})).await.unwrap();
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    all_answer(&s, &secret, 200, Duration::from_secs(2)).await;
+    s.cp.patch(
+        "/admin/routes/chat",
+        &json!({"deployments": [{"provider": "mock", "model": "mock-chat-v2"}]}),
+    )
+    .await
+    .unwrap();
+    let urls: Vec<String> = s.env.data_planes().iter().map(|d| d.base_url()).collect();
+    let mock = s.env.mock();
+    eventually(Duration::from_secs(1), || {
+        let urls = urls.clone();
+        let secret = secret.clone();
+        async move {
+            mock.clear().await?;
+            for url in &urls {
+                anyhow::ensure!(status_on(url, &secret).await == 200);
+            }
+            let seen = mock.requests().await?;
+            anyhow::ensure!(
+                seen.iter().all(|r| r["body"]["model"] == "mock-chat-v2"),
+                "some proxy still routes to the old model"
+            );
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn proxies_start_from_the_bucket_or_their_disk_copy_and_ride_out_nats_outages() {
+    let mut s = stack(1).await;
+    let (_, _, secret) = demo(&s).await;
+    all_answer(&s, &secret, 200, Duration::from_secs(2)).await;
+
+    // Control plane down: a new proxy cold-starts from the key-value bucket.
+    s.cp.kill().unwrap();
+    s.env
+        .start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+        .await
+        .unwrap();
+    all_answer(&s, &secret, 200, Duration::from_secs(5)).await;
+
+    // NATS killed under load: serving continues.
+    let url = s.env.data_plane().base_url();
+    let load = {
+        let (url, secret) = (url.clone(), secret.clone());
+        tokio::spawn(async move {
+            let mut failures = 0;
+            for _ in 0..200 {
+                if status_on(&url, &secret).await != 200 {
+                    failures += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            failures
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.env.nats_mut().kill().unwrap();
+    assert_eq!(
+        load.await.unwrap(),
+        0,
+        "no request failed while NATS went away"
+    );
+
+    // NATS still down: a restarted proxy serves from its disk copy.
+    s.env.data_plane_mut(0).restart().await.unwrap();
+    all_answer(&s, &secret, 200, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_change_committed_while_nothing_publishes_is_published_after_restart() {
+    // A control plane without NATS commits changes but cannot publish them: exactly the state
+    // a crash between commit and publish leaves behind.
+    let mut env = TestEnv::builder()
+        .postgres()
+        .nats()
+        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .build()
+        .await
+        .unwrap();
+    let mut quiet = ControlPlane::start(
+        env.dir(),
+        "cp-no-nats",
+        &env.postgres().database_url(),
+        None,
+        vec![],
+    )
+    .await
+    .unwrap();
+    let s_env_mock = env.mock().base_url();
+    quiet.post("/admin/providers", &json!({"id": "mock", "kind": "openai_compatible", "base_url": format!("{s_env_mock}/v1"), "api_key": UPSTREAM_KEY})).await.unwrap();
+    quiet
+        .post(
+            "/admin/routes",
+            &json!({"alias": "chat", "deployments": [{"provider": "mock", "model": "m"}]}),
+        )
+        .await
+        .unwrap();
+    let team = quiet
+        .post("/admin/teams", &json!({"name": "t"}))
+        .await
+        .unwrap();
+    let mut secrets = Vec::new();
+    for i in 0..20 {
+        let key = quiet
+            .post(
+                "/admin/keys",
+                &json!({"team_id": team["id"], "name": format!("k{i}")}),
+            )
+            .await
+            .unwrap();
+        secrets.push(key["secret"].as_str().unwrap().to_owned());
+    }
+    quiet.kill().unwrap();
+
+    env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+        .await
+        .unwrap();
+    let _cp = ControlPlane::start(
+        env.dir(),
+        "cp-with-nats",
+        &env.postgres().database_url(),
+        Some(&env.nats().url()),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let url = env.data_plane().base_url();
+    for secret in &secrets {
+        eventually(Duration::from_secs(5), || async {
+            status_on(&url, secret).await == 200
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn projections_rebuilt_from_events_equal_the_live_ones() {
+    let s = stack(0).await;
+    let (team_id, key_id, _) = demo(&s).await;
+    s.cp.post(
+        &format!("/admin/keys/{key_id}/rotate"),
+        &json!({"grace_seconds": 600}),
+    )
+    .await
+    .unwrap();
+    s.cp.patch(
+        &format!("/admin/keys/{key_id}"),
+        &json!({"rpm": 60, "tags": {"env": "prod"}}),
+    )
+    .await
+    .unwrap();
+    s.cp.post("/admin/budgets", &json!({"name": "team cap", "scope": "team", "target": team_id, "amount_usd": "12.50", "period": "monthly", "hard": true})).await.unwrap();
+    s.cp.call(
+        Method::PUT,
+        "/admin/pricing/my-model",
+        None,
+        Some(&json!({"input_per_mtok": "1.25", "output_per_mtok": "5"})),
+    )
+    .await
+    .unwrap();
+    let other =
+        s.cp.post("/admin/teams", &json!({"name": "gone"}))
+            .await
+            .unwrap();
+    s.cp.call(
+        Method::DELETE,
+        &format!("/admin/teams/{}", other["id"].as_str().unwrap()),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    s.cp.post("/admin/tokens", &json!({"name": "ci", "team_id": team_id}))
+        .await
+        .unwrap();
+
+    let pg = s.env.postgres().client().await.unwrap();
+    let before = control_plane::store::rebuild::dump(&pg).await.unwrap();
+    assert!(
+        before["key_secrets"].as_array().unwrap().len() == 2,
+        "rotation grace keeps two secrets: {before}"
+    );
+    let out =
+        std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
+            .arg("rebuild-projections")
+            .env("DATABASE_URL", s.env.postgres().database_url())
+            .output()
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = control_plane::store::rebuild::dump(&pg).await.unwrap();
+    assert_eq!(before, after);
+    // And the log really is append-only.
+    let err = pg.execute("DELETE FROM events", &[]).await.unwrap_err();
+    assert!(
+        err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_concurrent_conflicting_update_gets_409() {
+    let s = stack(0).await;
+    let (_, key_id, _) = demo(&s).await;
+    let path = format!("/admin/keys/{key_id}");
+    let current = s.cp.call(Method::GET, &path, None, None).await.unwrap();
+    let etag = current.etag.clone().unwrap();
+    let a = json!({"rpm": 10});
+    let b = json!({"rpm": 20});
+    let send = |body: Value| {
+        let client = client();
+        let url = format!("{}{path}", s.cp.base_url());
+        let etag = etag.clone();
+        async move {
+            client
+                .patch(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .header("if-match", etag)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (x, y) = tokio::join!(send(a), send(b));
+    let mut statuses = [x, y];
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 409],
+        "exactly one of two writers at the same version wins"
+    );
+    // Creating a second team with a taken name is a conflict too.
+    let dup =
+        s.cp.call(
+            Method::POST,
+            "/admin/teams",
+            None,
+            Some(&json!({"name": "payments"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dup.status, 409);
+    let bad =
+        s.cp.call(
+            Method::POST,
+            "/admin/teams",
+            None,
+            Some(&json!({"name": ""})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.body["error"]["details"][0]["path"], "name");
+}
