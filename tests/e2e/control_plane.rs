@@ -397,3 +397,53 @@ async fn a_concurrent_conflicting_update_gets_409() {
     assert_eq!(bad.status, 422);
     assert_eq!(bad.body["error"]["details"][0]["path"], "name");
 }
+
+#[tokio::test]
+async fn applying_the_same_config_twice_records_nothing_the_second_time() {
+    let s = stack(1).await;
+    let yaml = format!(
+        r#"
+providers:
+  - {{ id: mock, kind: openai_compatible, base_url: "{}/v1", api_key: {{ env: MOCK_KEY }} }}
+routes:
+  - {{ alias: chat, deployments: [{{ provider: mock, model: mock-chat }}] }}
+keys:
+  - {{ name: declared, team: platform, sha256: "{}", models: ["*"] }}
+"#,
+        s.env.mock().base_url(),
+        crate::fixture::sha256_hex("sk-declared-key-123456")
+    );
+    let put = |body: String| {
+        let url = format!("{}/admin/config", s.cp.base_url());
+        async move {
+            let r = client().put(url).bearer_auth(ADMIN_TOKEN).header("content-type", "application/yaml").body(body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = put(yaml.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(first["events"].as_u64().unwrap() >= 4, "{first}");
+    let head = s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"].as_array().unwrap().len();
+    let (status, second) = put(yaml.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(second["events"], 0, "{second}");
+    assert_eq!(s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"].as_array().unwrap().len(), head);
+
+    // The same file through the CLI records nothing either.
+    let file = s.env.dir().join("config.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let out = std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
+        .args(["apply", "-f"])
+        .arg(&file)
+        .env("DATABASE_URL", s.env.postgres().database_url())
+        .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"].as_array().unwrap().len(), head);
+
+    // Unknown fields are refused with their path.
+    let (status, refused) = put(yaml.replace("models:", "modles:")).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused.to_string().contains("modles"), "{refused}");
+}
