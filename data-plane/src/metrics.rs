@@ -22,6 +22,7 @@ pub const SNAPSHOT_VERSION: &str = "switchyard_snapshot_version";
 pub const SNAPSHOT_KEYS: &str = "switchyard_snapshot_keys";
 pub const SNAPSHOT_ROUTES: &str = "switchyard_snapshot_routes";
 pub const SNAPSHOT_RELOADS: &str = "switchyard_snapshot_reloads_total";
+pub const SNAPSHOT_SWAP: &str = "switchyard_snapshot_swap_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -36,6 +37,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(UPSTREAM_FIRST_BYTE.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(GATEWAY_OVERHEAD.into()), OVERHEAD_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(SNAPSHOT_SWAP.into()), LATENCY_BUCKETS)?
         .install_recorder()
 }
 
@@ -90,6 +92,12 @@ pub fn snapshot_installed(s: &CompiledSnapshot) {
     gauge!(SNAPSHOT_VERSION).set(s.version as f64);
     gauge!(SNAPSHOT_KEYS).set(s.key_count() as f64);
     gauge!(SNAPSHOT_ROUTES).set(s.aliases().len() as f64);
+}
+
+/// Background work of one snapshot swap: download, then parse + check + compile.
+pub fn snapshot_swap(fetch: Duration, compile: Duration) {
+    histogram!(SNAPSHOT_SWAP, "stage" => "fetch").record(fetch.as_secs_f64());
+    histogram!(SNAPSHOT_SWAP, "stage" => "compile").record(compile.as_secs_f64());
 }
 
 /// A reload attempt ended with `result` (`ok`, `invalid`, `stale`).

@@ -50,7 +50,7 @@ rm -rf "$RUN"
 mkdir -p "$RUN" "$LOGS"
 
 ensure_system_deps
-command -v curl >/dev/null 2>&1 || ensure_apt_packages curl ca-certificates
+ensure_apt_packages curl ca-certificates jq
 log "building (release)"
 cargo build --release -q -p switchyard-data-plane -p switchyard-control-plane -p switchyard-tests --bins
 BIN=$PWD/target/release

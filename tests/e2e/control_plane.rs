@@ -416,31 +416,58 @@ keys:
     let put = |body: String| {
         let url = format!("{}/admin/config", s.cp.base_url());
         async move {
-            let r = client().put(url).bearer_auth(ADMIN_TOKEN).header("content-type", "application/yaml").body(body).send().await.unwrap();
+            let r = client()
+                .put(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .header("content-type", "application/yaml")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };
     let (status, first) = put(yaml.clone()).await;
     assert_eq!(status, 200, "{first}");
     assert!(first["events"].as_u64().unwrap() >= 4, "{first}");
-    let head = s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"].as_array().unwrap().len();
+    let head = s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .len();
     let (status, second) = put(yaml.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(second["events"], 0, "{second}");
-    assert_eq!(s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"].as_array().unwrap().len(), head);
+    assert_eq!(
+        s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        head
+    );
 
     // The same file through the CLI records nothing either.
     let file = s.env.dir().join("config.yaml");
     std::fs::write(&file, &yaml).unwrap();
-    let out = std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
-        .args(["apply", "-f"])
-        .arg(&file)
-        .env("DATABASE_URL", s.env.postgres().database_url())
-        .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"].as_array().unwrap().len(), head);
+    let out =
+        std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
+            .args(["apply", "-f"])
+            .arg(&file)
+            .env("DATABASE_URL", s.env.postgres().database_url())
+            .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
+            .output()
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        head
+    );
 
     // Unknown fields are refused with their path.
     let (status, refused) = put(yaml.replace("models:", "modles:")).await;

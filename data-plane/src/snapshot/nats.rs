@@ -362,8 +362,13 @@ impl Watcher {
             return;
         }
         let version = pointer.version;
+        let started = std::time::Instant::now();
+        let mut fetched = std::time::Duration::ZERO;
         let outcome = match self.fetch(&pointer).await {
-            Ok(body) => self.check_and_compile(pointer.clone(), body).await,
+            Ok(body) => {
+                fetched = started.elapsed();
+                self.check_and_compile(pointer.clone(), body).await
+            }
             Err(e) => Err(e),
         };
         let (next, body) = match outcome {
@@ -383,8 +388,18 @@ impl Watcher {
             tracing::warn!(reason = %stale, via, "snapshot refused; keeping the current snapshot");
             return;
         }
+        let total = started.elapsed();
         metrics::snapshot_reload("ok");
-        tracing::info!(version, keys, routes, via, "snapshot installed from NATS");
+        metrics::snapshot_swap(fetched, total.saturating_sub(fetched));
+        tracing::info!(
+            version,
+            keys,
+            routes,
+            via,
+            fetch_ms = fetched.as_secs_f64() * 1e3,
+            compile_ms = total.saturating_sub(fetched).as_secs_f64() * 1e3,
+            "snapshot installed from NATS"
+        );
         self.write_cache(body).await;
     }
 
