@@ -161,13 +161,17 @@ fn start_snapshot_source(
             tracing::info!(path = %path.display(), version = initial.version, keys = initial.key_count(), routes = initial.aliases().len(), "snapshot loaded");
             // The store is empty, so nothing can be newer.
             let _ = snapshots.install(initial);
-            tasks.spawn(snapshot::file::watch(
-                path.clone(),
-                Arc::clone(snapshots),
-                seal_key,
-                Duration::from_millis(args.config_poll_ms.max(10)),
-                cancel.clone(),
-            ));
+            spawn_isolated(
+                tasks,
+                "snapshot-file",
+                snapshot::file::watch(
+                    path.clone(),
+                    Arc::clone(snapshots),
+                    seal_key,
+                    Duration::from_millis(args.config_poll_ms.max(10)),
+                    cancel.clone(),
+                ),
+            );
             Ok(())
         }
         (None, Some(urls)) => {
@@ -191,13 +195,61 @@ fn start_snapshot_source(
                 cache: cache.clone(),
                 seal_key,
             };
-            tasks.spawn(snapshot::nats::watch(
-                source,
-                Arc::clone(snapshots),
-                cancel.clone(),
-            ));
+            spawn_isolated(
+                tasks,
+                "snapshot-nats",
+                snapshot::nats::watch(source, Arc::clone(snapshots), cancel.clone()),
+            );
             Ok(())
         }
+    }
+}
+
+/// Runs background work on its own thread and single-threaded runtime, at a lower scheduling
+/// priority (nice ≈ 10, also for the runtime's blocking threads), so that it never competes with
+/// request handling: receiving a 15 MB snapshot from NATS, decoding it and dropping the
+/// replaced one take tens of milliseconds of CPU each, and on a busy machine the requests should
+/// get the cores first. The tracker still owns it: shutdown waits for it to end.
+fn spawn_isolated<F>(tasks: &TaskTracker, name: &str, work: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            lower_priority();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .on_thread_start(lower_priority)
+                .build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(work),
+                Err(e) => tracing::error!(error = %e, "cannot start a background runtime"),
+            }
+            let _ = done_tx.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, thread = name, "cannot start a background thread");
+        return;
+    }
+    tasks.spawn(async move {
+        let _ = done_rx.await;
+    });
+}
+
+/// Lowers the calling thread's priority (best effort: a failure only costs latency).
+fn lower_priority() {
+    let lowered = thread_priority::ThreadPriorityValue::try_from(25u8)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
+            thread_priority::set_current_thread_priority(
+                thread_priority::ThreadPriority::Crossplatform(p),
+            )
+            .map_err(|e| e.to_string())
+        });
+    if let Err(e) = lowered {
+        tracing::debug!(error = %e, "could not lower a background thread's priority");
     }
 }
 

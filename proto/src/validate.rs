@@ -42,7 +42,7 @@ impl Snapshot {
 
         let mut provider_ids = HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
-            let at = format!("providers[{i}]");
+            let at = PathPrefix("providers", i);
             if !is_identifier(&p.id) {
                 push(format!("{at}.id"), ident_reason(&p.id));
             } else if !provider_ids.insert(p.id.as_str()) {
@@ -89,7 +89,7 @@ impl Snapshot {
 
         let mut aliases = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
-            let at = format!("routes[{i}]");
+            let at = PathPrefix("routes", i);
             if r.alias.is_empty() || r.alias.len() > 256 || r.alias.chars().any(char::is_whitespace)
             {
                 push(
@@ -129,7 +129,7 @@ impl Snapshot {
 
         let mut hashes = HashSet::new();
         for (i, k) in self.keys.iter().enumerate() {
-            let at = format!("keys[{i}]");
+            let at = PathPrefix("keys", i);
             if k.name.is_empty() {
                 push(format!("{at}.name"), "must not be empty".into());
             }
@@ -158,6 +158,17 @@ impl Snapshot {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// `keys[3]`-style path prefix, formatted only when an error is reported (validating 100,000
+/// keys must not allocate a path per key).
+#[derive(Clone, Copy)]
+struct PathPrefix(&'static str, usize);
+
+impl fmt::Display for PathPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
     }
 }
 

@@ -210,6 +210,18 @@ async fn a_team_token_cannot_touch_another_team() {
     )
     .await;
     assert_eq!(status, 403);
+    let (status, _) = call(
+        cp,
+        Method::PUT,
+        "/admin/config",
+        &token_a,
+        Some(json!({"providers": []})),
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "declarative config replaces everything: global tokens only"
+    );
     // A route of A's may not deploy to B's provider.
     let (status, answer) = call(
         cp,

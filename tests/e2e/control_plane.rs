@@ -474,3 +474,39 @@ keys:
     assert_eq!(status, 422, "{refused}");
     assert!(refused.to_string().contains("modles"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_rotated_key_keeps_working_for_its_grace_period_only() {
+    let s = stack(1).await;
+    let (_, key_id, old) = demo(&s).await;
+    all_answer(&s, &old, 200, Duration::from_secs(2)).await;
+    let rotated =
+        s.cp.post(
+            &format!("/admin/keys/{key_id}/rotate"),
+            &json!({"grace_seconds": 3600}),
+        )
+        .await
+        .unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        rotated["key"]["prefixes"].as_array().unwrap().len(),
+        2,
+        "{rotated}"
+    );
+    all_answer(&s, &new, 200, Duration::from_secs(1)).await;
+    all_answer(&s, &old, 200, Duration::from_secs(1)).await;
+    // Rotating again without grace retires both earlier secrets at once.
+    let again =
+        s.cp.post(&format!("/admin/keys/{key_id}/rotate"), &json!({}))
+            .await
+            .unwrap();
+    let newest = again["secret"].as_str().unwrap().to_owned();
+    all_answer(&s, &newest, 200, Duration::from_secs(1)).await;
+    all_answer(&s, &new, 401, Duration::from_secs(1)).await;
+    all_answer(&s, &old, 401, Duration::from_secs(1)).await;
+    let listed = s.cp.get(&format!("/admin/keys/{key_id}")).await.unwrap();
+    assert!(
+        !listed.to_string().contains(&newest),
+        "the secret is shown only once"
+    );
+}

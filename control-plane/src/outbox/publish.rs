@@ -113,18 +113,23 @@ impl Publisher {
     /// Publishes `snapshot` unless the bucket already points at the same or a newer version.
     /// Returns the pointer now in force.
     pub async fn publish(&self, snapshot: &Snapshot) -> Result<SnapshotPointer, PublishError> {
+        if let Some((pointer, _)) = self.latest().await? {
+            if pointer.version >= snapshot.version {
+                return Ok(pointer);
+            }
+        }
+        let pointer = self.stage(snapshot).await?;
+        self.announce(pointer).await
+    }
+
+    /// Uploads a snapshot body; no proxy sees it before [`announce`](Self::announce).
+    pub async fn stage(&self, snapshot: &Snapshot) -> Result<SnapshotPointer, PublishError> {
         let version = snapshot.version;
         let err = |step, e: &dyn std::fmt::Display| PublishError {
             version,
             step,
             detail: e.to_string(),
         };
-        let current = self.latest().await?;
-        if let Some((pointer, _)) = &current {
-            if pointer.version >= version {
-                return Ok(pointer.clone());
-            }
-        }
         let body = serde_json::to_vec(snapshot).map_err(|e| err("encode", &e))?;
         let pointer = SnapshotPointer {
             version,
@@ -137,6 +142,27 @@ impl Publisher {
             .put(pointer.object.as_str(), &mut reader)
             .await
             .map_err(|e| err("put object", &e))?;
+        Ok(pointer)
+    }
+
+    /// Moves the bucket's pointer to a staged snapshot (only forward) and pushes it to the
+    /// proxies. Returns the pointer now in force.
+    pub async fn announce(
+        &self,
+        pointer: SnapshotPointer,
+    ) -> Result<SnapshotPointer, PublishError> {
+        let version = pointer.version;
+        let err = |step, e: &dyn std::fmt::Display| PublishError {
+            version,
+            step,
+            detail: e.to_string(),
+        };
+        let current = self.latest().await?;
+        if let Some((p, _)) = &current {
+            if p.version >= version {
+                return Ok(p.clone());
+            }
+        }
         let value = serde_json::to_vec(&pointer).map_err(|e| err("encode pointer", &e))?;
         let put = match &current {
             Some((_, revision)) => self
@@ -174,15 +200,17 @@ impl Publisher {
         Ok(pointer)
     }
 
-    /// Deletes old snapshot bodies, keeping the newest few for proxies mid-download.
+    /// Deletes bodies older than `version`, keeping the newest few for proxies mid-download.
     async fn prune(&self, version: u64) {
         use futures_util::StreamExt;
         let Ok(mut list) = self.objects.list().await else {
             return;
         };
         let mut names = Vec::new();
+        let current = SnapshotPointer::object_name(version);
         while let Some(Ok(info)) = list.next().await {
-            if !info.deleted && info.name != SnapshotPointer::object_name(version) {
+            // Only bodies older than the one in force: a staged newer one is still to come.
+            if !info.deleted && info.name < current {
                 names.push(info.name);
             }
         }

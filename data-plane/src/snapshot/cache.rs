@@ -39,7 +39,7 @@ pub enum CacheError {
 /// fields are ignored: wire changes are additive, and an older proxy must read a newer body.
 pub fn decode(bytes: &[u8], seal_key: Option<&SealKey>) -> Result<CompiledSnapshot, DecodeError> {
     let snapshot: Snapshot = serde_json::from_slice(bytes)?;
-    compile(&snapshot, seal_key).map_err(DecodeError::Invalid)
+    compile(snapshot, seal_key).map_err(DecodeError::Invalid)
 }
 
 /// The cached snapshot, compiled; `Ok(None)` when there is no cache file yet.

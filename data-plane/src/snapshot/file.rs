@@ -64,7 +64,7 @@ pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<CompiledSnapshot,
         source,
     })?;
     let snapshot = parse(path, &text)?;
-    compile(&snapshot, seal_key).map_err(|errors| LoadError::Invalid {
+    compile(snapshot, seal_key).map_err(|errors| LoadError::Invalid {
         path: path.to_owned(),
         errors,
     })
