@@ -14,10 +14,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::common::{corrupt, ensure_team, load_visible, parse_id};
 use super::extract::{if_match, JsonBody, Page};
 use super::pricing::{decimal, opt_decimal};
-use super::providers::{corrupt, ensure_team, load_visible};
-use super::teams::parse_id;
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::budget::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use crate::domain::resource::ResourceCommand;
@@ -227,13 +226,7 @@ pub async fn list(
     who: Principal,
     page: Page,
 ) -> Result<axum::Json<List<BudgetView>>, ApiError> {
-    let after = match &page.after {
-        Some(a) => Some(
-            a.parse::<Uuid>()
-                .map_err(|_| ApiError::invalid("after", "not a cursor from this list"))?,
-        ),
-        None => None,
-    };
+    let after = page.after_uuid()?;
     let client = state.store().pool().get().await?;
     let rows = client
         .query(

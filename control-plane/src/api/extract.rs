@@ -91,6 +91,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     }
 }
 
+impl Page {
+    /// The `after` cursor of a list ordered by UUID.
+    pub fn after_uuid(&self) -> Result<Option<uuid::Uuid>, ApiError> {
+        self.after
+            .as_deref()
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| ApiError::invalid("after", "not a cursor from this list"))
+            })
+            .transpose()
+    }
+}
+
 fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

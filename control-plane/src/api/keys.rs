@@ -12,9 +12,9 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::common::{double_option, parse_id};
 use super::extract::{if_match, JsonBody, Page};
-use super::secrets::{display_prefix, double_option, generate};
-use super::teams::parse_id;
+use super::secrets::{display_prefix, generate};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::api::auth::token_hash;
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
@@ -223,13 +223,7 @@ pub async fn list(
     who: Principal,
     page: Page,
 ) -> Result<axum::Json<List<KeyView>>, ApiError> {
-    let after = match &page.after {
-        Some(a) => Some(
-            a.parse::<Uuid>()
-                .map_err(|_| ApiError::invalid("after", "not a cursor from this list"))?,
-        ),
-        None => None,
-    };
+    let after = page.after_uuid()?;
     let team_filter = match page.params.get("team_id").filter(|t| !t.is_empty()) {
         Some(t) => Some(
             t.parse::<Uuid>()

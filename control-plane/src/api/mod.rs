@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod budgets;
+pub mod common;
 pub mod config;
 pub mod error;
 pub mod extract;

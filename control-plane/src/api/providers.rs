@@ -4,9 +4,6 @@
 //! key before it reaches a command, so the log, the projections and the snapshots only ever
 //! hold the sealed value; responses say only `sealed`, `env:VAR` or `null`. Plaintext is never
 //! logged (its type's `Debug` hides it).
-//!
-//! Also home of the small helpers the other spec-resource handlers (routes, budgets, pricing)
-//! share: [`load_visible`], [`ensure_team`], [`nullable`].
 
 use std::collections::BTreeMap;
 
@@ -17,16 +14,16 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use proto::Credential;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::common::{double_option, ensure_team, load_visible, spec_rows};
 use super::extract::{if_match, JsonBody, Page};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::provider::{Provider, ProviderSpec};
-use crate::domain::resource::{Resource, ResourceCommand, Spec};
+use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
 use crate::seal::SealKey;
-use crate::store::{Project, StoreError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -144,26 +141,26 @@ pub struct CreateProvider {
 pub struct UpdateProvider {
     #[schema(value_type = Option<String>)]
     pub kind: Option<proto::ProviderKind>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub base_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub api_version: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub timeout_ms: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<bool>)]
     pub stream_usage: Option<Option<bool>>,
     pub headers: Option<BTreeMap<String, String>>,
     pub settings: Option<BTreeMap<String, String>>,
     /// Replaces the credential with this secret, sealed; `null` removes the credential.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub api_key: Option<Option<Plaintext>>,
     /// Replaces the credential with this environment reference; `null` removes it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub api_key_env: Option<Option<String>>,
 }
@@ -206,14 +203,6 @@ impl UpdateProvider {
         }
         Ok(s)
     }
-}
-
-/// Deserializes a field that distinguishes absent (`None`, with `#[serde(default)]`) from
-/// `null` (`Some(None)`).
-pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The credential after a create or update. `None` arguments keep `current`; `Some(None)`
@@ -287,40 +276,6 @@ pub fn env_name(check: &mut Check, path: &str, name: &str) {
     }
 }
 
-/// Loads a live spec resource the caller may see; anything else is a 404.
-pub async fn load_visible<S: Spec>(
-    state: &AppState,
-    who: &Principal,
-    id: &str,
-) -> Result<(Resource<S>, i32), ApiError>
-where
-    Resource<S>: Project,
-{
-    let (resource, version) = state.store().load::<Resource<S>>(id).await?;
-    if !resource.live || !who.can_see(resource.team_id) {
-        return Err(ApiError::NotFound(S::KIND.to_owned()));
-    }
-    Ok((resource, version))
-}
-
-/// A new resource's owner team must exist (422 on `team_id` otherwise).
-pub async fn ensure_team(state: &AppState, team: Option<Uuid>) -> Result<(), ApiError> {
-    let Some(team) = team else { return Ok(()) };
-    let client = state.store().pool().get().await?;
-    match client
-        .query_opt("SELECT 1 FROM teams WHERE id = $1", &[&team])
-        .await?
-    {
-        Some(_) => Ok(()),
-        None => Err(ApiError::invalid("team_id", "no such team")),
-    }
-}
-
-/// A projection row that no longer parses is a store fault, not the client's.
-pub fn corrupt(what: &str, id: &str, e: &serde_json::Error) -> ApiError {
-    StoreError::Corrupt(format!("{what} {id}: {e}")).into()
-}
-
 #[utoipa::path(post, path = "/admin/providers",
     operation_id = "create_provider", tag = "providers", request_body = CreateProvider, security(("bearer" = [])),
     responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
@@ -377,28 +332,20 @@ pub async fn list(
     who: Principal,
     page: Page,
 ) -> Result<axum::Json<List<ProviderView>>, ApiError> {
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT id, team_id, spec, version, created_at, updated_at FROM providers
-             WHERE ($1::uuid IS NULL OR team_id = $1) AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            &[&who.team, &page.after, &(page.limit + 1)],
-        )
-        .await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id: String = r.get(0);
-        let spec: ProviderSpec =
-            serde_json::from_value(r.get(2)).map_err(|e| corrupt("provider", &id, &e))?;
-        views.push(ProviderView::from_parts(
-            id,
-            r.get(1),
-            &spec,
-            r.get(3),
-            r.get(4),
-            r.get(5),
-        ));
-    }
+    let rows = spec_rows::<ProviderSpec>(&state, &who, &page, "providers", "id").await?;
+    let views = rows
+        .into_iter()
+        .map(|r| {
+            ProviderView::from_parts(
+                r.id,
+                r.team_id,
+                &r.spec,
+                r.version,
+                r.created_at,
+                r.updated_at,
+            )
+        })
+        .collect();
     Ok(axum::Json(List::page(
         views,
         page.limit,

@@ -15,8 +15,8 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::common::{double_option, ensure_team, load_visible, spec_rows};
 use super::extract::{if_match, JsonBody, Page};
-use super::providers::{corrupt, ensure_team, load_visible, nullable};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::{Route, RouteSpec};
@@ -126,7 +126,7 @@ pub struct CreateRoute {
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoute {
     pub deployments: Option<Vec<DeploymentBody>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub timeout_ms: Option<Option<u64>>,
 }
@@ -222,28 +222,20 @@ pub async fn list(
     who: Principal,
     page: Page,
 ) -> Result<axum::Json<List<RouteView>>, ApiError> {
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT alias, team_id, spec, version, created_at, updated_at FROM routes
-             WHERE ($1::uuid IS NULL OR team_id = $1) AND ($2::text IS NULL OR alias > $2) ORDER BY alias LIMIT $3",
-            &[&who.team, &page.after, &(page.limit + 1)],
-        )
-        .await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let alias: String = r.get(0);
-        let spec: RouteSpec =
-            serde_json::from_value(r.get(2)).map_err(|e| corrupt("route", &alias, &e))?;
-        views.push(RouteView::from_parts(
-            alias,
-            r.get(1),
-            &spec,
-            r.get(3),
-            r.get(4),
-            r.get(5),
-        ));
-    }
+    let rows = spec_rows::<RouteSpec>(&state, &who, &page, "routes", "alias").await?;
+    let views = rows
+        .into_iter()
+        .map(|r| {
+            RouteView::from_parts(
+                r.id,
+                r.team_id,
+                &r.spec,
+                r.version,
+                r.created_at,
+                r.updated_at,
+            )
+        })
+        .collect();
     Ok(axum::Json(List::page(
         views,
         page.limit,

@@ -16,12 +16,3 @@ pub fn generate(prefix: &str) -> Result<String, ApiError> {
 pub fn display_prefix(secret: &str) -> String {
     secret.chars().take(12).collect()
 }
-
-/// Deserializes a field where `null` means "clear" and absence means "keep".
-pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    serde::Deserialize::deserialize(d).map(Some)
-}

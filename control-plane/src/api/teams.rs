@@ -11,6 +11,7 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::common::parse_id;
 use super::extract::{if_match, JsonBody, Page};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::team::{Team, TeamCommand};
@@ -59,11 +60,6 @@ pub struct UpdateTeam {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-/// Parses a path id; an id that is not a UUID names nothing (404).
-pub fn parse_id(id: &str, what: &str) -> Result<Uuid, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound(what.to_owned()))
-}
-
 #[utoipa::path(operation_id = "create_team", post, path = "/admin/teams", tag = "teams", request_body = CreateTeam, security(("bearer" = [])),
     responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
         (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
@@ -102,13 +98,7 @@ pub async fn list(
     who: Principal,
     page: Page,
 ) -> Result<axum::Json<List<TeamView>>, ApiError> {
-    let after = match &page.after {
-        Some(a) => Some(
-            a.parse::<Uuid>()
-                .map_err(|_| ApiError::invalid("after", "not a cursor from this list"))?,
-        ),
-        None => None,
-    };
+    let after = page.after_uuid()?;
     let client = state.store().pool().get().await?;
     let rows = client
         .query(

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::token_hash;
+use super::common::parse_id;
 use super::extract::{JsonBody, Page};
 use super::secrets::{display_prefix, generate};
-use super::teams::parse_id;
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::team::Team;
 use crate::domain::token::{AdminToken, TokenCommand};
@@ -111,13 +111,7 @@ pub async fn list(
     who: Principal,
     page: Page,
 ) -> Result<axum::Json<List<TokenView>>, ApiError> {
-    let after = match &page.after {
-        Some(a) => Some(
-            a.parse::<Uuid>()
-                .map_err(|_| ApiError::invalid("after", "not a cursor from this list"))?,
-        ),
-        None => None,
-    };
+    let after = page.after_uuid()?;
     let client = state.store().pool().get().await?;
     let rows = client
         .query(
