@@ -218,10 +218,10 @@ where
     let spawned = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            lower_priority();
+            snapshot::lower_priority();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_start(lower_priority)
+                .on_thread_start(snapshot::lower_priority)
                 .build();
             match runtime {
                 Ok(runtime) => runtime.block_on(work),
@@ -236,21 +236,6 @@ where
     tasks.spawn(async move {
         let _ = done_rx.await;
     });
-}
-
-/// Lowers the calling thread's priority (best effort: a failure only costs latency).
-fn lower_priority() {
-    let lowered = thread_priority::ThreadPriorityValue::try_from(25u8)
-        .map_err(|e| e.to_string())
-        .and_then(|p| {
-            thread_priority::set_current_thread_priority(
-                thread_priority::ThreadPriority::Crossplatform(p),
-            )
-            .map_err(|e| e.to_string())
-        });
-    if let Err(e) = lowered {
-        tracing::debug!(error = %e, "could not lower a background thread's priority");
-    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -96,6 +96,7 @@ fn parse(format: Format, bytes: &[u8]) -> Result<Snapshot, ApiError> {
             .map_err(|e| ApiError::invalid("body", format!("not a valid config: {e}")))
         }
     }?;
+    super::extract::reject_nul(&parsed)?;
     if !unknown.is_empty() {
         return Err(ApiError::Invalid(
             unknown

@@ -27,8 +27,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// PostgreSQL cannot store U+0000 in text or JSONB, so no admin input may carry it.
+pub const NUL_REASON: &str = "must not contain NUL characters (U+0000)";
+
+/// Refuses a JSON body with a `\u0000` escape (a literal NUL is not valid JSON anyway).
+fn reject_nul_escape(bytes: &[u8]) -> Result<(), ApiError> {
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return Err(ApiError::invalid("body", format!("strings {NUL_REASON}")));
+    }
+    Ok(())
+}
+
+/// Refuses a parsed value whose strings carry U+0000 (for inputs that are not JSON, e.g. YAML).
+pub fn reject_nul<T: serde::Serialize>(value: &T) -> Result<(), ApiError> {
+    let json = serde_json::to_vec(value).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    reject_nul_escape(&json)
+}
+
 /// Parses JSON, telling syntax errors (400) from schema mismatches (422).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    reject_nul_escape(bytes)?;
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             ApiError::Invalid(vec![FieldError::new(field_of(&e), e.to_string())])
@@ -82,6 +100,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
                 }
             },
         };
+        if let Some((name, _)) = params.iter().find(|(_, v)| v.contains('\0')) {
+            return Err(ApiError::invalid(name, NUL_REASON));
+        }
         let after = params.get("after").filter(|a| !a.is_empty()).cloned();
         Ok(Page {
             limit,
@@ -147,4 +168,18 @@ pub fn if_match(headers: &http::HeaderMap) -> Result<Option<i32>, ApiError> {
     text.parse().map(Some).map_err(|_| {
         ApiError::BadRequest("If-Match must be a version number as returned in ETag".into())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_refused_before_they_reach_postgres() {
+        assert!(parse_json::<serde_json::Value>(br#"{"name":"a\u0000b"}"#).is_err());
+        assert!(parse_json::<serde_json::Value>(br#"{"name":"a\U0000b"}"#).is_err());
+        assert!(parse_json::<serde_json::Value>(br#"{"name":"a\u0001b"}"#).is_ok());
+        assert!(reject_nul(&serde_json::json!({"k": "x\u{0}"})).is_err());
+        assert!(reject_nul(&serde_json::json!({"k": "x"})).is_ok());
+    }
 }

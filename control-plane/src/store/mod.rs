@@ -88,6 +88,10 @@ impl Store {
 
     /// Loads and folds a stream: its state and version.
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<(A, i32), StoreError> {
+        if id.contains('\0') {
+            // No stream can have such an id (PostgreSQL text cannot hold U+0000).
+            return Ok((A::default(), 0));
+        }
         let client = self.pool.get().await?;
         load_in(&client, &stream_id::<A>(id)).await
     }
@@ -101,6 +105,11 @@ impl Store {
         actor: &str,
         command: A::Command,
     ) -> Result<Executed<A>, StoreError> {
+        if id.contains('\0') {
+            return Err(
+                DomainError::invalid("id", "must not contain NUL characters (U+0000)").into(),
+            );
+        }
         let stream = stream_id::<A>(id);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;

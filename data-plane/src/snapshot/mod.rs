@@ -40,7 +40,8 @@ impl SnapshotStore {
         self.current.load_full()
     }
 
-    /// Installs a compiled snapshot unless it is older than the current one.
+    /// Installs a compiled snapshot unless it is older than the current one. The replaced
+    /// snapshot is released on a background thread (see [`retire`]), never by a request.
     pub fn install(&self, next: CompiledSnapshot) -> Result<(), Stale> {
         if let Some(current) = self.current.load().as_ref() {
             if next.version < current.version {
@@ -51,7 +52,45 @@ impl SnapshotStore {
             }
         }
         metrics::snapshot_installed(&next);
-        self.current.store(Some(Arc::new(next)));
+        if let Some(old) = self.current.swap(Some(Arc::new(next))) {
+            retire(old);
+        }
         Ok(())
+    }
+}
+
+/// Lowers the calling thread's priority (best effort: a failure only costs latency).
+pub fn lower_priority() {
+    let lowered = thread_priority::ThreadPriorityValue::try_from(25u8)
+        .map_err(|e| e.to_string())
+        .and_then(|p| {
+            thread_priority::set_current_thread_priority(
+                thread_priority::ThreadPriority::Crossplatform(p),
+            )
+            .map_err(|e| e.to_string())
+        });
+    if let Err(e) = lowered {
+        tracing::debug!(error = %e, "could not lower a background thread's priority");
+    }
+}
+
+/// Frees a replaced snapshot once no request holds it any more.
+///
+/// Freeing 100,000 keys takes tens of milliseconds; if the last holder were a request, that
+/// request (and the others queued on its worker) would wait for it. So the snapshot is handed
+/// to a thread of its own that waits for the requests in flight to let go, then frees it.
+fn retire(old: Arc<CompiledSnapshot>) {
+    let spawned = std::thread::Builder::new()
+        .name("snapshot-retire".into())
+        .spawn(move || {
+            lower_priority();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(old);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to free the replaced snapshot");
     }
 }
