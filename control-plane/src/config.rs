@@ -41,6 +41,9 @@ pub enum Command {
     Apply {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// Keep what the store holds beyond the file (default: delete and revoke it).
+        #[arg(long)]
+        no_prune: bool,
     },
     /// Validate a config file without applying it.
     Check {

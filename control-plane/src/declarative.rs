@@ -39,12 +39,14 @@ use crate::store::{Project, Store, StoreError};
 /// Prefix recorded for secrets imported by hash (the real prefix is unknown).
 const IMPORTED_PREFIX: &str = "imported";
 
-/// Makes the store match `desired`; see the module docs.
+/// Makes the store match `desired`; see the module docs. With `prune` false, what the store
+/// holds beyond the file is kept (only creations and updates are applied).
 pub async fn apply(
     store: &Store,
     seal: Option<&SealKey>,
     actor: &str,
     desired: &Snapshot,
+    prune: bool,
 ) -> Result<ApplyReport, ApiError> {
     let mut errors: Vec<FieldError> = desired
         .validate()
@@ -64,7 +66,17 @@ pub async fn apply(
     if !taken.is_empty() {
         return Err(ApiError::Invalid(taken));
     }
-    let changes = plan(&current, &wanted);
+    let mut changes = plan(&current, &wanted);
+    if !prune {
+        changes.retain(|c| {
+            !matches!(
+                c,
+                Change::RevokeKey { .. }
+                    | Change::DeleteRoute { .. }
+                    | Change::DeleteProvider { .. }
+            )
+        });
+    }
     let mut report = tally(&changes);
     let mut runner = Runner {
         store,

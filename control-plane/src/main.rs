@@ -59,13 +59,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(streams, "projections rebuilt from the event log");
             Ok(())
         }
-        Some(Command::Apply { file }) => {
+        Some(Command::Apply { file, no_prune }) => {
             let snapshot = control_plane::check_file(&file)?;
             let store = serve::open_store(&database_url()?).await?;
             let seal = serve::seal_key()?;
-            let report = control_plane::declarative::apply(&store, seal.as_ref(), "cli", &snapshot)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let report = control_plane::declarative::apply(
+                &store,
+                seal.as_ref(),
+                "cli",
+                &snapshot,
+                !no_prune,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "applied");
             Ok(())
         }

@@ -148,7 +148,8 @@ CONFIG=$STATE/config.yaml
 } >"$CONFIG"
 
 log "applying the demo config through the admin API (PUT /admin/config)"
-curl -fsS -X PUT "$ADMIN_URL/admin/config" -H "Authorization: Bearer $ADMIN_TOKEN" \
+# prune=false: what was added through the admin API since the last start stays.
+curl -fsS -X PUT "$ADMIN_URL/admin/config?prune=false" -H "Authorization: Bearer $ADMIN_TOKEN" \
   -H 'content-type: application/yaml' --data-binary @"$CONFIG" >"$LOGS/apply.json" ||
   die "applying $CONFIG failed (see $LOGS/control-plane.log)"
 

@@ -469,6 +469,44 @@ keys:
         head
     );
 
+    // Something added through the API stays with ?prune=false, and goes with the default.
+    s.cp.post(
+        "/admin/routes",
+        &json!({"alias": "extra", "deployments": [{"provider": "mock", "model": "x"}]}),
+    )
+    .await
+    .unwrap();
+    let url = format!("{}/admin/config?prune=false", s.cp.base_url());
+    let r = client()
+        .put(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/yaml")
+        .body(yaml.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        s.cp.call(Method::GET, "/admin/routes/extra", None, None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let (status, pruned) = put(yaml.clone()).await;
+    assert_eq!(
+        (status, pruned["routes"]["deleted"].as_u64()),
+        (200, Some(1)),
+        "{pruned}"
+    );
+    assert_eq!(
+        s.cp.call(Method::GET, "/admin/routes/extra", None, None)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
     // Unknown fields are refused with their path.
     let (status, refused) = put(yaml.replace("models:", "modles:")).await;
     assert_eq!(status, 422, "{refused}");

@@ -120,6 +120,7 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
 
 #[utoipa::path(put, path = "/admin/config",
     operation_id = "apply_config", tag = "config", security(("bearer" = [])),
+    params(("prune" = Option<bool>, Query, description = "delete and revoke what the file leaves out (default true)")),
     request_body(description = "The whole desired configuration: providers, routes and keys (keys by SHA-256; `team` is a team name, \
         created if missing; keys without one go to team `default`). What the store holds beyond it is deleted or revoked.",
         content(("application/yaml"), ("application/json"))),
@@ -130,14 +131,21 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
 pub async fn apply(
     State(state): State<AppState>,
     who: Principal,
+    page: super::extract::Page,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ApplyReport>, ApiError> {
     who.require_global()?;
+    let prune = match page.params.get("prune").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(_) => return Err(ApiError::invalid("prune", "must be true or false")),
+    };
     let format = format_of(&headers)?;
     let bytes = read_body(body).await?;
     let desired = parse(format, &bytes)?;
-    let report = declarative::apply(state.store(), state.seal(), &who.actor, &desired).await?;
+    let report =
+        declarative::apply(state.store(), state.seal(), &who.actor, &desired, prune).await?;
     Ok(Json(report))
 }
 
