@@ -86,6 +86,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
             expires_at: expires_at.map(|t| t.timestamp()),
             rpm: settings.rpm,
             tpm: settings.tpm,
+            max_request_cost_usd: None,
             budget: settings.budget_id.map(|b| b.to_string()),
             tags: settings
                 .tags
@@ -101,5 +102,8 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
         providers,
         routes,
         keys,
+        teams: Vec::new(),
+        budgets: Vec::new(),
+        pricing: Vec::new(),
     })
 }

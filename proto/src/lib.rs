@@ -5,14 +5,25 @@
 //! control plane's messages; fixture tests lock the JSON shape.
 
 mod distribution;
+mod lease;
 mod snapshot;
+mod usage;
 mod validate;
 
 pub use distribution::{
     SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_SUBJECT,
 };
 
+pub use lease::{
+    period_bounds, rate_window, LeaseReply, LeaseRequest, PoolKey, RateUnit, LEASE_QUEUE,
+    LEASE_SUBJECT,
+};
 pub use snapshot::{
-    Credential, Deployment, Provider, ProviderKind, Route, Snapshot, VirtualKey, SCHEMA_VERSION,
+    Budget, BudgetPeriod, BudgetScope, Credential, Deployment, ModelPrice, Provider, ProviderKind,
+    Route, Snapshot, TeamPolicy, VirtualKey, SCHEMA_VERSION,
+};
+pub use usage::{
+    usage_subject, BudgetAlert, Outcome, Refusal, TokenUsage, UsageEvent, BUDGET_ALERT_SUBJECT,
+    USAGE_FOLD_CONSUMER, USAGE_STREAM, USAGE_SUBJECTS,
 };
 pub use validate::ValidationError;

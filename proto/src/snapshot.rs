@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// Version of the snapshot wire format. Bumped only for a change an older reader cannot ignore.
@@ -30,6 +31,89 @@ pub struct Snapshot {
     /// Virtual keys callers authenticate with.
     #[serde(default)]
     pub keys: Vec<VirtualKey>,
+    /// Teams that carry limits of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<TeamPolicy>,
+    /// Budgets (hard ones are enforced by leases, soft ones only alert).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
+    /// Prices per upstream model (the built-in table with overrides applied), used to reserve
+    /// a request's cost before it is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pricing: Vec<ModelPrice>,
+}
+
+/// Limits shared by all of a team's keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamPolicy {
+    pub id: String,
+    /// Requests per minute across the team's keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute across the team's keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
+/// What a budget applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetScope {
+    /// Everything one team spends (`target` is the team id).
+    Team,
+    /// Everything one key spends (`target` is the key id).
+    Key,
+    /// Each distinct value of one tag (`target` is the tag name) has the amount to itself.
+    Tag,
+}
+
+/// When a budget starts over (calendar boundaries, UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetPeriod {
+    Daily,
+    /// Weeks start on Monday.
+    Weekly,
+    Monthly,
+    /// Never resets.
+    Total,
+}
+
+/// A spending limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    pub id: String,
+    pub name: String,
+    pub scope: BudgetScope,
+    pub target: String,
+    pub amount_usd: Decimal,
+    pub period: BudgetPeriod,
+    /// Hard budgets refuse requests; soft budgets alert.
+    pub hard: bool,
+}
+
+/// USD per million tokens for one upstream model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelPrice {
+    pub model: String,
+    pub input_per_mtok: Decimal,
+    pub output_per_mtok: Decimal,
+    /// Price of cached prompt tokens; the input price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<Decimal>,
+}
+
+impl ModelPrice {
+    /// Exact cost of `usage` at this price.
+    pub fn cost(&self, usage: &crate::TokenUsage) -> Decimal {
+        let cached = usage.cached_input_tokens.min(usage.prompt_tokens);
+        let uncached = usage.prompt_tokens - cached;
+        let million = Decimal::from(1_000_000u64);
+        (Decimal::from(uncached) * self.input_per_mtok
+            + Decimal::from(cached) * self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
+            + Decimal::from(usage.completion_tokens) * self.output_per_mtok)
+            / million
+    }
 }
 
 fn default_schema_version() -> u32 {
@@ -140,6 +224,10 @@ pub struct Route {
     /// Overrides the provider's timeout for this route (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Completion tokens reserved against budgets and token limits when a request sets no
+    /// `max_tokens` (the data plane's default applies when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_output_tokens: Option<u64>,
 }
 
 /// One provider + upstream model pair.
@@ -155,6 +243,13 @@ pub struct Deployment {
     /// Priority tier: lower tiers are used first (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
+    /// Requests per minute this deployment may receive (to stay under the provider's limit),
+    /// across all proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens per minute this deployment may receive, across all proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
 }
 
 /// A caller's credential and what it may do.
@@ -177,13 +272,17 @@ pub struct VirtualKey {
     /// The secret stops working at this time (Unix seconds, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
-    /// Requests per minute allowed (enforced by the metering issue).
+    /// Requests per minute allowed, across all proxies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u64>,
-    /// Tokens per minute allowed (enforced by the metering issue).
+    /// Tokens per minute allowed, across all proxies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
-    /// Budget this key spends from.
+    /// The most one request may cost (USD); a request whose reservation exceeds it is refused
+    /// before it reaches a provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_cost_usd: Option<Decimal>,
+    /// A further budget this key spends from (besides those matched by scope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<String>,
     /// Tags forced onto every request made with this key.

@@ -43,6 +43,10 @@ pub struct DeploymentBody {
     pub weight: Option<u32>,
     /// Lower tiers are used first (default 0).
     pub priority: Option<u32>,
+    /// Requests per minute this deployment may receive, across all proxies.
+    pub rpm: Option<u64>,
+    /// Tokens per minute this deployment may receive, across all proxies.
+    pub tpm: Option<u64>,
 }
 
 impl From<DeploymentBody> for proto::Deployment {
@@ -52,6 +56,8 @@ impl From<DeploymentBody> for proto::Deployment {
             model: d.model,
             weight: d.weight,
             priority: d.priority,
+            rpm: d.rpm,
+            tpm: d.tpm,
         }
     }
 }
@@ -63,6 +69,8 @@ impl From<&proto::Deployment> for DeploymentBody {
             model: d.model.clone(),
             weight: d.weight,
             priority: d.priority,
+            rpm: d.rpm,
+            tpm: d.tpm,
         }
     }
 }
@@ -73,6 +81,7 @@ pub struct RouteView {
     pub team_id: Option<Uuid>,
     pub deployments: Vec<DeploymentBody>,
     pub timeout_ms: Option<u64>,
+    pub reserve_output_tokens: Option<u64>,
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -104,6 +113,7 @@ impl RouteView {
             team_id,
             deployments,
             timeout_ms: s.timeout_ms,
+            reserve_output_tokens: s.reserve_output_tokens,
             version,
             created_at,
             updated_at,
@@ -118,6 +128,9 @@ pub struct CreateRoute {
     pub alias: String,
     pub deployments: Vec<DeploymentBody>,
     pub timeout_ms: Option<u64>,
+    /// Completion tokens reserved against budgets and token limits when a request sets no
+    /// `max_tokens`.
+    pub reserve_output_tokens: Option<u64>,
     pub team_id: Option<Uuid>,
 }
 
@@ -129,6 +142,9 @@ pub struct UpdateRoute {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub timeout_ms: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub reserve_output_tokens: Option<Option<u64>>,
 }
 
 fn check_alias(check: &mut Check, alias: &str) {
@@ -192,6 +208,7 @@ pub async fn create(
     let spec = RouteSpec {
         deployments: body.deployments.into_iter().map(Into::into).collect(),
         timeout_ms: body.timeout_ms,
+        reserve_output_tokens: body.reserve_output_tokens,
     };
     let mut check = Check::new();
     check_alias(&mut check, &body.alias);
@@ -283,6 +300,9 @@ pub async fn update(
     }
     if let Some(timeout) = body.timeout_ms {
         spec.timeout_ms = timeout;
+    }
+    if let Some(reserve) = body.reserve_output_tokens {
+        spec.reserve_output_tokens = reserve;
     }
     let expected = Some(expected.unwrap_or(version));
     let done = state

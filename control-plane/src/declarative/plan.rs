@@ -191,6 +191,7 @@ impl Desired {
                     RouteSpec {
                         deployments: r.deployments.clone(),
                         timeout_ms: r.timeout_ms,
+                        reserve_output_tokens: r.reserve_output_tokens,
                     },
                 )
             })

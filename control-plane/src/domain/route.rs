@@ -12,6 +12,8 @@ pub struct RouteSpec {
     pub deployments: Vec<proto::Deployment>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_output_tokens: Option<u64>,
 }
 
 impl RouteSpec {
@@ -20,6 +22,7 @@ impl RouteSpec {
             alias: alias.to_owned(),
             deployments: self.deployments.clone(),
             timeout_ms: self.timeout_ms,
+            reserve_output_tokens: self.reserve_output_tokens,
         }
     }
 }

@@ -176,4 +176,10 @@ pub struct Deployment {
     /// The model name as a JSON string, ready to splice into request bodies.
     pub model_json: Box<RawValue>,
     pub endpoints: Endpoints,
+    /// Requests per minute this deployment may receive across all proxies.
+    pub rpm: Option<u64>,
+    /// Tokens per minute this deployment may receive across all proxies.
+    pub tpm: Option<u64>,
+    /// The upstream model's price, when the snapshot has one.
+    pub price: Option<Arc<proto::ModelPrice>>,
 }

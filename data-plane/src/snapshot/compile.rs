@@ -3,11 +3,12 @@
 //! Key hashes become a `HashMap` from the 32-byte digest, aliases a map to routes whose
 //! deployments hold ready-built adapters and URLs, so a request does lookups only.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{Snapshot, ValidationError};
+use proto::{ModelPrice, Snapshot, ValidationError};
+use rust_decimal::Decimal;
 
 use crate::providers::{Adapter, Deployment};
 use crate::seal::SealKey;
@@ -20,6 +21,10 @@ pub struct CompiledSnapshot {
     routes: HashMap<String, Arc<Route>>,
     /// Aliases in name order, for `/v1/models`.
     aliases: Vec<String>,
+    /// Team-wide limits by team id.
+    pub teams: HashMap<String, proto::TeamPolicy>,
+    /// Every budget (hard and soft).
+    pub budgets: Vec<Arc<proto::Budget>>,
 }
 
 /// Hashes a SHA-256 digest by taking its first 8 bytes: the digests are already uniformly
@@ -62,6 +67,16 @@ impl std::hash::Hasher for FirstBytes {
 pub struct KeyPolicy {
     pub name: String,
     pub team: Option<String>,
+    /// Stable key id (shared by both secrets during a rotation).
+    pub id: Option<String>,
+    /// Tags forced onto every request made with this key.
+    pub tags: BTreeMap<String, String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    /// The most one request may cost.
+    pub max_request_cost_usd: Option<Decimal>,
+    /// A budget this key spends from besides those matched by scope.
+    pub budget: Option<String>,
     models: ModelAccess,
     /// The secret stops working at this time (Unix seconds).
     expires_at: Option<i64>,
@@ -104,6 +119,8 @@ pub struct Route {
     pub alias: String,
     pub deployments: Vec<Deployment>,
     pub timeout: Option<Duration>,
+    /// Completion tokens reserved when a request sets no `max_tokens`.
+    pub reserve_output_tokens: Option<u64>,
 }
 
 impl Route {
@@ -150,6 +167,11 @@ pub fn compile(
         .map(|p| (p.id.as_str(), (Arc::new(Adapter::new(p, seal_key)), p)))
         .collect();
 
+    let prices: HashMap<&str, Arc<ModelPrice>> = snapshot
+        .pricing
+        .iter()
+        .map(|p| (p.model.as_str(), Arc::new(p.clone())))
+        .collect();
     let mut routes = HashMap::with_capacity(snapshot.routes.len());
     for (i, r) in snapshot.routes.iter().enumerate() {
         let mut deployments = Vec::with_capacity(r.deployments.len());
@@ -172,12 +194,16 @@ pub fn compile(
                 endpoints: adapter.endpoints(&d.model).map_err(invalid)?,
                 model: d.model.clone(),
                 model_json,
+                rpm: d.rpm,
+                tpm: d.tpm,
+                price: prices.get(d.model.as_str()).cloned(),
             });
         }
         let route = Route {
             alias: r.alias.clone(),
             deployments,
             timeout: r.timeout_ms.map(Duration::from_millis),
+            reserve_output_tokens: r.reserve_output_tokens,
         };
         routes.insert(r.alias.clone(), Arc::new(route));
     }
@@ -207,6 +233,12 @@ pub fn compile(
             Arc::new(KeyPolicy {
                 name: k.name,
                 team: k.team,
+                id: k.id,
+                tags: k.tags,
+                rpm: k.rpm,
+                tpm: k.tpm,
+                max_request_cost_usd: k.max_request_cost_usd,
+                budget: k.budget,
                 models,
                 expires_at: k.expires_at,
             }),
@@ -220,6 +252,12 @@ pub fn compile(
         keys,
         routes,
         aliases,
+        teams: snapshot
+            .teams
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect(),
+        budgets: snapshot.budgets.into_iter().map(Arc::new).collect(),
     })
 }
 

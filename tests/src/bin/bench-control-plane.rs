@@ -150,8 +150,11 @@ fn big_snapshot(
                 model: format!("model-{i}"),
                 weight: None,
                 priority: None,
+                rpm: None,
+                tpm: None,
             }],
             timeout_ms: None,
+            reserve_output_tokens: None,
         })
         .collect();
     let mut all_keys: Vec<proto::VirtualKey> = (0..keys)
@@ -164,6 +167,7 @@ fn big_snapshot(
             expires_at: None,
             rpm: None,
             tpm: None,
+            max_request_cost_usd: None,
             budget: None,
             tags: BTreeMap::new(),
         })
@@ -177,6 +181,7 @@ fn big_snapshot(
         expires_at: None,
         rpm: None,
         tpm: None,
+        max_request_cost_usd: None,
         budget: None,
         tags: BTreeMap::new(),
     });
@@ -186,6 +191,9 @@ fn big_snapshot(
         providers,
         routes,
         keys: all_keys,
+        teams: Vec::new(),
+        budgets: Vec::new(),
+        pricing: Vec::new(),
     }
 }
 

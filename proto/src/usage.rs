@@ -1,0 +1,141 @@
+//! Usage events: one per request that reached a provider, and one per request refused by
+//! admission. Data planes publish them to JetStream with acknowledgement (spooling to disk
+//! while NATS is away); the control plane folds them into `usage_events` and `spend_ledger`.
+//!
+//! The event id is a UUIDv7 chosen once per request and sent as the JetStream `Nats-Msg-Id`,
+//! so a replayed event is dropped by the stream's duplicate window and, past it, by the
+//! primary key of `usage_events`.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// JetStream stream holding usage events.
+pub const USAGE_STREAM: &str = "SWITCHYARD_USAGE";
+/// Subjects of [`USAGE_STREAM`]: `switchyard.usage.<team id or "none">`.
+pub const USAGE_SUBJECTS: &str = "switchyard.usage.>";
+/// Durable pull consumer shared by every control-plane replica that folds usage.
+pub const USAGE_FOLD_CONSUMER: &str = "switchyard-fold";
+/// Subject on which the control plane announces a soft budget crossing ([`BudgetAlert`]).
+pub const BUDGET_ALERT_SUBJECT: &str = "switchyard.alert.budget";
+
+/// The subject an event is published on.
+pub fn usage_subject(team: Option<&str>) -> String {
+    format!("switchyard.usage.{}", team.unwrap_or("none"))
+}
+
+/// Tokens of one request as the provider reported them (or as estimated, see
+/// [`UsageEvent::usage_estimated`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    /// Prompt tokens served from the provider's cache (a subset of `prompt_tokens`).
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    /// Reasoning tokens (a subset of `completion_tokens`).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The provider answered in full.
+    Ok,
+    /// The provider refused or failed (HTTP error, timeout, broken stream).
+    UpstreamError,
+    /// Refused by admission (budget, rate limit, per-request cap) before any provider call.
+    Refused,
+}
+
+/// Why admission refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// `budget_exceeded`, `budget_unavailable`, `rate_limit_exceeded` or `request_cost_cap`.
+    pub code: String,
+    /// The budget or limit that refused it (budget name, or `key:<id> rpm`…).
+    pub limit: String,
+}
+
+/// One metered request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    /// UUIDv7, unique per request.
+    pub id: String,
+    /// When the request arrived (Unix milliseconds, UTC).
+    pub time_ms: i64,
+    /// Id of the proxy process that served it.
+    pub proxy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Caller tags (header, `metadata`, `user`) with the key's forced tags on top.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// `chat`, `embeddings` or `messages`.
+    pub endpoint: String,
+    /// The model alias the caller asked for.
+    pub alias: String,
+    /// Provider id of the deployment that answered (the last one tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Deployment id (`provider/model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// Upstream model name; the ledger and pricing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub usage: TokenUsage,
+    /// The provider sent no usage report (stream broken or cut); `usage` was estimated from
+    /// what was streamed.
+    #[serde(default)]
+    pub usage_estimated: bool,
+    /// Cost at the proxy's snapshot prices (the ledger recomputes it from the pricing table
+    /// valid at `time_ms`).
+    #[serde(default)]
+    pub cost_usd: Decimal,
+    /// Arrival to last byte, in milliseconds.
+    pub latency_ms: u64,
+    /// Arrival to first streamed byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<u64>,
+    /// HTTP status the client got (200 for a stream that broke after it started).
+    pub status: u16,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+    #[serde(default)]
+    pub streamed: bool,
+    /// The client left before the end of the stream (it was still read to the end).
+    #[serde(default)]
+    pub abandoned: bool,
+    /// Upstream attempts made (0 when refused).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Attempts that moved to another deployment.
+    #[serde(default)]
+    pub fallbacks: u32,
+    #[serde(default)]
+    pub cache_hit: bool,
+}
+
+/// Announced when spend under a soft budget crosses its amount (once per budget, scope value
+/// and period).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetAlert {
+    pub budget_id: String,
+    pub budget_name: String,
+    pub scope_value: String,
+    pub period_start: i64,
+    pub amount_usd: Decimal,
+    pub spent_usd: Decimal,
+}
