@@ -3,6 +3,7 @@
 //! Its only inputs are a configuration snapshot and client requests; its only outputs are
 //! responses (and, later, usage events). See `ARCHITECTURE.md` for the request pipeline.
 
+pub mod admission;
 pub mod config;
 pub mod error;
 pub mod metrics;
