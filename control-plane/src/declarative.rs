@@ -2,11 +2,12 @@
 //!
 //! `apply` validates the whole file first, reads the projections, computes the changes with the
 //! pure [`plan()`], and issues only those commands, in an order that never leaves a route
-//! pointing at a missing provider: providers created/updated → routes created/updated → teams
-//! created → keys revoked, updated, created → routes deleted → providers deleted. Anything in
-//! the store that the file does not mention (providers, routes, keys) is removed. Applying the
-//! same file twice records no events: the plan is empty, and every command decides nothing when
-//! nothing changes anyway.
+//! pointing at a missing provider: providers created/updated → routes created/updated → team
+//! limits set, teams created → keys revoked, updated, created → routes deleted → providers
+//! deleted. Anything in the store that the file does not mention (providers, routes, keys, the
+//! limits of teams its `teams` list leaves out) is removed. Budgets and prices in the file are
+//! not applied (they are managed through the API). Applying the same file twice records no
+//! events: the plan is empty, and every command decides nothing when nothing changes anyway.
 //!
 //! Each command is its own transaction: if one fails midway, the earlier ones stay applied and
 //! applying the file again converges.
@@ -23,7 +24,7 @@ use uuid::Uuid;
 
 pub use plan::{
     plan, resolve_team, revoked_names, sealed_errors, tally, ApplyReport, Change, Counts, Current,
-    CurrentKey, Desired, DesiredKey, TeamRef, DEFAULT_TEAM,
+    CurrentKey, Desired, DesiredKey, TeamLimits, TeamRef, DEFAULT_TEAM,
 };
 
 use crate::api::ApiError;
@@ -72,6 +73,7 @@ pub async fn apply(
             !matches!(
                 c,
                 Change::RevokeKey { .. }
+                    | Change::SetTeamLimits { unlisted: true, .. }
                     | Change::DeleteRoute { .. }
                     | Change::DeleteProvider { .. }
             )
@@ -149,16 +151,27 @@ impl Runner<'_> {
                 };
                 self.exec::<Route>(&alias, None, command).await
             }
-            Change::CreateTeam { name } => {
+            Change::CreateTeam { name, limits } => {
                 let id = Uuid::now_v7();
                 let command = TeamCommand::Create {
                     id,
                     name: name.clone(),
                     metadata: BTreeMap::new(),
+                    rpm: limits.rpm,
+                    tpm: limits.tpm,
                 };
                 self.exec::<Team>(&id.to_string(), Some(0), command).await?;
                 self.new_teams.insert(name, id);
                 Ok(())
+            }
+            Change::SetTeamLimits { id, limits, .. } => {
+                let command = TeamCommand::Update {
+                    name: None,
+                    metadata: None,
+                    rpm: Some(limits.rpm),
+                    tpm: Some(limits.tpm),
+                };
+                self.exec::<Team>(&id.to_string(), None, command).await
             }
             Change::RevokeKey { id } => {
                 self.exec::<VirtualKey>(&id.to_string(), None, KeyCommand::Revoke)
@@ -266,8 +279,23 @@ pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
         let spec = parse(r.get(1), "route", &alias)?;
         current.routes.insert(alias, spec);
     }
-    for r in tx.query("SELECT id, name FROM teams", &[]).await? {
-        current.teams.insert(r.get(1), r.get(0));
+    for r in tx
+        .query("SELECT id, name, rpm, tpm FROM teams", &[])
+        .await?
+    {
+        let id: Uuid = r.get(0);
+        current.teams.insert(r.get(1), id);
+        let limit = |i: usize| {
+            r.get::<_, Option<i64>>(i)
+                .and_then(|v| u64::try_from(v).ok())
+        };
+        let limits = TeamLimits {
+            rpm: limit(2),
+            tpm: limit(3),
+        };
+        if limits != TeamLimits::default() {
+            current.team_limits.insert(id, limits);
+        }
     }
     let keys = tx
         .query(

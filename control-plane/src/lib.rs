@@ -8,11 +8,13 @@ pub mod api;
 pub mod config;
 pub mod declarative;
 pub mod domain;
+pub mod lease;
 pub mod outbox;
 pub mod seal;
 pub mod serve;
 pub mod snapshot;
 pub mod store;
+pub mod usage;
 
 use std::path::Path;
 

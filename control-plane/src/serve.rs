@@ -101,6 +101,15 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
                 nats_url: nats_url.clone(),
             };
             tasks.spawn(relay::run(store.clone(), config, cancel.clone()));
+            let leases = crate::lease::LeaseConfig {
+                nats_url: nats_url.clone(),
+            };
+            tasks.spawn(crate::lease::run(store.clone(), leases, cancel.clone()));
+            tasks.spawn(crate::usage::fold::run(
+                store.clone(),
+                nats_url.clone(),
+                cancel.clone(),
+            ));
         }
         None => {
             tracing::warn!("{ENV_NATS_URL} is not set: snapshots are not published to data planes")

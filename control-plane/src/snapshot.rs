@@ -1,18 +1,25 @@
 //! Building the data-plane snapshot from the projections.
 //!
 //! Read in one repeatable-read transaction, so the snapshot is the state as of exactly one
-//! position of the log, and that position is its version.
+//! position of the log, and that position is its version. Besides providers, routes and keys it
+//! carries what admission needs: teams with limits, every budget (the data plane enforces hard
+//! ones through leases), and prices (the built-in table with the API's overrides on top).
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use proto::Snapshot;
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::domain::budget::{self, BudgetSpec};
 use crate::domain::key::KeySettings;
+use crate::domain::pricing::built_in;
 use crate::domain::provider::ProviderSpec;
 use crate::domain::route::RouteSpec;
 use crate::store::{Store, StoreError};
+
+type Transaction<'a> = deadpool_postgres::Transaction<'a>;
 
 /// The snapshot of everything committed so far.
 pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
@@ -86,7 +93,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
             expires_at: expires_at.map(|t| t.timestamp()),
             rpm: settings.rpm,
             tpm: settings.tpm,
-            max_request_cost_usd: None,
+            max_request_cost_usd: settings.max_request_cost_usd,
             budget: settings.budget_id.map(|b| b.to_string()),
             tags: settings
                 .tags
@@ -95,6 +102,9 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
                 .collect::<BTreeMap<_, _>>(),
         });
     }
+    let teams = teams(&tx).await?;
+    let budgets = budgets(&tx).await?;
+    let pricing = pricing(&tx).await?;
     tx.commit().await?;
     Ok(Snapshot {
         schema_version: proto::SCHEMA_VERSION,
@@ -102,8 +112,106 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
         providers,
         routes,
         keys,
-        teams: Vec::new(),
-        budgets: Vec::new(),
-        pricing: Vec::new(),
+        teams,
+        budgets,
+        pricing,
     })
+}
+
+/// Teams that have a limit of their own.
+async fn teams(tx: &Transaction<'_>) -> Result<Vec<proto::TeamPolicy>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id, rpm, tpm FROM teams WHERE rpm IS NOT NULL OR tpm IS NOT NULL ORDER BY id",
+            &[],
+        )
+        .await?;
+    let limit = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    Ok(rows
+        .iter()
+        .map(|r| proto::TeamPolicy {
+            id: r.get::<_, Uuid>(0).to_string(),
+            rpm: limit(r.get(1)),
+            tpm: limit(r.get(2)),
+        })
+        .collect())
+}
+
+async fn budgets(tx: &Transaction<'_>) -> Result<Vec<proto::Budget>, StoreError> {
+    let mut out = Vec::new();
+    for row in tx
+        .query("SELECT id, spec FROM budgets ORDER BY id", &[])
+        .await?
+    {
+        let id: Uuid = row.get(0);
+        let spec: BudgetSpec = serde_json::from_value(row.get(1))
+            .map_err(|e| StoreError::Corrupt(format!("budget {id}: {e}")))?;
+        out.push(budget_to_proto(id, spec));
+    }
+    Ok(out)
+}
+
+/// A stored budget in wire terms.
+pub fn budget_to_proto(id: Uuid, spec: BudgetSpec) -> proto::Budget {
+    proto::Budget {
+        id: id.to_string(),
+        name: spec.name,
+        scope: scope_to_proto(spec.scope),
+        target: spec.target,
+        amount_usd: spec.amount_usd,
+        period: period_to_proto(spec.period),
+        hard: spec.hard,
+    }
+}
+
+pub fn scope_to_proto(scope: budget::BudgetScope) -> proto::BudgetScope {
+    match scope {
+        budget::BudgetScope::Team => proto::BudgetScope::Team,
+        budget::BudgetScope::Key => proto::BudgetScope::Key,
+        budget::BudgetScope::Tag => proto::BudgetScope::Tag,
+    }
+}
+
+pub fn period_to_proto(period: budget::BudgetPeriod) -> proto::BudgetPeriod {
+    match period {
+        budget::BudgetPeriod::Daily => proto::BudgetPeriod::Daily,
+        budget::BudgetPeriod::Weekly => proto::BudgetPeriod::Weekly,
+        budget::BudgetPeriod::Monthly => proto::BudgetPeriod::Monthly,
+        budget::BudgetPeriod::Total => proto::BudgetPeriod::Total,
+    }
+}
+
+/// The built-in price table with the overrides set through the API replacing its entries (or
+/// adding models it lacks), sorted by model.
+async fn pricing(tx: &Transaction<'_>) -> Result<Vec<proto::ModelPrice>, StoreError> {
+    let mut prices: BTreeMap<String, proto::ModelPrice> = built_in()
+        .into_iter()
+        .map(|(model, p)| {
+            let price = proto::ModelPrice {
+                model: model.clone(),
+                input_per_mtok: p.input_per_mtok,
+                output_per_mtok: p.output_per_mtok,
+                cached_input_per_mtok: p.cached_input_per_mtok,
+            };
+            (model, price)
+        })
+        .collect();
+    for r in tx
+        .query(
+            "SELECT model, input_per_mtok, output_per_mtok, cached_input_per_mtok FROM pricing",
+            &[],
+        )
+        .await?
+    {
+        let model: String = r.get(0);
+        // NUMERIC(20, 10) comes back with ten decimals; send the value as it was written.
+        let price = proto::ModelPrice {
+            model: model.clone(),
+            input_per_mtok: r.get::<_, Decimal>(1).normalize(),
+            output_per_mtok: r.get::<_, Decimal>(2).normalize(),
+            cached_input_per_mtok: r.get::<_, Option<Decimal>>(3).map(|d| d.normalize()),
+        };
+        prices.insert(model, price);
+    }
+    Ok(prices.into_values().collect())
 }

@@ -15,6 +15,12 @@ pub const ENV_CONFIG: &str = "SWITCHYARD_CONFIG";
 pub const ENV_NATS_URL: &str = "SWITCHYARD_NATS_URL";
 /// Where the last good snapshot from NATS is kept, to serve from after a restart.
 pub const ENV_SNAPSHOT_CACHE: &str = "SWITCHYARD_SNAPSHOT_CACHE";
+/// Id of this proxy in usage events and budget leases (default: a new UUIDv7 per process).
+pub const ENV_PROXY_ID: &str = "SWITCHYARD_PROXY_ID";
+/// Directory of the usage-event spool (events not yet acknowledged by NATS).
+pub const ENV_SPOOL_DIR: &str = "SWITCHYARD_SPOOL_DIR";
+/// Most bytes the usage spool may hold; events beyond are dropped, counted and logged.
+pub const ENV_SPOOL_MAX_BYTES: &str = "SWITCHYARD_SPOOL_MAX_BYTES";
 /// Base64 of the 32-byte key that opens sealed provider credentials (never a flag: argv is
 /// visible to every user of the machine).
 pub const ENV_SEAL_KEY: &str = "SWITCHYARD_SEAL_KEY";
@@ -62,16 +68,30 @@ pub enum Command {
 /// Settings for serving traffic.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// YAML snapshot file; hot-reloaded when it changes. Exactly one of this and `--nats`.
+    /// YAML snapshot file; hot-reloaded when it changes. With `--nats` too, the snapshot comes
+    /// from this file and NATS carries only usage events and budget leases.
     #[arg(long, env = ENV_CONFIG)]
     pub config: Option<PathBuf>,
-    /// NATS server URL(s), comma-separated: take snapshots from the control plane. The value is
-    /// never printed (it may hold credentials).
+    /// NATS server URL(s), comma-separated: take snapshots from the control plane (unless
+    /// `--config` is also given) and publish usage events. The value is never printed (it may
+    /// hold credentials).
     #[arg(long = "nats", env = ENV_NATS_URL, value_name = "URL", hide_env_values = true)]
     pub nats_url: Option<String>,
     /// With `--nats`: file holding the last good snapshot, served at start until NATS answers.
     #[arg(long, env = ENV_SNAPSHOT_CACHE, default_value = "switchyard-snapshot.json")]
     pub snapshot_cache: PathBuf,
+    /// Id of this proxy in usage events and budget leases; a new UUIDv7 per process when unset.
+    #[arg(long, env = ENV_PROXY_ID)]
+    pub proxy_id: Option<String>,
+    /// Directory where usage events wait while NATS is unreachable (append-only JSON-lines
+    /// segments, replayed and deleted once acknowledged). Without `--nats` every event stays
+    /// here.
+    #[arg(long, env = ENV_SPOOL_DIR, default_value = "switchyard-spool")]
+    pub spool_dir: PathBuf,
+    /// Most bytes the spool may hold; further events are dropped, counted
+    /// (`switchyard_usage_spool_dropped_total`) and logged as errors.
+    #[arg(long, env = ENV_SPOOL_MAX_BYTES, default_value_t = 256 * 1024 * 1024)]
+    pub spool_max_bytes: u64,
     /// Client-facing API listener.
     #[arg(long, env = ENV_LISTEN, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,

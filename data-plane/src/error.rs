@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
+use crate::admission::Refused;
 use crate::providers::UpstreamError;
 
 /// A request that cannot be served, in terms the client can act on.
@@ -40,6 +41,15 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// Admission refused the request (budget, rate limit or per-request cost cap).
+    #[error("{}", .0.message)]
+    Refused(Refused),
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        Self::Refused(refused)
+    }
 }
 
 impl ApiError {
@@ -62,6 +72,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(e) => e.status(),
+            Self::Refused(r) => r.status,
         }
     }
 
@@ -79,6 +90,7 @@ impl ApiError {
             Self::ModelNotAllowed(_) => "permission_error",
             Self::NotReady => "service_unavailable",
             Self::Upstream(_) => "upstream_error",
+            Self::Refused(r) => r.error_type(),
         }
     }
 
@@ -95,6 +107,7 @@ impl ApiError {
             Self::UnknownPath { .. } => Some("unknown_url"),
             Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
             Self::Upstream(e) => Some(e.code()),
+            Self::Refused(r) => Some(r.code),
         }
     }
 
@@ -144,8 +157,12 @@ pub fn error_json(message: &str, kind: &str, param: Option<&str>, code: Option<&
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         let status = self.status();
+        let refused = match &mut self {
+            Self::Refused(r) => Some((std::mem::take(&mut r.headers), r.retry_after)),
+            _ => None,
+        };
         let (body, retry_after) = match self {
             Self::Upstream(UpstreamError::Rejected {
                 body, retry_after, ..
@@ -166,6 +183,24 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
+        if let Some((extra, retry)) = refused {
+            for (name, value) in extra {
+                headers.insert(name, value);
+            }
+            if let Some(after) = retry {
+                // Whole seconds, rounded up (the header's unit); the OpenAI SDK also reads
+                // the exact `retry-after-ms`.
+                let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(ms.div_ceil(1000).max(1)),
+                );
+                headers.insert(
+                    http::HeaderName::from_static("retry-after-ms"),
+                    HeaderValue::from(ms),
+                );
+            }
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -221,6 +256,50 @@ mod tests {
         let (status, body) = body_of(e).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(body["error"]["message"], "bad temperature");
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_their_code_limit_and_retry_headers() {
+        let budget = Refused {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "budget_exceeded",
+            limit: "team-a".into(),
+            message: "Budget 'team-a' is exhausted for this period.".into(),
+            retry_after: None,
+            headers: vec![(
+                http::HeaderName::from_static("x-should-retry"),
+                HeaderValue::from_static("false"),
+            )],
+        };
+        let response = ApiError::from(budget.clone()).into_response();
+        assert_eq!(response.headers().get("x-should-retry").unwrap(), "false");
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        let (status, body) = body_of(ApiError::from(budget)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"message": "Budget 'team-a' is exhausted for this period.",
+                "type": "insufficient_quota", "param": null, "code": "budget_exceeded"}})
+        );
+
+        let rate = Refused {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limit_exceeded",
+            limit: "key:k1 requests_per_minute".into(),
+            message: "Rate limit reached.".into(),
+            retry_after: Some(std::time::Duration::from_millis(12_300)),
+            headers: vec![(
+                http::HeaderName::from_static("x-ratelimit-limit-requests"),
+                HeaderValue::from(60u64),
+            )],
+        };
+        let e = ApiError::from(rate);
+        assert_eq!(e.kind(), "rate_limit_exceeded");
+        let response = e.into_response();
+        let h = response.headers();
+        assert_eq!(h.get(header::RETRY_AFTER).unwrap(), "13");
+        assert_eq!(h.get("retry-after-ms").unwrap(), "12300");
+        assert_eq!(h.get("x-ratelimit-limit-requests").unwrap(), "60");
     }
 
     #[tokio::test]

@@ -1,7 +1,11 @@
 //! Switchyard data plane: a stateless streaming proxy in front of LLM providers.
 //!
 //! Its only inputs are a configuration snapshot and client requests; its only outputs are
-//! responses (and, later, usage events). See `ARCHITECTURE.md` for the request pipeline.
+//! responses and usage events. See `ARCHITECTURE.md` for the request pipeline.
+//!
+//! Sources: `--config FILE` (snapshot from the file), `--nats URL` (snapshot from the control
+//! plane), or both (snapshot from the file, usage events and budget leases over NATS). Without
+//! NATS usage events stay in the spool directory.
 
 pub mod admission;
 pub mod config;
@@ -12,6 +16,7 @@ pub mod providers;
 pub mod seal;
 pub mod server;
 pub mod snapshot;
+pub mod usage;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,12 +42,6 @@ pub enum StartError {
         config::ENV_NATS_URL
     )]
     NoSource,
-    #[error(
-        "two snapshot sources: pass only one of --config FILE ({}) and --nats URL ({})",
-        config::ENV_CONFIG,
-        config::ENV_NATS_URL
-    )]
-    TwoSources,
     #[error(transparent)]
     Snapshot(#[from] snapshot::file::LoadError),
     #[error(transparent)]
@@ -65,13 +64,36 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// Runs the proxy until SIGINT/SIGTERM, then drains open requests for the grace period.
+/// How long a clean shutdown tries to replay the usage spool before leaving it for next time.
+const SHUTDOWN_REPLAY: Duration = Duration::from_secs(5);
+
+/// Runs the proxy until SIGINT/SIGTERM, then drains open requests for the grace period and
+/// flushes usage events.
 pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), StartError> {
     let seal_key = SealKey::from_env()?;
     let snapshots = Arc::new(SnapshotStore::default());
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     start_snapshot_source(&args, seal_key, &snapshots, &tasks, &cancel)?;
+    let proxy_id: Arc<str> = match &args.proxy_id {
+        Some(id) if !id.trim().is_empty() => Arc::from(id.trim()),
+        _ => Arc::from(uuid::Uuid::now_v7().to_string()),
+    };
+    tracing::info!(proxy_id = %proxy_id, "proxy identity");
+    // A client of its own on this runtime for usage events and leases; the snapshot source
+    // keeps its own on its isolated runtime.
+    let nats = match &args.nats_url {
+        Some(urls) => usage::connect(snapshot::nats::parse_servers(urls)?).await,
+        None => None,
+    };
+    let admission = Arc::new(admission::Admission::new(
+        nats.clone(),
+        proxy_id.to_string(),
+    ));
+    let (usage_sink, usage) = usage::start(
+        nats,
+        usage::Spool::open(&args.spool_dir, args.spool_max_bytes),
+    );
     {
         let metrics = metrics.clone();
         let cancel = cancel.clone();
@@ -92,13 +114,16 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
         .build()?;
-    let app = server::App::new(
-        Arc::clone(&snapshots),
+    let app = server::App::new(server::Parts {
+        snapshots: Arc::clone(&snapshots),
         http,
-        args.max_body_bytes,
-        args.upstream_timeout(),
-        tasks.clone(),
-    );
+        max_body: args.max_body_bytes,
+        default_timeout: args.upstream_timeout(),
+        tasks: tasks.clone(),
+        admission: Arc::clone(&admission),
+        usage: usage_sink,
+        proxy_id,
+    });
 
     let api = bind(args.listen).await?;
     let ops = bind(args.ops_listen).await?;
@@ -142,11 +167,14 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!("background tasks still running after the grace period");
     }
+    // Every relay has ended (or the grace is over): their events are queued or spooled.
+    usage.shutdown(SHUTDOWN_REPLAY).await;
+    admission.release_all().await;
     served
 }
 
 /// Installs the first snapshot (from the file, or the NATS cache if there is one) and spawns the
-/// task that follows the source.
+/// task that follows the source. With both a file and NATS, the file is the snapshot source.
 fn start_snapshot_source(
     args: &ServeArgs,
     seal_key: Option<SealKey>,
@@ -156,8 +184,7 @@ fn start_snapshot_source(
 ) -> Result<(), StartError> {
     match (&args.config, &args.nats_url) {
         (None, None) => Err(StartError::NoSource),
-        (Some(_), Some(_)) => Err(StartError::TwoSources),
-        (Some(path), None) => {
+        (Some(path), _) => {
             let initial = snapshot::file::load(path, seal_key.as_ref())?;
             tracing::info!(path = %path.display(), version = initial.version, keys = initial.key_count(), routes = initial.aliases().len(), "snapshot loaded");
             // The store is empty, so nothing can be newer.

@@ -23,6 +23,15 @@ pub const SNAPSHOT_KEYS: &str = "switchyard_snapshot_keys";
 pub const SNAPSHOT_ROUTES: &str = "switchyard_snapshot_routes";
 pub const SNAPSHOT_RELOADS: &str = "switchyard_snapshot_reloads_total";
 pub const SNAPSHOT_SWAP: &str = "switchyard_snapshot_swap_seconds";
+pub const USAGE_EVENTS: &str = "switchyard_usage_events_total";
+pub const USAGE_PUBLISHED: &str = "switchyard_usage_published_total";
+pub const USAGE_PUBLISH_FAILURES: &str = "switchyard_usage_publish_failures_total";
+pub const USAGE_PUBLISH_LATENCY: &str = "switchyard_usage_publish_seconds";
+pub const USAGE_SPOOLED: &str = "switchyard_usage_spooled_total";
+pub const USAGE_REPLAYED: &str = "switchyard_usage_replayed_total";
+pub const USAGE_SPOOL_DROPPED: &str = "switchyard_usage_spool_dropped_total";
+pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
+pub const USAGE_QUEUE_FULL: &str = "switchyard_usage_queue_full_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -38,6 +47,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(UPSTREAM_FIRST_BYTE.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(GATEWAY_OVERHEAD.into()), OVERHEAD_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(SNAPSHOT_SWAP.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(USAGE_PUBLISH_LATENCY.into()), LATENCY_BUCKETS)?
         .install_recorder()
 }
 
@@ -103,6 +113,51 @@ pub fn snapshot_swap(fetch: Duration, compile: Duration) {
 /// A reload attempt ended with `result` (`ok`, `invalid`, `stale`).
 pub fn snapshot_reload(result: &'static str) {
     counter!(SNAPSHOT_RELOADS, "result" => result).increment(1);
+}
+
+/// A usage event was built for a request (`outcome`: `ok`, `upstream_error`, `refused`).
+pub fn usage_event(outcome: &'static str) {
+    counter!(USAGE_EVENTS, "outcome" => outcome).increment(1);
+}
+
+/// `n` usage events were acknowledged by JetStream; `source` is `live` or `replay`.
+pub fn usage_published(source: &'static str, n: u64) {
+    counter!(USAGE_PUBLISHED, "source" => source).increment(n);
+}
+
+/// One publish of a usage event failed (not acknowledged in time, or refused).
+pub fn usage_publish_failure() {
+    counter!(USAGE_PUBLISH_FAILURES).increment(1);
+}
+
+/// Time from sending a usage event to its JetStream acknowledgement.
+pub fn usage_publish_latency(d: Duration) {
+    histogram!(USAGE_PUBLISH_LATENCY).record(d.as_secs_f64());
+}
+
+/// A usage event was written to the on-disk spool.
+pub fn usage_spooled() {
+    counter!(USAGE_SPOOLED).increment(1);
+}
+
+/// `n` spooled usage events were acknowledged on replay and their segment removed.
+pub fn usage_replayed(n: u64) {
+    counter!(USAGE_REPLAYED).increment(n);
+}
+
+/// A usage event was lost: the spool was full or could not be written (`reason`).
+pub fn usage_spool_dropped(reason: &'static str) {
+    counter!(USAGE_SPOOL_DROPPED, "reason" => reason).increment(1);
+}
+
+/// Bytes currently held in the spool directory.
+pub fn usage_spool_bytes(bytes: u64) {
+    gauge!(USAGE_SPOOL_BYTES).set(bytes as f64);
+}
+
+/// The handler-to-publisher queue was full (or closed); the event went to the spool directly.
+pub fn usage_queue_full() {
+    counter!(USAGE_QUEUE_FULL).increment(1);
 }
 
 fn status_class(status: u16) -> &'static str {

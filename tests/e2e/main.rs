@@ -9,11 +9,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin_isolation;
+mod admission;
 mod control_plane;
 mod fixture;
+mod leases;
+mod metering_fold;
+mod metering_proofs;
 mod openapi;
 mod proxy;
 mod reload;
 mod sdk;
 mod smoke;
 mod snapshot_nats;
+mod usage_events;

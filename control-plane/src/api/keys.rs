@@ -9,11 +9,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Serialize};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::common::{double_option, parse_id};
 use super::extract::{if_match, JsonBody, Page};
+use super::pricing::{opt_decimal, Money};
 use super::secrets::{display_prefix, generate};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::api::auth::token_hash;
@@ -44,6 +46,10 @@ pub struct KeyView {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub budget_id: Option<Uuid>,
+    /// The most one request may cost (USD); null: no cap.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>, example = "0.50")]
+    pub max_request_cost_usd: Option<Decimal>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
@@ -68,6 +74,7 @@ impl KeyView {
             rpm: s.rpm,
             tpm: s.tpm,
             budget_id: s.budget_id,
+            max_request_cost_usd: s.max_request_cost_usd,
             revoked_at: k.revoked_at,
             version,
             created_at: k.created_at,
@@ -98,6 +105,16 @@ pub struct CreateKey {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub budget_id: Option<Uuid>,
+    /// The most one request may cost (USD, exact decimal as a string or a number, > 0): a
+    /// request whose reserved cost is higher is refused before it reaches a provider.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    #[schema(value_type = Option<String>, example = "0.50")]
+    pub max_request_cost_usd: Option<Decimal>,
+}
+
+/// `deserialize_with` for a nullable amount of a patch: `null` clears it.
+fn nullable_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Decimal>>, D::Error> {
+    Option::<Money>::deserialize(d).map(|m| Some(m.map(|m| m.0)))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -119,6 +136,10 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Uuid>)]
     pub budget_id: Option<Option<Uuid>>,
+    /// `null` removes the cap.
+    #[serde(default, deserialize_with = "nullable_decimal")]
+    #[schema(value_type = Option<String>, example = "0.50")]
+    pub max_request_cost_usd: Option<Option<Decimal>>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -190,6 +211,7 @@ pub async fn create(
         rpm: body.rpm,
         tpm: body.tpm,
         budget_id: body.budget_id,
+        max_request_cost_usd: body.max_request_cost_usd,
     };
     let done = state
         .store()
@@ -257,6 +279,7 @@ pub async fn list(
                 rpm: s.rpm,
                 tpm: s.tpm,
                 budget_id: s.budget_id,
+                max_request_cost_usd: s.max_request_cost_usd,
                 revoked_at: r.get(3),
                 version: r.get(4),
                 created_at: r.get(5),
@@ -317,6 +340,7 @@ pub async fn update(
         rpm: body.rpm,
         tpm: body.tpm,
         budget_id: body.budget_id,
+        max_request_cost_usd: body.max_request_cost_usd,
     };
     let done = state
         .store()

@@ -17,8 +17,10 @@ pub mod pricing;
 pub mod providers;
 pub mod routes;
 pub mod secrets;
+pub mod spend;
 pub mod teams;
 pub mod tokens;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -87,6 +89,8 @@ pub fn router(state: AppState) -> Router {
         .merge(budgets::routes())
         .merge(pricing::routes())
         .merge(audit::routes())
+        .merge(spend::routes())
+        .merge(usage::routes())
         .merge(config::routes())
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -11,7 +11,7 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::parse_id;
+use super::common::{double_option, parse_id};
 use super::extract::{if_match, JsonBody, Page};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::team::{Team, TeamCommand};
@@ -27,6 +27,10 @@ pub struct TeamView {
     pub id: Uuid,
     pub name: String,
     pub metadata: BTreeMap<String, String>,
+    /// Requests per minute across all of the team's keys (null: no limit).
+    pub rpm: Option<u64>,
+    /// Tokens per minute across all of the team's keys (null: no limit).
+    pub tpm: Option<u64>,
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -38,6 +42,8 @@ impl TeamView {
             id: t.id,
             name: t.name.clone(),
             metadata: t.metadata.clone(),
+            rpm: t.rpm,
+            tpm: t.tpm,
             version,
             created_at: t.created_at,
             updated_at: t.updated_at,
@@ -51,6 +57,10 @@ pub struct CreateTeam {
     pub name: String,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Requests per minute across all of the team's keys, 1-1000000000000.
+    pub rpm: Option<u64>,
+    /// Tokens per minute across all of the team's keys, 1-1000000000000.
+    pub tpm: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -58,6 +68,14 @@ pub struct CreateTeam {
 pub struct UpdateTeam {
     pub name: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub rpm: Option<Option<u64>>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub tpm: Option<Option<u64>>,
 }
 
 #[utoipa::path(operation_id = "create_team", post, path = "/admin/teams", tag = "teams", request_body = CreateTeam, security(("bearer" = [])),
@@ -80,6 +98,8 @@ pub async fn create(
                 id,
                 name: body.name,
                 metadata: body.metadata,
+                rpm: body.rpm,
+                tpm: body.tpm,
             },
         )
         .await?;
@@ -102,7 +122,7 @@ pub async fn list(
     let client = state.store().pool().get().await?;
     let rows = client
         .query(
-            "SELECT id, name, spec, version, created_at, updated_at FROM teams
+            "SELECT id, name, spec, version, created_at, updated_at, rpm, tpm FROM teams
              WHERE ($1::uuid IS NULL OR id = $1) AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
             &[&who.team, &after, &(page.limit + 1)],
         )
@@ -113,6 +133,12 @@ pub async fn list(
             id: r.get(0),
             name: r.get(1),
             metadata: serde_json::from_value(r.get(2)).unwrap_or_default(),
+            rpm: r
+                .get::<_, Option<i64>>(6)
+                .and_then(|v| u64::try_from(v).ok()),
+            tpm: r
+                .get::<_, Option<i64>>(7)
+                .and_then(|v| u64::try_from(v).ok()),
             version: r.get(3),
             created_at: r.get(4),
             updated_at: r.get(5),
@@ -172,6 +198,8 @@ pub async fn update(
             TeamCommand::Update {
                 name: body.name,
                 metadata: body.metadata,
+                rpm: body.rpm,
+                tpm: body.tpm,
             },
         )
         .await?;

@@ -13,6 +13,7 @@ use crate::domain::key::{check_settings, KeyPatch, KeySettings};
 use crate::domain::provider::ProviderSpec;
 use crate::domain::resource::Spec;
 use crate::domain::route::RouteSpec;
+use crate::domain::team::check_limits;
 use crate::domain::{Check, DomainError, FieldError};
 use crate::seal::SealKey;
 
@@ -26,6 +27,8 @@ pub struct Current {
     pub routes: BTreeMap<String, RouteSpec>,
     /// Team name → id.
     pub teams: BTreeMap<String, Uuid>,
+    /// Limits of the teams that have any.
+    pub team_limits: BTreeMap<Uuid, TeamLimits>,
     /// Live keys only.
     pub keys: Vec<CurrentKey>,
     /// (team, name) of revoked keys: the names stay taken.
@@ -41,12 +44,22 @@ pub struct CurrentKey {
     pub sha256: Option<String>,
 }
 
+/// A team's requests and tokens per minute (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TeamLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
 /// The file, in store terms.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
     pub providers: Vec<(String, ProviderSpec)>,
     pub routes: Vec<(String, RouteSpec)>,
     pub keys: Vec<DesiredKey>,
+    /// Teams with limits, by name (or an existing team's id). A team the file does not list
+    /// has no limits.
+    pub teams: Vec<(String, TeamLimits)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +92,14 @@ pub enum Change {
     },
     CreateTeam {
         name: String,
+        limits: TeamLimits,
+    },
+    /// Sets an existing team's limits. `unlisted`: the file does not mention the team, so its
+    /// limits are removed (pruning only).
+    SetTeamLimits {
+        id: Uuid,
+        limits: TeamLimits,
+        unlisted: bool,
     },
     RevokeKey {
         id: Uuid,
@@ -117,6 +138,8 @@ pub struct ApplyReport {
     pub routes: Counts,
     pub keys: Counts,
     pub teams_created: u32,
+    /// Teams whose limits changed.
+    pub teams_updated: u32,
     /// Events appended to the log (0 when the store already matched).
     pub events: u32,
     /// Position of the last event appended, if any.
@@ -205,11 +228,13 @@ impl Desired {
             .map(|(i, k)| desired_key(i, k, &mut errors))
             .collect();
         errors.extend(duplicate_keys(&keys));
+        let teams = desired_teams(&s.teams, &mut errors);
         if errors.is_empty() {
             Ok(Self {
                 providers,
                 routes,
                 keys,
+                teams,
             })
         } else {
             Err(errors)
@@ -239,6 +264,33 @@ fn duplicate_keys(keys: &[DesiredKey]) -> Vec<FieldError> {
         }
     }
     errors
+}
+
+/// The file's team limits, validated like the API's; a team listed twice is an error.
+fn desired_teams(
+    teams: &[proto::TeamPolicy],
+    errors: &mut Vec<FieldError>,
+) -> Vec<(String, TeamLimits)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, t) in teams.iter().enumerate() {
+        let at = format!("teams[{i}]");
+        let mut check = Check::new();
+        check.name(&format!("{at}.id"), &t.id);
+        if !seen.insert(t.id.as_str()) {
+            check.fail(&format!("{at}.id"), format!("duplicate team `{}`", t.id));
+        }
+        check_limits(&mut check, &format!("{at}."), t.rpm, t.tpm);
+        if let Err(DomainError::Invalid(list)) = check.done() {
+            errors.extend(list);
+        }
+        let limits = TeamLimits {
+            rpm: t.rpm,
+            tpm: t.tpm,
+        };
+        out.push((t.id.clone(), limits));
+    }
+    out
 }
 
 fn provider_spec(p: &proto::Provider) -> ProviderSpec {
@@ -284,6 +336,7 @@ fn desired_key(i: usize, k: &proto::VirtualKey, errors: &mut Vec<FieldError>) ->
         rpm: k.rpm,
         tpm: k.tpm,
         budget_id,
+        max_request_cost_usd: k.max_request_cost_usd,
     };
     errors.extend(
         check_settings(&settings)
@@ -301,6 +354,7 @@ fn desired_key(i: usize, k: &proto::VirtualKey, errors: &mut Vec<FieldError>) ->
 /// The commands that turn `current` into `desired`, in the order they must run. Pure.
 pub fn plan(current: &Current, desired: &Desired) -> Vec<Change> {
     let mut changes = plan_puts(current, desired);
+    plan_teams(current, desired, &mut changes);
     plan_keys(current, desired, &mut changes);
     let aliases: HashSet<&str> = desired.routes.iter().map(|(a, _)| a.as_str()).collect();
     let gone_routes = current
@@ -364,24 +418,59 @@ pub fn resolve_team(current: &Current, team: &str) -> TeamRef {
     }
 }
 
-/// Teams to create, then revocations (which free secret hashes), updates, creations.
+/// Teams to create (those the file lists with limits, then those its keys name), and limits
+/// of existing teams to set or, for teams the file does not list, to remove.
+fn plan_teams(current: &Current, desired: &Desired, changes: &mut Vec<Change>) {
+    let mut new_teams: Vec<(&str, TeamLimits)> = Vec::new();
+    let mut listed = HashSet::new();
+    for (team, limits) in &desired.teams {
+        match resolve_team(current, team) {
+            TeamRef::Existing(id) => {
+                listed.insert(id);
+                if current.team_limits.get(&id).copied().unwrap_or_default() != *limits {
+                    changes.push(Change::SetTeamLimits {
+                        id,
+                        limits: *limits,
+                        unlisted: false,
+                    });
+                }
+            }
+            TeamRef::New(_) => new_teams.push((team.as_str(), *limits)),
+        }
+    }
+    for k in &desired.keys {
+        if let TeamRef::New(name) = resolve_team(current, &k.team) {
+            if !new_teams.iter().any(|(n, _)| *n == name) {
+                new_teams.push((&k.team, TeamLimits::default()));
+            }
+        }
+    }
+    for (id, limits) in &current.team_limits {
+        if !listed.contains(id) && *limits != TeamLimits::default() {
+            changes.push(Change::SetTeamLimits {
+                id: *id,
+                limits: TeamLimits::default(),
+                unlisted: true,
+            });
+        }
+    }
+    changes.extend(
+        new_teams
+            .into_iter()
+            .map(|(name, limits)| Change::CreateTeam {
+                name: name.to_owned(),
+                limits,
+            }),
+    );
+}
+
+/// Revocations (which free secret hashes), updates, creations.
 fn plan_keys(current: &Current, desired: &Desired, changes: &mut Vec<Change>) {
     let refs: Vec<TeamRef> = desired
         .keys
         .iter()
         .map(|k| resolve_team(current, &k.team))
         .collect();
-    let mut new_teams: Vec<&str> = Vec::new();
-    for r in &refs {
-        if let TeamRef::New(name) = r {
-            if !new_teams.contains(&name.as_str()) {
-                new_teams.push(name);
-            }
-        }
-    }
-    changes.extend(new_teams.into_iter().map(|name| Change::CreateTeam {
-        name: name.to_owned(),
-    }));
     let existing: HashMap<(Uuid, &str), &CurrentKey> = current
         .keys
         .iter()
@@ -436,6 +525,7 @@ fn full_patch(s: &KeySettings) -> KeyPatch {
         rpm: Some(s.rpm),
         tpm: Some(s.tpm),
         budget_id: Some(s.budget_id),
+        max_request_cost_usd: Some(s.max_request_cost_usd),
     }
 }
 
@@ -449,6 +539,7 @@ pub fn tally(changes: &[Change]) -> ApplyReport {
             Change::PutRoute { create: true, .. } => r.routes.created += 1,
             Change::PutRoute { .. } => r.routes.updated += 1,
             Change::CreateTeam { .. } => r.teams_created += 1,
+            Change::SetTeamLimits { .. } => r.teams_updated += 1,
             Change::RevokeKey { .. } => r.keys.deleted += 1,
             Change::UpdateKey { .. } => r.keys.updated += 1,
             Change::CreateKey { .. } => r.keys.created += 1,

@@ -33,8 +33,18 @@ fn simulate(current: &mut Current, changes: &[Change]) {
             Change::PutRoute { alias, spec, .. } => {
                 current.routes.insert(alias, spec);
             }
-            Change::CreateTeam { name } => {
-                current.teams.insert(name, Uuid::now_v7());
+            Change::CreateTeam { name, limits } => {
+                let id = Uuid::now_v7();
+                current.teams.insert(name, id);
+                if limits != TeamLimits::default() {
+                    current.team_limits.insert(id, limits);
+                }
+            }
+            Change::SetTeamLimits { id, limits, .. } => {
+                current.team_limits.insert(id, limits);
+                current
+                    .team_limits
+                    .retain(|_, l| *l != TeamLimits::default());
             }
             Change::RevokeKey { id } => current.keys.retain(|k| k.id != id),
             Change::UpdateKey { id, patch, rotate } => {
@@ -50,6 +60,7 @@ fn simulate(current: &mut Current, changes: &[Change]) {
                         rpm: p.rpm.unwrap(),
                         tpm: p.tpm.unwrap(),
                         budget_id: p.budget_id.unwrap(),
+                        max_request_cost_usd: p.max_request_cost_usd.unwrap(),
                     };
                 }
                 key.sha256 = rotate.or(key.sha256.take());
@@ -89,6 +100,10 @@ fn kinds(changes: &[Change]) -> Vec<&'static str> {
             Change::PutRoute { create: true, .. } => "create route",
             Change::PutRoute { .. } => "update route",
             Change::CreateTeam { .. } => "create team",
+            Change::SetTeamLimits {
+                unlisted: false, ..
+            } => "set team limits",
+            Change::SetTeamLimits { .. } => "clear team limits",
             Change::RevokeKey { .. } => "revoke key",
             Change::UpdateKey { .. } => "update key",
             Change::CreateKey { .. } => "create key",
@@ -113,7 +128,8 @@ fn an_empty_store_gets_everything_in_dependency_order_then_nothing() {
     assert_eq!(kinds(&changes), expected);
     assert!(
         changes.contains(&Change::CreateTeam {
-            name: DEFAULT_TEAM.into()
+            name: DEFAULT_TEAM.into(),
+            limits: TeamLimits::default(),
         }),
         "keys without a team go to `default`"
     );
@@ -258,4 +274,82 @@ fn sealed_values_must_open_with_our_key() {
         ["providers[1].api_key"]
     );
     assert!(sealed_errors(None, &snapshot).is_empty());
+}
+
+#[test]
+fn team_limits_and_key_cost_caps_are_planned_and_converge() {
+    let mut current = Current::default();
+    let with_limits = format!(
+        "{FILE}teams:\n  - {{ id: payments, rpm: 100 }}\n  - {{ id: research, tpm: 5000 }}\n"
+    )
+    .replace(
+        "models: [fast] }",
+        "models: [fast], max_request_cost_usd: \"0.25\" }",
+    );
+    let changes = plan(&current, &desired(&with_limits));
+    assert!(changes.contains(&Change::CreateTeam {
+        name: "payments".into(),
+        limits: TeamLimits {
+            rpm: Some(100),
+            tpm: None
+        },
+    }));
+    assert!(
+        changes.contains(&Change::CreateTeam {
+            name: "research".into(),
+            limits: TeamLimits {
+                rpm: None,
+                tpm: Some(5000)
+            },
+        }),
+        "a team listed only for its limits is created"
+    );
+    assert_eq!(tally(&changes).teams_created, 3);
+    simulate(&mut current, &changes);
+    let ci = current
+        .keys
+        .iter()
+        .find(|k| k.settings.name == "ci")
+        .unwrap();
+    assert_eq!(
+        ci.settings.max_request_cost_usd.map(|d| d.to_string()),
+        Some("0.25".into())
+    );
+    assert!(plan(&current, &desired(&with_limits)).is_empty());
+
+    // Changed on an existing team; limits of a team the file no longer lists are removed.
+    let payments = current.teams["payments"];
+    let research = current.teams["research"];
+    let changed = format!("{FILE}teams:\n  - {{ id: \"{payments}\", rpm: 50 }}\n");
+    let changes = plan(&current, &desired(&changed));
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| matches!(c, Change::SetTeamLimits { .. }))
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            Change::SetTeamLimits {
+                id: payments,
+                limits: TeamLimits {
+                    rpm: Some(50),
+                    tpm: None
+                },
+                unlisted: false
+            },
+            Change::SetTeamLimits {
+                id: research,
+                limits: TeamLimits::default(),
+                unlisted: true
+            },
+        ]
+    );
+    simulate(&mut current, &changes);
+    assert!(plan(&current, &desired(&changed)).is_empty());
+
+    let bad = "teams: [{ id: a, rpm: 0 }, { id: a }]";
+    let snapshot: Snapshot = serde_yaml::from_str(bad).unwrap();
+    let errors = Desired::from_snapshot(&snapshot).unwrap_err();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["teams[0].rpm", "teams[1].id"]);
 }

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::{Aggregate, Check, Ctx, DomainError, EventName};
@@ -31,6 +32,21 @@ pub struct KeySettings {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub budget_id: Option<Uuid>,
+    /// The most one request may cost (USD); absent in events recorded before it existed.
+    #[serde(default)]
+    pub max_request_cost_usd: Option<Decimal>,
+}
+
+/// The largest per-request cost cap accepted (USD).
+pub const MAX_REQUEST_COST_CAP: u64 = 1_000_000;
+
+/// `deserialize_with` for a nullable field of a patch: absent stays `None` (with
+/// `#[serde(default)]`), `null` becomes `Some(None)` ("clear"). Plain serde reads `null` as
+/// absent, which would turn a recorded "clear" into "keep" on replay.
+pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,16 +68,38 @@ pub struct KeyPatch {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub expires_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub rpm: Option<Option<u64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub tpm: Option<Option<u64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
     pub budget_id: Option<Option<Uuid>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
+    pub max_request_cost_usd: Option<Option<Decimal>>,
 }
 
 impl KeyPatch {
@@ -92,6 +130,9 @@ impl KeyPatch {
         if self.budget_id == Some(s.budget_id) {
             self.budget_id = None;
         }
+        if self.max_request_cost_usd == Some(s.max_request_cost_usd) {
+            self.max_request_cost_usd = None;
+        }
         self
     }
 
@@ -116,6 +157,9 @@ impl KeyPatch {
         }
         if let Some(v) = self.budget_id {
             s.budget_id = v;
+        }
+        if let Some(v) = self.max_request_cost_usd {
+            s.max_request_cost_usd = v;
         }
     }
 }
@@ -201,6 +245,14 @@ pub fn check_settings(s: &KeySettings) -> Result<(), DomainError> {
     }
     if s.tpm == Some(0) {
         check.fail("tpm", "must be at least 1 (omit it for no limit)");
+    }
+    if let Some(cap) = s.max_request_cost_usd {
+        if cap <= Decimal::ZERO || cap > Decimal::from(MAX_REQUEST_COST_CAP) {
+            check.fail(
+                "max_request_cost_usd",
+                format!("must be greater than 0 and at most {MAX_REQUEST_COST_CAP} (omit it for no cap)"),
+            );
+        }
     }
     check.done()
 }
@@ -457,5 +509,35 @@ mod tests {
         let events = key.decide(KeyCommand::Update(clear), &ctx).unwrap();
         key.evolve(&events[0], ctx.now);
         assert_eq!(key.settings.rpm, None);
+    }
+
+    #[test]
+    fn cleared_fields_survive_the_trip_through_the_log() {
+        let patch = KeyPatch {
+            rpm: Some(None),
+            expires_at: Some(None),
+            max_request_cost_usd: Some(None),
+            tpm: Some(Some(7)),
+            ..Default::default()
+        };
+        let event = KeyEvent::Updated { patch };
+        let back: KeyEvent = serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn the_request_cost_cap_must_be_positive() {
+        let mut s = KeySettings {
+            name: "svc".into(),
+            max_request_cost_usd: Some(Decimal::ZERO),
+            ..Default::default()
+        };
+        assert!(check_settings(&s).is_err());
+        s.max_request_cost_usd = Some(Decimal::new(25, 2));
+        assert!(check_settings(&s).is_ok());
+        let old: KeySettings =
+            serde_json::from_str(r#"{"name":"n","models":[],"expires_at":null,"tags":{},"rpm":null,"tpm":null,"budget_id":null}"#)
+                .unwrap();
+        assert_eq!(old.max_request_cost_usd, None);
     }
 }

@@ -15,10 +15,19 @@ pub struct Team {
     pub id: Uuid,
     pub name: String,
     pub metadata: BTreeMap<String, String>,
+    /// Requests per minute across all of the team's keys, enforced by every proxy together.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute across all of the team's keys.
+    #[serde(default)]
+    pub tpm: Option<u64>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub live: bool,
 }
+
+/// The most a team limit may be: it is stored as a BIGINT, and no real limit comes near it.
+pub const MAX_LIMIT: u64 = 1_000_000_000_000;
 
 #[derive(Debug)]
 pub enum TeamCommand {
@@ -26,10 +35,15 @@ pub enum TeamCommand {
         id: Uuid,
         name: String,
         metadata: BTreeMap<String, String>,
+        rpm: Option<u64>,
+        tpm: Option<u64>,
     },
+    /// `None` keeps a field; for the limits `Some(None)` removes the limit.
     Update {
         name: Option<String>,
         metadata: Option<BTreeMap<String, String>>,
+        rpm: Option<Option<u64>>,
+        tpm: Option<Option<u64>>,
     },
     Delete,
 }
@@ -42,6 +56,11 @@ pub enum TeamEvent {
         id: Uuid,
         name: String,
         metadata: BTreeMap<String, String>,
+        // Defaults keep events recorded before teams had limits readable.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rpm: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tpm: Option<u64>,
     },
     #[serde(rename = "team.updated")]
     Updated {
@@ -49,6 +68,19 @@ pub enum TeamEvent {
         name: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metadata: Option<BTreeMap<String, String>>,
+        /// Absent: unchanged; `null`: limit removed.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "super::key::nullable"
+        )]
+        rpm: Option<Option<u64>>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "super::key::nullable"
+        )]
+        tpm: Option<Option<u64>>,
     },
     #[serde(rename = "team.deleted")]
     Deleted,
@@ -78,6 +110,18 @@ fn check_metadata(check: &mut Check, metadata: &BTreeMap<String, String>) {
     }
 }
 
+/// Checks team limits; `at` prefixes the field paths (`""` or e.g. `"teams[0]."`).
+pub fn check_limits(check: &mut Check, at: &str, rpm: Option<u64>, tpm: Option<u64>) {
+    for (field, v) in [("rpm", rpm), ("tpm", tpm)] {
+        let path = format!("{at}{field}");
+        match v {
+            Some(0) => check.fail(&path, "must be at least 1 (omit it for no limit)"),
+            Some(n) if n > MAX_LIMIT => check.fail(&path, format!("must be at most {MAX_LIMIT}")),
+            _ => {}
+        }
+    }
+}
+
 impl Aggregate for Team {
     const KIND: &'static str = "team";
     type Command = TeamCommand;
@@ -85,17 +129,35 @@ impl Aggregate for Team {
 
     fn decide(&self, command: TeamCommand, _ctx: &Ctx) -> Result<Vec<TeamEvent>, DomainError> {
         match command {
-            TeamCommand::Create { id, name, metadata } => {
+            TeamCommand::Create {
+                id,
+                name,
+                metadata,
+                rpm,
+                tpm,
+            } => {
                 if self.live {
                     return Err(DomainError::Conflict(format!("team {id} already exists")));
                 }
                 let mut check = Check::new();
                 check.name("name", &name);
                 check_metadata(&mut check, &metadata);
+                check_limits(&mut check, "", rpm, tpm);
                 check.done()?;
-                Ok(vec![TeamEvent::Created { id, name, metadata }])
+                Ok(vec![TeamEvent::Created {
+                    id,
+                    name,
+                    metadata,
+                    rpm,
+                    tpm,
+                }])
             }
-            TeamCommand::Update { name, metadata } => {
+            TeamCommand::Update {
+                name,
+                metadata,
+                rpm,
+                tpm,
+            } => {
                 if !self.live {
                     return Err(DomainError::NotFound("team"));
                 }
@@ -106,13 +168,21 @@ impl Aggregate for Team {
                 if let Some(m) = &metadata {
                     check_metadata(&mut check, m);
                 }
+                check_limits(&mut check, "", rpm.flatten(), tpm.flatten());
                 check.done()?;
                 let name = name.filter(|n| *n != self.name);
                 let metadata = metadata.filter(|m| *m != self.metadata);
-                if name.is_none() && metadata.is_none() {
+                let rpm = rpm.filter(|v| *v != self.rpm);
+                let tpm = tpm.filter(|v| *v != self.tpm);
+                if name.is_none() && metadata.is_none() && rpm.is_none() && tpm.is_none() {
                     return Ok(vec![]);
                 }
-                Ok(vec![TeamEvent::Updated { name, metadata }])
+                Ok(vec![TeamEvent::Updated {
+                    name,
+                    metadata,
+                    rpm,
+                    tpm,
+                }])
             }
             TeamCommand::Delete => {
                 if !self.live {
@@ -125,22 +195,41 @@ impl Aggregate for Team {
 
     fn evolve(&mut self, event: &TeamEvent, at: DateTime<Utc>) {
         match event {
-            TeamEvent::Created { id, name, metadata } => {
+            TeamEvent::Created {
+                id,
+                name,
+                metadata,
+                rpm,
+                tpm,
+            } => {
                 *self = Team {
                     id: *id,
                     name: name.clone(),
                     metadata: metadata.clone(),
+                    rpm: *rpm,
+                    tpm: *tpm,
                     created_at: Some(at),
                     updated_at: Some(at),
                     live: true,
                 };
             }
-            TeamEvent::Updated { name, metadata } => {
+            TeamEvent::Updated {
+                name,
+                metadata,
+                rpm,
+                tpm,
+            } => {
                 if let Some(n) = name {
                     self.name = n.clone();
                 }
                 if let Some(m) = metadata {
                     self.metadata = m.clone();
+                }
+                if let Some(v) = rpm {
+                    self.rpm = *v;
+                }
+                if let Some(v) = tpm {
+                    self.tpm = *v;
                 }
                 self.updated_at = Some(at);
             }
@@ -174,6 +263,8 @@ mod tests {
                     id,
                     name: "payments".into(),
                     metadata: BTreeMap::new(),
+                    rpm: None,
+                    tpm: None,
                 },
                 &ctx(),
             )
@@ -185,6 +276,8 @@ mod tests {
                 id,
                 name: "x".into(),
                 metadata: BTreeMap::new(),
+                rpm: None,
+                tpm: None,
             },
             &ctx(),
         );
@@ -194,6 +287,8 @@ mod tests {
                 TeamCommand::Update {
                     name: Some("payments".into()),
                     metadata: None,
+                    rpm: None,
+                    tpm: None,
                 },
                 &ctx(),
             )
@@ -206,6 +301,8 @@ mod tests {
             TeamCommand::Update {
                 name: Some(" ".into()),
                 metadata: None,
+                rpm: None,
+                tpm: None,
             },
             &ctx(),
         );
@@ -221,6 +318,69 @@ mod tests {
         assert!(matches!(
             team.decide(TeamCommand::Delete, &ctx()),
             Err(DomainError::NotFound("team"))
+        ));
+    }
+
+    #[test]
+    fn limits_are_validated_set_and_cleared_and_old_events_still_read() {
+        let id = Uuid::now_v7();
+        let mut team = Team::default();
+        let bad = team.decide(
+            TeamCommand::Create {
+                id,
+                name: "t".into(),
+                metadata: BTreeMap::new(),
+                rpm: Some(0),
+                tpm: Some(MAX_LIMIT + 1),
+            },
+            &ctx(),
+        );
+        assert!(
+            matches!(bad, Err(DomainError::Invalid(ref e)) if e.len() == 2),
+            "{bad:?}"
+        );
+        let created = team
+            .decide(
+                TeamCommand::Create {
+                    id,
+                    name: "t".into(),
+                    metadata: BTreeMap::new(),
+                    rpm: Some(100),
+                    tpm: None,
+                },
+                &ctx(),
+            )
+            .unwrap();
+        team.evolve(&created[0], Utc::now());
+        assert_eq!((team.rpm, team.tpm), (Some(100), None));
+        let clear = team
+            .decide(
+                TeamCommand::Update {
+                    name: None,
+                    metadata: None,
+                    rpm: Some(None),
+                    tpm: Some(Some(5000)),
+                },
+                &ctx(),
+            )
+            .unwrap();
+        // The event goes through JSON as the store keeps it: `null` must still mean "clear".
+        let json = serde_json::to_value(&clear[0]).unwrap();
+        let replayed: TeamEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(replayed, clear[0]);
+        team.evolve(&replayed, Utc::now());
+        assert_eq!((team.rpm, team.tpm), (None, Some(5000)));
+        let old: TeamEvent = serde_json::from_str(
+            r#"{"type":"team.created","id":"0190a6a4-0000-7000-8000-000000000000","name":"n","metadata":{}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            old,
+            TeamEvent::Created {
+                rpm: None,
+                tpm: None,
+                ..
+            }
         ));
     }
 }

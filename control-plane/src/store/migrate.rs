@@ -7,11 +7,23 @@ use deadpool_postgres::Pool;
 use sha2::{Digest, Sha256};
 
 /// Every migration, in order. Add new files at the end; never edit a landed one.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_event_store.sql",
-    include_str!("../../../migrations/0001_event_store.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_event_store.sql",
+        include_str!("../../../migrations/0001_event_store.sql"),
+    ),
+    (
+        2,
+        "0002_metering.sql",
+        include_str!("../../../migrations/0002_metering.sql"),
+    ),
+    (
+        3,
+        "0003_leases.sql",
+        include_str!("../../../migrations/0003_leases.sql"),
+    ),
+];
 
 const MIGRATION_LOCK: i64 = 0x5357_4954_4348_0002;
 

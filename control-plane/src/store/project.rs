@@ -31,6 +31,11 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
+/// A limit as a BIGINT (the domain caps limits far below `i64::MAX`).
+fn bigint(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 impl Project for Team {
     fn team(&self) -> Option<Uuid> {
         Some(self.id)
@@ -44,9 +49,10 @@ impl Project for Team {
                 return Ok(());
             }
             tx.execute(
-                "INSERT INTO teams (id, name, spec, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (id) DO UPDATE SET name = $2, spec = $3, version = $4, updated_at = $6",
-                &[&self.id, &self.name, &json(&self.metadata), &version, &self.created_at, &self.updated_at],
+                "INSERT INTO teams (id, name, spec, version, created_at, updated_at, rpm, tpm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET name = $2, spec = $3, version = $4, updated_at = $6, rpm = $7, tpm = $8",
+                &[&self.id, &self.name, &json(&self.metadata), &version, &self.created_at, &self.updated_at,
+                  &self.rpm.map(bigint), &self.tpm.map(bigint)],
             )
             .await?;
             Ok(())
@@ -197,8 +203,11 @@ impl Project for Resource<PriceSpec> {
         None
     }
 
-    fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
+    fn project<'a>(&'a self, stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
         Box::pin(async move {
+            // Every price the model ever had, so usage is costed at the price of its time.
+            let model = stream.strip_prefix("price-").unwrap_or(&self.id);
+            crate::usage::pricing::project_history(&**tx, stream, model).await?;
             if !self.live {
                 tx.execute("DELETE FROM pricing WHERE model = $1", &[&self.id])
                     .await?;

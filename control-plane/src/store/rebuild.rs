@@ -20,6 +20,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("routes", "alias"),
     ("budgets", "id"),
     ("pricing", "model"),
+    ("price_history", "position"),
     ("admin_tokens", "id"),
 ];
 

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 use crate::providers::JsonBody;
+use crate::usage::tags::BodyTags;
 
 /// Reads the whole body, refusing more than `limit` bytes (413).
 pub async fn read(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
@@ -147,6 +148,38 @@ pub struct ChatFields {
     pub stream: bool,
     /// The client asked for the usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// `max_completion_tokens`, else `max_tokens` (admission reserves this much output).
+    pub max_output_tokens: Option<u64>,
+}
+
+/// An optional non-negative integer's value (validated by [`opt_count`] first).
+fn count_value(body: &JsonBody, param: &str) -> Option<u64> {
+    body.get(param).and_then(|raw| {
+        serde_json::from_str::<Option<u64>>(raw.get())
+            .ok()
+            .flatten()
+    })
+}
+
+/// The request's own tags: `metadata` (an object of strings; null counts as absent) and
+/// `user` (a string), as OpenAI defines them. Only parsed when present.
+pub fn tags(body: &JsonBody) -> Result<BodyTags, ApiError> {
+    let mut tags = BodyTags::default();
+    if let Some(raw) = body.get("metadata") {
+        let map: Option<std::collections::BTreeMap<String, &RawValue>> =
+            serde_json::from_str(raw.get())
+                .map_err(|_| wrong_type("metadata", "an object", raw))?;
+        for (name, value) in map.unwrap_or_default() {
+            let text = serde_json::from_str::<String>(value.get())
+                .map_err(|_| wrong_type(&format!("metadata.{name}"), "a string", value))?;
+            tags.metadata.push((name, text));
+        }
+    }
+    if let Some(raw) = body.get("user") {
+        tags.user = serde_json::from_str::<Option<String>>(raw.get())
+            .map_err(|_| wrong_type("user", "a string", raw))?;
+    }
+    Ok(tags)
 }
 
 #[derive(Deserialize)]
@@ -213,10 +246,13 @@ pub fn chat(body: &JsonBody) -> Result<ChatFields, ApiError> {
         })
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
+    let max_output_tokens =
+        count_value(body, "max_completion_tokens").or_else(|| count_value(body, "max_tokens"));
     Ok(ChatFields {
         model,
         stream,
         include_usage,
+        max_output_tokens,
     })
 }
 
@@ -336,6 +372,44 @@ mod tests {
         let f = check(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":null}"#)
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(!f.stream && !f.include_usage);
+    }
+
+    #[test]
+    fn output_reservation_and_body_tags() {
+        let f = check(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":50,"max_completion_tokens":20}"#)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(f.max_output_tokens, Some(20));
+        let f = check(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":50}"#)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(f.max_output_tokens, Some(50));
+        let f = check(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":null}"#)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(f.max_output_tokens, None);
+
+        let body = |j: &str| parse_object(j.as_bytes()).unwrap_or_default();
+        let t = tags(&body(
+            r#"{"metadata":{"workflow":"w-1","b":"x"},"user":"alice"}"#,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t.metadata,
+            [("b".into(), "x".into()), ("workflow".into(), "w-1".into())]
+        );
+        assert_eq!(t.user.as_deref(), Some("alice"));
+        assert!(tags(&body(r#"{"metadata":null,"user":null}"#))
+            .is_ok_and(|t| t.metadata.is_empty() && t.user.is_none()));
+        for (bad, param) in [
+            (r#"{"metadata":[1]}"#, "metadata"),
+            (r#"{"metadata":{"n":1}}"#, "metadata.n"),
+            (r#"{"user":5}"#, "user"),
+        ] {
+            match tags(&body(bad)) {
+                Err(ApiError::InvalidRequest { param: p, .. }) => {
+                    assert_eq!(p.as_deref(), Some(param))
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -15,8 +15,10 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::error::ApiError;
 use crate::snapshot::SnapshotStore;
+use crate::usage::UsageSink;
 
 /// State shared by all handlers. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -24,32 +26,29 @@ pub struct App {
     inner: Arc<Shared>,
 }
 
+/// Everything the handlers share, built once at start.
 #[derive(Debug)]
-struct Shared {
-    snapshots: Arc<SnapshotStore>,
-    http: reqwest::Client,
-    max_body: usize,
-    default_timeout: Duration,
+pub struct Parts {
+    pub snapshots: Arc<SnapshotStore>,
+    pub http: reqwest::Client,
+    pub max_body: usize,
+    pub default_timeout: Duration,
     /// Owns stream relays so shutdown can wait for them.
-    tasks: TaskTracker,
+    pub tasks: TaskTracker,
+    /// Budgets and rate limits.
+    pub admission: Arc<Admission>,
+    /// Where each request's usage event goes.
+    pub usage: UsageSink,
+    /// This proxy's id in usage events.
+    pub proxy_id: Arc<str>,
 }
 
+type Shared = Parts;
+
 impl App {
-    pub fn new(
-        snapshots: Arc<SnapshotStore>,
-        http: reqwest::Client,
-        max_body: usize,
-        default_timeout: Duration,
-        tasks: TaskTracker,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
         Self {
-            inner: Arc::new(Shared {
-                snapshots,
-                http,
-                max_body,
-                default_timeout,
-                tasks,
-            }),
+            inner: Arc::new(parts),
         }
     }
 }

@@ -1,20 +1,35 @@
 //! The OpenAI inbound dialect: `/v1/chat/completions` and `/v1/embeddings`.
+//!
+//! Per request: authenticate, read and check the body, resolve the route, work out the
+//! effective tags and the cost cap, admit (budgets, rate limits), call the provider, and emit
+//! exactly one usage event (refused, served or failed upstream) and settle the admission
+//! exactly once; for streams the relay does both when the stream really ends. Requests refused
+//! before admission (bad key, bad body, unknown model, bad tags) produce no event.
 
+use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use rust_decimal::Decimal;
 
 use super::relay::{self, Relay};
-use super::respond::Trace;
+use super::respond::{add_headers, Trace};
 use super::App;
+use crate::admission::{AdmitRequest, Admitted};
 use crate::error::ApiError;
 use crate::metrics::{self, RequestLabels};
 use crate::pipeline::{self, auth, body};
 use crate::providers::{Call, ChatReply, ChatRequest, Deployment, JsonReply, Provider};
-use crate::snapshot::Route;
+use crate::snapshot::{CompiledSnapshot, KeyPolicy, Route};
+use crate::usage::event::total_tokens;
+use crate::usage::{estimate, tags, End, Meter, Start, Tags};
+
+/// Header with the most (USD, decimal) the caller allows this request to cost.
+pub const MAX_COST: HeaderName = HeaderName::from_static("x-switchyard-max-cost");
 
 /// `POST /v1/chat/completions`, streaming or not.
 pub async fn chat_completions(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
@@ -47,6 +62,89 @@ fn timeout_for(app: &App, route: &Route, deployment: &Deployment) -> Duration {
         .unwrap_or(app.inner.default_timeout)
 }
 
+/// `x-switchyard-max-cost`: a non-negative decimal amount of USD.
+fn cost_cap(headers: &HeaderMap) -> Result<Option<Decimal>, ApiError> {
+    let Some(value) = headers.get(MAX_COST) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::InvalidRequest {
+        message: format!(
+            "Invalid '{MAX_COST}' header: expected a non-negative decimal amount of USD, e.g. `0.25`."
+        ),
+        param: Some(MAX_COST.as_str().to_owned()),
+    }
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    match Decimal::from_str(text) {
+        Ok(d) if !d.is_sign_negative() => Ok(Some(d)),
+        _ => Err(bad()),
+    }
+}
+
+/// The effective tags of a request (header, body, key).
+fn request_tags(
+    headers: &HeaderMap,
+    json: &crate::providers::JsonBody,
+    key: &KeyPolicy,
+) -> Result<Tags, ApiError> {
+    tags::effective(tags::from_headers(headers)?, body::tags(json)?, &key.tags)
+}
+
+/// What admission is asked besides the tags (which the meter holds).
+struct Ask<'a> {
+    snapshot: &'a CompiledSnapshot,
+    key: &'a KeyPolicy,
+    route: &'a Route,
+    deployment: &'a Deployment,
+    prompt_tokens: u64,
+    max_output_tokens: Option<u64>,
+    cost_cap: Option<Decimal>,
+}
+
+/// Admits the request; a refusal is metered (one refused event) and becomes the client's error.
+async fn admit(app: &App, ask: Ask<'_>, meter: Meter) -> Result<(Meter, Admitted), ApiError> {
+    let decision = app
+        .inner
+        .admission
+        .admit(&AdmitRequest {
+            snapshot: ask.snapshot,
+            key: ask.key,
+            route: ask.route,
+            deployment: ask.deployment,
+            tags: meter.tags(),
+            prompt_tokens: ask.prompt_tokens,
+            max_output_tokens: ask.max_output_tokens,
+            cost_cap: ask.cost_cap,
+        })
+        .await;
+    match decision {
+        Ok(admitted) => Ok((meter, admitted)),
+        Err(refused) => {
+            app.inner.usage.emit(meter.refused(&refused));
+            Err(refused.into())
+        }
+    }
+}
+
+/// A non-streamed end: meter, settle, emit.
+fn settle_and_emit(app: &App, meter: Meter, admitted: Admitted, end: End) {
+    let event = meter.finish(end);
+    admitted.settle(event.cost_usd, total_tokens(&event.usage));
+    app.inner.usage.emit(event);
+}
+
+fn failed(status: StatusCode) -> End {
+    End {
+        status: status.as_u16(),
+        ok: false,
+        usage: None,
+        estimated_completion: None,
+        ttft: None,
+        abandoned: false,
+    }
+}
+
 async fn chat(
     app: &App,
     headers: &HeaderMap,
@@ -62,6 +160,33 @@ async fn chat(
     let deployment = route
         .primary()
         .ok_or_else(|| ApiError::ModelNotFound(fields.model.clone()))?;
+    let tags = request_tags(headers, &json, &key)?;
+    let cost_cap = cost_cap(headers)?;
+    let prompt_tokens = estimate::prompt_tokens(bytes.len());
+    drop(bytes);
+    let meter = Meter::new(Start {
+        id: trace.id,
+        started: trace.started,
+        proxy: &app.inner.proxy_id,
+        key: &key,
+        tags,
+        endpoint: "chat",
+        alias: &route.alias,
+        deployment,
+        streamed: fields.stream,
+        prompt_estimate: prompt_tokens,
+    });
+    let ask = Ask {
+        snapshot: &snapshot,
+        key: &key,
+        route: &route,
+        deployment,
+        prompt_tokens,
+        max_output_tokens: fields.max_output_tokens,
+        cost_cap,
+    };
+    let (meter, admitted) = admit(app, ask, meter).await?;
+
     let call = Call {
         http: &app.inner.http,
         deployment,
@@ -72,7 +197,6 @@ async fn chat(
         route: &route.alias,
         provider: deployment.provider.id(),
     };
-
     let sent = Instant::now();
     let reply = deployment
         .provider
@@ -87,22 +211,32 @@ async fn chat(
     let upstream = sent.elapsed();
     match reply {
         Err(e) => {
-            metrics::request_done(labels, e.status().as_u16(), trace.started.elapsed());
+            let status = e.status();
+            metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
+            settle_and_emit(app, meter, admitted, failed(status));
             Err(e.into())
         }
-        Ok(ChatReply::Json(reply)) => Ok(json_response(trace, labels, deployment, upstream, reply)),
+        Ok(ChatReply::Json(reply)) => Ok(served(
+            app, trace, labels, deployment, upstream, reply, meter, admitted,
+        )),
         Ok(ChatReply::Stream(chunks)) => {
             metrics::upstream_first_byte(deployment.provider.id(), upstream);
+            let mut head = HeaderMap::new();
+            add_headers(&mut head, admitted.headers());
             let relay = Relay {
                 request_id: trace.id,
-                route: route.clone(),
+                route: Arc::clone(&route),
                 provider: deployment.provider.id().to_owned(),
                 include_usage: fields.include_usage,
                 idle: call.timeout,
                 started: trace.started,
+                meter,
+                admitted,
+                usage: app.inner.usage.clone(),
             };
             let mut response = Response::new(relay::start(app, chunks, relay));
             let h = response.headers_mut();
+            h.extend(head);
             h.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/event-stream"),
@@ -129,6 +263,33 @@ async fn embed(
     let model = body::embeddings(&json)?;
     let route = pipeline::resolve(&snapshot, &key, &model)?;
     let deployment = route.primary().ok_or(ApiError::ModelNotFound(model))?;
+    let tags = request_tags(headers, &json, &key)?;
+    let cost_cap = cost_cap(headers)?;
+    let prompt_tokens = estimate::prompt_tokens(bytes.len());
+    drop(bytes);
+    let meter = Meter::new(Start {
+        id: trace.id,
+        started: trace.started,
+        proxy: &app.inner.proxy_id,
+        key: &key,
+        tags,
+        endpoint: "embeddings",
+        alias: &route.alias,
+        deployment,
+        streamed: false,
+        prompt_estimate: prompt_tokens,
+    });
+    let ask = Ask {
+        snapshot: &snapshot,
+        key: &key,
+        route: &route,
+        deployment,
+        prompt_tokens,
+        max_output_tokens: Some(0),
+        cost_cap,
+    };
+    let (meter, admitted) = admit(app, ask, meter).await?;
+
     let call = Call {
         http: &app.inner.http,
         deployment,
@@ -139,27 +300,36 @@ async fn embed(
         route: &route.alias,
         provider: deployment.provider.id(),
     };
-
     let sent = Instant::now();
     let reply = deployment.provider.embeddings(&call, json).await;
     let upstream = sent.elapsed();
     match reply {
         Err(e) => {
-            metrics::request_done(labels, e.status().as_u16(), trace.started.elapsed());
+            let status = e.status();
+            metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
+            settle_and_emit(app, meter, admitted, failed(status));
             Err(e.into())
         }
-        Ok(reply) => Ok(json_response(trace, labels, deployment, upstream, reply)),
+        Ok(reply) => Ok(served(
+            app, trace, labels, deployment, upstream, reply, meter, admitted,
+        )),
     }
 }
 
-fn json_response(
+/// A complete JSON answer: metered, settled and sent with the admission headers.
+#[allow(clippy::too_many_arguments)]
+fn served(
+    app: &App,
     trace: &Trace,
     labels: RequestLabels<'_>,
     deployment: &Deployment,
     upstream: Duration,
     reply: JsonReply,
+    meter: Meter,
+    admitted: Admitted,
 ) -> Response {
-    if let Some(u) = reply.usage {
+    let usage = reply.usage;
+    if let Some(u) = usage {
         metrics::tokens(labels, u.prompt_tokens, u.completion_tokens);
     }
     let mut response = (StatusCode::OK, reply.body).into_response();
@@ -168,8 +338,41 @@ fn json_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    add_headers(h, admitted.headers());
     let gateway = trace.served(h, deployment, upstream);
     metrics::overhead(labels.endpoint, gateway);
     metrics::request_done(labels, 200, trace.started.elapsed());
+    let end = End {
+        status: 200,
+        ok: true,
+        usage,
+        estimated_completion: None,
+        ttft: None,
+        abandoned: false,
+    };
+    settle_and_emit(app, meter, admitted, end);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cost_cap_header_is_a_non_negative_decimal() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(cost_cap(&h), Ok(None)));
+        h.insert(MAX_COST, HeaderValue::from_static(" 0.25 "));
+        assert_eq!(cost_cap(&h).ok().flatten(), Some(Decimal::new(25, 2)));
+        for bad in ["-1", "abc", "", "1e3x"] {
+            h.insert(MAX_COST, HeaderValue::from_static(bad));
+            let e = cost_cap(&h).err().map(|e| (e.status(), e.to_string()));
+            assert!(
+                e.as_ref()
+                    .is_some_and(|(s, m)| *s == StatusCode::BAD_REQUEST
+                        && m.contains("x-switchyard-max-cost")),
+                "{bad}: {e:?}"
+            );
+        }
+    }
 }

@@ -5,6 +5,10 @@
 //! read (backpressure) and nothing is buffered beyond a few frames. If the client goes away the
 //! task keeps reading the upstream to its end, so the provider's usage report is still seen.
 //! A stream that fails after it started ends with an OpenAI error event, never silently.
+//!
+//! When the stream really ends (after the drain, if the client left) the relay emits the
+//! request's one usage event, with the provider's usage report, or, if none came, an estimate
+//! from the text streamed (`usage::estimate`), and settles the admission once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +21,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::App;
+use crate::admission::Admitted;
 use crate::error::error_json;
 use crate::metrics::{self, RequestLabels};
 use crate::providers::{ChunkStream, UpstreamError, Usage};
 use crate::snapshot::Route;
+use crate::usage::estimate::StreamedText;
+use crate::usage::event::total_tokens;
+use crate::usage::{End, Meter, UsageSink};
 
 /// Frames buffered between the upstream reader and the client.
 const CHANNEL_FRAMES: usize = 16;
@@ -36,6 +44,11 @@ pub struct Relay {
     /// Longest wait for the next chunk.
     pub idle: Duration,
     pub started: Instant,
+    /// The request's usage event, finished when the stream ends.
+    pub meter: Meter,
+    /// Settled once when the stream ends.
+    pub admitted: Admitted,
+    pub usage: UsageSink,
 }
 
 /// Starts relaying and returns the response body.
@@ -66,6 +79,8 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
     let mut client = Some(tx);
     let mut usage: Option<Usage> = None;
     let mut failure: Option<&'static str> = None;
+    let mut streamed = StreamedText::default();
+    let mut ttft: Option<Duration> = None;
     loop {
         let (frame, last) = match tokio::time::timeout(relay.idle, chunks.next()).await {
             Err(_) => {
@@ -84,6 +99,10 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
             Ok(Some(Ok(chunk))) => {
                 if chunk.usage.is_some() {
                     usage = chunk.usage;
+                } else if usage.is_none() {
+                    // Only needed if the stream ends without a report; cheap (one small
+                    // borrowed parse per chunk).
+                    streamed.push_chunk(&chunk.data);
                 }
                 if chunk.usage_only && !relay.include_usage {
                     continue;
@@ -92,7 +111,9 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
             }
         };
         if let Some(tx) = &client {
-            if tx.send(frame).await.is_err() {
+            if tx.send(frame).await.is_ok() {
+                ttft.get_or_insert_with(|| relay.started.elapsed());
+            } else {
                 // The client is gone; keep reading so the provider's usage report is seen.
                 client = None;
                 metrics::stream_abandoned(&relay.route.alias);
@@ -116,6 +137,19 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
     }
     let status = if failure.is_some() { 502 } else { 200 };
     metrics::request_done(labels, status, relay.started.elapsed());
+    // The client got 200 and the stream's head; a later failure is in the event's outcome.
+    let event = relay.meter.finish(End {
+        status: 200,
+        ok: failure.is_none(),
+        usage,
+        estimated_completion: usage.is_none().then(|| streamed.tokens()),
+        ttft,
+        abandoned: client.is_none(),
+    });
+    relay
+        .admitted
+        .settle(event.cost_usd, total_tokens(&event.usage));
+    relay.usage.emit(event);
     tracing::debug!(
         request_id = %relay.request_id,
         route = %relay.route.alias,

@@ -18,9 +18,17 @@ pub const DEPLOYMENT: HeaderName = HeaderName::from_static("x-switchyard-deploym
 pub const GATEWAY_US: HeaderName = HeaderName::from_static("x-switchyard-gateway-us");
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
+/// Adds `(name, value)` pairs (e.g. admission's `x-ratelimit-*` set), replacing same names.
+pub fn add_headers(headers: &mut HeaderMap, pairs: &[(HeaderName, HeaderValue)]) {
+    for (name, value) in pairs {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
 /// Timing and identity of one request.
 #[derive(Debug)]
 pub struct Trace {
+    /// UUIDv7; also the id of the request's usage event.
     pub id: Uuid,
     pub started: Instant,
 }

@@ -136,7 +136,7 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
     #[test]
     fn unknown_fields_from_a_newer_control_plane_are_ignored() {
         let mut json = serde_json::to_value(snapshot(9)).unwrap();
-        json["budgets"] = serde_json::json!([{"id": "b"}]);
+        json["quotas_from_the_future"] = serde_json::json!([{"id": "b"}]);
         json["keys"][0]["future_field"] = serde_json::json!(true);
         let bytes = serde_json::to_vec(&json).unwrap();
         assert_eq!(decode(&bytes, None).unwrap().version, 9);

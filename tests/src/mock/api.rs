@@ -165,6 +165,13 @@ async fn chat(
     admitted
         .record
         .set_completion_tokens(usage.completion_tokens);
+    let reports_usage = admitted.behaviour.fault.is_none()
+        && (!admitted.request.stream() || admitted.request.include_usage());
+    if reports_usage {
+        admitted
+            .record
+            .set_usage_reported(usage.prompt_tokens, usage.completion_tokens);
+    }
     let id = format!("chatcmpl-mock{:08x}", admitted.seq);
     let meta = CompletionMeta {
         id: &id,
@@ -198,7 +205,12 @@ async fn embeddings(
     let base64 = request.encoding_format.as_deref() == Some("base64");
     let items = request.input.items();
     match embedding::response_json(&items, dimensions, base64, &admitted.model) {
-        Ok((json, _)) => non_stream_response(&admitted, json),
+        Ok((json, prompt_tokens)) => {
+            if admitted.behaviour.fault.is_none() {
+                admitted.record.set_usage_reported(prompt_tokens, 0);
+            }
+            non_stream_response(&admitted, json)
+        }
         Err(_) => serialization_failed(&admitted.record),
     }
 }

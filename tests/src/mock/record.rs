@@ -55,8 +55,16 @@ struct Record {
 #[derive(Debug, Default)]
 struct Progress {
     completion_tokens: u64,
+    /// Tokens the response reports in its `usage` (what a provider bills), once set.
+    usage_reported: Option<(u64, u64)>,
     chunk_sent_at_ms: Vec<u64>,
     completed_at_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Billed {
+    prompt_tokens: u64,
+    completion_tokens: u64,
 }
 
 #[derive(Serialize)]
@@ -70,6 +78,8 @@ struct RecordView<'a> {
     stream: bool,
     prompt_tokens: u64,
     completion_tokens: u64,
+    /// What the mock billed: the usage it reported in a response it delivered in full.
+    billed: Option<Billed>,
     received_at_ms: u64,
     chunk_sent_at_ms: &'a [u64],
     completed_at_ms: Option<u64>,
@@ -88,6 +98,13 @@ impl Serialize for Record {
             stream: self.stream,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: progress.completion_tokens,
+            billed: progress
+                .usage_reported
+                .filter(|_| progress.completed_at_ms.is_some())
+                .map(|(prompt_tokens, completion_tokens)| Billed {
+                    prompt_tokens,
+                    completion_tokens,
+                }),
             received_at_ms: self.received_at_ms,
             chunk_sent_at_ms: &progress.chunk_sent_at_ms,
             completed_at_ms: progress.completed_at_ms,
@@ -117,6 +134,12 @@ impl RecordHandle {
 
     pub(crate) fn set_completion_tokens(&self, tokens: u64) {
         self.update(|p| p.completion_tokens = tokens);
+    }
+
+    /// Notes the usage this response reports; it counts as billed once the response is
+    /// delivered in full.
+    pub(crate) fn set_usage_reported(&self, prompt_tokens: u64, completion_tokens: u64) {
+        self.update(|p| p.usage_reported = Some((prompt_tokens, completion_tokens)));
     }
 
     /// Notes that the last byte of the response was handed to the connection now.

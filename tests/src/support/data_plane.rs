@@ -119,6 +119,7 @@ pub struct DataPlane {
     config_path: PathBuf,
     snapshot_cache: PathBuf,
     addr_file: PathBuf,
+    spool_dir: PathBuf,
     listen: SocketAddr,
     ops: SocketAddr,
 }
@@ -150,6 +151,17 @@ impl DataPlane {
             ],
         };
         let addr_file = dir.join("addr.json");
+        // The usage spool lives in the data plane's own directory unless the test names one.
+        let spool_dir = match extra_args.iter().position(|a| a == "--spool-dir") {
+            Some(i) => extra_args
+                .get(i + 1)
+                .map_or(dir.join("spool"), PathBuf::from),
+            None => {
+                let spool = dir.join("spool");
+                args.extend(["--spool-dir".into(), spool.display().to_string()]);
+                spool
+            }
+        };
         args.extend([
             "--listen".into(),
             "127.0.0.1:0".into(),
@@ -173,6 +185,7 @@ impl DataPlane {
             config_path,
             snapshot_cache,
             addr_file,
+            spool_dir,
             listen: unbound,
             ops: unbound,
         };
@@ -214,6 +227,11 @@ impl DataPlane {
     /// Where a data plane started without a config keeps its last good snapshot.
     pub fn snapshot_cache_path(&self) -> &Path {
         &self.snapshot_cache
+    }
+
+    /// The usage-event spool directory (`--spool-dir`; `<dir>/spool` unless the test set one).
+    pub fn spool_dir(&self) -> &Path {
+        &self.spool_dir
     }
 
     /// Replaces the config file atomically (write a temp file, rename over), for hot reload.

@@ -1,0 +1,305 @@
+//! The folder: pulls usage events from the shared durable consumer in batches and folds each
+//! batch in one Postgres transaction, then acknowledges it.
+//!
+//! Guarantees:
+//! - Exactly-once effect on the ledger: an event is inserted into `usage_events` keyed by its id
+//!   (`ON CONFLICT DO NOTHING RETURNING id`) and only the events that were new are added to
+//!   `spend_ledger`, in the same transaction. A batch is acknowledged only after its commit; a
+//!   crash in between means redelivery, and the redelivered events insert nothing.
+//! - Several replicas may fold at once: JetStream hands each message to one of them, rows are
+//!   written in a fixed order (event id, ledger key) so concurrent batches cannot deadlock, and
+//!   a redelivered event racing its first delivery waits on the primary key and then does
+//!   nothing.
+//! - A message that is not a valid event is logged, counted and terminated (never redelivered),
+//!   so it cannot block the consumer.
+//!
+//! Fetching and writing overlap: a fetcher task pulls and decodes the next batch while the
+//! writer commits the current one.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use rust_decimal::Decimal;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::alerts::SoftBudgets;
+use super::ledger;
+use super::metrics::SpendMetrics;
+use super::pricing::PriceBook;
+use super::record::{self, DecodeError, Decoded};
+use crate::store::Store;
+
+/// Most messages folded in one transaction.
+pub const MAX_BATCH: usize = 1000;
+/// How long an idle fetcher waits for the first message of the next batch.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// One pulled batch: the messages, and what each decoded to.
+struct Pulled {
+    messages: Vec<jetstream::Message>,
+    decoded: Vec<Result<Decoded, DecodeError>>,
+}
+
+/// What folding one batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Folded {
+    /// Events added to the ledger.
+    pub new: usize,
+    /// Events already folded (or twice in the batch): nothing added.
+    pub duplicates: usize,
+}
+
+/// Folds usage until `cancel` fires, reconnecting to NATS and Postgres as needed.
+pub async fn run(store: Store, nats_url: String, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    while !cancel.is_cancelled() {
+        match session(&store, &nats_url, &cancel).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "usage folding interrupted");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One connection's worth of folding.
+async fn session(store: &Store, nats_url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
+    let nats = tokio::select! {
+        () = cancel.cancelled() => return Ok(()),
+        c = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(nats_url) => c?,
+    };
+    let js = jetstream::new(nats.clone());
+    let consumer = super::stream::open(&js)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the usage stream and consumer: {e}"))?;
+    tracing::info!(
+        stream = proto::USAGE_STREAM,
+        consumer = proto::USAGE_FOLD_CONSUMER,
+        "folding usage events"
+    );
+    let (tx, mut rx) = mpsc::channel::<Pulled>(1);
+    let stop = cancel.child_token();
+    let fetcher = tokio::spawn(fetch_loop(consumer, tx, stop.clone()));
+    let mut folder = Folder::new(store.clone(), nats);
+    let mut failures = 0u32;
+    let result = loop {
+        let pulled = tokio::select! {
+            () = cancel.cancelled() => break Ok(()),
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => break Err(anyhow::anyhow!("the usage fetcher stopped")),
+            },
+        };
+        match folder.fold_pulled(pulled).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                let pause = Duration::from_millis(200 * u64::from(failures.min(25)));
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "folding a usage batch failed; it will be delivered again");
+                tokio::select! {
+                    () = cancel.cancelled() => break Ok(()),
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    };
+    stop.cancel();
+    let _ = fetcher.await;
+    result
+}
+
+/// Pulls batches until cancelled or the channel closes.
+async fn fetch_loop(consumer: PullConsumer, tx: mpsc::Sender<Pulled>, cancel: CancellationToken) {
+    let mut carry: Vec<jetstream::Message> = Vec::new();
+    loop {
+        let pulled = tokio::select! {
+            () = cancel.cancelled() => return,
+            m = pull(&consumer, &mut carry) => m,
+        };
+        match pulled {
+            Ok(messages) if messages.is_empty() => continue,
+            Ok(messages) => {
+                let decoded = messages
+                    .iter()
+                    .map(|m| record::decode(&m.payload))
+                    .collect();
+                if tx.send(Pulled { messages, decoded }).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pulling usage events failed");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// What is available now (up to [`MAX_BATCH`]); when nothing is, waits up to [`IDLE_WAIT`] for
+/// one message and keeps it in `carry` for the next call, which then takes what came with it.
+async fn pull(
+    consumer: &PullConsumer,
+    carry: &mut Vec<jetstream::Message>,
+) -> Result<Vec<jetstream::Message>, async_nats::Error> {
+    let mut out = std::mem::take(carry);
+    let mut batch = consumer
+        .fetch()
+        .max_messages(MAX_BATCH - out.len())
+        .messages()
+        .await?;
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(m) => out.push(m),
+            Err(e) => {
+                tracing::debug!(error = %e, "fetch ended early");
+                break;
+            }
+        }
+    }
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    let mut wait = consumer
+        .batch()
+        .max_messages(1)
+        .expires(IDLE_WAIT)
+        .messages()
+        .await?;
+    while let Some(m) = wait.next().await {
+        if let Ok(m) = m {
+            carry.push(m);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The writer side: prices, the transaction, acknowledgements, metrics and soft budgets.
+pub struct Folder {
+    store: Store,
+    nats: async_nats::Client,
+    book: PriceBook,
+    spend: SpendMetrics,
+    budgets: SoftBudgets,
+}
+
+impl std::fmt::Debug for Folder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Folder").finish_non_exhaustive()
+    }
+}
+
+impl Folder {
+    pub fn new(store: Store, nats: async_nats::Client) -> Self {
+        Self {
+            store,
+            nats,
+            book: PriceBook::new(),
+            spend: SpendMetrics::default(),
+            budgets: SoftBudgets::default(),
+        }
+    }
+
+    /// Folds a pulled batch and settles every message: acknowledged after the commit, or
+    /// terminated if it did not decode. On a database error nothing is acknowledged.
+    async fn fold_pulled(&mut self, pulled: Pulled) -> anyhow::Result<()> {
+        let Pulled { messages, decoded } = pulled;
+        let mut good = Vec::with_capacity(decoded.len());
+        let mut bad = Vec::new();
+        for (i, d) in decoded.into_iter().enumerate() {
+            match d {
+                Ok(d) => good.push(d),
+                Err(e) => bad.push((i, e)),
+            }
+        }
+        if let Err(e) = self.fold(good).await {
+            for m in &messages {
+                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+            return Err(e);
+        }
+        let bad_index: HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
+        for (i, m) in messages.iter().enumerate() {
+            let kind = if bad_index.contains(&i) {
+                AckKind::Term
+            } else {
+                AckKind::Ack
+            };
+            if let Err(e) = m.ack_with(kind).await {
+                // The events are committed; a lost ack means a harmless redelivery.
+                tracing::debug!(error = %e, "acknowledging a usage event failed");
+            }
+        }
+        if let Some((i, e)) = bad.first() {
+            metrics::counter!("switchyard_usage_undecodable_total").increment(bad.len() as u64);
+            tracing::warn!(
+                subject = %messages[*i].subject, error = %e, count = bad.len(),
+                "dropped usage messages that are not valid events"
+            );
+        }
+        Ok(())
+    }
+
+    /// Folds decoded events in one transaction (then updates metrics and checks soft budgets).
+    pub async fn fold(&mut self, mut events: Vec<Decoded>) -> anyhow::Result<Folded> {
+        let started = Instant::now();
+        let total = events.len();
+        // One row per id, in id order (a fixed lock order against concurrent replicas).
+        events.sort_by_key(|d| d.id);
+        events.dedup_by_key(|d| d.id);
+        if events.is_empty() {
+            return Ok(Folded::default());
+        }
+        let mut client = self.store.pool().get().await?;
+        self.book.refresh(&**client).await?;
+        let costed: Vec<(&Decoded, Decimal)> = events
+            .iter()
+            .map(|d| {
+                let cost =
+                    self.book
+                        .cost(d.event.model.as_deref(), d.event.time_ms, &d.event.usage);
+                (d, cost)
+            })
+            .collect();
+        let tx = client.transaction().await?;
+        let inserted = record::insert(&tx, &costed).await?;
+        let new: Vec<(&proto::UsageEvent, Decimal)> = costed
+            .iter()
+            .filter(|(d, _)| inserted.contains(&d.id))
+            .map(|(d, c)| (&d.event, *c))
+            .collect();
+        ledger::upsert(&tx, &ledger::aggregate(new.iter().cloned())).await?;
+        tx.commit().await?;
+
+        let folded = Folded {
+            new: new.len(),
+            duplicates: total - new.len(),
+        };
+        metrics::counter!("switchyard_fold_events_total").increment(folded.new as u64);
+        metrics::counter!("switchyard_fold_duplicates_total").increment(folded.duplicates as u64);
+        metrics::histogram!("switchyard_fold_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if let Some(newest) = events.iter().map(|d| d.event.time_ms).max() {
+            let lag = (chrono::Utc::now().timestamp_millis() - newest) as f64 / 1000.0;
+            metrics::gauge!("switchyard_fold_lag_seconds").set(lag.max(0.0));
+        }
+        self.spend.record(new.iter().cloned());
+        let touched: Vec<&proto::UsageEvent> = new.iter().map(|(e, _)| *e).collect();
+        if let Err(e) = self.budgets.check(&**client, &self.nats, &touched).await {
+            // The batch is committed; the next batch touching the budget checks again.
+            tracing::warn!(error = %e, "checking soft budgets failed");
+        }
+        Ok(folded)
+    }
+}

@@ -1,0 +1,135 @@
+//! Prometheus metrics of folding and spend, with bounded label sets.
+//!
+//! Spend is exported as `switchyard_spend_usd_total`, a *gauge used as a running total* in
+//! USD (f64): `metrics` counters are integers, and micro-dollars would make every dashboard
+//! divide. PromQL's `rate()`/`increase()` work on it like on a counter (they only look at the
+//! values, and treat a drop, e.g. a restart, as a reset). It is an approximation for
+//! dashboards; the exact figures are in `spend_ledger` (`GET /admin/spend`). Each replica
+//! exports what it folded, so sum over instances.
+//!
+//! Labels `team`, `model` and `provider` take the values events carry (team ids and the models
+//! and providers of the configured routes), capped at [`MAX_VALUES`] distinct values per label
+//! per process; later newcomers are reported as `other`.
+//!
+//! Other series: `switchyard_usage_requests_total{team,model,provider,outcome}`,
+//! `switchyard_usage_tokens_total{team,model,provider,kind}` (kind: prompt, completion,
+//! cached_input, reasoning), `switchyard_fold_events_total` (events newly folded),
+//! `switchyard_fold_duplicates_total`, `switchyard_fold_batch_seconds`,
+//! `switchyard_fold_lag_seconds` (now minus the time of the newest event of the last batch),
+//! `switchyard_usage_undecodable_total`, `switchyard_usage_unpriced_total`,
+//! `switchyard_budget_soft_alerts_total`.
+
+use std::collections::{HashMap, HashSet};
+
+use proto::UsageEvent;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+
+use super::record::outcome_str;
+
+/// Distinct values kept per label before newcomers become `other`.
+pub const MAX_VALUES: usize = 1000;
+
+/// One label's admitted values.
+#[derive(Debug, Default)]
+pub struct LabelCap {
+    seen: HashSet<String>,
+}
+
+impl LabelCap {
+    /// The label value to export for `value` (`none` when absent, `other` past the cap).
+    pub fn label(&mut self, value: Option<&str>) -> String {
+        let Some(v) = value.filter(|v| !v.is_empty()) else {
+            return "none".to_owned();
+        };
+        if self.seen.contains(v) {
+            return v.to_owned();
+        }
+        if self.seen.len() < MAX_VALUES {
+            self.seen.insert(v.to_owned());
+            return v.to_owned();
+        }
+        "other".to_owned()
+    }
+}
+
+/// Per-process label caps for the spend series.
+#[derive(Debug, Default)]
+pub struct SpendMetrics {
+    team: LabelCap,
+    model: LabelCap,
+    provider: LabelCap,
+}
+
+#[derive(Default)]
+struct Sums {
+    cost: Decimal,
+    tokens: [u64; 4],
+    outcomes: HashMap<&'static str, u64>,
+}
+
+impl SpendMetrics {
+    /// Records newly folded events (aggregated first: one update per series per batch).
+    pub fn record<'a>(&mut self, events: impl IntoIterator<Item = (&'a UsageEvent, Decimal)>) {
+        let mut by: HashMap<(String, String, String), Sums> = HashMap::new();
+        for (e, cost) in events {
+            let key = (
+                self.team.label(e.team.as_deref()),
+                self.model.label(e.model.as_deref()),
+                self.provider.label(e.provider.as_deref()),
+            );
+            let s = by.entry(key).or_default();
+            s.cost += cost;
+            let u = &e.usage;
+            for (i, n) in [
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cached_input_tokens,
+                u.reasoning_tokens,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                s.tokens[i] = s.tokens[i].saturating_add(n);
+            }
+            *s.outcomes.entry(outcome_str(e.outcome)).or_default() += 1;
+        }
+        for ((team, model, provider), s) in by {
+            let labels = [("team", team), ("model", model), ("provider", provider)];
+            metrics::gauge!("switchyard_spend_usd_total", &labels)
+                .increment(s.cost.to_f64().unwrap_or(0.0));
+            for (kind, n) in ["prompt", "completion", "cached_input", "reasoning"]
+                .into_iter()
+                .zip(s.tokens)
+            {
+                if n > 0 {
+                    let mut l = labels.to_vec();
+                    l.push(("kind", kind.to_owned()));
+                    metrics::counter!("switchyard_usage_tokens_total", &l).increment(n);
+                }
+            }
+            for (outcome, n) in s.outcomes {
+                let mut l = labels.to_vec();
+                l.push(("outcome", outcome.to_owned()));
+                metrics::counter!("switchyard_usage_requests_total", &l).increment(n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_capped() {
+        let mut cap = LabelCap::default();
+        assert_eq!(cap.label(None), "none");
+        assert_eq!(cap.label(Some("")), "none");
+        for i in 0..MAX_VALUES {
+            assert_eq!(cap.label(Some(&format!("m{i}"))), format!("m{i}"));
+        }
+        assert_eq!(cap.label(Some("newcomer")), "other");
+        assert_eq!(cap.label(Some("m7")), "m7");
+    }
+}

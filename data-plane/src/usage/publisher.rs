@@ -1,0 +1,456 @@
+//! Getting usage events from the handlers to JetStream, or to the spool until NATS takes them.
+//!
+//! - Handlers call [`UsageSink::emit`]: a `try_send` into a bounded queue, never blocking. A
+//!   full (or, during shutdown, closed) queue sends the event straight to the spool.
+//! - The publisher task sends each event to `usage_subject(team)` with `Nats-Msg-Id` = the
+//!   event id, keeping up to [`MAX_IN_FLIGHT`] publishes un-acknowledged at once (pipelined),
+//!   and retries a failed one while connected; an event NATS does not acknowledge (not
+//!   connected, no ack within [`ACK_TIMEOUT`], retries used up) goes to the spool.
+//! - The replay task re-publishes sealed spool segments while connected and deletes a segment
+//!   only once every event in it is acknowledged. A replayed event that JetStream already has
+//!   is dropped by the stream's duplicate window (and past it by the ledger's primary key).
+//! - The data plane ensures the usage stream exists (idempotently) before its first publish
+//!   on a connection, so proxies work without a control plane.
+
+use std::future::IntoFuture as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::{self, message::PublishMessage};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _};
+use proto::{usage_subject, UsageEvent, USAGE_STREAM, USAGE_SUBJECTS};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::spool::{self, Spool};
+use crate::metrics;
+
+/// Events queued between the handlers and the publisher task.
+pub const QUEUE_CAPACITY: usize = 16_384;
+/// Publishes awaiting their acknowledgement at once.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// Longest wait for a JetStream acknowledgement (and for stream management requests).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Attempts per event before it goes to the spool.
+const MAX_ATTEMPTS: u32 = 3;
+/// How often the spool is checked for something to replay.
+const REPLAY_EVERY: Duration = Duration::from_secs(1);
+/// Pause between attempts to open or create the usage stream.
+const STREAM_RETRY: Duration = Duration::from_secs(1);
+/// The JetStream duplicate window of the usage stream.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long the usage stream keeps events (the control plane folds them within seconds).
+const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The handlers' side: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<UsageEvent>,
+    spool: Arc<Spool>,
+}
+
+impl UsageSink {
+    /// Hands an event to the publisher; if its queue is full, writes it to the spool.
+    pub fn emit(&self, event: UsageEvent) {
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event) | TrySendError::Closed(event)) => {
+                metrics::usage_queue_full();
+                spool_event(&self.spool, &event);
+            }
+        }
+    }
+}
+
+fn spool_event(spool: &Spool, event: &UsageEvent) {
+    match serde_json::to_vec(event) {
+        Ok(json) => {
+            spool.append(&json);
+        }
+        Err(e) => {
+            metrics::usage_spool_dropped("encode");
+            tracing::error!(id = %event.id, error = %e, "usage event LOST: it cannot be encoded");
+        }
+    }
+}
+
+/// The NATS side shared by the publisher and the replay task.
+#[derive(Debug)]
+struct Link {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// The usage stream is known to exist on this server.
+    stream_ready: AtomicBool,
+    /// After a failed attempt to open the stream, no new attempt before this time (events are
+    /// spooled meanwhile instead of each waiting for a request that will likely fail again).
+    stream_retry_at: Mutex<Option<Instant>>,
+}
+
+impl Link {
+    fn connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    /// Creates the usage stream unless it exists (nats-server 2.9 compatible: a plain stream
+    /// create, no account-info request first).
+    async fn ensure_stream(&self) -> bool {
+        if self.stream_ready.load(Ordering::Relaxed) {
+            return true;
+        }
+        let now = Instant::now();
+        {
+            let mut retry_at = self
+                .stream_retry_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if retry_at.is_some_and(|t| now < t) {
+                return false;
+            }
+            *retry_at = Some(now + STREAM_RETRY);
+        }
+        let config = jetstream::stream::Config {
+            name: USAGE_STREAM.to_owned(),
+            description: Some("Switchyard: usage events from the data planes".to_owned()),
+            subjects: vec![USAGE_SUBJECTS.to_owned()],
+            duplicate_window: DUPLICATE_WINDOW,
+            max_age: STREAM_MAX_AGE,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        match self.js.get_or_create_stream(config).await {
+            Ok(_) => {
+                self.stream_ready.store(true, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, stream = USAGE_STREAM, "cannot open or create the usage stream; spooling events");
+                false
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        id: &str,
+        team: Option<&str>,
+        json: Bytes,
+    ) -> Result<PublishAckFuture, String> {
+        let publish = PublishMessage::build().payload(json).message_id(id);
+        self.js
+            .send_publish(usage_subject(team), publish)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn failed(&self, kind: PublishErrorKind) {
+        if kind == PublishErrorKind::StreamNotFound {
+            self.stream_ready.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One event on its way to JetStream.
+#[derive(Debug)]
+struct Pending {
+    id: String,
+    team: Option<String>,
+    json: Bytes,
+    sent: Instant,
+    attempt: u32,
+}
+
+type Acked = (Pending, Result<(), PublishErrorKind>);
+
+/// The background tasks; [`Usage::shutdown`] flushes and stops them.
+#[derive(Debug)]
+pub struct Usage {
+    link: Option<Arc<Link>>,
+    spool: Arc<Spool>,
+    flush: CancellationToken,
+    stop_replay: CancellationToken,
+    publisher: JoinHandle<()>,
+    replayer: Option<JoinHandle<()>>,
+}
+
+/// Starts the publisher (and, with NATS, the replay task) on the current runtime.
+pub fn start(nats: Option<async_nats::Client>, spool: Spool) -> (UsageSink, Usage) {
+    let spool = Arc::new(spool);
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let link = nats.map(|client| {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(ACK_TIMEOUT)
+            .max_ack_inflight(MAX_IN_FLIGHT * 4)
+            .build(client.clone());
+        Arc::new(Link {
+            client,
+            js,
+            stream_ready: AtomicBool::new(false),
+            stream_retry_at: Mutex::new(None),
+        })
+    });
+    if link.is_none() {
+        tracing::info!(path = %spool.dir().display(), "no NATS configured: usage events are written to the spool directory only (replayed when the proxy runs with --nats)");
+    }
+    let flush = CancellationToken::new();
+    let stop_replay = CancellationToken::new();
+    let publisher = tokio::spawn(
+        Publisher {
+            rx,
+            link: link.clone(),
+            spool: Arc::clone(&spool),
+            in_flight: FuturesUnordered::new(),
+            draining: false,
+        }
+        .run(flush.clone()),
+    );
+    let replayer = link
+        .clone()
+        .map(|link| tokio::spawn(replay_loop(link, Arc::clone(&spool), stop_replay.clone())));
+    let sink = UsageSink {
+        tx,
+        spool: Arc::clone(&spool),
+    };
+    let usage = Usage {
+        link,
+        spool,
+        flush,
+        stop_replay,
+        publisher,
+        replayer,
+    };
+    (sink, usage)
+}
+
+impl Usage {
+    /// Clean shutdown, after the last request ended: publishes what is queued, waits for the
+    /// acknowledgements in flight, replays the spool for at most `replay_for`, and leaves
+    /// anything still unpublished in the spool.
+    pub async fn shutdown(self, replay_for: Duration) {
+        self.stop_replay.cancel();
+        if let Some(replayer) = self.replayer {
+            let _ = replayer.await;
+        }
+        self.flush.cancel();
+        let _ = self.publisher.await;
+        if let Some(link) = &self.link {
+            if self.spool.bytes() > 0 && link.connected() {
+                let deadline = Instant::now() + replay_for;
+                let _ = tokio::time::timeout(
+                    replay_for + ACK_TIMEOUT,
+                    replay_pass(link, &self.spool, Some(deadline)),
+                )
+                .await;
+            }
+        }
+        let left = self.spool.bytes();
+        if left > 0 {
+            tracing::warn!(bytes = left, path = %self.spool.dir().display(), "usage events remain in the spool; they are replayed at the next start with NATS");
+        } else {
+            tracing::info!("usage events flushed");
+        }
+    }
+}
+
+struct Publisher {
+    rx: mpsc::Receiver<UsageEvent>,
+    link: Option<Arc<Link>>,
+    spool: Arc<Spool>,
+    in_flight: FuturesUnordered<BoxFuture<'static, Acked>>,
+    /// Shutting down: a failed publish goes to the spool without retrying.
+    draining: bool,
+}
+
+impl Publisher {
+    async fn run(mut self, flush: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                Some((pending, result)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.acked(pending, result).await;
+                }
+                event = self.rx.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => match event {
+                    Some(event) => self.submit_event(&event).await,
+                    None => break,
+                },
+                () = flush.cancelled() => break,
+            }
+        }
+        // Flush: whatever is queued now is the last (later emits go to the spool directly).
+        self.draining = true;
+        self.rx.close();
+        while let Some(event) = self.rx.recv().await {
+            while self.in_flight.len() >= MAX_IN_FLIGHT {
+                if let Some((pending, result)) = self.in_flight.next().await {
+                    self.acked(pending, result).await;
+                }
+            }
+            self.submit_event(&event).await;
+        }
+        while let Some((pending, result)) = self.in_flight.next().await {
+            self.acked(pending, result).await;
+        }
+    }
+
+    async fn submit_event(&mut self, event: &UsageEvent) {
+        let json = match serde_json::to_vec(event) {
+            Ok(json) => Bytes::from(json),
+            Err(e) => {
+                metrics::usage_spool_dropped("encode");
+                tracing::error!(id = %event.id, error = %e, "usage event LOST: it cannot be encoded");
+                return;
+            }
+        };
+        let pending = Pending {
+            id: event.id.clone(),
+            team: event.team.clone(),
+            json,
+            sent: Instant::now(),
+            attempt: 1,
+        };
+        self.submit(pending).await;
+    }
+
+    async fn submit(&mut self, mut pending: Pending) {
+        let Some(link) = self.link.clone() else {
+            self.spool.append(&pending.json);
+            return;
+        };
+        if !link.connected() || !link.ensure_stream().await {
+            self.spool.append(&pending.json);
+            return;
+        }
+        pending.sent = Instant::now();
+        match link
+            .send(&pending.id, pending.team.as_deref(), pending.json.clone())
+            .await
+        {
+            Ok(ack) => self.in_flight.push(
+                async move {
+                    let result = ack.await.map(drop).map_err(|e| e.kind());
+                    (pending, result)
+                }
+                .boxed(),
+            ),
+            Err(e) => {
+                metrics::usage_publish_failure();
+                tracing::warn!(id = %pending.id, error = %e, "cannot publish a usage event; spooling it");
+                self.spool.append(&pending.json);
+            }
+        }
+    }
+
+    async fn acked(&mut self, mut pending: Pending, result: Result<(), PublishErrorKind>) {
+        match result {
+            Ok(()) => {
+                metrics::usage_published("live", 1);
+                metrics::usage_publish_latency(pending.sent.elapsed());
+            }
+            Err(kind) => {
+                metrics::usage_publish_failure();
+                let retry = !self.draining
+                    && pending.attempt < MAX_ATTEMPTS
+                    && self.link.as_ref().is_some_and(|l| {
+                        l.failed(kind);
+                        l.connected()
+                    });
+                if retry {
+                    pending.attempt += 1;
+                    self.submit(pending).await;
+                } else {
+                    tracing::debug!(id = %pending.id, error = %kind, "usage event not acknowledged; spooling it");
+                    self.spool.append(&pending.json);
+                }
+            }
+        }
+    }
+}
+
+async fn replay_loop(link: Arc<Link>, spool: Arc<Spool>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(REPLAY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if spool.bytes() == 0 || !link.connected() {
+            continue;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = replay_pass(&link, &spool, None) => {}
+        }
+    }
+}
+
+/// Re-publishes sealed segments, oldest first, each pipelined; stops at the first segment
+/// with a failure (to try again later) or at `deadline`.
+async fn replay_pass(link: &Link, spool: &Arc<Spool>, deadline: Option<Instant>) {
+    spool.seal();
+    for segment in spool.sealed() {
+        if deadline.is_some_and(|d| Instant::now() >= d) || !link.ensure_stream().await {
+            return;
+        }
+        let path = segment.clone();
+        let events = match tokio::task::spawn_blocking(move || spool::read_segment(&path)).await {
+            Ok(Ok(events)) => events,
+            Ok(Err(e)) => {
+                tracing::warn!(path = %segment.display(), error = %e, "cannot read a spool segment; retrying later");
+                return;
+            }
+            Err(_) => return,
+        };
+        let mut acks = FuturesUnordered::new();
+        let mut acked = 0u64;
+        let mut failed = false;
+        for event in &events {
+            while acks.len() >= MAX_IN_FLIGHT {
+                match acks.next().await {
+                    Some(Ok(_)) => acked += 1,
+                    _ => failed = true,
+                }
+            }
+            if failed {
+                break;
+            }
+            match link
+                .send(&event.id, event.team.as_deref(), event.json.clone())
+                .await
+            {
+                Ok(ack) => acks.push(ack.into_future()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        while let Some(result) = acks.next().await {
+            match result {
+                Ok(_) => acked += 1,
+                Err(e) => {
+                    link.failed(e.kind());
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            metrics::usage_publish_failure();
+            tracing::info!(path = %segment.display(), "replaying a spool segment failed; retrying later");
+            return;
+        }
+        if let Err(e) = spool.remove(&segment) {
+            tracing::warn!(path = %segment.display(), error = %e, "cannot delete a replayed spool segment; it will be replayed again (harmless)");
+            return;
+        }
+        metrics::usage_replayed(acked);
+        metrics::usage_published("replay", acked);
+        tracing::info!(events = acked, path = %segment.display(), "replayed spooled usage events");
+    }
+}
