@@ -389,6 +389,26 @@ async fn rate_windows_never_exceed_the_limit_across_proxies_and_reset() {
     assert_eq!(r.error.as_deref(), Some("bad_window"));
     let r = ask(&nats, &rate_req("proxy-2", window - 3600, limit, 1)).await;
     assert_eq!(r.error.as_deref(), Some("window_ended"));
+
+    // Cleanup drops windows nobody may ask about any more, and only those.
+    let db = env.postgres().client().await.unwrap();
+    db.execute(
+        "INSERT INTO rate_pools (scope, unit, window_start, lim, granted)
+         VALUES ('team:t1', 'requests', now() - interval '1 hour', 5, 5)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let store = control_plane::store::Store::new(
+        control_plane::serve::pool(&env.postgres().database_url()).unwrap(),
+    );
+    assert_eq!(control_plane::lease::cleanup(&store).await.unwrap(), 1);
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM rate_pools", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 2, "this window and the next stay");
 }
 
 #[tokio::test]
