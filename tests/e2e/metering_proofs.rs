@@ -365,7 +365,10 @@ async fn the_ledger_equals_what_the_provider_billed_to_the_last_decimal() {
     // Folded first: abandoned streams are still being drained when the clients are done.
     let folded = wait_for_fold(&s, 5_000, Duration::from_secs(60)).await;
     let billed = billed_by_mock(&s).await;
-    assert_eq!(billed.requests, 5_000, "every request reached the mock once");
+    assert_eq!(
+        billed.requests, 5_000,
+        "every request reached the mock once"
+    );
     assert!(billed.cost > Decimal::ZERO);
     assert_exact(&folded, &billed);
     // The per-tag and per-model views add up to the same total (nothing double counted).
@@ -410,7 +413,10 @@ async fn the_ledger_stays_exact_when_nats_and_the_control_plane_die_mid_run() {
 
     let folded = wait_for_fold(&s, 5_000, Duration::from_secs(90)).await;
     let billed = billed_by_mock(&s).await;
-    assert_eq!(billed.requests, 5_000, "every request reached the mock once");
+    assert_eq!(
+        billed.requests, 5_000,
+        "every request reached the mock once"
+    );
     assert_exact(&folded, &billed);
 }
 
