@@ -48,6 +48,8 @@ pub enum StartError {
     NatsUrl(#[from] snapshot::nats::BadUrl),
     #[error(transparent)]
     SealKey(#[from] seal::BadKey),
+    #[error(transparent)]
+    SpoolInUse(#[from] usage::SpoolInUse),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -92,7 +94,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
     ));
     let (usage_sink, usage) = usage::start(
         nats,
-        usage::Spool::open(&args.spool_dir, args.spool_max_bytes),
+        usage::Spool::open_exclusive(&args.spool_dir, args.spool_max_bytes)?,
     );
     {
         let metrics = metrics.clone();

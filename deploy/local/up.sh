@@ -155,7 +155,7 @@ curl -fsS -X PUT "$ADMIN_URL/admin/config?prune=false" -H "Authorization: Bearer
 
 log "starting the data plane on $HOST:$PORT (ops on $HOST:$OPS_PORT), fed by NATS"
 SWITCHYARD_SEAL_KEY=$SEAL_KEY start data-plane "$BIN/data-plane" --nats "$NATS_URL" \
-  --snapshot-cache "$STATE/data-plane-snapshot.json" --listen "$HOST:$PORT" --ops-listen "$HOST:$OPS_PORT"
+  --snapshot-cache "$STATE/data-plane-snapshot.json" --spool-dir "$STATE/usage-spool" --listen "$HOST:$PORT" --ops-listen "$HOST:$OPS_PORT"
 wait_http "http://$HOST:$OPS_PORT/readyz" data-plane
 
 BASE_URL="http://$HOST:$PORT/v1"

@@ -24,7 +24,7 @@ use async_nats::{ConnectOptions, Event, ServerAddr};
 
 pub use event::{End, Meter, Start};
 pub use publisher::{start, Usage, UsageSink};
-pub use spool::Spool;
+pub use spool::{Spool, SpoolInUse};
 pub use tags::Tags;
 
 /// Longest pause between connection attempts.

@@ -39,7 +39,16 @@ pub struct Spool {
     /// A segment is sealed once it holds this much.
     segment_bytes: u64,
     state: Mutex<State>,
+    /// Held for the life of the process: one proxy per spool directory.
+    _lock: Option<File>,
 }
+
+/// Another process holds the spool directory.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the usage spool {0} is in use by another data-plane process; give each proxy its own --spool-dir"
+)]
+pub struct SpoolInUse(pub String);
 
 #[derive(Debug)]
 struct State {
@@ -79,6 +88,39 @@ impl Spool {
     /// an unusable directory is logged, and each event that cannot be written is counted as
     /// dropped.
     pub fn open(dir: &Path, max_bytes: u64) -> Self {
+        Self::open_inner(dir, max_bytes, None)
+    }
+
+    /// Like [`Spool::open`], and takes an exclusive lock on the directory (`.lock`, released
+    /// when the process exits), so two proxies never replay and delete each other's
+    /// segments. Fails only if another process holds the lock.
+    pub fn open_exclusive(dir: &Path, max_bytes: u64) -> Result<Self, SpoolInUse> {
+        let _ = fs::create_dir_all(dir);
+        let lock = match File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))
+        {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => Some(file),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(SpoolInUse(dir.display().to_string()))
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    tracing::warn!(path = %dir.display(), error = %e, "cannot lock the usage spool directory");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot lock the usage spool directory");
+                None
+            }
+        };
+        Ok(Self::open_inner(dir, max_bytes, lock))
+    }
+
+    fn open_inner(dir: &Path, max_bytes: u64, lock: Option<File>) -> Self {
         if let Err(e) = fs::create_dir_all(dir) {
             tracing::error!(path = %dir.display(), error = %e, "cannot create the usage spool directory; events NATS does not take will be lost");
         }
@@ -98,6 +140,7 @@ impl Spool {
                 unlogged_drops: 0,
                 last_drop_log: None,
             }),
+            _lock: lock,
         }
     }
 
@@ -289,6 +332,18 @@ mod tests {
             .flat_map(|p| read_segment(p).unwrap_or_default())
             .map(|e| e.id)
             .collect()
+    }
+
+    #[test]
+    fn a_spool_directory_serves_one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let first = Spool::open_exclusive(dir.path(), 1 << 20);
+        assert!(first.is_ok());
+        let second = Spool::open_exclusive(dir.path(), 1 << 20);
+        assert!(second.is_err_and(|e| e.to_string().contains("in use")));
+        drop(first);
+        assert!(Spool::open_exclusive(dir.path(), 1 << 20).is_ok());
+        assert!(segments(dir.path()).is_empty(), "the lock file is not a segment");
     }
 
     #[test]
