@@ -343,7 +343,10 @@ mod tests {
         assert!(second.is_err_and(|e| e.to_string().contains("in use")));
         drop(first);
         assert!(Spool::open_exclusive(dir.path(), 1 << 20).is_ok());
-        assert!(segments(dir.path()).is_empty(), "the lock file is not a segment");
+        assert!(
+            segments(dir.path()).is_empty(),
+            "the lock file is not a segment"
+        );
     }
 
     #[test]
