@@ -71,9 +71,11 @@ fn cursor(v: &UsageView) -> String {
 fn parse_cursor(after: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let bad = || ApiError::invalid("after", "not a cursor from this list");
     let (t, id) = after.split_once('_').ok_or_else(bad)?;
+    // Within years 1970-9999, which Postgres can compare against.
     let t = t
         .parse::<i64>()
         .ok()
+        .filter(|us| (0..253_402_300_800_000_000).contains(us))
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(bad)?;
     Ok((t, id.parse().map_err(|_| bad())?))
@@ -193,7 +195,7 @@ mod tests {
         let t = DateTime::from_timestamp_micros(1_795_275_000_123_456).unwrap();
         let (pt, pid) = parse_cursor(&format!("{}_{id}", t.timestamp_micros())).unwrap();
         assert_eq!((pt, pid), (t, id));
-        for bad in ["", "x_y", "12", "12_notauuid"] {
+        for bad in ["", "x_y", "12", "12_notauuid", "-99999999999999999_0190"] {
             assert!(parse_cursor(bad).is_err(), "{bad}");
         }
     }

@@ -13,8 +13,8 @@
 //! - A message that is not a valid event is logged, counted and terminated (never redelivered),
 //!   so it cannot block the consumer.
 //!
-//! Fetching and writing overlap: a fetcher task pulls and decodes the next batch while the
-//! writer commits the current one.
+//! Fetching and writing overlap: a fetcher task pulls and decodes batches while [`WRITERS`]
+//! writers fold them, each batch in its own transaction.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -23,7 +23,9 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use rust_decimal::Decimal;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::alerts::SoftBudgets;
@@ -33,8 +35,13 @@ use super::pricing::PriceBook;
 use super::record::{self, DecodeError, Decoded};
 use crate::store::Store;
 
-/// Most messages folded in one transaction.
-pub const MAX_BATCH: usize = 1000;
+/// Most messages folded in one transaction. Ledger rows, not events, dominate a batch's cost
+/// (each event adds to 1 + one per tag rows); the more events per batch, the more of them
+/// share rows. 2,000 folded about twice as fast as 1,000 on bench-fold's mix.
+pub const MAX_BATCH: usize = 2000;
+/// Batches folded at once, each in its own transaction on its own connection: while one
+/// upserts ledger rows, the next inserts its events.
+pub const WRITERS: usize = 2;
 /// How long an idle fetcher waits for the first message of the next batch.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 
@@ -86,19 +93,42 @@ async fn session(store: &Store, nats_url: &str, cancel: &CancellationToken) -> a
         consumer = proto::USAGE_FOLD_CONSUMER,
         "folding usage events"
     );
-    let (tx, mut rx) = mpsc::channel::<Pulled>(1);
-    let stop = cancel.child_token();
-    let fetcher = tokio::spawn(fetch_loop(consumer, tx, stop.clone()));
-    let mut folder = Folder::new(store.clone(), nats);
+    let (tx, rx) = mpsc::channel::<Pulled>(WRITERS);
+    let rx = Arc::new(Mutex::new(rx));
+    let spend = Arc::new(std::sync::Mutex::new(SpendMetrics::default()));
+    let mut tasks = vec![tokio::spawn(fetch_loop(consumer, tx, cancel.clone()))];
+    for _ in 0..WRITERS {
+        let folder = Folder::new(store.clone(), nats.clone(), Arc::clone(&spend));
+        tasks.push(tokio::spawn(write_loop(
+            folder,
+            Arc::clone(&rx),
+            cancel.clone(),
+        )));
+    }
+    cancel.cancelled().await;
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+/// Folds pulled batches until cancelled or the fetcher is gone. A batch that fails is
+/// negatively acknowledged (delivered again soon) and the writer backs off.
+async fn write_loop(
+    mut folder: Folder,
+    rx: Arc<Mutex<mpsc::Receiver<Pulled>>>,
+    cancel: CancellationToken,
+) {
     let mut failures = 0u32;
-    let result = loop {
-        let pulled = tokio::select! {
-            () = cancel.cancelled() => break Ok(()),
-            p = rx.recv() => match p {
-                Some(p) => p,
-                None => break Err(anyhow::anyhow!("the usage fetcher stopped")),
-            },
+    loop {
+        let pulled = {
+            let mut rx = rx.lock().await;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                p = rx.recv() => p,
+            }
         };
+        let Some(pulled) = pulled else { return };
         match folder.fold_pulled(pulled).await {
             Ok(()) => failures = 0,
             Err(e) => {
@@ -106,15 +136,12 @@ async fn session(store: &Store, nats_url: &str, cancel: &CancellationToken) -> a
                 let pause = Duration::from_millis(200 * u64::from(failures.min(25)));
                 tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "folding a usage batch failed; it will be delivered again");
                 tokio::select! {
-                    () = cancel.cancelled() => break Ok(()),
+                    () = cancel.cancelled() => return,
                     () = tokio::time::sleep(pause) => {}
                 }
             }
         }
-    };
-    stop.cancel();
-    let _ = fetcher.await;
-    result
+    }
 }
 
 /// Pulls batches until cancelled or the channel closes.
@@ -190,7 +217,8 @@ pub struct Folder {
     store: Store,
     nats: async_nats::Client,
     book: PriceBook,
-    spend: SpendMetrics,
+    /// Shared by the writers, so label caps are per process.
+    spend: Arc<std::sync::Mutex<SpendMetrics>>,
     budgets: SoftBudgets,
 }
 
@@ -201,12 +229,16 @@ impl std::fmt::Debug for Folder {
 }
 
 impl Folder {
-    pub fn new(store: Store, nats: async_nats::Client) -> Self {
+    pub fn new(
+        store: Store,
+        nats: async_nats::Client,
+        spend: Arc<std::sync::Mutex<SpendMetrics>>,
+    ) -> Self {
         Self {
             store,
             nats,
             book: PriceBook::new(),
-            spend: SpendMetrics::default(),
+            spend,
             budgets: SoftBudgets::default(),
         }
     }
@@ -272,6 +304,7 @@ impl Folder {
                 (d, cost)
             })
             .collect();
+        let priced = started.elapsed();
         let tx = client.transaction().await?;
         let inserted = record::insert(&tx, &costed).await?;
         let new: Vec<(&proto::UsageEvent, Decimal)> = costed
@@ -279,8 +312,20 @@ impl Folder {
             .filter(|(d, _)| inserted.contains(&d.id))
             .map(|(d, c)| (&d.event, *c))
             .collect();
-        ledger::upsert(&tx, &ledger::aggregate(new.iter().cloned())).await?;
+        let wrote_events = started.elapsed();
+        let rows = ledger::aggregate(new.iter().cloned());
+        ledger::upsert(&tx, &rows).await?;
+        let wrote_ledger = started.elapsed();
         tx.commit().await?;
+        tracing::debug!(
+            events = total,
+            ledger_rows = rows.len(),
+            priced_ms = priced.as_secs_f64() * 1e3,
+            events_ms = (wrote_events - priced).as_secs_f64() * 1e3,
+            ledger_ms = (wrote_ledger - wrote_events).as_secs_f64() * 1e3,
+            commit_ms = (started.elapsed() - wrote_ledger).as_secs_f64() * 1e3,
+            "usage batch folded"
+        );
 
         let folded = Folded {
             new: new.len(),
@@ -294,7 +339,9 @@ impl Folder {
             let lag = (chrono::Utc::now().timestamp_millis() - newest) as f64 / 1000.0;
             metrics::gauge!("switchyard_fold_lag_seconds").set(lag.max(0.0));
         }
-        self.spend.record(new.iter().cloned());
+        if let Ok(mut spend) = self.spend.lock() {
+            spend.record(new.iter().cloned());
+        }
         let touched: Vec<&proto::UsageEvent> = new.iter().map(|(e, _)| *e).collect();
         if let Err(e) = self.budgets.check(&**client, &self.nats, &touched).await {
             // The batch is committed; the next batch touching the budget checks again.

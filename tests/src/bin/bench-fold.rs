@@ -7,7 +7,9 @@
 //! over 100 teams, 1,000 keys, 5 models and two tags, so each batch upserts many ledger rows.
 //!
 //! Run through `tests/bench/fold.sh`, which builds release binaries and points the harness at
-//! them. The harness's Postgres runs with `fsync=off` (it is a throwaway cluster).
+//! them. The harness's Postgres runs with `fsync=off` (it is a throwaway cluster). Knobs:
+//! `BENCH_EVENTS`; `BENCH_CP_LOG` (a log filter for the control plane, whose log is then printed,
+//! e.g. `warn,control_plane::usage=debug` for per-batch timings).
 #![allow(clippy::print_stdout)]
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,7 +32,10 @@ async fn main() -> anyhow::Result<()> {
         "control-plane",
         &env.postgres().database_url(),
         Some(&env.nats().url()),
-        vec![("SWITCHYARD_LOG".into(), "warn".into())],
+        vec![(
+            "SWITCHYARD_LOG".into(),
+            std::env::var("BENCH_CP_LOG").unwrap_or_else(|_| "warn".into()),
+        )],
     )
     .await?;
     let nats = async_nats::connect(env.nats().url()).await?;
@@ -128,6 +133,9 @@ async fn main() -> anyhow::Result<()> {
         .filter(|l| l.starts_with("switchyard_fold_batch_seconds{quantile"))
     {
         println!("  {line}");
+    }
+    if std::env::var("BENCH_CP_LOG").is_ok() {
+        println!("--- control plane log ---\n{}", cp.stderr()?);
     }
     Ok(())
 }
