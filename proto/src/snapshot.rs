@@ -151,7 +151,7 @@ pub struct Provider {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Provider families. All of the kinds here speak the OpenAI wire format.
+/// Provider families. All but `Gemini` speak the OpenAI wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
@@ -167,6 +167,8 @@ pub enum ProviderKind {
     Ollama,
     /// Any other server speaking the OpenAI wire format.
     OpenaiCompatible,
+    /// Google Gemini API (AI Studio): its own wire format, `x-goog-api-key` header.
+    Gemini,
 }
 
 impl ProviderKind {
@@ -179,6 +181,7 @@ impl ProviderKind {
             Self::Vllm => "vllm",
             Self::Ollama => "ollama",
             Self::OpenaiCompatible => "openai_compatible",
+            Self::Gemini => "gemini",
         }
     }
 
@@ -187,6 +190,7 @@ impl ProviderKind {
         match self {
             Self::Openai => Some("https://api.openai.com/v1"),
             Self::Mistral => Some("https://api.mistral.ai/v1"),
+            Self::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
             Self::AzureOpenai | Self::Vllm | Self::Ollama | Self::OpenaiCompatible => None,
         }
     }

@@ -4,7 +4,8 @@
 # Prints requests/s and p50/p99 latency for non-streaming chat at a fixed rate and at maximum
 # throughput, time to first streamed chunk, the ratios, and the data plane's peak RSS after
 # all requests. Load generator: oha (installed from crates.io if missing). Everything runs on
-# this one machine: generator, mock and proxy share its cores, as the README states.
+# this one machine: generator, mock, nats-server (usage events) and proxy share its cores, as
+# the README states.
 #
 # Knobs: BENCH_DURATION (default 20s per run), BENCH_RATE (1000 req/s), BENCH_CONNECTIONS (64
 # for max throughput), BENCH_STREAMS (2000 sequential streams).
@@ -32,6 +33,13 @@ pids+=($!)
 wait_file "$work/mock.addr"
 MOCK=$(cat "$work/mock.addr")
 
+# Usage events go to a JetStream server, as in production (without one they would all go to the
+# on-disk spool).
+NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$work/nats" >"$work/nats.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$NATS_PORT) 2>/dev/null && break; sleep 0.1; done
+
 KEY="sk-sy-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 HASH=$("$BIN/data-plane" hash-key "$KEY")
 cat >"$work/config.yaml" <<YAML
@@ -47,8 +55,8 @@ keys:
     sha256: "$HASH"
     models: ["*"]
 YAML
-SWITCHYARD_LOG=warn "$BIN/data-plane" --config "$work/config.yaml" --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 \
-  --addr-file "$work/dp.addr" >"$work/dp.log" 2>&1 &
+SWITCHYARD_LOG=warn "$BIN/data-plane" --config "$work/config.yaml" --nats "nats://127.0.0.1:$NATS_PORT" --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 \
+  --spool-dir "$work/spool" --addr-file "$work/dp.addr" >"$work/dp.log" 2>&1 &
 DP_PID=$!
 pids+=($DP_PID)
 wait_file "$work/dp.addr"
