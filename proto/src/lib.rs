@@ -24,6 +24,6 @@ pub use snapshot::{
 };
 pub use usage::{
     usage_subject, BudgetAlert, Outcome, Refusal, TokenUsage, UsageEvent, BUDGET_ALERT_SUBJECT,
-    USAGE_FOLD_CONSUMER, USAGE_STREAM, USAGE_SUBJECTS,
+    USAGE_FOLD_CONSUMER, USAGE_REPLAYED_HEADER, USAGE_STREAM, USAGE_SUBJECTS,
 };
 pub use validate::ValidationError;

@@ -17,6 +17,8 @@ pub const USAGE_STREAM: &str = "SWITCHYARD_USAGE";
 pub const USAGE_SUBJECTS: &str = "switchyard.usage.>";
 /// Durable pull consumer shared by every control-plane replica that folds usage.
 pub const USAGE_FOLD_CONSUMER: &str = "switchyard-fold";
+/// Header a data plane sets on an event it publishes from its on-disk spool (a replay).
+pub const USAGE_REPLAYED_HEADER: &str = "Switchyard-Replayed";
 /// Subject on which the control plane announces a soft budget crossing ([`BudgetAlert`]).
 pub const BUDGET_ALERT_SUBJECT: &str = "switchyard.alert.budget";
 

@@ -299,9 +299,21 @@ async fn usage_folds_into_exact_grouped_isolated_ledgers() {
     // The same event again: with the same Nats-Msg-Id (JetStream drops it), and without one
     // (a replay past the duplicate window: the usage_events key drops it).
     publish(&s.js, &events[..3]).await;
+    // Both come from a proxy's spool (the replay header is counted by the control plane).
     let replay = serde_json::to_vec(&events[3]).unwrap();
-    publish_raw(&s.js, &replay).await;
-    publish_raw(&s.js, &replay).await;
+    for _ in 0..2 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(proto::USAGE_REPLAYED_HEADER, "1");
+        s.js.publish_with_headers(
+            usage_subject(events[3].team.as_deref()),
+            headers,
+            replay.clone().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
     // Not events at all.
     publish_raw(&s.js, b"{not json").await;
     publish_raw(&s.js, br#"{"id":"not-a-uuid","time_ms":1,"proxy":"p","endpoint":"chat","alias":"a","latency_ms":1,"status":200,"outcome":"ok"}"#).await;
@@ -495,6 +507,7 @@ async fn usage_folds_into_exact_grouped_isolated_ledgers() {
     for name in [
         "switchyard_fold_duplicates_total",
         "switchyard_usage_undecodable_total 2",
+        "switchyard_usage_spool_replays_total 2",
         "switchyard_fold_events_total 60",
         "switchyard_spend_usd_total{",
         "switchyard_usage_tokens_total{",

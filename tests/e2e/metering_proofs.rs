@@ -419,6 +419,24 @@ async fn the_ledger_stays_exact_when_nats_and_the_control_plane_die_mid_run() {
         "every request reached the mock once"
     );
     assert_exact(&folded, &billed);
+    // The proxies replayed events from their spools.
+    let mut replayed = 0.0;
+    for dp in s.env.data_planes() {
+        let metrics = client()
+            .get(format!("{}/metrics", dp.ops_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        replayed += metrics
+            .lines()
+            .filter(|l| l.starts_with("switchyard_usage_replayed_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    assert!(replayed > 0.0, "events went through the spools");
 }
 
 fn unix_now() -> f64 {

@@ -247,6 +247,18 @@ impl Folder {
     /// terminated if it did not decode. On a database error nothing is acknowledged.
     async fn fold_pulled(&mut self, pulled: Pulled) -> anyhow::Result<()> {
         let Pulled { messages, decoded } = pulled;
+        let replayed = messages
+            .iter()
+            .filter(|m| {
+                m.headers
+                    .as_ref()
+                    .is_some_and(|h| h.get(proto::USAGE_REPLAYED_HEADER).is_some())
+            })
+            .count();
+        if replayed > 0 {
+            // Events a data plane had spooled while NATS was away (duplicates included).
+            metrics::counter!("switchyard_usage_spool_replays_total").increment(replayed as u64);
+        }
         let mut good = Vec::with_capacity(decoded.len());
         let mut bad = Vec::new();
         for (i, d) in decoded.into_iter().enumerate() {

@@ -141,8 +141,13 @@ impl Link {
         id: &str,
         team: Option<&str>,
         json: Bytes,
+        replayed: bool,
     ) -> Result<PublishAckFuture, String> {
-        let publish = PublishMessage::build().payload(json).message_id(id);
+        let mut publish = PublishMessage::build().payload(json).message_id(id);
+        if replayed {
+            // Lets the control plane count spool replays (`proto::USAGE_REPLAYED_HEADER`).
+            publish = publish.header(proto::USAGE_REPLAYED_HEADER, "1");
+        }
         self.js
             .send_publish(usage_subject(team), publish)
             .await
@@ -328,7 +333,7 @@ impl Publisher {
         }
         pending.sent = Instant::now();
         match link
-            .send(&pending.id, pending.team.as_deref(), pending.json.clone())
+            .send(&pending.id, pending.team.as_deref(), pending.json.clone(), false)
             .await
         {
             Ok(ack) => self.in_flight.push(
@@ -421,7 +426,7 @@ async fn replay_pass(link: &Link, spool: &Arc<Spool>, deadline: Option<Instant>)
                 break;
             }
             match link
-                .send(&event.id, event.team.as_deref(), event.json.clone())
+                .send(&event.id, event.team.as_deref(), event.json.clone(), true)
                 .await
             {
                 Ok(ack) => acks.push(ack.into_future()),
