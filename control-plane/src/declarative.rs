@@ -2,12 +2,15 @@
 //!
 //! `apply` validates the whole file first, reads the projections, computes the changes with the
 //! pure [`plan()`], and issues only those commands, in an order that never leaves a route
-//! pointing at a missing provider: providers created/updated → routes created/updated → team
-//! limits set, teams created → keys revoked, updated, created → routes deleted → providers
-//! deleted. Anything in the store that the file does not mention (providers, routes, keys, the
-//! limits of teams its `teams` list leaves out) is removed. Budgets and prices in the file are
-//! not applied (they are managed through the API). Applying the same file twice records no
-//! events: the plan is empty, and every command decides nothing when nothing changes anyway.
+//! pointing at a missing provider or a key at a missing budget: providers created/updated →
+//! routes created/updated → team limits set, teams created → price overrides set/removed →
+//! budgets created/updated → keys revoked, updated, created → budgets deleted → routes deleted
+//! → providers deleted. Anything in the store that the file does not mention (providers,
+//! routes, keys, budgets, price overrides, the limits of teams its `teams` list leaves out) is
+//! removed. Budgets are matched by name (see [`DesiredBudget`]); a price equal to the built-in
+//! one, for a model with no override, is not made an override. Applying the same file twice
+//! records no events: the plan is empty, and every command decides nothing when nothing
+//! changes anyway.
 //!
 //! Each command is its own transaction: if one fails midway, the earlier ones stay applied and
 //! applying the file again converges.
@@ -23,12 +26,15 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 pub use plan::{
-    plan, resolve_team, revoked_names, sealed_errors, tally, ApplyReport, Change, Counts, Current,
-    CurrentKey, Desired, DesiredKey, TeamLimits, TeamRef, DEFAULT_TEAM,
+    budget_target, plan, reference_errors, resolve_team, revoked_names, sealed_errors, tally,
+    ApplyReport, BudgetTarget, Change, Counts, Current, CurrentBudget, CurrentKey, Desired,
+    DesiredBudget, DesiredKey, TeamLimits, TeamRef, DEFAULT_TEAM,
 };
 
 use crate::api::ApiError;
+use crate::domain::budget::{Budget, BudgetSpec};
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
+use crate::domain::pricing::{Price, PriceSpec};
 use crate::domain::provider::Provider;
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::Route;
@@ -63,9 +69,10 @@ pub async fn apply(
     let wanted = Desired::from_snapshot(desired).map_err(ApiError::Invalid)?;
     let current = load_current(store).await?;
     // Found before anything runs, so such a file changes nothing rather than half of it.
-    let taken = revoked_names(&current, &wanted);
-    if !taken.is_empty() {
-        return Err(ApiError::Invalid(taken));
+    let mut refused = revoked_names(&current, &wanted);
+    refused.extend(reference_errors(&current, &wanted, prune));
+    if !refused.is_empty() {
+        return Err(ApiError::Invalid(refused));
     }
     let mut changes = plan(&current, &wanted);
     if !prune {
@@ -74,6 +81,11 @@ pub async fn apply(
                 c,
                 Change::RevokeKey { .. }
                     | Change::SetTeamLimits { unlisted: true, .. }
+                    | Change::RemovePrice { .. }
+                    | Change::DeleteBudget {
+                        replaced: false,
+                        ..
+                    }
                     | Change::DeleteRoute { .. }
                     | Change::DeleteProvider { .. }
             )
@@ -84,6 +96,7 @@ pub async fn apply(
         store,
         actor,
         new_teams: HashMap::new(),
+        new_keys: HashMap::new(),
         events: 0,
         position: None,
     };
@@ -109,6 +122,9 @@ struct Runner<'a> {
     actor: &'a str,
     /// Teams created so far, by name.
     new_teams: HashMap<String, Uuid>,
+    /// Ids of keys to create, drawn when a budget for the key or the key itself needs one
+    /// first (budgets are created before keys).
+    new_keys: HashMap<(TeamRef, String), Uuid>,
     events: u32,
     position: Option<i64>,
 }
@@ -183,6 +199,29 @@ impl Runner<'_> {
                 settings,
                 sha256,
             } => self.create_key(team, settings, sha256).await,
+            Change::SetPrice { model, spec, .. } => {
+                let command = ResourceCommand::Put {
+                    id: model.clone(),
+                    team_id: None,
+                    spec,
+                };
+                self.exec::<Price>(&model, None, command).await
+            }
+            Change::RemovePrice { model } => {
+                self.exec::<Price>(&model, None, ResourceCommand::Delete)
+                    .await
+            }
+            Change::CreateBudget {
+                id, spec, target, ..
+            } => self.create_budget(id, spec, target).await,
+            Change::UpdateBudget { id, spec } => {
+                self.exec::<Budget>(&id.to_string(), None, ResourceCommand::Update(spec))
+                    .await
+            }
+            Change::DeleteBudget { id, .. } => {
+                self.exec::<Budget>(&id.to_string(), None, ResourceCommand::Delete)
+                    .await
+            }
             Change::DeleteRoute { alias } => {
                 self.exec::<Route>(&alias, None, ResourceCommand::Delete)
                     .await
@@ -216,20 +255,67 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// The id of a team that exists or was created earlier in this apply.
+    fn team_id(&self, team: &TeamRef) -> Result<Uuid, ApiError> {
+        match team {
+            TeamRef::Existing(id) => Ok(*id),
+            TeamRef::New(name) => self
+                .new_teams
+                .get(name)
+                .copied()
+                .ok_or_else(|| ApiError::Conflict(format!("team `{name}` was not created"))),
+        }
+    }
+
+    fn new_key_id(&mut self, team: &TeamRef, name: &str) -> Uuid {
+        *self
+            .new_keys
+            .entry((team.clone(), name.to_owned()))
+            .or_insert_with(Uuid::now_v7)
+    }
+
+    /// A budget owned, like the API's, by the team it limits or the team of the key it limits.
+    async fn create_budget(
+        &mut self,
+        id: Uuid,
+        mut spec: BudgetSpec,
+        target: BudgetTarget,
+    ) -> Result<(), ApiError> {
+        let team_id = match &target {
+            BudgetTarget::Team(team) => {
+                let team = self.team_id(team)?;
+                spec.target = team.to_string();
+                Some(team)
+            }
+            BudgetTarget::Key { id: key, team } => {
+                spec.target = key.to_string();
+                Some(*team)
+            }
+            BudgetTarget::NewKey { team, name } => {
+                spec.target = self.new_key_id(team, name).to_string();
+                Some(self.team_id(team)?)
+            }
+            BudgetTarget::Tag(tag) => {
+                spec.target.clone_from(tag);
+                None
+            }
+        };
+        let command = ResourceCommand::Create {
+            id: id.to_string(),
+            team_id,
+            spec,
+        };
+        self.exec::<Budget>(&id.to_string(), Some(0), command).await
+    }
+
     async fn create_key(
         &mut self,
         team: TeamRef,
         settings: KeySettings,
         sha256: String,
     ) -> Result<(), ApiError> {
-        let team_id = match team {
-            TeamRef::Existing(id) => id,
-            TeamRef::New(name) => *self
-                .new_teams
-                .get(&name)
-                .ok_or_else(|| ApiError::Conflict(format!("team `{name}` was not created")))?,
-        };
-        let id = Uuid::now_v7();
+        let team_id = self.team_id(&team)?;
+        let id = self.new_key_id(&team, &settings.name);
         let command = KeyCommand::Create {
             id,
             team_id,
@@ -322,6 +408,33 @@ pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
         .await?
     {
         current.revoked.insert((r.get(0), r.get(1)));
+    }
+    for r in tx
+        .query("SELECT id, team_id, spec FROM budgets ORDER BY id", &[])
+        .await?
+    {
+        let id: Uuid = r.get(0);
+        current.budgets.push(CurrentBudget {
+            id,
+            team_id: r.get(1),
+            spec: parse(r.get(2), "budget", &id.to_string())?,
+        });
+    }
+    let prices = tx
+        .query(
+            "SELECT model, input_per_mtok, output_per_mtok, cached_input_per_mtok FROM pricing",
+            &[],
+        )
+        .await?;
+    for r in prices {
+        // NUMERIC(20, 10) comes back with ten decimals; keep the value as it was written.
+        let amount = |d: rust_decimal::Decimal| d.normalize();
+        let spec = PriceSpec {
+            input_per_mtok: amount(r.get(1)),
+            output_per_mtok: amount(r.get(2)),
+            cached_input_per_mtok: r.get::<_, Option<rust_decimal::Decimal>>(3).map(amount),
+        };
+        current.prices.insert(r.get(0), spec);
     }
     tx.commit().await?;
     Ok(current)

@@ -1,8 +1,9 @@
 //! `PUT /admin/config`: declarative configuration (global tokens only).
 //!
-//! The body is a snapshot-shaped file (providers, routes, keys) in YAML or JSON. Unknown fields
-//! are refused rather than silently ignored, so a typo never turns into a deleted setting; the
-//! file is then validated as a whole and applied by `declarative::apply`.
+//! The body is a snapshot-shaped file (providers, routes, keys, teams, budgets, pricing) in
+//! YAML or JSON. Unknown fields are refused rather than silently ignored, so a typo never turns
+//! into a deleted setting; the file is then validated as a whole and applied by
+//! `declarative::apply`.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -122,7 +123,9 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     operation_id = "apply_config", tag = "config", security(("bearer" = [])),
     params(("prune" = Option<bool>, Query, description = "delete and revoke what the file leaves out (default true)")),
     request_body(description = "The whole desired configuration: providers, routes and keys (keys by SHA-256; `team` is a team name, \
-        created if missing; keys without one go to team `default`). What the store holds beyond it is deleted or revoked.",
+        created if missing; keys without one go to team `default`), team limits, budgets (identified by `name`; `target` is a team name, \
+        a key name or a tag; a key's `budget` names one) and price overrides (an entry equal to the built-in price is not an override). \
+        What the store holds beyond it is deleted or revoked.",
         content(("application/yaml"), ("application/json"))),
     responses((status = 200, body = ApplyReport, description = "what changed; applying the same file again appends no events"),
         (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),

@@ -1,6 +1,10 @@
-//! Tests of the pure plan: order, idempotence, pruning, key identity, validation paths.
+//! Tests of the pure plan: order, idempotence, pruning, key identity, budgets and prices,
+//! validation paths.
+
+use rust_decimal::Decimal;
 
 use super::*;
+use crate::domain::budget::BudgetScope;
 
 const HASH_A: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 const HASH_B: &str = "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9";
@@ -25,6 +29,7 @@ fn desired(yaml: &str) -> Desired {
 
 /// What the store would hold after the changes ran (the pure model of `run`).
 fn simulate(current: &mut Current, changes: &[Change]) {
+    let mut new_keys: HashMap<(TeamRef, String), Uuid> = HashMap::new();
     for c in changes.iter().cloned() {
         match c {
             Change::PutProvider { id, spec, .. } => {
@@ -70,17 +75,60 @@ fn simulate(current: &mut Current, changes: &[Change]) {
                 settings,
                 sha256,
             } => {
-                let team_id = match team {
-                    TeamRef::Existing(id) => id,
-                    TeamRef::New(name) => current.teams[&name],
-                };
+                let id = *new_keys
+                    .entry((team.clone(), settings.name.clone()))
+                    .or_insert_with(Uuid::now_v7);
+                let team_id = team_id(current, &team);
                 current.keys.push(CurrentKey {
-                    id: Uuid::now_v7(),
+                    id,
                     team_id,
                     settings,
                     sha256: Some(sha256),
                 });
             }
+            Change::SetPrice { model, spec, .. } => {
+                current.prices.insert(model, spec);
+            }
+            Change::RemovePrice { model } => {
+                current.prices.remove(&model);
+            }
+            Change::CreateBudget {
+                id,
+                mut spec,
+                target,
+                ..
+            } => {
+                let team_id = match target {
+                    BudgetTarget::Team(team) => {
+                        let team = team_id(current, &team);
+                        spec.target = team.to_string();
+                        Some(team)
+                    }
+                    BudgetTarget::Key { id, team } => {
+                        spec.target = id.to_string();
+                        Some(team)
+                    }
+                    BudgetTarget::NewKey { team, name } => {
+                        let key = *new_keys
+                            .entry((team.clone(), name))
+                            .or_insert_with(Uuid::now_v7);
+                        spec.target = key.to_string();
+                        Some(team_id(current, &team))
+                    }
+                    BudgetTarget::Tag(tag) => {
+                        spec.target = tag;
+                        None
+                    }
+                };
+                current.budgets.push(CurrentBudget { id, team_id, spec });
+            }
+            Change::UpdateBudget { id, spec } => {
+                let Some(b) = current.budgets.iter_mut().find(|b| b.id == id) else {
+                    panic!("unknown budget")
+                };
+                b.spec = spec;
+            }
+            Change::DeleteBudget { id, .. } => current.budgets.retain(|b| b.id != id),
             Change::DeleteRoute { alias } => {
                 current.routes.remove(&alias);
             }
@@ -88,6 +136,13 @@ fn simulate(current: &mut Current, changes: &[Change]) {
                 current.providers.remove(&id);
             }
         }
+    }
+}
+
+fn team_id(current: &Current, team: &TeamRef) -> Uuid {
+    match team {
+        TeamRef::Existing(id) => *id,
+        TeamRef::New(name) => current.teams[name],
     }
 }
 
@@ -107,6 +162,16 @@ fn kinds(changes: &[Change]) -> Vec<&'static str> {
             Change::RevokeKey { .. } => "revoke key",
             Change::UpdateKey { .. } => "update key",
             Change::CreateKey { .. } => "create key",
+            Change::SetPrice { create: true, .. } => "set price",
+            Change::SetPrice { .. } => "change price",
+            Change::RemovePrice { .. } => "remove price",
+            Change::CreateBudget { replaces: None, .. } => "create budget",
+            Change::CreateBudget { .. } => "replace budget",
+            Change::UpdateBudget { .. } => "update budget",
+            Change::DeleteBudget {
+                replaced: false, ..
+            } => "delete budget",
+            Change::DeleteBudget { .. } => "delete replaced budget",
             Change::DeleteRoute { .. } => "delete route",
             Change::DeleteProvider { .. } => "delete provider",
         })
@@ -245,8 +310,15 @@ fn domain_problems_are_reported_with_file_paths() {
 providers: [{ id: p, kind: openai }]
 routes: [{ alias: r, deployments: [{ provider: p, model: m, weight: 0 }] }]
 keys:
-  - { name: a, sha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", budget: nope, rpm: 0 }
+  - { name: a, sha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", rpm: 0 }
   - { name: a, sha256: "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9" }
+budgets:
+  - { id: x, name: b, scope: tag, target: "", amount_usd: "0", period: daily, hard: true }
+  - { id: y, name: b, scope: tag, target: t, amount_usd: "1", period: daily, hard: true }
+pricing:
+  - { model: "has space", input_per_mtok: "-1", output_per_mtok: "1" }
+  - { model: m, input_per_mtok: "1", output_per_mtok: "1" }
+  - { model: m, input_per_mtok: "1", output_per_mtok: "1" }
 "#;
     let snapshot: Snapshot = serde_yaml::from_str(yaml).unwrap();
     let errors = Desired::from_snapshot(&snapshot).unwrap_err();
@@ -255,9 +327,14 @@ keys:
         paths,
         [
             "routes[0].deployments[0].weight",
-            "keys[0].budget",
             "keys[0].rpm",
-            "keys[1].name"
+            "keys[1].name",
+            "budgets[0].target",
+            "budgets[0].amount_usd",
+            "budgets[1].name",
+            "pricing[0].model",
+            "pricing[0].input_per_mtok",
+            "pricing[2].model",
         ]
     );
 }
@@ -352,4 +429,303 @@ fn team_limits_and_key_cost_caps_are_planned_and_converge() {
     let errors = Desired::from_snapshot(&snapshot).unwrap_err();
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["teams[0].rpm", "teams[1].id"]);
+}
+
+const BUDGETS: &str = r#"budgets:
+  - { id: b1, name: team-cap, scope: team, target: payments, amount_usd: "100", period: monthly, hard: true }
+  - { id: b2, name: svc-cap, scope: key, target: svc, amount_usd: "10", period: daily, hard: false }
+  - { id: b3, name: per-project, scope: tag, target: project, amount_usd: "5.50", period: weekly, hard: true }
+"#;
+
+/// FILE with BUDGETS, and `ci` spending from `team-cap`.
+fn with_budgets() -> String {
+    format!("{FILE}{BUDGETS}").replace("models: [fast] }", "models: [fast], budget: team-cap }")
+}
+
+fn budget<'a>(current: &'a Current, name: &str) -> &'a CurrentBudget {
+    current
+        .budgets
+        .iter()
+        .find(|b| b.spec.name == name)
+        .unwrap()
+}
+
+fn key<'a>(current: &'a Current, name: &str) -> &'a CurrentKey {
+    current
+        .keys
+        .iter()
+        .find(|k| k.settings.name == name)
+        .unwrap()
+}
+
+#[test]
+fn budgets_are_created_for_each_scope_before_the_keys_that_use_them() {
+    let mut current = Current::default();
+    let changes = plan(&current, &desired(&with_budgets()));
+    assert_eq!(
+        kinds(&changes),
+        [
+            "create provider",
+            "create route",
+            "create team",
+            "create team",
+            "create budget",
+            "create budget",
+            "create budget",
+            "create key",
+            "create key",
+        ]
+    );
+    let targets: Vec<&BudgetTarget> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateBudget { target, .. } => Some(target),
+            _ => None,
+        })
+        .collect();
+    let payments = TeamRef::New("payments".into());
+    assert_eq!(
+        targets,
+        [
+            &BudgetTarget::Team(payments.clone()),
+            &BudgetTarget::NewKey {
+                team: payments,
+                name: "svc".into()
+            },
+            &BudgetTarget::Tag("project".into()),
+        ]
+    );
+    let report = tally(&changes);
+    assert_eq!(report.budgets.created, 3);
+
+    simulate(&mut current, &changes);
+    let payments = current.teams["payments"];
+    let team_cap = budget(&current, "team-cap");
+    assert_eq!(
+        (team_cap.spec.target.clone(), team_cap.team_id),
+        (payments.to_string(), Some(payments))
+    );
+    let svc = key(&current, "svc").id;
+    let svc_cap = budget(&current, "svc-cap");
+    assert_eq!(
+        (svc_cap.spec.target.clone(), svc_cap.team_id),
+        (svc.to_string(), Some(payments)),
+        "a key budget targets the key's id and belongs to the key's team"
+    );
+    assert_eq!(budget(&current, "per-project").team_id, None);
+    assert_eq!(key(&current, "ci").settings.budget_id, Some(team_cap.id));
+    assert!(
+        plan(&current, &desired(&with_budgets())).is_empty(),
+        "applying the same file again changes nothing"
+    );
+
+    // A file exported from the control plane names targets and key budgets by id.
+    let team_cap_id = team_cap.id;
+    let exported = with_budgets()
+        .replace("target: payments", &format!("target: \"{payments}\""))
+        .replace("target: svc", &format!("target: \"{svc}\""))
+        .replace("id: b1", &format!("id: \"{team_cap_id}\""))
+        .replace("budget: team-cap", &format!("budget: \"{team_cap_id}\""));
+    assert!(plan(&current, &desired(&exported)).is_empty());
+    let by_file_id = with_budgets().replace("budget: team-cap", "budget: b1");
+    assert!(plan(&current, &desired(&by_file_id)).is_empty());
+}
+
+#[test]
+fn budgets_are_updated_replaced_when_retargeted_and_pruned() {
+    let mut current = Current::default();
+    let first = plan(&current, &desired(&with_budgets()));
+    simulate(&mut current, &first);
+    let old_svc_cap = budget(&current, "svc-cap").id;
+
+    // team-cap's amount changes; svc-cap moves to `ci` (which now spends from it);
+    // per-project is dropped.
+    let changed = format!("{FILE}{BUDGETS}")
+        .replace("amount_usd: \"100\"", "amount_usd: \"150\"")
+        .replace("target: svc", "target: ci")
+        .replace("models: [fast] }", "models: [fast], budget: svc-cap }")
+        .replace(
+            "  - { id: b3, name: per-project, scope: tag, target: project, amount_usd: \"5.50\", period: weekly, hard: true }\n",
+            "",
+        );
+    let changes = plan(&current, &desired(&changed));
+    assert_eq!(
+        kinds(&changes),
+        [
+            "update budget",
+            "replace budget",
+            "update key",
+            "delete replaced budget",
+            "delete budget",
+        ]
+    );
+    let Change::CreateBudget {
+        id: new_svc_cap,
+        replaces,
+        ..
+    } = &changes[1]
+    else {
+        panic!("{changes:?}")
+    };
+    assert_eq!(*replaces, Some(old_svc_cap));
+    assert!(
+        matches!(&changes[2], Change::UpdateKey { patch: Some(p), .. } if p.budget_id == Some(Some(*new_svc_cap))),
+        "the key follows its budget to the new id"
+    );
+    let report = tally(&changes);
+    assert_eq!(
+        (
+            report.budgets.created,
+            report.budgets.updated,
+            report.budgets.deleted
+        ),
+        (0, 2, 1)
+    );
+
+    simulate(&mut current, &changes);
+    let ci = key(&current, "ci").id;
+    assert_eq!(budget(&current, "svc-cap").spec.target, ci.to_string());
+    assert_eq!(
+        budget(&current, "team-cap").spec.amount_usd,
+        Decimal::from(150)
+    );
+    assert_eq!(current.budgets.len(), 2);
+    assert!(plan(&current, &desired(&changed)).is_empty());
+}
+
+#[test]
+fn budget_targets_and_key_budgets_that_name_nothing_are_errors() {
+    let yaml = r#"
+keys:
+  - { name: svc, sha256: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", team: payments, budget: nope }
+  - { name: svc, sha256: "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9", team: other, budget: kept }
+budgets:
+  - { id: a, name: a, scope: team, target: nowhere, amount_usd: "1", period: daily, hard: true }
+  - { id: b, name: b, scope: key, target: ghost, amount_usd: "1", period: daily, hard: true }
+  - { id: c, name: c, scope: key, target: svc, amount_usd: "1", period: daily, hard: true }
+  - { id: d, name: d, scope: team, target: payments, amount_usd: "1", period: daily, hard: true }
+  - { id: e, name: e, scope: tag, target: anything, amount_usd: "1", period: daily, hard: true }
+"#;
+    let mut current = Current::default();
+    current.budgets.push(CurrentBudget {
+        id: Uuid::now_v7(),
+        team_id: None,
+        spec: crate::domain::budget::BudgetSpec {
+            name: "kept".into(),
+            scope: BudgetScope::Tag,
+            target: "t".into(),
+            amount_usd: Decimal::ONE,
+            ..Default::default()
+        },
+    });
+    let legacy = Uuid::now_v7();
+    current.teams.insert("ops".into(), Uuid::now_v7());
+    current.keys.push(CurrentKey {
+        id: legacy,
+        team_id: current.teams["ops"],
+        settings: KeySettings {
+            name: "legacy".into(),
+            ..Default::default()
+        },
+        sha256: Some(HASH_C.into()),
+    });
+    let yaml = format!(
+        "{yaml}  - {{ id: f, name: f, scope: key, target: legacy, amount_usd: \"1\", period: daily, hard: true }}\n"
+    );
+    let wanted = desired(&yaml);
+    let budget = wanted.budgets.last().unwrap();
+    assert_eq!(
+        budget_target(&current, &wanted, &budget.spec),
+        Ok(BudgetTarget::Key {
+            id: legacy,
+            team: current.teams["ops"]
+        }),
+        "a live key the file does not list, by name"
+    );
+    let paths = |prune: bool| -> Vec<String> {
+        reference_errors(&current, &wanted, prune)
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    };
+    // `apply` reports these before it runs any command, so such a file changes nothing.
+    assert_eq!(
+        paths(true),
+        [
+            "budgets[0].target",
+            "budgets[1].target",
+            "budgets[2].target",
+            "budgets[5].target",
+            "keys[0].budget",
+            "keys[1].budget",
+        ],
+        "unknown team, unknown key, a key name used in two teams, a key the pruning apply \
+         would revoke, unknown budget, and a stored budget the pruning apply would delete"
+    );
+    assert_eq!(
+        paths(false),
+        [
+            "budgets[0].target",
+            "budgets[1].target",
+            "budgets[2].target",
+            "keys[0].budget",
+        ]
+    );
+}
+
+#[test]
+fn prices_are_set_changed_and_pruned_but_built_ins_are_not_overrides() {
+    let prices = r#"pricing:
+  - { model: gpt-4o-mini, input_per_mtok: "0.15", output_per_mtok: "0.6", cached_input_per_mtok: "0.075" }
+  - { model: gpt-4o, input_per_mtok: "2", output_per_mtok: "8" }
+  - { model: local-llama, input_per_mtok: "0", output_per_mtok: "0.1" }
+"#;
+    let mut current = Current::default();
+    let changes = plan(&current, &desired(prices));
+    assert_eq!(
+        kinds(&changes),
+        ["set price", "set price"],
+        "gpt-4o-mini at its built-in price is no override"
+    );
+    assert_eq!(tally(&changes).prices.created, 2);
+    simulate(&mut current, &changes);
+    assert_eq!(
+        current.prices.keys().collect::<Vec<_>>(),
+        ["gpt-4o", "local-llama"]
+    );
+    assert!(plan(&current, &desired(prices)).is_empty());
+
+    let changed = prices
+        .replace("output_per_mtok: \"0.1\"", "output_per_mtok: \"0.2\"")
+        .replace(
+            "  - { model: gpt-4o, input_per_mtok: \"2\", output_per_mtok: \"8\" }\n",
+            "",
+        );
+    let changes = plan(&current, &desired(&changed));
+    assert_eq!(kinds(&changes), ["change price", "remove price"]);
+    let report = tally(&changes);
+    assert_eq!((report.prices.updated, report.prices.deleted), (1, 1));
+    simulate(&mut current, &changes);
+    assert!(plan(&current, &desired(&changed)).is_empty());
+
+    // A file made from a published snapshot lists the whole table: built-in prices as they
+    // are, overrides with their values.
+    let mut published = String::from("pricing:\n");
+    for (model, spec) in crate::domain::pricing::built_in() {
+        let spec = current.prices.get(&model).cloned().unwrap_or(spec);
+        let cached = spec
+            .cached_input_per_mtok
+            .map(|c| format!(", cached_input_per_mtok: \"{c}\""))
+            .unwrap_or_default();
+        published.push_str(&format!(
+            "  - {{ model: {model}, input_per_mtok: \"{}\", output_per_mtok: \"{}\"{cached} }}\n",
+            spec.input_per_mtok, spec.output_per_mtok
+        ));
+    }
+    published
+        .push_str("  - { model: local-llama, input_per_mtok: \"0\", output_per_mtok: \"0.2\" }\n");
+    assert!(plan(&current, &desired(&published)).is_empty());
+    assert!(plan(&Current::default(), &desired(&published))
+        .iter()
+        .all(|c| matches!(c, Change::SetPrice { model, .. } if model == "local-llama")));
 }
