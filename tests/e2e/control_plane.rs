@@ -408,7 +408,13 @@ providers:
 routes:
   - {{ alias: chat, deployments: [{{ provider: mock, model: mock-chat }}] }}
 keys:
-  - {{ name: declared, team: platform, sha256: "{}", models: ["*"] }}
+  - {{ name: declared, team: platform, sha256: "{}", models: ["*"], budget: declared-monthly }}
+budgets:
+  - {{ id: b1, name: declared-monthly, scope: team, target: platform, amount_usd: "250.50", period: monthly, hard: true }}
+  - {{ id: b2, name: per-workflow, scope: tag, target: workflow, amount_usd: "2", period: total, hard: true }}
+pricing:
+  - {{ model: mock-chat, input_per_mtok: "0.37", output_per_mtok: "1.13" }}
+  - {{ model: gpt-4o-mini, input_per_mtok: "0.15", output_per_mtok: "0.60", cached_input_per_mtok: "0.075" }}
 "#,
         s.env.mock().base_url(),
         crate::fixture::sha256_hex("sk-declared-key-123456")
@@ -430,6 +436,34 @@ keys:
     let (status, first) = put(yaml.clone()).await;
     assert_eq!(status, 200, "{first}");
     assert!(first["events"].as_u64().unwrap() >= 4, "{first}");
+    // Budgets by name with their targets resolved; the key spends from its named budget; a
+    // price equal to the built-in one is not an override.
+    assert_eq!(first["budgets"]["created"], 2, "{first}");
+    assert_eq!(first["prices"]["created"], 1, "{first}");
+    let budgets = s.cp.get("/admin/budgets").await.unwrap()["data"].clone();
+    let monthly = budgets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "declared-monthly")
+        .unwrap()
+        .clone();
+    let team = s.cp.get("/admin/teams").await.unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "platform")
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(monthly["target"], team, "{monthly}");
+    let key = s.cp.get("/admin/keys").await.unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "declared")
+        .unwrap()
+        .clone();
+    assert_eq!(key["budget_id"], monthly["id"], "{key}");
     let head = s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"]
         .as_array()
         .unwrap()
