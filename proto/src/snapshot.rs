@@ -151,7 +151,7 @@ pub struct Provider {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Provider families. All but `Gemini` speak the OpenAI wire format.
+/// Provider families. All but `Gemini` and `Anthropic` speak the OpenAI wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
@@ -169,6 +169,9 @@ pub enum ProviderKind {
     OpenaiCompatible,
     /// Google Gemini API (AI Studio): its own wire format, `x-goog-api-key` header.
     Gemini,
+    /// api.anthropic.com: the Messages API (`x-api-key`, `anthropic-version`), translated
+    /// from and to the OpenAI dialect. The base URL excludes `/v1`.
+    Anthropic,
 }
 
 impl ProviderKind {
@@ -181,6 +184,7 @@ impl ProviderKind {
             Self::Vllm => "vllm",
             Self::Ollama => "ollama",
             Self::OpenaiCompatible => "openai_compatible",
+            Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
         }
     }
@@ -190,6 +194,7 @@ impl ProviderKind {
         match self {
             Self::Openai => Some("https://api.openai.com/v1"),
             Self::Mistral => Some("https://api.mistral.ai/v1"),
+            Self::Anthropic => Some("https://api.anthropic.com"),
             Self::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
             Self::AzureOpenai | Self::Vllm | Self::Ollama | Self::OpenaiCompatible => None,
         }

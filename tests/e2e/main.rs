@@ -10,8 +10,10 @@
 
 mod admin_isolation;
 mod admission;
+mod anthropic_provider;
 mod control_plane;
 mod fixture;
+mod gemini_provider;
 mod leases;
 mod metering_fold;
 mod metering_proofs;

@@ -6,7 +6,9 @@
 //! translates in its own `request`/`response`/`stream` modules; the OpenAI family passes bodies
 //! through with only the model name and the usage request changed.
 
+pub mod anthropic;
 mod error;
+pub mod gemini;
 pub mod http;
 pub mod openai;
 pub mod sse;
@@ -106,18 +108,28 @@ pub trait Provider {
 #[derive(Debug)]
 pub enum Adapter {
     OpenAi(openai::OpenAiFamily),
+    Anthropic(anthropic::Anthropic),
+    Gemini(gemini::Gemini),
 }
 
 impl Adapter {
     /// Builds the adapter for one snapshot provider entry; `seal_key` opens a sealed credential.
     pub fn new(provider: &proto::Provider, seal_key: Option<&SealKey>) -> Self {
-        Self::OpenAi(openai::OpenAiFamily::new(provider, seal_key))
+        match provider.kind {
+            proto::ProviderKind::Anthropic => {
+                Self::Anthropic(anthropic::Anthropic::new(provider, seal_key))
+            }
+            proto::ProviderKind::Gemini => Self::Gemini(gemini::Gemini::new(provider, seal_key)),
+            _ => Self::OpenAi(openai::OpenAiFamily::new(provider, seal_key)),
+        }
     }
 
     /// Provider id from the snapshot.
     pub fn id(&self) -> &str {
         match self {
             Self::OpenAi(p) => p.id(),
+            Self::Anthropic(p) => p.id(),
+            Self::Gemini(p) => p.id(),
         }
     }
 
@@ -125,6 +137,8 @@ impl Adapter {
     pub fn timeout(&self) -> Option<Duration> {
         match self {
             Self::OpenAi(p) => p.timeout(),
+            Self::Anthropic(p) => p.timeout(),
+            Self::Gemini(p) => p.timeout(),
         }
     }
 
@@ -132,6 +146,8 @@ impl Adapter {
     pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
         match self {
             Self::OpenAi(p) => p.endpoints(model),
+            Self::Anthropic(p) => p.endpoints(model),
+            Self::Gemini(p) => p.endpoints(model),
         }
     }
 }
@@ -144,6 +160,8 @@ impl Provider for Adapter {
     ) -> Result<ChatReply, UpstreamError> {
         match self {
             Self::OpenAi(p) => p.chat(call, request).await,
+            Self::Anthropic(p) => p.chat(call, request).await,
+            Self::Gemini(p) => p.chat(call, request).await,
         }
     }
 
@@ -154,6 +172,8 @@ impl Provider for Adapter {
     ) -> Result<JsonReply, UpstreamError> {
         match self {
             Self::OpenAi(p) => p.embeddings(call, body).await,
+            Self::Anthropic(p) => p.embeddings(call, body).await,
+            Self::Gemini(p) => p.embeddings(call, body).await,
         }
     }
 }

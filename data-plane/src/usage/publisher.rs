@@ -333,7 +333,12 @@ impl Publisher {
         }
         pending.sent = Instant::now();
         match link
-            .send(&pending.id, pending.team.as_deref(), pending.json.clone(), false)
+            .send(
+                &pending.id,
+                pending.team.as_deref(),
+                pending.json.clone(),
+                false,
+            )
             .await
         {
             Ok(ack) => self.in_flight.push(

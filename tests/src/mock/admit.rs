@@ -23,13 +23,18 @@ pub(crate) enum Dialect<'a> {
     OpenAi,
     /// `/openai/deployments/{deployment}/...?api-version=`, `api-key` header.
     Azure { deployment: &'a str },
+    /// `/v1beta/models/{model}:{action}`, `x-goog-api-key` header; the model is in the path.
+    Gemini { model: &'a str },
+    /// `/v1/messages`, `x-api-key` header, `anthropic-version` header required.
+    Anthropic,
 }
 
 impl<'a> Dialect<'a> {
     fn deployment(self) -> Option<&'a str> {
         match self {
-            Self::OpenAi => None,
+            Self::OpenAi | Self::Anthropic => None,
             Self::Azure { deployment } => Some(deployment),
+            Self::Gemini { model } => Some(model),
         }
     }
 }
@@ -169,6 +174,12 @@ fn check<T: ApiRequest>(
             return Err(Rejected::BadRequest(message.to_owned()));
         }
     }
+    if let Dialect::Anthropic = dialect {
+        if headers.get("anthropic-version").is_none() {
+            let message = "anthropic-version: header is required";
+            return Err(Rejected::BadRequest(message.to_owned()));
+        }
+    }
     let request = parsed?;
     request.validate().map_err(Rejected::BadRequest)?;
     let Some(model) = model else {
@@ -196,6 +207,8 @@ pub(crate) fn authorize(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ")),
         Dialect::Azure { .. } => headers.get("api-key").and_then(|v| v.to_str().ok()),
+        Dialect::Gemini { .. } => headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()),
+        Dialect::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
     };
     if presented == Some(expected) {
         Ok(())

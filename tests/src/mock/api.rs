@@ -216,7 +216,7 @@ async fn embeddings(
 }
 
 /// A complete JSON body, or the scripted body fault applied to it.
-fn non_stream_response<T>(admitted: &Admitted<T>, json: Vec<u8>) -> Response {
+pub(crate) fn non_stream_response<T>(admitted: &Admitted<T>, json: Vec<u8>) -> Response {
     let record = &admitted.record;
     let half = |mut json: Vec<u8>| {
         json.truncate(json.len() / 2);

@@ -8,6 +8,10 @@
 //! - `POST /openai/deployments/{deployment}/chat/completions` and `.../embeddings` (Azure
 //!   dialect, `api-key: KEY` header, `api-version` query parameter required or 400). The
 //!   response `model` is the body's `model`, else the deployment name.
+//! - `POST /v1/messages` (Anthropic Messages dialect, `x-api-key: KEY`, `anthropic-version`
+//!   required; Anthropic's error shape; see `anthropic.rs`).
+//! - `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse` and
+//!   `:batchEmbedContents` (Gemini dialect, `x-goog-api-key: KEY`; see `gemini.rs`).
 //! - Control: `POST|GET|DELETE /__mock/script`, `GET|DELETE /__mock/requests`,
 //!   `GET /__mock/healthz` (no auth, not recorded).
 //!
@@ -55,11 +59,13 @@
 //! [`MockOptions::record`] = false (`--no-record`).
 
 mod admit;
+mod anthropic;
 mod api;
 mod conn;
 mod control;
 mod embedding;
 mod error;
+mod gemini;
 mod openai;
 mod record;
 mod script;
@@ -143,9 +149,11 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(api::chat_openai))
         .route("/v1/embeddings", post(api::embeddings_openai))
+        .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(api::models))
         .route(AZURE_CHAT, post(api::chat_azure))
         .route(AZURE_EMBEDDINGS, post(api::embeddings_azure))
+        .route("/v1beta/models/{target}", post(gemini::models_action))
         .route(
             "/__mock/script",
             post(control::push_script)

@@ -1,0 +1,387 @@
+//! OpenAI chat requests translated into Anthropic Messages requests.
+//!
+//! Pure code: a body in, a body (or the reason it cannot be translated) out. What maps:
+//! - `system`/`developer` messages, wherever they appear, are hoisted in order into `system`.
+//! - `max_tokens` is required upstream: `max_completion_tokens`, else `max_tokens`, else
+//!   [`DEFAULT_MAX_TOKENS`].
+//! - User and assistant content (text, images as base64 or URL sources), assistant
+//!   `tool_calls` as `tool_use` blocks, `tool` messages as `tool_result` blocks in a user turn.
+//!   Consecutive turns of one role are merged, as Anthropic wants alternating turns.
+//! - `tools`, `tool_choice` (`parallel_tool_calls: false` sets `disable_parallel_tool_use`),
+//!   `stop` → `stop_sequences`, `temperature`, `top_p`, `user` → `metadata.user_id`.
+//! - `response_format` `json_object`/`json_schema` has no Anthropic equivalent: best effort, an
+//!   instruction (with the schema) appended to `system`. The answer is not validated.
+//!
+//! Fields with no Anthropic meaning (`seed`, penalties, `logprobs`, `stream_options`, ...) are
+//! dropped; `n` above 1 is refused because a single Anthropic call yields one choice.
+
+use serde_json::{json, Map, Value};
+
+use crate::providers::JsonBody;
+
+/// `max_tokens` sent when the client set no limit (Anthropic requires one). Large enough for
+/// ordinary answers and accepted by every current Claude model.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// Why a request cannot be sent to Anthropic; the text is shown to the client as a 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Untranslatable(pub String);
+
+fn bad(message: impl Into<String>) -> Untranslatable {
+    Untranslatable(message.into())
+}
+
+/// The Anthropic Messages body for an OpenAI chat body.
+pub fn messages_body(body: &JsonBody, model: &str, stream: bool) -> Result<Value, Untranslatable> {
+    let field = |name: &str| -> Result<Option<Value>, Untranslatable> {
+        match body.get(name) {
+            None => Ok(None),
+            Some(raw) => serde_json::from_str::<Value>(raw.get())
+                .map(|v| (!v.is_null()).then_some(v))
+                .map_err(|_| bad(format!("`{name}` is not valid JSON"))),
+        }
+    };
+    let mut out = Map::new();
+    out.insert("model".into(), Value::from(model));
+    let messages = field("messages")?.ok_or_else(|| bad("`messages` is required"))?;
+    let Value::Array(messages) = messages else {
+        return Err(bad("`messages` must be an array"));
+    };
+    let (mut system, turns) = translate_messages(&messages)?;
+    let max_tokens = match (field("max_completion_tokens")?, field("max_tokens")?) {
+        (Some(v), _) | (None, Some(v)) => v
+            .as_u64()
+            .ok_or_else(|| bad("`max_tokens` must be a positive integer"))?,
+        (None, None) => DEFAULT_MAX_TOKENS,
+    };
+    out.insert("max_tokens".into(), Value::from(max_tokens));
+    out.insert("messages".into(), Value::Array(turns));
+    if let Some(n) = field("n")?.and_then(|n| n.as_u64()) {
+        if n > 1 {
+            return Err(bad("`n` greater than 1 is not supported by this model"));
+        }
+    }
+    for name in ["temperature", "top_p"] {
+        if let Some(v) = field(name)? {
+            out.insert(name.into(), v);
+        }
+    }
+    match field("stop")? {
+        Some(Value::String(s)) => {
+            out.insert("stop_sequences".into(), json!([s]));
+        }
+        Some(v @ Value::Array(_)) => {
+            out.insert("stop_sequences".into(), v);
+        }
+        Some(_) => return Err(bad("`stop` must be a string or an array of strings")),
+        None => {}
+    }
+    if let Some(Value::String(user)) = field("user")? {
+        out.insert("metadata".into(), json!({ "user_id": user }));
+    }
+    if let Some(tools) = field("tools")? {
+        out.insert("tools".into(), translate_tools(&tools)?);
+    }
+    let parallel = field("parallel_tool_calls")?.and_then(|v| v.as_bool());
+    if let Some(choice) = translate_tool_choice(field("tool_choice")?.as_ref(), parallel)? {
+        out.insert("tool_choice".into(), choice);
+    }
+    if let Some(format) = field("response_format")? {
+        if let Some(instruction) = format_instruction(&format)? {
+            system.push(instruction);
+        }
+    }
+    if !system.is_empty() {
+        out.insert("system".into(), Value::from(system.join("\n\n")));
+    }
+    if stream {
+        out.insert("stream".into(), Value::Bool(true));
+    }
+    Ok(Value::Object(out))
+}
+
+/// System texts and Anthropic turns (each `{role, content: [blocks]}`).
+fn translate_messages(messages: &[Value]) -> Result<(Vec<String>, Vec<Value>), Untranslatable> {
+    let mut system = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
+        let content = m.get("content").filter(|c| !c.is_null());
+        let (role, blocks) = match role {
+            "system" | "developer" => {
+                let text = plain_text(content, i)?;
+                if !text.is_empty() {
+                    system.push(text);
+                }
+                continue;
+            }
+            "user" => ("user", content_blocks(content, i)?),
+            "assistant" => ("assistant", assistant_blocks(m, content, i)?),
+            "tool" => ("user", vec![tool_result(m, content, i)?]),
+            other => {
+                return Err(bad(format!(
+                    "messages[{i}]: role `{other}` is not supported by this model"
+                )))
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some((last, existing)) if *last == role => existing.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+    if turns.is_empty() {
+        return Err(bad(
+            "`messages` must contain at least one user or assistant message",
+        ));
+    }
+    let turns = turns
+        .into_iter()
+        .map(|(role, content)| json!({ "role": role, "content": content }))
+        .collect();
+    Ok((system, turns))
+}
+
+/// Text of a system or tool message: a string, or the `text` parts of an array joined.
+fn plain_text(content: Option<&Value>, i: usize) -> Result<String, Untranslatable> {
+    match content {
+        None => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(parts)) => {
+            let mut texts = Vec::new();
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => texts.push(part_text(part, i)?),
+                    _ => {
+                        return Err(bad(format!(
+                            "messages[{i}]: only text parts are allowed here"
+                        )))
+                    }
+                }
+            }
+            Ok(texts.concat())
+        }
+        Some(_) => Err(bad(format!(
+            "messages[{i}].content must be a string or an array"
+        ))),
+    }
+}
+
+fn part_text(part: &Value, i: usize) -> Result<String, Untranslatable> {
+    part.get("text")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| bad(format!("messages[{i}]: a text part needs `text`")))
+}
+
+/// User or assistant content as Anthropic blocks; empty text is dropped (Anthropic refuses it).
+fn content_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, Untranslatable> {
+    let text_block = |t: &str| json!({ "type": "text", "text": t });
+    match content {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![text_block(s)]),
+        Some(Value::Array(parts)) => {
+            let mut blocks = Vec::new();
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        let t = part_text(part, i)?;
+                        if !t.is_empty() {
+                            blocks.push(text_block(&t));
+                        }
+                    }
+                    Some("refusal") => {
+                        if let Some(t) = part.get("refusal").and_then(Value::as_str) {
+                            blocks.push(text_block(t));
+                        }
+                    }
+                    Some("image_url") => blocks.push(image_block(part, i)?),
+                    other => {
+                        return Err(bad(format!(
+                            "messages[{i}]: content part type `{}` is not supported by this model",
+                            other.unwrap_or("(none)")
+                        )))
+                    }
+                }
+            }
+            Ok(blocks)
+        }
+        Some(_) => Err(bad(format!(
+            "messages[{i}].content must be a string or an array"
+        ))),
+    }
+}
+
+/// `data:` URLs become base64 sources, http(s) URLs URL sources.
+fn image_block(part: &Value, i: usize) -> Result<Value, Untranslatable> {
+    let url = part
+        .get("image_url")
+        .and_then(|u| u.get("url").or(Some(u)))
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("messages[{i}]: an image_url part needs `url`")))?;
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (media_type, data) = rest
+            .split_once(";base64,")
+            .ok_or_else(|| bad(format!("messages[{i}]: image data URLs must be base64")))?;
+        return Ok(json!({
+            "type": "image",
+            "source": { "type": "base64", "media_type": media_type, "data": data },
+        }));
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return Ok(json!({ "type": "image", "source": { "type": "url", "url": url } }));
+    }
+    Err(bad(format!(
+        "messages[{i}]: image URLs must be data:, http:// or https:// URLs"
+    )))
+}
+
+fn assistant_blocks(
+    m: &Value,
+    content: Option<&Value>,
+    i: usize,
+) -> Result<Vec<Value>, Untranslatable> {
+    let mut blocks = content_blocks(content, i)?;
+    let Some(calls) = m.get("tool_calls").filter(|c| !c.is_null()) else {
+        return Ok(blocks);
+    };
+    let calls = calls
+        .as_array()
+        .ok_or_else(|| bad(format!("messages[{i}].tool_calls must be an array")))?;
+    for call in calls {
+        let id = call.get("id").and_then(Value::as_str);
+        let function = call.get("function");
+        let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
+        let (Some(id), Some(name)) = (id, name) else {
+            return Err(bad(format!(
+                "messages[{i}].tool_calls: each call needs `id` and `function.name`"
+            )));
+        };
+        let arguments = function
+            .and_then(|f| f.get("arguments"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let input = if arguments.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str::<Value>(arguments).map_err(|_| {
+                bad(format!(
+                    "messages[{i}].tool_calls: `arguments` of `{name}` is not valid JSON"
+                ))
+            })?
+        };
+        blocks.push(json!({ "type": "tool_use", "id": id, "name": name, "input": input }));
+    }
+    Ok(blocks)
+}
+
+fn tool_result(m: &Value, content: Option<&Value>, i: usize) -> Result<Value, Untranslatable> {
+    let id = m
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            bad(format!(
+                "messages[{i}]: a tool message needs `tool_call_id`"
+            ))
+        })?;
+    Ok(json!({
+        "type": "tool_result",
+        "tool_use_id": id,
+        "content": plain_text(content, i)?,
+    }))
+}
+
+fn translate_tools(tools: &Value) -> Result<Value, Untranslatable> {
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| bad("`tools` must be an array"))?;
+    let mut out = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.iter().enumerate() {
+        if tool.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(bad(format!(
+                "tools[{i}]: only `function` tools are supported by this model"
+            )));
+        }
+        let f = tool.get("function");
+        let name = f
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("tools[{i}].function.name is required")))?;
+        let mut t = Map::new();
+        t.insert("name".into(), Value::from(name));
+        if let Some(d) = f
+            .and_then(|f| f.get("description"))
+            .filter(|d| d.is_string())
+        {
+            t.insert("description".into(), d.clone());
+        }
+        let schema = f
+            .and_then(|f| f.get("parameters"))
+            .filter(|p| p.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
+        t.insert("input_schema".into(), schema);
+        out.push(Value::Object(t));
+    }
+    Ok(Value::Array(out))
+}
+
+fn translate_tool_choice(
+    choice: Option<&Value>,
+    parallel: Option<bool>,
+) -> Result<Option<Value>, Untranslatable> {
+    let mut out = match choice {
+        None => {
+            if parallel != Some(false) {
+                return Ok(None);
+            }
+            json!({ "type": "auto" })
+        }
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => json!({ "type": "auto" }),
+            "none" => json!({ "type": "none" }),
+            "required" => json!({ "type": "any" }),
+            other => return Err(bad(format!("`tool_choice` `{other}` is not supported"))),
+        },
+        Some(v) => {
+            let name = v
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("`tool_choice` must name a function"))?;
+            json!({ "type": "tool", "name": name })
+        }
+    };
+    if parallel == Some(false) && out["type"] != "none" {
+        out["disable_parallel_tool_use"] = Value::Bool(true);
+    }
+    Ok(Some(out))
+}
+
+/// The system instruction standing in for `response_format`.
+fn format_instruction(format: &Value) -> Result<Option<String>, Untranslatable> {
+    match format.get("type").and_then(Value::as_str) {
+        None | Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(
+            "Respond with a single valid JSON object and nothing else.".to_owned(),
+        )),
+        Some("json_schema") => {
+            let schema = format
+                .get("json_schema")
+                .and_then(|s| s.get("schema"))
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            Ok(Some(format!(
+                "Respond with a single valid JSON value and nothing else. It must conform to \
+                 this JSON Schema: {schema}"
+            )))
+        }
+        Some(other) => Err(bad(format!(
+            "`response_format` type `{other}` is not supported"
+        ))),
+    }
+}

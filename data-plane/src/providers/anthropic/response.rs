@@ -1,0 +1,140 @@
+//! Anthropic Messages responses translated into OpenAI chat completions.
+//!
+//! Text blocks are joined into `message.content`, `tool_use` blocks become `tool_calls` (the
+//! `input` object serialized as the `arguments` string), `thinking` blocks are dropped, and the
+//! stop reason and usage are mapped (see [`finish_reason`] and [`AnthropicUsage`]).
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::providers::{JsonReply, UpstreamError, Usage};
+
+/// Anthropic's `usage` object. Anthropic counts cache reads and cache writes apart from
+/// `input_tokens`; OpenAI's `prompt_tokens` includes them, so they are added back.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct AnthropicUsage {
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// Fields present in `later` replace these (a `message_delta` repeats or updates counts).
+    pub fn update(&mut self, later: AnthropicUsage) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+        self.cache_read_input_tokens = later
+            .cache_read_input_tokens
+            .or(self.cache_read_input_tokens);
+        self.cache_creation_input_tokens = later
+            .cache_creation_input_tokens
+            .or(self.cache_creation_input_tokens);
+    }
+
+    pub fn normalised(self) -> Usage {
+        let cached = self.cache_read_input_tokens.unwrap_or(0);
+        Usage {
+            prompt_tokens: self.input_tokens.unwrap_or(0)
+                + cached
+                + self.cache_creation_input_tokens.unwrap_or(0),
+            completion_tokens: self.output_tokens.unwrap_or(0),
+            cached_tokens: cached,
+            reasoning_tokens: 0,
+        }
+    }
+}
+
+/// OpenAI's `usage` object for a normalised usage.
+pub fn usage_json(u: Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": u.cached_tokens },
+    })
+}
+
+/// OpenAI's `finish_reason` for Anthropic's `stop_reason`.
+pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") | Some("model_context_window_exceeded") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        // end_turn, stop_sequence, pause_turn, or none reported.
+        _ => "stop",
+    }
+}
+
+#[derive(Deserialize)]
+struct Message {
+    id: String,
+    model: String,
+    #[serde(default)]
+    content: Vec<Value>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: AnthropicUsage,
+}
+
+/// A complete OpenAI `chat.completion` for an Anthropic message; `created` is Unix seconds
+/// (Anthropic sends no timestamp).
+pub fn chat(provider: &str, body: &[u8], created: u64) -> Result<JsonReply, UpstreamError> {
+    let message: Message =
+        serde_json::from_slice(body).map_err(|_| UpstreamError::BadResponse {
+            provider: provider.to_owned(),
+            detail: "message is not an Anthropic message object",
+        })?;
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for block in &message.content {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("tool_use") => tool_calls.push(json!({
+                "id": block.get("id").cloned().unwrap_or(Value::Null),
+                "type": "function",
+                "function": {
+                    "name": block.get("name").cloned().unwrap_or(Value::Null),
+                    "arguments": block.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
+                },
+            })),
+            _ => {}
+        }
+    }
+    let mut msg = json!({
+        "role": "assistant",
+        "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::from(text) },
+        "refusal": null,
+    });
+    if !tool_calls.is_empty() {
+        msg["tool_calls"] = Value::Array(tool_calls);
+    }
+    let usage = message.usage.normalised();
+    let out = json!({
+        "id": message.id,
+        "object": "chat.completion",
+        "created": created,
+        "model": message.model,
+        "choices": [{
+            "index": 0,
+            "message": msg,
+            "logprobs": null,
+            "finish_reason": finish_reason(message.stop_reason.as_deref()),
+        }],
+        "usage": usage_json(usage),
+    });
+    let body = serde_json::to_vec(&out).map_err(|_| UpstreamError::BadResponse {
+        provider: provider.to_owned(),
+        detail: "message could not be re-encoded",
+    })?;
+    Ok(JsonReply {
+        body: Bytes::from(body),
+        usage: Some(usage),
+    })
+}

@@ -1,0 +1,290 @@
+//! Anthropic Messages streams translated into OpenAI `chat.completion.chunk`s, event by event.
+//!
+//! Each Anthropic event yields at most the chunks it causes, as soon as it is decoded:
+//! `message_start` → the role chunk; a text `content_block_delta` → a content delta; a
+//! `tool_use` block start → a `tool_calls` delta with id and name, its `input_json_delta`s →
+//! argument deltas (tool calls are numbered in order of appearance); `message_delta` → the
+//! finish chunk, then a usage-only chunk (`choices: []`, marked [`Chunk::usage_only`]) carrying
+//! the tokens of `message_start` and `message_delta` together. `ping`, block stops and
+//! `thinking` deltas yield nothing. The stream ends cleanly at `message_stop` (or at end of body
+//! after `message_delta`); an `error` event, garbage or a body that breaks off earlier ends it
+//! with an error, so a truncated answer is never presented as complete.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::response::{finish_reason, usage_json, AnthropicUsage};
+use crate::providers::http::classify_read;
+use crate::providers::sse::SseDecoder;
+use crate::providers::{Chunk, ChunkStream, UpstreamError};
+
+/// The fields of any Anthropic stream event that the translation reads.
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: Option<StartMessage>,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    content_block: Option<Value>,
+    #[serde(default)]
+    delta: Option<Value>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct StartMessage {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Translation state of one stream; pure, fed one decoded event at a time.
+#[derive(Debug)]
+pub struct Translator {
+    provider: String,
+    created: u64,
+    id: String,
+    model: String,
+    usage: AnthropicUsage,
+    /// Anthropic content block index → OpenAI tool call index.
+    tools: HashMap<u64, u64>,
+    /// `message_delta` was seen: the answer is complete.
+    pub finished: bool,
+    /// `message_stop` was seen: nothing more will come.
+    pub ended: bool,
+}
+
+impl Translator {
+    /// `created` is the Unix time stamped on every chunk (Anthropic sends none).
+    pub fn new(provider: String, created: u64) -> Self {
+        Self {
+            provider,
+            created,
+            id: String::new(),
+            model: String::new(),
+            usage: AnthropicUsage::default(),
+            tools: HashMap::new(),
+            finished: false,
+            ended: false,
+        }
+    }
+
+    fn bad(&self, detail: &'static str) -> UpstreamError {
+        UpstreamError::BadResponse {
+            provider: self.provider.clone(),
+            detail,
+        }
+    }
+
+    /// The chunks one event's `data` causes, in order.
+    pub fn event(&mut self, data: &[u8]) -> Result<Vec<Chunk>, UpstreamError> {
+        let event: Event =
+            serde_json::from_slice(data).map_err(|_| self.bad("stream event is not JSON"))?;
+        match event.kind.as_str() {
+            "message_start" => {
+                let message = event
+                    .message
+                    .ok_or_else(|| self.bad("message_start without a message"))?;
+                self.id = message.id;
+                self.model = message.model;
+                if let Some(u) = message.usage {
+                    self.usage.update(u);
+                }
+                Ok(vec![
+                    self.chunk(json!({"role": "assistant", "content": ""}), None)
+                ])
+            }
+            "content_block_start" => {
+                let block = event.content_block.unwrap_or(Value::Null);
+                match block.get("type").and_then(Value::as_str) {
+                    Some("tool_use") => {
+                        let call = self.tools.len() as u64;
+                        self.tools.insert(event.index.unwrap_or(0), call);
+                        let delta = json!({"tool_calls": [{
+                            "index": call,
+                            "id": block.get("id").cloned().unwrap_or(Value::Null),
+                            "type": "function",
+                            "function": {
+                                "name": block.get("name").cloned().unwrap_or(Value::Null),
+                                "arguments": "",
+                            },
+                        }]});
+                        Ok(vec![self.chunk(delta, None)])
+                    }
+                    Some("text") => match block.get("text").and_then(Value::as_str) {
+                        Some(t) if !t.is_empty() => {
+                            Ok(vec![self.chunk(json!({"content": t}), None)])
+                        }
+                        _ => Ok(Vec::new()),
+                    },
+                    _ => Ok(Vec::new()),
+                }
+            }
+            "content_block_delta" => {
+                let delta = event.delta.unwrap_or(Value::Null);
+                let text = |k: &str| delta.get(k).and_then(Value::as_str).unwrap_or("");
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        Ok(vec![self.chunk(json!({"content": text("text")}), None)])
+                    }
+                    Some("input_json_delta") => {
+                        let Some(call) = event.index.and_then(|i| self.tools.get(&i)) else {
+                            return Err(self.bad("input_json_delta outside a tool_use block"));
+                        };
+                        let delta = json!({"tool_calls": [{
+                            "index": call,
+                            "function": {"arguments": text("partial_json")},
+                        }]});
+                        Ok(vec![self.chunk(delta, None)])
+                    }
+                    _ => Ok(Vec::new()),
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = event.usage {
+                    self.usage.update(u);
+                }
+                let stop = event
+                    .delta
+                    .as_ref()
+                    .and_then(|d| d.get("stop_reason"))
+                    .and_then(Value::as_str);
+                self.finished = true;
+                let finish = self.chunk(json!({}), Some(finish_reason(stop)));
+                Ok(vec![finish, self.usage_chunk()])
+            }
+            "message_stop" => {
+                self.ended = true;
+                Ok(Vec::new())
+            }
+            "error" => {
+                let e = event.error.unwrap_or(ErrorBody {
+                    kind: String::new(),
+                    message: String::new(),
+                });
+                tracing::info!(provider = %self.provider, kind = %e.kind, message = %e.message, "upstream sent an error event mid-stream");
+                self.ended = true;
+                Err(UpstreamError::Interrupted {
+                    provider: self.provider.clone(),
+                })
+            }
+            // ping, content_block_stop, and event types added later.
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Chunk {
+        let data = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        Chunk {
+            data: Bytes::from(data.to_string()),
+            usage: None,
+            usage_only: false,
+        }
+    }
+
+    fn usage_chunk(&self) -> Chunk {
+        let usage = self.usage.normalised();
+        let data = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage_json(usage),
+        });
+        Chunk {
+            data: Bytes::from(data.to_string()),
+            usage: Some(usage),
+            usage_only: true,
+        }
+    }
+}
+
+struct State {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: SseDecoder,
+    translator: Translator,
+    pending: VecDeque<Chunk>,
+    done: bool,
+}
+
+/// Turns an upstream Anthropic SSE response into an OpenAI chunk stream.
+pub fn chunks(provider: String, created: u64, response: reqwest::Response) -> ChunkStream {
+    let state = State {
+        body: Box::pin(response.bytes_stream()),
+        decoder: SseDecoder::default(),
+        translator: Translator::new(provider, created),
+        pending: VecDeque::new(),
+        done: false,
+    };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        let item = next(&mut st).await?;
+        Some((item, st))
+    }))
+}
+
+async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
+    loop {
+        if let Some(chunk) = st.pending.pop_front() {
+            return Some(Ok(chunk));
+        }
+        if st.done || st.translator.ended {
+            return None;
+        }
+        match st.decoder.next_event() {
+            Ok(Some(event)) => match st.translator.event(&event.data) {
+                Ok(chunks) => st.pending.extend(chunks),
+                Err(e) => {
+                    st.done = true;
+                    return Some(Err(e));
+                }
+            },
+            Ok(None) => match st.body.next().await {
+                Some(Ok(bytes)) => st.decoder.push(&bytes),
+                Some(Err(e)) => {
+                    st.done = true;
+                    return Some(Err(classify_read(&st.translator.provider, e)));
+                }
+                None => {
+                    st.done = true;
+                    if !st.translator.finished {
+                        return Some(Err(UpstreamError::Interrupted {
+                            provider: st.translator.provider.clone(),
+                        }));
+                    }
+                }
+            },
+            Err(_) => {
+                st.done = true;
+                return Some(Err(st.translator.bad("stream event too large")));
+            }
+        }
+    }
+}

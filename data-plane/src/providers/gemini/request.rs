@@ -1,0 +1,514 @@
+//! OpenAI chat request → Gemini `GenerateContentRequest` (pure; shared with a future Vertex AI
+//! adapter, which speaks the same body format).
+//!
+//! Mapping:
+//! - `system`/`developer` messages → `systemInstruction.parts` (text only);
+//! - `user` → `{role: "user"}`, `assistant` → `{role: "model"}`; text parts stay text, image
+//!   `data:` URLs become `inlineData`, `http(s)` image URLs become `fileData` (best effort: the
+//!   Gemini API fetches only some URLs, e.g. its Files API);
+//! - assistant `tool_calls` → `functionCall` parts (arguments parsed as JSON);
+//! - `tool` messages → `functionResponse` parts in a `user` turn, named after the matching
+//!   `tool_call` earlier in the conversation; content that is not a JSON object is wrapped as
+//!   `{"result": content}`. Consecutive turns of one role are merged (parallel calls answer in
+//!   one turn, as Gemini expects);
+//! - `tools` → one `functionDeclarations` list, schemas cleaned by [`clean_schema`];
+//! - `tool_choice` → `toolConfig.functionCallingConfig` (`AUTO`/`NONE`/`ANY`);
+//! - sampling fields → `generationConfig`. Fields Gemini has no equivalent for (`user`,
+//!   `logit_bias`, `logprobs`, `parallel_tool_calls`, `reasoning_effort`, ...) are dropped.
+//!
+//! Input the translation cannot express is a [`BadRequest`] (a 400 to the client), never a
+//! silently wrong request.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+
+use crate::providers::JsonBody;
+
+/// The client's request cannot be expressed for Gemini; the message is for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+fn bad(message: impl Into<String>) -> BadRequest {
+    BadRequest(message.into())
+}
+
+/// JSON-schema keywords Gemini's `Schema` (an OpenAPI 3.0 subset) rejects; removed from tool
+/// parameters and response schemas. `additionalProperties: false` (added by `strict` tools and
+/// most schema generators) and `$schema` are the common ones.
+const UNSUPPORTED_SCHEMA_KEYS: &[&str] = &[
+    "additionalProperties",
+    "$schema",
+    "$id",
+    "$comment",
+    "$defs",
+    "definitions",
+    "strict",
+    "examples",
+    "const",
+    "patternProperties",
+    "unevaluatedProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "if",
+    "then",
+    "else",
+    "not",
+];
+
+/// Translates the OpenAI chat body into a Gemini request body.
+pub fn chat_request(body: &JsonBody) -> Result<Value, BadRequest> {
+    let field = |name: &str| -> Result<Option<Value>, BadRequest> {
+        body.get(name)
+            .map(|raw| serde_json::from_str::<Value>(raw.get()))
+            .transpose()
+            .map(|v| v.filter(|v| !v.is_null()))
+            .map_err(|_| bad(format!("`{name}` is not valid JSON")))
+    };
+    let messages = field("messages")?.ok_or_else(|| bad("`messages` is required"))?;
+    let messages = messages
+        .as_array()
+        .ok_or_else(|| bad("`messages` must be an array"))?;
+    let (system, contents) = translate_messages(messages)?;
+    let mut out = Map::new();
+    out.insert("contents".into(), Value::Array(contents));
+    if !system.is_empty() {
+        out.insert("systemInstruction".into(), json!({ "parts": system }));
+    }
+    if let Some(tools) = field("tools")? {
+        let declarations = function_declarations(&tools)?;
+        if !declarations.is_empty() {
+            out.insert(
+                "tools".into(),
+                json!([{ "functionDeclarations": declarations }]),
+            );
+        }
+    }
+    if let Some(choice) = field("tool_choice")? {
+        out.insert(
+            "toolConfig".into(),
+            json!({ "functionCallingConfig": calling_config(&choice)? }),
+        );
+    }
+    let config = generation_config(&field)?;
+    if !config.is_empty() {
+        out.insert("generationConfig".into(), Value::Object(config));
+    }
+    Ok(Value::Object(out))
+}
+
+type Field<'a> = dyn Fn(&str) -> Result<Option<Value>, BadRequest> + 'a;
+
+fn generation_config(field: &Field<'_>) -> Result<Map<String, Value>, BadRequest> {
+    let mut config = Map::new();
+    for (from, to) in [
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("n", "candidateCount"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+        ("seed", "seed"),
+    ] {
+        if let Some(v) = field(from)? {
+            config.insert(to.into(), v);
+        }
+    }
+    // `max_completion_tokens` supersedes the deprecated `max_tokens`.
+    if let Some(v) = field("max_completion_tokens")?.or(field("max_tokens")?) {
+        config.insert("maxOutputTokens".into(), v);
+    }
+    match field("stop")? {
+        Some(Value::String(s)) => {
+            config.insert("stopSequences".into(), json!([s]));
+        }
+        Some(v @ Value::Array(_)) => {
+            config.insert("stopSequences".into(), v);
+        }
+        Some(_) => return Err(bad("`stop` must be a string or an array of strings")),
+        None => {}
+    }
+    if let Some(format) = field("response_format")? {
+        match format.get("type").and_then(Value::as_str) {
+            Some("text") | None => {}
+            Some("json_object") => {
+                config.insert("responseMimeType".into(), json!("application/json"));
+            }
+            Some("json_schema") => {
+                config.insert("responseMimeType".into(), json!("application/json"));
+                if let Some(schema) = format.pointer("/json_schema/schema") {
+                    config.insert("responseSchema".into(), clean_schema(schema));
+                }
+            }
+            Some(other) => return Err(bad(format!("unsupported response_format type `{other}`"))),
+        }
+    }
+    Ok(config)
+}
+
+fn translate_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), BadRequest> {
+    let mut system = Vec::new();
+    let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut call_names: HashMap<String, String> = HashMap::new();
+    for (i, message) in messages.iter().enumerate() {
+        let role = message
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("messages[{i}].role is required")))?;
+        let content = message.get("content").filter(|c| !c.is_null());
+        let (gemini_role, parts) = match role {
+            "system" | "developer" => {
+                if let Some(c) = content {
+                    system.push(json!({ "text": text_of(c, i)? }));
+                }
+                continue;
+            }
+            "user" => ("user", content_parts(content, i)?),
+            "assistant" => {
+                let mut parts = content_parts(content, i)?;
+                for call in message
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    parts.push(function_call(call, i, &mut call_names)?);
+                }
+                ("model", parts)
+            }
+            "tool" | "function" => ("user", vec![function_response(message, i, &call_names)?]),
+            other => {
+                return Err(bad(format!(
+                    "messages[{i}].role `{other}` is not supported"
+                )))
+            }
+        };
+        if parts.is_empty() {
+            continue;
+        }
+        match contents.last_mut() {
+            Some((last, existing)) if *last == gemini_role => existing.extend(parts),
+            _ => contents.push((gemini_role, parts)),
+        }
+    }
+    let contents = contents
+        .into_iter()
+        .map(|(role, parts)| json!({ "role": role, "parts": parts }))
+        .collect();
+    Ok((system, contents))
+}
+
+/// Text of a string content or of the text parts of an array content.
+fn text_of(content: &Value, i: usize) -> Result<String, BadRequest> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => Ok(parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("")),
+        _ => Err(bad(format!(
+            "messages[{i}].content must be a string or an array"
+        ))),
+    }
+}
+
+fn content_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, BadRequest> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, p)| content_part(p, i, j))
+            .collect(),
+        Some(_) => Err(bad(format!(
+            "messages[{i}].content must be a string or an array"
+        ))),
+    }
+}
+
+fn content_part(part: &Value, i: usize, j: usize) -> Result<Value, BadRequest> {
+    let at = format!("messages[{i}].content[{j}]");
+    match part.get("type").and_then(Value::as_str) {
+        Some("text") => part
+            .get("text")
+            .and_then(Value::as_str)
+            .map(|t| json!({ "text": t }))
+            .ok_or_else(|| bad(format!("{at}.text must be a string"))),
+        Some("image_url") => {
+            let url = part
+                .get("image_url")
+                .and_then(|u| u.get("url").or(Some(u)))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("{at}.image_url.url must be a string")))?;
+            media_part(url).ok_or_else(|| {
+                bad(format!(
+                    "{at}: only data: and http(s) image URLs are supported"
+                ))
+            })
+        }
+        other => Err(bad(format!(
+            "{at}: content part type {} is not supported for Gemini",
+            other.map_or_else(|| "(missing)".to_owned(), |t| format!("`{t}`"))
+        ))),
+    }
+}
+
+/// `data:MIME;base64,DATA` → `inlineData`; `http(s)://` → `fileData` with a MIME type guessed
+/// from the extension.
+fn media_part(url: &str) -> Option<Value> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) = rest.split_once(',')?;
+        let mime = meta.strip_suffix(";base64")?;
+        return Some(json!({ "inlineData": { "mimeType": mime, "data": data } }));
+    }
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return None;
+    }
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
+    let mime = [
+        (".png", "image/png"),
+        (".jpg", "image/jpeg"),
+        (".jpeg", "image/jpeg"),
+        (".webp", "image/webp"),
+        (".gif", "image/gif"),
+        (".heic", "image/heic"),
+        (".heif", "image/heif"),
+        (".pdf", "application/pdf"),
+    ]
+    .into_iter()
+    .find(|(ext, _)| path.ends_with(ext))
+    .map(|(_, mime)| mime);
+    Some(match mime {
+        Some(mime) => json!({ "fileData": { "mimeType": mime, "fileUri": url } }),
+        None => json!({ "fileData": { "fileUri": url } }),
+    })
+}
+
+fn function_call(
+    call: &Value,
+    i: usize,
+    names: &mut HashMap<String, String>,
+) -> Result<Value, BadRequest> {
+    let name = call
+        .pointer("/function/name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            bad(format!(
+                "messages[{i}].tool_calls[].function.name is required"
+            ))
+        })?;
+    let args = match call.pointer("/function/arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+        Some(Value::String(s)) => serde_json::from_str(s).map_err(|_| {
+            bad(format!(
+                "messages[{i}].tool_calls[].function.arguments is not valid JSON"
+            ))
+        })?,
+        Some(other) => other.clone(),
+    };
+    if let Some(id) = call.get("id").and_then(Value::as_str) {
+        names.insert(id.to_owned(), name.to_owned());
+    }
+    Ok(json!({ "functionCall": { "name": name, "args": args } }))
+}
+
+fn function_response(
+    message: &Value,
+    i: usize,
+    names: &HashMap<String, String>,
+) -> Result<Value, BadRequest> {
+    let name = message
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .and_then(|id| names.get(id).map(String::as_str))
+        .or_else(|| message.get("name").and_then(Value::as_str))
+        .ok_or_else(|| {
+            bad(format!(
+                "messages[{i}].tool_call_id does not match a tool call earlier in the conversation"
+            ))
+        })?;
+    let text = match message.get("content") {
+        None | Some(Value::Null) => String::new(),
+        Some(c) => text_of(c, i)?,
+    };
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(object @ Value::Object(_)) => object,
+        _ => json!({ "result": text }),
+    };
+    Ok(json!({ "functionResponse": { "name": name, "response": response } }))
+}
+
+fn function_declarations(tools: &Value) -> Result<Vec<Value>, BadRequest> {
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| bad("`tools` must be an array"))?;
+    tools
+        .iter()
+        .enumerate()
+        .map(|(i, tool)| {
+            if tool.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(bad(format!(
+                    "tools[{i}]: only `function` tools are supported for Gemini"
+                )));
+            }
+            let function = tool.get("function").unwrap_or(&Value::Null);
+            let name = function
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("tools[{i}].function.name is required")))?;
+            let mut declaration = Map::new();
+            declaration.insert("name".into(), json!(name));
+            if let Some(d) = function.get("description").filter(|d| !d.is_null()) {
+                declaration.insert("description".into(), d.clone());
+            }
+            if let Some(p) = function.get("parameters").filter(|p| !is_empty_object(p)) {
+                declaration.insert("parameters".into(), clean_schema(p));
+            }
+            Ok(Value::Object(declaration))
+        })
+        .collect()
+}
+
+/// An object schema without properties: Gemini rejects it, and omitting `parameters` means the
+/// same (a function without arguments).
+fn is_empty_object(schema: &Value) -> bool {
+    schema.is_null()
+        || schema.as_object().is_some_and(|o| {
+            o.get("properties")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty)
+                && o.get("type")
+                    .and_then(Value::as_str)
+                    .is_none_or(|t| t == "object")
+                && !o.contains_key("anyOf")
+        })
+}
+
+/// A JSON schema reduced to what Gemini's `Schema` accepts: [`UNSUPPORTED_SCHEMA_KEYS`] are
+/// removed and `type: [T, "null"]` becomes `type: T, nullable: true`. Property names are never
+/// touched, only keywords.
+pub fn clean_schema(schema: &Value) -> Value {
+    let Some(object) = schema.as_object() else {
+        return schema.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in object {
+        if UNSUPPORTED_SCHEMA_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let value = match key.as_str() {
+            "properties" => match value.as_object() {
+                Some(props) => Value::Object(
+                    props
+                        .iter()
+                        .map(|(name, s)| (name.clone(), clean_schema(s)))
+                        .collect(),
+                ),
+                None => value.clone(),
+            },
+            "items" => clean_schema(value),
+            "anyOf" | "oneOf" | "allOf" => match value.as_array() {
+                Some(list) => Value::Array(list.iter().map(clean_schema).collect()),
+                None => value.clone(),
+            },
+            "type" => match value.as_array() {
+                Some(types) => {
+                    let non_null: Vec<&Value> = types
+                        .iter()
+                        .filter(|t| t.as_str() != Some("null"))
+                        .collect();
+                    if non_null.len() < types.len() {
+                        out.insert("nullable".into(), Value::Bool(true));
+                    }
+                    non_null.first().map_or(json!("string"), |t| (*t).clone())
+                }
+                None => value.clone(),
+            },
+            _ => value.clone(),
+        };
+        // Gemini knows `anyOf` only.
+        let key = if key == "oneOf" {
+            "anyOf"
+        } else {
+            key.as_str()
+        };
+        out.insert(key.to_owned(), value);
+    }
+    Value::Object(out)
+}
+
+fn calling_config(choice: &Value) -> Result<Value, BadRequest> {
+    match choice {
+        Value::String(s) => match s.as_str() {
+            "auto" => Ok(json!({ "mode": "AUTO" })),
+            "none" => Ok(json!({ "mode": "NONE" })),
+            "required" => Ok(json!({ "mode": "ANY" })),
+            other => Err(bad(format!("unsupported tool_choice `{other}`"))),
+        },
+        Value::Object(_) => {
+            let name = choice
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("tool_choice.function.name is required"))?;
+            Ok(json!({ "mode": "ANY", "allowedFunctionNames": [name] }))
+        }
+        _ => Err(bad("tool_choice must be a string or an object")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> JsonBody {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn schema_keywords_go_but_property_names_stay() {
+        let cleaned = clean_schema(&json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "additionalProperties": {"type": ["string", "null"]},
+                "list": {"type": "array", "items": {"type": "object", "additionalProperties": false}}
+            }
+        }));
+        assert_eq!(
+            cleaned,
+            json!({
+                "type": "object",
+                "properties": {
+                    "additionalProperties": {"type": "string", "nullable": true},
+                    "list": {"type": "array", "items": {"type": "object"}}
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn untranslatable_input_is_a_bad_request() {
+        for (input, message) in [
+            (json!({}), "`messages` is required"),
+            (
+                json!({"messages": [{"role": "tool", "tool_call_id": "x", "content": "1"}]}),
+                "messages[0].tool_call_id does not match a tool call earlier in the conversation",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
+                "messages[0].content[0]: content part type `input_audio` is not supported for Gemini",
+            ),
+        ] {
+            assert_eq!(chat_request(&body(input)), Err(BadRequest(message.into())));
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Gemini `streamGenerateContent?alt=sse` → OpenAI chunk stream, one event at a time.
+//!
+//! Every `data:` event is a complete `GenerateContentResponse` holding the next slice of the
+//! answer. [`Translator`] (pure) turns each into OpenAI chunks as it arrives: a role chunk the
+//! first time a candidate appears, a text delta, a `tool_calls` delta (Gemini sends each call
+//! whole), and a finish chunk when the candidate carries a `finishReason`. Gemini repeats a
+//! running `usageMetadata` on events; the last one is reported once, in a usage-only chunk
+//! (`choices: []`) after the body ends. Gemini sends no `[DONE]`: a body that ends after a
+//! finish reason is complete, one that ends before is [`UpstreamError::Interrupted`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use serde_json::{json, Value};
+
+use super::response::{
+    block_reason, candidate_index, candidates, finish_reason, parts, text_of, tool_call, usage,
+    usage_json, Meta,
+};
+use crate::providers::http::classify_read;
+use crate::providers::sse::SseDecoder;
+use crate::providers::{Chunk, ChunkStream, UpstreamError, Usage};
+
+/// Why an event cannot be translated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventError {
+    /// Not JSON, or not a response object.
+    Malformed,
+    /// Gemini sent an `error` object mid-stream.
+    Upstream,
+}
+
+/// Translation state of one stream.
+#[derive(Debug)]
+pub struct Translator {
+    meta: Meta,
+    /// Candidates whose role chunk was sent.
+    started: BTreeSet<u64>,
+    /// Per candidate: tool calls sent so far (the `index` of the next one).
+    tool_calls: BTreeMap<u64, u64>,
+    /// Generated tool call ids, numbered across the stream.
+    call_counter: u64,
+    finished: bool,
+    usage: Option<Usage>,
+}
+
+impl Translator {
+    pub fn new(meta: Meta) -> Self {
+        Self {
+            meta,
+            started: BTreeSet::new(),
+            tool_calls: BTreeMap::new(),
+            call_counter: 0,
+            finished: false,
+            usage: None,
+        }
+    }
+
+    /// Whether a finish reason was seen (the stream may end cleanly).
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The OpenAI chunks for one Gemini event, in order.
+    pub fn event(&mut self, data: &[u8]) -> Result<Vec<Value>, EventError> {
+        let response: Value = serde_json::from_slice(data).map_err(|_| EventError::Malformed)?;
+        if !response.is_object() {
+            return Err(EventError::Malformed);
+        }
+        if response.get("error").is_some() {
+            return Err(EventError::Upstream);
+        }
+        if self.started.is_empty() {
+            self.meta.update_from(&response);
+        }
+        if let Some(u) = usage(&response) {
+            self.usage = Some(u);
+        }
+        let mut out = Vec::new();
+        let candidates = candidates(&response);
+        if candidates.is_empty() {
+            if block_reason(&response).is_some() {
+                // A blocked prompt arrives as a 200 stream; end it the way OpenAI ends a
+                // filtered answer.
+                self.start(0, &mut out);
+                out.push(self.chunk(0, json!({}), Some("content_filter")));
+                self.finished = true;
+            }
+            return Ok(out);
+        }
+        for (position, candidate) in candidates.iter().enumerate() {
+            let index = candidate_index(candidate, position);
+            self.start(index, &mut out);
+            let parts = parts(candidate);
+            let text = text_of(parts);
+            if !text.is_empty() {
+                out.push(self.chunk(index, json!({ "content": text }), None));
+            }
+            let calls: Vec<Value> = parts
+                .iter()
+                .filter_map(|p| p.get("functionCall"))
+                .map(|call| {
+                    let next = self.tool_calls.entry(index).or_insert(0);
+                    let mut delta = tool_call(call, &mut self.call_counter);
+                    if let Some(d) = delta.as_object_mut() {
+                        d.insert("index".into(), json!(*next));
+                    }
+                    *next += 1;
+                    delta
+                })
+                .collect();
+            if !calls.is_empty() {
+                out.push(self.chunk(index, json!({ "tool_calls": calls }), None));
+            }
+            let called = self.tool_calls.get(&index).is_some_and(|n| *n > 0);
+            if let Some(reason) = finish_reason(
+                candidate.get("finishReason").and_then(Value::as_str),
+                called,
+            ) {
+                out.push(self.chunk(index, json!({}), Some(reason)));
+                self.finished = true;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The usage-only chunk to send after the last event, if Gemini reported usage.
+    pub fn end(&self) -> Option<(Value, Usage)> {
+        let u = self.usage?;
+        let chunk = json!({
+            "id": self.meta.id,
+            "object": "chat.completion.chunk",
+            "created": self.meta.created,
+            "model": self.meta.model,
+            "choices": [],
+            "usage": usage_json(u),
+        });
+        Some((chunk, u))
+    }
+
+    fn start(&mut self, index: u64, out: &mut Vec<Value>) {
+        if self.started.insert(index) {
+            out.push(self.chunk(index, json!({ "role": "assistant", "content": "" }), None));
+        }
+    }
+
+    fn chunk(&self, index: u64, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": self.meta.id,
+            "object": "chat.completion.chunk",
+            "created": self.meta.created,
+            "model": self.meta.model,
+            "choices": [{
+                "index": index,
+                "delta": delta,
+                "logprobs": null,
+                "finish_reason": finish,
+            }],
+        })
+    }
+}
+
+struct State {
+    provider: String,
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: SseDecoder,
+    translator: Translator,
+    ready: VecDeque<Chunk>,
+    ended: bool,
+}
+
+/// Turns Gemini's SSE response into an OpenAI chunk stream.
+pub fn chunks(provider: String, meta: Meta, response: reqwest::Response) -> ChunkStream {
+    let state = State {
+        provider,
+        body: Box::pin(response.bytes_stream()),
+        decoder: SseDecoder::default(),
+        translator: Translator::new(meta),
+        ready: VecDeque::new(),
+        ended: false,
+    };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        let item = next(&mut st).await?;
+        Some((item, st))
+    }))
+}
+
+async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
+    loop {
+        if let Some(chunk) = st.ready.pop_front() {
+            return Some(Ok(chunk));
+        }
+        if st.ended {
+            return None;
+        }
+        match st.decoder.next_event() {
+            Ok(Some(event)) => {
+                match st.translator.event(&event.data) {
+                    Ok(values) => st.ready.extend(values.into_iter().map(|v| Chunk {
+                        data: Bytes::from(v.to_string()),
+                        usage: None,
+                        usage_only: false,
+                    })),
+                    Err(e) => {
+                        st.ended = true;
+                        return Some(Err(match e {
+                            EventError::Malformed => bad(&st.provider, "stream chunk is not JSON"),
+                            EventError::Upstream => {
+                                tracing::info!(
+                                    provider = st.provider,
+                                    "upstream sent an error event mid-stream"
+                                );
+                                interrupted(&st.provider)
+                            }
+                        }));
+                    }
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(_) => {
+                st.ended = true;
+                return Some(Err(bad(&st.provider, "stream event too large")));
+            }
+        }
+        match st.body.next().await {
+            Some(Ok(bytes)) => st.decoder.push(&bytes),
+            Some(Err(e)) => {
+                st.ended = true;
+                return Some(Err(classify_read(&st.provider, e)));
+            }
+            None => {
+                st.ended = true;
+                if !st.translator.finished() {
+                    return Some(Err(interrupted(&st.provider)));
+                }
+                if let Some((value, u)) = st.translator.end() {
+                    st.ready.push_back(Chunk {
+                        data: Bytes::from(value.to_string()),
+                        usage: Some(u),
+                        usage_only: true,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn interrupted(provider: &str) -> UpstreamError {
+    UpstreamError::Interrupted {
+        provider: provider.to_owned(),
+    }
+}
+
+fn bad(provider: &str, detail: &'static str) -> UpstreamError {
+    UpstreamError::BadResponse {
+        provider: provider.to_owned(),
+        detail,
+    }
+}

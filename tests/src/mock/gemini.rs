@@ -1,0 +1,664 @@
+//! Gemini API (AI Studio) routes of the mock, in Gemini's own wire format:
+//! `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse` and
+//! `:batchEmbedContents`, authenticated by `x-goog-api-key`.
+//!
+//! They go through the same admission as the OpenAI routes ([`super::admit`]: recording,
+//! scripting by `x-mock-*` headers and `/__mock/script` — a script's `model` matches the model
+//! in the path — latency, faults), and count tokens by the same rules: prompt = words of the
+//! text parts of `contents` and `systemInstruction`; reply = the scripted reply (or
+//! [`DEFAULT_REPLY`]) cut to `generationConfig.maxOutputTokens` words (`MAX_TOKENS`).
+//!
+//! Tool calls: when `toolConfig.functionCallingConfig.mode` is `ANY`, the answer is one
+//! `functionCall` of the first allowed (else first declared) function with
+//! `args: {"query": <text of the last user turn>}`, `finishReason: STOP` and 1 completion
+//! token.
+//!
+//! Streams (`alt=sse`): one `data: <GenerateContentResponse>\r\n\r\n` event per reply word
+//! (words after the first carry a leading space), each with the running `usageMetadata`; the
+//! last carries `finishReason`. There is no `[DONE]`: the body ends.
+//!
+//! Errors use Gemini's `{"error":{"code","message","status"}}`; a wrong or missing key is
+//! Gemini's 400 `INVALID_ARGUMENT` with reason `API_KEY_INVALID`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admit::{admit, Admitted, ApiRequest, Dialect, Rejected};
+use super::conn::KillSwitch;
+use super::embedding::{self, Item, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
+use super::openai::json_response;
+use super::script::Fault;
+use super::stream::{Ending, Piecewise};
+use super::tokens::{count_words, Reply, DEFAULT_REPLY};
+use super::Shared;
+
+/// Content events sent before `reset_mid_stream` / `truncate_stream` cut a stream.
+const EVENTS_BEFORE_FAULT: usize = 2;
+
+type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Content {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    parts: Vec<Part>,
+}
+
+impl Content {
+    fn words(&self) -> u64 {
+        self.parts
+            .iter()
+            .filter_map(|p| p.text.as_deref())
+            .map(count_words)
+            .sum()
+    }
+
+    fn text(&self) -> String {
+        self.parts
+            .iter()
+            .filter_map(|p| p.text.as_deref())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig {
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Tool {
+    #[serde(default)]
+    function_declarations: Vec<FunctionDeclaration>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FunctionDeclaration {
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ToolConfig {
+    #[serde(default)]
+    function_calling_config: Option<CallingConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallingConfig {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    allowed_function_names: Vec<String>,
+}
+
+/// A `GenerateContentRequest`; `STREAM` tells which action it arrived on.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Generate<const STREAM: bool> {
+    contents: Vec<Content>,
+    #[serde(default)]
+    system_instruction: Option<Content>,
+    #[serde(default)]
+    generation_config: Option<GenerationConfig>,
+    #[serde(default)]
+    tools: Vec<Tool>,
+    #[serde(default)]
+    tool_config: Option<ToolConfig>,
+}
+
+impl<const STREAM: bool> Generate<STREAM> {
+    /// The function to call when the request forces one (`mode: ANY`).
+    fn forced_call(&self) -> Option<&str> {
+        let config = self
+            .tool_config
+            .as_ref()?
+            .function_calling_config
+            .as_ref()?;
+        if config.mode.as_deref() != Some("ANY") {
+            return None;
+        }
+        config
+            .allowed_function_names
+            .first()
+            .map(String::as_str)
+            .or_else(|| {
+                self.tools
+                    .iter()
+                    .flat_map(|t| &t.function_declarations)
+                    .map(|f| f.name.as_str())
+                    .next()
+            })
+    }
+
+    fn last_user_text(&self) -> String {
+        self.contents
+            .iter()
+            .rev()
+            .find(|c| c.role.as_deref() != Some("model"))
+            .map(Content::text)
+            .unwrap_or_default()
+    }
+}
+
+impl<const STREAM: bool> ApiRequest for Generate<STREAM> {
+    fn model(&self) -> Option<&str> {
+        None
+    }
+    fn stream(&self) -> bool {
+        STREAM
+    }
+    fn prompt_tokens(&self) -> u64 {
+        self.contents.iter().map(Content::words).sum::<u64>()
+            + self.system_instruction.as_ref().map_or(0, Content::words)
+    }
+    fn validate(&self) -> Result<(), String> {
+        if self.contents.is_empty() {
+            return Err("* GenerateContentRequest.contents: contents is not specified".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EmbedRequest {
+    #[serde(default)]
+    model: Option<String>,
+    content: Content,
+    #[serde(default)]
+    output_dimensionality: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchEmbed {
+    requests: Vec<EmbedRequest>,
+}
+
+impl ApiRequest for BatchEmbed {
+    fn model(&self) -> Option<&str> {
+        None
+    }
+    fn stream(&self) -> bool {
+        false
+    }
+    fn prompt_tokens(&self) -> u64 {
+        self.requests.iter().map(|r| r.content.words()).sum()
+    }
+    fn validate(&self) -> Result<(), String> {
+        if self.requests.is_empty() {
+            return Err("* BatchEmbedContentsRequest.requests: requests is not specified".into());
+        }
+        if let Some(d) = self
+            .requests
+            .iter()
+            .filter_map(|r| r.output_dimensionality)
+            .find(|d| !(1..=MAX_DIMENSIONS).contains(d))
+        {
+            return Err(format!(
+                "outputDimensionality {d} is not in 1..={MAX_DIMENSIONS}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1beta/models/{model}:{action}`.
+pub(crate) async fn models_action(
+    (State(shared), ConnectInfo(kill)): Ctx,
+    Path(target): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((model, action)) = target.rsplit_once(':') else {
+        return not_found(&target);
+    };
+    let dialect = Dialect::Gemini { model };
+    match action {
+        "generateContent" => {
+            match admit::<Generate<false>>(&shared, &kill, dialect, &uri, &headers, &body).await {
+                Ok(admitted) => generate(&admitted),
+                Err(rejected) => error_from(rejected),
+            }
+        }
+        "streamGenerateContent" => {
+            if !uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "alt=sse"))
+            {
+                return gemini_error(
+                    StatusCode::BAD_REQUEST,
+                    "the mock streams with alt=sse only",
+                    None,
+                );
+            }
+            match admit::<Generate<true>>(&shared, &kill, dialect, &uri, &headers, &body).await {
+                Ok(admitted) => generate(&admitted),
+                Err(rejected) => error_from(rejected),
+            }
+        }
+        "batchEmbedContents" => {
+            match admit::<BatchEmbed>(&shared, &kill, dialect, &uri, &headers, &body).await {
+                Ok(admitted) => embed(&admitted),
+                Err(rejected) => error_from(rejected),
+            }
+        }
+        _ => not_found(&target),
+    }
+}
+
+/// What one answer holds: reply words or a function call, and the token counts.
+struct Answer<'a> {
+    reply: Reply<'a>,
+    call: Option<Value>,
+    prompt: u64,
+    completion: u64,
+}
+
+fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Response {
+    let request = &admitted.request;
+    let reply_text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
+    let limit = request
+        .generation_config
+        .as_ref()
+        .and_then(|c| c.max_output_tokens);
+    let call = request.forced_call().map(|name| {
+        json!({ "functionCall": { "name": name, "args": { "query": request.last_user_text() } } })
+    });
+    let reply = Reply::new(reply_text, limit);
+    let answer = Answer {
+        completion: if call.is_some() {
+            1
+        } else {
+            reply.completion_tokens()
+        },
+        prompt: request.prompt_tokens(),
+        reply,
+        call,
+    };
+    admitted.record.set_completion_tokens(answer.completion);
+    if admitted.behaviour.fault.is_none() {
+        admitted
+            .record
+            .set_usage_reported(answer.prompt, answer.completion);
+    }
+    let id = format!("mock{:08x}", admitted.seq);
+    let event = |parts: Value, finish: Option<&str>, completion: u64| {
+        let mut candidate = json!({ "content": { "parts": parts, "role": "model" }, "index": 0 });
+        if let (Some(f), Some(c)) = (finish, candidate.as_object_mut()) {
+            c.insert("finishReason".into(), json!(f));
+        }
+        json!({
+            "candidates": [candidate],
+            "usageMetadata": {
+                "promptTokenCount": answer.prompt,
+                "candidatesTokenCount": completion,
+                "totalTokenCount": answer.prompt + completion,
+                "promptTokensDetails": [{ "modality": "TEXT", "tokenCount": answer.prompt }],
+            },
+            "modelVersion": admitted.model,
+            "responseId": id,
+        })
+    };
+    let finish = if answer.reply.finish_reason == "length" && answer.call.is_none() {
+        "MAX_TOKENS"
+    } else {
+        "STOP"
+    };
+    if !STREAM {
+        let parts = match &answer.call {
+            Some(call) => json!([call]),
+            None => json!([{ "text": answer.reply.text() }]),
+        };
+        let body = event(parts, Some(finish), answer.completion).to_string();
+        return non_stream(admitted, body.into_bytes());
+    }
+    let sse = |v: Value| Bytes::from(format!("data: {v}\r\n\r\n"));
+    let mut pieces = Vec::new();
+    let fault = admitted.behaviour.fault;
+    let mut ending = Ending::Clean;
+    if fault == Some(Fault::Malformed) {
+        pieces.push(Bytes::from_static(
+            b"data: {\"candidates\": [{\"content\": <malformed>\r\n\r\n",
+        ));
+    } else if let Some(call) = &answer.call {
+        // A call arrives whole: a cut stream sends none of it.
+        match fault {
+            None => pieces.push(sse(event(json!([call]), Some(finish), answer.completion))),
+            Some(Fault::ResetMidStream) => ending = Ending::Abort,
+            Some(_) => {}
+        }
+    } else {
+        let words = &answer.reply.words;
+        let cut = matches!(fault, Some(Fault::ResetMidStream | Fault::TruncateStream));
+        let sent = if cut {
+            words.len().min(EVENTS_BEFORE_FAULT)
+        } else {
+            words.len()
+        };
+        for (i, word) in words[..sent].iter().enumerate() {
+            let text = if i == 0 {
+                (*word).to_owned()
+            } else {
+                format!(" {word}")
+            };
+            let last = !cut && i + 1 == words.len();
+            pieces.push(sse(event(
+                json!([{ "text": text }]),
+                last.then_some(finish),
+                i as u64 + 1,
+            )));
+        }
+        if words.is_empty() && !cut {
+            pieces.push(sse(event(json!([{ "text": "" }]), Some(finish), 0)));
+        }
+        if fault == Some(Fault::ResetMidStream) {
+            ending = Ending::Abort;
+        }
+    }
+    let plan = Piecewise {
+        pieces,
+        ending,
+        delay: Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0)),
+        sse: true,
+        record: admitted.record.clone(),
+    };
+    let mut response = Response::new(plan.into_body());
+    *response.status_mut() = admitted.status;
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn embed(admitted: &Admitted<BatchEmbed>) -> Response {
+    let expected = format!("models/{}", admitted.model);
+    if let Some(other) = admitted
+        .request
+        .requests
+        .iter()
+        .filter_map(|r| r.model.as_deref())
+        .find(|m| *m != expected)
+    {
+        admitted.record.completed();
+        let message = format!(
+            "* BatchEmbedContentsRequest.requests: model `{other}` does not match the URL model `{expected}`"
+        );
+        return gemini_error(StatusCode::BAD_REQUEST, &message, None);
+    }
+    let embeddings: Vec<Value> = admitted
+        .request
+        .requests
+        .iter()
+        .map(|r| {
+            let text = r.content.text();
+            let dims = r.output_dimensionality.unwrap_or(DEFAULT_DIMENSIONS);
+            json!({ "values": embedding::vector(Item::Text(&text), dims) })
+        })
+        .collect();
+    if admitted.behaviour.fault.is_none() {
+        admitted
+            .record
+            .set_usage_reported(admitted.request.prompt_tokens(), 0);
+    }
+    let body = json!({ "embeddings": embeddings }).to_string();
+    non_stream(admitted, body.into_bytes())
+}
+
+/// A complete JSON body, or the scripted body fault applied to it.
+fn non_stream<T>(admitted: &Admitted<T>, mut json: Vec<u8>) -> Response {
+    let record = &admitted.record;
+    match admitted.behaviour.fault {
+        Some(Fault::Malformed) => json = b"{\"candidates\": [ <malformed by mock>".to_vec(),
+        Some(Fault::TruncateStream) => json.truncate(json.len() / 2),
+        Some(Fault::ResetMidStream) => {
+            json.truncate(json.len() / 2);
+            let plan = Piecewise {
+                pieces: vec![Bytes::from(json)],
+                ending: Ending::Abort,
+                delay: Duration::ZERO,
+                sse: false,
+                record: record.clone(),
+            };
+            return json_response(admitted.status, plan.into_body());
+        }
+        Some(Fault::Reset) | None => {}
+    }
+    record.completed();
+    json_response(admitted.status, json)
+}
+
+/// Gemini's status name for an HTTP status.
+fn status_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        s if s >= 500 => "INTERNAL",
+        _ => "FAILED_PRECONDITION",
+    }
+}
+
+fn gemini_error(status: StatusCode, message: &str, details: Option<Value>) -> Response {
+    let mut error = json!({
+        "code": status.as_u16(),
+        "message": message,
+        "status": status_name(status),
+    });
+    if let (Some(d), Some(e)) = (details, error.as_object_mut()) {
+        e.insert("details".into(), d);
+    }
+    json_response(status, json!({ "error": error }).to_string())
+}
+
+fn not_found(target: &str) -> Response {
+    let message = format!("models/{target} is not found for API version v1beta");
+    gemini_error(StatusCode::NOT_FOUND, &message, None)
+}
+
+/// A rejection from admission, in Gemini's error format.
+fn error_from(rejected: Rejected) -> Response {
+    match rejected {
+        Rejected::Unauthorized => gemini_error(
+            StatusCode::BAD_REQUEST,
+            "API key not valid. Please pass a valid API key.",
+            Some(json!([{
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": { "service": "generativelanguage.googleapis.com" },
+            }])),
+        ),
+        Rejected::BadRequest(message) => gemini_error(StatusCode::BAD_REQUEST, &message, None),
+        Rejected::Scripted {
+            status,
+            message,
+            retry_after,
+        } => {
+            let default = match status.as_u16() {
+                429 => "Resource has been exhausted (e.g. check quota). (mock provider)",
+                s if s >= 500 => "An internal error has occurred. (mock provider)",
+                _ => "Request contains an invalid argument. (mock provider)",
+            };
+            let mut response = gemini_error(status, message.as_deref().unwrap_or(default), None);
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
+        Rejected::Reset => Response::default(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::super::{spawn, MockOptions};
+
+    #[tokio::test]
+    async fn gemini_routes_speak_the_gemini_wire_format() {
+        let server = spawn(MockOptions {
+            api_key: Some("g-key".into()),
+            record: true,
+        })
+        .await
+        .unwrap();
+        let client = reqwest::Client::new();
+        let url = |action: &str| format!("{}/v1beta/models/gem-1:{action}", server.base_url());
+        let body = json!({
+            "systemInstruction": {"parts": [{"text": "be brief"}]},
+            "contents": [{"role": "user", "parts": [{"text": "hi there you"}]}],
+            "generationConfig": {"maxOutputTokens": 2},
+        });
+
+        let wrong = client
+            .post(url("generateContent"))
+            .header("x-goog-api-key", "nope")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 400);
+        let wrong: Value = wrong.json().await.unwrap();
+        assert_eq!(wrong["error"]["details"][0]["reason"], "API_KEY_INVALID");
+
+        let ok: Value = client
+            .post(url("generateContent"))
+            .header("x-goog-api-key", "g-key")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            ok["candidates"][0]["content"]["parts"][0]["text"],
+            "Hello from"
+        );
+        assert_eq!(ok["candidates"][0]["finishReason"], "MAX_TOKENS");
+        assert_eq!(ok["usageMetadata"]["promptTokenCount"], 5);
+        assert_eq!(ok["usageMetadata"]["candidatesTokenCount"], 2);
+        assert_eq!(ok["modelVersion"], "gem-1");
+
+        // A script for the model in the path applies; the stream ends after the finish reason.
+        client
+            .post(format!("{}/__mock/script", server.base_url()))
+            .json(&json!({"model": "gem-1", "reply": "a b c"}))
+            .send()
+            .await
+            .unwrap();
+        let text = client
+            .post(format!("{}?alt=sse", url("streamGenerateContent")))
+            .header("x-goog-api-key", "g-key")
+            .json(&json!({"contents": [{"parts": [{"text": "x"}]}]}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let events: Vec<Value> = text
+            .split("\r\n\r\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap())
+            .collect();
+        let words: Vec<&str> = events
+            .iter()
+            .map(|e| {
+                e["candidates"][0]["content"]["parts"][0]["text"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(words, ["a", " b", " c"]);
+        assert_eq!(events[2]["candidates"][0]["finishReason"], "STOP");
+        assert!(events[1]["candidates"][0].get("finishReason").is_none());
+        assert_eq!(events[2]["usageMetadata"]["totalTokenCount"], 4);
+
+        let forced: Value = client
+            .post(url("generateContent"))
+            .header("x-goog-api-key", "g-key")
+            .header("x-mock-status", "429")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(forced["error"]["status"], "RESOURCE_EXHAUSTED");
+
+        let embedded: Value = client
+            .post(url("batchEmbedContents"))
+            .header("x-goog-api-key", "g-key")
+            .json(&json!({"requests": [
+                {"model": "models/gem-1", "content": {"parts": [{"text": "one"}]}, "outputDimensionality": 4},
+                {"model": "models/gem-1", "content": {"parts": [{"text": "two"}]}}
+            ]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            embedded["embeddings"][0]["values"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+        assert_eq!(
+            embedded["embeddings"][1]["values"]
+                .as_array()
+                .unwrap()
+                .len(),
+            8
+        );
+
+        let records: Vec<Value> = client
+            .get(format!("{}/__mock/requests", server.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(records[1]["model"], "gem-1");
+        assert_eq!(
+            records[1]["billed"],
+            json!({"prompt_tokens": 5, "completion_tokens": 2})
+        );
+        assert_eq!(records[2]["stream"], true);
+    }
+}
