@@ -16,9 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use switchyard_tests::support::{
-    eventually, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, SEAL_KEY,
-};
+use switchyard_tests::support::{eventually, ControlPlane, TestEnv};
 
 use crate::fixture::{client, UPSTREAM_KEY};
 
@@ -33,32 +31,9 @@ struct Stack {
     proxies: Vec<String>,
 }
 
+/// The control-plane suite's stack (Postgres, NATS, the mock, a control plane, `n` proxies).
 async fn stack(proxies: usize) -> Stack {
-    let mut env = TestEnv::builder()
-        .postgres()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .build()
-        .await
-        .expect("services start");
-    let cp = ControlPlane::start(
-        env.dir(),
-        "control-plane",
-        &env.postgres().database_url(),
-        Some(&env.nats().url()),
-        vec![],
-    )
-    .await
-    .expect("control plane starts");
-    for _ in 0..proxies {
-        env.start_data_plane(
-            DataPlaneSpec::nats()
-                .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
-                .env("SWITCHYARD_LOG", "info"),
-        )
-        .await
-        .expect("data plane starts");
-    }
+    let crate::control_plane::Stack { cp, env } = crate::control_plane::stack(proxies).await;
     let proxies = env.data_planes().iter().map(|d| d.base_url()).collect();
     Stack { env, cp, proxies }
 }
