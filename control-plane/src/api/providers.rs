@@ -49,7 +49,8 @@ impl std::fmt::Debug for Plaintext {
 pub struct ProviderView {
     pub id: String,
     pub team_id: Option<Uuid>,
-    /// `openai`, `azure_openai`, `mistral`, `vllm`, `ollama` or `openai_compatible`.
+    /// `openai`, `azure_openai`, `mistral`, `vllm`, `ollama`, `openai_compatible`, `anthropic` or
+    /// `gemini`.
     #[schema(value_type = String, example = "openai")]
     pub kind: proto::ProviderKind,
     pub base_url: Option<String>,
