@@ -7,6 +7,7 @@
 //! through with only the model name and the usage request changed.
 
 pub mod anthropic;
+mod common;
 mod error;
 pub mod gemini;
 pub mod http;

@@ -3,8 +3,15 @@
 //! Bytes go in as the network delivers them; complete events come out as soon as their
 //! terminating blank line has arrived, so a relay never waits for more than one event. Handles
 //! `\n`, `\r\n` and `\r` line endings, multi-line `data:` fields, comments and `event:` names.
+//! [`SseBody`] feeds the decoder from an upstream response, for every streaming adapter.
+
+use std::pin::Pin;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+use super::http::classify_read;
+use super::UpstreamError;
 
 /// One decoded event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +67,44 @@ impl SseDecoder {
             self.buf.advance(skip);
             if let Some(event) = parse_block(&block) {
                 return Ok(Some(event));
+            }
+        }
+    }
+}
+
+/// Events read off an upstream SSE response as its bytes arrive.
+pub struct SseBody {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: SseDecoder,
+}
+
+impl SseBody {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            decoder: SseDecoder::default(),
+        }
+    }
+
+    /// The next complete event, `Ok(None)` once the body has ended; an oversized event or a
+    /// body that breaks off is an error for `provider`. After `Ok(None)` or an error the caller
+    /// ends its stream.
+    pub async fn next_event(&mut self, provider: &str) -> Result<Option<SseEvent>, UpstreamError> {
+        loop {
+            match self.decoder.next_event() {
+                Ok(Some(event)) => return Ok(Some(event)),
+                Ok(None) => {}
+                Err(_) => {
+                    return Err(UpstreamError::BadResponse {
+                        provider: provider.to_owned(),
+                        detail: "stream event too large",
+                    })
+                }
+            }
+            match self.body.next().await {
+                Some(Ok(bytes)) => self.decoder.push(&bytes),
+                Some(Err(e)) => return Err(classify_read(provider, e)),
+                None => return Ok(None),
             }
         }
     }

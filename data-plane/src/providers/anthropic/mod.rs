@@ -13,17 +13,16 @@ mod stream;
 #[cfg(test)]
 mod fixture_tests;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
-use proto::Credential;
 
-use super::http::{check_status, is_event_stream, read_body, remaining, secret_header, send};
+use super::common::{parse_url, unix_now, Auth, Upstream};
 use super::{
     Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
 };
-use crate::seal::{self, SealKey};
+use crate::seal::SealKey;
 
 pub use request::DEFAULT_MAX_TOKENS;
 
@@ -33,45 +32,35 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// A provider speaking Anthropic's Messages API.
 #[derive(Debug)]
 pub struct Anthropic {
-    id: String,
-    base_url: String,
-    /// Static headers for every request: auth, version, content type, operator extras.
-    headers: Result<HeaderMap, String>,
-    timeout: Option<Duration>,
+    /// Static headers carry auth, version, content type and operator extras.
+    upstream: Upstream,
 }
 
 impl Anthropic {
     /// Builds the adapter; an unusable credential is kept as an error reported per request.
     pub fn new(p: &proto::Provider, seal_key: Option<&SealKey>) -> Self {
-        let base_url = p
-            .base_url
-            .as_deref()
-            .or(p.kind.default_base_url())
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned();
+        let version = (
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+        let auth = Auth::Key(HeaderName::from_static("x-api-key"));
         Self {
-            id: p.id.clone(),
-            base_url,
-            headers: static_headers(p, seal_key),
-            timeout: p.timeout_ms.map(Duration::from_millis),
+            upstream: Upstream::new(p, seal_key, &[version], auth),
         }
     }
 
     pub fn id(&self) -> &str {
-        &self.id
+        &self.upstream.id
     }
 
     pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
+        self.upstream.timeout
     }
 
     /// Chat goes to `{base}/v1/messages`; embeddings are answered locally, so their URL is
     /// never used.
     pub fn endpoints(&self, _model: &str) -> Result<Endpoints, String> {
-        let url = format!("{}/v1/messages", self.base_url);
-        let chat =
-            reqwest::Url::parse(&url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        let chat = parse_url(&format!("{}/v1/messages", self.upstream.base_url))?;
         Ok(Endpoints {
             embeddings: chat.clone(),
             chat,
@@ -94,44 +83,23 @@ impl Provider for Anthropic {
         request: ChatRequest,
     ) -> Result<ChatReply, UpstreamError> {
         let start = Instant::now();
+        let up = &self.upstream;
         let stream = request.stream;
         let body = request::messages_body(&request.body, &call.deployment.model, stream)
             .map_err(|e| Self::rejected(&e.0))?;
-        let body = serde_json::to_vec(&body).map_err(|_| UpstreamError::BadResponse {
-            provider: self.id.clone(),
-            detail: "request could not be encoded",
-        })?;
-        let headers = self
-            .headers
-            .as_ref()
-            .map_err(|detail| UpstreamError::Credentials {
-                provider: self.id.clone(),
-                detail: detail.clone(),
-            })?;
-        let builder = call
-            .http
-            .post(call.deployment.endpoints.chat.clone())
-            .headers(headers.clone())
-            .body(body);
-        let response = send(&self.id, builder, call.timeout).await?;
-        let response = check_status(&self.id, response)
-            .await
-            .map_err(|e| error::adapt(&self.id, e))?;
+        let body = serde_json::to_vec(&body).map_err(|_| up.bad("request could not be encoded"))?;
+        let url = call.deployment.endpoints.chat.clone();
+        let response = up.post(call, url, body, error::adapt).await?;
         if stream {
-            if !is_event_stream(&response) {
-                return Err(UpstreamError::BadResponse {
-                    provider: self.id.clone(),
-                    detail: "expected an event stream",
-                });
-            }
+            let response = up.event_stream(response)?;
             return Ok(ChatReply::Stream(stream::chunks(
-                self.id.clone(),
+                up.id.clone(),
                 unix_now(),
                 response,
             )));
         }
-        let body = read_body(&self.id, response, remaining(start, call.timeout)).await?;
-        response::chat(&self.id, &body, unix_now()).map(ChatReply::Json)
+        let body = up.read_body(call, start, response).await?;
+        response::chat(&up.id, &body, unix_now()).map(ChatReply::Json)
     }
 
     async fn embeddings(
@@ -143,54 +111,10 @@ impl Provider for Anthropic {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn static_headers(p: &proto::Provider, seal_key: Option<&SealKey>) -> Result<HeaderMap, String> {
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        HeaderName::from_static("anthropic-version"),
-        HeaderValue::from_static(ANTHROPIC_VERSION),
-    );
-    for (name, value) in &p.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name `{name}`"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("invalid value for header `{name}`"))?;
-        headers.insert(name, value);
-    }
-    let Some(credential) = &p.api_key else {
-        return Ok(headers);
-    };
-    // Error texts name where the secret comes from, never the secret.
-    let (secret, source) = match credential {
-        Credential::Env { env: var } => (
-            std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?,
-            format!("environment variable `{var}`"),
-        ),
-        Credential::Sealed { sealed } => (
-            seal::open(seal_key, p.id.as_bytes(), sealed)
-                .map_err(|e| format!("sealed credential: {e}"))?,
-            "the sealed credential".to_owned(),
-        ),
-    };
-    let value = secret_header(&secret)
-        .ok_or_else(|| format!("{source} holds characters not allowed in a header"))?;
-    headers.insert(HeaderName::from_static("x-api-key"), value);
-    Ok(headers)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn provider(yaml: &str) -> proto::Provider {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad fixture: {e}"))
-    }
+    use crate::providers::common::test_provider as provider;
 
     #[test]
     fn url_version_and_key_header() {
@@ -200,7 +124,7 @@ mod tests {
         );
         let e = p.endpoints("claude").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(e.chat.as_str(), "https://api.anthropic.com/v1/messages");
-        let headers = p.headers.unwrap_or_default();
+        let headers = p.upstream.headers.unwrap_or_default();
         assert_eq!(
             headers.get("anthropic-version").map(HeaderValue::as_bytes),
             Some(&b"2023-06-01"[..])

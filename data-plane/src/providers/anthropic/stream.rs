@@ -13,13 +13,12 @@
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use futures_util::{stream, StreamExt};
+use futures_util::stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::response::{finish_reason, usage_json, AnthropicUsage};
-use crate::providers::http::classify_read;
-use crate::providers::sse::SseDecoder;
+use crate::providers::sse::SseBody;
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// The fields of any Anthropic stream event that the translation reads.
@@ -228,8 +227,7 @@ impl Translator {
 }
 
 struct State {
-    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    decoder: SseDecoder,
+    events: SseBody,
     translator: Translator,
     pending: VecDeque<Chunk>,
     done: bool,
@@ -238,8 +236,7 @@ struct State {
 /// Turns an upstream Anthropic SSE response into an OpenAI chunk stream.
 pub fn chunks(provider: String, created: u64, response: reqwest::Response) -> ChunkStream {
     let state = State {
-        body: Box::pin(response.bytes_stream()),
-        decoder: SseDecoder::default(),
+        events: SseBody::new(response),
         translator: Translator::new(provider, created),
         pending: VecDeque::new(),
         done: false,
@@ -258,7 +255,7 @@ async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
         if st.done || st.translator.ended {
             return None;
         }
-        match st.decoder.next_event() {
+        match st.events.next_event(&st.translator.provider).await {
             Ok(Some(event)) => match st.translator.event(&event.data) {
                 Ok(chunks) => st.pending.extend(chunks),
                 Err(e) => {
@@ -266,24 +263,17 @@ async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
                     return Some(Err(e));
                 }
             },
-            Ok(None) => match st.body.next().await {
-                Some(Ok(bytes)) => st.decoder.push(&bytes),
-                Some(Err(e)) => {
-                    st.done = true;
-                    return Some(Err(classify_read(&st.translator.provider, e)));
-                }
-                None => {
-                    st.done = true;
-                    if !st.translator.finished {
-                        return Some(Err(UpstreamError::Interrupted {
-                            provider: st.translator.provider.clone(),
-                        }));
-                    }
-                }
-            },
-            Err(_) => {
+            Ok(None) => {
                 st.done = true;
-                return Some(Err(st.translator.bad("stream event too large")));
+                if !st.translator.finished {
+                    return Some(Err(UpstreamError::Interrupted {
+                        provider: st.translator.provider.clone(),
+                    }));
+                }
+            }
+            Err(e) => {
+                st.done = true;
+                return Some(Err(e));
             }
         }
     }

@@ -23,91 +23,70 @@ mod stream;
 #[cfg(test)]
 mod fixtures;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use proto::Credential;
+use http::header::HeaderName;
 use serde_json::Value;
 
-use super::http::{check_status, is_event_stream, read_body, remaining, secret_header, send};
+use super::common::{encode_segment, parse_url, unix_now, Auth, Upstream};
 use super::{
     Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
 };
-use crate::seal::{self, SealKey};
+use crate::seal::SealKey;
 
 pub use request::BadRequest;
 
 /// A Gemini API provider.
 #[derive(Debug)]
 pub struct Gemini {
-    id: String,
-    base_url: String,
-    /// Static headers for every request: auth, content type, operator-configured extras.
-    headers: Result<HeaderMap, String>,
-    timeout: Option<Duration>,
+    upstream: Upstream,
 }
 
 impl Gemini {
     /// Builds the adapter; an unusable credential is kept as an error reported per request.
     pub fn new(p: &proto::Provider, seal_key: Option<&SealKey>) -> Self {
-        let base_url = p
-            .base_url
-            .as_deref()
-            .or(p.kind.default_base_url())
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned();
+        let auth = Auth::Key(HeaderName::from_static("x-goog-api-key"));
         Self {
-            id: p.id.clone(),
-            base_url,
-            headers: static_headers(p, seal_key),
-            timeout: p.timeout_ms.map(Duration::from_millis),
+            upstream: Upstream::new(p, seal_key, &[], auth),
         }
     }
 
     pub fn id(&self) -> &str {
-        &self.id
+        &self.upstream.id
     }
 
     pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
+        self.upstream.timeout
     }
 
     /// `chat` is the `generateContent` URL; the stream URL is derived from it per request.
     pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
-        let base = format!("{}/models/{}", self.base_url, encode_segment(model));
+        let base = format!(
+            "{}/models/{}",
+            self.upstream.base_url,
+            encode_segment(model)
+        );
         Ok(Endpoints {
             chat: parse_url(&format!("{base}:generateContent"))?,
             embeddings: parse_url(&format!("{base}:batchEmbedContents"))?,
         })
     }
 
-    fn post(
+    /// Sends a Gemini JSON body; Gemini's error answers come back in OpenAI's shape.
+    async fn post(
         &self,
         call: &Call<'_>,
         url: reqwest::Url,
         body: &Value,
-    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
-        let headers = self
-            .headers
-            .as_ref()
-            .map_err(|detail| UpstreamError::Credentials {
-                provider: self.id.clone(),
-                detail: detail.clone(),
-            })?;
-        let body = serde_json::to_vec(body).map_err(|_| UpstreamError::BadResponse {
-            provider: self.id.clone(),
-            detail: "request could not be encoded",
-        })?;
-        Ok(call.http.post(url).headers(headers.clone()).body(body))
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let body =
+            serde_json::to_vec(body).map_err(|_| self.bad("request could not be encoded"))?;
+        self.upstream.post(call, url, body, openai_error).await
     }
 
     fn bad(&self, detail: &'static str) -> UpstreamError {
-        UpstreamError::BadResponse {
-            provider: self.id.clone(),
-            detail,
-        }
+        self.upstream.bad(detail)
     }
 }
 
@@ -125,27 +104,21 @@ impl Provider for Gemini {
         } else {
             chat_url.clone()
         };
-        let builder = self.post(call, url, &body)?;
-        let response = send(&self.id, builder, call.timeout).await?;
-        let response = check_status(&self.id, response)
-            .await
-            .map_err(|e| openai_error(&self.id, e))?;
+        let response = self.post(call, url, &body).await?;
         let meta = response::Meta {
             id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
             model: call.deployment.model.clone(),
             created: unix_now(),
         };
         if request.stream {
-            if !is_event_stream(&response) {
-                return Err(self.bad("expected an event stream"));
-            }
+            let response = self.upstream.event_stream(response)?;
             return Ok(ChatReply::Stream(stream::chunks(
-                self.id.clone(),
+                self.upstream.id.clone(),
                 meta,
                 response,
             )));
         }
-        let body = read_body(&self.id, response, remaining(start, call.timeout)).await?;
+        let body = self.upstream.read_body(call, start, response).await?;
         let parsed: Value =
             serde_json::from_slice(&body).map_err(|_| self.bad("response is not JSON"))?;
         match response::chat_response(&parsed, &meta) {
@@ -176,16 +149,9 @@ impl Provider for Gemini {
         let model = &call.deployment.model;
         let (gemini_body, texts) =
             embeddings::embeddings_request(&body, model).map_err(rejected)?;
-        let builder = self.post(
-            call,
-            call.deployment.endpoints.embeddings.clone(),
-            &gemini_body,
-        )?;
-        let response = send(&self.id, builder, call.timeout).await?;
-        let response = check_status(&self.id, response)
-            .await
-            .map_err(|e| openai_error(&self.id, e))?;
-        let bytes = read_body(&self.id, response, remaining(start, call.timeout)).await?;
+        let url = call.deployment.endpoints.embeddings.clone();
+        let response = self.post(call, url, &gemini_body).await?;
+        let bytes = self.upstream.read_body(call, start, response).await?;
         let parsed: Value =
             serde_json::from_slice(&bytes).map_err(|_| self.bad("response is not JSON"))?;
         let out = embeddings::embeddings_response(
@@ -278,67 +244,11 @@ fn key_invalid(error: &Value) -> bool {
         .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn static_headers(p: &proto::Provider, seal_key: Option<&SealKey>) -> Result<HeaderMap, String> {
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    for (name, value) in &p.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("invalid header name `{name}`"))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("invalid value for header `{name}`"))?;
-        headers.insert(name, value);
-    }
-    let Some(credential) = &p.api_key else {
-        return Ok(headers);
-    };
-    // Error texts name where the secret comes from, never the secret.
-    let (secret, source) = match credential {
-        Credential::Env { env: var } => (
-            std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?,
-            format!("environment variable `{var}`"),
-        ),
-        Credential::Sealed { sealed } => (
-            seal::open(seal_key, p.id.as_bytes(), sealed)
-                .map_err(|e| format!("sealed credential: {e}"))?,
-            "the sealed credential".to_owned(),
-        ),
-    };
-    let value = secret_header(&secret)
-        .ok_or_else(|| format!("{source} holds characters not allowed in a header"))?;
-    headers.insert(HeaderName::from_static("x-goog-api-key"), value);
-    Ok(headers)
-}
-
-fn parse_url(s: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a valid URL: {e}"))
-}
-
-/// Percent-encodes a URL path segment (model names like `gemini-2.5-flash` pass unchanged).
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn provider(yaml: &str) -> proto::Provider {
-        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("bad fixture: {e}"))
-    }
+    use crate::providers::common::test_provider as provider;
+    use http::header::HeaderValue;
 
     #[test]
     fn urls_and_auth_header() {
@@ -359,7 +269,7 @@ mod tests {
             e.embeddings.as_str(),
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:batchEmbedContents"
         );
-        let headers = g.headers.unwrap_or_default();
+        let headers = g.upstream.headers.unwrap_or_default();
         assert!(headers
             .get("x-goog-api-key")
             .is_some_and(HeaderValue::is_sensitive));

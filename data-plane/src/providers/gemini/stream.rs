@@ -11,15 +11,14 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
-use futures_util::{stream, StreamExt};
+use futures_util::stream;
 use serde_json::{json, Value};
 
 use super::response::{
     block_reason, candidate_index, candidates, finish_reason, parts, text_of, tool_call, usage,
     usage_json, Meta,
 };
-use crate::providers::http::classify_read;
-use crate::providers::sse::SseDecoder;
+use crate::providers::sse::SseBody;
 use crate::providers::{Chunk, ChunkStream, UpstreamError, Usage};
 
 /// Why an event cannot be translated.
@@ -163,8 +162,7 @@ impl Translator {
 
 struct State {
     provider: String,
-    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    decoder: SseDecoder,
+    events: SseBody,
     translator: Translator,
     ready: VecDeque<Chunk>,
     ended: bool,
@@ -174,8 +172,7 @@ struct State {
 pub fn chunks(provider: String, meta: Meta, response: reqwest::Response) -> ChunkStream {
     let state = State {
         provider,
-        body: Box::pin(response.bytes_stream()),
-        decoder: SseDecoder::default(),
+        events: SseBody::new(response),
         translator: Translator::new(meta),
         ready: VecDeque::new(),
         ended: false,
@@ -194,43 +191,28 @@ async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
         if st.ended {
             return None;
         }
-        match st.decoder.next_event() {
-            Ok(Some(event)) => {
-                match st.translator.event(&event.data) {
-                    Ok(values) => st.ready.extend(values.into_iter().map(|v| Chunk {
-                        data: Bytes::from(v.to_string()),
-                        usage: None,
-                        usage_only: false,
-                    })),
-                    Err(e) => {
-                        st.ended = true;
-                        return Some(Err(match e {
-                            EventError::Malformed => bad(&st.provider, "stream chunk is not JSON"),
-                            EventError::Upstream => {
-                                tracing::info!(
-                                    provider = st.provider,
-                                    "upstream sent an error event mid-stream"
-                                );
-                                interrupted(&st.provider)
-                            }
-                        }));
-                    }
+        match st.events.next_event(&st.provider).await {
+            Ok(Some(event)) => match st.translator.event(&event.data) {
+                Ok(values) => st.ready.extend(values.into_iter().map(|v| Chunk {
+                    data: Bytes::from(v.to_string()),
+                    usage: None,
+                    usage_only: false,
+                })),
+                Err(e) => {
+                    st.ended = true;
+                    return Some(Err(match e {
+                        EventError::Malformed => bad(&st.provider, "stream chunk is not JSON"),
+                        EventError::Upstream => {
+                            tracing::info!(
+                                provider = st.provider,
+                                "upstream sent an error event mid-stream"
+                            );
+                            interrupted(&st.provider)
+                        }
+                    }));
                 }
-                continue;
-            }
-            Ok(None) => {}
-            Err(_) => {
-                st.ended = true;
-                return Some(Err(bad(&st.provider, "stream event too large")));
-            }
-        }
-        match st.body.next().await {
-            Some(Ok(bytes)) => st.decoder.push(&bytes),
-            Some(Err(e)) => {
-                st.ended = true;
-                return Some(Err(classify_read(&st.provider, e)));
-            }
-            None => {
+            },
+            Ok(None) => {
                 st.ended = true;
                 if !st.translator.finished() {
                     return Some(Err(interrupted(&st.provider)));
@@ -242,6 +224,10 @@ async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
                         usage_only: true,
                     });
                 }
+            }
+            Err(e) => {
+                st.ended = true;
+                return Some(Err(e));
             }
         }
     }

@@ -6,12 +6,11 @@
 //! truncated answer as complete.
 
 use bytes::Bytes;
-use futures_util::{stream, StreamExt};
+use futures_util::stream;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::providers::http::classify_read;
-use crate::providers::sse::SseDecoder;
+use crate::providers::sse::SseBody;
 use crate::providers::{Chunk, ChunkStream, OpenAiUsage, UpstreamError};
 
 #[derive(Deserialize)]
@@ -32,8 +31,7 @@ struct ChoiceProbe {
 
 struct State {
     provider: String,
-    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    decoder: SseDecoder,
+    events: SseBody,
     finished: bool,
     ended: bool,
 }
@@ -42,8 +40,7 @@ struct State {
 pub fn chunks(provider: String, response: reqwest::Response) -> ChunkStream {
     let state = State {
         provider,
-        body: Box::pin(response.bytes_stream()),
-        decoder: SseDecoder::default(),
+        events: SseBody::new(response),
         finished: false,
         ended: false,
     };
@@ -57,44 +54,33 @@ async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
     if st.ended {
         return None;
     }
-    loop {
-        match st.decoder.next_event() {
-            Ok(Some(event)) => {
-                if event.data.as_ref() == b"[DONE]" {
-                    st.ended = true;
-                    return None;
-                }
-                let chunk = parse(&st.provider, event.data);
-                match &chunk {
-                    Ok((_, finished)) => st.finished |= finished,
-                    Err(_) => st.ended = true,
-                }
-                return Some(chunk.map(|(c, _)| c));
-            }
-            Ok(None) => {}
-            Err(_) => {
-                st.ended = true;
-                return Some(Err(bad(&st.provider, "stream event too large")));
-            }
+    let event = match st.events.next_event(&st.provider).await {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            st.ended = true;
+            return if st.finished {
+                None
+            } else {
+                Some(Err(UpstreamError::Interrupted {
+                    provider: st.provider.clone(),
+                }))
+            };
         }
-        match st.body.next().await {
-            Some(Ok(bytes)) => st.decoder.push(&bytes),
-            Some(Err(e)) => {
-                st.ended = true;
-                return Some(Err(classify_read(&st.provider, e)));
-            }
-            None => {
-                st.ended = true;
-                return if st.finished {
-                    None
-                } else {
-                    Some(Err(UpstreamError::Interrupted {
-                        provider: st.provider.clone(),
-                    }))
-                };
-            }
+        Err(e) => {
+            st.ended = true;
+            return Some(Err(e));
         }
+    };
+    if event.data.as_ref() == b"[DONE]" {
+        st.ended = true;
+        return None;
     }
+    let chunk = parse(&st.provider, event.data);
+    match &chunk {
+        Ok((_, finished)) => st.finished |= finished,
+        Err(_) => st.ended = true,
+    }
+    Some(chunk.map(|(c, _)| c))
 }
 
 /// One chunk and whether it carries a `finish_reason`.
