@@ -514,6 +514,7 @@ async fn a_hard_budget_holds_across_three_proxies_and_sixty_four_clients_each() 
         spent <= limit,
         "spent {spent} over {admitted} requests; must stay ≤ {limit}"
     );
+    eprintln!("hard budget: {admitted} admitted, {spent} spent of $1.00 (bound {limit})");
     assert!(
         spent >= Decimal::from_str("0.95").unwrap(),
         "refused too early: only {spent} of $1.00 used by {admitted} requests"
