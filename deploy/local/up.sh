@@ -145,6 +145,9 @@ CONFIG=$STATE/config.yaml
   fi
   echo "keys:"
   echo "  - { name: demo, team: demo, sha256: \"$HASH\", models: [\"*\"] }"
+  echo "pricing:   # the mock's models get made-up prices so the demo's spend is not zero"
+  echo "  - { model: mock-chat, input_per_mtok: \"0.15\", output_per_mtok: \"0.60\" }"
+  echo "  - { model: mock-embed, input_per_mtok: \"0.02\", output_per_mtok: \"0\" }"
 } >"$CONFIG"
 
 log "applying the demo config through the admin API (PUT /admin/config)"
