@@ -1,0 +1,337 @@
+//! The pure half of declarative configuration: the file and the store in comparable terms,
+//! the validation the domain adds to the snapshot's own, and [`plan`], which lists the commands
+//! that turn one into the other. No I/O, so every rule here is tested without a database.
+//!
+//! One submodule per resource: [`resources`] (providers and routes), [`teams`], [`keys`],
+//! [`budgets`] and [`prices`] each turn their part of the file into store terms and plan their
+//! commands; this module holds the shared types and puts the commands in order.
+
+mod budgets;
+mod keys;
+mod prices;
+mod resources;
+mod teams;
+
+use std::collections::{BTreeMap, HashSet};
+
+use proto::Snapshot;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::budget::BudgetSpec;
+use crate::domain::key::{KeyPatch, KeySettings};
+use crate::domain::pricing::PriceSpec;
+use crate::domain::provider::ProviderSpec;
+use crate::domain::route::RouteSpec;
+use crate::domain::{DomainError, FieldError};
+
+pub use budgets::{budget_target, reference_errors, BudgetTarget};
+pub use keys::revoked_names;
+pub use resources::sealed_errors;
+pub use teams::{resolve_team, TeamRef};
+
+use budgets::{desired_budgets, plan_budgets};
+use keys::{desired_key, duplicate_keys, plan_keys};
+use prices::{desired_prices, plan_prices};
+use resources::{plan_puts, provider_spec, spec_errors};
+use teams::{desired_teams, plan_teams};
+
+/// Team of the keys that name none.
+pub const DEFAULT_TEAM: &str = "default";
+
+/// What the store holds now, as read from the projections.
+#[derive(Debug, Clone, Default)]
+pub struct Current {
+    pub providers: BTreeMap<String, ProviderSpec>,
+    pub routes: BTreeMap<String, RouteSpec>,
+    /// Team name → id.
+    pub teams: BTreeMap<String, Uuid>,
+    /// Limits of the teams that have any.
+    pub team_limits: BTreeMap<Uuid, TeamLimits>,
+    /// Live keys only.
+    pub keys: Vec<CurrentKey>,
+    /// (team, name) of revoked keys: the names stay taken.
+    pub revoked: HashSet<(Uuid, String)>,
+    pub budgets: Vec<CurrentBudget>,
+    /// Price overrides by model (the built-in table is not here).
+    pub prices: BTreeMap<String, PriceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentBudget {
+    pub id: Uuid,
+    /// The team that sees the budget (kept as is when a tag budget is updated).
+    pub team_id: Option<Uuid>,
+    pub spec: BudgetSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentKey {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub settings: KeySettings,
+    /// The hash of the current (not rotated-out) secret.
+    pub sha256: Option<String>,
+}
+
+/// A team's requests and tokens per minute (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TeamLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+/// The file, in store terms.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub providers: Vec<(String, ProviderSpec)>,
+    pub routes: Vec<(String, RouteSpec)>,
+    pub keys: Vec<DesiredKey>,
+    /// Teams with limits, by name (or an existing team's id). A team the file does not list
+    /// has no limits.
+    pub teams: Vec<(String, TeamLimits)>,
+    pub budgets: Vec<DesiredBudget>,
+    /// Price overrides by model.
+    pub prices: Vec<(String, PriceSpec)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredKey {
+    /// Team name (or, for files exported from a control plane, an existing team's id).
+    pub team: String,
+    /// `budget_id` is left empty here: the plan fills it from [`DesiredKey::budget`].
+    pub settings: KeySettings,
+    pub sha256: String,
+    /// The key's `budget:` as written: see [`key_budget`](keys::key_budget).
+    pub budget: Option<String>,
+}
+
+/// A budget of the file. Budgets are identified by `name`: the file's `id` is not the budget's
+/// id (budgets in the control plane have UUIDs drawn when they are created); it only lets the
+/// file's keys refer to the budget by it, as files exported from a control plane do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredBudget {
+    pub file_id: String,
+    /// `target` as written in the file: see [`budget_target`].
+    pub spec: BudgetSpec,
+}
+
+/// One command the plan issues.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    PutProvider {
+        id: String,
+        spec: ProviderSpec,
+        create: bool,
+    },
+    PutRoute {
+        alias: String,
+        spec: RouteSpec,
+        create: bool,
+    },
+    CreateTeam {
+        name: String,
+        limits: TeamLimits,
+    },
+    /// Sets an existing team's limits. `unlisted`: the file does not mention the team, so its
+    /// limits are removed (pruning only).
+    SetTeamLimits {
+        id: Uuid,
+        limits: TeamLimits,
+        unlisted: bool,
+    },
+    RevokeKey {
+        id: Uuid,
+    },
+    /// New settings and/or a new secret (rotated with no grace period).
+    UpdateKey {
+        id: Uuid,
+        patch: Option<KeyPatch>,
+        rotate: Option<String>,
+    },
+    CreateKey {
+        team: TeamRef,
+        settings: KeySettings,
+        sha256: String,
+    },
+    /// Sets a model's price override.
+    SetPrice {
+        model: String,
+        spec: PriceSpec,
+        create: bool,
+    },
+    /// Removes a price override the file does not list (pruning only).
+    RemovePrice {
+        model: String,
+    },
+    /// `spec.target` is filled from `target` when it runs. `replaces`: the budget of that name
+    /// whose scope or target changed (both are fixed at creation), deleted after the keys
+    /// moved over.
+    CreateBudget {
+        id: Uuid,
+        spec: BudgetSpec,
+        target: BudgetTarget,
+        replaces: Option<Uuid>,
+    },
+    UpdateBudget {
+        id: Uuid,
+        spec: BudgetSpec,
+    },
+    /// `replaced`: the other half of a `CreateBudget { replaces }` (runs without pruning too).
+    DeleteBudget {
+        id: Uuid,
+        replaced: bool,
+    },
+    DeleteRoute {
+        alias: String,
+    },
+    DeleteProvider {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Counts {
+    pub created: u32,
+    pub updated: u32,
+    /// Deleted providers, routes and budgets; revoked keys; removed price overrides.
+    pub deleted: u32,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ApplyReport {
+    pub providers: Counts,
+    pub routes: Counts,
+    pub keys: Counts,
+    pub teams_created: u32,
+    /// Teams whose limits changed.
+    pub teams_updated: u32,
+    /// A budget whose scope or target changed is replaced, and counted as updated.
+    pub budgets: Counts,
+    /// Price overrides (an entry equal to the built-in price, with no override, is none).
+    pub prices: Counts,
+    /// Events appended to the log (0 when the store already matched).
+    pub events: u32,
+    /// Position of the last event appended, if any.
+    pub position: Option<i64>,
+}
+
+/// A domain error's field paths under `prefix`.
+fn prefixed(e: DomainError, prefix: &str) -> Vec<FieldError> {
+    match e {
+        DomainError::Invalid(list) => list
+            .into_iter()
+            .map(|f| FieldError::new(format!("{prefix}.{}", f.path), f.reason))
+            .collect(),
+        other => vec![FieldError::new(prefix, other.to_string())],
+    }
+}
+
+impl Desired {
+    /// Converts a (structurally valid) snapshot, checking what the domain adds on top.
+    pub fn from_snapshot(s: &Snapshot) -> Result<Self, Vec<FieldError>> {
+        let providers: Vec<(String, ProviderSpec)> = s
+            .providers
+            .iter()
+            .map(|p| (p.id.clone(), provider_spec(p)))
+            .collect();
+        let routes: Vec<(String, RouteSpec)> = s
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.alias.clone(),
+                    RouteSpec {
+                        deployments: r.deployments.clone(),
+                        timeout_ms: r.timeout_ms,
+                        reserve_output_tokens: r.reserve_output_tokens,
+                    },
+                )
+            })
+            .collect();
+        let mut errors = spec_errors(&providers, "providers");
+        errors.extend(spec_errors(&routes, "routes"));
+        let keys: Vec<DesiredKey> = s
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| desired_key(i, k, &mut errors))
+            .collect();
+        errors.extend(duplicate_keys(&keys));
+        let teams = desired_teams(&s.teams, &mut errors);
+        let budgets = desired_budgets(&s.budgets, &mut errors);
+        let prices = desired_prices(&s.pricing, &mut errors);
+        if errors.is_empty() {
+            Ok(Self {
+                providers,
+                routes,
+                keys,
+                teams,
+                budgets,
+                prices,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The commands that turn `current` into `desired`, in the order they must run. Pure, but for
+/// the ids of budgets to create, which are drawn here so that keys can refer to them.
+pub fn plan(current: &Current, desired: &Desired) -> Vec<Change> {
+    let mut changes = plan_puts(current, desired);
+    plan_teams(current, desired, &mut changes);
+    plan_prices(current, desired, &mut changes);
+    let (budget_ids, budget_deletes) = plan_budgets(current, desired, &mut changes);
+    plan_keys(current, desired, &budget_ids, &mut changes);
+    changes.extend(budget_deletes);
+    let aliases: HashSet<&str> = desired.routes.iter().map(|(a, _)| a.as_str()).collect();
+    let gone_routes = current
+        .routes
+        .keys()
+        .filter(|a| !aliases.contains(a.as_str()));
+    changes.extend(gone_routes.map(|a| Change::DeleteRoute { alias: a.clone() }));
+    let ids: HashSet<&str> = desired
+        .providers
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let gone_providers = current
+        .providers
+        .keys()
+        .filter(|id| !ids.contains(id.as_str()));
+    changes.extend(gone_providers.map(|id| Change::DeleteProvider { id: id.clone() }));
+    changes
+}
+
+/// Counts of what the plan changes, by kind.
+pub fn tally(changes: &[Change]) -> ApplyReport {
+    let mut r = ApplyReport::default();
+    for c in changes {
+        match c {
+            Change::PutProvider { create: true, .. } => r.providers.created += 1,
+            Change::PutProvider { .. } => r.providers.updated += 1,
+            Change::PutRoute { create: true, .. } => r.routes.created += 1,
+            Change::PutRoute { .. } => r.routes.updated += 1,
+            Change::CreateTeam { .. } => r.teams_created += 1,
+            Change::SetTeamLimits { .. } => r.teams_updated += 1,
+            Change::RevokeKey { .. } => r.keys.deleted += 1,
+            Change::UpdateKey { .. } => r.keys.updated += 1,
+            Change::CreateKey { .. } => r.keys.created += 1,
+            Change::SetPrice { create: true, .. } => r.prices.created += 1,
+            Change::SetPrice { .. } => r.prices.updated += 1,
+            Change::RemovePrice { .. } => r.prices.deleted += 1,
+            Change::CreateBudget { replaces: None, .. } => r.budgets.created += 1,
+            Change::CreateBudget { .. } | Change::UpdateBudget { .. } => r.budgets.updated += 1,
+            Change::DeleteBudget {
+                replaced: false, ..
+            } => r.budgets.deleted += 1,
+            // Counted with its `CreateBudget`.
+            Change::DeleteBudget { replaced: true, .. } => {}
+            Change::DeleteRoute { .. } => r.routes.deleted += 1,
+            Change::DeleteProvider { .. } => r.providers.deleted += 1,
+        }
+    }
+    r
+}
