@@ -9,7 +9,10 @@
 
 pub mod admission;
 pub mod config;
+pub mod dialect;
 pub mod error;
+#[cfg(test)]
+mod fixture_cases;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;

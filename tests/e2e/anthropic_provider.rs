@@ -2,9 +2,9 @@
 //! `anthropic` provider (the mock's `/v1/messages`): the gateway translates both ways.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{run_python_source, DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{DataPlaneSpec, MockProviderOptions, TestEnv};
 
-use crate::fixture::{config, error_of, post, sse_data, FULL_KEY, UPSTREAM_KEY};
+use crate::fixture::{config, error_of, post, python_json, sse_data, FULL_KEY, UPSTREAM_KEY};
 
 /// The standard config plus an `anthropic` provider at the mock and the `claude` alias.
 fn anthropic_config(mock_base: &str) -> String {
@@ -18,7 +18,8 @@ fn anthropic_config(mock_base: &str) -> String {
     .replacen("providers:\n", &provider, 1)
 }
 
-async fn gateway() -> TestEnv {
+/// The standard gateway plus the `claude` alias on an `anthropic` provider (the mock).
+pub(crate) async fn gateway() -> TestEnv {
     let spec = DataPlaneSpec::from_fn(|env| anthropic_config(&env.mock().base_url()))
         .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
     TestEnv::builder()
@@ -100,7 +101,7 @@ print(json.dumps(out))
 
 async fn sdk(env: &TestEnv, check: &str) -> Value {
     let base = format!("{}/v1", env.data_plane().base_url());
-    let out = run_python_source(
+    python_json(
         SDK_CHECKS,
         &[
             ("OPENAI_BASE_URL", &base),
@@ -109,10 +110,6 @@ async fn sdk(env: &TestEnv, check: &str) -> Value {
         ],
     )
     .await
-    .unwrap();
-    out.ensure_success().unwrap();
-    serde_json::from_str(out.stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("bad output ({e}): {}\n{}", out.stdout, out.stderr))
 }
 
 #[tokio::test]

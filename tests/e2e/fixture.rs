@@ -2,7 +2,7 @@
 //! data plane with routes that exercise each provider kind and failure path.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{run_python_source, DataPlaneSpec, MockProviderOptions, TestEnv};
 
 /// Key with access to every alias.
 pub const FULL_KEY: &str = "sk-sy-test-full-0123456789";
@@ -115,4 +115,12 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
         .map(str::to_owned)
         .collect()
+}
+
+/// Runs inline Python (an SDK check script) and returns its last stdout line as JSON.
+pub async fn python_json(source: &str, envs: &[(&str, &str)]) -> Value {
+    let out = run_python_source(source, envs).await.unwrap();
+    out.ensure_success().unwrap();
+    serde_json::from_str(out.stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("bad output ({e}): {}\n{}", out.stdout, out.stderr))
 }

@@ -15,6 +15,7 @@ mod control_plane;
 mod fixture;
 mod gemini_provider;
 mod leases;
+mod messages_inbound;
 mod metering_fold;
 mod metering_proofs;
 mod openapi;

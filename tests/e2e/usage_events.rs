@@ -506,8 +506,13 @@ fn spooled_lines(dir: &std::path::Path) -> usize {
 }
 
 fn spooled_ids(dir: &std::path::Path) -> HashSet<String> {
+    spooled_events(dir).into_iter().map(|e| e.id).collect()
+}
+
+/// The usage events in the spool directory's segments.
+pub(crate) fn spooled_events(dir: &std::path::Path) -> Vec<UsageEvent> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return HashSet::new();
+        return Vec::new();
     };
     entries
         .filter_map(Result::ok)
@@ -516,7 +521,6 @@ fn spooled_ids(dir: &std::path::Path) -> HashSet<String> {
         .flat_map(|text| {
             text.lines()
                 .filter_map(|l| serde_json::from_str::<UsageEvent>(l).ok())
-                .map(|e| e.id)
                 .collect::<Vec<_>>()
         })
         .collect()

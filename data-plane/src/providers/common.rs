@@ -81,14 +81,30 @@ impl Upstream {
         body: Vec<u8>,
         adapt: fn(&str, UpstreamError) -> UpstreamError,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let headers = self
+        self.post_with(call, url, body, &[], adapt).await
+    }
+
+    /// [`Self::post`] with per-request headers that replace static ones of the same name.
+    pub async fn post_with(
+        &self,
+        call: &Call<'_>,
+        url: reqwest::Url,
+        body: Vec<u8>,
+        extra: &[(HeaderName, HeaderValue)],
+        adapt: fn(&str, UpstreamError) -> UpstreamError,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut headers = self
             .headers
             .as_ref()
             .map_err(|detail| UpstreamError::Credentials {
                 provider: self.id.clone(),
                 detail: detail.clone(),
-            })?;
-        let builder = call.http.post(url).headers(headers.clone()).body(body);
+            })?
+            .clone();
+        for (name, value) in extra {
+            headers.insert(name.clone(), value.clone());
+        }
+        let builder = call.http.post(url).headers(headers).body(body);
         let response = send(&self.id, builder, call.timeout).await?;
         check_status(&self.id, response)
             .await

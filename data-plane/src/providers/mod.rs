@@ -125,6 +125,14 @@ impl Adapter {
         }
     }
 
+    /// The adapter, if it speaks Anthropic's Messages API itself.
+    pub fn as_anthropic(&self) -> Option<&anthropic::Anthropic> {
+        match self {
+            Self::Anthropic(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// Provider id from the snapshot.
     pub fn id(&self) -> &str {
         match self {

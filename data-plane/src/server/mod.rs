@@ -1,5 +1,6 @@
 //! HTTP listeners: the client-facing API (one module per inbound dialect) and the ops listener.
 
+mod anthropic;
 mod models;
 mod openai;
 mod ops;
@@ -58,6 +59,8 @@ pub fn api_router(app: App) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*model}", get(models::retrieve))
         .fallback(unknown_path)

@@ -5,6 +5,10 @@
 //! exactly one usage event (refused, served or failed upstream) and settle the admission
 //! exactly once; for streams the relay does both when the stream really ends. Requests refused
 //! before admission (bad key, bad body, unknown model, bad tags) produce no event.
+//!
+//! The chat pipeline is shared with the other inbound chat dialects (`/v1/messages`): a
+//! [`ChatDialect`] says how the client's body becomes the internal one and how answers, stream
+//! frames and errors are written back; everything else (admission, metering) is this code.
 
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -16,14 +20,18 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use rust_decimal::Decimal;
 
-use super::relay::{self, Relay};
+use super::relay::{self, Frames, OpenAiFrames, Relay};
 use super::respond::{add_headers, Trace};
 use super::App;
 use crate::admission::{AdmitRequest, Admitted};
 use crate::error::ApiError;
 use crate::metrics::{self, RequestLabels};
+use crate::pipeline::body::ChatFields;
 use crate::pipeline::{self, auth, body};
-use crate::providers::{Call, ChatReply, ChatRequest, Deployment, JsonReply, Provider};
+use crate::providers::anthropic::forward::{Forward, FORWARDED};
+use crate::providers::{
+    Call, ChatReply, ChatRequest, Deployment, JsonBody, JsonReply, Provider, UpstreamError,
+};
 use crate::snapshot::{CompiledSnapshot, KeyPolicy, Route};
 use crate::usage::event::total_tokens;
 use crate::usage::{estimate, tags, End, Meter, Start, Tags};
@@ -31,24 +39,72 @@ use crate::usage::{estimate, tags, End, Meter, Start, Tags};
 /// Header with the most (USD, decimal) the caller allows this request to cost.
 pub const MAX_COST: HeaderName = HeaderName::from_static("x-switchyard-max-cost");
 
+/// How one inbound chat dialect differs from the internal (OpenAI) one.
+pub(super) struct ChatDialect {
+    /// Metric and usage-event label.
+    pub endpoint: &'static str,
+    /// The client's parsed body → the internal chat body.
+    pub request: fn(JsonBody) -> Result<JsonBody, ApiError>,
+    /// A complete internal answer → the client's body (`None` if it cannot be read); the
+    /// answer goes as it is without one.
+    pub reply: Option<ReplyFn>,
+    /// The stream writer for one request.
+    pub frames: fn(&ChatFields, &Answer<'_>) -> Box<dyn Frames>,
+    /// Writes an error in the client's dialect.
+    pub error: fn(ApiError) -> Response,
+    /// Set for Anthropic's own dialect: an Anthropic deployment is sent the client's body as
+    /// it is and its answer relayed as it is (stream frames written by this).
+    pub native_anthropic: Option<fn() -> Box<dyn Frames>>,
+}
+
+/// See [`ChatDialect::reply`].
+pub(super) type ReplyFn = fn(&[u8], &Answer<'_>) -> Option<bytes::Bytes>;
+
+/// What an answer in the client's dialect may need to know about its request.
+pub(super) struct Answer<'a> {
+    /// The model (alias) the client asked for.
+    pub model: &'a str,
+    /// The request id.
+    pub id: uuid::Uuid,
+}
+
+const OPENAI: ChatDialect = ChatDialect {
+    endpoint: "chat",
+    request: Ok,
+    reply: None,
+    frames: |fields, _| {
+        Box::new(OpenAiFrames {
+            include_usage: fields.include_usage,
+        })
+    },
+    error: <ApiError as IntoResponse>::into_response,
+    native_anthropic: None,
+};
+
 /// `POST /v1/chat/completions`, streaming or not.
 pub async fn chat_completions(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     let trace = Trace::start();
-    let result = chat(&app, &headers, body, &trace).await;
-    finish("chat", &trace, result)
+    let result = chat(&app, &headers, body, &trace, &OPENAI).await;
+    finish("chat", &trace, result, OPENAI.error)
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     let trace = Trace::start();
     let result = embed(&app, &headers, body, &trace).await;
-    finish("embeddings", &trace, result)
+    finish("embeddings", &trace, result, OPENAI.error)
 }
 
-fn finish(endpoint: &'static str, trace: &Trace, result: Result<Response, ApiError>) -> Response {
+/// Counts a failure and writes it (in the client's dialect); tags the response with its id.
+pub(super) fn finish(
+    endpoint: &'static str,
+    trace: &Trace,
+    result: Result<Response, ApiError>,
+    render: fn(ApiError) -> Response,
+) -> Response {
     let mut response = result.unwrap_or_else(|e| {
         metrics::error(endpoint, e.kind());
-        e.into_response()
+        render(e)
     });
     trace.tag(&mut response);
     response
@@ -145,16 +201,22 @@ fn failed(status: StatusCode) -> End {
     }
 }
 
-async fn chat(
+/// The chat pipeline, for any inbound chat dialect.
+pub(super) async fn chat(
     app: &App,
     headers: &HeaderMap,
     raw: Body,
     trace: &Trace,
+    dialect: &ChatDialect,
 ) -> Result<Response, ApiError> {
     let snapshot = app.inner.snapshots.get().ok_or(ApiError::NotReady)?;
     let key = auth::authenticate(&snapshot, headers)?;
     let bytes = body::read(raw, headers, app.inner.max_body).await?;
-    let json = body::parse_object(&bytes)?;
+    let parsed = body::parse_object(&bytes)?;
+    let (json, original) = match dialect.native_anthropic {
+        Some(_) => ((dialect.request)(parsed.clone())?, Some(parsed)),
+        None => ((dialect.request)(parsed)?, None),
+    };
     let fields = body::chat(&json)?;
     let route = pipeline::resolve(&snapshot, &key, &fields.model)?;
     let deployment = route
@@ -170,7 +232,7 @@ async fn chat(
         proxy: &app.inner.proxy_id,
         key: &key,
         tags,
-        endpoint: "chat",
+        endpoint: dialect.endpoint,
         alias: &route.alias,
         deployment,
         streamed: fields.stream,
@@ -193,22 +255,17 @@ async fn chat(
         timeout: timeout_for(app, &route, deployment),
     };
     let labels = RequestLabels {
-        endpoint: "chat",
+        endpoint: dialect.endpoint,
         route: &route.alias,
         provider: deployment.provider.id(),
     };
     let sent = Instant::now();
-    let reply = deployment
-        .provider
-        .chat(
-            &call,
-            ChatRequest {
-                body: json,
-                stream: fields.stream,
-            },
-        )
-        .await;
+    let (reply, passed_through) = send(&call, json, original, headers, fields.stream).await;
     let upstream = sent.elapsed();
+    let answer = Answer {
+        model: &fields.model,
+        id: trace.id,
+    };
     match reply {
         Err(e) => {
             let status = e.status();
@@ -216,38 +273,89 @@ async fn chat(
             settle_and_emit(app, meter, admitted, failed(status));
             Err(e.into())
         }
-        Ok(ChatReply::Json(reply)) => Ok(served(
-            app, trace, labels, deployment, upstream, reply, meter, admitted,
-        )),
+        Ok(ChatReply::Json(reply)) => {
+            let translate = dialect.reply.filter(|_| !passed_through);
+            match translated(reply, translate, &answer) {
+                Ok(reply) => Ok(served(
+                    app, trace, labels, deployment, upstream, reply, meter, admitted,
+                )),
+                Err(usage) => {
+                    // The provider was paid for an answer the client cannot be given:
+                    // metered with its usage, reported as a bad upstream response.
+                    let e = UpstreamError::BadResponse {
+                        provider: deployment.provider.id().to_owned(),
+                        detail: "the answer could not be translated for this endpoint",
+                    };
+                    metrics::request_done(labels, 502, trace.started.elapsed());
+                    let mut end = failed(e.status());
+                    end.usage = usage;
+                    settle_and_emit(app, meter, admitted, end);
+                    Err(e.into())
+                }
+            }
+        }
         Ok(ChatReply::Stream(chunks)) => {
             metrics::upstream_first_byte(deployment.provider.id(), upstream);
-            let mut head = HeaderMap::new();
-            add_headers(&mut head, admitted.headers());
+            let frames = match dialect.native_anthropic {
+                Some(raw) if passed_through => raw(),
+                _ => (dialect.frames)(&fields, &answer),
+            };
             let relay = Relay {
                 request_id: trace.id,
                 route: Arc::clone(&route),
                 provider: deployment.provider.id().to_owned(),
-                include_usage: fields.include_usage,
+                endpoint: dialect.endpoint,
+                frames,
                 idle: call.timeout,
                 started: trace.started,
                 meter,
                 admitted,
                 usage: app.inner.usage.clone(),
             };
-            let mut response = Response::new(relay::start(app, chunks, relay));
-            let h = response.headers_mut();
-            h.extend(head);
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            let gateway = trace.served(h, deployment, upstream);
-            metrics::overhead("chat", gateway);
-            Ok(response)
+            Ok(streamed(app, trace, deployment, upstream, chunks, relay))
         }
     }
+}
+
+/// The answer in the client's dialect; `Err` (with the usage) if it cannot be translated.
+fn translated(
+    reply: JsonReply,
+    translate: Option<ReplyFn>,
+    answer: &Answer<'_>,
+) -> Result<JsonReply, Option<crate::providers::Usage>> {
+    match translate {
+        None => Ok(reply),
+        Some(f) => match f(&reply.body, answer) {
+            Some(body) => Ok(JsonReply { body, ..reply }),
+            None => Err(reply.usage),
+        },
+    }
+}
+
+/// A stream's response: the relay's body with the admission, SSE and timing headers.
+fn streamed(
+    app: &App,
+    trace: &Trace,
+    deployment: &Deployment,
+    upstream: Duration,
+    chunks: crate::providers::ChunkStream,
+    relay: Relay,
+) -> Response {
+    let mut head = HeaderMap::new();
+    add_headers(&mut head, relay.admitted.headers());
+    let endpoint = relay.endpoint;
+    let mut response = Response::new(relay::start(app, chunks, relay));
+    let h = response.headers_mut();
+    h.extend(head);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let gateway = trace.served(h, deployment, upstream);
+    metrics::overhead(endpoint, gateway);
+    response
 }
 
 async fn embed(
@@ -313,6 +421,41 @@ async fn embed(
         Ok(reply) => Ok(served(
             app, trace, labels, deployment, upstream, reply, meter, admitted,
         )),
+    }
+}
+
+/// Calls the provider: with the client's own body (`original`) if the deployment speaks the
+/// client's dialect, else with the internal body. Also says which it was.
+async fn send(
+    call: &Call<'_>,
+    json: JsonBody,
+    original: Option<JsonBody>,
+    headers: &HeaderMap,
+    stream: bool,
+) -> (Result<ChatReply, UpstreamError>, bool) {
+    let provider = &call.deployment.provider;
+    match (original, provider.as_anthropic()) {
+        (Some(body), Some(adapter)) => {
+            let request = forwarded(body, headers, stream);
+            (adapter.forward(call, request).await, true)
+        }
+        _ => {
+            let request = ChatRequest { body: json, stream };
+            (provider.chat(call, request).await, false)
+        }
+    }
+}
+
+/// The client's own Messages request for an Anthropic deployment, with its version headers.
+fn forwarded(body: JsonBody, headers: &HeaderMap, stream: bool) -> Forward {
+    let headers = FORWARDED
+        .iter()
+        .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))
+        .collect();
+    Forward {
+        body,
+        headers,
+        stream,
     }
 }
 

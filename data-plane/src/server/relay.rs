@@ -4,7 +4,9 @@
 //! into a small bounded channel that is the response body, so a slow client slows the upstream
 //! read (backpressure) and nothing is buffered beyond a few frames. If the client goes away the
 //! task keeps reading the upstream to its end, so the provider's usage report is still seen.
-//! A stream that fails after it started ends with an OpenAI error event, never silently.
+//! A stream that fails after it started ends with an error event in the client's dialect, never
+//! silently. How chunks become frames is the inbound dialect's [`Frames`]; the metering does
+//! not depend on it.
 //!
 //! When the stream really ends (after the drain, if the client left) the relay emits the
 //! request's one usage event, with the provider's usage report, or, if none came, an estimate
@@ -24,7 +26,7 @@ use super::App;
 use crate::admission::Admitted;
 use crate::error::error_json;
 use crate::metrics::{self, RequestLabels};
-use crate::providers::{ChunkStream, UpstreamError, Usage};
+use crate::providers::{Chunk, ChunkStream, UpstreamError, Usage};
 use crate::snapshot::Route;
 use crate::usage::estimate::StreamedText;
 use crate::usage::event::total_tokens;
@@ -39,8 +41,10 @@ pub struct Relay {
     pub request_id: Uuid,
     pub route: Arc<Route>,
     pub provider: String,
-    /// The client asked for the usage chunk.
-    pub include_usage: bool,
+    /// Metric label of the inbound endpoint.
+    pub endpoint: &'static str,
+    /// Writes the stream in the client's dialect.
+    pub frames: Box<dyn Frames>,
     /// Longest wait for the next chunk.
     pub idle: Duration,
     pub started: Instant,
@@ -56,6 +60,37 @@ pub fn start(app: &App, chunks: ChunkStream, relay: Relay) -> Body {
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_FRAMES);
     app.inner.tasks.spawn(pump(chunks, tx, relay));
     Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>))
+}
+
+/// How the internal (OpenAI) stream is written for the client's dialect.
+pub trait Frames: std::fmt::Debug + Send + 'static {
+    /// The bytes for one chunk; `None` sends nothing.
+    fn chunk(&mut self, chunk: &Chunk) -> Option<Bytes>;
+    /// The bytes after the last chunk (may be empty).
+    fn done(&mut self) -> Bytes;
+    /// The bytes that end a stream which failed after it started.
+    fn error(&mut self, e: &UpstreamError) -> Bytes;
+}
+
+/// OpenAI's own stream: chunks as `data:` events, `[DONE]`, errors as OpenAI error objects.
+#[derive(Debug)]
+pub struct OpenAiFrames {
+    /// The client asked for the usage chunk.
+    pub include_usage: bool,
+}
+
+impl Frames for OpenAiFrames {
+    fn chunk(&mut self, chunk: &Chunk) -> Option<Bytes> {
+        (!chunk.usage_only || self.include_usage).then(|| data_frame(&chunk.data))
+    }
+
+    fn done(&mut self) -> Bytes {
+        Bytes::from_static(b"data: [DONE]\n\n")
+    }
+
+    fn error(&mut self, e: &UpstreamError) -> Bytes {
+        error_frame(e)
+    }
 }
 
 fn data_frame(data: &[u8]) -> Bytes {
@@ -75,7 +110,7 @@ fn error_frame(e: &UpstreamError) -> Bytes {
     ))
 }
 
-async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
+async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay) {
     let mut client = Some(tx);
     let mut usage: Option<Usage> = None;
     let mut failure: Option<&'static str> = None;
@@ -89,12 +124,12 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
                     after: relay.idle,
                 };
                 failure = Some(e.kind());
-                (error_frame(&e), true)
+                (relay.frames.error(&e), true)
             }
-            Ok(None) => (Bytes::from_static(b"data: [DONE]\n\n"), true),
+            Ok(None) => (relay.frames.done(), true),
             Ok(Some(Err(e))) => {
                 failure = Some(e.kind());
-                (error_frame(&e), true)
+                (relay.frames.error(&e), true)
             }
             Ok(Some(Ok(chunk))) => {
                 if chunk.usage.is_some() {
@@ -104,13 +139,14 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
                     // borrowed parse per chunk).
                     streamed.push_chunk(&chunk.data);
                 }
-                if chunk.usage_only && !relay.include_usage {
+                let Some(frame) = relay.frames.chunk(&chunk) else {
                     continue;
-                }
-                (data_frame(&chunk.data), false)
+                };
+                (frame, false)
             }
         };
-        if let Some(tx) = &client {
+        // An empty frame (a dialect with nothing to write at the end) is not sent.
+        if let Some(tx) = client.as_ref().filter(|_| !frame.is_empty()) {
             if tx.send(frame).await.is_ok() {
                 ttft.get_or_insert_with(|| relay.started.elapsed());
             } else {
@@ -125,7 +161,7 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
         }
     }
     let labels = RequestLabels {
-        endpoint: "chat",
+        endpoint: relay.endpoint,
         route: &relay.route.alias,
         provider: &relay.provider,
     };
@@ -133,7 +169,7 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, relay: Relay) {
         metrics::tokens(labels, u.prompt_tokens, u.completion_tokens);
     }
     if let Some(kind) = failure {
-        metrics::error("chat", kind);
+        metrics::error(relay.endpoint, kind);
     }
     let status = if failure.is_some() { 502 } else { 200 };
     metrics::request_done(labels, status, relay.started.elapsed());

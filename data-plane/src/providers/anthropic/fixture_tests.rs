@@ -8,8 +8,6 @@
 //!   OpenAI chunks, in order), `usage` (on the usage-only chunk) and, when the stream must fail,
 //!   `error` (the error's `code()`).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
 use super::stream::Translator;
@@ -102,21 +100,7 @@ fn run_stream(name: &str, case: &Value) {
 
 #[test]
 fn all_fixtures() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/providers/anthropic/fixtures");
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    entries.sort();
-    assert!(entries.len() >= 6, "fixtures missing in {}", dir.display());
-    for path in entries {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let case: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (name, case) in crate::fixture_cases::load("src/providers/anthropic/fixtures", 6) {
         match case["kind"].as_str() {
             Some("request") => run_request(&name, &case),
             Some("response") => run_response(&name, &case),

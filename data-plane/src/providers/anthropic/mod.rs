@@ -6,6 +6,7 @@
 //! reaches the provider. Translation is pure code, covered by the wire samples in `fixtures/`.
 
 mod error;
+pub mod forward;
 mod request;
 mod response;
 mod stream;

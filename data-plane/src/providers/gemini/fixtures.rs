@@ -9,8 +9,6 @@
 //! Translations run with id `chatcmpl-test`, model `gemini-2.5-flash` (or
 //! `gemini-embedding-001` for embeddings) and `created` 1700000000 unless the sample overrides.
 
-use std::path::Path;
-
 use serde_json::Value;
 
 use super::response::Meta;
@@ -83,19 +81,7 @@ fn run(name: &str, case: &Value) {
 
 #[test]
 fn every_fixture_translates_as_recorded() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/providers/gemini/fixtures");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    names.sort();
-    assert!(names.len() >= 8, "fixtures are missing");
-    for path in names {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let case: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (name, case) in crate::fixture_cases::load("src/providers/gemini/fixtures", 8) {
         run(&name, &case);
     }
 }

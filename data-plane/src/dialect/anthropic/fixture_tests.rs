@@ -1,0 +1,83 @@
+//! Runs every sample in `fixtures/`: one JSON file per case, `kind` says which direction.
+//!
+//! - `request`: `input` (Anthropic Messages body) → `expected` (internal OpenAI chat body), or
+//!   `error` (the 400's message must contain it).
+//! - `response`: `input` (OpenAI completion), `model` → `expected` (Anthropic message, id
+//!   [`ID`]).
+//! - `stream`: `input` (OpenAI chunks, in order; the stream then ends, or fails with `error`)
+//!   → `expected` (the Anthropic events as `{"event", "data"}`, in order).
+
+use serde_json::Value;
+
+use super::stream::Events;
+use super::{request, response};
+use crate::providers::JsonBody;
+
+const ID: &str = "msg_test";
+
+fn run_request(name: &str, case: &Value) {
+    let body: JsonBody = serde_json::from_value(case["input"].clone())
+        .unwrap_or_else(|e| panic!("{name}: input: {e}"));
+    match (request::to_chat(body), case.get("error")) {
+        (Ok(out), None) => {
+            let out = serde_json::to_value(out).unwrap_or_default();
+            assert_eq!(out, case["expected"], "{name}");
+        }
+        (Err(e), Some(expected)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(expected.as_str().unwrap_or("?")),
+                "{name}: {text}"
+            );
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{name}");
+        }
+        (got, _) => panic!("{name}: unexpected {got:?}"),
+    }
+}
+
+fn run_response(name: &str, case: &Value) {
+    let input = serde_json::to_vec(&case["input"]).unwrap_or_default();
+    let model = case["model"].as_str().unwrap_or("claude");
+    let out = response::to_message(&input, model, ID).unwrap_or_else(|| panic!("{name}: None"));
+    let out: Value = serde_json::from_slice(&out).unwrap_or_default();
+    assert_eq!(out, case["expected"], "{name}");
+}
+
+/// Splits SSE frames back into `{"event", "data"}` pairs.
+fn events(frames: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(frames);
+    text.split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let mut lines = f.lines();
+            let event = lines.next().unwrap_or_default().trim_start_matches("event: ");
+            let data = lines.next().unwrap_or_default().trim_start_matches("data: ");
+            serde_json::json!({"event": event, "data": serde_json::from_str::<Value>(data).unwrap_or_default()})
+        })
+        .collect()
+}
+
+fn run_stream(name: &str, case: &Value) {
+    let mut t = Events::new(ID.into(), case["model"].as_str().unwrap_or("claude").into());
+    let mut out = Vec::new();
+    for chunk in case["input"].as_array().into_iter().flatten() {
+        out.extend_from_slice(&t.chunk(chunk.to_string().as_bytes()));
+    }
+    match case["error"].as_str() {
+        Some(message) => out.extend_from_slice(&t.error("api_error", message)),
+        None => out.extend_from_slice(&t.done()),
+    }
+    assert_eq!(Value::Array(events(&out)), case["expected"], "{name}");
+}
+
+#[test]
+fn every_fixture_translates_as_recorded() {
+    for (name, case) in crate::fixture_cases::load("src/dialect/anthropic/fixtures", 8) {
+        match case["kind"].as_str() {
+            Some("request") => run_request(&name, &case),
+            Some("response") => run_response(&name, &case),
+            Some("stream") => run_stream(&name, &case),
+            other => panic!("{name}: unknown kind {other:?}"),
+        }
+    }
+}

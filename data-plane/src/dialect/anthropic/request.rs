@@ -1,0 +1,255 @@
+//! An Anthropic Messages request → the internal OpenAI chat body.
+//!
+//! `system` becomes the first message; content blocks map to OpenAI parts (`text`, `image` →
+//! `image_url`), assistant `tool_use` blocks to `tool_calls`, user `tool_result` blocks to
+//! `tool` messages (placed before the rest of that user turn, as OpenAI requires them right
+//! after the calls). Fields without an OpenAI counterpart (`top_k`, `thinking`, `service_tier`,
+//! `cache_control`, …) are ignored; blocks the gateway cannot express (documents, server tools)
+//! are a 400 with a message that names them.
+
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::providers::JsonBody;
+
+/// Translates a parsed Anthropic body. Errors are 400s naming the offending field.
+pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
+    let field = |name: &str| -> Result<Option<Value>, ApiError> {
+        body.get(name)
+            .map(|raw| serde_json::from_str::<Value>(raw.get()))
+            .transpose()
+            .map_err(|_| ApiError::invalid(name, format!("Invalid JSON in '{name}'.")))
+            .map(|v| v.filter(|v| !v.is_null()))
+    };
+    let mut out = Map::new();
+    if let Some(model) = field("model")? {
+        out.insert("model".into(), model);
+    }
+    let mut messages = Vec::new();
+    if let Some(system) = field("system")? {
+        messages.push(json!({"role": "system", "content": text_of(&system, "system")?}));
+    }
+    let Some(Value::Array(list)) = field("messages")? else {
+        return Err(ApiError::invalid(
+            "messages",
+            "'messages' is a required property and must be an array.",
+        ));
+    };
+    for (i, m) in list.iter().enumerate() {
+        message(m, &format!("messages[{i}]"), &mut messages)?;
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    for (from, to) in [
+        ("max_tokens", "max_tokens"),
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("stop_sequences", "stop"),
+    ] {
+        if let Some(v) = field(from)? {
+            out.insert(to.into(), v);
+        }
+    }
+    if let Some(user) = field("metadata")?.and_then(|m| m.get("user_id").cloned()) {
+        if !user.is_null() {
+            out.insert("user".into(), user);
+        }
+    }
+    if let Some(tools) = field("tools")? {
+        out.insert("tools".into(), self::tools(&tools)?);
+    }
+    if let Some(choice) = field("tool_choice")? {
+        let (choice, parallel) = tool_choice(&choice)?;
+        out.insert("tool_choice".into(), choice);
+        if let Some(p) = parallel {
+            out.insert("parallel_tool_calls".into(), Value::Bool(p));
+        }
+    }
+    if let Some(stream) = field("stream")? {
+        if stream == Value::Bool(true) {
+            out.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        out.insert("stream".into(), stream);
+    }
+    out.into_iter()
+        .map(|(k, v)| {
+            serde_json::value::to_raw_value(&v)
+                .map(|raw| (k, raw))
+                .map_err(|_| ApiError::invalid("body", "The request body could not be translated."))
+        })
+        .collect()
+}
+
+/// A `system` prompt or tool result: a string, or text blocks joined by blank lines.
+fn text_of(value: &Value, param: &str) -> Result<String, ApiError> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(blocks) => {
+            let mut parts = Vec::new();
+            for (i, b) in blocks.iter().enumerate() {
+                match (b["type"].as_str(), b["text"].as_str()) {
+                    (Some("text"), Some(t)) => parts.push(t),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            &format!("{param}[{i}]"),
+                            format!("'{param}[{i}]' must be a text block."),
+                        ))
+                    }
+                }
+            }
+            Ok(parts.join("\n\n"))
+        }
+        _ => Err(ApiError::invalid(
+            param,
+            format!("'{param}' must be a string or an array of text blocks."),
+        )),
+    }
+}
+
+/// One Anthropic message → one or more OpenAI messages.
+fn message(m: &Value, param: &str, out: &mut Vec<Value>) -> Result<(), ApiError> {
+    let role = match m["role"].as_str() {
+        Some(r @ ("user" | "assistant")) => r,
+        _ => {
+            return Err(ApiError::invalid(
+                &format!("{param}.role"),
+                format!("'{param}.role' must be \"user\" or \"assistant\"."),
+            ))
+        }
+    };
+    let blocks = match &m["content"] {
+        Value::String(s) => {
+            out.push(json!({"role": role, "content": s}));
+            return Ok(());
+        }
+        Value::Array(blocks) => blocks,
+        _ => {
+            return Err(ApiError::invalid(
+                &format!("{param}.content"),
+                format!("'{param}.content' must be a string or an array of content blocks."),
+            ))
+        }
+    };
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let at = format!("{param}.content[{i}]");
+        match (role, block["type"].as_str().unwrap_or_default()) {
+            (_, "text") => parts.push(json!({"type": "text", "text": str_field(block, "text", &at)?})),
+            ("user", "image") => parts.push(image(block, &at)?),
+            ("user", "tool_result") => out.push(tool_result(block, &at)?),
+            ("assistant", "tool_use") => calls.push(json!({
+                "id": str_field(block, "id", &at)?,
+                "type": "function",
+                "function": {
+                    "name": str_field(block, "name", &at)?,
+                    "arguments": block.get("input").unwrap_or(&json!({})).to_string(),
+                },
+            })),
+            // Reasoning the client echoes back has no place in the OpenAI dialect.
+            ("assistant", "thinking" | "redacted_thinking") => {}
+            (_, other) => {
+                return Err(ApiError::invalid(
+                    &format!("{at}.type"),
+                    format!(
+                        "Content block type '{other}' is not supported in a {role} message on this gateway."
+                    ),
+                ))
+            }
+        }
+    }
+    if role == "assistant" {
+        let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+        let mut msg = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text.concat()) }});
+        if !calls.is_empty() {
+            msg["tool_calls"] = Value::Array(calls);
+        }
+        out.push(msg);
+    } else if !parts.is_empty() {
+        out.push(json!({"role": "user", "content": parts}));
+    }
+    Ok(())
+}
+
+fn str_field<'a>(block: &'a Value, name: &str, at: &str) -> Result<&'a str, ApiError> {
+    block[name].as_str().ok_or_else(|| {
+        ApiError::invalid(
+            &format!("{at}.{name}"),
+            format!("'{at}.{name}' is a required string."),
+        )
+    })
+}
+
+fn image(block: &Value, at: &str) -> Result<Value, ApiError> {
+    let source = &block["source"];
+    let url = match source["type"].as_str() {
+        Some("base64") => format!(
+            "data:{};base64,{}",
+            str_field(source, "media_type", &format!("{at}.source"))?,
+            str_field(source, "data", &format!("{at}.source"))?
+        ),
+        Some("url") => str_field(source, "url", &format!("{at}.source"))?.to_owned(),
+        _ => {
+            return Err(ApiError::invalid(
+                &format!("{at}.source"),
+                format!("'{at}.source.type' must be \"base64\" or \"url\"."),
+            ))
+        }
+    };
+    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+}
+
+fn tool_result(block: &Value, at: &str) -> Result<Value, ApiError> {
+    let id = str_field(block, "tool_use_id", at)?;
+    let mut content = match block.get("content") {
+        None | Some(Value::Null) => String::new(),
+        Some(c) => text_of(c, &format!("{at}.content"))?,
+    };
+    if block["is_error"] == Value::Bool(true) {
+        content = format!("[tool error] {content}");
+    }
+    Ok(json!({"role": "tool", "tool_call_id": id, "content": content}))
+}
+
+fn tools(tools: &Value) -> Result<Value, ApiError> {
+    let Value::Array(list) = tools else {
+        return Err(ApiError::invalid("tools", "'tools' must be an array."));
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let at = format!("tools[{i}]");
+            let Some(schema) = t.get("input_schema") else {
+                return Err(ApiError::invalid(
+                    &at,
+                    format!("'{at}' has no 'input_schema': only client (custom) tools are supported on this gateway."),
+                ));
+            };
+            let mut function = json!({"name": str_field(t, "name", &at)?, "parameters": schema});
+            if let Some(d) = t.get("description").filter(|d| !d.is_null()) {
+                function["description"] = d.clone();
+            }
+            Ok(json!({"type": "function", "function": function}))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+/// `tool_choice` and, from `disable_parallel_tool_use`, `parallel_tool_calls`.
+fn tool_choice(choice: &Value) -> Result<(Value, Option<bool>), ApiError> {
+    let mapped = match choice["type"].as_str() {
+        Some("auto") => json!("auto"),
+        Some("any") => json!("required"),
+        Some("none") => json!("none"),
+        Some("tool") => {
+            json!({"type": "function", "function": {"name": str_field(choice, "name", "tool_choice")?}})
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                "'tool_choice.type' must be one of \"auto\", \"any\", \"tool\", \"none\".",
+            ))
+        }
+    };
+    let parallel = choice["disable_parallel_tool_use"].as_bool().map(|d| !d);
+    Ok((mapped, parallel))
+}

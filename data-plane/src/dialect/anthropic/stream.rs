@@ -1,0 +1,184 @@
+//! Internal OpenAI chunks → Anthropic's stream events, as SSE frames (`event:` + `data:`).
+//!
+//! Sequence: `message_start` (before the first content; usage not yet known, so zero), per
+//! content block `content_block_start` / `content_block_delta` (`text_delta`, or
+//! `input_json_delta` with the tool call's argument pieces) / `content_block_stop`, then at the
+//! end `message_delta` (stop reason, usage from the final usage chunk) and `message_stop`.
+//! Anthropic allows one open block at a time, so a new tool call (or text after a tool call)
+//! closes the open block first. A failure after the start ends with an `error` event.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{json, Value};
+
+use super::{response, stop_reason};
+
+/// The block currently open.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Open {
+    Text,
+    /// A tool call, by its OpenAI `index`.
+    Tool(u64),
+}
+
+/// Translates one stream; feed it every chunk in order, then [`Events::done`].
+#[derive(Debug)]
+pub struct Events {
+    id: String,
+    model: String,
+    started: bool,
+    open: Option<Open>,
+    /// Index of the next block (the open one is `next - 1`).
+    next: u64,
+    stop: Option<&'static str>,
+    usage: Option<Value>,
+}
+
+impl Events {
+    /// `id` is the message id, `model` the alias the client asked for.
+    pub fn new(id: String, model: String) -> Self {
+        Self {
+            id,
+            model,
+            started: false,
+            open: None,
+            next: 0,
+            stop: None,
+            usage: None,
+        }
+    }
+
+    /// The frames for one OpenAI chunk (the JSON after `data: `); empty when it carries
+    /// nothing for the client. A chunk that does not parse is skipped.
+    pub fn chunk(&mut self, data: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+            return out.freeze();
+        };
+        self.start(&mut out);
+        if chunk["usage"].is_object() {
+            self.usage = Some(response::usage(&chunk["usage"]));
+        }
+        let choice = &chunk["choices"][0];
+        let delta = &choice["delta"];
+        for text in [&delta["content"], &delta["refusal"]] {
+            if let Some(t) = text.as_str().filter(|t| !t.is_empty()) {
+                self.open_block(Open::Text, json!({"type": "text", "text": ""}), &mut out);
+                let d = json!({"type": "text_delta", "text": t});
+                self.delta(d, &mut out);
+            }
+        }
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = call["index"].as_u64().unwrap_or(0);
+            let block = json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}});
+            self.open_block(Open::Tool(index), block, &mut out);
+            if let Some(args) = call["function"]["arguments"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+            {
+                let d = json!({"type": "input_json_delta", "partial_json": args});
+                self.delta(d, &mut out);
+            }
+        }
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            self.stop = Some(stop_reason(reason));
+            self.close(&mut out);
+        }
+        out.freeze()
+    }
+
+    /// The frames after the last chunk: closes the open block, then `message_delta` and
+    /// `message_stop`.
+    pub fn done(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.start(&mut out);
+        self.close(&mut out);
+        let usage = self
+            .usage
+            .take()
+            .unwrap_or_else(|| json!({"output_tokens": 0}));
+        let stop = self.stop.unwrap_or("end_turn");
+        frame(
+            &mut out,
+            "message_delta",
+            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": usage}),
+        );
+        frame(&mut out, "message_stop", &json!({"type": "message_stop"}));
+        out.freeze()
+    }
+
+    /// An `error` event (`kind` is Anthropic's error type).
+    pub fn error(&mut self, kind: &str, message: &str) -> Bytes {
+        error_event(kind, message)
+    }
+
+    fn start(&mut self, out: &mut BytesMut) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let message = json!({
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        });
+        frame(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": message}),
+        );
+    }
+
+    /// Opens `kind` unless it is the open block (closing any other first).
+    fn open_block(&mut self, kind: Open, block: Value, out: &mut BytesMut) {
+        if self.open == Some(kind) {
+            return;
+        }
+        self.close(out);
+        let index = self.next;
+        self.next += 1;
+        self.open = Some(kind);
+        frame(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
+    }
+
+    fn delta(&self, delta: Value, out: &mut BytesMut) {
+        let index = self.next.saturating_sub(1);
+        frame(
+            out,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        );
+    }
+
+    fn close(&mut self, out: &mut BytesMut) {
+        if self.open.take().is_some() {
+            let index = self.next.saturating_sub(1);
+            frame(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+    }
+}
+
+/// Anthropic's `error` event (`kind` is Anthropic's error type).
+pub fn error_event(kind: &str, message: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    frame(
+        &mut out,
+        "error",
+        &json!({"type": "error", "error": {"type": kind, "message": message}}),
+    );
+    out.freeze()
+}
+
+fn frame(out: &mut BytesMut, event: &str, data: &Value) {
+    out.put_slice(b"event: ");
+    out.put_slice(event.as_bytes());
+    out.put_slice(b"\ndata: ");
+    out.put_slice(data.to_string().as_bytes());
+    out.put_slice(b"\n\n");
+}

@@ -1,0 +1,249 @@
+//! Pass-through for clients that already speak Anthropic's Messages API (`/v1/messages`
+//! routed to an Anthropic deployment): the client's body goes upstream unchanged except for
+//! `model`, with the client's `anthropic-version` / `anthropic-beta` headers, and the answer
+//! comes back byte for byte. Only usage is read on the way: from the message's `usage`, or in a
+//! stream from `message_start` (input, cache) and `message_delta` (output), which is the chunk
+//! that carries it to the relay's metering.
+//!
+//! A stream that ends without `message_stop` or with an `error` event ends with an error, so
+//! the relay reports it in the client's dialect and meters it as failed.
+
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream;
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde::Deserialize;
+
+use super::response::AnthropicUsage;
+use super::{error, Anthropic};
+use crate::providers::sse::{SseBody, SseEvent};
+use crate::providers::{Call, ChatReply, Chunk, ChunkStream, JsonBody, JsonReply, UpstreamError};
+
+/// A Messages request to forward as it is.
+#[derive(Debug)]
+pub struct Forward {
+    /// The client's body; `model` is replaced by the deployment's.
+    pub body: JsonBody,
+    /// Client headers to forward (they replace the adapter's defaults of the same name).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub stream: bool,
+}
+
+/// The client headers that travel upstream.
+pub const FORWARDED: [HeaderName; 2] = [
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+];
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+    #[serde(default)]
+    message: Option<Box<Probe>>,
+    #[serde(default)]
+    error: Option<ErrorProbe>,
+}
+
+#[derive(Deserialize)]
+struct ErrorProbe {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl Anthropic {
+    /// Sends the client's own Messages request.
+    pub async fn forward(
+        &self,
+        call: &Call<'_>,
+        mut request: Forward,
+    ) -> Result<ChatReply, UpstreamError> {
+        let start = Instant::now();
+        let up = &self.upstream;
+        request
+            .body
+            .insert("model".into(), call.deployment.model_json.clone());
+        let body = serde_json::to_vec(&request.body)
+            .map_err(|_| up.bad("request could not be encoded"))?;
+        let url = call.deployment.endpoints.chat.clone();
+        let response = up
+            .post_with(call, url, body, &request.headers, error::adapt)
+            .await?;
+        if request.stream {
+            let response = up.event_stream(response)?;
+            return Ok(ChatReply::Stream(events(up.id.clone(), response)));
+        }
+        let body = up.read_body(call, start, response).await?;
+        let usage = serde_json::from_slice::<Probe>(&body)
+            .ok()
+            .and_then(|p| p.usage)
+            .map(AnthropicUsage::normalised);
+        Ok(ChatReply::Json(JsonReply { body, usage }))
+    }
+}
+
+struct State {
+    provider: String,
+    events: SseBody,
+    usage: AnthropicUsage,
+    done: bool,
+}
+
+/// The upstream's events as chunks whose `data` is the SSE frame to write as it is.
+fn events(provider: String, response: reqwest::Response) -> ChunkStream {
+    let state = State {
+        provider,
+        events: SseBody::new(response),
+        usage: AnthropicUsage::default(),
+        done: false,
+    };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let item = next(&mut st).await;
+        item.map(|i| (i, st))
+    }))
+}
+
+async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
+    let event = match st.events.next_event(&st.provider).await {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            st.done = true;
+            return Some(Err(UpstreamError::Interrupted {
+                provider: st.provider.clone(),
+            }));
+        }
+        Err(e) => {
+            st.done = true;
+            return Some(Err(e));
+        }
+    };
+    let (chunk, last) = chunk(&st.provider, &mut st.usage, &event);
+    st.done = last;
+    Some(chunk)
+}
+
+/// One upstream event → the chunk to relay; `true` once the stream is over.
+fn chunk(
+    provider: &str,
+    usage: &mut AnthropicUsage,
+    event: &SseEvent,
+) -> (Result<Chunk, UpstreamError>, bool) {
+    let probe = serde_json::from_slice::<Probe>(&event.data).ok();
+    let kind = probe.as_ref().and_then(|p| p.kind.as_deref());
+    let mut reported = None;
+    match kind {
+        Some("message_start") => {
+            if let Some(u) = probe.as_ref().and_then(|p| p.message.as_ref()?.usage) {
+                usage.update(u);
+            }
+        }
+        Some("message_delta") => {
+            if let Some(u) = probe.as_ref().and_then(|p| p.usage) {
+                usage.update(u);
+            }
+            reported = Some(usage.normalised());
+        }
+        Some("error") => {
+            let message = probe
+                .and_then(|p| p.error?.message)
+                .unwrap_or_else(|| "stream error".into());
+            let e = UpstreamError::Failed {
+                provider: provider.to_owned(),
+                status: StatusCode::BAD_GATEWAY,
+                message,
+                retry_after: None,
+            };
+            return (Err(e), true);
+        }
+        _ => {}
+    }
+    let chunk = Chunk {
+        data: frame(event),
+        usage: reported,
+        usage_only: false,
+    };
+    (Ok(chunk), kind == Some("message_stop"))
+}
+
+fn frame(event: &SseEvent) -> Bytes {
+    let mut out = BytesMut::with_capacity(event.data.len() + 32);
+    if let Some(name) = &event.event {
+        out.put_slice(b"event: ");
+        out.put_slice(name.as_bytes());
+        out.put_slice(b"\n");
+    }
+    for line in event.data.split(|b| *b == b'\n') {
+        out.put_slice(b"data: ");
+        out.put_slice(line);
+        out.put_slice(b"\n");
+    }
+    out.put_slice(b"\n");
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, data: &str) -> SseEvent {
+        SseEvent {
+            event: Some(name.into()),
+            data: Bytes::copy_from_slice(data.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn frames_pass_unchanged_and_usage_comes_from_start_and_delta() {
+        let mut usage = AnthropicUsage::default();
+        let start = event(
+            "message_start",
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":7,"cache_read_input_tokens":3,"output_tokens":1}}}"#,
+        );
+        let (c, last) = chunk("p", &mut usage, &start);
+        let c = c.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!last && c.usage.is_none());
+        assert_eq!(
+            &c.data[..],
+            format!(
+                "event: message_start\ndata: {}\n\n",
+                String::from_utf8_lossy(&start.data)
+            )
+            .as_bytes()
+        );
+        let delta = event(
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":12}}"#,
+        );
+        let (c, _) = chunk("p", &mut usage, &delta);
+        let u = c.ok().and_then(|c| c.usage).unwrap_or_default();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            (10, 12, 3)
+        );
+        let (c, last) = chunk(
+            "p",
+            &mut usage,
+            &event("message_stop", r#"{"type":"message_stop"}"#),
+        );
+        assert!(c.is_ok() && last);
+        let (c, last) = chunk(
+            "p",
+            &mut usage,
+            &event(
+                "error",
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            ),
+        );
+        assert!(
+            last && c
+                .err()
+                .is_some_and(|e| e.to_string().contains("Overloaded"))
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! The official `anthropic` Python SDK against the data plane's `/v1/messages`: requests are
+//! translated into the internal OpenAI dialect, served by the OpenAI mock (alias `chat`) or,
+//! for tool use, by the Anthropic mock behind an `anthropic` provider (alias `claude`), and
+//! answered in Anthropic's format. Requests for an Anthropic deployment are passed through
+//! (the client's body, only `model` replaced) and relayed as the provider answered.
+
+use serde_json::{json, Value};
+use switchyard_tests::support::TestEnv;
+
+use crate::anthropic_provider::gateway;
+use crate::fixture::{client, python_json, FULL_KEY, UPSTREAM_KEY};
+use crate::usage_events::spooled_events;
+
+const SDK_CHECKS: &str = r#"
+import json, os
+import anthropic
+
+client = anthropic.Anthropic(max_retries=0, timeout=30)
+ASK = [{"role": "user", "content": "say hello to me"}]
+TOOLS = [{"name": "get_weather", "description": "Weather of a city",
+          "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}]
+
+def usage(u):
+    return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
+
+def text_of(m):
+    return "".join(b.text for b in m.content if b.type == "text")
+
+def message():
+    m = client.messages.create(model="chat", max_tokens=100, system="Be brief.", messages=ASK)
+    return {"id": m.id, "model": m.model, "text": text_of(m), "stop_reason": m.stop_reason, "usage": usage(m.usage)}
+
+def stream():
+    events = []
+    with client.messages.stream(model="chat", max_tokens=100, messages=ASK) as s:
+        for event in s:
+            events.append(event.type)
+        final = s.get_final_message()
+    return {"text": text_of(final), "stop_reason": final.stop_reason, "usage": usage(final.usage),
+            "events": events}
+
+def tools():
+    messages = [{"role": "user", "content": "weather in Paris please"}]
+    first = client.messages.create(model="claude", max_tokens=50, messages=messages, tools=TOOLS)
+    call = next(b for b in first.content if b.type == "tool_use")
+    with client.messages.stream(model="claude", max_tokens=50, messages=messages, tools=TOOLS) as s:
+        streamed = s.get_final_message()
+    scall = next(b for b in streamed.content if b.type == "tool_use")
+    messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]})
+    messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21 degrees"}]})
+    second = client.messages.create(model="claude", max_tokens=50, messages=messages, tools=TOOLS)
+    # The same history through the OpenAI mock, to see what the gateway sent.
+    via_openai = client.messages.create(model="chat", max_tokens=50, messages=messages, tools=TOOLS,
+                                        tool_choice={"type": "tool", "name": "get_weather"})
+    return {"first_stop": first.stop_reason, "name": call.name, "input": call.input, "id": call.id,
+            "streamed": {"name": scall.name, "input": scall.input, "stop": streamed.stop_reason},
+            "second_stop": second.stop_reason, "second_text": text_of(second),
+            "via_openai": text_of(via_openai)}
+
+def native():
+    m = client.messages.create(model="claude", max_tokens=100, system="Be brief.", messages=ASK, extra_body={"top_k": 3},
+                               extra_headers={"anthropic-beta": "test-beta-1"})
+    events = []
+    with client.messages.stream(model="claude", max_tokens=100, messages=ASK) as s:
+        for event in s:
+            events.append(event.type)
+        final = s.get_final_message()
+    return {"id": m.id, "model": m.model, "text": text_of(m), "usage": usage(m.usage),
+            "stream_text": text_of(final), "stream_usage": usage(final.usage), "events": events}
+
+def count():
+    return {"input_tokens": client.messages.count_tokens(model="chat", messages=ASK).input_tokens}
+
+def unknown_model():
+    client.messages.create(model="no-such-model", max_tokens=10, messages=ASK)
+
+CHECKS = {"native": native, "message": message, "stream": stream, "tools": tools, "count": count,
+          "unknown_model": unknown_model}
+try:
+    out = CHECKS[os.environ["CHECK"]]()
+except anthropic.APIStatusError as e:
+    out = {"exception": type(e).__name__, "status": e.status_code, "body": e.body}
+print(json.dumps(out))
+"#;
+
+async fn sdk(env: &TestEnv, check: &str, key: &str) -> Value {
+    let base = env.data_plane().base_url();
+    python_json(
+        SDK_CHECKS,
+        &[
+            ("ANTHROPIC_BASE_URL", &base),
+            ("ANTHROPIC_API_KEY", key),
+            ("CHECK", check),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn anthropic_sdk_messages_and_stream_through_the_openai_mock() {
+    let env = gateway().await;
+    let m = sdk(&env, "message", FULL_KEY).await;
+    assert_eq!(m["text"], "Hello from the mock provider.", "{m}");
+    assert_eq!(m["model"], "chat");
+    assert_eq!(m["stop_reason"], "end_turn");
+    // "Be brief." (2 words) + "say hello to me" (4 words); the reply is 5 words.
+    assert_eq!(m["usage"], json!({"input_tokens": 6, "output_tokens": 5}));
+    let seen = env.mock().requests().await.unwrap();
+    assert_eq!(seen[0]["path"], "/v1/chat/completions");
+    assert_eq!(
+        seen[0]["body"]["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(seen[0]["body"]["max_tokens"], 100);
+
+    let s = sdk(&env, "stream", FULL_KEY).await;
+    assert_eq!(s["text"], "Hello from the mock provider.", "{s}");
+    assert_eq!(s["stop_reason"], "end_turn");
+    // From the provider's final usage report (message_delta).
+    assert_eq!(
+        s["usage"],
+        json!({"input_tokens": 4, "output_tokens": 5}),
+        "{s}"
+    );
+    let events: Vec<&str> = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"), "{s}");
+    assert_eq!(events.last(), Some(&"message_stop"), "{s}");
+    assert!(events.contains(&"content_block_stop"), "{s}");
+
+    let c = sdk(&env, "count", FULL_KEY).await;
+    assert!(c["input_tokens"].as_u64().is_some_and(|n| n > 0), "{c}");
+}
+
+#[tokio::test]
+async fn anthropic_sdk_tool_use_round_trip() {
+    let env = gateway().await;
+    let out = sdk(&env, "tools", FULL_KEY).await;
+    assert_eq!(out["first_stop"], "tool_use", "{out}");
+    assert_eq!(out["name"], "get_weather");
+    assert_eq!(out["input"], json!({"location": "mock"}));
+    assert_eq!(
+        out["streamed"],
+        json!({"name": "get_weather", "input": {"location": "mock"}, "stop": "tool_use"})
+    );
+    assert_eq!(out["second_stop"], "end_turn");
+    assert_eq!(out["second_text"], "Hello from the mock provider.");
+    assert_eq!(out["via_openai"], "Hello from the mock provider.");
+
+    let seen = env.mock().requests().await.unwrap();
+    let openai = seen
+        .iter()
+        .find(|r| r["path"] == "/v1/chat/completions")
+        .unwrap();
+    let body = &openai["body"];
+    assert_eq!(body["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "function", "function": {"name": "get_weather"}})
+    );
+    let call = &body["messages"][1]["tool_calls"][0];
+    assert_eq!(call["id"], out["id"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        json!({"location": "mock"})
+    );
+    assert_eq!(
+        body["messages"][2],
+        json!({"role": "tool", "tool_call_id": out["id"], "content": "sunny, 21 degrees"})
+    );
+}
+
+#[tokio::test]
+async fn anthropic_sdk_errors_are_the_right_exceptions() {
+    let env = gateway().await;
+    let unknown = sdk(&env, "unknown_model", FULL_KEY).await;
+    assert_eq!(unknown["exception"], "NotFoundError", "{unknown}");
+    assert_eq!(unknown["status"], 404);
+    assert_eq!(unknown["body"]["type"], "error");
+    assert_eq!(unknown["body"]["error"]["type"], "not_found_error");
+
+    let bad_key = sdk(&env, "message", "sk-not-a-key").await;
+    assert_eq!(bad_key["exception"], "AuthenticationError", "{bad_key}");
+    assert_eq!(bad_key["status"], 401);
+    assert_eq!(bad_key["body"]["error"]["type"], "authentication_error");
+
+    // Bad input is a 400 in Anthropic's shape, naming the field.
+    let resp = client()
+        .post(format!("{}/v1/messages", env.data_plane().base_url()))
+        .header("x-api-key", FULL_KEY)
+        .json(&json!({"model": "chat", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("messages[0].role"));
+}
+
+#[tokio::test]
+async fn messages_are_metered_like_chat_and_streams_are_anthropic_sse() {
+    let env = gateway().await;
+    let url = format!("{}/v1/messages", env.data_plane().base_url());
+    let ask = json!({"model": "chat", "max_tokens": 50, "messages": [{"role": "user", "content": "say hello to me"}]});
+    let resp = client()
+        .post(&url)
+        .bearer_auth(FULL_KEY)
+        .json(&ask)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let resp = client()
+        .post(&url)
+        .header("x-api-key", FULL_KEY)
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let text = resp.text().await.unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{text}");
+    assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"]);
+    assert!(!text.contains("[DONE]"), "{text}");
+
+    let spool = env.data_plane().spool_dir().to_owned();
+    switchyard_tests::support::eventually(std::time::Duration::from_secs(20), || async {
+        spooled_events(&spool).len() == 2
+    })
+    .await
+    .unwrap();
+    for e in spooled_events(&spool) {
+        assert_eq!(e.endpoint, "messages");
+        assert_eq!(e.alias, "chat");
+        assert_eq!(
+            (e.usage.prompt_tokens, e.usage.completion_tokens),
+            (4, 5),
+            "{e:?}"
+        );
+        assert!(!e.usage_estimated);
+    }
+}
+
+#[tokio::test]
+async fn anthropic_deployments_get_the_clients_body_and_answer_as_is() {
+    let env = gateway().await;
+    let out = sdk(&env, "native", FULL_KEY).await;
+    assert_eq!(out["text"], "Hello from the mock provider.", "{out}");
+    // The provider's own answer: its model name, not the alias.
+    assert_eq!(out["model"], "claude-mock-1");
+    assert_eq!(out["usage"], json!({"input_tokens": 6, "output_tokens": 5}));
+    assert_eq!(out["stream_text"], "Hello from the mock provider.");
+    assert_eq!(
+        out["stream_usage"],
+        json!({"input_tokens": 4, "output_tokens": 5})
+    );
+
+    let seen = env.mock().requests().await.unwrap();
+    assert!(seen.iter().all(|r| r["path"] == "/v1/messages"), "{seen:?}");
+    let first = &seen[0];
+    assert_eq!(first["headers"]["anthropic-beta"], "test-beta-1");
+    assert_eq!(first["headers"]["x-api-key"], UPSTREAM_KEY);
+    // Untranslated: `system` stays a string, `top_k` (no OpenAI counterpart) is kept.
+    assert_eq!(first["body"]["model"], "claude-mock-1");
+    assert_eq!(first["body"]["system"], "Be brief.");
+    assert_eq!(first["body"]["top_k"], 3);
+
+    let spool = env.data_plane().spool_dir().to_owned();
+    switchyard_tests::support::eventually(std::time::Duration::from_secs(20), || async {
+        spooled_events(&spool).len() == 2
+    })
+    .await
+    .unwrap();
+    let mut tokens: Vec<_> = spooled_events(&spool)
+        .iter()
+        .map(|e| {
+            (
+                e.usage.prompt_tokens,
+                e.usage.completion_tokens,
+                e.usage_estimated,
+            )
+        })
+        .collect();
+    tokens.sort_unstable();
+    assert_eq!(tokens, [(4, 5, false), (6, 5, false)]);
+}
