@@ -71,7 +71,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 !no_prune,
             )
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| match e {
+                // Name every refused field, as the API's `details` do.
+                control_plane::api::ApiError::Invalid(fields) => anyhow::anyhow!(
+                    "validation failed: {}",
+                    fields
+                        .iter()
+                        .map(|f| format!("{}: {}", f.path, f.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                other => anyhow::anyhow!("{other}"),
+            })?;
             tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "applied");
             Ok(())
         }

@@ -503,6 +503,25 @@ pricing:
         head
     );
 
+    // A refused file names each bad field on the command line too.
+    let bad = s.env.dir().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        yaml.replace("target: platform", "target: no-such-team"),
+    )
+    .unwrap();
+    let out =
+        std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
+            .args(["apply", "-f"])
+            .arg(&bad)
+            .env("DATABASE_URL", s.env.postgres().database_url())
+            .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
+            .output()
+            .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("budgets[0].target"), "{stderr}");
+
     // Something added through the API stays with ?prune=false, and goes with the default.
     s.cp.post(
         "/admin/routes",
