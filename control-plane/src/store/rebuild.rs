@@ -27,6 +27,31 @@ pub const TABLES: &[(&str, &str)] = &[
 /// Truncates the projections and replays the whole log into them, in one transaction (appends
 /// wait meanwhile). Returns the number of streams replayed.
 pub async fn rebuild(store: &super::Store) -> Result<usize, StoreError> {
+    // Truncating the projections takes their locks one table at a time, so a live control
+    // plane reading two of them (the snapshot builder, the lease service) can deadlock with
+    // it; Postgres then aborts one side. The rebuild is one transaction, so it simply runs
+    // again.
+    let mut attempt = 1;
+    loop {
+        match rebuild_once(store).await {
+            Err(StoreError::Db(e))
+                if attempt < 5
+                    && e.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+            {
+                tracing::warn!(
+                    attempt,
+                    "projection rebuild deadlocked with live readers; retrying"
+                );
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn rebuild_once(store: &super::Store) -> Result<usize, StoreError> {
     let mut client = store.pool().get().await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
