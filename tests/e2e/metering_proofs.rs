@@ -98,10 +98,12 @@ async fn put_price(s: &Stack, model: &str, input: &str, output: &str) {
 /// Waits until every proxy serves `alias` to `secret` (the config has propagated).
 async fn wait_until_served(s: &Stack, secret: &str, alias: &str) {
     for url in &s.proxies {
-        eventually(Duration::from_secs(10), || async {
+        // Generous: on a 2-core CI machine other suites run 5,000-request mixes meanwhile.
+        eventually(Duration::from_secs(30), || async {
             let status = client()
                 .get(format!("{url}/v1/models/{alias}"))
                 .bearer_auth(secret)
+                .timeout(Duration::from_secs(3))
                 .send()
                 .await?
                 .status();
