@@ -36,6 +36,8 @@ use crate::seal::SealKey;
 
 /// How often the pointer in the bucket is read again, in case a push was lost.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest a single push or bucket check (read the pointer, fetch, verify, compile) may take.
+pub const HANDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between connection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// Longest time one snapshot body may take to download.
@@ -158,7 +160,14 @@ pub async fn watch(source: Source, store: Arc<SnapshotStore>, cancel: Cancellati
         };
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = watcher.handle(work) => {}
+            done = tokio::time::timeout(HANDLE_TIMEOUT, watcher.handle(work)) => {
+                if done.is_err() {
+                    // A fetch that never completes must not stop the watcher: the next push or
+                    // recheck tries again.
+                    metrics::snapshot_reload("timeout");
+                    tracing::warn!(after = ?HANDLE_TIMEOUT, "fetching a snapshot took too long; trying again at the next push or recheck");
+                }
+            }
         }
     }
 }
