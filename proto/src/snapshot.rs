@@ -149,9 +149,14 @@ pub struct Provider {
     /// Extra, non-secret headers sent with every upstream request (e.g. `OpenAI-Organization`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Kind-specific, non-secret settings: `project` and `location` for `vertex_ai`, `region`
+    /// for `bedrock`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
-/// Provider families. All but `Gemini` and `Anthropic` speak the OpenAI wire format.
+/// Provider families. All but `Gemini`, `VertexAi`, `Anthropic` and `Bedrock` speak the OpenAI
+/// wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
@@ -172,6 +177,16 @@ pub enum ProviderKind {
     /// api.anthropic.com: the Messages API (`x-api-key`, `anthropic-version`), translated
     /// from and to the OpenAI dialect. The base URL excludes `/v1`.
     Anthropic,
+    /// Google Vertex AI: Gemini's wire format under
+    /// `/v1/projects/{project}/locations/{location}/publishers/google`, authenticated with an
+    /// OAuth access token obtained from a service-account JSON key (the credential). Settings
+    /// `project` and `location` are required; the base URL defaults to the location's endpoint.
+    VertexAi,
+    /// AWS Bedrock Runtime: the Converse API, SigV4-signed. The credential is
+    /// `ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]` or a JSON object with `access_key_id`,
+    /// `secret_access_key` and optional `session_token`. Setting `region` is required; the base
+    /// URL defaults to `https://bedrock-runtime.{region}.amazonaws.com`.
+    Bedrock,
 }
 
 impl ProviderKind {
@@ -186,6 +201,8 @@ impl ProviderKind {
             Self::OpenaiCompatible => "openai_compatible",
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
+            Self::VertexAi => "vertex_ai",
+            Self::Bedrock => "bedrock",
         }
     }
 
@@ -196,8 +213,27 @@ impl ProviderKind {
             Self::Mistral => Some("https://api.mistral.ai/v1"),
             Self::Anthropic => Some("https://api.anthropic.com"),
             Self::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
-            Self::AzureOpenai | Self::Vllm | Self::Ollama | Self::OpenaiCompatible => None,
+            Self::AzureOpenai
+            | Self::Vllm
+            | Self::Ollama
+            | Self::OpenaiCompatible
+            | Self::VertexAi
+            | Self::Bedrock => None,
         }
+    }
+
+    /// Settings a provider of this kind must have (non-empty).
+    pub fn required_settings(self) -> &'static [&'static str] {
+        match self {
+            Self::VertexAi => &["project", "location"],
+            Self::Bedrock => &["region"],
+            _ => &[],
+        }
+    }
+
+    /// Whether the base URL can be derived from the settings when none is given.
+    pub fn derives_base_url(self) -> bool {
+        matches!(self, Self::VertexAi | Self::Bedrock)
     }
 }
 

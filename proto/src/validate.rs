@@ -56,7 +56,7 @@ impl Snapshot {
                     format!("{at}.base_url"),
                     format!("`{url}` is not an http:// or https:// URL"),
                 ),
-                (None, None) => push(
+                (None, None) if !p.kind.derives_base_url() => push(
                     format!("{at}.base_url"),
                     format!("required for kind `{}`", p.kind.as_str()),
                 ),
@@ -69,6 +69,14 @@ impl Snapshot {
                     format!("{at}.api_version"),
                     "required for kind `azure_openai`".into(),
                 );
+            }
+            for name in p.kind.required_settings() {
+                if p.settings.get(*name).is_none_or(|v| v.trim().is_empty()) {
+                    push(
+                        format!("{at}.settings.{name}"),
+                        format!("required for kind `{}`", p.kind.as_str()),
+                    );
+                }
             }
             if p.timeout_ms == Some(0) {
                 push(format!("{at}.timeout_ms"), "must be greater than 0".into());

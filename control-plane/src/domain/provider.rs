@@ -58,6 +58,7 @@ impl ProviderSpec {
             timeout_ms: self.timeout_ms,
             stream_usage: self.stream_usage,
             headers: self.headers.clone(),
+            settings: self.settings.clone(),
         }
     }
 }

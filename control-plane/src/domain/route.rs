@@ -46,6 +46,7 @@ impl Spec for RouteSpec {
                 timeout_ms: None,
                 stream_usage: None,
                 headers: Default::default(),
+                settings: Default::default(),
             })
             .collect::<Vec<_>>();
         let mut unique = providers;

@@ -7,6 +7,7 @@
 //! through with only the model name and the usage request changed.
 
 pub mod anthropic;
+pub mod bedrock;
 mod common;
 mod error;
 pub mod gemini;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod openai;
 pub mod sse;
 mod usage;
+pub mod vertex;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -111,6 +113,8 @@ pub enum Adapter {
     OpenAi(openai::OpenAiFamily),
     Anthropic(anthropic::Anthropic),
     Gemini(gemini::Gemini),
+    Vertex(vertex::Vertex),
+    Bedrock(bedrock::Bedrock),
 }
 
 impl Adapter {
@@ -121,6 +125,10 @@ impl Adapter {
                 Self::Anthropic(anthropic::Anthropic::new(provider, seal_key))
             }
             proto::ProviderKind::Gemini => Self::Gemini(gemini::Gemini::new(provider, seal_key)),
+            proto::ProviderKind::VertexAi => Self::Vertex(vertex::Vertex::new(provider, seal_key)),
+            proto::ProviderKind::Bedrock => {
+                Self::Bedrock(bedrock::Bedrock::new(provider, seal_key))
+            }
             _ => Self::OpenAi(openai::OpenAiFamily::new(provider, seal_key)),
         }
     }
@@ -139,6 +147,8 @@ impl Adapter {
             Self::OpenAi(p) => p.id(),
             Self::Anthropic(p) => p.id(),
             Self::Gemini(p) => p.id(),
+            Self::Vertex(p) => p.id(),
+            Self::Bedrock(p) => p.id(),
         }
     }
 
@@ -148,6 +158,8 @@ impl Adapter {
             Self::OpenAi(p) => p.timeout(),
             Self::Anthropic(p) => p.timeout(),
             Self::Gemini(p) => p.timeout(),
+            Self::Vertex(p) => p.timeout(),
+            Self::Bedrock(p) => p.timeout(),
         }
     }
 
@@ -157,6 +169,8 @@ impl Adapter {
             Self::OpenAi(p) => p.endpoints(model),
             Self::Anthropic(p) => p.endpoints(model),
             Self::Gemini(p) => p.endpoints(model),
+            Self::Vertex(p) => p.endpoints(model),
+            Self::Bedrock(p) => p.endpoints(model),
         }
     }
 }
@@ -171,6 +185,8 @@ impl Provider for Adapter {
             Self::OpenAi(p) => p.chat(call, request).await,
             Self::Anthropic(p) => p.chat(call, request).await,
             Self::Gemini(p) => p.chat(call, request).await,
+            Self::Vertex(p) => p.chat(call, request).await,
+            Self::Bedrock(p) => p.chat(call, request).await,
         }
     }
 
@@ -183,6 +199,8 @@ impl Provider for Adapter {
             Self::OpenAi(p) => p.embeddings(call, body).await,
             Self::Anthropic(p) => p.embeddings(call, body).await,
             Self::Gemini(p) => p.embeddings(call, body).await,
+            Self::Vertex(p) => p.embeddings(call, body).await,
+            Self::Bedrock(p) => p.embeddings(call, body).await,
         }
     }
 }

@@ -137,6 +137,7 @@ fn big_snapshot(
         timeout_ms: None,
         stream_usage: None,
         headers: BTreeMap::new(),
+        settings: BTreeMap::new(),
     }];
     let routes = (0..routes)
         .map(|i| proto::Route {

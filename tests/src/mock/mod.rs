@@ -61,6 +61,7 @@
 mod admit;
 mod anthropic;
 mod api;
+mod bedrock;
 mod conn;
 mod control;
 mod embedding;
@@ -71,6 +72,7 @@ mod record;
 mod script;
 mod stream;
 mod tokens;
+mod vertex;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -154,6 +156,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(AZURE_CHAT, post(api::chat_azure))
         .route(AZURE_EMBEDDINGS, post(api::embeddings_azure))
         .route("/v1beta/models/{target}", post(gemini::models_action))
+        .merge(vertex::routes())
+        .merge(bedrock::routes())
         .route(
             "/__mock/script",
             post(control::push_script)

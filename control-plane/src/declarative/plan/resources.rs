@@ -1,7 +1,6 @@
 //! Providers and routes: their specs from the file, sealed credentials that must open, and the
 //! puts that make the store's match.
 
-use std::collections::BTreeMap;
 
 use proto::{Credential, Snapshot};
 
@@ -47,7 +46,7 @@ pub(super) fn provider_spec(p: &proto::Provider) -> ProviderSpec {
         timeout_ms: p.timeout_ms,
         stream_usage: p.stream_usage,
         headers: p.headers.clone(),
-        settings: BTreeMap::new(),
+        settings: p.settings.clone(),
         credential: p.api_key.clone(),
     }
 }
@@ -56,16 +55,11 @@ pub(super) fn provider_spec(p: &proto::Provider) -> ProviderSpec {
 pub(super) fn plan_puts(current: &Current, desired: &Desired) -> Vec<Change> {
     let mut changes = Vec::new();
     for (id, spec) in &desired.providers {
-        let mut spec = spec.clone();
         let cur = current.providers.get(id);
-        if let Some(cur) = cur {
-            // The file cannot express kind-specific settings: keep the ones set through the API.
-            spec.settings = cur.settings.clone();
-        }
         if cur != Some(&spec) {
             changes.push(Change::PutProvider {
                 id: id.clone(),
-                spec,
+                spec: spec.clone(),
                 create: cur.is_none(),
             });
         }
