@@ -11,6 +11,7 @@
 mod admin_isolation;
 mod admission;
 mod anthropic_provider;
+mod bedrock_provider;
 mod control_plane;
 mod fixture;
 mod gemini_provider;
@@ -25,3 +26,4 @@ mod sdk;
 mod smoke;
 mod snapshot_nats;
 mod usage_events;
+mod vertex_provider;
