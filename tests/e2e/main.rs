@@ -20,6 +20,7 @@ mod messages_inbound;
 mod metering_fold;
 mod metering_proofs;
 mod openapi;
+mod provider_ledger;
 mod proxy;
 mod reload;
 mod sdk;
