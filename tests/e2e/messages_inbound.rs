@@ -302,3 +302,106 @@ async fn anthropic_deployments_get_the_clients_body_and_answer_as_is() {
     tokens.sort_unstable();
     assert_eq!(tokens, [(4, 5, false), (6, 5, false)]);
 }
+
+/// A Messages request full of fields the gateway does not model, in an unusual but valid
+/// layout (key order, whitespace, escapes, number forms). `MODEL` marks the `model` value.
+const UNKNOWN_FIELDS: &str = r#"{
+  "system" : [ {"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral","ttl":"1h"}} ],
+  "thinking": {"type": "enabled", "budget_tokens": 1.024e3},
+  "messages":[{"role":"user","content":[
+      {"type":"document","source":{"type":"text","media_type":"text/plain","data":"caf\u00e9 \ud83d\ude00"},"citations":{"enabled":true}},
+      {"type":"text","text":"say hello to me"}]},
+    {"role":"assistant","content":[{"type":"thinking","thinking":"Hmm.","signature":"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"},
+      {"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"},
+      {"type":"text","text":"Hello."}]},
+    {"role":"user","content":"again"}],
+  "model":MODEL,   "max_tokens" : 100,
+  "x_future_field": {"nested": [null, true, -0.0]},
+  "container": "ctr_abc", "mcp_servers": []STREAM
+}"#;
+
+#[tokio::test]
+async fn unknown_fields_reach_the_anthropic_deployment_byte_for_byte_and_back() {
+    use sha2::{Digest, Sha256};
+    let env = gateway().await;
+    let url = format!("{}/v1/messages", env.data_plane().base_url());
+    for stream in [false, true] {
+        let tail = if stream { r#", "stream": true"# } else { "" };
+        let sent = UNKNOWN_FIELDS
+            .replace("MODEL", r#""claude""#)
+            .replace("STREAM", tail);
+        let upstream = UNKNOWN_FIELDS
+            .replace("MODEL", r#""claude-mock-1""#)
+            .replace("STREAM", tail);
+        let answer = client()
+            .post(&url)
+            .header("x-api-key", FULL_KEY)
+            .header("anthropic-version", "2023-06-01")
+            .header(
+                "anthropic-beta",
+                "interleaved-thinking-2025-05-14,files-api-2025-04-14",
+            )
+            .header("content-type", "application/json")
+            .body(sent)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let received = answer.bytes().await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&received));
+
+        let seen = env.mock().requests().await.unwrap();
+        let last = seen.last().unwrap();
+        assert_eq!(
+            last["body_sha256"],
+            hex::encode(Sha256::digest(upstream.as_bytes())),
+            "the upstream body differs from the client's beyond `model`: {}",
+            last["body"]
+        );
+        assert_eq!(last["headers"]["anthropic-version"], "2023-06-01");
+        assert_eq!(
+            last["headers"]["anthropic-beta"],
+            "interleaved-thinking-2025-05-14,files-api-2025-04-14"
+        );
+        assert_eq!(last["headers"]["x-api-key"], UPSTREAM_KEY);
+        if stream {
+            assert!(
+                received.starts_with(b"event: message_start"),
+                "{received:?}"
+            );
+            assert_eq!(
+                last["response_sha256"],
+                hex::encode(Sha256::digest(&received)),
+                "the stream reached the client changed"
+            );
+        } else {
+            let message: Value = serde_json::from_slice(&received).unwrap();
+            assert_eq!(message["model"], "claude-mock-1", "{message}");
+        }
+    }
+
+    // The same body for a deployment of another dialect cannot be translated: the client's
+    // 400, in Anthropic's format, and nothing sent upstream.
+    let before = env.mock().requests().await.unwrap().len();
+    let refused = client()
+        .post(&url)
+        .header("x-api-key", FULL_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .body(
+            UNKNOWN_FIELDS
+                .replace("MODEL", r#""chat""#)
+                .replace("STREAM", ""),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("document"));
+    assert_eq!(env.mock().requests().await.unwrap().len(), before);
+}

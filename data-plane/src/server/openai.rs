@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use rust_decimal::Decimal;
 
@@ -212,16 +213,24 @@ pub(super) async fn chat(
     let snapshot = app.inner.snapshots.get().ok_or(ApiError::NotReady)?;
     let key = auth::authenticate(&snapshot, headers)?;
     let bytes = body::read(raw, headers, app.inner.max_body).await?;
-    let parsed = body::parse_object(&bytes)?;
-    let (json, original) = match dialect.native_anthropic {
-        Some(_) => ((dialect.request)(parsed.clone())?, Some(parsed)),
-        None => ((dialect.request)(parsed)?, None),
+    // The client's own bytes, kept (a reference count, not a copy) in case the deployment
+    // speaks the client's dialect and gets them as they are.
+    let original = dialect.native_anthropic.map(|_| bytes.clone());
+    // A body the translation cannot express (a block type only the provider knows) still
+    // reaches a deployment of the client's own dialect; for any other it is the client's 400.
+    let (json, untranslatable) = match (dialect.request)(body::parse_object(&bytes)?) {
+        Ok(json) => (json, None),
+        Err(e) if original.is_some() => (body::parse_object(&bytes)?, Some(e)),
+        Err(e) => return Err(e),
     };
     let fields = body::chat(&json)?;
     let route = pipeline::resolve(&snapshot, &key, &fields.model)?;
     let deployment = route
         .primary()
         .ok_or_else(|| ApiError::ModelNotFound(fields.model.clone()))?;
+    if let Some(e) = untranslatable.filter(|_| deployment.provider.as_anthropic().is_none()) {
+        return Err(e);
+    }
     let tags = request_tags(headers, &json, &key)?;
     let cost_cap = cost_cap(headers)?;
     let prompt_tokens = estimate::prompt_tokens(bytes.len());
@@ -429,7 +438,7 @@ async fn embed(
 async fn send(
     call: &Call<'_>,
     json: JsonBody,
-    original: Option<JsonBody>,
+    original: Option<Bytes>,
     headers: &HeaderMap,
     stream: bool,
 ) -> (Result<ChatReply, UpstreamError>, bool) {
@@ -447,7 +456,7 @@ async fn send(
 }
 
 /// The client's own Messages request for an Anthropic deployment, with its version headers.
-fn forwarded(body: JsonBody, headers: &HeaderMap, stream: bool) -> Forward {
+fn forwarded(body: Bytes, headers: &HeaderMap, stream: bool) -> Forward {
     let headers = FORWARDED
         .iter()
         .filter_map(|name| Some((name.clone(), headers.get(name)?.clone())))

@@ -113,6 +113,7 @@ pub(crate) async fn admit<T: ApiRequest>(
         query: uri.query(),
         headers,
         body: recorded_body,
+        raw: body,
         model,
         stream: request.is_some_and(T::stream),
         prompt_tokens: request.map_or(0, T::prompt_tokens),

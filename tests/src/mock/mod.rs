@@ -53,9 +53,11 @@
 //! # Recording
 //! `GET /__mock/requests` lists the last [`RECORD_CAPACITY`] API requests, oldest first, as
 //! `{seq, path, query, headers (lowercased name -> value), body (JSON, or the raw text when
-//! not JSON), model, stream, prompt_tokens, completion_tokens, received_at_ms,
-//! chunk_sent_at_ms (one Unix ms per SSE event handed to the connection, filled in live),
-//! completed_at_ms (null until the last byte is handed over)}`. Disabled with
+//! not JSON), body_sha256 (hex SHA-256 of the body's bytes as received), model, stream,
+//! prompt_tokens, completion_tokens, billed, received_at_ms, chunk_sent_at_ms (one Unix ms per
+//! SSE event handed to the connection, filled in live), completed_at_ms (null until the last
+//! byte is handed over), response_sha256 (hex SHA-256 of a streamed body's bytes, once sent in
+//! full; null for single-piece answers)}`. Disabled with
 //! [`MockOptions::record`] = false (`--no-record`).
 
 mod admit;

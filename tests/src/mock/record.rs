@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::http::HeaderMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// How many requests the store keeps.
 pub const RECORD_CAPACITY: usize = 50_000;
@@ -32,6 +33,8 @@ pub(crate) struct RecordInit<'a> {
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub body: Value,
+    /// The body's bytes as received (only hashed).
+    pub raw: &'a [u8],
     pub model: Option<&'a str>,
     pub stream: bool,
     pub prompt_tokens: u64,
@@ -45,6 +48,7 @@ struct Record {
     query: Option<String>,
     headers: BTreeMap<String, String>,
     body: Value,
+    body_sha256: String,
     model: Option<String>,
     stream: bool,
     prompt_tokens: u64,
@@ -59,6 +63,8 @@ struct Progress {
     usage_reported: Option<(u64, u64)>,
     chunk_sent_at_ms: Vec<u64>,
     completed_at_ms: Option<u64>,
+    /// Digest of the bytes of a piecewise (streamed) body handed to the connection so far.
+    sent: Option<Sha256>,
 }
 
 #[derive(Serialize)]
@@ -74,6 +80,7 @@ struct RecordView<'a> {
     query: Option<&'a str>,
     headers: &'a BTreeMap<String, String>,
     body: &'a Value,
+    body_sha256: &'a str,
     model: Option<&'a str>,
     stream: bool,
     prompt_tokens: u64,
@@ -83,6 +90,8 @@ struct RecordView<'a> {
     received_at_ms: u64,
     chunk_sent_at_ms: &'a [u64],
     completed_at_ms: Option<u64>,
+    /// SHA-256 of a streamed response's bytes, once it was sent in full.
+    response_sha256: Option<String>,
 }
 
 impl Serialize for Record {
@@ -94,6 +103,7 @@ impl Serialize for Record {
             query: self.query.as_deref(),
             headers: &self.headers,
             body: &self.body,
+            body_sha256: &self.body_sha256,
             model: self.model.as_deref(),
             stream: self.stream,
             prompt_tokens: self.prompt_tokens,
@@ -108,6 +118,11 @@ impl Serialize for Record {
             received_at_ms: self.received_at_ms,
             chunk_sent_at_ms: &progress.chunk_sent_at_ms,
             completed_at_ms: progress.completed_at_ms,
+            response_sha256: progress
+                .sent
+                .clone()
+                .filter(|_| progress.completed_at_ms.is_some())
+                .map(|h| hex::encode(h.finalize())),
         }
         .serialize(serializer)
     }
@@ -125,6 +140,11 @@ impl RecordHandle {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner));
         }
+    }
+
+    /// Adds bytes of a piecewise body handed to the connection to the response digest.
+    pub(crate) fn sent(&self, bytes: &[u8]) {
+        self.update(|p| p.sent.get_or_insert_with(Sha256::new).update(bytes));
     }
 
     /// Notes that one SSE event was handed to the connection now.
@@ -189,6 +209,7 @@ impl RecordStore {
             query: init.query.map(str::to_owned),
             headers,
             body: init.body,
+            body_sha256: hex::encode(Sha256::digest(init.raw)),
             model: init.model.map(str::to_owned),
             stream: init.stream,
             prompt_tokens: init.prompt_tokens,
@@ -234,6 +255,7 @@ mod tests {
             query: None,
             headers,
             body: Value::Null,
+            raw: b"",
             model: Some("m"),
             stream: true,
             prompt_tokens: 1,

@@ -73,6 +73,7 @@ async fn step(mut st: State) -> Option<(Result<Bytes, io::Error>, State)> {
         return Some((Err(error), st));
     };
     st.next += 1;
+    st.plan.record.sent(&piece);
     if st.plan.sse {
         st.plan.record.chunk_sent();
     }

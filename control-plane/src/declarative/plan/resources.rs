@@ -1,7 +1,6 @@
 //! Providers and routes: their specs from the file, sealed credentials that must open, and the
 //! puts that make the store's match.
 
-
 use proto::{Credential, Snapshot};
 
 use super::{prefixed, Change, Current, Desired};
@@ -56,7 +55,7 @@ pub(super) fn plan_puts(current: &Current, desired: &Desired) -> Vec<Change> {
     let mut changes = Vec::new();
     for (id, spec) in &desired.providers {
         let cur = current.providers.get(id);
-        if cur != Some(&spec) {
+        if cur != Some(spec) {
             changes.push(Change::PutProvider {
                 id: id.clone(),
                 spec: spec.clone(),

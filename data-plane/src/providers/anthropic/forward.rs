@@ -1,30 +1,34 @@
 //! Pass-through for clients that already speak Anthropic's Messages API (`/v1/messages`
-//! routed to an Anthropic deployment): the client's body goes upstream unchanged except for
-//! `model`, with the client's `anthropic-version` / `anthropic-beta` headers, and the answer
-//! comes back byte for byte. Only usage is read on the way: from the message's `usage`, or in a
+//! routed to an Anthropic deployment): the client's body goes upstream byte for byte except
+//! for the value of its top-level `model` (spliced in place: key order, whitespace, escapes and
+//! fields the gateway does not know are kept as sent), with the client's `anthropic-version` /
+//! `anthropic-beta` headers, and the answer comes back byte for byte. Only usage is read on the way: from the message's `usage`, or in a
 //! stream from `message_start` (input, cache) and `message_delta` (output), which is the chunk
 //! that carries it to the relay's metering.
 //!
 //! A stream that ends without `message_stop` or with an `error` event ends with an error, so
 //! the relay reports it in the client's dialect and meters it as failed.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream;
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::response::AnthropicUsage;
 use super::{error, Anthropic};
 use crate::providers::sse::{SseBody, SseEvent};
-use crate::providers::{Call, ChatReply, Chunk, ChunkStream, JsonBody, JsonReply, UpstreamError};
+use crate::providers::{Call, ChatReply, Chunk, ChunkStream, JsonReply, UpstreamError};
 
 /// A Messages request to forward as it is.
 #[derive(Debug)]
 pub struct Forward {
-    /// The client's body; `model` is replaced by the deployment's.
-    pub body: JsonBody,
+    /// The client's body as it arrived; the value of `model` is replaced by the deployment's.
+    pub body: Bytes,
     /// Client headers to forward (they replace the adapter's defaults of the same name).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub stream: bool,
@@ -59,15 +63,12 @@ impl Anthropic {
     pub async fn forward(
         &self,
         call: &Call<'_>,
-        mut request: Forward,
+        request: Forward,
     ) -> Result<ChatReply, UpstreamError> {
         let start = Instant::now();
         let up = &self.upstream;
-        request
-            .body
-            .insert("model".into(), call.deployment.model_json.clone());
-        let body = serde_json::to_vec(&request.body)
-            .map_err(|_| up.bad("request could not be encoded"))?;
+        let body = with_model(&request.body, call.deployment.model_json.get())
+            .ok_or_else(|| up.bad("request could not be encoded"))?;
         let url = call.deployment.endpoints.chat.clone();
         let response = up
             .post_with(call, url, body, &request.headers, error::adapt)
@@ -83,6 +84,22 @@ impl Anthropic {
             .map(AnthropicUsage::normalised);
         Ok(ChatReply::Json(JsonReply { body, usage }))
     }
+}
+
+/// `body` with the value of its top-level `model` member replaced by `model` (raw JSON), every
+/// other byte as it was. With duplicate `model` keys the last one is replaced, the one JSON
+/// parsers (and the gateway's routing) use. `None` if `body` is not a JSON object with `model`.
+fn with_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
+    let members: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_slice(body).ok()?;
+    let old = members.get("model")?.get();
+    // `old` borrows from `body`: its offset there is the distance between the two addresses.
+    let at = (old.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = at.checked_add(old.len()).filter(|end| *end <= body.len())?;
+    let mut out = Vec::with_capacity(body.len() - old.len() + model.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(model.as_bytes());
+    out.extend_from_slice(&body[end..]);
+    Some(out)
 }
 
 struct State {
@@ -245,5 +262,23 @@ mod tests {
                 .err()
                 .is_some_and(|e| e.to_string().contains("Overloaded"))
         );
+    }
+
+    #[test]
+    fn only_the_top_level_model_value_changes() {
+        let body = br#"{ "metadata":{"model":"keep"},
+  "model" :  "claude" , "z\u00e9":[1.50,{"cache_control":{"type":"ephemeral"}}],"model":"last"}"#;
+        let out = with_model(body, r#""claude-x-1""#).unwrap();
+        let expected = br#"{ "metadata":{"model":"keep"},
+  "model" :  "claude" , "z\u00e9":[1.50,{"cache_control":{"type":"ephemeral"}}],"model":"claude-x-1"}"#;
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(expected.to_vec()).unwrap()
+        );
+
+        let same = br#"{"model":"m","x":1e3}"#;
+        assert_eq!(with_model(same, r#""m""#).unwrap(), same);
+        assert!(with_model(br#"{"x":1}"#, r#""m""#).is_none());
+        assert!(with_model(b"[1]", r#""m""#).is_none());
     }
 }
