@@ -290,18 +290,32 @@ fn keys_are_updated_rotated_or_moved_by_team_and_name() {
 }
 
 #[test]
-fn settings_the_file_cannot_express_are_kept() {
+fn kind_specific_settings_are_part_of_the_file() {
+    let with_settings = r#"
+providers:
+  - { id: vertex, kind: vertex_ai, settings: { project: p1, location: europe-west4 } }
+"#;
     let mut current = Current::default();
-    let first = plan(&current, &desired(FILE));
-    simulate(&mut current, &first);
-    let openai = current.providers.get_mut("openai").unwrap();
-    openai.settings.insert("project".into(), "p".into());
-    assert!(plan(&current, &desired(FILE)).is_empty());
-    current.providers.get_mut("openai").unwrap().timeout_ms = Some(5);
-    let changes = plan(&current, &desired(FILE));
+    let first = plan(&current, &desired(with_settings));
     assert!(
-        matches!(&changes[..], [Change::PutProvider { spec, create: false, .. }] if spec.settings.len() == 1 && spec.timeout_ms.is_none())
+        matches!(&first[..], [Change::PutProvider { spec, create: true, .. }] if spec.settings["location"] == "europe-west4")
     );
+    simulate(&mut current, &first);
+    assert!(plan(&current, &desired(with_settings)).is_empty());
+    // A setting changed in the file is an update; one set only through the API is the file's
+    // to remove, like any other field.
+    let moved = with_settings.replace("europe-west4", "us-central1");
+    let changes = plan(&current, &desired(&moved));
+    assert!(
+        matches!(&changes[..], [Change::PutProvider { spec, create: false, .. }] if spec.settings["location"] == "us-central1")
+    );
+    current
+        .providers
+        .get_mut("vertex")
+        .unwrap()
+        .settings
+        .insert("extra".into(), "x".into());
+    assert_eq!(plan(&current, &desired(with_settings)).len(), 1);
 }
 
 #[test]
