@@ -16,6 +16,7 @@ mod fixture_cases;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;
+pub mod routing;
 pub mod seal;
 pub mod server;
 pub mod snapshot;

@@ -273,6 +273,41 @@ pub struct Route {
     /// `max_tokens` (the data plane's default applies when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserve_output_tokens: Option<u64>,
+    /// How a deployment is picked within the lowest priority tier that has one available
+    /// (default `weighted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+}
+
+/// How a route picks among the available deployments of its best priority tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// At random, in proportion to `weight`.
+    #[default]
+    Weighted,
+    /// The first in the route's order.
+    Ordered,
+    /// The lowest moving average of time to first token, with some exploration so a
+    /// deployment that recovered is measured again.
+    LowestLatency,
+    /// The fewest requests in flight from this proxy (ties by weight).
+    LeastInflight,
+    /// The lowest price in the pricing table (input + output per million tokens); unpriced
+    /// deployments last.
+    Cheapest,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Weighted => "weighted",
+            Self::Ordered => "ordered",
+            Self::LowestLatency => "lowest_latency",
+            Self::LeastInflight => "least_inflight",
+            Self::Cheapest => "cheapest",
+        }
+    }
 }
 
 /// One provider + upstream model pair.

@@ -82,6 +82,9 @@ pub struct RouteView {
     pub deployments: Vec<DeploymentBody>,
     pub timeout_ms: Option<u64>,
     pub reserve_output_tokens: Option<u64>,
+    /// `weighted` (default), `ordered`, `lowest_latency`, `least_inflight` or `cheapest`.
+    #[schema(value_type = Option<String>, example = "weighted")]
+    pub strategy: Option<proto::Strategy>,
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -114,6 +117,7 @@ impl RouteView {
             deployments,
             timeout_ms: s.timeout_ms,
             reserve_output_tokens: s.reserve_output_tokens,
+            strategy: s.strategy,
             version,
             created_at,
             updated_at,
@@ -131,6 +135,10 @@ pub struct CreateRoute {
     /// Completion tokens reserved against budgets and token limits when a request sets no
     /// `max_tokens`.
     pub reserve_output_tokens: Option<u64>,
+    /// How a deployment is picked within the best available priority tier: `weighted`
+    /// (default), `ordered`, `lowest_latency`, `least_inflight` or `cheapest`.
+    #[schema(value_type = Option<String>, example = "weighted")]
+    pub strategy: Option<proto::Strategy>,
     pub team_id: Option<Uuid>,
 }
 
@@ -145,6 +153,9 @@ pub struct UpdateRoute {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub reserve_output_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub strategy: Option<Option<proto::Strategy>>,
 }
 
 fn check_alias(check: &mut Check, alias: &str) {
@@ -209,6 +220,7 @@ pub async fn create(
         deployments: body.deployments.into_iter().map(Into::into).collect(),
         timeout_ms: body.timeout_ms,
         reserve_output_tokens: body.reserve_output_tokens,
+        strategy: body.strategy,
     };
     let mut check = Check::new();
     check_alias(&mut check, &body.alias);
@@ -303,6 +315,9 @@ pub async fn update(
     }
     if let Some(reserve) = body.reserve_output_tokens {
         spec.reserve_output_tokens = reserve;
+    }
+    if let Some(strategy) = body.strategy {
+        spec.strategy = strategy;
     }
     let expected = Some(expected.unwrap_or(version));
     let done = state

@@ -14,6 +14,8 @@ pub struct RouteSpec {
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserve_output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<proto::Strategy>,
 }
 
 impl RouteSpec {
@@ -23,6 +25,7 @@ impl RouteSpec {
             deployments: self.deployments.clone(),
             timeout_ms: self.timeout_ms,
             reserve_output_tokens: self.reserve_output_tokens,
+            strategy: self.strategy,
         }
     }
 }

@@ -156,6 +156,7 @@ fn big_snapshot(
             }],
             timeout_ms: None,
             reserve_output_tokens: None,
+            strategy: None,
         })
         .collect();
     let mut all_keys: Vec<proto::VirtualKey> = (0..keys)

@@ -246,6 +246,7 @@ impl Desired {
                         deployments: r.deployments.clone(),
                         timeout_ms: r.timeout_ms,
                         reserve_output_tokens: r.reserve_output_tokens,
+                        strategy: r.strategy,
                     },
                 )
             })
