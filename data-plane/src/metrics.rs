@@ -32,6 +32,8 @@ pub const USAGE_REPLAYED: &str = "switchyard_usage_replayed_total";
 pub const USAGE_SPOOL_DROPPED: &str = "switchyard_usage_spool_dropped_total";
 pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
 pub const USAGE_QUEUE_FULL: &str = "switchyard_usage_queue_full_total";
+pub const FALLBACKS: &str = "switchyard_fallbacks_total";
+pub const BREAKER_STATE: &str = "switchyard_breaker_state";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -74,6 +76,21 @@ pub fn overhead(endpoint: &'static str, d: Duration) {
 /// Time from sending upstream to the provider's response head.
 pub fn upstream_first_byte(provider: &str, d: Duration) {
     histogram!(UPSTREAM_FIRST_BYTE, "provider" => provider.to_owned()).record(d.as_secs_f64());
+}
+
+/// An attempt failed and the request moved on to another deployment.
+pub fn fallback(route: &str, from_provider: &str, kind: &'static str) {
+    counter!(FALLBACKS, "route" => route.to_owned(), "provider" => from_provider.to_owned(), "error" => kind).increment(1);
+}
+
+/// A deployment's breaker state after an outcome: 0 closed, 1 half-open, 2 open.
+pub fn breaker(deployment: &str, state: &'static str) {
+    let value = match state {
+        "closed" => 0.0,
+        "half_open" => 1.0,
+        _ => 2.0,
+    };
+    gauge!(BREAKER_STATE, "deployment" => deployment.to_owned()).set(value);
 }
 
 /// Tokens the provider reported.

@@ -23,6 +23,7 @@ mod openapi;
 mod provider_ledger;
 mod proxy;
 mod reload;
+mod routing;
 mod sdk;
 mod smoke;
 mod snapshot_nats;

@@ -104,6 +104,11 @@ pub fn for_pool(pool: &Pool, why: Shortage, now_ms: i64) -> Refused {
 }
 
 impl Refused {
+    /// A rate limit of the deployment itself (another deployment of the route may serve).
+    pub fn deployment_scoped(&self) -> bool {
+        self.code == "rate_limit_exceeded" && self.limit.starts_with("deployment:")
+    }
+
     /// OpenAI `error.type` for this refusal.
     pub fn error_type(&self) -> &'static str {
         match self.code {

@@ -229,4 +229,10 @@ pub struct Deployment {
     pub tpm: Option<u64>,
     /// The upstream model's price, when the snapshot has one.
     pub price: Option<Arc<proto::ModelPrice>>,
+    /// Relative share of traffic within its priority tier.
+    pub weight: u32,
+    /// Priority tier: lower tiers serve first.
+    pub priority: u32,
+    /// What this proxy knows of the deployment's health (kept across snapshots).
+    pub stats: Arc<crate::routing::select::Stats>,
 }

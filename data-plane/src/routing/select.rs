@@ -14,6 +14,7 @@
 //!   weight.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::Strategy;
@@ -53,9 +54,9 @@ impl Stats {
     }
 
     /// Counts a request in flight until the guard drops.
-    pub fn start(&self) -> InFlight<'_> {
+    pub fn start(self: &Arc<Self>) -> InFlight {
         self.inflight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
+        InFlight(Arc::clone(self))
     }
 
     pub fn inflight(&self) -> u64 {
@@ -92,9 +93,9 @@ impl Stats {
 
 /// Decrements the in-flight count when dropped.
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a Stats);
+pub struct InFlight(Arc<Stats>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -117,6 +118,9 @@ pub enum Reason {
     Strategy(Strategy),
     /// `lowest_latency` measuring an unmeasured or stale deployment, or exploring.
     Explore,
+    /// Every deployment's breaker is open: one is tried anyway rather than failing a route
+    /// outright on the proxy's own view (panic mode, as Envoy calls it).
+    AllOpen,
 }
 
 impl Reason {
@@ -124,6 +128,7 @@ impl Reason {
         match self {
             Self::Strategy(s) => s.as_str(),
             Self::Explore => "explore",
+            Self::AllOpen => "all_open",
         }
     }
 }
@@ -137,6 +142,9 @@ pub fn pick(
     rng: &mut Rng,
 ) -> Option<(usize, Reason)> {
     let available = |i: &usize| !ruled_out(*i) && candidates[*i].stats.breaker.available(now);
+    if !(0..candidates.len()).any(|i| available(&i)) {
+        return None;
+    }
     let tier = (0..candidates.len())
         .filter(available)
         .map(|i| candidates[i].priority)
@@ -207,13 +215,13 @@ fn weighted(candidates: &[Candidate<'_>], among: &[usize], rng: &mut Rng) -> Opt
 mod tests {
     use super::*;
 
-    fn stats(n: usize) -> Vec<Stats> {
+    fn stats(n: usize) -> Vec<Arc<Stats>> {
         (0..n)
-            .map(|_| Stats::new(BreakerConfig::default()))
+            .map(|_| Arc::new(Stats::new(BreakerConfig::default())))
             .collect()
     }
 
-    fn cands<'a>(stats: &'a [Stats], spec: &[(u32, u32, Option<i64>)]) -> Vec<Candidate<'a>> {
+    fn cands<'a>(stats: &'a [Arc<Stats>], spec: &[(u32, u32, Option<i64>)]) -> Vec<Candidate<'a>> {
         spec.iter()
             .zip(stats)
             .map(|((weight, priority, price), stats)| Candidate {
@@ -306,7 +314,7 @@ mod tests {
 
     #[test]
     fn the_moving_average_moves_toward_new_samples() {
-        let s = Stats::new(BreakerConfig::default());
+        let s = Arc::new(Stats::new(BreakerConfig::default()));
         let now = Instant::now();
         s.sample_ttft(Duration::from_millis(100), now);
         s.sample_ttft(Duration::from_millis(200), now);

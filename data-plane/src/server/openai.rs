@@ -33,6 +33,7 @@ use crate::providers::anthropic::forward::{Forward, FORWARDED};
 use crate::providers::{
     Call, ChatReply, ChatRequest, Deployment, JsonBody, JsonReply, Provider, UpstreamError,
 };
+use crate::routing::attempts::Attempts;
 use crate::snapshot::{CompiledSnapshot, KeyPolicy, Route};
 use crate::usage::event::total_tokens;
 use crate::usage::{estimate, tags, End, Meter, Start, Tags};
@@ -159,8 +160,18 @@ struct Ask<'a> {
     cost_cap: Option<Decimal>,
 }
 
-/// Admits the request; a refusal is metered (one refused event) and becomes the client's error.
-async fn admit(app: &App, ask: Ask<'_>, meter: Meter) -> Result<(Meter, Admitted), ApiError> {
+/// What admission decided for one attempt.
+enum Admit {
+    Admitted(Meter, Admitted),
+    /// The deployment's own rate limit is reached and another deployment may serve: not
+    /// metered, the refusal kept in case no other deployment can.
+    DeploymentFull(ApiError),
+}
+
+/// Admits one attempt; a refusal is metered (one refused event) and becomes the client's
+/// error, unless it is the deployment's own limit and `may_skip` (another deployment could
+/// serve).
+async fn admit(app: &App, ask: Ask<'_>, meter: Meter, may_skip: bool) -> Result<Admit, ApiError> {
     let decision = app
         .inner
         .admission
@@ -176,7 +187,10 @@ async fn admit(app: &App, ask: Ask<'_>, meter: Meter) -> Result<(Meter, Admitted
         })
         .await;
     match decision {
-        Ok(admitted) => Ok((meter, admitted)),
+        Ok(admitted) => Ok(Admit::Admitted(meter, admitted)),
+        Err(refused) if may_skip && refused.deployment_scoped() => {
+            Ok(Admit::DeploymentFull(refused.into()))
+        }
         Err(refused) => {
             app.inner.usage.emit(meter.refused(&refused));
             Err(refused.into())
@@ -225,104 +239,175 @@ pub(super) async fn chat(
     };
     let fields = body::chat(&json)?;
     let route = pipeline::resolve(&snapshot, &key, &fields.model)?;
-    let deployment = route
-        .primary()
-        .ok_or_else(|| ApiError::ModelNotFound(fields.model.clone()))?;
-    if let Some(e) = untranslatable.filter(|_| deployment.provider.as_anthropic().is_none()) {
-        return Err(e);
-    }
     let tags = request_tags(headers, &json, &key)?;
     let cost_cap = cost_cap(headers)?;
     let prompt_tokens = estimate::prompt_tokens(bytes.len());
     drop(bytes);
-    let meter = Meter::new(Start {
-        id: trace.id,
-        started: trace.started,
-        proxy: &app.inner.proxy_id,
-        key: &key,
-        tags,
-        endpoint: dialect.endpoint,
-        alias: &route.alias,
-        deployment,
-        streamed: fields.stream,
-        prompt_estimate: prompt_tokens,
-    });
-    let ask = Ask {
-        snapshot: &snapshot,
-        key: &key,
-        route: &route,
-        deployment,
-        prompt_tokens,
-        max_output_tokens: fields.max_output_tokens,
-        cost_cap,
-    };
-    let (meter, admitted) = admit(app, ask, meter).await?;
-
-    let call = Call {
-        http: &app.inner.http,
-        deployment,
-        timeout: timeout_for(app, &route, deployment),
-    };
-    let labels = RequestLabels {
-        endpoint: dialect.endpoint,
-        route: &route.alias,
-        provider: deployment.provider.id(),
-    };
-    let sent = Instant::now();
-    let (reply, passed_through) = send(&call, json, original, headers, fields.stream).await;
-    let upstream = sent.elapsed();
     let answer = Answer {
         model: &fields.model,
         id: trace.id,
     };
-    match reply {
-        Err(e) => {
-            let status = e.status();
-            metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
-            settle_and_emit(app, meter, admitted, failed(status));
-            Err(e.into())
-        }
-        Ok(ChatReply::Json(reply)) => {
-            let translate = dialect.reply.filter(|_| !passed_through);
-            match translated(reply, translate, &answer) {
-                Ok(reply) => Ok(served(
-                    app, trace, labels, deployment, upstream, reply, meter, admitted,
-                )),
-                Err(usage) => {
-                    // The provider was paid for an answer the client cannot be given:
-                    // metered with its usage, reported as a bad upstream response.
-                    let e = UpstreamError::BadResponse {
-                        provider: deployment.provider.id().to_owned(),
-                        detail: "the answer could not be translated for this endpoint",
-                    };
-                    metrics::request_done(labels, 502, trace.started.elapsed());
-                    let mut end = failed(e.status());
-                    end.usage = usage;
-                    settle_and_emit(app, meter, admitted, end);
-                    Err(e.into())
+    let mut attempts = Attempts::new(&route);
+    if untranslatable.is_some() {
+        // Only a deployment of the client's own dialect can take the body as it is.
+        attempts.rule_out(|d| d.provider.as_anthropic().is_none());
+    }
+    let mut last: Option<ApiError> = untranslatable;
+    let mut json = Some(json);
+    loop {
+        let Some(attempt) = attempts.next_attempt() else {
+            return Err(last.unwrap_or_else(|| ApiError::ModelNotFound(fields.model.clone())));
+        };
+        let deployment = attempt.deployment;
+        let meter = Meter::new(Start {
+            id: trace.id,
+            started: trace.started,
+            proxy: &app.inner.proxy_id,
+            key: &key,
+            tags: tags.clone(),
+            endpoint: dialect.endpoint,
+            alias: &route.alias,
+            deployment,
+            streamed: fields.stream,
+            prompt_estimate: prompt_tokens,
+        });
+        let ask = Ask {
+            snapshot: &snapshot,
+            key: &key,
+            route: &route,
+            deployment,
+            prompt_tokens,
+            max_output_tokens: fields.max_output_tokens,
+            cost_cap,
+        };
+        let (meter, admitted) = match admit(app, ask, meter, attempts.more()).await? {
+            Admit::Admitted(meter, admitted) => (meter, admitted),
+            Admit::DeploymentFull(refusal) => {
+                last = Some(refusal);
+                continue;
+            }
+        };
+
+        let call = Call {
+            http: &app.inner.http,
+            deployment,
+            timeout: timeout_for(app, &route, deployment),
+        };
+        let labels = RequestLabels {
+            endpoint: dialect.endpoint,
+            route: &route.alias,
+            provider: deployment.provider.id(),
+        };
+        // The body goes to this attempt; a copy stays only while another could follow.
+        let body = if attempts.more() {
+            json.clone()
+        } else {
+            json.take()
+        };
+        let Some(body) = body else {
+            return Err(last.unwrap_or_else(|| ApiError::ModelNotFound(fields.model.clone())));
+        };
+        let inflight = deployment.stats.start();
+        let sent = Instant::now();
+        let (reply, passed_through) =
+            send(&call, body, original.clone(), headers, fields.stream).await;
+        // A stream counts as started only with its first chunk: until then another deployment
+        // can still take the request.
+        let reply = match reply {
+            Ok(ChatReply::Stream(chunks)) => first_chunk(chunks, &call, sent).await,
+            other => other,
+        };
+        let upstream = attempts.spent(sent.elapsed());
+        match reply {
+            Err(e) => {
+                let status = e.status();
+                attempts.failed(deployment, &e);
+                settle_and_emit(app, meter, admitted, failed(status));
+                if e.fallback_allowed() && attempts.more() {
+                    metrics::fallback(&route.alias, deployment.provider.id(), e.kind());
+                    tracing::info!(route = %route.alias, deployment = %deployment.id, error = %e, "attempt failed; trying another deployment");
+                    last = Some(e.into());
+                    continue;
                 }
+                metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
+                return Err(e.into());
+            }
+            Ok(ChatReply::Json(reply)) => {
+                attempts.succeeded(deployment, sent.elapsed());
+                drop(inflight);
+                let translate = dialect.reply.filter(|_| !passed_through);
+                return match translated(reply, translate, &answer) {
+                    Ok(reply) => {
+                        let mut response = served(
+                            app, trace, labels, deployment, upstream, reply, meter, admitted,
+                        );
+                        attempts.tag(response.headers_mut(), &attempt);
+                        Ok(response)
+                    }
+                    Err(usage) => {
+                        // The provider was paid for an answer the client cannot be given:
+                        // metered with its usage, reported as a bad upstream response.
+                        let e = UpstreamError::BadResponse {
+                            provider: deployment.provider.id().to_owned(),
+                            detail: "the answer could not be translated for this endpoint",
+                        };
+                        metrics::request_done(labels, 502, trace.started.elapsed());
+                        let mut end = failed(e.status());
+                        end.usage = usage;
+                        settle_and_emit(app, meter, admitted, end);
+                        Err(e.into())
+                    }
+                };
+            }
+            Ok(ChatReply::Stream(chunks)) => {
+                attempts.succeeded(deployment, sent.elapsed());
+                metrics::upstream_first_byte(deployment.provider.id(), sent.elapsed());
+                let frames = match dialect.native_anthropic {
+                    Some(raw) if passed_through => raw(),
+                    _ => (dialect.frames)(&fields, &answer),
+                };
+                let relay = Relay {
+                    request_id: trace.id,
+                    route: Arc::clone(&route),
+                    provider: deployment.provider.id().to_owned(),
+                    endpoint: dialect.endpoint,
+                    frames,
+                    idle: call.timeout,
+                    started: trace.started,
+                    meter,
+                    admitted,
+                    usage: app.inner.usage.clone(),
+                    inflight: Some(inflight),
+                };
+                let mut response = streamed(app, trace, deployment, upstream, chunks, relay);
+                attempts.tag(response.headers_mut(), &attempt);
+                return Ok(response);
             }
         }
-        Ok(ChatReply::Stream(chunks)) => {
-            metrics::upstream_first_byte(deployment.provider.id(), upstream);
-            let frames = match dialect.native_anthropic {
-                Some(raw) if passed_through => raw(),
-                _ => (dialect.frames)(&fields, &answer),
-            };
-            let relay = Relay {
-                request_id: trace.id,
-                route: Arc::clone(&route),
-                provider: deployment.provider.id().to_owned(),
-                endpoint: dialect.endpoint,
-                frames,
-                idle: call.timeout,
-                started: trace.started,
-                meter,
-                admitted,
-                usage: app.inner.usage.clone(),
-            };
-            Ok(streamed(app, trace, deployment, upstream, chunks, relay))
-        }
+    }
+}
+
+/// Waits for a stream's first chunk within what is left of the call's timeout; the stream is
+/// given back whole (that chunk first). An error, an early end or no chunk in time is the
+/// attempt's failure.
+async fn first_chunk(
+    mut chunks: crate::providers::ChunkStream,
+    call: &Call<'_>,
+    sent: Instant,
+) -> Result<ChatReply, UpstreamError> {
+    use futures_util::StreamExt as _;
+    let provider = call.deployment.provider.id().to_owned();
+    let left = call.timeout.saturating_sub(sent.elapsed());
+    match tokio::time::timeout(left, chunks.next()).await {
+        Ok(Some(Ok(first))) => Ok(ChatReply::Stream(Box::pin(
+            futures_util::stream::once(async move { Ok(first) }).chain(chunks),
+        ))),
+        Ok(Some(Err(e))) => Err(e),
+        Ok(None) => Err(UpstreamError::Interrupted { provider }),
+        Err(_) => Err(UpstreamError::Timeout {
+            provider,
+            after: call.timeout,
+        }),
     }
 }
 
@@ -379,57 +464,91 @@ async fn embed(
     let json = body::parse_object(&bytes)?;
     let model = body::embeddings(&json)?;
     let route = pipeline::resolve(&snapshot, &key, &model)?;
-    let deployment = route.primary().ok_or(ApiError::ModelNotFound(model))?;
     let tags = request_tags(headers, &json, &key)?;
     let cost_cap = cost_cap(headers)?;
     let prompt_tokens = estimate::prompt_tokens(bytes.len());
     drop(bytes);
-    let meter = Meter::new(Start {
-        id: trace.id,
-        started: trace.started,
-        proxy: &app.inner.proxy_id,
-        key: &key,
-        tags,
-        endpoint: "embeddings",
-        alias: &route.alias,
-        deployment,
-        streamed: false,
-        prompt_estimate: prompt_tokens,
-    });
-    let ask = Ask {
-        snapshot: &snapshot,
-        key: &key,
-        route: &route,
-        deployment,
-        prompt_tokens,
-        max_output_tokens: Some(0),
-        cost_cap,
-    };
-    let (meter, admitted) = admit(app, ask, meter).await?;
-
-    let call = Call {
-        http: &app.inner.http,
-        deployment,
-        timeout: timeout_for(app, &route, deployment),
-    };
-    let labels = RequestLabels {
-        endpoint: "embeddings",
-        route: &route.alias,
-        provider: deployment.provider.id(),
-    };
-    let sent = Instant::now();
-    let reply = deployment.provider.embeddings(&call, json).await;
-    let upstream = sent.elapsed();
-    match reply {
-        Err(e) => {
-            let status = e.status();
-            metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
-            settle_and_emit(app, meter, admitted, failed(status));
-            Err(e.into())
+    let mut attempts = Attempts::new(&route);
+    let mut last: Option<ApiError> = None;
+    let mut json = Some(json);
+    loop {
+        let Some(attempt) = attempts.next_attempt() else {
+            return Err(last.unwrap_or(ApiError::ModelNotFound(model)));
+        };
+        let deployment = attempt.deployment;
+        let meter = Meter::new(Start {
+            id: trace.id,
+            started: trace.started,
+            proxy: &app.inner.proxy_id,
+            key: &key,
+            tags: tags.clone(),
+            endpoint: "embeddings",
+            alias: &route.alias,
+            deployment,
+            streamed: false,
+            prompt_estimate: prompt_tokens,
+        });
+        let ask = Ask {
+            snapshot: &snapshot,
+            key: &key,
+            route: &route,
+            deployment,
+            prompt_tokens,
+            max_output_tokens: Some(0),
+            cost_cap,
+        };
+        let (meter, admitted) = match admit(app, ask, meter, attempts.more()).await? {
+            Admit::Admitted(meter, admitted) => (meter, admitted),
+            Admit::DeploymentFull(refusal) => {
+                last = Some(refusal);
+                continue;
+            }
+        };
+        let call = Call {
+            http: &app.inner.http,
+            deployment,
+            timeout: timeout_for(app, &route, deployment),
+        };
+        let labels = RequestLabels {
+            endpoint: "embeddings",
+            route: &route.alias,
+            provider: deployment.provider.id(),
+        };
+        let body = if attempts.more() {
+            json.clone()
+        } else {
+            json.take()
+        };
+        let Some(body) = body else {
+            return Err(last.unwrap_or(ApiError::ModelNotFound(model)));
+        };
+        let inflight = deployment.stats.start();
+        let sent = Instant::now();
+        let reply = deployment.provider.embeddings(&call, body).await;
+        drop(inflight);
+        let upstream = attempts.spent(sent.elapsed());
+        match reply {
+            Err(e) => {
+                let status = e.status();
+                attempts.failed(deployment, &e);
+                settle_and_emit(app, meter, admitted, failed(status));
+                if e.fallback_allowed() && attempts.more() {
+                    metrics::fallback(&route.alias, deployment.provider.id(), e.kind());
+                    last = Some(e.into());
+                    continue;
+                }
+                metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
+                return Err(e.into());
+            }
+            Ok(reply) => {
+                attempts.succeeded(deployment, sent.elapsed());
+                let mut response = served(
+                    app, trace, labels, deployment, upstream, reply, meter, admitted,
+                );
+                attempts.tag(response.headers_mut(), &attempt);
+                return Ok(response);
+            }
         }
-        Ok(reply) => Ok(served(
-            app, trace, labels, deployment, upstream, reply, meter, admitted,
-        )),
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Relay {
     /// Settled once when the stream ends.
     pub admitted: Admitted,
     pub usage: UsageSink,
+    /// Counts the stream in its deployment's in-flight requests until the relay ends.
+    pub inflight: Option<crate::routing::select::InFlight>,
 }
 
 /// Starts relaying and returns the response body.
@@ -173,6 +175,8 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
     }
     let status = if failure.is_some() { 502 } else { 200 };
     metrics::request_done(labels, status, relay.started.elapsed());
+    // The stream no longer counts as in flight at its deployment.
+    drop(relay.inflight.take());
     // The client got 200 and the stream's head; a later failure is in the event's outcome.
     let event = relay.meter.finish(End {
         status: 200,

@@ -11,6 +11,7 @@ use proto::{ModelPrice, Snapshot, ValidationError};
 use rust_decimal::Decimal;
 
 use crate::providers::{Adapter, Deployment};
+use crate::routing::select::Candidate;
 use crate::seal::SealKey;
 
 /// A snapshot ready to serve.
@@ -121,13 +122,38 @@ pub struct Route {
     pub timeout: Option<Duration>,
     /// Completion tokens reserved when a request sets no `max_tokens`.
     pub reserve_output_tokens: Option<u64>,
+    /// How a deployment is picked within the best available priority tier.
+    pub strategy: proto::Strategy,
 }
 
 impl Route {
-    /// The deployment that serves this request. Strategies and fallback arrive with routing;
-    /// today the first deployment serves.
+    /// The route's first deployment (what a request gets when nothing else is known).
     pub fn primary(&self) -> Option<&Deployment> {
         self.deployments.first()
+    }
+
+    /// The deployment for the next attempt, skipping those `ruled_out` and those whose breaker
+    /// is open; `None` when none is left.
+    pub fn pick(
+        &self,
+        ruled_out: impl Fn(usize) -> bool,
+        now: std::time::Instant,
+        rng: &mut crate::routing::rng::Rng,
+    ) -> Option<(usize, crate::routing::select::Reason)> {
+        let candidates: Vec<Candidate<'_>> = self
+            .deployments
+            .iter()
+            .map(|d| Candidate {
+                weight: d.weight,
+                priority: d.priority,
+                price: d
+                    .price
+                    .as_ref()
+                    .map(|p| p.input_per_mtok + p.output_per_mtok),
+                stats: &d.stats,
+            })
+            .collect();
+        crate::routing::select::pick(self.strategy, &candidates, ruled_out, now, rng)
     }
 }
 
@@ -188,8 +214,12 @@ pub fn compile(
             };
             let model_json =
                 serde_json::value::to_raw_value(&d.model).map_err(|e| invalid(e.to_string()))?;
+            let id = format!("{}/{}", d.provider, d.model);
             deployments.push(Deployment {
-                id: format!("{}/{}", d.provider, d.model),
+                stats: crate::routing::stats_for(&id),
+                weight: d.weight.unwrap_or(1),
+                priority: d.priority.unwrap_or(0),
+                id,
                 provider: Arc::clone(adapter),
                 endpoints: adapter.endpoints(&d.model).map_err(invalid)?,
                 model: d.model.clone(),
@@ -204,6 +234,7 @@ pub fn compile(
             deployments,
             timeout: r.timeout_ms.map(Duration::from_millis),
             reserve_output_tokens: r.reserve_output_tokens,
+            strategy: r.strategy.unwrap_or_default(),
         };
         routes.insert(r.alias.clone(), Arc::new(route));
     }

@@ -1,0 +1,263 @@
+//! Routing and fallback on one proxy: each failure trigger moves the request to the next
+//! deployment (and the client sees success), the client's own mistakes do not, the breaker
+//! opens → half-opens → closes, and each strategy picks as it says. Deployments are distinct
+//! models on the mock, so scripts (matched by model) fail one deployment and not the other.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use switchyard_tests::support::{DataPlaneSpec, MockProviderOptions, TestEnv};
+
+use crate::fixture::{client, config, FULL_KEY, UPSTREAM_KEY};
+
+const ROUTES: &str = r#"
+  - { alias: chain, strategy: ordered, timeout_ms: 800, deployments: [{ provider: mock, model: first }, { provider: mock, model: second, priority: 1 }] }
+  - { alias: chain-s, strategy: ordered, timeout_ms: 800, deployments: [{ provider: mock, model: first-s }, { provider: mock, model: second, priority: 1 }] }
+  - { alias: to-dead, deployments: [{ provider: dead, model: m }, { provider: mock, model: second, priority: 1 }] }
+  - { alias: breaker, strategy: ordered, deployments: [{ provider: mock, model: flaky }, { provider: mock, model: steady, priority: 1 }] }
+  - { alias: weighted, deployments: [{ provider: mock, model: w1, weight: 1 }, { provider: mock, model: w3, weight: 3 }] }
+  - { alias: cheapest, strategy: cheapest, deployments: [{ provider: mock, model: dear }, { provider: mock, model: cheap }] }
+  - { alias: fastest, strategy: lowest_latency, deployments: [{ provider: mock, model: slow-one }, { provider: mock, model: quick }] }
+  - { alias: least-busy, strategy: least_inflight, deployments: [{ provider: mock, model: busy }, { provider: mock, model: idle }] }
+pricing:
+  - { model: dear, input_per_mtok: "5", output_per_mtok: "15" }
+  - { model: cheap, input_per_mtok: "0.1", output_per_mtok: "0.4" }
+"#;
+
+async fn gateway() -> TestEnv {
+    let spec = DataPlaneSpec::from_fn(|env| config(&env.mock().base_url(), ROUTES))
+        .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
+    TestEnv::builder()
+        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .data_plane_spec(spec)
+        .build()
+        .await
+        .expect("gateway starts")
+}
+
+/// What the client saw of one chat request.
+#[derive(Debug)]
+struct Seen {
+    status: u16,
+    deployment: String,
+    reason: String,
+    attempts: String,
+    body: String,
+}
+
+async fn chat(env: &TestEnv, alias: &str, stream: bool) -> Seen {
+    let body = json!({"model": alias, "stream": stream,
+                      "messages": [{"role": "user", "content": "route me please"}]});
+    let answer = client()
+        .post(format!(
+            "{}/v1/chat/completions",
+            env.data_plane().base_url()
+        ))
+        .bearer_auth(FULL_KEY)
+        .json(&body)
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (deployment, reason, attempts) = (
+        header("x-switchyard-deployment"),
+        header("x-switchyard-route-reason"),
+        header("x-switchyard-attempts"),
+    );
+    let status = answer.status().as_u16();
+    Seen {
+        status,
+        deployment,
+        reason,
+        attempts,
+        body: answer.text().await.unwrap(),
+    }
+}
+
+/// The upstream models the mock was asked for, in order, since the last call.
+async fn upstream_models(env: &TestEnv) -> Vec<String> {
+    let seen = env.mock().requests().await.unwrap();
+    env.mock().clear().await.unwrap();
+    seen.iter()
+        .map(|r| r["model"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_trigger_falls_back_and_the_clients_own_errors_do_not() {
+    let env = gateway().await;
+    let triggers = [
+        ("429", json!({"status": 429, "retry_after": 1})),
+        ("500", json!({"status": 500})),
+        ("503", json!({"status": 503})),
+        ("reset", json!({"fault": "reset"})),
+        // Past the route's 800 ms timeout.
+        ("timeout", json!({"latency_ms": 2500})),
+    ];
+    // A route per mode, so the ten failures do not add up in one breaker's window.
+    for (alias, first, stream) in [("chain", "first", false), ("chain-s", "first-s", true)] {
+        for (name, behaviour) in &triggers {
+            let mut script = behaviour.clone();
+            script["model"] = json!(first);
+            env.mock().script(&script).await.unwrap();
+            let seen = chat(&env, alias, stream).await;
+            assert_eq!(seen.status, 200, "{name} stream={stream}: {seen:?}");
+            assert_eq!(seen.deployment, "mock/second", "{name}: {seen:?}");
+            assert_eq!(
+                (seen.reason.as_str(), seen.attempts.as_str()),
+                ("fallback", "2"),
+                "{name}"
+            );
+            if stream {
+                assert!(seen.body.contains("data: [DONE]"), "{name}: {}", seen.body);
+            }
+            assert_eq!(upstream_models(&env).await, [first, "second"], "{name}");
+            // A success on the first deployment ends its run of failures.
+            let ok = chat(&env, alias, false).await;
+            assert_eq!(ok.status, 200);
+            assert_eq!(ok.deployment, format!("mock/{first}"));
+            upstream_models(&env).await;
+        }
+    }
+
+    // A connection refused by the first deployment's host.
+    let seen = chat(&env, "to-dead", false).await;
+    assert_eq!(
+        (seen.status, seen.deployment.as_str()),
+        (200, "mock/second")
+    );
+    assert_eq!(seen.reason, "fallback");
+    assert_eq!(upstream_models(&env).await, ["second"]);
+
+    // The client's own mistake is not tried elsewhere.
+    env.mock()
+        .script(&json!({"model": "first", "status": 400, "error_message": "bad field"}))
+        .await
+        .unwrap();
+    let seen = chat(&env, "chain", false).await;
+    assert_eq!(seen.status, 400, "{seen:?}");
+    assert!(seen.body.contains("bad field"), "{}", seen.body);
+    assert_eq!(upstream_models(&env).await, ["first"]);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_half_opens_with_a_probe_and_closes() {
+    let env = gateway().await;
+    env.mock()
+        .script(&json!({"model": "flaky", "status": 500, "times": 5}))
+        .await
+        .unwrap();
+    // Five failures in a row: each request still succeeds on the next tier.
+    for _ in 0..5 {
+        let seen = chat(&env, "breaker", false).await;
+        assert_eq!((seen.status, seen.reason.as_str()), (200, "fallback"));
+    }
+    assert_eq!(
+        upstream_models(&env).await,
+        ["flaky", "steady"].repeat(5),
+        "each request tried flaky first"
+    );
+    // Open: flaky is not even tried.
+    for _ in 0..3 {
+        let seen = chat(&env, "breaker", false).await;
+        assert_eq!(seen.deployment, "mock/steady");
+        assert_eq!(
+            (seen.reason.as_str(), seen.attempts.as_str()),
+            ("ordered", "1")
+        );
+    }
+    assert_eq!(upstream_models(&env).await, ["steady"; 3]);
+    let metrics = client()
+        .get(format!("{}/metrics", env.data_plane().ops_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"switchyard_breaker_state{deployment="mock/flaky"} 2"#),
+        "{metrics}"
+    );
+
+    // After the cool-down one probe goes to flaky (now healthy) and closes the breaker.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let probe = chat(&env, "breaker", false).await;
+    assert_eq!(probe.deployment, "mock/flaky", "{probe:?}");
+    let after = chat(&env, "breaker", false).await;
+    assert_eq!(after.deployment, "mock/flaky");
+    assert_eq!(upstream_models(&env).await, ["flaky", "flaky"]);
+}
+
+#[tokio::test]
+async fn strategies_pick_as_they_say() {
+    let env = gateway().await;
+    let count = |models: Vec<String>| {
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for m in models {
+            *by.entry(m).or_default() += 1;
+        }
+        by
+    };
+
+    for _ in 0..200 {
+        assert_eq!(chat(&env, "weighted", false).await.status, 200);
+    }
+    let by = count(upstream_models(&env).await);
+    let w3 = by.get("w3").copied().unwrap_or(0);
+    assert!((125..=175).contains(&w3), "3:1 weights gave {by:?}");
+
+    for _ in 0..20 {
+        let seen = chat(&env, "cheapest", false).await;
+        assert_eq!(seen.reason, "cheapest");
+    }
+    assert_eq!(count(upstream_models(&env).await)["cheap"], 20);
+
+    // `slow-one` answers 150 ms late; after both are measured the quick one gets nearly all.
+    env.mock()
+        .script(&json!({"model": "slow-one", "latency_ms": 150, "times": 1000}))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        assert_eq!(chat(&env, "fastest", false).await.status, 200);
+    }
+    let by = count(upstream_models(&env).await);
+    assert!(by["quick"] >= 85 && by["slow-one"] >= 1, "{by:?}");
+
+    // `busy` holds 8 slow requests: the next ones go to `idle`.
+    env.mock()
+        .script(&json!({"model": "busy", "latency_ms": 1500, "times": 1000}))
+        .await
+        .unwrap();
+    env.mock()
+        .script(&json!({"model": "idle", "latency_ms": 1500, "times": 1000}))
+        .await
+        .unwrap();
+    let env = std::sync::Arc::new(env);
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let env = std::sync::Arc::clone(&env);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 20)).await;
+            chat(&env, "least-busy", false).await.deployment
+        }));
+    }
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tasks {
+        *by.entry(t.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        by,
+        BTreeMap::from([("mock/busy".to_owned(), 8), ("mock/idle".to_owned(), 8)]),
+        "least in flight alternates while all are held: {by:?}"
+    );
+}
