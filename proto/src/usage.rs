@@ -128,6 +128,11 @@ pub struct UsageEvent {
     pub fallbacks: u32,
     #[serde(default)]
     pub cache_hit: bool,
+    /// Why the deployment that answered was chosen: the route's strategy (`weighted`,
+    /// `ordered`, `lowest_latency`, `least_inflight`, `cheapest`), `explore`, `all_open` or
+    /// `fallback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_reason: Option<String>,
 }
 
 /// Announced when spend under a soft budget crosses its amount (once per budget, scope value

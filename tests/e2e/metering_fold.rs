@@ -135,6 +135,7 @@ fn event(
         attempts: 1,
         fallbacks: 0,
         cache_hit: false,
+        route_reason: None,
     }
 }
 

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_tests::support::{DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{eventually, DataPlaneSpec, MockProviderOptions, TestEnv};
 
 use crate::fixture::{client, config, FULL_KEY, UPSTREAM_KEY};
+use crate::usage_events::spooled_events;
 
 const ROUTES: &str = r#"
   - { alias: chain, strategy: ordered, timeout_ms: 800, deployments: [{ provider: mock, model: first }, { provider: mock, model: second, priority: 1 }] }
@@ -147,6 +148,32 @@ async fn every_trigger_falls_back_and_the_clients_own_errors_do_not() {
     assert_eq!(seen.status, 400, "{seen:?}");
     assert!(seen.body.contains("bad field"), "{}", seen.body);
     assert_eq!(upstream_models(&env).await, ["first"]);
+
+    // One usage event per request, whatever its attempts: 22 requests, 11 of them failed
+    // over once, each metered at the deployment that answered.
+    let spool = env.data_plane().spool_dir().to_owned();
+    eventually(Duration::from_secs(20), || async {
+        spooled_events(&spool).len() >= 22
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = spooled_events(&spool);
+    assert_eq!(events.len(), 22);
+    let ids: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), 22, "event ids are unique");
+    let failed_over: Vec<_> = events.iter().filter(|e| e.attempts == 2).collect();
+    assert_eq!(failed_over.len(), 11);
+    for e in failed_over {
+        assert_eq!(e.fallbacks, 1);
+        assert_eq!(e.route_reason.as_deref(), Some("fallback"));
+        assert_eq!(e.deployment.as_deref(), Some("mock/second"));
+        assert_eq!(e.outcome, proto::Outcome::Ok);
+        assert!(e.usage.completion_tokens > 0, "{e:?}");
+    }
+    let rejected: Vec<_> = events.iter().filter(|e| e.status == 400).collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].route_reason.as_deref(), Some("ordered"));
 }
 
 #[tokio::test]

@@ -207,6 +207,7 @@ mod tests {
             attempts: 1,
             fallbacks: 0,
             cache_hit: false,
+            route_reason: None,
         }
     }
 

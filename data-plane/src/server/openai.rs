@@ -280,7 +280,7 @@ pub(super) async fn chat(
             max_output_tokens: fields.max_output_tokens,
             cost_cap,
         };
-        let (meter, admitted) = match admit(app, ask, meter, attempts.more()).await? {
+        let (mut meter, admitted) = match admit(app, ask, meter, attempts.more()).await? {
             Admit::Admitted(meter, admitted) => (meter, admitted),
             Admit::DeploymentFull(refusal) => {
                 last = Some(refusal);
@@ -288,6 +288,7 @@ pub(super) async fn chat(
             }
         };
 
+        meter.routed(attempt.number, attempt.reason());
         let call = Call {
             http: &app.inner.http,
             deployment,
@@ -322,13 +323,17 @@ pub(super) async fn chat(
             Err(e) => {
                 let status = e.status();
                 attempts.failed(deployment, &e);
-                settle_and_emit(app, meter, admitted, failed(status));
                 if e.fallback_allowed() && attempts.more() {
+                    // The request goes on elsewhere: this attempt's reservation is released
+                    // and the request's one event comes from the attempt that ends it.
+                    admitted.settle(Decimal::ZERO, 0);
+                    drop(meter);
                     metrics::fallback(&route.alias, deployment.provider.id(), e.kind());
                     tracing::info!(route = %route.alias, deployment = %deployment.id, error = %e, "attempt failed; trying another deployment");
                     last = Some(e.into());
                     continue;
                 }
+                settle_and_emit(app, meter, admitted, failed(status));
                 metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
                 return Err(e.into());
             }
@@ -497,13 +502,14 @@ async fn embed(
             max_output_tokens: Some(0),
             cost_cap,
         };
-        let (meter, admitted) = match admit(app, ask, meter, attempts.more()).await? {
+        let (mut meter, admitted) = match admit(app, ask, meter, attempts.more()).await? {
             Admit::Admitted(meter, admitted) => (meter, admitted),
             Admit::DeploymentFull(refusal) => {
                 last = Some(refusal);
                 continue;
             }
         };
+        meter.routed(attempt.number, attempt.reason());
         let call = Call {
             http: &app.inner.http,
             deployment,
@@ -531,12 +537,16 @@ async fn embed(
             Err(e) => {
                 let status = e.status();
                 attempts.failed(deployment, &e);
-                settle_and_emit(app, meter, admitted, failed(status));
                 if e.fallback_allowed() && attempts.more() {
+                    // The request goes on elsewhere: this attempt's reservation is released
+                    // and the request's one event comes from the attempt that ends it.
+                    admitted.settle(Decimal::ZERO, 0);
+                    drop(meter);
                     metrics::fallback(&route.alias, deployment.provider.id(), e.kind());
                     last = Some(e.into());
                     continue;
                 }
+                settle_and_emit(app, meter, admitted, failed(status));
                 metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
                 return Err(e.into());
             }

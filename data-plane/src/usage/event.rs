@@ -37,6 +37,9 @@ pub struct Meter {
     price: Option<Arc<ModelPrice>>,
     streamed: bool,
     prompt_estimate: u64,
+    /// Attempts made so far (this one included) and why this deployment was chosen.
+    attempts: u32,
+    route_reason: Option<&'static str>,
 }
 
 /// Where one request started and what it asked for.
@@ -91,7 +94,16 @@ impl Meter {
             price: d.price.clone(),
             streamed: start.streamed,
             prompt_estimate: start.prompt_estimate,
+            attempts: 1,
+            route_reason: None,
         }
+    }
+
+    /// Records that this is attempt `attempt` of the request (earlier ones failed over to
+    /// this deployment without an event of their own) and why its deployment was chosen.
+    pub fn routed(&mut self, attempt: u32, reason: &'static str) {
+        self.attempts = attempt.max(1);
+        self.route_reason = Some(reason);
     }
 
     /// The effective tags (for admission).
@@ -175,9 +187,10 @@ impl Meter {
             refused: None,
             streamed: self.streamed,
             abandoned: false,
-            attempts: 1,
-            fallbacks: 0,
+            attempts: self.attempts,
+            fallbacks: self.attempts.saturating_sub(1),
             cache_hit: false,
+            route_reason: self.route_reason.map(str::to_owned),
         }
     }
 }

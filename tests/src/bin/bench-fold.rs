@@ -209,5 +209,6 @@ fn event(i: usize, now: i64) -> UsageEvent {
         attempts: 1,
         fallbacks: 0,
         cache_hit: false,
+        route_reason: None,
     }
 }
