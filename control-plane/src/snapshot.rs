@@ -62,6 +62,13 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
             routes.push(route);
         }
     }
+    // A fallback to a route that is gone (or has no deployment left) is dropped, so the
+    // snapshot stays valid whatever was deleted.
+    let aliases: std::collections::HashSet<String> =
+        routes.iter().map(|r| r.alias.clone()).collect();
+    for route in &mut routes {
+        route.fallbacks.retain(|f| aliases.contains(f));
+    }
 
     let now = Utc::now();
     let mut keys = Vec::new();

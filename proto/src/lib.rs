@@ -20,7 +20,7 @@ pub use lease::{
 };
 pub use snapshot::{
     Budget, BudgetPeriod, BudgetScope, Credential, Deployment, ModelPrice, Provider, ProviderKind,
-    Route, Snapshot, Strategy, TeamPolicy, VirtualKey, SCHEMA_VERSION,
+    RetryPolicy, Route, Snapshot, Strategy, TeamPolicy, Trigger, VirtualKey, SCHEMA_VERSION,
 };
 pub use usage::{
     usage_subject, BudgetAlert, Outcome, Refusal, TokenUsage, UsageEvent, BUDGET_ALERT_SUBJECT,

@@ -277,6 +277,74 @@ pub struct Route {
     /// (default `weighted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+    /// Aliases tried in order once this route's deployments are exhausted (each with its own
+    /// strategy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    /// Attempts, retries, backoff, deadline and the failures that move a request on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// The largest prompt (tokens) this route's models accept: a request refused for its
+    /// length falls back only to a route with a larger window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
+}
+
+/// How a request moves on after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Most attempts in all, across deployments and fallback routes (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Further attempts on deployments already tried, once every deployment of the chain has
+    /// been tried (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Base of the exponential backoff before such a retry, with full jitter (default 200 ms);
+    /// a provider's `Retry-After` is waited out when it is longer and fits the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
+    /// Longest backoff (default 5 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff_ms: Option<u64>,
+    /// Total time for all attempts from the request's arrival (default: none beyond each
+    /// attempt's timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Failures that move the request on (default: `rate_limited`, `server_error`, `timeout`,
+    /// `connection_error`, `context_window`, `content_policy`). The client's own mistakes never
+    /// do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<Trigger>>,
+}
+
+/// A kind of failure that may move a request to another deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// 429 from the provider.
+    RateLimited,
+    /// 5xx from the provider (or its refusal of the gateway's credentials).
+    ServerError,
+    /// No answer, or no first stream chunk, in time.
+    Timeout,
+    /// Connection refused, reset or broken before an answer.
+    ConnectionError,
+    /// The prompt exceeds the model's context window (only to a route with a larger one).
+    ContextWindow,
+    /// The provider refused the content under its usage policy.
+    ContentPolicy,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 6] = [
+        Self::RateLimited,
+        Self::ServerError,
+        Self::Timeout,
+        Self::ConnectionError,
+        Self::ContextWindow,
+        Self::ContentPolicy,
+    ];
 }
 
 /// How a route picks among the available deployments of its best priority tier.

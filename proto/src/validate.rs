@@ -133,6 +133,39 @@ impl Snapshot {
             if r.timeout_ms == Some(0) {
                 push(format!("{at}.timeout_ms"), "must be greater than 0".into());
             }
+            for (j, f) in r.fallbacks.iter().enumerate() {
+                if f == &r.alias {
+                    push(
+                        format!("{at}.fallbacks[{j}]"),
+                        "a route cannot fall back to itself".into(),
+                    );
+                } else if !self.routes.iter().any(|o| &o.alias == f) {
+                    push(
+                        format!("{at}.fallbacks[{j}]"),
+                        format!("unknown route `{f}`"),
+                    );
+                }
+            }
+            if let Some(retry) = &r.retry {
+                if retry.max_attempts.is_some_and(|n| n == 0 || n > 10) {
+                    push(format!("{at}.retry.max_attempts"), "must be 1-10".into());
+                }
+                if retry.retries.is_some_and(|n| n > 5) {
+                    push(format!("{at}.retry.retries"), "must be 0-5".into());
+                }
+                if retry.deadline_ms == Some(0) {
+                    push(
+                        format!("{at}.retry.deadline_ms"),
+                        "must be greater than 0".into(),
+                    );
+                }
+            }
+            if r.context_window == Some(0) {
+                push(
+                    format!("{at}.context_window"),
+                    "must be greater than 0".into(),
+                );
+            }
         }
 
         let mut hashes = HashSet::new();

@@ -21,6 +21,11 @@ const ROUTES: &str = r#"
   - { alias: cheapest, strategy: cheapest, deployments: [{ provider: mock, model: dear }, { provider: mock, model: cheap }] }
   - { alias: fastest, strategy: lowest_latency, deployments: [{ provider: mock, model: slow-one }, { provider: mock, model: quick }] }
   - { alias: least-busy, strategy: least_inflight, deployments: [{ provider: mock, model: busy }, { provider: mock, model: idle }] }
+  - { alias: small, context_window: 8000, fallbacks: [unsized, large], deployments: [{ provider: mock, model: small-m }] }
+  - { alias: unsized, deployments: [{ provider: mock, model: mid-m }] }
+  - { alias: large, context_window: 200000, deployments: [{ provider: mock, model: large-m }] }
+  - { alias: retrying, retry: { retries: 2, backoff_ms: 50 }, deployments: [{ provider: mock, model: once }] }
+  - { alias: bounded, timeout_ms: 5000, retry: { retries: 3, backoff_ms: 10, deadline_ms: 700 }, deployments: [{ provider: mock, model: stall }] }
 pricing:
   - { model: dear, input_per_mtok: "5", output_per_mtok: "15" }
   - { model: cheap, input_per_mtok: "0.1", output_per_mtok: "0.4" }
@@ -286,5 +291,84 @@ async fn strategies_pick_as_they_say() {
         by,
         BTreeMap::from([("mock/busy".to_owned(), 8), ("mock/idle".to_owned(), 8)]),
         "least in flight alternates while all are held: {by:?}"
+    );
+}
+
+#[tokio::test]
+async fn fallback_routes_context_windows_retries_and_the_deadline() {
+    let env = gateway().await;
+
+    // Too long for `small`: `unsized` (window unknown) is skipped, `large` serves.
+    env.mock()
+        .script(&json!({"model": "small-m", "status": 400,
+                        "error_message": "This model's maximum context length is 8192 tokens."}))
+        .await
+        .unwrap();
+    let seen = chat(&env, "small", false).await;
+    assert_eq!(
+        (seen.status, seen.deployment.as_str()),
+        (200, "mock/large-m"),
+        "{seen:?}"
+    );
+    assert_eq!(upstream_models(&env).await, ["small-m", "large-m"]);
+
+    // A content-policy refusal moves to the next route of the chain.
+    env.mock()
+        .script(&json!({"model": "small-m", "status": 400,
+                        "error_message": "Flagged by the content policy."}))
+        .await
+        .unwrap();
+    let seen = chat(&env, "small", false).await;
+    assert_eq!(
+        (seen.status, seen.deployment.as_str()),
+        (200, "mock/mid-m"),
+        "{seen:?}"
+    );
+    assert_eq!(upstream_models(&env).await, ["small-m", "mid-m"]);
+
+    // One deployment, two retries: the third attempt succeeds.
+    env.mock()
+        .script(&json!({"model": "once", "status": 500, "times": 2}))
+        .await
+        .unwrap();
+    let seen = chat(&env, "retrying", false).await;
+    assert_eq!(
+        (seen.status, seen.attempts.as_str()),
+        (200, "3"),
+        "{seen:?}"
+    );
+    assert_eq!(upstream_models(&env).await, ["once"; 3]);
+
+    // Retry-After is waited out before the retry.
+    env.mock()
+        .script(&json!({"model": "once", "status": 429, "retry_after": 1}))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let seen = chat(&env, "retrying", false).await;
+    assert_eq!(
+        (seen.status, seen.attempts.as_str()),
+        (200, "2"),
+        "{seen:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    upstream_models(&env).await;
+
+    // The deadline bounds all attempts: each is cut to what is left, none starts after it.
+    env.mock()
+        .script(&json!({"model": "stall", "latency_ms": 3000, "times": 10}))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let seen = chat(&env, "bounded", false).await;
+    let took = started.elapsed();
+    assert_eq!(seen.status, 504, "{seen:?}");
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_millis(1500),
+        "{took:?}"
     );
 }

@@ -85,6 +85,10 @@ pub struct RouteView {
     /// `weighted` (default), `ordered`, `lowest_latency`, `least_inflight` or `cheapest`.
     #[schema(value_type = Option<String>, example = "weighted")]
     pub strategy: Option<proto::Strategy>,
+    pub fallbacks: Vec<String>,
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<proto::RetryPolicy>,
+    pub context_window: Option<u64>,
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -118,6 +122,9 @@ impl RouteView {
             timeout_ms: s.timeout_ms,
             reserve_output_tokens: s.reserve_output_tokens,
             strategy: s.strategy,
+            fallbacks: s.fallbacks.clone(),
+            retry: s.retry.clone(),
+            context_window: s.context_window,
             version,
             created_at,
             updated_at,
@@ -139,6 +146,15 @@ pub struct CreateRoute {
     /// (default), `ordered`, `lowest_latency`, `least_inflight` or `cheapest`.
     #[schema(value_type = Option<String>, example = "weighted")]
     pub strategy: Option<proto::Strategy>,
+    /// Aliases tried in order once this route's deployments are exhausted.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// `{max_attempts, retries, backoff_ms, max_backoff_ms, deadline_ms, on: [rate_limited,
+    /// server_error, timeout, connection_error, context_window, content_policy]}`.
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<proto::RetryPolicy>,
+    /// Largest prompt (tokens) the route's models accept.
+    pub context_window: Option<u64>,
     pub team_id: Option<Uuid>,
 }
 
@@ -156,6 +172,13 @@ pub struct UpdateRoute {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub strategy: Option<Option<proto::Strategy>>,
+    pub fallbacks: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<Option<proto::RetryPolicy>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub context_window: Option<Option<u64>>,
 }
 
 fn check_alias(check: &mut Check, alias: &str) {
@@ -205,6 +228,36 @@ async fn check_providers(
     Ok(())
 }
 
+/// Fallback aliases must name other routes the caller can see.
+async fn check_fallbacks(
+    state: &AppState,
+    who: &Principal,
+    alias: &str,
+    fallbacks: &[String],
+    check: &mut Check,
+) -> Result<(), ApiError> {
+    if fallbacks.is_empty() {
+        return Ok(());
+    }
+    let client = state.store().pool().get().await?;
+    let rows = client
+        .query(
+            "SELECT alias, team_id FROM routes WHERE alias = ANY($1)",
+            &[&fallbacks],
+        )
+        .await?;
+    let teams: HashMap<String, Option<Uuid>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (i, f) in fallbacks.iter().enumerate() {
+        let path = format!("fallbacks[{i}]");
+        if f == alias {
+            check.fail(&path, "a route cannot fall back to itself");
+        } else if !teams.get(f).is_some_and(|team| who.can_see(*team)) {
+            check.fail(&path, format!("unknown route `{f}`"));
+        }
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, path = "/admin/routes",
     operation_id = "create_route", tag = "routes", request_body = CreateRoute, security(("bearer" = [])),
     responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
@@ -221,10 +274,14 @@ pub async fn create(
         timeout_ms: body.timeout_ms,
         reserve_output_tokens: body.reserve_output_tokens,
         strategy: body.strategy,
+        fallbacks: body.fallbacks,
+        retry: body.retry,
+        context_window: body.context_window,
     };
     let mut check = Check::new();
     check_alias(&mut check, &body.alias);
     check_providers(&state, &who, team_id, &spec.deployments, &mut check).await?;
+    check_fallbacks(&state, &who, &body.alias, &spec.fallbacks, &mut check).await?;
     check.done()?;
     let command = ResourceCommand::Create {
         id: body.alias.clone(),
@@ -318,6 +375,18 @@ pub async fn update(
     }
     if let Some(strategy) = body.strategy {
         spec.strategy = strategy;
+    }
+    if let Some(fallbacks) = body.fallbacks {
+        let mut check = Check::new();
+        check_fallbacks(&state, &who, &alias, &fallbacks, &mut check).await?;
+        check.done()?;
+        spec.fallbacks = fallbacks;
+    }
+    if let Some(retry) = body.retry {
+        spec.retry = retry;
+    }
+    if let Some(window) = body.context_window {
+        spec.context_window = window;
     }
     let expected = Some(expected.unwrap_or(version));
     let done = state

@@ -16,6 +16,12 @@ pub struct RouteSpec {
     pub reserve_output_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<proto::Strategy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<proto::RetryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
 }
 
 impl RouteSpec {
@@ -26,6 +32,9 @@ impl RouteSpec {
             timeout_ms: self.timeout_ms,
             reserve_output_tokens: self.reserve_output_tokens,
             strategy: self.strategy,
+            fallbacks: self.fallbacks.clone(),
+            retry: self.retry.clone(),
+            context_window: self.context_window,
         }
     }
 }
@@ -55,9 +64,21 @@ impl Spec for RouteSpec {
         let mut unique = providers;
         unique.sort_by(|a, b| a.id.cmp(&b.id));
         unique.dedup_by(|a, b| a.id == b.id);
+        // Fallback aliases are checked by the caller against the routes that exist; stand-ins
+        // here.
+        let mut routes = vec![self.to_proto("r")];
+        for f in &self.fallbacks {
+            if f != "r" && !routes.iter().any(|r| &r.alias == f) {
+                routes.push(proto::Route {
+                    fallbacks: Vec::new(),
+                    retry: None,
+                    ..self.to_proto(f)
+                });
+            }
+        }
         let snapshot = proto::Snapshot {
             providers: unique,
-            routes: vec![self.to_proto("r")],
+            routes,
             ..Default::default()
         };
         let errors: Vec<_> = snapshot

@@ -90,21 +90,4 @@ impl UpstreamError {
             Self::BadResponse { .. } | Self::Credentials { .. } => false,
         }
     }
-
-    /// Whether another deployment may be tried: anything that is not the client's own
-    /// mistake. A 4xx the provider sent about the request itself (other than 429) would be
-    /// the same mistake anywhere, and an answer that could not be parsed may already have
-    /// been paid for.
-    pub fn fallback_allowed(&self) -> bool {
-        match self {
-            Self::Failed { .. } | Self::Credentials { .. } => true,
-            Self::BadResponse { .. } => false,
-            _ => self.retryable(),
-        }
-    }
-
-    /// Whether this failure says the deployment is unhealthy (for its circuit breaker).
-    pub fn counts_against_deployment(&self) -> bool {
-        self.fallback_allowed()
-    }
 }

@@ -1,40 +1,135 @@
-//! The attempts of one request: which deployment each goes to, what a failure means for the
-//! deployment's health, and what the response says about the choice.
+//! The attempts of one request: which deployment each goes to, which failures move the request
+//! on, how long to wait before a retry, and what the response says about the choice.
 //!
-//! Each deployment of the route is tried at most once per request, at most [`MAX_ATTEMPTS`]
-//! times in all; the order is the route's strategy over what is still available (breaker not
-//! open, not tried, not ruled out). A half-open breaker lets exactly one request through as its
-//! probe. Failures that say something about the deployment (unreachable, timeouts, 5xx, 429,
-//! credentials refused, a stream that breaks before its first chunk) count against its
-//! breaker; the client's own mistakes (4xx other than 429) do not. When every deployment's
-//! breaker is open, the first attempt goes to the route's first deployment anyway (see
-//! [`Reason::AllOpen`]); fallbacks then skip the open ones as usual.
+//! The chain is the requested route followed by its fallback routes (in order). Each deployment
+//! of the chain is tried at most once, in the order each route's strategy gives over what is
+//! still available (breaker not open, not tried); the route's policy then allows `retries`
+//! further rounds over the chain, after an exponential backoff with full jitter (at least the
+//! provider's `Retry-After` when one was sent and it fits the deadline). No attempt starts
+//! after the policy's deadline, and at most `max_attempts` are made in all.
+//!
+//! A failure moves the request on only if its [`Trigger`] is in the policy: the client's own
+//! mistakes (4xx other than 429, context window and content policy) never do, and an answer
+//! that could not be parsed may have been paid for, so it does not either. A prompt too long
+//! for the model skips the rest of its route and goes only to a later route with a larger
+//! `context_window`. When every deployment's breaker is open, the first attempt goes to the
+//! route's first deployment anyway ([`Reason::AllOpen`]).
+//!
+//! Failures that say something about the deployment count against its breaker; successes
+//! close it and feed the latency average.
 
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use proto::Trigger;
 
 use super::rng::Rng;
 use super::select::Reason;
 use crate::providers::{Deployment, UpstreamError};
 use crate::snapshot::Route;
 
-/// Most attempts one request makes.
-pub const MAX_ATTEMPTS: u32 = 3;
-
-/// Why the deployment that answered was chosen: the strategy, `explore`, or `fallback` when an
-/// earlier attempt failed.
+/// Why the deployment that answered was chosen: the strategy, `explore`, `all_open`, or
+/// `fallback` when an earlier attempt failed.
 pub const ROUTE_REASON: HeaderName = HeaderName::from_static("x-switchyard-route-reason");
 /// How many attempts the request took.
 pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 
-/// One attempt's deployment and why it was chosen.
+/// A route's retry policy with its defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub max_attempts: u32,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub deadline: Option<Duration>,
+    pub on: Vec<Trigger>,
+}
+
+impl From<Option<&proto::RetryPolicy>> for Policy {
+    fn from(p: Option<&proto::RetryPolicy>) -> Self {
+        let p = p.cloned().unwrap_or_default();
+        Self {
+            max_attempts: p.max_attempts.unwrap_or(3).max(1),
+            retries: p.retries.unwrap_or(0),
+            backoff: Duration::from_millis(p.backoff_ms.unwrap_or(200)),
+            max_backoff: Duration::from_millis(p.max_backoff_ms.unwrap_or(5_000)),
+            deadline: p.deadline_ms.map(Duration::from_millis),
+            on: p.on.unwrap_or_else(|| Trigger::ALL.to_vec()),
+        }
+    }
+}
+
+/// The trigger a failure is, if any (`None`: the client's own mistake, or an answer that
+/// may have been paid for).
+pub fn trigger(e: &UpstreamError) -> Option<Trigger> {
+    match e {
+        UpstreamError::Unreachable { .. } | UpstreamError::Interrupted { .. } => {
+            Some(Trigger::ConnectionError)
+        }
+        UpstreamError::Timeout { .. } => Some(Trigger::Timeout),
+        UpstreamError::Failed { status, .. } | UpstreamError::Rejected { status, .. }
+            if *status == StatusCode::TOO_MANY_REQUESTS =>
+        {
+            Some(Trigger::RateLimited)
+        }
+        UpstreamError::Failed { .. } | UpstreamError::Credentials { .. } => {
+            Some(Trigger::ServerError)
+        }
+        UpstreamError::Rejected { body, .. } => refusal_kind(body),
+        UpstreamError::BadResponse { .. } => None,
+    }
+}
+
+/// A provider's 4xx that is about the model, not the request's form: the prompt is too long
+/// for it, or it refused the content. Recognised by the providers' documented error codes and
+/// messages (OpenAI `context_length_exceeded` / `content_policy_violation` /
+/// `content_filter`, Anthropic "prompt is too long", Gemini "exceeds the maximum number of
+/// tokens" / `content_filter` from a blocked prompt).
+fn refusal_kind(body: &[u8]) -> Option<Trigger> {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    const WINDOW: [&str; 4] = [
+        "context_length_exceeded",
+        "maximum context length",
+        "prompt is too long",
+        "exceeds the maximum number of tokens",
+    ];
+    const POLICY: [&str; 3] = [
+        "content_policy_violation",
+        "content_filter",
+        "content policy",
+    ];
+    if WINDOW.iter().any(|m| text.contains(m)) {
+        Some(Trigger::ContextWindow)
+    } else if POLICY.iter().any(|m| text.contains(m)) {
+        Some(Trigger::ContentPolicy)
+    } else {
+        None
+    }
+}
+
+/// Seconds in a `Retry-After` header value (the delta form).
+fn retry_after(e: &UpstreamError) -> Option<Duration> {
+    let value = match e {
+        UpstreamError::Failed { retry_after, .. } | UpstreamError::Rejected { retry_after, .. } => {
+            retry_after.as_ref()?
+        }
+        _ => return None,
+    };
+    let secs: f64 = value.to_str().ok()?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// One attempt's route, deployment and why it was chosen.
 #[derive(Debug)]
 pub struct Attempt<'r> {
+    /// The route (of the chain) the deployment belongs to.
+    pub route: &'r Route,
     pub deployment: &'r Deployment,
     pub reason: Reason,
     /// 1 for the first attempt.
     pub number: u32,
+    /// Wait this long before sending (a retry's backoff).
+    pub wait: Duration,
 }
 
 impl Attempt<'_> {
@@ -51,94 +146,201 @@ impl Attempt<'_> {
 /// The attempt plan of one request.
 #[derive(Debug)]
 pub struct Attempts<'r> {
-    route: &'r Route,
-    ruled_out: Vec<bool>,
+    chain: Vec<&'r Route>,
+    policy: &'r Policy,
+    /// Per route of the chain, per deployment: tried or excluded this round.
+    ruled_out: Vec<Vec<bool>>,
+    /// Excluded for the whole request (not reset by a retry round).
+    excluded: Vec<Vec<bool>>,
+    /// The route of the chain attempts come from now.
+    at: usize,
     rng: Rng,
     made: u32,
+    retries_left: u32,
+    deadline: Option<Instant>,
+    retry_after: Option<Duration>,
     upstream: Duration,
 }
 
 impl<'r> Attempts<'r> {
-    pub fn new(route: &'r Route) -> Self {
-        Self {
-            route,
-            ruled_out: vec![false; route.deployments.len()],
+    /// `chain` is the requested route then its fallbacks; the first route's policy governs.
+    pub fn new(chain: Vec<&'r Route>, arrived: Instant) -> Option<Self> {
+        let policy = &chain.first()?.retry;
+        let shape: Vec<Vec<bool>> = chain
+            .iter()
+            .map(|r| vec![false; r.deployments.len()])
+            .collect();
+        Some(Self {
+            policy,
+            ruled_out: shape.clone(),
+            excluded: shape,
+            at: 0,
             rng: Rng::thread(),
             made: 0,
+            retries_left: policy.retries,
+            deadline: policy.deadline.map(|d| arrived + d),
+            retry_after: None,
             upstream: Duration::ZERO,
-        }
+            chain,
+        })
     }
 
-    /// Excludes the deployments `out` says cannot take this request.
+    /// Excludes, for the whole request, the deployments `out` says cannot take it.
     pub fn rule_out(&mut self, out: impl Fn(&Deployment) -> bool) {
-        for (i, d) in self.route.deployments.iter().enumerate() {
-            if out(d) {
-                self.ruled_out[i] = true;
+        for (r, route) in self.chain.iter().enumerate() {
+            for (i, d) in route.deployments.iter().enumerate() {
+                if out(d) {
+                    self.excluded[r][i] = true;
+                    self.ruled_out[r][i] = true;
+                }
             }
         }
     }
 
-    /// Whether another attempt could follow this one (some deployment is neither tried nor
-    /// ruled out, and the attempt limit is not reached).
+    /// Time left before the deadline, if the policy has one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// An attempt's timeout, cut to what is left before the deadline.
+    pub fn cap(&self, timeout: Duration) -> Duration {
+        self.remaining().map_or(timeout, |left| timeout.min(left))
+    }
+
+    /// Whether another attempt could follow the current one.
     pub fn more(&self) -> bool {
-        self.made < MAX_ATTEMPTS && self.ruled_out.iter().any(|r| !r)
+        let untried = self.ruled_out[self.at..]
+            .iter()
+            .any(|route| route.iter().any(|r| !r));
+        let retry = self.retries_left > 0 && self.excluded.iter().flatten().any(|x| !x);
+        self.made < self.policy.max_attempts
+            && (untried || retry)
+            && self.remaining() != Some(Duration::ZERO)
     }
 
-    /// The next attempt, or `None` when no deployment is left or available.
+    /// The next attempt, or `None` when nothing is left, available or allowed.
     pub fn next_attempt(&mut self) -> Option<Attempt<'r>> {
-        if self.made >= MAX_ATTEMPTS {
+        if self.made >= self.policy.max_attempts || self.remaining() == Some(Duration::ZERO) {
             return None;
         }
+        if let Some(a) = self.pick(Duration::ZERO) {
+            return Some(a);
+        }
+        if self.made == 0 {
+            return self.all_open();
+        }
+        if self.retries_left == 0 {
+            return None;
+        }
+        // Another round over the chain, after a backoff.
+        self.retries_left -= 1;
+        let round = self.policy.retries - self.retries_left;
+        let wait = self.backoff(round);
+        if self.remaining().is_some_and(|left| left <= wait) {
+            return None;
+        }
+        self.ruled_out = self.excluded.clone();
+        self.at = 0;
+        self.pick(wait)
+    }
+
+    fn pick(&mut self, wait: Duration) -> Option<Attempt<'r>> {
         let now = Instant::now();
-        loop {
-            let ruled_out = &self.ruled_out;
-            let Some((i, reason)) = self.route.pick(|i| ruled_out[i], now, &mut self.rng) else {
-                return self.all_open();
-            };
-            self.ruled_out[i] = true;
-            let deployment = &self.route.deployments[i];
-            // Between the pick and here another request may have taken the probe slot.
-            if deployment.stats.breaker.admit(now).is_some() {
-                self.made += 1;
-                return Some(Attempt {
-                    deployment,
-                    reason,
-                    number: self.made,
-                });
+        while self.at < self.chain.len() {
+            let route = self.chain[self.at];
+            let ruled_out = &self.ruled_out[self.at];
+            match route.pick(|i| ruled_out[i], now, &mut self.rng) {
+                Some((i, reason)) => {
+                    self.ruled_out[self.at][i] = true;
+                    let deployment = &route.deployments[i];
+                    // Between the pick and here another request may have taken the probe.
+                    if deployment.stats.breaker.admit(now).is_some() {
+                        self.made += 1;
+                        return Some(Attempt {
+                            route,
+                            deployment,
+                            reason,
+                            number: self.made,
+                            wait,
+                        });
+                    }
+                }
+                None => self.at += 1,
             }
         }
+        None
     }
 
-    /// The first attempt when every breaker of the route is open: the route's first deployment
-    /// not ruled out, tried anyway (a route is not failed on one proxy's view alone; its
-    /// answer also tells the breaker whether the deployment recovered).
+    /// The first attempt when every breaker in the chain is open: the first deployment of the
+    /// requested route not excluded, tried anyway (a route is not failed on one proxy's view
+    /// alone; the answer also tells the breaker whether the deployment recovered).
     fn all_open(&mut self) -> Option<Attempt<'r>> {
-        if self.made > 0 {
-            return None;
-        }
-        let i = self.ruled_out.iter().position(|r| !r)?;
-        self.ruled_out[i] = true;
+        let route = *self.chain.first()?;
+        let i = self.excluded.first()?.iter().position(|x| !x)?;
+        self.ruled_out[0][i] = true;
         self.made += 1;
         Some(Attempt {
-            deployment: &self.route.deployments[i],
+            route,
+            deployment: &route.deployments[i],
             reason: Reason::AllOpen,
             number: self.made,
+            wait: Duration::ZERO,
         })
+    }
+
+    /// Exponential backoff with full jitter, at least a `Retry-After` the provider sent.
+    fn backoff(&mut self, round: u32) -> Duration {
+        let cap = self
+            .policy
+            .backoff
+            .saturating_mul(1 << round.min(16))
+            .min(self.policy.max_backoff);
+        let cap_us = u64::try_from(cap.as_micros()).unwrap_or(u64::MAX);
+        let jittered = Duration::from_micros(self.rng.below(cap_us.saturating_add(1)));
+        jittered.max(self.retry_after.take().unwrap_or_default())
+    }
+
+    /// Reports a failed attempt: to the deployment's breaker, and whether the request may move
+    /// on (the failure is one of the policy's triggers and something is left to try).
+    pub fn failed(&mut self, attempt: &Attempt<'_>, e: &UpstreamError) -> bool {
+        let kind = trigger(e);
+        if kind.is_some_and(|k| !matches!(k, Trigger::ContextWindow | Trigger::ContentPolicy)) {
+            let state = attempt
+                .deployment
+                .stats
+                .breaker
+                .record(false, Instant::now());
+            crate::metrics::breaker(&attempt.deployment.id, state.as_str());
+        }
+        let Some(kind) = kind.filter(|k| self.policy.on.contains(k)) else {
+            return false;
+        };
+        if let Some(wait) = retry_after(e) {
+            self.retry_after = Some(wait);
+        }
+        if kind == Trigger::ContextWindow {
+            self.beyond_window(attempt.route);
+        }
+        self.more()
+    }
+
+    /// Skips the rest of `route` and every later route whose window is not larger: the
+    /// prompt would not fit there either.
+    fn beyond_window(&mut self, route: &Route) {
+        let window = route.context_window.unwrap_or(0);
+        for (r, later) in self.chain.iter().enumerate().skip(self.at) {
+            if std::ptr::eq(*later, route) || later.context_window.is_none_or(|w| w <= window) {
+                self.excluded[r].fill(true);
+                self.ruled_out[r].fill(true);
+            }
+        }
     }
 
     /// Adds one attempt's time at the provider; returns the total so far.
     pub fn spent(&mut self, upstream: Duration) -> Duration {
         self.upstream += upstream;
         self.upstream
-    }
-
-    /// Reports a failed attempt to the deployment's breaker (if it says something about the
-    /// deployment).
-    pub fn failed(&self, deployment: &Deployment, e: &UpstreamError) {
-        if e.counts_against_deployment() {
-            let state = deployment.stats.breaker.record(false, Instant::now());
-            crate::metrics::breaker(&deployment.id, state.as_str());
-        }
     }
 
     /// Reports a success (time to the first byte or chunk) to the deployment's breaker and
@@ -154,5 +356,86 @@ impl<'r> Attempts<'r> {
     pub fn tag(&self, headers: &mut HeaderMap, attempt: &Attempt<'_>) {
         headers.insert(ROUTE_REASON, HeaderValue::from_static(attempt.reason()));
         headers.insert(ATTEMPTS, HeaderValue::from(attempt.number));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn rejected(status: u16, body: &'static str) -> UpstreamError {
+        UpstreamError::Rejected {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            body: Bytes::from_static(body.as_bytes()),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn failures_map_to_triggers_and_client_mistakes_to_none() {
+        let p = || "p".to_owned();
+        assert_eq!(
+            trigger(&UpstreamError::Unreachable { provider: p() }),
+            Some(Trigger::ConnectionError)
+        );
+        assert_eq!(
+            trigger(&UpstreamError::Timeout {
+                provider: p(),
+                after: Duration::from_secs(1)
+            }),
+            Some(Trigger::Timeout)
+        );
+        assert_eq!(trigger(&rejected(429, "{}")), Some(Trigger::RateLimited));
+        assert_eq!(
+            trigger(&UpstreamError::Failed {
+                provider: p(),
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: String::new(),
+                retry_after: Some(HeaderValue::from_static("2")),
+            }),
+            Some(Trigger::ServerError)
+        );
+        assert_eq!(
+            trigger(&rejected(
+                400,
+                r#"{"error":{"code":"context_length_exceeded"}}"#
+            )),
+            Some(Trigger::ContextWindow)
+        );
+        assert_eq!(
+            trigger(&rejected(
+                400,
+                r#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#
+            )),
+            Some(Trigger::ContextWindow)
+        );
+        assert_eq!(
+            trigger(&rejected(400, r#"{"error":{"code":"content_filter"}}"#)),
+            Some(Trigger::ContentPolicy)
+        );
+        assert_eq!(trigger(&rejected(400, r#"{"error":{"code":"bad"}}"#)), None);
+        assert_eq!(
+            trigger(&UpstreamError::BadResponse {
+                provider: p(),
+                detail: "x"
+            }),
+            None
+        );
+        let e = UpstreamError::Failed {
+            provider: p(),
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: String::new(),
+            retry_after: Some(HeaderValue::from_static("1.5")),
+        };
+        assert_eq!(retry_after(&e), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn defaults() {
+        let p = Policy::from(None);
+        assert_eq!((p.max_attempts, p.retries), (3, 0));
+        assert_eq!(p.on.len(), 6);
+        assert!(p.deadline.is_none());
     }
 }

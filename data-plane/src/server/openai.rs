@@ -247,7 +247,9 @@ pub(super) async fn chat(
         model: &fields.model,
         id: trace.id,
     };
-    let mut attempts = Attempts::new(&route);
+    let Some(mut attempts) = Attempts::new(chain(&snapshot, &route), trace.started) else {
+        return Err(ApiError::ModelNotFound(fields.model.clone()));
+    };
     if untranslatable.is_some() {
         // Only a deployment of the client's own dialect can take the body as it is.
         attempts.rule_out(|d| d.provider.as_anthropic().is_none());
@@ -259,6 +261,9 @@ pub(super) async fn chat(
             return Err(last.unwrap_or_else(|| ApiError::ModelNotFound(fields.model.clone())));
         };
         let deployment = attempt.deployment;
+        if !attempt.wait.is_zero() {
+            tokio::time::sleep(attempt.wait).await;
+        }
         let meter = Meter::new(Start {
             id: trace.id,
             started: trace.started,
@@ -274,7 +279,7 @@ pub(super) async fn chat(
         let ask = Ask {
             snapshot: &snapshot,
             key: &key,
-            route: &route,
+            route: attempt.route,
             deployment,
             prompt_tokens,
             max_output_tokens: fields.max_output_tokens,
@@ -292,7 +297,7 @@ pub(super) async fn chat(
         let call = Call {
             http: &app.inner.http,
             deployment,
-            timeout: timeout_for(app, &route, deployment),
+            timeout: attempts.cap(timeout_for(app, attempt.route, deployment)),
         };
         let labels = RequestLabels {
             endpoint: dialect.endpoint,
@@ -322,8 +327,7 @@ pub(super) async fn chat(
         match reply {
             Err(e) => {
                 let status = e.status();
-                attempts.failed(deployment, &e);
-                if e.fallback_allowed() && attempts.more() {
+                if attempts.failed(&attempt, &e) {
                     // The request goes on elsewhere: this attempt's reservation is released
                     // and the request's one event comes from the attempt that ends it.
                     admitted.settle(Decimal::ZERO, 0);
@@ -390,6 +394,19 @@ pub(super) async fn chat(
             }
         }
     }
+}
+
+/// The requested route followed by its fallback routes (each once, unknown ones skipped).
+fn chain<'s>(snapshot: &'s CompiledSnapshot, route: &'s Route) -> Vec<&'s Route> {
+    let mut chain = vec![route];
+    for alias in &route.fallbacks {
+        if let Some(r) = snapshot.route(alias) {
+            if !chain.iter().any(|c| std::ptr::eq(*c, &**r)) {
+                chain.push(r);
+            }
+        }
+    }
+    chain
 }
 
 /// Waits for a stream's first chunk within what is left of the call's timeout; the stream is
@@ -473,7 +490,9 @@ async fn embed(
     let cost_cap = cost_cap(headers)?;
     let prompt_tokens = estimate::prompt_tokens(bytes.len());
     drop(bytes);
-    let mut attempts = Attempts::new(&route);
+    let Some(mut attempts) = Attempts::new(chain(&snapshot, &route), trace.started) else {
+        return Err(ApiError::ModelNotFound(model));
+    };
     let mut last: Option<ApiError> = None;
     let mut json = Some(json);
     loop {
@@ -481,6 +500,9 @@ async fn embed(
             return Err(last.unwrap_or(ApiError::ModelNotFound(model)));
         };
         let deployment = attempt.deployment;
+        if !attempt.wait.is_zero() {
+            tokio::time::sleep(attempt.wait).await;
+        }
         let meter = Meter::new(Start {
             id: trace.id,
             started: trace.started,
@@ -496,7 +518,7 @@ async fn embed(
         let ask = Ask {
             snapshot: &snapshot,
             key: &key,
-            route: &route,
+            route: attempt.route,
             deployment,
             prompt_tokens,
             max_output_tokens: Some(0),
@@ -513,7 +535,7 @@ async fn embed(
         let call = Call {
             http: &app.inner.http,
             deployment,
-            timeout: timeout_for(app, &route, deployment),
+            timeout: attempts.cap(timeout_for(app, attempt.route, deployment)),
         };
         let labels = RequestLabels {
             endpoint: "embeddings",
@@ -536,8 +558,7 @@ async fn embed(
         match reply {
             Err(e) => {
                 let status = e.status();
-                attempts.failed(deployment, &e);
-                if e.fallback_allowed() && attempts.more() {
+                if attempts.failed(&attempt, &e) {
                     // The request goes on elsewhere: this attempt's reservation is released
                     // and the request's one event comes from the attempt that ends it.
                     admitted.settle(Decimal::ZERO, 0);

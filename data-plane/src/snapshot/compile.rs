@@ -124,6 +124,12 @@ pub struct Route {
     pub reserve_output_tokens: Option<u64>,
     /// How a deployment is picked within the best available priority tier.
     pub strategy: proto::Strategy,
+    /// Aliases tried in order once this route's deployments are exhausted.
+    pub fallbacks: Vec<String>,
+    /// Attempts, retries, deadline and triggers, with defaults filled in.
+    pub retry: crate::routing::attempts::Policy,
+    /// Largest prompt (tokens) the route's models accept, if known.
+    pub context_window: Option<u64>,
 }
 
 impl Route {
@@ -235,6 +241,9 @@ pub fn compile(
             timeout: r.timeout_ms.map(Duration::from_millis),
             reserve_output_tokens: r.reserve_output_tokens,
             strategy: r.strategy.unwrap_or_default(),
+            fallbacks: r.fallbacks.clone(),
+            retry: crate::routing::attempts::Policy::from(r.retry.as_ref()),
+            context_window: r.context_window,
         };
         routes.insert(r.alias.clone(), Arc::new(route));
     }

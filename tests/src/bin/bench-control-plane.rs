@@ -157,6 +157,9 @@ fn big_snapshot(
             timeout_ms: None,
             reserve_output_tokens: None,
             strategy: None,
+            fallbacks: Vec::new(),
+            retry: None,
+            context_window: None,
         })
         .collect();
     let mut all_keys: Vec<proto::VirtualKey> = (0..keys)

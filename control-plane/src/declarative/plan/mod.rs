@@ -247,6 +247,9 @@ impl Desired {
                         timeout_ms: r.timeout_ms,
                         reserve_output_tokens: r.reserve_output_tokens,
                         strategy: r.strategy,
+                        fallbacks: r.fallbacks.clone(),
+                        retry: r.retry.clone(),
+                        context_window: r.context_window,
                     },
                 )
             })
