@@ -1,6 +1,8 @@
 //! What every provider adapter does the same way, whatever its wire format: reading the
 //! configured base URL, building the static headers (operator extras plus the credential, opened
-//! from the environment or a sealed value and marked sensitive), and one upstream call: send
+//! from the environment or a sealed value and marked sensitive — or, for an adapter that signs
+//! each request itself, [`Auth::None`] and the secret from [`open_credential`]), and one
+//! upstream call: send
 //! within the call's timeout, classify a non-2xx answer, check that a stream really is one, read
 //! a whole body within what is left of the timeout.
 //!

@@ -26,6 +26,14 @@ pub fn error_type(value: Option<&http::HeaderValue>) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
+/// The error type a body names in `__type` (AWS's JSON protocols), when the header is absent.
+fn body_type(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let t = v.get("__type")?.as_str()?;
+    let t = t.rsplit('#').next().unwrap_or(t);
+    error_type(http::HeaderValue::from_str(t).ok().as_ref())
+}
+
 /// Bedrock's `message` (or `Message`) from an error body.
 fn message_of(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
@@ -71,6 +79,8 @@ pub fn adapt(provider: &str, e: UpstreamError, kind: Option<&str>) -> UpstreamEr
             retry_after,
         } => {
             let message = message_of(&body);
+            let named = kind.map(str::to_owned).or_else(|| body_type(&body));
+            let kind = named.as_deref();
             match (status.as_u16(), kind) {
                 (408, _) | (_, Some("ModelTimeoutException")) => {
                     return UpstreamError::Failed {
@@ -162,6 +172,20 @@ mod tests {
         );
         assert!(throttled.retryable());
         assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+
+        let typed = adapt(
+            "b",
+            rejected(
+                400,
+                r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"bad"}"#,
+            ),
+            None,
+        );
+        let UpstreamError::Rejected { body, .. } = typed else {
+            panic!("still a rejection")
+        };
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(v["error"]["code"], "ValidationException");
 
         let timeout = adapt("b", rejected(408, r#"{"message":"slow"}"#), None);
         assert!(timeout.retryable());
