@@ -3,8 +3,9 @@
 //! Auth, URLs and sending live here; translation is pure code in `request`, `response` and
 //! `stream`, the binary framing in `eventstream`, signing in `sigv4`, errors in `error`.
 //!
-//! - Chat: `POST {base}/model/{modelId}/converse`, streams `POST {base}/model/{modelId}/converse-stream`
-//!   (answered as `application/vnd.amazon.eventstream`). `{modelId}` is percent-encoded (`:`
+//! - Chat: `POST {base}/model/{modelId}/converse`; streams
+//!   `POST {base}/model/{modelId}/converse-stream` (answered as
+//!   `application/vnd.amazon.eventstream`). `{modelId}` is percent-encoded (`:`
 //!   → `%3A`); `{base}` defaults to `https://bedrock-runtime.{region}.amazonaws.com`, the
 //!   region coming from the provider's `region` setting.
 //! - Auth: every request is signed with SigV4 (service `bedrock`) at send time. The credential

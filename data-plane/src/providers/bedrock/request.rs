@@ -9,7 +9,8 @@
 //!   png, jpeg, gif or webp;
 //! - assistant `tool_calls` → `{toolUse: {toolUseId, name, input}}` (arguments parsed as JSON);
 //! - `tool` messages → `{toolResult: {toolUseId, content: [{text}]}}` blocks in a `user` turn.
-//!   Consecutive turns of one role are merged, so parallel results answer in one turn;
+//!   Consecutive turns of one role are merged, so parallel results answer in one turn; an
+//!   empty result is sent as the text `(no output)` (Bedrock refuses blank text blocks);
 //! - `max_completion_tokens` (else `max_tokens`), `temperature`, `top_p`, `stop` (string or
 //!   list) → `inferenceConfig`; `n` above 1 is a 400 (Converse returns one answer);
 //! - `tools` → `toolConfig.tools[].toolSpec` (`inputSchema.json` = the parameters, an empty
@@ -29,6 +30,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::providers::JsonBody;
+
+/// What an empty tool result is sent as (Bedrock refuses blank text blocks).
+pub const EMPTY_TOOL_RESULT: &str = "(no output)";
 
 /// The client's request cannot be expressed for Bedrock; the message is for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +302,12 @@ fn tool_result(message: &Value, i: usize) -> Result<Value, BadRequest> {
     let text = match message.get("content") {
         None | Some(Value::Null) => String::new(),
         Some(c) => text_of(c, i)?,
+    };
+    // Bedrock refuses blank text blocks, and a refused turn would wedge the conversation.
+    let text = if text.trim().is_empty() {
+        EMPTY_TOOL_RESULT.to_owned()
+    } else {
+        text
     };
     Ok(json!({ "toolResult": { "toolUseId": id, "content": [{ "text": text }] } }))
 }

@@ -13,8 +13,8 @@
 //!
 //! Same admission as the other routes (recording, `x-mock-*` headers and scripts, latency,
 //! faults), with Bedrock's checks on top, answered as `ValidationException`s: `messages` not
-//! empty, starting with `user` and alternating roles, no blank text blocks, and `toolConfig`
-//! present whenever a turn holds `toolUse`/`toolResult` blocks.
+//! empty, starting with `user` and alternating roles, no blank text blocks (tool results
+//! included), and `toolConfig` present whenever a turn holds `toolUse`/`toolResult` blocks.
 //!
 //! Tokens follow the mock's word rule: `inputTokens` = words of the `text` blocks of `system`
 //! and `messages` (tool results and images count zero); the reply is the scripted one (or
@@ -165,41 +165,63 @@ impl<const STREAM: bool> ApiRequest for Converse<STREAM> {
                 .sum::<u64>()
     }
     fn validate(&self) -> Result<(), String> {
-        if self.messages.is_empty() {
-            return Err("The model returned the following errors: messages: at least one message is required".into());
+        check_conversation(&self.messages, self.tool_config.is_some())
+    }
+}
+
+const NO_MESSAGES: &str = "A conversation must have at least one message.";
+const FIRST_USER: &str = "A conversation must start with a user message. Try again with a \
+                          conversation that starts with a user message.";
+const ALTERNATE: &str = "A conversation must alternate between user and assistant roles. Make \
+                         sure the conversation alternates between user and assistant roles and \
+                         try again.";
+const NO_TOOL_CONFIG: &str =
+    "The toolConfig field must be defined when using toolUse and toolResult content blocks.";
+
+/// Bedrock's rules for `messages`, with its error texts.
+fn check_conversation(messages: &[Message], has_tool_config: bool) -> Result<(), String> {
+    if messages.is_empty() {
+        return Err(NO_MESSAGES.into());
+    }
+    let mut previous = "";
+    let mut tool_blocks = false;
+    for (i, m) in messages.iter().enumerate() {
+        if i == 0 && m.role != "user" {
+            return Err(FIRST_USER.into());
         }
-        let mut previous = "";
-        let mut tool_blocks = false;
-        for (i, m) in self.messages.iter().enumerate() {
-            if i == 0 && m.role != "user" {
-                return Err("A conversation must start with a user message. Try again with a conversation that starts with a user message.".into());
-            }
-            if m.role != "user" && m.role != "assistant" {
+        if m.role != "user" && m.role != "assistant" {
+            return Err(format!(
+                "messages.{i}.role: `{}` is not a valid role",
+                m.role
+            ));
+        }
+        if m.role == previous {
+            return Err(ALTERNATE.into());
+        }
+        previous = &m.role;
+        for (j, block) in m.content.iter().enumerate() {
+            let result_texts = block
+                .pointer("/toolResult/content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            if std::iter::once(block)
+                .chain(result_texts)
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .any(|t| t.trim().is_empty())
+            {
                 return Err(format!(
-                    "messages.{i}.role: `{}` is not a valid role",
-                    m.role
+                    "The text field in the ContentBlock object at messages.{i}.content.{j} is \
+                     blank. Add text to the text field, and try again."
                 ));
             }
-            if m.role == previous {
-                return Err("A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.".into());
-            }
-            previous = &m.role;
-            for (j, block) in m.content.iter().enumerate() {
-                if block
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| t.trim().is_empty())
-                {
-                    return Err(format!("The text field in the ContentBlock object at messages.{i}.content.{j} is blank. Add text to the text field, and try again."));
-                }
-                tool_blocks |= block.get("toolUse").is_some() || block.get("toolResult").is_some();
-            }
+            tool_blocks |= block.get("toolUse").is_some() || block.get("toolResult").is_some();
         }
-        if tool_blocks && self.tool_config.is_none() {
-            return Err("The toolConfig field must be defined when using toolUse and toolResult content blocks.".into());
-        }
-        Ok(())
     }
+    if tool_blocks && !has_tool_config {
+        return Err(NO_TOOL_CONFIG.into());
+    }
+    Ok(())
 }
 
 type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
