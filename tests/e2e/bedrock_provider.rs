@@ -1,1 +1,318 @@
-//! (being built)
+//! The Bedrock adapter end to end: the official `openai` and `anthropic` Python SDKs talk to
+//! the data plane, which signs with SigV4 and speaks the Converse wire format (JSON and binary
+//! event streams) to the mock's `/model/{modelId}/converse[-stream]` routes. The mock checks
+//! every signature against the secret access key it was started with.
+
+use serde_json::{json, Value};
+use switchyard_tests::support::{
+    py_script, run_python, run_python_source, DataPlaneSpec, MockProviderOptions, TestEnv,
+};
+
+use crate::fixture::{python_json, sha256_hex, FULL_KEY};
+
+const MODEL: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
+const MODEL_PATH: &str = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0";
+const ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const SESSION_TOKEN: &str = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN";
+
+async fn bedrock_gateway() -> TestEnv {
+    let spec = DataPlaneSpec::from_fn(|env| {
+        format!(
+            r#"
+providers:
+  - {{ id: bedrock, kind: bedrock, settings: {{ region: us-east-1 }}, base_url: "{mock}", api_key: {{ env: BEDROCK_KEYS }} }}
+  - {{ id: bedrock-wrong, kind: bedrock, settings: {{ region: us-east-1 }}, base_url: "{mock}", api_key: {{ env: BEDROCK_WRONG_KEYS }} }}
+routes:
+  - {{ alias: bedrock-chat, deployments: [{{ provider: bedrock, model: "{MODEL}" }}] }}
+  - {{ alias: bedrock-wrong, deployments: [{{ provider: bedrock-wrong, model: "{MODEL}" }}] }}
+keys:
+  - {{ name: full, sha256: "{full}", team: platform, models: ["*"] }}
+"#,
+            mock = env.mock().base_url(),
+            full = sha256_hex(FULL_KEY),
+        )
+    })
+    .env(
+        "BEDROCK_KEYS",
+        format!("{ACCESS_KEY_ID}:{SECRET}:{SESSION_TOKEN}"),
+    )
+    .env(
+        "BEDROCK_WRONG_KEYS",
+        format!(r#"{{"access_key_id": "{ACCESS_KEY_ID}", "secret_access_key": "not-the-secret"}}"#),
+    );
+    TestEnv::builder()
+        .mock_provider_with(MockProviderOptions::new().api_key(SECRET))
+        .data_plane_spec(spec)
+        .build()
+        .await
+        .expect("gateway starts")
+}
+
+fn sdk_env(env: &TestEnv, model: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "OPENAI_BASE_URL",
+            format!("{}/v1", env.data_plane().base_url()),
+        ),
+        ("OPENAI_API_KEY", FULL_KEY.to_owned()),
+        ("MODEL", model.to_owned()),
+        ("EMBED_MODEL", model.to_owned()),
+    ]
+}
+
+fn last_json(stdout: &str, stderr: &str) -> Value {
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("bad output ({e}): {stdout}\n{stderr}"))
+}
+
+async fn sdk(env: &TestEnv, model: &str, check: &str) -> Value {
+    let mut vars = sdk_env(env, model);
+    vars.push(("CHECK", check.to_owned()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run_python(&py_script("openai_sdk.py"), &vars)
+        .await
+        .unwrap();
+    out.ensure_success().unwrap();
+    last_json(&out.stdout, &out.stderr)
+}
+
+/// A forced tool call (plain and streamed), then the tool's answer sent back in a second turn.
+const TOOL_ROUND_TRIP: &str = r#"
+import json, openai
+client = openai.OpenAI(max_retries=0, timeout=30)
+tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+          "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
+messages = [{"role": "user", "content": "weather in Paris"}]
+r = client.chat.completions.create(model="bedrock-chat", messages=messages, tools=tools, tool_choice="required")
+call = r.choices[0].message.tool_calls[0]
+streamed = {"id": None, "name": None, "arguments": "", "finish": None}
+with client.chat.completions.create(model="bedrock-chat", messages=messages, tools=tools, stream=True,
+                                    tool_choice={"type": "function", "function": {"name": "get_weather"}}) as s:
+    for chunk in s:
+        for choice in chunk.choices:
+            for d in choice.delta.tool_calls or []:
+                streamed["id"] = streamed["id"] or d.id
+                streamed["name"] = streamed["name"] or (d.function.name if d.function else None)
+                streamed["arguments"] += (d.function.arguments or "") if d.function else ""
+            streamed["finish"] = choice.finish_reason or streamed["finish"]
+messages.append(r.choices[0].message.model_dump(exclude_none=True))
+messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"})
+r2 = client.chat.completions.create(model="bedrock-chat", messages=messages, tools=tools)
+print(json.dumps({"finish_reason": r.choices[0].finish_reason, "name": call.function.name,
+                  "arguments": json.loads(call.function.arguments), "id": call.id,
+                  "usage": r.usage.model_dump(include={"prompt_tokens", "completion_tokens"}),
+                  "streamed": dict(streamed, arguments=json.loads(streamed["arguments"])),
+                  "second": r2.choices[0].message.content, "second_finish": r2.choices[0].finish_reason}))
+"#;
+
+/// The upstream request was signed for Bedrock in us-east-1 with the session token.
+fn assert_signed(record: &Value) {
+    let headers = &record["headers"];
+    let auth = headers["authorization"].as_str().unwrap_or_default();
+    assert!(
+        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/")),
+        "{auth}"
+    );
+    assert!(auth.contains("/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, Signature="), "{auth}");
+    assert_eq!(headers["x-amz-security-token"], SESSION_TOKEN);
+    assert!(headers["x-amz-date"]
+        .as_str()
+        .is_some_and(|d| d.len() == 16));
+    assert!(!auth.contains(SECRET));
+}
+
+#[tokio::test]
+async fn bedrock_chat_stream_and_tools_through_the_openai_sdk() {
+    let env = bedrock_gateway().await;
+
+    let chat = sdk(&env, "bedrock-chat", "chat").await;
+    assert_eq!(chat["content"], "Hello from the mock provider.", "{chat}");
+    assert_eq!(chat["finish_reason"], "stop");
+    assert_eq!(
+        chat["usage"],
+        json!({"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9})
+    );
+    let seen = env.mock().requests().await.unwrap();
+    assert_eq!(seen[0]["path"], format!("{MODEL_PATH}/converse"));
+    assert_eq!(seen[0]["model"], MODEL);
+    assert_signed(&seen[0]);
+    assert_eq!(
+        seen[0]["body"]["messages"],
+        json!([{"role": "user", "content": [{"text": "say hello to me"}]}])
+    );
+    assert_eq!(
+        seen[0]["billed"],
+        json!({"prompt_tokens": 4, "completion_tokens": 5})
+    );
+
+    let stream = sdk(&env, "bedrock-chat", "stream").await;
+    assert_eq!(
+        stream["content"], "Hello from the mock provider.",
+        "{stream}"
+    );
+    assert_eq!(
+        stream["usage"],
+        json!({"prompt_tokens": 4, "completion_tokens": 5})
+    );
+    let seen = env.mock().requests().await.unwrap();
+    assert_eq!(seen[1]["path"], format!("{MODEL_PATH}/converse-stream"));
+    assert_signed(&seen[1]);
+    assert_eq!(
+        seen[1]["billed"],
+        json!({"prompt_tokens": 4, "completion_tokens": 5})
+    );
+    // One chunk per event reached the SDK (role, five words, finish, usage), not one lump.
+    assert!(
+        stream["arrivals_ms"].as_array().map_or(0, Vec::len) >= 7,
+        "{stream}"
+    );
+
+    let vars = sdk_env(&env, "bedrock-chat");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run_python_source(TOOL_ROUND_TRIP, &vars).await.unwrap();
+    out.ensure_success().unwrap();
+    let tool = last_json(&out.stdout, &out.stderr);
+    assert_eq!(tool["finish_reason"], "tool_calls", "{tool}");
+    assert_eq!(tool["name"], "get_weather");
+    assert_eq!(tool["arguments"], json!({"query": "weather in Paris"}));
+    assert_eq!(tool["id"], "tooluse_mock00000003");
+    assert_eq!(
+        tool["usage"],
+        json!({"prompt_tokens": 3, "completion_tokens": 1})
+    );
+    assert_eq!(
+        tool["streamed"],
+        json!({"id": "tooluse_mock00000004", "name": "get_weather",
+               "arguments": {"query": "weather in Paris"}, "finish": "tool_calls"})
+    );
+    assert_eq!(tool["second"], "Hello from the mock provider.");
+    assert_eq!(tool["second_finish"], "stop");
+    let seen = env.mock().requests().await.unwrap();
+    assert_eq!(
+        seen[2]["body"]["toolConfig"],
+        json!({"tools": [{"toolSpec": {"name": "get_weather", "description": "Weather for a city",
+            "inputSchema": {"json": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}}],
+            "toolChoice": {"any": {}}})
+    );
+    assert_eq!(
+        seen[3]["body"]["toolConfig"]["toolChoice"],
+        json!({"tool": {"name": "get_weather"}})
+    );
+    assert_eq!(
+        seen[4]["body"]["messages"][1],
+        json!({"role": "assistant", "content": [{"toolUse": {
+            "toolUseId": "tooluse_mock00000003", "name": "get_weather", "input": {"query": "weather in Paris"}}}]})
+    );
+    assert_eq!(
+        seen[4]["body"]["messages"][2],
+        json!({"role": "user", "content": [{"toolResult": {
+            "toolUseId": "tooluse_mock00000003", "content": [{"text": "sunny, 21 C"}]}}]})
+    );
+}
+
+#[tokio::test]
+async fn bedrock_errors_reach_the_sdk_in_the_openai_dialect() {
+    let env = bedrock_gateway().await;
+
+    // The mock refuses the signature made with the wrong secret: the gateway's credential
+    // failure, a 502 that names the AWS error, never the client's fault.
+    let refused = sdk(&env, "bedrock-wrong", "chat").await;
+    assert_eq!(refused["exception"], "InternalServerError", "{refused}");
+    assert_eq!(refused["status"], 502);
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("refused the gateway's AWS credentials (InvalidSignatureException)"),
+        "{refused}"
+    );
+    assert!(!message.contains("not-the-secret"));
+
+    env.mock()
+        .script(&json!({"model": MODEL, "status": 400, "error_message": "messages.0.content: blank text"}))
+        .await
+        .unwrap();
+    let rejected = sdk(&env, "bedrock-chat", "chat").await;
+    assert_eq!(rejected["exception"], "BadRequestError", "{rejected}");
+    assert_eq!(rejected["status"], 400);
+    assert!(
+        rejected["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("messages.0.content: blank text"),
+        "{rejected}"
+    );
+
+    env.mock()
+        .script(&json!({"model": MODEL, "status": 429}))
+        .await
+        .unwrap();
+    let throttled = sdk(&env, "bedrock-chat", "chat").await;
+    assert_eq!(throttled["exception"], "RateLimitError", "{throttled}");
+
+    // A stream cut before messageStop is not presented as complete.
+    env.mock()
+        .script(&json!({"model": MODEL, "fault": "truncate_stream"}))
+        .await
+        .unwrap();
+    let cut = sdk(&env, "bedrock-chat", "stream").await;
+    assert!(cut["exception"].is_string(), "{cut}");
+
+    // Embeddings are not offered for Bedrock and never reach the provider.
+    let before = env.mock().requests().await.unwrap().len();
+    let emb = sdk(&env, "bedrock-chat", "embeddings").await;
+    assert_eq!(emb["status"], 400, "{emb}");
+    assert!(emb["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("embeddings are not supported for bedrock providers"));
+    assert_eq!(env.mock().requests().await.unwrap().len(), before);
+}
+
+const ANTHROPIC_SDK: &str = r#"
+import json, anthropic
+client = anthropic.Anthropic(max_retries=0, timeout=30)
+ASK = [{"role": "user", "content": "say hello to me"}]
+m = client.messages.create(model="bedrock-chat", max_tokens=100, system="Be brief.", messages=ASK)
+with client.messages.stream(model="bedrock-chat", max_tokens=3, messages=ASK) as s:
+    final = s.get_final_message()
+def text_of(m):
+    return "".join(b.text for b in m.content if b.type == "text")
+print(json.dumps({"text": text_of(m), "stop_reason": m.stop_reason,
+                  "usage": {"input_tokens": m.usage.input_tokens, "output_tokens": m.usage.output_tokens},
+                  "stream_text": text_of(final), "stream_stop": final.stop_reason,
+                  "stream_usage": {"input_tokens": final.usage.input_tokens, "output_tokens": final.usage.output_tokens}}))
+"#;
+
+#[tokio::test]
+async fn anthropic_sdk_messages_reach_bedrock_translated_both_ways() {
+    let env = bedrock_gateway().await;
+    let base = env.data_plane().base_url();
+    let out = python_json(
+        ANTHROPIC_SDK,
+        &[
+            ("ANTHROPIC_BASE_URL", &base),
+            ("ANTHROPIC_API_KEY", FULL_KEY),
+        ],
+    )
+    .await;
+    assert_eq!(out["text"], "Hello from the mock provider.", "{out}");
+    assert_eq!(out["stop_reason"], "end_turn");
+    // "Be brief." (2 words) + "say hello to me" (4 words); the reply is 5 words.
+    assert_eq!(out["usage"], json!({"input_tokens": 6, "output_tokens": 5}));
+    assert_eq!(out["stream_text"], "Hello from the");
+    assert_eq!(out["stream_stop"], "max_tokens");
+    assert_eq!(
+        out["stream_usage"],
+        json!({"input_tokens": 4, "output_tokens": 3})
+    );
+    let seen = env.mock().requests().await.unwrap();
+    assert_eq!(seen[0]["path"], format!("{MODEL_PATH}/converse"));
+    assert_eq!(seen[0]["body"]["system"], json!([{"text": "Be brief."}]));
+    assert_eq!(seen[0]["body"]["inferenceConfig"]["maxTokens"], 100);
+    assert_signed(&seen[0]);
+    assert_eq!(seen[1]["path"], format!("{MODEL_PATH}/converse-stream"));
+    assert_eq!(
+        seen[1]["billed"],
+        json!({"prompt_tokens": 4, "completion_tokens": 3})
+    );
+}

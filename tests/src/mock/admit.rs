@@ -27,6 +27,9 @@ pub(crate) enum Dialect<'a> {
     Gemini { model: &'a str },
     /// `/v1/messages`, `x-api-key` header, `anthropic-version` header required.
     Anthropic,
+    /// `/model/{model}/converse[-stream]`; the model is in the path. The route verifies the
+    /// SigV4 signature itself (it needs the raw request) and says here whether it held.
+    Bedrock { model: &'a str, signed: bool },
 }
 
 impl<'a> Dialect<'a> {
@@ -34,7 +37,7 @@ impl<'a> Dialect<'a> {
         match self {
             Self::OpenAi | Self::Anthropic => None,
             Self::Azure { deployment } => Some(deployment),
-            Self::Gemini { model } => Some(model),
+            Self::Gemini { model } | Self::Bedrock { model, .. } => Some(model),
         }
     }
 }
@@ -210,6 +213,8 @@ pub(crate) fn authorize(
         Dialect::Azure { .. } => headers.get("api-key").and_then(|v| v.to_str().ok()),
         Dialect::Gemini { .. } => headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()),
         Dialect::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+        Dialect::Bedrock { signed: true, .. } => return Ok(()),
+        Dialect::Bedrock { signed: false, .. } => return Err(Rejected::Unauthorized),
     };
     if presented == Some(expected) {
         Ok(())

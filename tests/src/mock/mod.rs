@@ -12,6 +12,9 @@
 //!   required; Anthropic's error shape; see `anthropic.rs`).
 //! - `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse` and
 //!   `:batchEmbedContents` (Gemini dialect, `x-goog-api-key: KEY`; see `gemini.rs`).
+//! - `POST /model/{modelId}/converse` and `/model/{modelId}/converse-stream` (AWS Bedrock
+//!   Converse dialect, SigV4-signed with KEY as the secret access key; binary event-stream
+//!   answers and Bedrock's error shape; see `bedrock/`).
 //! - Control: `POST|GET|DELETE /__mock/script`, `GET|DELETE /__mock/requests`,
 //!   `GET /__mock/healthz` (no auth, not recorded).
 //!
@@ -107,7 +110,8 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// How the mock runs.
 #[derive(Debug, Clone)]
 pub struct MockOptions {
-    /// When set, API routes require this key (`Authorization: Bearer` / Azure `api-key`).
+    /// When set, API routes require this key (`Authorization: Bearer` / Azure `api-key`; for
+    /// the Bedrock routes it is the AWS secret access key the SigV4 signature must use).
     pub api_key: Option<String>,
     /// Whether API requests are recorded for `GET /__mock/requests`.
     pub record: bool,

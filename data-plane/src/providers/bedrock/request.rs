@@ -1,0 +1,444 @@
+//! OpenAI chat request → Bedrock `Converse` request body (pure). The same body goes to
+//! `converse` and `converse-stream`; the model is in the URL, not the body.
+//!
+//! Mapping:
+//! - `system`/`developer` messages → `system: [{text}]` (text parts only, empty ones dropped);
+//! - `user`/`assistant` text → `{text}` blocks (empty text dropped: Bedrock refuses blank
+//!   blocks); image parts → `{image: {format, source: {bytes}}}` from base64 `data:` URLs only —
+//!   Bedrock cannot fetch a URL, so an `http(s)` image is a 400, as is a format other than
+//!   png, jpeg, gif or webp;
+//! - assistant `tool_calls` → `{toolUse: {toolUseId, name, input}}` (arguments parsed as JSON);
+//! - `tool` messages → `{toolResult: {toolUseId, content: [{text}]}}` blocks in a `user` turn.
+//!   Consecutive turns of one role are merged, so parallel results answer in one turn; an
+//!   empty result is sent as the text `(no output)` (Bedrock refuses blank text blocks);
+//! - `max_completion_tokens` (else `max_tokens`), `temperature`, `top_p`, `stop` (string or
+//!   list) → `inferenceConfig`; `n` above 1 is a 400 (Converse returns one answer);
+//! - `tools` → `toolConfig.tools[].toolSpec` (`inputSchema.json` = the parameters, an empty
+//!   object schema when absent); `tool_choice` `auto` → `{auto:{}}`, `required` → `{any:{}}`,
+//!   a named function → `{tool:{name}}`. Converse has no `none`: with `none` the tools are
+//!   left out, unless the conversation already holds tool calls — Bedrock then requires the
+//!   tools to be declared, so they are sent without a `toolChoice` (best effort: the model is
+//!   not forbidden to call one);
+//! - `response_format` `json_object`/`json_schema` is a 400: Converse has no JSON mode, and a
+//!   prompt instruction would promise what the gateway cannot guarantee. `text` is accepted.
+//! - Fields Converse has no equivalent for (`user`, `seed`, penalties, `logprobs`,
+//!   `parallel_tool_calls`, `stream_options`, ...) are dropped.
+//!
+//! Input the translation cannot express is a [`BadRequest`] (a 400 to the client), never a
+//! silently wrong request.
+
+use serde_json::{json, Map, Value};
+
+use crate::providers::JsonBody;
+
+/// What an empty tool result is sent as (Bedrock refuses blank text blocks).
+pub const EMPTY_TOOL_RESULT: &str = "(no output)";
+
+/// The client's request cannot be expressed for Bedrock; the message is for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+fn bad(message: impl Into<String>) -> BadRequest {
+    BadRequest(message.into())
+}
+
+/// Translates the OpenAI chat body into a Converse request body.
+pub fn converse_request(body: &JsonBody) -> Result<Value, BadRequest> {
+    let field = |name: &str| -> Result<Option<Value>, BadRequest> {
+        body.get(name)
+            .map(|raw| serde_json::from_str::<Value>(raw.get()))
+            .transpose()
+            .map(|v| v.filter(|v| !v.is_null()))
+            .map_err(|_| bad(format!("`{name}` is not valid JSON")))
+    };
+    let messages = field("messages")?.ok_or_else(|| bad("`messages` is required"))?;
+    let messages = messages
+        .as_array()
+        .ok_or_else(|| bad("`messages` must be an array"))?;
+    let (system, turns, has_tool_blocks) = translate_messages(messages)?;
+    let mut out = Map::new();
+    out.insert("messages".into(), Value::Array(turns));
+    if !system.is_empty() {
+        out.insert("system".into(), Value::Array(system));
+    }
+    let config = inference_config(&field)?;
+    if !config.is_empty() {
+        out.insert("inferenceConfig".into(), Value::Object(config));
+    }
+    if let Some(tool_config) = tool_config(
+        field("tools")?.as_ref(),
+        field("tool_choice")?.as_ref(),
+        has_tool_blocks,
+    )? {
+        out.insert("toolConfig".into(), tool_config);
+    }
+    if let Some(format) = field("response_format")? {
+        match format.get("type").and_then(Value::as_str) {
+            Some("text") | None => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "response_format `{other}` is not supported for Bedrock providers: the \
+                     Converse API has no JSON mode"
+                )))
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+type Field<'a> = dyn Fn(&str) -> Result<Option<Value>, BadRequest> + 'a;
+
+fn inference_config(field: &Field<'_>) -> Result<Map<String, Value>, BadRequest> {
+    let mut config = Map::new();
+    if let Some(n) = field("n")? {
+        if n.as_u64().is_some_and(|n| n > 1) {
+            return Err(bad("`n` above 1 is not supported for Bedrock providers"));
+        }
+    }
+    // `max_completion_tokens` supersedes the deprecated `max_tokens`.
+    if let Some(v) = field("max_completion_tokens")?.or(field("max_tokens")?) {
+        config.insert("maxTokens".into(), v);
+    }
+    if let Some(v) = field("temperature")? {
+        config.insert("temperature".into(), v);
+    }
+    if let Some(v) = field("top_p")? {
+        config.insert("topP".into(), v);
+    }
+    match field("stop")? {
+        Some(Value::String(s)) => {
+            config.insert("stopSequences".into(), json!([s]));
+        }
+        Some(v @ Value::Array(_)) => {
+            config.insert("stopSequences".into(), v);
+        }
+        Some(_) => return Err(bad("`stop` must be a string or an array of strings")),
+        None => {}
+    }
+    Ok(config)
+}
+
+/// System blocks, the merged turns, and whether any turn holds tool blocks.
+type Translated = (Vec<Value>, Vec<Value>, bool);
+
+fn translate_messages(messages: &[Value]) -> Result<Translated, BadRequest> {
+    let mut system = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut has_tool_blocks = false;
+    for (i, message) in messages.iter().enumerate() {
+        let role = message
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(format!("messages[{i}].role is required")))?;
+        let content = message.get("content").filter(|c| !c.is_null());
+        let (bedrock_role, blocks) = match role {
+            "system" | "developer" => {
+                if let Some(c) = content {
+                    let text = text_of(c, i)?;
+                    if !text.is_empty() {
+                        system.push(json!({ "text": text }));
+                    }
+                }
+                continue;
+            }
+            "user" => ("user", content_blocks(content, i)?),
+            "assistant" => {
+                let mut blocks = content_blocks(content, i)?;
+                for call in message
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    blocks.push(tool_use(call, i)?);
+                    has_tool_blocks = true;
+                }
+                ("assistant", blocks)
+            }
+            "tool" => {
+                has_tool_blocks = true;
+                ("user", vec![tool_result(message, i)?])
+            }
+            other => {
+                return Err(bad(format!(
+                    "messages[{i}].role `{other}` is not supported"
+                )))
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some((last, existing)) if *last == bedrock_role => existing.extend(blocks),
+            _ => turns.push((bedrock_role, blocks)),
+        }
+    }
+    let turns = turns
+        .into_iter()
+        .map(|(role, content)| json!({ "role": role, "content": content }))
+        .collect();
+    Ok((system, turns, has_tool_blocks))
+}
+
+/// Text of a string content or of the text parts of an array content.
+fn text_of(content: &Value, i: usize) -> Result<String, BadRequest> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => Ok(parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("")),
+        _ => Err(bad(format!(
+            "messages[{i}].content must be a string or an array"
+        ))),
+    }
+}
+
+fn content_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, BadRequest> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
+        Some(Value::Array(parts)) => {
+            let mut out = Vec::new();
+            for (j, p) in parts.iter().enumerate() {
+                if let Some(block) = content_block(p, i, j)? {
+                    out.push(block);
+                }
+            }
+            Ok(out)
+        }
+        Some(_) => Err(bad(format!(
+            "messages[{i}].content must be a string or an array"
+        ))),
+    }
+}
+
+fn content_block(part: &Value, i: usize, j: usize) -> Result<Option<Value>, BadRequest> {
+    let at = format!("messages[{i}].content[{j}]");
+    match part.get("type").and_then(Value::as_str) {
+        Some("text") => {
+            let text = part
+                .get("text")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("{at}.text must be a string")))?;
+            Ok((!text.is_empty()).then(|| json!({ "text": text })))
+        }
+        Some("image_url") => {
+            let url = part
+                .get("image_url")
+                .and_then(|u| u.get("url").or(Some(u)))
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("{at}.image_url.url must be a string")))?;
+            image_block(url, &at).map(Some)
+        }
+        other => Err(bad(format!(
+            "{at}: content part type {} is not supported for Bedrock",
+            other.map_or_else(|| "(missing)".to_owned(), |t| format!("`{t}`"))
+        ))),
+    }
+}
+
+/// `data:image/{png,jpeg,gif,webp};base64,DATA` → a Converse image block.
+fn image_block(url: &str, at: &str) -> Result<Value, BadRequest> {
+    let Some(rest) = url.strip_prefix("data:") else {
+        return Err(bad(format!(
+            "{at}: Bedrock cannot fetch image URLs; send the image inline as a base64 data: URL"
+        )));
+    };
+    let (meta, data) = rest
+        .split_once(',')
+        .ok_or_else(|| bad(format!("{at}: malformed data: URL")))?;
+    let mime = meta
+        .strip_suffix(";base64")
+        .ok_or_else(|| bad(format!("{at}: only base64 data: URLs are supported")))?;
+    let format = match mime.to_ascii_lowercase().as_str() {
+        "image/png" => "png",
+        "image/jpeg" | "image/jpg" => "jpeg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        other => {
+            return Err(bad(format!(
+                "{at}: image type `{other}` is not supported for Bedrock (png, jpeg, gif, webp)"
+            )))
+        }
+    };
+    Ok(json!({ "image": { "format": format, "source": { "bytes": data } } }))
+}
+
+fn tool_use(call: &Value, i: usize) -> Result<Value, BadRequest> {
+    let name = call
+        .pointer("/function/name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            bad(format!(
+                "messages[{i}].tool_calls[].function.name is required"
+            ))
+        })?;
+    let id = call
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("messages[{i}].tool_calls[].id is required")))?;
+    let input = match call.pointer("/function/arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+        Some(Value::String(s)) => serde_json::from_str(s).map_err(|_| {
+            bad(format!(
+                "messages[{i}].tool_calls[].function.arguments is not valid JSON"
+            ))
+        })?,
+        Some(other) => other.clone(),
+    };
+    Ok(json!({ "toolUse": { "toolUseId": id, "name": name, "input": input } }))
+}
+
+fn tool_result(message: &Value, i: usize) -> Result<Value, BadRequest> {
+    let id = message
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("messages[{i}].tool_call_id is required")))?;
+    let text = match message.get("content") {
+        None | Some(Value::Null) => String::new(),
+        Some(c) => text_of(c, i)?,
+    };
+    // Bedrock refuses blank text blocks, and a refused turn would wedge the conversation.
+    let text = if text.trim().is_empty() {
+        EMPTY_TOOL_RESULT.to_owned()
+    } else {
+        text
+    };
+    Ok(json!({ "toolResult": { "toolUseId": id, "content": [{ "text": text }] } }))
+}
+
+fn tool_config(
+    tools: Option<&Value>,
+    choice: Option<&Value>,
+    has_tool_blocks: bool,
+) -> Result<Option<Value>, BadRequest> {
+    let Some(tools) = tools else {
+        return Ok(None);
+    };
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| bad("`tools` must be an array"))?;
+    if tools.is_empty() {
+        return Ok(None);
+    }
+    let specs = tools
+        .iter()
+        .enumerate()
+        .map(|(i, tool)| tool_spec(tool, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let choice = match choice {
+        None => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Some(json!({ "auto": {} })),
+            "required" => Some(json!({ "any": {} })),
+            "none" if has_tool_blocks => None,
+            "none" => return Ok(None),
+            other => return Err(bad(format!("unsupported tool_choice `{other}`"))),
+        },
+        Some(object @ Value::Object(_)) => {
+            let name = object
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("tool_choice.function.name is required"))?;
+            Some(json!({ "tool": { "name": name } }))
+        }
+        Some(_) => return Err(bad("tool_choice must be a string or an object")),
+    };
+    let mut config = Map::new();
+    config.insert("tools".into(), Value::Array(specs));
+    if let Some(c) = choice {
+        config.insert("toolChoice".into(), c);
+    }
+    Ok(Some(Value::Object(config)))
+}
+
+fn tool_spec(tool: &Value, i: usize) -> Result<Value, BadRequest> {
+    if tool.get("type").and_then(Value::as_str) != Some("function") {
+        return Err(bad(format!(
+            "tools[{i}]: only `function` tools are supported for Bedrock"
+        )));
+    }
+    let function = tool.get("function").unwrap_or(&Value::Null);
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("tools[{i}].function.name is required")))?;
+    let mut spec = Map::new();
+    spec.insert("name".into(), json!(name));
+    if let Some(d) = function
+        .get("description")
+        .filter(|d| d.as_str().is_some_and(|d| !d.is_empty()))
+    {
+        spec.insert("description".into(), d.clone());
+    }
+    let schema = function
+        .get("parameters")
+        .filter(|p| !p.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
+    spec.insert("inputSchema".into(), json!({ "json": schema }));
+    Ok(json!({ "toolSpec": spec }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> JsonBody {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn untranslatable_input_is_a_bad_request() {
+        for (input, message) in [
+            (json!({}), "`messages` is required"),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
+                "messages[0].content[0]: Bedrock cannot fetch image URLs; send the image inline as a base64 data: URL",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}}),
+                "response_format `json_object` is not supported for Bedrock providers: the Converse API has no JSON mode",
+            ),
+            (
+                json!({"messages": [{"role": "tool", "content": "1"}]}),
+                "messages[0].tool_call_id is required",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "hi"}], "n": 2}),
+                "`n` above 1 is not supported for Bedrock providers",
+            ),
+        ] {
+            assert_eq!(converse_request(&body(input)), Err(BadRequest(message.into())));
+        }
+    }
+
+    #[test]
+    fn tool_choice_none_drops_tools_unless_the_history_needs_them() {
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        let plain = converse_request(&body(json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": tools, "tool_choice": "none",
+        })))
+        .unwrap_or_default();
+        assert!(plain.get("toolConfig").is_none());
+        let with_history = converse_request(&body(json!({
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+            ],
+            "tools": tools, "tool_choice": "none",
+        })))
+        .unwrap_or_default();
+        assert_eq!(
+            with_history["toolConfig"],
+            json!({"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object", "properties": {}}}}}]})
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Bedrock `Converse` response → OpenAI `chat.completion` (pure; the pieces shared with the
+//! stream translation live here too: stop reasons and usage).
+//!
+//! - `output.message.content`: text blocks are joined into `content`; `toolUse` blocks become
+//!   `tool_calls` (Bedrock's `toolUseId` as id, `input` re-encoded as the `arguments` string);
+//!   reasoning and other blocks are dropped.
+//! - `stopReason`: `end_turn`/`stop_sequence` → `stop`, `tool_use` → `tool_calls`,
+//!   `max_tokens`/`model_context_window_exceeded` → `length`,
+//!   `guardrail_intervened`/`content_filtered` → `content_filter`.
+//! - `usage`: Bedrock counts cache reads and writes apart from `inputTokens` (its
+//!   `totalTokens` adds them); OpenAI's `prompt_tokens` includes them, so `prompt_tokens` =
+//!   `inputTokens` + `cacheReadInputTokens` + `cacheWriteInputTokens`, `cached_tokens` =
+//!   `cacheReadInputTokens`, `completion_tokens` = `outputTokens`.
+
+use serde_json::{json, Map, Value};
+
+use crate::providers::Usage;
+
+/// Identity of the OpenAI object being built (Bedrock sends no id or model name).
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// `chatcmpl-...` id.
+    pub id: String,
+    /// The deployment's model id.
+    pub model: String,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// The completion and the usage Bedrock reported; `Err` when it is not a Converse response.
+pub fn chat_response(
+    response: &Value,
+    meta: &Meta,
+) -> Result<(Value, Option<Usage>), &'static str> {
+    let content = response
+        .pointer("/output/message/content")
+        .and_then(Value::as_array)
+        .ok_or("response has no output.message.content")?;
+    let text: String = content
+        .iter()
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    let tool_calls: Vec<Value> = content
+        .iter()
+        .filter_map(|b| b.get("toolUse"))
+        .map(|t| {
+            let input = t.get("input").cloned().unwrap_or_else(|| json!({}));
+            json!({
+                "id": t.get("toolUseId").and_then(Value::as_str).unwrap_or_default(),
+                "type": "function",
+                "function": {
+                    "name": t.get("name").and_then(Value::as_str).unwrap_or_default(),
+                    "arguments": input.to_string(),
+                },
+            })
+        })
+        .collect();
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    message.insert(
+        "content".into(),
+        if text.is_empty() && !tool_calls.is_empty() {
+            Value::Null
+        } else {
+            json!(text)
+        },
+    );
+    if !tool_calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(tool_calls));
+    }
+    message.insert("refusal".into(), Value::Null);
+    let usage = response.get("usage").map(usage);
+    let mut out = json!({
+        "id": meta.id,
+        "object": "chat.completion",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(response.get("stopReason").and_then(Value::as_str)),
+        }],
+    });
+    if let (Some(u), Some(object)) = (usage, out.as_object_mut()) {
+        object.insert("usage".into(), usage_json(u));
+    }
+    Ok((out, usage))
+}
+
+/// OpenAI's `finish_reason` for a Bedrock `stopReason`.
+pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("tool_use") => "tool_calls",
+        Some("max_tokens") | Some("model_context_window_exceeded") => "length",
+        Some("guardrail_intervened") | Some("content_filtered") => "content_filter",
+        // end_turn, stop_sequence, or a reason added later.
+        _ => "stop",
+    }
+}
+
+/// Usage from a Bedrock `usage` object (`TokenUsage`).
+pub fn usage(u: &Value) -> Usage {
+    let count = |name: &str| u.get(name).and_then(Value::as_u64).unwrap_or(0);
+    let cached = count("cacheReadInputTokens");
+    Usage {
+        prompt_tokens: count("inputTokens") + cached + count("cacheWriteInputTokens"),
+        completion_tokens: count("outputTokens"),
+        cached_tokens: cached,
+        reasoning_tokens: 0,
+    }
+}
+
+/// OpenAI's `usage` object.
+pub fn usage_json(u: Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": u.cached_tokens },
+    })
+}

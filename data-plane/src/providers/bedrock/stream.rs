@@ -1,0 +1,255 @@
+//! Bedrock `ConverseStream` (binary event stream) → OpenAI chunk stream, one event at a time.
+//!
+//! Each frame is decoded by [`super::eventstream`] and translated by [`Translator`] (pure) as
+//! soon as it arrives: `messageStart` → the role chunk; a text `contentBlockDelta` → a content
+//! delta; a `contentBlockStart` with `toolUse` → a `tool_calls` delta with index, id and name,
+//! and its `toolUse.input` deltas → argument fragments (tool calls numbered in order of
+//! appearance); `messageStop` → the finish chunk; `metadata` → a usage-only chunk
+//! (`choices: []`, marked [`Chunk::usage_only`]). Block stops, reasoning deltas and event types
+//! added later yield nothing.
+//!
+//! The stream ends cleanly when the body ends after `messageStop`. An exception frame
+//! (`:message-type: exception`), a frame with a bad CRC, garbage, or a body that ends earlier
+//! ends it with an error, so a truncated answer is never presented as complete.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use futures_util::stream;
+use serde_json::{json, Value};
+
+use super::eventstream::{Frame, FrameBody};
+use super::response::{finish_reason, usage, usage_json, Meta};
+use crate::providers::{Chunk, ChunkStream, UpstreamError};
+
+/// Why a frame cannot be translated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventError {
+    /// The payload is not the JSON the event type promises.
+    Malformed(&'static str),
+    /// Bedrock sent an exception frame; its type and message, for the log.
+    Exception { kind: String, message: String },
+}
+
+/// Translation state of one stream.
+#[derive(Debug)]
+pub struct Translator {
+    meta: Meta,
+    /// Bedrock content block index → OpenAI tool call index.
+    tools: HashMap<u64, u64>,
+    started: bool,
+    /// `messageStop` was seen: the answer is complete.
+    pub finished: bool,
+}
+
+impl Translator {
+    pub fn new(meta: Meta) -> Self {
+        Self {
+            meta,
+            tools: HashMap::new(),
+            started: false,
+            finished: false,
+        }
+    }
+
+    /// The chunks one frame causes, in order.
+    pub fn frame(&mut self, frame: &Frame) -> Result<Vec<Chunk>, EventError> {
+        match frame.header(":message-type") {
+            Some("event") | None => {}
+            Some(other) => {
+                let payload: Value = serde_json::from_slice(&frame.payload).unwrap_or_default();
+                return Err(EventError::Exception {
+                    kind: frame
+                        .header(":exception-type")
+                        .or(frame.header(":error-code"))
+                        .unwrap_or(other)
+                        .to_owned(),
+                    message: payload
+                        .get("message")
+                        .or(payload.get("Message"))
+                        .and_then(Value::as_str)
+                        .or(frame.header(":error-message"))
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+            }
+        }
+        let kind = frame.header(":event-type").unwrap_or_default();
+        self.event(kind, &frame.payload)
+    }
+
+    /// The chunks one event causes, given its `:event-type` and JSON payload.
+    pub fn event(&mut self, kind: &str, payload: &[u8]) -> Result<Vec<Chunk>, EventError> {
+        let event: Value = serde_json::from_slice(payload)
+            .map_err(|_| EventError::Malformed("stream event is not JSON"))?;
+        let mut out = Vec::new();
+        match kind {
+            "messageStart" => self.start(&mut out),
+            "contentBlockStart" => {
+                self.start(&mut out);
+                if let Some(tool) = event.pointer("/start/toolUse") {
+                    let call = self.tools.len() as u64;
+                    self.tools.insert(block_index(&event), call);
+                    out.push(self.chunk(
+                        json!({"tool_calls": [{
+                            "index": call,
+                            "id": tool.get("toolUseId").cloned().unwrap_or(Value::Null),
+                            "type": "function",
+                            "function": {
+                                "name": tool.get("name").cloned().unwrap_or(Value::Null),
+                                "arguments": "",
+                            },
+                        }]}),
+                        None,
+                    ));
+                }
+            }
+            "contentBlockDelta" => {
+                self.start(&mut out);
+                let delta = event.get("delta").unwrap_or(&Value::Null);
+                if let Some(text) = delta.get("text").and_then(Value::as_str) {
+                    if !text.is_empty() {
+                        out.push(self.chunk(json!({ "content": text }), None));
+                    }
+                } else if let Some(tool) = delta.get("toolUse") {
+                    let Some(call) = self.tools.get(&block_index(&event)).copied() else {
+                        return Err(EventError::Malformed(
+                            "toolUse delta outside a toolUse block",
+                        ));
+                    };
+                    let fragment = tool.get("input").and_then(Value::as_str).unwrap_or("");
+                    out.push(self.chunk(
+                        json!({"tool_calls": [{"index": call, "function": {"arguments": fragment}}]}),
+                        None,
+                    ));
+                }
+            }
+            "messageStop" => {
+                self.start(&mut out);
+                self.finished = true;
+                let stop = event.get("stopReason").and_then(Value::as_str);
+                out.push(self.chunk(json!({}), Some(finish_reason(stop))));
+            }
+            "metadata" => {
+                if let Some(u) = event.get("usage").map(usage) {
+                    let data = json!({
+                        "id": self.meta.id,
+                        "object": "chat.completion.chunk",
+                        "created": self.meta.created,
+                        "model": self.meta.model,
+                        "choices": [],
+                        "usage": usage_json(u),
+                    });
+                    out.push(Chunk {
+                        data: Bytes::from(data.to_string()),
+                        usage: Some(u),
+                        usage_only: true,
+                    });
+                }
+            }
+            // contentBlockStop and event types added later.
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn start(&mut self, out: &mut Vec<Chunk>) {
+        if !self.started {
+            self.started = true;
+            out.push(self.chunk(json!({ "role": "assistant", "content": "" }), None));
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Chunk {
+        let data = json!({
+            "id": self.meta.id,
+            "object": "chat.completion.chunk",
+            "created": self.meta.created,
+            "model": self.meta.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        });
+        Chunk {
+            data: Bytes::from(data.to_string()),
+            usage: None,
+            usage_only: false,
+        }
+    }
+}
+
+fn block_index(event: &Value) -> u64 {
+    event
+        .get("contentBlockIndex")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+struct State {
+    provider: String,
+    frames: FrameBody,
+    translator: Translator,
+    ready: VecDeque<Chunk>,
+    ended: bool,
+}
+
+/// Turns Bedrock's event-stream response into an OpenAI chunk stream.
+pub fn chunks(provider: String, meta: Meta, response: reqwest::Response) -> ChunkStream {
+    let state = State {
+        provider,
+        frames: FrameBody::new(response),
+        translator: Translator::new(meta),
+        ready: VecDeque::new(),
+        ended: false,
+    };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        let item = next(&mut st).await?;
+        Some((item, st))
+    }))
+}
+
+async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
+    loop {
+        if let Some(chunk) = st.ready.pop_front() {
+            return Some(Ok(chunk));
+        }
+        if st.ended {
+            return None;
+        }
+        match st.frames.next_frame(&st.provider).await {
+            Ok(Some(frame)) => match st.translator.frame(&frame) {
+                Ok(chunks) => st.ready.extend(chunks),
+                Err(e) => {
+                    st.ended = true;
+                    return Some(Err(match e {
+                        EventError::Malformed(detail) => UpstreamError::BadResponse {
+                            provider: st.provider.clone(),
+                            detail,
+                        },
+                        EventError::Exception { kind, message } => {
+                            tracing::info!(
+                                provider = st.provider,
+                                kind,
+                                message,
+                                "upstream sent an exception mid-stream"
+                            );
+                            UpstreamError::Interrupted {
+                                provider: st.provider.clone(),
+                            }
+                        }
+                    }));
+                }
+            },
+            Ok(None) => {
+                st.ended = true;
+                if !st.translator.finished {
+                    return Some(Err(UpstreamError::Interrupted {
+                        provider: st.provider.clone(),
+                    }));
+                }
+            }
+            Err(e) => {
+                st.ended = true;
+                return Some(Err(e));
+            }
+        }
+    }
+}
