@@ -45,6 +45,15 @@ fn cases(mock: &str) -> Vec<Case> {
             price: ("0.31", "2.57"),
             path_prefix: "/v1beta/",
         },
+        Case {
+            provider: json!({"id": "bedrock", "kind": "bedrock", "base_url": mock,
+                             "settings": {"region": "us-east-1"},
+                             "api_key": format!("AKIDEXAMPLE:{UPSTREAM_KEY}")}),
+            alias: "rock",
+            model: "anthropic.claude-3-5-haiku-20241022-v1:0",
+            price: ("0.83", "4.07"),
+            path_prefix: "/model/",
+        },
     ]
 }
 
