@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod declarative;
 pub mod domain;
+pub mod health;
 pub mod lease;
 pub mod outbox;
 pub mod seal;

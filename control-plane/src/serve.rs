@@ -110,6 +110,11 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
                 nats_url.clone(),
                 cancel.clone(),
             ));
+            tasks.spawn(crate::health::run(
+                store.clone(),
+                nats_url.clone(),
+                cancel.clone(),
+            ));
         }
         None => {
             tracing::warn!("{ENV_NATS_URL} is not set: snapshots are not published to data planes")

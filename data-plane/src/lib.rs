@@ -92,6 +92,9 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         Some(urls) => usage::connect(snapshot::nats::parse_servers(urls)?).await,
         None => None,
     };
+    if let Some(client) = &nats {
+        routing::health::start(client.clone(), Arc::clone(&proxy_id), &tasks, &cancel);
+    }
     let admission = Arc::new(admission::Admission::new(
         nats.clone(),
         proxy_id.to_string(),

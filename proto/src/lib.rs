@@ -5,6 +5,7 @@
 //! control plane's messages; fixture tests lock the JSON shape.
 
 mod distribution;
+mod health;
 mod lease;
 mod snapshot;
 mod usage;
@@ -14,6 +15,9 @@ pub use distribution::{
     SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_SUBJECT,
 };
 
+pub use health::{
+    health_subject, BreakerState, HealthEvent, HEALTH_SUBJECTS, HEALTH_SUBJECT_PREFIX,
+};
 pub use lease::{
     period_bounds, rate_window, LeaseReply, LeaseRequest, PoolKey, RateUnit, LEASE_QUEUE,
     LEASE_SUBJECT,

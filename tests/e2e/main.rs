@@ -15,6 +15,7 @@ mod bedrock_provider;
 mod control_plane;
 mod fixture;
 mod gemini_provider;
+mod health;
 mod leases;
 mod messages_inbound;
 mod metering_fold;

@@ -11,6 +11,7 @@ pub mod common;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod health;
 pub mod keys;
 pub mod openapi;
 pub mod pricing;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(spend::routes())
         .merge(usage::routes())
+        .merge(health::routes())
         .merge(config::routes())
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::budgets::create, super::budgets::list, super::budgets::read, super::budgets::update, super::budgets::remove,
         super::pricing::list, super::pricing::put, super::pricing::remove,
         super::audit::list,
-        super::spend::spend, super::usage::list,
+        super::spend::spend, super::usage::list, super::health::list,
         super::config::apply,
     ),
     components(schemas(super::error::ErrorBody, super::error::ErrorObject)),

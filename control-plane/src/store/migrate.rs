@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_leases.sql",
         include_str!("../../../migrations/0003_leases.sql"),
     ),
+    (
+        4,
+        "0004_health.sql",
+        include_str!("../../../migrations/0004_health.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5357_4954_4348_0002;

@@ -306,12 +306,7 @@ impl<'r> Attempts<'r> {
     pub fn failed(&mut self, attempt: &Attempt<'_>, e: &UpstreamError) -> bool {
         let kind = trigger(e);
         if kind.is_some_and(|k| !matches!(k, Trigger::ContextWindow | Trigger::ContentPolicy)) {
-            let state = attempt
-                .deployment
-                .stats
-                .breaker
-                .record(false, Instant::now());
-            crate::metrics::breaker(&attempt.deployment.id, state.as_str());
+            record(attempt.deployment, false, Some(e.kind()));
         }
         let Some(kind) = kind.filter(|k| self.policy.on.contains(k)) else {
             return false;
@@ -346,16 +341,27 @@ impl<'r> Attempts<'r> {
     /// Reports a success (time to the first byte or chunk) to the deployment's breaker and
     /// latency average.
     pub fn succeeded(&self, deployment: &Deployment, first_byte: Duration) {
-        let now = Instant::now();
-        let state = deployment.stats.breaker.record(true, now);
-        crate::metrics::breaker(&deployment.id, state.as_str());
-        deployment.stats.sample_ttft(first_byte, now);
+        record(deployment, true, None);
+        deployment.stats.sample_ttft(first_byte, Instant::now());
     }
 
     /// The routing headers of the response.
     pub fn tag(&self, headers: &mut HeaderMap, attempt: &Attempt<'_>) {
         headers.insert(ROUTE_REASON, HeaderValue::from_static(attempt.reason()));
         headers.insert(ATTEMPTS, HeaderValue::from(attempt.number));
+    }
+}
+
+/// Reports an outcome to the deployment's breaker; a transition is exported and announced to
+/// the other proxies.
+fn record(deployment: &Deployment, success: bool, error: Option<&'static str>) {
+    let breaker = &deployment.stats.breaker;
+    let before = breaker.state();
+    let after = breaker.record(success, Instant::now());
+    if before != after {
+        crate::metrics::breaker(&deployment.id, after.as_str());
+        super::health::announce(&deployment.id, after, error);
+        tracing::info!(deployment = %deployment.id, from = before.as_str(), to = after.as_str(), error, "breaker");
     }
 }
 

@@ -50,22 +50,7 @@ pub enum Permit {
 }
 
 /// The breaker's state, as reported in health events and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-            Self::HalfOpen => "half_open",
-        }
-    }
-}
+pub use proto::BreakerState;
 
 #[derive(Debug)]
 enum State {

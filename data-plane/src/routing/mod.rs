@@ -8,6 +8,7 @@
 
 pub mod attempts;
 pub mod breaker;
+pub mod health;
 pub mod rng;
 pub mod select;
 

@@ -1,0 +1,112 @@
+//! Health shared between proxies over NATS.
+//!
+//! When this proxy's breaker for a deployment opens or closes, it announces the transition on
+//! `switchyard.health.<proxy>` ([`announce`]; dropped without NATS or when the small queue is
+//! full: health is advisory, serving never waits for it). Every proxy listens to all
+//! announcements and, on another proxy's `open`, opens its own breaker for that deployment, so
+//! a deployment one proxy saw die is skipped by all of them within a NATS round trip; each
+//! proxy then probes it itself after the cool-down. The control plane records the same events
+//! for `GET /admin/health`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use proto::{BreakerState, HealthEvent};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Announcements waiting to be published.
+const QUEUE: usize = 256;
+
+static BUS: OnceLock<(Arc<str>, mpsc::Sender<HealthEvent>)> = OnceLock::new();
+
+/// Announces a local breaker transition (no-op until [`start`] ran).
+pub fn announce(deployment: &str, state: BreakerState, error: Option<&'static str>) {
+    let Some((proxy, tx)) = BUS.get() else {
+        return;
+    };
+    let event = HealthEvent {
+        proxy: proxy.to_string(),
+        deployment: deployment.to_owned(),
+        state,
+        time_ms: now_ms(),
+        error: error.map(str::to_owned),
+    };
+    if tx.try_send(event).is_err() {
+        tracing::debug!(deployment, "health announcement dropped (queue full)");
+    }
+}
+
+/// Starts publishing this proxy's announcements and applying the others'.
+pub fn start(
+    client: async_nats::Client,
+    proxy: Arc<str>,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::channel::<HealthEvent>(QUEUE);
+    if BUS.set((Arc::clone(&proxy), tx)).is_err() {
+        tracing::warn!("health sharing already started");
+        return;
+    }
+    let subject = proto::health_subject(&proxy);
+    {
+        let client = client.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    e = rx.recv() => e,
+                };
+                let Some(event) = event else { return };
+                let Ok(body) = serde_json::to_vec(&event) else {
+                    continue;
+                };
+                if let Err(e) = client.publish(subject.clone(), body.into()).await {
+                    tracing::debug!(error = %e, "health announcement not published");
+                }
+            }
+        });
+    }
+    let cancel = cancel.clone();
+    tasks.spawn(async move {
+        let mut events = match client.subscribe(proto::HEALTH_SUBJECTS).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen to other proxies' health announcements");
+                return;
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                () = cancel.cancelled() => return,
+                m = events.next() => m,
+            };
+            let Some(message) = message else { return };
+            let Ok(event) = serde_json::from_slice::<HealthEvent>(&message.payload) else {
+                continue;
+            };
+            apply(&proxy, &event);
+        }
+    });
+}
+
+/// Applies another proxy's announcement to this proxy's breakers.
+pub fn apply(own_proxy: &str, event: &HealthEvent) {
+    if event.proxy == own_proxy || event.state != BreakerState::Open {
+        return;
+    }
+    let stats = super::stats_for(&event.deployment);
+    stats.breaker.trip(Instant::now());
+    crate::metrics::breaker(&event.deployment, BreakerState::Open.as_str());
+    tracing::info!(deployment = %event.deployment, seen_by = %event.proxy, error = event.error.as_deref(), "deployment reported down by another proxy; skipping it");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

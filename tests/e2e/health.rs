@@ -1,0 +1,149 @@
+//! Health shared across proxies: a deployment killed while only proxy A sends to it is skipped
+//! by proxies B and C within a second (A's breaker announcement over NATS), and the control
+//! plane reports it at `GET /admin/health`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use switchyard_tests::support::{
+    eventually, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, SEAL_KEY,
+};
+
+use crate::fixture::{client, UPSTREAM_KEY};
+
+/// (status, deployment, attempts) of one chat request to `proxy`.
+async fn ask(proxy: &str, secret: &str) -> (u16, String, String) {
+    let answer = client()
+        .post(format!("{proxy}/v1/chat/completions"))
+        .bearer_auth(secret)
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    let header = |n: &str| {
+        answer
+            .headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (
+        answer.status().as_u16(),
+        header("x-switchyard-deployment"),
+        header("x-switchyard-attempts"),
+    )
+}
+
+#[tokio::test]
+async fn a_deployment_one_proxy_saw_die_is_avoided_by_the_others_within_a_second() {
+    let mut env = TestEnv::builder()
+        .postgres()
+        .nats()
+        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .build()
+        .await
+        .expect("services start");
+    let cp = ControlPlane::start(
+        env.dir(),
+        "control-plane-0",
+        &env.postgres().database_url(),
+        Some(&env.nats().url()),
+        vec![],
+    )
+    .await
+    .expect("control plane starts");
+    for _ in 0..3 {
+        env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+            .await
+            .expect("data plane starts");
+    }
+    let team = cp
+        .post("/admin/teams", &json!({"name": "h"}))
+        .await
+        .unwrap();
+    for (id, mock) in [("steady", 0), ("doomed", 1)] {
+        cp.post(
+            "/admin/providers",
+            &json!({"id": id, "kind": "openai_compatible",
+                    "base_url": format!("{}/v1", env.mock_at(mock).base_url()), "api_key": UPSTREAM_KEY}),
+        )
+        .await
+        .unwrap();
+    }
+    cp.post(
+        "/admin/routes",
+        &json!({"alias": "chat", "strategy": "ordered", "deployments": [
+            {"provider": "doomed", "model": "m"}, {"provider": "steady", "model": "m", "priority": 1}]}),
+    )
+    .await
+    .unwrap();
+    let key = cp
+        .post(
+            "/admin/keys",
+            &json!({"team_id": team["id"], "name": "svc", "models": ["*"]}),
+        )
+        .await
+        .unwrap();
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let proxies: Vec<String> = env.data_planes().iter().map(|d| d.base_url()).collect();
+    for p in &proxies {
+        eventually(Duration::from_secs(30), || async {
+            let (status, deployment, _) = ask(p, &secret).await;
+            anyhow::ensure!(
+                status == 200 && deployment == "doomed/m",
+                "{status} {deployment}"
+            );
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
+    env.mock_mut(1).kill().unwrap();
+    let (a, others) = (&proxies[0], &proxies[1..]);
+    // Proxy A alone meets the dead deployment until its breaker opens (5 failures in a row);
+    // each of its requests still succeeds on the next tier.
+    let mut opened = None;
+    for _ in 0..10 {
+        let (status, deployment, attempts) = ask(a, &secret).await;
+        assert_eq!((status, deployment.as_str()), (200, "steady/m"));
+        if attempts == "1" {
+            opened = Some(Instant::now());
+            break;
+        }
+    }
+    let opened = opened.expect("proxy A's breaker opened");
+    // B and C, which never met the failure themselves, skip it from their very first request
+    // once a moment (well under a second) has passed for A's announcement.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for p in others {
+        let (status, deployment, attempts) = ask(p, &secret).await;
+        assert_eq!(
+            (status, deployment.as_str(), attempts.as_str()),
+            (200, "steady/m", "1"),
+            "{p} still tried the dead deployment"
+        );
+    }
+    assert!(opened.elapsed() < Duration::from_secs(1));
+
+    let health = eventually(Duration::from_secs(10), || async {
+        let report = cp.get("/admin/health").await?;
+        let doomed = report["deployments"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["deployment"] == "doomed/m").cloned());
+        match doomed {
+            Some(d) if d["state"] == "open" => Ok(d),
+            other => anyhow::bail!("{other:?}"),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(health["provider"], "doomed");
+    assert_eq!(
+        health["proxies"][0]["error"], "upstream_unreachable",
+        "{health}"
+    );
+}
