@@ -12,6 +12,7 @@ mod admin_isolation;
 mod admission;
 mod anthropic_provider;
 mod bedrock_provider;
+mod chaos;
 mod control_plane;
 mod fixture;
 mod gemini_provider;

@@ -144,6 +144,10 @@ pub struct Script {
     /// How many matching requests it applies to (at least 1).
     #[serde(default = "one")]
     pub times: u32,
+    /// Applies to a matching request only with this probability (1-100 %); a request it
+    /// passes over goes on to later scripts and uses none of its `times`. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
     /// Reply text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
@@ -199,12 +203,17 @@ pub(crate) struct ScriptQueue {
     /// Mirrors the queue length so unscripted requests (the benchmark case) skip the lock.
     len: AtomicUsize,
     queue: Mutex<VecDeque<Script>>,
+    /// xorshift state for `percent` draws.
+    dice: Mutex<u64>,
 }
 
 impl ScriptQueue {
     pub(crate) fn push(&self, script: Script) -> Result<usize, String> {
         if script.times == 0 {
             return Err("times must be at least 1".to_owned());
+        }
+        if script.percent.is_some_and(|p| p == 0 || p > 100) {
+            return Err("percent must be 1-100".to_owned());
         }
         script.behaviour().validate()?;
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -223,9 +232,9 @@ impl ScriptQueue {
             return None;
         }
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let index = queue
-            .iter()
-            .position(|s| s.matches(body_model, deployment))?;
+        let index = queue.iter().position(|s| {
+            s.matches(body_model, deployment) && s.percent.is_none_or(|p| self.roll() < p)
+        })?;
         let script = queue.get_mut(index)?;
         let behaviour = script.behaviour();
         script.times -= 1;
@@ -234,6 +243,21 @@ impl ScriptQueue {
         }
         self.len.store(queue.len(), Ordering::Release);
         Some(behaviour)
+    }
+
+    /// Uniform in 0..100.
+    fn roll(&self) -> u8 {
+        let mut x = self.dice.lock().unwrap_or_else(PoisonError::into_inner);
+        if *x == 0 {
+            *x = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9E37_79B9, |d| d.as_nanos() as u64)
+                | 1;
+        }
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x % 100) as u8
     }
 
     pub(crate) fn pending(&self) -> Vec<Script> {
@@ -272,6 +296,19 @@ mod tests {
         assert!(q.push(script(r#"{"times":0}"#)).is_err());
         assert!(q.push(script(r#"{"status":99}"#)).is_err());
         assert!(serde_json::from_str::<Script>(r#"{"stauts":500}"#).is_err());
+    }
+
+    #[test]
+    fn percent_applies_to_about_that_share_and_passes_the_rest_on() {
+        let q = ScriptQueue::default();
+        q.push(script(r#"{"times":100000,"percent":30,"status":500}"#))
+            .unwrap();
+        q.push(script(r#"{"times":100000,"status":429}"#)).unwrap();
+        let hits = (0..10_000)
+            .filter(|_| q.take(Some("m"), None).unwrap().status == Some(500))
+            .count();
+        assert!((2_700..3_300).contains(&hits), "{hits}");
+        assert!(q.push(script(r#"{"percent":0}"#)).is_err());
     }
 
     #[test]
