@@ -24,6 +24,51 @@ pub enum Auth {
     Bearer,
     /// The secret alone, in the named header (`x-api-key`, `api-key`, `x-goog-api-key`).
     Key(HeaderName),
+    /// No static credential header: the adapter opens the secret itself
+    /// ([`open_credential`]) and authenticates each request its own way (OAuth, signing).
+    None,
+}
+
+/// A provider's secret, opened from where the snapshot says it lives.
+pub struct Secret {
+    /// The secret itself: never logged, never put in an error text.
+    pub value: String,
+    /// Where it came from, for error texts (`environment variable `X``, `the sealed
+    /// credential`).
+    pub source: String,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("value", &"<redacted>")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// Opens the provider's credential: `Ok(None)` when it has none; the error names the source,
+/// never the secret.
+pub fn open_credential(
+    p: &proto::Provider,
+    seal_key: Option<&SealKey>,
+) -> Result<Option<Secret>, String> {
+    let Some(credential) = &p.api_key else {
+        return Ok(None);
+    };
+    let secret = match credential {
+        Credential::Env { env: var } => Secret {
+            value: std::env::var(var)
+                .map_err(|_| format!("environment variable `{var}` is not set"))?,
+            source: format!("environment variable `{var}`"),
+        },
+        Credential::Sealed { sealed } => Secret {
+            value: seal::open(seal_key, p.id.as_bytes(), sealed)
+                .map_err(|e| format!("sealed credential: {e}"))?,
+            source: "the sealed credential".to_owned(),
+        },
+    };
+    Ok(Some(secret))
 }
 
 /// The part of an adapter that is the same for every family: identity, base URL, headers,
@@ -157,24 +202,21 @@ fn static_headers(
             .map_err(|_| format!("invalid value for header `{name}`"))?;
         headers.insert(name, value);
     }
-    let Some(credential) = &p.api_key else {
+    if matches!(auth, Auth::None) {
         return Ok(headers);
-    };
+    }
     // Error texts name where the secret comes from, never the secret.
-    let (secret, source) = match credential {
-        Credential::Env { env: var } => (
-            std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))?,
-            format!("environment variable `{var}`"),
-        ),
-        Credential::Sealed { sealed } => (
-            seal::open(seal_key, p.id.as_bytes(), sealed)
-                .map_err(|e| format!("sealed credential: {e}"))?,
-            "the sealed credential".to_owned(),
-        ),
+    let Some(Secret {
+        value: secret,
+        source,
+    }) = open_credential(p, seal_key)?
+    else {
+        return Ok(headers);
     };
     let (name, value) = match auth {
         Auth::Bearer => (AUTHORIZATION, secret_header(&format!("Bearer {secret}"))),
         Auth::Key(name) => (name, secret_header(&secret)),
+        Auth::None => return Ok(headers),
     };
     let value =
         value.ok_or_else(|| format!("{source} holds characters not allowed in a header"))?;
