@@ -27,6 +27,9 @@ pub(crate) enum Dialect<'a> {
     Gemini { model: &'a str },
     /// `/v1/messages`, `x-api-key` header, `anthropic-version` header required.
     Anthropic,
+    /// `/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{action}`: the OAuth
+    /// bearer token is checked by the route before admission (see `vertex.rs`), not here.
+    Vertex { model: &'a str },
 }
 
 impl<'a> Dialect<'a> {
@@ -34,7 +37,7 @@ impl<'a> Dialect<'a> {
         match self {
             Self::OpenAi | Self::Anthropic => None,
             Self::Azure { deployment } => Some(deployment),
-            Self::Gemini { model } => Some(model),
+            Self::Gemini { model } | Self::Vertex { model } => Some(model),
         }
     }
 }
@@ -209,6 +212,7 @@ pub(crate) fn authorize(
         Dialect::Azure { .. } => headers.get("api-key").and_then(|v| v.to_str().ok()),
         Dialect::Gemini { .. } => headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()),
         Dialect::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+        Dialect::Vertex { .. } => return Ok(()),
     };
     if presented == Some(expected) {
         Ok(())
