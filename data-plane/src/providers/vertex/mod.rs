@@ -54,9 +54,10 @@ pub struct Vertex {
     upstream: Upstream,
     project: String,
     location: String,
-    /// The service account, or why the credential is unusable (reported per request).
-    account: Result<Account, String>,
-    tokens: TokenCache,
+    /// The service account, or why the credential is unusable (reported per request). Boxed,
+    /// like the cache, to keep [`super::Adapter`]'s variants of similar size.
+    account: Result<Box<Account>, String>,
+    tokens: Box<TokenCache>,
 }
 
 impl Vertex {
@@ -73,7 +74,7 @@ impl Vertex {
             project: setting("project"),
             location,
             account: account(p, seal_key),
-            tokens: TokenCache::default(),
+            tokens: Box::default(),
         }
     }
 
@@ -242,15 +243,15 @@ fn default_base_url(location: &str) -> String {
 }
 
 /// Opens and parses the service-account key; the error names the source, never the key.
-fn account(p: &proto::Provider, seal_key: Option<&SealKey>) -> Result<Account, String> {
+fn account(p: &proto::Provider, seal_key: Option<&SealKey>) -> Result<Box<Account>, String> {
     let secret = open_credential(p, seal_key)?.ok_or_else(|| {
         "a vertex_ai provider needs a service-account JSON key file as its `api_key`".to_owned()
     })?;
     let key = ServiceAccount::parse(&secret.value).map_err(|e| format!("{} {e}", secret.source))?;
-    Ok(Account {
+    Ok(Box::new(Account {
         key,
         source: secret.source,
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ impl TokenCache {
     /// Forgets `header` if it is still the cached token (the provider refused it).
     pub fn invalidate(&self, header: &HeaderValue) {
         let mut current = self.lock();
-        if current.as_ref().is_some_and(|t| &t.header == header) {
+        if current.as_ref().is_some_and(|t| t.header == header) {
             *current = None;
         }
     }
