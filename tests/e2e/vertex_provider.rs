@@ -236,6 +236,22 @@ async fn vertex_chat_stream_tools_and_embeddings_with_one_cached_token() {
         json!({"prompt_tokens": 4, "completion_tokens": 0})
     );
 
+    // Vertex refusing a token (401) drops it from the cache: the next request fetches another.
+    env.mock()
+        .script(&json!({"model": CHAT_MODEL, "status": 401}))
+        .await
+        .unwrap();
+    let refused = sdk(&env, "vertex-chat", "chat").await;
+    assert_eq!(refused["status"], 502, "{refused}");
+    let chat = sdk(&env, "vertex-chat", "chat").await;
+    assert_eq!(chat["content"], "Hello from the mock provider.", "{chat}");
+    let (token_requests, api) = records(&env).await;
+    assert_eq!(token_requests.len(), 2);
+    assert_eq!(
+        api.last().map(|r| &r["headers"]["authorization"]),
+        Some(&json!("Bearer ya29.mock-2"))
+    );
+
     // Neither the key nor a token reaches the data plane's logs.
     let logs = env.data_plane().stderr().unwrap_or_default();
     assert!(!logs.contains("ya29.mock"), "token in logs");

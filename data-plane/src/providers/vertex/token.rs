@@ -316,4 +316,83 @@ mod tests {
         assert_eq!(next, "Bearer tok-3");
         assert!(!format!("{cache:?}").contains("tok"));
     }
+
+    /// A token endpoint on a free local port answering every request with `status` and
+    /// `body`, after checking the grant type; the URL to send to.
+    async fn token_endpoint(status: u16, body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/token",
+            axum::routing::post(move |form: String| async move {
+                assert!(form.starts_with(
+                    "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=ey"
+                ));
+                (http::StatusCode::from_u16(status).unwrap(), body)
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/token")
+    }
+
+    fn account(token_uri: &str) -> (ServiceAccount, String) {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/test-only-vertex-service-account.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        file["token_uri"] = serde_json::json!(token_uri);
+        let key_line = text.lines().find(|l| l.contains("PRIVATE KEY")).unwrap();
+        let secret = key_line.split("\\n").nth(2).unwrap().to_owned();
+        (ServiceAccount::parse(&file.to_string()).unwrap(), secret)
+    }
+
+    #[tokio::test]
+    async fn fetch_exchanges_the_jwt_and_explains_refusals() {
+        let http = reqwest::Client::new();
+        let source = "environment variable `SA`";
+        let timeout = Duration::from_secs(5);
+
+        let url = token_endpoint(
+            200,
+            r#"{"access_token":"ya29.x","expires_in":120,"token_type":"Bearer"}"#,
+        )
+        .await;
+        let (sa, _) = account(&url);
+        let got = fetch(&http, &sa, source, timeout).await.unwrap();
+        assert_eq!(got.access_token, "ya29.x");
+        assert_eq!(got.expires_in, Duration::from_secs(120));
+
+        let url = token_endpoint(
+            400,
+            r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+        )
+        .await;
+        let (sa, secret) = account(&url);
+        let e = fetch(&http, &sa, source, timeout).await.err().unwrap();
+        assert!(e.contains(source), "{e}");
+        assert!(e.contains(&sa.client_email), "{e}");
+        assert!(e.contains("invalid_grant Invalid JWT Signature."), "{e}");
+        assert!(!e.contains(&secret) && !e.contains("eyJ"), "{e}");
+
+        let url = token_endpoint(200, r#"{"access_token":"t","token_type":"MAC"}"#).await;
+        let e = fetch(&http, &account(&url).0, source, timeout)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.contains("not a bearer token"), "{e}");
+
+        // Nothing listens on port 9 (discard) in the test environment.
+        let e = fetch(
+            &http,
+            &account("http://127.0.0.1:9/token").0,
+            source,
+            timeout,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(e.contains("did not answer"), "{e}");
+    }
 }
