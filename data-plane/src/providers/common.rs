@@ -1,8 +1,9 @@
 //! What every provider adapter does the same way, whatever its wire format: reading the
 //! configured base URL, building the static headers (operator extras plus the credential, opened
-//! from the environment or a sealed value and marked sensitive), and one upstream call: send
-//! within the call's timeout, classify a non-2xx answer, check that a stream really is one, read
-//! a whole body within what is left of the timeout.
+//! from the environment or a sealed value and marked sensitive; adapters that authenticate each
+//! request themselves take the opened secret from [`open_credential`]), and one upstream call:
+//! send within the call's timeout, classify a non-2xx answer, check that a stream really is one,
+//! read a whole body within what is left of the timeout.
 //!
 //! Guarantees: a credential that cannot be used is kept as an error and reported per request
 //! (never blocks a snapshot); error texts name where a secret comes from, never the secret.
@@ -202,9 +203,11 @@ fn static_headers(
             .map_err(|_| format!("invalid value for header `{name}`"))?;
         headers.insert(name, value);
     }
-    if matches!(auth, Auth::None) {
-        return Ok(headers);
-    }
+    let (name, bearer) = match auth {
+        Auth::Bearer => (AUTHORIZATION, true),
+        Auth::Key(name) => (name, false),
+        Auth::None => return Ok(headers),
+    };
     // Error texts name where the secret comes from, never the secret.
     let Some(Secret {
         value: secret,
@@ -213,10 +216,10 @@ fn static_headers(
     else {
         return Ok(headers);
     };
-    let (name, value) = match auth {
-        Auth::Bearer => (AUTHORIZATION, secret_header(&format!("Bearer {secret}"))),
-        Auth::Key(name) => (name, secret_header(&secret)),
-        Auth::None => return Ok(headers),
+    let value = if bearer {
+        secret_header(&format!("Bearer {secret}"))
+    } else {
+        secret_header(&secret)
     };
     let value =
         value.ok_or_else(|| format!("{source} holds characters not allowed in a header"))?;

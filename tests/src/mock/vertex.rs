@@ -202,7 +202,8 @@ fn grant(
             Ok(())
         }
         _ => Err(invalid(
-            "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
+            "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable \
+             timeframe. Check your iat and exp values in the JWT claim.",
         )),
     }
 }

@@ -88,7 +88,10 @@ impl TokenCache {
             }
             Err(e) => match self.lock().as_ref().filter(|t| now < t.expires_at) {
                 Some(old) => {
-                    tracing::warn!(error = %e, "access token refresh failed; the current token is still valid");
+                    tracing::warn!(
+                        error = %e,
+                        "access token refresh failed; the current token is still valid"
+                    );
                     Ok(old.header.clone())
                 }
                 None => Err(e),
