@@ -44,9 +44,35 @@ pub struct Fetched {
 /// The cached token of one provider.
 #[derive(Default)]
 pub struct TokenCache {
-    current: Mutex<Option<Token>>,
+    state: Mutex<State>,
     /// Held while a fetch runs: the single flight.
     refresh: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    token: Option<Token>,
+    /// Fetches completed so far: a request that waited for a flight knows one ended.
+    flights: u64,
+    /// Why the last fetch failed, if it did.
+    failure: Option<String>,
+}
+
+impl State {
+    fn fresh(&self, now: Instant) -> Option<HeaderValue> {
+        self.token
+            .as_ref()
+            .filter(|t| now < t.refresh_at)
+            .map(|t| t.header.clone())
+    }
+
+    /// After a failed fetch: the current token while it has not expired, else the failure.
+    fn fallback(&self, now: Instant, failure: String) -> Result<HeaderValue, String> {
+        match self.token.as_ref().filter(|t| now < t.expires_at) {
+            Some(old) => Ok(old.header.clone()),
+            None => Err(failure),
+        }
+    }
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -62,60 +88,75 @@ impl TokenCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Fetched, String>>,
     {
-        if let Some(header) = self.fresh(now) {
-            return Ok(header);
-        }
+        let seen = {
+            let state = self.lock();
+            if let Some(header) = state.fresh(now) {
+                return Ok(header);
+            }
+            state.flights
+        };
         let _flight = self.refresh.lock().await;
-        // Whoever held the flight before us may have refreshed already.
-        if let Some(header) = self.fresh(now) {
-            return Ok(header);
+        {
+            // The flight we waited for may have refreshed the token, or failed.
+            let state = self.lock();
+            if let Some(header) = state.fresh(now) {
+                return Ok(header);
+            }
+            if let (true, Some(failure)) = (state.flights != seen, &state.failure) {
+                return state.fallback(now, failure.clone());
+            }
         }
-        match fetch().await {
-            Ok(fetched) => {
-                let header = secret_header(&format!("Bearer {}", fetched.access_token))
-                    .ok_or_else(|| {
-                        "the token endpoint sent an access token that is not a valid header"
-                            .to_owned()
-                    })?;
-                let margin = REFRESH_MARGIN.min(fetched.expires_in / 4);
-                let token = Token {
-                    header: header.clone(),
-                    refresh_at: now + fetched.expires_in.saturating_sub(margin),
-                    expires_at: now + fetched.expires_in,
-                };
-                *self.lock() = Some(token);
+        let fetched = fetch().await.and_then(|f| Token::new(&f, now));
+        let mut state = self.lock();
+        state.flights += 1;
+        match fetched {
+            Ok(token) => {
+                let header = token.header.clone();
+                state.token = Some(token);
+                state.failure = None;
                 Ok(header)
             }
-            Err(e) => match self.lock().as_ref().filter(|t| now < t.expires_at) {
-                Some(old) => {
+            Err(e) => {
+                state.failure = Some(e.clone());
+                let result = state.fallback(now, e);
+                if let (Ok(_), Some(failure)) = (&result, &state.failure) {
                     tracing::warn!(
-                        error = %e,
+                        error = %failure,
                         "access token refresh failed; the current token is still valid"
                     );
-                    Ok(old.header.clone())
                 }
-                None => Err(e),
-            },
+                result
+            }
         }
     }
 
     /// Forgets `header` if it is still the cached token (the provider refused it).
     pub fn invalidate(&self, header: &HeaderValue) {
-        let mut current = self.lock();
-        if current.as_ref().is_some_and(|t| t.header == header) {
-            *current = None;
+        let mut state = self.lock();
+        if state.token.as_ref().is_some_and(|t| t.header == header) {
+            state.token = None;
         }
     }
 
-    fn fresh(&self, now: Instant) -> Option<HeaderValue> {
-        self.lock()
-            .as_ref()
-            .filter(|t| now < t.refresh_at)
-            .map(|t| t.header.clone())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Token>> {
-        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+impl Token {
+    /// A token fetched at `now`, due for refresh `REFRESH_MARGIN` (or a quarter of its
+    /// lifetime, if shorter) before it expires.
+    fn new(fetched: &Fetched, now: Instant) -> Result<Self, String> {
+        let header =
+            secret_header(&format!("Bearer {}", fetched.access_token)).ok_or_else(|| {
+                "the token endpoint sent an access token that is not a valid header".to_owned()
+            })?;
+        let margin = REFRESH_MARGIN.min(fetched.expires_in / 4);
+        Ok(Self {
+            header,
+            refresh_at: now + fetched.expires_in.saturating_sub(margin),
+            expires_at: now + fetched.expires_in,
+        })
     }
 }
 
@@ -297,6 +338,35 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap(), "Bearer tok-1");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_on_a_failed_fetch_share_its_failure() {
+        let cache = Arc::new(TokenCache::default());
+        let calls = Arc::new(AtomicU32::new(0));
+        let now = Instant::now();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = Arc::clone(&cache);
+                let calls = Arc::clone(&calls);
+                tokio::spawn(async move {
+                    cache
+                        .get(now, || async move {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            Err::<Fetched, _>("refused".to_owned())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap_err(), "refused");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A later request tries again.
+        let later = cache.get(now, || async { fetched(1, 60) }).await;
+        assert_eq!(later.unwrap(), "Bearer tok-1");
     }
 
     #[tokio::test]
