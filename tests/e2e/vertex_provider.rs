@@ -258,12 +258,13 @@ async fn vertex_chat_stream_tools_and_embeddings_with_one_cached_token() {
     assert!(!logs.contains("PRIVATE KEY"), "key in logs");
 }
 
-/// Two requests back to back, then one after the token's lifetime.
+/// Two requests back to back (well within the 6 s token's refresh point at 4.5 s), then one
+/// after the token has expired.
 const AFTER_EXPIRY: &str = r#"
 import json, time, openai
 client = openai.OpenAI(max_retries=0, timeout=30)
 replies = []
-for pause in [0, 0, 3.5]:
+for pause in [0, 0, 6.5]:
     time.sleep(pause)
     r = client.chat.completions.create(model="vertex-chat", messages=[{"role": "user", "content": "hi"}])
     replies.append(r.choices[0].message.content)
@@ -272,7 +273,7 @@ print(json.dumps({"replies": replies}))
 
 #[tokio::test]
 async fn vertex_tokens_are_refreshed_and_a_refused_key_is_a_credential_error() {
-    let env = vertex_gateway(3).await;
+    let env = vertex_gateway(6).await;
 
     let out = python(&env, AFTER_EXPIRY).await;
     assert_eq!(
