@@ -12,6 +12,8 @@
 //! - Auth: the credential holds the service-account JSON key file. It is parsed once, when the
 //!   snapshot is compiled (`auth`); each request sends `Authorization: Bearer <token>` with a
 //!   token from the provider's cache (`token`: refreshed before expiry, one fetch at a time).
+//!   A fetch is allowed the call's timeout on its own, before the Vertex call's. The cache
+//!   lives with the snapshot's adapter: a new snapshot fetches a new token on first use.
 //!
 //! Guarantees: an unusable key file, or a token endpoint that refuses the key, is reported per
 //! request as the gateway's credential failure (502 `upstream_credentials`) naming the
