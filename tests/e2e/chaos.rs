@@ -30,7 +30,7 @@ fn dec(v: &Value) -> Decimal {
 /// One request: (succeeded, took). Every third one streams.
 async fn one(http: &reqwest::Client, proxy: &str, secret: &str, i: usize) -> (bool, Duration) {
     let started = Instant::now();
-    let stream = i % 3 == 0;
+    let stream = i.is_multiple_of(3);
     let words: Vec<String> = (0..(i % 7 + 1)).map(|w| format!("w{w}")).collect();
     let mut body =
         json!({"model": "chaos", "messages": [{"role": "user", "content": words.join(" ")}]});

@@ -1,10 +1,9 @@
 //! What every provider adapter does the same way, whatever its wire format: reading the
 //! configured base URL, building the static headers (operator extras plus the credential, opened
-//! from the environment or a sealed value and marked sensitive — or, for an adapter that signs
-//! each request itself, [`Auth::None`] and the secret from [`open_credential`]), and one
-//! upstream call: send
-//! within the call's timeout, classify a non-2xx answer, check that a stream really is one, read
-//! a whole body within what is left of the timeout.
+//! from the environment or a sealed value and marked sensitive; adapters that authenticate each
+//! request themselves take the opened secret from [`open_credential`]), and one upstream call:
+//! send within the call's timeout, classify a non-2xx answer, check that a stream really is one,
+//! read a whole body within what is left of the timeout.
 //!
 //! Guarantees: a credential that cannot be used is kept as an error and reported per request
 //! (never blocks a snapshot); error texts name where a secret comes from, never the secret.
@@ -26,9 +25,51 @@ pub enum Auth {
     Bearer,
     /// The secret alone, in the named header (`x-api-key`, `api-key`, `x-goog-api-key`).
     Key(HeaderName),
-    /// No credential header: the adapter authenticates each request itself (Bedrock signs
-    /// with SigV4) from [`open_credential`].
+    /// No static credential header: the adapter opens the secret itself
+    /// ([`open_credential`]) and authenticates each request its own way (OAuth, signing).
     None,
+}
+
+/// A provider's secret, opened from where the snapshot says it lives.
+pub struct Secret {
+    /// The secret itself: never logged, never put in an error text.
+    pub value: String,
+    /// Where it came from, for error texts (`environment variable `X``, `the sealed
+    /// credential`).
+    pub source: String,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("value", &"<redacted>")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// Opens the provider's credential: `Ok(None)` when it has none; the error names the source,
+/// never the secret.
+pub fn open_credential(
+    p: &proto::Provider,
+    seal_key: Option<&SealKey>,
+) -> Result<Option<Secret>, String> {
+    let Some(credential) = &p.api_key else {
+        return Ok(None);
+    };
+    let secret = match credential {
+        Credential::Env { env: var } => Secret {
+            value: std::env::var(var)
+                .map_err(|_| format!("environment variable `{var}` is not set"))?,
+            source: format!("environment variable `{var}`"),
+        },
+        Credential::Sealed { sealed } => Secret {
+            value: seal::open(seal_key, p.id.as_bytes(), sealed)
+                .map_err(|e| format!("sealed credential: {e}"))?,
+            source: "the sealed credential".to_owned(),
+        },
+    };
+    Ok(Some(secret))
 }
 
 /// The part of an adapter that is the same for every family: identity, base URL, headers,
@@ -162,51 +203,28 @@ fn static_headers(
             .map_err(|_| format!("invalid value for header `{name}`"))?;
         headers.insert(name, value);
     }
-    if matches!(auth, Auth::None) {
-        return Ok(headers);
-    }
-    let Some(secret) = open_credential(p, seal_key)? else {
-        return Ok(headers);
-    };
-    let (name, value) = match auth {
-        Auth::Bearer => (AUTHORIZATION, secret_header(&format!("Bearer {secret}"))),
-        Auth::Key(name) => (name, secret_header(&secret)),
+    let (name, bearer) = match auth {
+        Auth::Bearer => (AUTHORIZATION, true),
+        Auth::Key(name) => (name, false),
         Auth::None => return Ok(headers),
     };
-    let value = value.ok_or_else(|| {
-        let source = p
-            .api_key
-            .as_ref()
-            .map_or_else(String::new, credential_source);
-        format!("{source} holds characters not allowed in a header")
-    })?;
+    // Error texts name where the secret comes from, never the secret.
+    let Some(Secret {
+        value: secret,
+        source,
+    }) = open_credential(p, seal_key)?
+    else {
+        return Ok(headers);
+    };
+    let value = if bearer {
+        secret_header(&format!("Bearer {secret}"))
+    } else {
+        secret_header(&secret)
+    };
+    let value =
+        value.ok_or_else(|| format!("{source} holds characters not allowed in a header"))?;
     headers.insert(name, value);
     Ok(headers)
-}
-
-/// The provider's secret in clear, `None` when it has no credential configured. Error texts
-/// name where the secret comes from, never the secret.
-pub fn open_credential(
-    p: &proto::Provider,
-    seal_key: Option<&SealKey>,
-) -> Result<Option<String>, String> {
-    match &p.api_key {
-        None => Ok(None),
-        Some(Credential::Env { env: var }) => std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("environment variable `{var}` is not set")),
-        Some(Credential::Sealed { sealed }) => seal::open(seal_key, p.id.as_bytes(), sealed)
-            .map(Some)
-            .map_err(|e| format!("sealed credential: {e}")),
-    }
-}
-
-/// Where a credential comes from, for error texts.
-pub fn credential_source(credential: &Credential) -> String {
-    match credential {
-        Credential::Env { env: var } => format!("environment variable `{var}`"),
-        Credential::Sealed { .. } => "the sealed credential".to_owned(),
-    }
 }
 
 /// Parses a URL built from configuration, saying which one is wrong.

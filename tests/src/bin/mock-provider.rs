@@ -35,6 +35,12 @@ struct Cli {
     /// Do not record requests (for benchmarks).
     #[arg(long)]
     no_record: bool,
+    /// Google service-account JSON key file whose JWTs `POST /token` accepts (Vertex AI).
+    #[arg(long)]
+    google_service_account: Option<PathBuf>,
+    /// Lifetime in seconds of the access tokens `POST /token` issues.
+    #[arg(long, default_value_t = 3600)]
+    token_ttl_secs: u64,
 }
 
 #[tokio::main]
@@ -57,9 +63,17 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("listening on {addr}");
 
+    let google_service_account = match &cli.google_service_account {
+        Some(path) => Some(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        ),
+        None => None,
+    };
     let options = MockOptions {
         api_key: cli.api_key,
         record: !cli.no_record,
+        google_service_account,
+        google_token_ttl_secs: cli.token_ttl_secs,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = tokio::spawn(serve(listener, options, async {

@@ -30,6 +30,9 @@ pub(crate) enum Dialect<'a> {
     /// `/model/{model}/converse[-stream]`; the model is in the path. The route verifies the
     /// SigV4 signature itself (it needs the raw request) and says here whether it held.
     Bedrock { model: &'a str, signed: bool },
+    /// `/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{action}`: the OAuth
+    /// bearer token is checked by the route before admission (see `vertex.rs`), not here.
+    Vertex { model: &'a str },
 }
 
 impl<'a> Dialect<'a> {
@@ -37,7 +40,9 @@ impl<'a> Dialect<'a> {
         match self {
             Self::OpenAi | Self::Anthropic => None,
             Self::Azure { deployment } => Some(deployment),
-            Self::Gemini { model } | Self::Bedrock { model, .. } => Some(model),
+            Self::Gemini { model } | Self::Bedrock { model, .. } | Self::Vertex { model } => {
+                Some(model)
+            }
         }
     }
 }
@@ -215,6 +220,7 @@ pub(crate) fn authorize(
         Dialect::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
         Dialect::Bedrock { signed: true, .. } => return Ok(()),
         Dialect::Bedrock { signed: false, .. } => return Err(Rejected::Unauthorized),
+        Dialect::Vertex { .. } => return Ok(()),
     };
     if presented == Some(expected) {
         Ok(())

@@ -434,6 +434,7 @@ mod tests {
         let server = spawn(MockOptions {
             api_key: Some("k".into()),
             record: true,
+            ..MockOptions::default()
         })
         .await
         .unwrap();

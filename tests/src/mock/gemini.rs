@@ -235,9 +235,32 @@ pub(crate) async fn models_action(
         return not_found(&target);
     };
     let dialect = Dialect::Gemini { model };
-    match action {
+    if action == "batchEmbedContents" {
+        return match admit::<BatchEmbed>(&shared, &kill, dialect, &uri, &headers, &body).await {
+            Ok(admitted) => embed(&admitted),
+            Err(rejected) => error_from(rejected),
+        };
+    }
+    match generate_action(&shared, &kill, dialect, action, &uri, &headers, &body).await {
+        Some(response) => response,
+        None => not_found(&target),
+    }
+}
+
+/// `generateContent` / `streamGenerateContent` for the Gemini API and Vertex AI routes (the
+/// dialect says which auth admission checks); `None` for any other action.
+pub(crate) async fn generate_action(
+    shared: &Shared,
+    kill: &KillSwitch,
+    dialect: Dialect<'_>,
+    action: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Response> {
+    Some(match action {
         "generateContent" => {
-            match admit::<Generate<false>>(&shared, &kill, dialect, &uri, &headers, &body).await {
+            match admit::<Generate<false>>(shared, kill, dialect, uri, headers, body).await {
                 Ok(admitted) => generate(&admitted),
                 Err(rejected) => error_from(rejected),
             }
@@ -247,25 +270,19 @@ pub(crate) async fn models_action(
                 .query()
                 .is_some_and(|q| q.split('&').any(|p| p == "alt=sse"))
             {
-                return gemini_error(
+                return Some(gemini_error(
                     StatusCode::BAD_REQUEST,
                     "the mock streams with alt=sse only",
                     None,
-                );
+                ));
             }
-            match admit::<Generate<true>>(&shared, &kill, dialect, &uri, &headers, &body).await {
+            match admit::<Generate<true>>(shared, kill, dialect, uri, headers, body).await {
                 Ok(admitted) => generate(&admitted),
                 Err(rejected) => error_from(rejected),
             }
         }
-        "batchEmbedContents" => {
-            match admit::<BatchEmbed>(&shared, &kill, dialect, &uri, &headers, &body).await {
-                Ok(admitted) => embed(&admitted),
-                Err(rejected) => error_from(rejected),
-            }
-        }
-        _ => not_found(&target),
-    }
+        _ => return None,
+    })
 }
 
 /// What one answer holds: reply words or a function call, and the token counts.
@@ -427,7 +444,7 @@ fn embed(admitted: &Admitted<BatchEmbed>) -> Response {
 }
 
 /// A complete JSON body, or the scripted body fault applied to it.
-fn non_stream<T>(admitted: &Admitted<T>, mut json: Vec<u8>) -> Response {
+pub(crate) fn non_stream<T>(admitted: &Admitted<T>, mut json: Vec<u8>) -> Response {
     let record = &admitted.record;
     match admitted.behaviour.fault {
         Some(Fault::Malformed) => json = b"{\"candidates\": [ <malformed by mock>".to_vec(),
@@ -464,7 +481,7 @@ fn status_name(status: StatusCode) -> &'static str {
     }
 }
 
-fn gemini_error(status: StatusCode, message: &str, details: Option<Value>) -> Response {
+pub(crate) fn gemini_error(status: StatusCode, message: &str, details: Option<Value>) -> Response {
     let mut error = json!({
         "code": status.as_u16(),
         "message": message,
@@ -482,7 +499,7 @@ fn not_found(target: &str) -> Response {
 }
 
 /// A rejection from admission, in Gemini's error format.
-fn error_from(rejected: Rejected) -> Response {
+pub(crate) fn error_from(rejected: Rejected) -> Response {
     match rejected {
         Rejected::Unauthorized => gemini_error(
             StatusCode::BAD_REQUEST,
@@ -529,6 +546,7 @@ mod tests {
         let server = spawn(MockOptions {
             api_key: Some("g-key".into()),
             record: true,
+            ..MockOptions::default()
         })
         .await
         .unwrap();

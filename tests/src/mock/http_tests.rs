@@ -12,6 +12,7 @@ async fn start(api_key: Option<&str>) -> (MockServer, reqwest::Client) {
     let options = MockOptions {
         api_key: api_key.map(str::to_owned),
         record: true,
+        ..MockOptions::default()
     };
     (spawn(options).await.unwrap(), reqwest::Client::new())
 }

@@ -15,6 +15,12 @@
 //! - `POST /model/{modelId}/converse` and `/model/{modelId}/converse-stream` (AWS Bedrock
 //!   Converse dialect, SigV4-signed with KEY as the secret access key; binary event-stream
 //!   answers and Bedrock's error shape; see `bedrock/`).
+//! - `POST /token` (Google's OAuth token endpoint: verifies the service-account JWT against
+//!   [`MockOptions::google_service_account`] and issues `ya29.mock-N` tokens living
+//!   [`MockOptions::google_token_ttl_secs`]) and
+//!   `POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`,
+//!   `:streamGenerateContent?alt=sse` and `:predict` (Vertex AI, `Authorization: Bearer` with
+//!   a token the mock issued and that has not expired; see `vertex.rs`).
 //! - Control: `POST|GET|DELETE /__mock/script`, `GET|DELETE /__mock/requests`,
 //!   `GET /__mock/healthz` (no auth, not recorded).
 //!
@@ -115,6 +121,11 @@ pub struct MockOptions {
     pub api_key: Option<String>,
     /// Whether API requests are recorded for `GET /__mock/requests`.
     pub record: bool,
+    /// The service-account JSON key file (text) whose JWTs `POST /token` accepts; without it
+    /// every token request is refused.
+    pub google_service_account: Option<String>,
+    /// Lifetime of the access tokens `POST /token` issues.
+    pub google_token_ttl_secs: u64,
 }
 
 impl Default for MockOptions {
@@ -122,6 +133,8 @@ impl Default for MockOptions {
         Self {
             api_key: None,
             record: true,
+            google_service_account: None,
+            google_token_ttl_secs: 3600,
         }
     }
 }

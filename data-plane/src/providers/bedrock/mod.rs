@@ -72,7 +72,7 @@ impl Bedrock {
             Err("the provider has no `region` setting".to_owned())
         } else {
             open_credential(p, seal_key).and_then(|secret| match secret {
-                Some(secret) => parse_keys(&secret),
+                Some(secret) => parse_keys(&secret.value),
                 None => Err("no credential (`api_key`) is configured".to_owned()),
             })
         };

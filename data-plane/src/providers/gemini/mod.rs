@@ -15,10 +15,10 @@
 //!   to the client as its own mistake. Requests the translation cannot express are 400s.
 //! - Usage: from `usageMetadata` (see `response`); embeddings carry none (see `embeddings`).
 
-mod embeddings;
-mod request;
-mod response;
-mod stream;
+pub(super) mod embeddings;
+pub(super) mod request;
+pub(super) mod response;
+pub(super) mod stream;
 
 #[cfg(test)]
 mod fixtures;
@@ -170,7 +170,7 @@ impl Provider for Gemini {
 }
 
 /// `…:generateContent` → `…:streamGenerateContent?alt=sse`.
-fn stream_url(chat: &reqwest::Url) -> reqwest::Url {
+pub(super) fn stream_url(chat: &reqwest::Url) -> reqwest::Url {
     let mut url = chat.clone();
     let path = chat
         .path()
@@ -181,7 +181,7 @@ fn stream_url(chat: &reqwest::Url) -> reqwest::Url {
 }
 
 /// A request the translation refused: a 400 in the OpenAI dialect.
-fn rejected(e: BadRequest) -> UpstreamError {
+pub(super) fn rejected(e: BadRequest) -> UpstreamError {
     UpstreamError::Rejected {
         status: http::StatusCode::BAD_REQUEST,
         body: crate::error::error_json(&e.0, "invalid_request_error", None, None),
@@ -190,7 +190,7 @@ fn rejected(e: BadRequest) -> UpstreamError {
 }
 
 /// Gemini's 4xx error body → an OpenAI error object (same message, Gemini's `status` as code).
-fn openai_error(provider: &str, e: UpstreamError) -> UpstreamError {
+pub(super) fn openai_error(provider: &str, e: UpstreamError) -> UpstreamError {
     match e {
         UpstreamError::Rejected {
             status,

@@ -1,23 +1,82 @@
-//! Google Vertex AI adapter (stub: being built).
+//! Google Vertex AI adapter: Gemini models through Vertex's publisher endpoints, with OAuth
+//! access tokens from a service-account key.
+//!
+//! - Chat: `POST {base}/v1/projects/{project}/locations/{location}/publishers/google/models/
+//!   {model}:generateContent`, streams `…:streamGenerateContent?alt=sse`. The bodies, the
+//!   stream and the error mapping are Gemini's: this adapter reuses the Gemini translation
+//!   (`gemini::{request, response, stream}`) unchanged.
+//! - Embeddings: `…/models/{model}:predict` (text-embedding models), see `embeddings`.
+//! - Base URL: the provider's `base_url`, else `https://{location}-aiplatform.googleapis.com`
+//!   (`https://aiplatform.googleapis.com` for location `global`). Settings `project` and
+//!   `location` are required (the snapshot validates them).
+//! - Auth: the credential holds the service-account JSON key file. It is parsed once, when the
+//!   snapshot is compiled (`auth`); each request sends `Authorization: Bearer <token>` with a
+//!   token from the provider's cache (`token`: refreshed before expiry, one fetch at a time).
+//!   A fetch is allowed the call's timeout on its own, before the Vertex call's. The cache
+//!   lives with the snapshot's adapter: a new snapshot fetches a new token on first use.
+//!
+//! Guarantees: an unusable key file, or a token endpoint that refuses the key, is reported per
+//! request as the gateway's credential failure (502 `upstream_credentials`) naming the
+//! credential source and the service account, never the key or a token; the snapshot is never
+//! blocked by it. A 401 from Vertex drops the cached token, so the next request fetches a new
+//! one.
 
-use std::time::Duration;
+mod auth;
+mod embeddings;
+mod token;
 
-use super::common::{Auth, Upstream};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::HeaderValue;
+use serde_json::Value;
+
+use super::common::{encode_segment, open_credential, parse_url, unix_now, Auth, Upstream};
+use super::gemini::{self, request, response, stream};
 use super::{
     Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
 };
 use crate::seal::SealKey;
 
+use auth::ServiceAccount;
+use token::TokenCache;
+
+/// The parsed key and where it came from.
+#[derive(Debug)]
+struct Account {
+    key: ServiceAccount,
+    /// `environment variable `X`` or `the sealed credential`, for error texts.
+    source: String,
+}
+
 /// A Google Vertex AI provider.
 #[derive(Debug)]
 pub struct Vertex {
     upstream: Upstream,
+    project: String,
+    location: String,
+    /// The service account, or why the credential is unusable (reported per request). Boxed,
+    /// like the cache, to keep [`super::Adapter`]'s variants of similar size.
+    account: Result<Box<Account>, String>,
+    tokens: Box<TokenCache>,
 }
 
 impl Vertex {
+    /// Builds the adapter; an unusable credential is kept as an error reported per request.
     pub fn new(p: &proto::Provider, seal_key: Option<&SealKey>) -> Self {
+        let setting = |name: &str| p.settings.get(name).cloned().unwrap_or_default();
+        let location = setting("location");
+        let mut upstream = Upstream::new(p, seal_key, &[], Auth::None);
+        if p.base_url.is_none() {
+            upstream.base_url = default_base_url(&location);
+        }
         Self {
-            upstream: Upstream::new(p, seal_key, &[], Auth::Bearer),
+            upstream,
+            project: setting("project"),
+            location,
+            account: account(p, seal_key),
+            tokens: Box::default(),
         }
     }
 
@@ -29,25 +88,255 @@ impl Vertex {
         self.upstream.timeout
     }
 
-    pub fn endpoints(&self, _model: &str) -> Result<Endpoints, String> {
-        Err("not implemented yet".to_owned())
+    /// `chat` is the `generateContent` URL (the stream URL is derived per request);
+    /// `embeddings` is `predict`.
+    pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
+        if self.project.is_empty() || self.location.is_empty() {
+            return Err("a vertex_ai provider needs settings `project` and `location`".into());
+        }
+        if !self
+            .location
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "`{}` is not a Vertex AI location (like `us-central1` or `global`)",
+                self.location
+            ));
+        }
+        let base = format!(
+            "{}/v1/projects/{}/locations/{}/publishers/google/models/{}",
+            self.upstream.base_url,
+            encode_segment(&self.project),
+            encode_segment(&self.location),
+            encode_segment(model)
+        );
+        Ok(Endpoints {
+            chat: parse_url(&format!("{base}:generateContent"))?,
+            embeddings: parse_url(&format!("{base}:predict"))?,
+        })
+    }
+
+    /// The `Authorization` value for this request: a cached or freshly fetched token.
+    async fn authorization(&self, call: &Call<'_>) -> Result<HeaderValue, UpstreamError> {
+        let credentials = |detail: String| UpstreamError::Credentials {
+            provider: self.upstream.id.clone(),
+            detail,
+        };
+        let account = self.account.as_ref().map_err(|e| credentials(e.clone()))?;
+        self.tokens
+            .get(Instant::now(), || {
+                token::fetch(call.http, &account.key, &account.source, call.timeout)
+            })
+            .await
+            .map_err(credentials)
+    }
+
+    /// Sends a Gemini JSON body with a token; Vertex's error answers come back in OpenAI's
+    /// shape.
+    async fn post(
+        &self,
+        call: &Call<'_>,
+        url: reqwest::Url,
+        body: &Value,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let body =
+            serde_json::to_vec(body).map_err(|_| self.bad("request could not be encoded"))?;
+        let authorization = self.authorization(call).await?;
+        let extra = [(AUTHORIZATION, authorization.clone())];
+        let result = self
+            .upstream
+            .post_with(call, url, body, &extra, gemini::openai_error)
+            .await;
+        if let Err(UpstreamError::Failed { status, .. }) = &result {
+            if *status == http::StatusCode::UNAUTHORIZED {
+                self.tokens.invalidate(&authorization);
+            }
+        }
+        result
+    }
+
+    fn bad(&self, detail: &'static str) -> UpstreamError {
+        self.upstream.bad(detail)
     }
 }
 
 impl Provider for Vertex {
     async fn chat(
         &self,
-        _call: &Call<'_>,
-        _request: ChatRequest,
+        call: &Call<'_>,
+        request: ChatRequest,
     ) -> Result<ChatReply, UpstreamError> {
-        Err(self.upstream.bad("not implemented yet"))
+        let start = Instant::now();
+        let body = request::chat_request(&request.body).map_err(gemini::rejected)?;
+        let chat_url = &call.deployment.endpoints.chat;
+        let url = if request.stream {
+            gemini::stream_url(chat_url)
+        } else {
+            chat_url.clone()
+        };
+        let response = self.post(call, url, &body).await?;
+        let meta = response::Meta {
+            id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
+            model: call.deployment.model.clone(),
+            created: unix_now(),
+        };
+        if request.stream {
+            let response = self.upstream.event_stream(response)?;
+            return Ok(ChatReply::Stream(stream::chunks(
+                self.upstream.id.clone(),
+                meta,
+                response,
+            )));
+        }
+        let body = self.upstream.read_body(call, start, response).await?;
+        let parsed: Value =
+            serde_json::from_slice(&body).map_err(|_| self.bad("response is not JSON"))?;
+        match response::chat_response(&parsed, &meta) {
+            Ok((completion, usage)) => Ok(ChatReply::Json(JsonReply {
+                body: Bytes::from(completion.to_string()),
+                usage,
+            })),
+            Err(response::Untranslatable::Malformed(detail)) => Err(self.bad(detail)),
+            Err(response::Untranslatable::Blocked(reason)) => Err(UpstreamError::Rejected {
+                status: http::StatusCode::BAD_REQUEST,
+                body: crate::error::error_json(
+                    &format!("Vertex AI blocked the prompt (blockReason {reason})"),
+                    "invalid_request_error",
+                    None,
+                    Some("content_filter"),
+                ),
+                retry_after: None,
+            }),
+        }
     }
 
     async fn embeddings(
         &self,
-        _call: &Call<'_>,
-        _body: JsonBody,
+        call: &Call<'_>,
+        body: JsonBody,
     ) -> Result<JsonReply, UpstreamError> {
-        Err(self.upstream.bad("not implemented yet"))
+        let start = Instant::now();
+        let model = &call.deployment.model;
+        let (predict, texts) =
+            embeddings::predict_request(&body, model).map_err(gemini::rejected)?;
+        let url = call.deployment.endpoints.embeddings.clone();
+        let response = self.post(call, url, &predict).await?;
+        let bytes = self.upstream.read_body(call, start, response).await?;
+        let parsed: Value =
+            serde_json::from_slice(&bytes).map_err(|_| self.bad("response is not JSON"))?;
+        let base64 = gemini::embeddings::wants_base64(&body);
+        let (out, usage) = embeddings::predict_response(&parsed, &texts, model, base64)
+            .ok_or_else(|| self.bad("embeddings response does not match the request"))?;
+        Ok(JsonReply {
+            body: Bytes::from(out.to_string()),
+            usage,
+        })
+    }
+}
+
+/// The regional endpoint of `location` (`global` has none of its own).
+fn default_base_url(location: &str) -> String {
+    if location == "global" {
+        "https://aiplatform.googleapis.com".to_owned()
+    } else {
+        format!("https://{location}-aiplatform.googleapis.com")
+    }
+}
+
+/// Opens and parses the service-account key; the error names the source, never the key.
+fn account(p: &proto::Provider, seal_key: Option<&SealKey>) -> Result<Box<Account>, String> {
+    let secret = open_credential(p, seal_key)?.ok_or_else(|| {
+        "a vertex_ai provider needs a service-account JSON key file as its `api_key`".to_owned()
+    })?;
+    let key = ServiceAccount::parse(&secret.value).map_err(|e| format!("{} {e}", secret.source))?;
+    Ok(Box::new(Account {
+        key,
+        source: secret.source,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::common::test_provider as provider;
+
+    #[test]
+    fn urls_follow_the_location() {
+        let v = Vertex::new(
+            &provider(
+                "{id: v, kind: vertex_ai, settings: {project: my-proj, location: europe-west4}}",
+            ),
+            None,
+        );
+        let e = v.endpoints("gemini-2.5-flash").unwrap();
+        assert_eq!(
+            e.chat.as_str(),
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/my-proj/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            gemini::stream_url(&e.chat).as_str(),
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/my-proj/locations/europe-west4/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            e.embeddings.as_str(),
+            "https://europe-west4-aiplatform.googleapis.com/v1/projects/my-proj/locations/europe-west4/publishers/google/models/gemini-2.5-flash:predict"
+        );
+
+        let global = Vertex::new(
+            &provider("{id: v, kind: vertex_ai, settings: {project: p, location: global}}"),
+            None,
+        );
+        assert_eq!(
+            global.endpoints("m").unwrap().chat.as_str(),
+            "https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/google/models/m:generateContent"
+        );
+
+        let mocked = Vertex::new(
+            &provider("{id: v, kind: vertex_ai, base_url: 'http://127.0.0.1:9/', settings: {project: p, location: us-east5}}"),
+            None,
+        );
+        assert_eq!(
+            mocked.endpoints("m").unwrap().chat.as_str(),
+            "http://127.0.0.1:9/v1/projects/p/locations/us-east5/publishers/google/models/m:generateContent"
+        );
+
+        let odd = Vertex::new(
+            &provider("{id: v, kind: vertex_ai, settings: {project: p, location: 'evil.com/x'}}"),
+            None,
+        );
+        assert!(odd.endpoints("m").is_err());
+    }
+
+    #[test]
+    fn unusable_credentials_are_kept_and_name_their_source() {
+        let none = Vertex::new(
+            &provider("{id: v, kind: vertex_ai, settings: {project: p, location: global}}"),
+            None,
+        );
+        assert!(none
+            .account
+            .unwrap_err()
+            .contains("service-account JSON key"));
+
+        let unset = Vertex::new(
+            &provider("{id: v, kind: vertex_ai, api_key: {env: SWITCHYARD_TEST_VERTEX_UNSET}, settings: {project: p, location: global}}"),
+            None,
+        );
+        let e = unset.account.unwrap_err();
+        assert!(e.contains("SWITCHYARD_TEST_VERTEX_UNSET"), "{e}");
+
+        // PATH is set in every test environment and is not a key file.
+        let not_a_key = Vertex::new(
+            &provider("{id: v, kind: vertex_ai, api_key: {env: PATH}, settings: {project: p, location: global}}"),
+            None,
+        );
+        let e = not_a_key.account.unwrap_err();
+        assert!(
+            e.starts_with("environment variable `PATH` is not a service-account"),
+            "{e}"
+        );
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert!(path.is_empty() || !e.contains(&path), "{e}");
     }
 }

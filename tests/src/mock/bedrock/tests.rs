@@ -113,6 +113,7 @@ async fn signatures_are_verified_like_bedrock() {
     let server = spawn(MockOptions {
         api_key: Some(SECRET.into()),
         record: true,
+        ..MockOptions::default()
     })
     .await
     .unwrap();
