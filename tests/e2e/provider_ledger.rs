@@ -46,6 +46,16 @@ fn cases(mock: &str) -> Vec<Case> {
             path_prefix: "/v1beta/",
         },
         Case {
+            // The service-account key goes in through the admin API, so it travels sealed.
+            provider: json!({"id": "vertex", "kind": "vertex_ai", "base_url": mock,
+                             "settings": {"project": "switchyard-test", "location": "us-central1"},
+                             "api_key": vertex_key(mock)}),
+            alias: "vtx",
+            model: "gemini-2.5-pro",
+            price: ("1.27", "9.91"),
+            path_prefix: "/v1/projects/",
+        },
+        Case {
             provider: json!({"id": "bedrock", "kind": "bedrock", "base_url": mock,
                              "settings": {"region": "us-east-1"},
                              "api_key": format!("AKIDEXAMPLE:{UPSTREAM_KEY}")}),
@@ -56,6 +66,19 @@ fn cases(mock: &str) -> Vec<Case> {
         },
     ]
 }
+
+/// The test-only service account, with its token endpoint on the mock.
+fn vertex_key(mock: &str) -> String {
+    let text = std::fs::read_to_string(SERVICE_ACCOUNT).expect("fixture key file");
+    let mut file: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    file["token_uri"] = json!(format!("{mock}/token"));
+    file.to_string()
+}
+
+const SERVICE_ACCOUNT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/test-only-vertex-service-account.json"
+);
 
 /// Per alias: chat, a stream with and without `include_usage`, a forced tool call, and a
 /// Messages API call and stream. Prints the number of requests sent.
@@ -109,7 +132,12 @@ async fn every_dialect_meters_into_the_ledger_exactly() {
     let mut env = TestEnv::builder()
         .postgres()
         .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .mock_provider_with(
+            MockProviderOptions::new()
+                .api_key(UPSTREAM_KEY)
+                .arg("--google-service-account")
+                .arg(SERVICE_ACCOUNT),
+        )
         .build()
         .await
         .expect("services start");
