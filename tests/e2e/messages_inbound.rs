@@ -237,8 +237,12 @@ async fn messages_are_metered_like_chat_and_streams_are_anthropic_sse() {
         .lines()
         .filter_map(|l| l.strip_prefix("event: "))
         .collect();
-    assert_eq!(names.first(), Some(&"message_start"), "{text}");
-    assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"]);
+    assert_eq!(names[..2], ["message_start", "ping"], "{text}");
+    assert!(names.contains(&"content_block_start") && names.contains(&"content_block_delta"));
+    assert_eq!(
+        &names[names.len() - 3..],
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
     assert!(!text.contains("[DONE]"), "{text}");
 
     let spool = env.data_plane().spool_dir().to_owned();

@@ -33,7 +33,7 @@ use crate::providers::anthropic::forward::{Forward, FORWARDED};
 use crate::providers::{
     Call, ChatReply, ChatRequest, Deployment, JsonBody, JsonReply, Provider, UpstreamError,
 };
-use crate::routing::attempts::Attempts;
+use crate::routing::attempts::{Attempt, Attempts};
 use crate::snapshot::{CompiledSnapshot, KeyPolicy, Route};
 use crate::usage::event::total_tokens;
 use crate::usage::{estimate, tags, End, Meter, Start, Tags};
@@ -261,39 +261,25 @@ pub(super) async fn chat(
             return Err(last.unwrap_or_else(|| ApiError::ModelNotFound(fields.model.clone())));
         };
         let deployment = attempt.deployment;
-        if !attempt.wait.is_zero() {
-            tokio::time::sleep(attempt.wait).await;
-        }
-        let meter = Meter::new(Start {
-            id: trace.id,
-            started: trace.started,
-            proxy: &app.inner.proxy_id,
-            key: &key,
-            tags: tags.clone(),
-            endpoint: dialect.endpoint,
-            alias: &route.alias,
-            deployment,
-            streamed: fields.stream,
-            prompt_estimate: prompt_tokens,
-        });
-        let ask = Ask {
+        let request = Attempting {
+            trace,
             snapshot: &snapshot,
             key: &key,
-            route: attempt.route,
-            deployment,
+            tags: &tags,
+            endpoint: dialect.endpoint,
+            alias: &route.alias,
+            streamed: fields.stream,
             prompt_tokens,
             max_output_tokens: fields.max_output_tokens,
             cost_cap,
         };
-        let (mut meter, admitted) = match admit(app, ask, meter, attempts.more()).await? {
+        let (meter, admitted) = match begin(app, &request, &attempt, attempts.more()).await? {
             Admit::Admitted(meter, admitted) => (meter, admitted),
             Admit::DeploymentFull(refusal) => {
                 last = Some(refusal);
                 continue;
             }
         };
-
-        meter.routed(attempt.number, attempt.reason());
         let call = Call {
             http: &app.inner.http,
             deployment,
@@ -326,20 +312,10 @@ pub(super) async fn chat(
         let upstream = attempts.spent(sent.elapsed());
         match reply {
             Err(e) => {
-                let status = e.status();
-                if attempts.failed(&attempt, &e) {
-                    // The request goes on elsewhere: this attempt's reservation is released
-                    // and the request's one event comes from the attempt that ends it.
-                    admitted.settle(Decimal::ZERO, 0);
-                    drop(meter);
-                    metrics::fallback(&route.alias, deployment.provider.id(), e.kind());
-                    tracing::info!(route = %route.alias, deployment = %deployment.id, error = %e, "attempt failed; trying another deployment");
-                    last = Some(e.into());
-                    continue;
-                }
-                settle_and_emit(app, meter, admitted, failed(status));
-                metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
-                return Err(e.into());
+                let goes_on = attempts.failed(&attempt, &e);
+                last = Some(attempt_failed(
+                    app, trace, labels, meter, admitted, e, goes_on,
+                )?);
             }
             Ok(ChatReply::Json(reply)) => {
                 attempts.succeeded(deployment, sent.elapsed());
@@ -394,6 +370,86 @@ pub(super) async fn chat(
             }
         }
     }
+}
+
+/// What every attempt of one request shares.
+struct Attempting<'a> {
+    trace: &'a Trace,
+    snapshot: &'a CompiledSnapshot,
+    key: &'a Arc<KeyPolicy>,
+    tags: &'a Tags,
+    endpoint: &'static str,
+    alias: &'a str,
+    streamed: bool,
+    prompt_tokens: u64,
+    max_output_tokens: Option<u64>,
+    cost_cap: Option<Decimal>,
+}
+
+/// Starts one attempt: waits out its backoff, then meters and admits it on its deployment.
+async fn begin(
+    app: &App,
+    r: &Attempting<'_>,
+    attempt: &Attempt<'_>,
+    may_skip: bool,
+) -> Result<Admit, ApiError> {
+    if !attempt.wait.is_zero() {
+        tokio::time::sleep(attempt.wait).await;
+    }
+    let deployment = attempt.deployment;
+    let meter = Meter::new(Start {
+        id: r.trace.id,
+        started: r.trace.started,
+        proxy: &app.inner.proxy_id,
+        key: r.key,
+        tags: r.tags.clone(),
+        endpoint: r.endpoint,
+        alias: r.alias,
+        deployment,
+        streamed: r.streamed,
+        prompt_estimate: r.prompt_tokens,
+    });
+    let ask = Ask {
+        snapshot: r.snapshot,
+        key: r.key,
+        route: attempt.route,
+        deployment,
+        prompt_tokens: r.prompt_tokens,
+        max_output_tokens: r.max_output_tokens,
+        cost_cap: r.cost_cap,
+    };
+    Ok(match admit(app, ask, meter, may_skip).await? {
+        Admit::Admitted(mut meter, admitted) => {
+            meter.routed(attempt.number, attempt.reason());
+            Admit::Admitted(meter, admitted)
+        }
+        skip => skip,
+    })
+}
+
+/// A failed attempt: if the request `goes_on` to another, its reservation is released and it
+/// emits nothing (the request's one event comes from the attempt that ends it), and the error
+/// is kept as the request's latest; otherwise it is metered and becomes the client's error.
+fn attempt_failed(
+    app: &App,
+    trace: &Trace,
+    labels: RequestLabels<'_>,
+    meter: Meter,
+    admitted: Admitted,
+    e: UpstreamError,
+    goes_on: bool,
+) -> Result<ApiError, ApiError> {
+    if goes_on {
+        admitted.settle(Decimal::ZERO, 0);
+        drop(meter);
+        metrics::fallback(labels.route, labels.provider, e.kind());
+        tracing::info!(route = labels.route, provider = labels.provider, error = %e, "attempt failed; trying another deployment");
+        return Ok(e.into());
+    }
+    let status = e.status();
+    settle_and_emit(app, meter, admitted, failed(status));
+    metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
+    Err(e.into())
 }
 
 /// The requested route followed by its fallback routes (each once, unknown ones skipped).
@@ -500,38 +556,25 @@ async fn embed(
             return Err(last.unwrap_or(ApiError::ModelNotFound(model)));
         };
         let deployment = attempt.deployment;
-        if !attempt.wait.is_zero() {
-            tokio::time::sleep(attempt.wait).await;
-        }
-        let meter = Meter::new(Start {
-            id: trace.id,
-            started: trace.started,
-            proxy: &app.inner.proxy_id,
-            key: &key,
-            tags: tags.clone(),
-            endpoint: "embeddings",
-            alias: &route.alias,
-            deployment,
-            streamed: false,
-            prompt_estimate: prompt_tokens,
-        });
-        let ask = Ask {
+        let request = Attempting {
+            trace,
             snapshot: &snapshot,
             key: &key,
-            route: attempt.route,
-            deployment,
+            tags: &tags,
+            endpoint: "embeddings",
+            alias: &route.alias,
+            streamed: false,
             prompt_tokens,
             max_output_tokens: Some(0),
             cost_cap,
         };
-        let (mut meter, admitted) = match admit(app, ask, meter, attempts.more()).await? {
+        let (meter, admitted) = match begin(app, &request, &attempt, attempts.more()).await? {
             Admit::Admitted(meter, admitted) => (meter, admitted),
             Admit::DeploymentFull(refusal) => {
                 last = Some(refusal);
                 continue;
             }
         };
-        meter.routed(attempt.number, attempt.reason());
         let call = Call {
             http: &app.inner.http,
             deployment,
@@ -557,19 +600,10 @@ async fn embed(
         let upstream = attempts.spent(sent.elapsed());
         match reply {
             Err(e) => {
-                let status = e.status();
-                if attempts.failed(&attempt, &e) {
-                    // The request goes on elsewhere: this attempt's reservation is released
-                    // and the request's one event comes from the attempt that ends it.
-                    admitted.settle(Decimal::ZERO, 0);
-                    drop(meter);
-                    metrics::fallback(&route.alias, deployment.provider.id(), e.kind());
-                    last = Some(e.into());
-                    continue;
-                }
-                settle_and_emit(app, meter, admitted, failed(status));
-                metrics::request_done(labels, status.as_u16(), trace.started.elapsed());
-                return Err(e.into());
+                let goes_on = attempts.failed(&attempt, &e);
+                last = Some(attempt_failed(
+                    app, trace, labels, meter, admitted, e, goes_on,
+                )?);
             }
             Ok(reply) => {
                 attempts.succeeded(deployment, sent.elapsed());

@@ -1,6 +1,6 @@
 //! Internal OpenAI chunks → Anthropic's stream events, as SSE frames (`event:` + `data:`).
 //!
-//! Sequence: `message_start` (before the first content; usage not yet known, so zero), per
+//! Sequence: `message_start` (before the first content; usage not yet known, so zero), `ping`, per
 //! content block `content_block_start` / `content_block_delta` (`text_delta`, or
 //! `input_json_delta` with the tool call's argument pieces) / `content_block_stop`, then at the
 //! end `message_delta` (stop reason, usage from the final usage chunk) and `message_stop`.
@@ -125,6 +125,8 @@ impl Events {
             "message_start",
             &json!({"type": "message_start", "message": message}),
         );
+        // As Anthropic's own streams do early on; clients skip it.
+        frame(out, "ping", &json!({"type": "ping"}));
     }
 
     /// Opens `kind` unless it is the open block (closing any other first).

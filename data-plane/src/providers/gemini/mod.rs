@@ -20,6 +20,51 @@ pub(super) mod request;
 pub(super) mod response;
 pub(super) mod stream;
 
+/// A `generateContent` answer (or stream) in the OpenAI dialect, for Gemini and Vertex AI
+/// alike; `product` names the provider in a blocked-prompt message.
+pub(super) async fn answer(
+    upstream: &Upstream,
+    call: &Call<'_>,
+    start: Instant,
+    response: reqwest::Response,
+    stream: bool,
+    product: &str,
+) -> Result<ChatReply, UpstreamError> {
+    let meta = response::Meta {
+        id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
+        model: call.deployment.model.clone(),
+        created: unix_now(),
+    };
+    if stream {
+        let response = upstream.event_stream(response)?;
+        return Ok(ChatReply::Stream(stream::chunks(
+            upstream.id.clone(),
+            meta,
+            response,
+        )));
+    }
+    let body = upstream.read_body(call, start, response).await?;
+    let parsed: Value =
+        serde_json::from_slice(&body).map_err(|_| upstream.bad("response is not JSON"))?;
+    match response::chat_response(&parsed, &meta) {
+        Ok((completion, usage)) => Ok(ChatReply::Json(JsonReply {
+            body: Bytes::from(completion.to_string()),
+            usage,
+        })),
+        Err(response::Untranslatable::Malformed(detail)) => Err(upstream.bad(detail)),
+        Err(response::Untranslatable::Blocked(reason)) => Err(UpstreamError::Rejected {
+            status: http::StatusCode::BAD_REQUEST,
+            body: crate::error::error_json(
+                &format!("{product} blocked the prompt (blockReason {reason})"),
+                "invalid_request_error",
+                None,
+                Some("content_filter"),
+            ),
+            retry_after: None,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod fixtures;
 
@@ -105,39 +150,15 @@ impl Provider for Gemini {
             chat_url.clone()
         };
         let response = self.post(call, url, &body).await?;
-        let meta = response::Meta {
-            id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
-            model: call.deployment.model.clone(),
-            created: unix_now(),
-        };
-        if request.stream {
-            let response = self.upstream.event_stream(response)?;
-            return Ok(ChatReply::Stream(stream::chunks(
-                self.upstream.id.clone(),
-                meta,
-                response,
-            )));
-        }
-        let body = self.upstream.read_body(call, start, response).await?;
-        let parsed: Value =
-            serde_json::from_slice(&body).map_err(|_| self.bad("response is not JSON"))?;
-        match response::chat_response(&parsed, &meta) {
-            Ok((completion, usage)) => Ok(ChatReply::Json(JsonReply {
-                body: Bytes::from(completion.to_string()),
-                usage,
-            })),
-            Err(response::Untranslatable::Malformed(detail)) => Err(self.bad(detail)),
-            Err(response::Untranslatable::Blocked(reason)) => Err(UpstreamError::Rejected {
-                status: http::StatusCode::BAD_REQUEST,
-                body: crate::error::error_json(
-                    &format!("Gemini blocked the prompt (blockReason {reason})"),
-                    "invalid_request_error",
-                    None,
-                    Some("content_filter"),
-                ),
-                retry_after: None,
-            }),
-        }
+        answer(
+            &self.upstream,
+            call,
+            start,
+            response,
+            request.stream,
+            "Gemini",
+        )
+        .await
     }
 
     async fn embeddings(

@@ -32,8 +32,8 @@ use http::header::AUTHORIZATION;
 use http::HeaderValue;
 use serde_json::Value;
 
-use super::common::{encode_segment, open_credential, parse_url, unix_now, Auth, Upstream};
-use super::gemini::{self, request, response, stream};
+use super::common::{encode_segment, open_credential, parse_url, Auth, Upstream};
+use super::gemini::{self, request};
 use super::{
     Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
 };
@@ -176,39 +176,15 @@ impl Provider for Vertex {
             chat_url.clone()
         };
         let response = self.post(call, url, &body).await?;
-        let meta = response::Meta {
-            id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
-            model: call.deployment.model.clone(),
-            created: unix_now(),
-        };
-        if request.stream {
-            let response = self.upstream.event_stream(response)?;
-            return Ok(ChatReply::Stream(stream::chunks(
-                self.upstream.id.clone(),
-                meta,
-                response,
-            )));
-        }
-        let body = self.upstream.read_body(call, start, response).await?;
-        let parsed: Value =
-            serde_json::from_slice(&body).map_err(|_| self.bad("response is not JSON"))?;
-        match response::chat_response(&parsed, &meta) {
-            Ok((completion, usage)) => Ok(ChatReply::Json(JsonReply {
-                body: Bytes::from(completion.to_string()),
-                usage,
-            })),
-            Err(response::Untranslatable::Malformed(detail)) => Err(self.bad(detail)),
-            Err(response::Untranslatable::Blocked(reason)) => Err(UpstreamError::Rejected {
-                status: http::StatusCode::BAD_REQUEST,
-                body: crate::error::error_json(
-                    &format!("Vertex AI blocked the prompt (blockReason {reason})"),
-                    "invalid_request_error",
-                    None,
-                    Some("content_filter"),
-                ),
-                retry_after: None,
-            }),
-        }
+        gemini::answer(
+            &self.upstream,
+            call,
+            start,
+            response,
+            request.stream,
+            "Vertex AI",
+        )
+        .await
     }
 
     async fn embeddings(
