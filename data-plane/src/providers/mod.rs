@@ -13,6 +13,7 @@ mod error;
 pub mod gemini;
 pub mod http;
 pub mod openai;
+mod openai_body;
 pub mod sse;
 mod usage;
 pub mod vertex;

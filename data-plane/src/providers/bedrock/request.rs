@@ -29,33 +29,19 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::providers::openai_body::{self, bad, text_of, Field};
 use crate::providers::JsonBody;
+
+pub use crate::providers::openai_body::BadRequest;
 
 /// What an empty tool result is sent as (Bedrock refuses blank text blocks).
 pub const EMPTY_TOOL_RESULT: &str = "(no output)";
 
-/// The client's request cannot be expressed for Bedrock; the message is for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRequest(pub String);
-
-fn bad(message: impl Into<String>) -> BadRequest {
-    BadRequest(message.into())
-}
-
 /// Translates the OpenAI chat body into a Converse request body.
 pub fn converse_request(body: &JsonBody) -> Result<Value, BadRequest> {
-    let field = |name: &str| -> Result<Option<Value>, BadRequest> {
-        body.get(name)
-            .map(|raw| serde_json::from_str::<Value>(raw.get()))
-            .transpose()
-            .map(|v| v.filter(|v| !v.is_null()))
-            .map_err(|_| bad(format!("`{name}` is not valid JSON")))
-    };
-    let messages = field("messages")?.ok_or_else(|| bad("`messages` is required"))?;
-    let messages = messages
-        .as_array()
-        .ok_or_else(|| bad("`messages` must be an array"))?;
-    let (system, turns, has_tool_blocks) = translate_messages(messages)?;
+    let field = |name: &str| openai_body::field(body, name);
+    let messages = openai_body::messages(body)?;
+    let (system, turns, has_tool_blocks) = translate_messages(&messages)?;
     let mut out = Map::new();
     out.insert("messages".into(), Value::Array(turns));
     if !system.is_empty() {
@@ -85,8 +71,6 @@ pub fn converse_request(body: &JsonBody) -> Result<Value, BadRequest> {
     }
     Ok(Value::Object(out))
 }
-
-type Field<'a> = dyn Fn(&str) -> Result<Option<Value>, BadRequest> + 'a;
 
 fn inference_config(field: &Field<'_>) -> Result<Map<String, Value>, BadRequest> {
     let mut config = Map::new();
@@ -178,22 +162,6 @@ fn translate_messages(messages: &[Value]) -> Result<Translated, BadRequest> {
         .map(|(role, content)| json!({ "role": role, "content": content }))
         .collect();
     Ok((system, turns, has_tool_blocks))
-}
-
-/// Text of a string content or of the text parts of an array content.
-fn text_of(content: &Value, i: usize) -> Result<String, BadRequest> {
-    match content {
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(parts) => Ok(parts
-            .iter()
-            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("")),
-        _ => Err(bad(format!(
-            "messages[{i}].content must be a string or an array"
-        ))),
-    }
 }
 
 fn content_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, BadRequest> {

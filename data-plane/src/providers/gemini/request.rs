@@ -23,15 +23,10 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::providers::openai_body::{self, bad, text_of, Field};
 use crate::providers::JsonBody;
 
-/// The client's request cannot be expressed for Gemini; the message is for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRequest(pub String);
-
-fn bad(message: impl Into<String>) -> BadRequest {
-    BadRequest(message.into())
-}
+pub use crate::providers::openai_body::BadRequest;
 
 /// JSON-schema keywords Gemini's `Schema` (an OpenAPI 3.0 subset) rejects; removed from tool
 /// parameters and response schemas. `additionalProperties: false` (added by `strict` tools and
@@ -58,18 +53,9 @@ const UNSUPPORTED_SCHEMA_KEYS: &[&str] = &[
 
 /// Translates the OpenAI chat body into a Gemini request body.
 pub fn chat_request(body: &JsonBody) -> Result<Value, BadRequest> {
-    let field = |name: &str| -> Result<Option<Value>, BadRequest> {
-        body.get(name)
-            .map(|raw| serde_json::from_str::<Value>(raw.get()))
-            .transpose()
-            .map(|v| v.filter(|v| !v.is_null()))
-            .map_err(|_| bad(format!("`{name}` is not valid JSON")))
-    };
-    let messages = field("messages")?.ok_or_else(|| bad("`messages` is required"))?;
-    let messages = messages
-        .as_array()
-        .ok_or_else(|| bad("`messages` must be an array"))?;
-    let (system, contents) = translate_messages(messages)?;
+    let field = |name: &str| openai_body::field(body, name);
+    let messages = openai_body::messages(body)?;
+    let (system, contents) = translate_messages(&messages)?;
     let mut out = Map::new();
     out.insert("contents".into(), Value::Array(contents));
     if !system.is_empty() {
@@ -96,8 +82,6 @@ pub fn chat_request(body: &JsonBody) -> Result<Value, BadRequest> {
     }
     Ok(Value::Object(out))
 }
-
-type Field<'a> = dyn Fn(&str) -> Result<Option<Value>, BadRequest> + 'a;
 
 fn generation_config(field: &Field<'_>) -> Result<Map<String, Value>, BadRequest> {
     let mut config = Map::new();
@@ -195,22 +179,6 @@ fn translate_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Ba
         .map(|(role, parts)| json!({ "role": role, "parts": parts }))
         .collect();
     Ok((system, contents))
-}
-
-/// Text of a string content or of the text parts of an array content.
-fn text_of(content: &Value, i: usize) -> Result<String, BadRequest> {
-    match content {
-        Value::String(s) => Ok(s.clone()),
-        Value::Array(parts) => Ok(parts
-            .iter()
-            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("")),
-        _ => Err(bad(format!(
-            "messages[{i}].content must be a string or an array"
-        ))),
-    }
 }
 
 fn content_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, BadRequest> {
