@@ -398,6 +398,10 @@ pub struct Deployment {
     /// Tokens per minute this deployment may receive, across all proxies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    /// This deployment's own timeout (ms): a whole non-streaming call, or a stream's first
+    /// chunk. Wins over the route's and the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 /// A caller's credential and what it may do.

@@ -123,6 +123,12 @@ impl Snapshot {
                         format!("unknown provider `{}`", d.provider),
                     );
                 }
+                if d.timeout_ms == Some(0) {
+                    push(
+                        format!("{at}.deployments[{j}].timeout_ms"),
+                        "must be greater than 0".into(),
+                    );
+                }
                 if d.model.is_empty() {
                     push(
                         format!("{at}.deployments[{j}].model"),

@@ -24,6 +24,7 @@ const ROUTES: &str = r#"
   - { alias: small, context_window: 8000, fallbacks: [unsized, large], deployments: [{ provider: mock, model: small-m }] }
   - { alias: unsized, deployments: [{ provider: mock, model: mid-m }] }
   - { alias: large, context_window: 200000, deployments: [{ provider: mock, model: large-m }] }
+  - { alias: dep-timeout, timeout_ms: 5000, strategy: ordered, deployments: [{ provider: mock, model: slowdep, timeout_ms: 300 }, { provider: mock, model: second, priority: 1 }] }
   - { alias: retrying, retry: { retries: 2, backoff_ms: 50 }, deployments: [{ provider: mock, model: once }] }
   - { alias: bounded, timeout_ms: 5000, retry: { retries: 3, backoff_ms: 10, deadline_ms: 700 }, deployments: [{ provider: mock, model: stall }] }
 pricing:
@@ -353,6 +354,25 @@ async fn fallback_routes_context_windows_retries_and_the_deadline() {
     );
     assert!(
         started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    upstream_models(&env).await;
+
+    // A deployment's own timeout wins over its route's.
+    env.mock()
+        .script(&json!({"model": "slowdep", "latency_ms": 2000}))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let seen = chat(&env, "dep-timeout", false).await;
+    assert_eq!(
+        (seen.status, seen.deployment.as_str()),
+        (200, "mock/second"),
+        "{seen:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
         "{:?}",
         started.elapsed()
     );

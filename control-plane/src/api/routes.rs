@@ -47,6 +47,8 @@ pub struct DeploymentBody {
     pub rpm: Option<u64>,
     /// Tokens per minute this deployment may receive, across all proxies.
     pub tpm: Option<u64>,
+    /// This deployment's own timeout (ms), over the route's and the provider's.
+    pub timeout_ms: Option<u64>,
 }
 
 impl From<DeploymentBody> for proto::Deployment {
@@ -58,6 +60,7 @@ impl From<DeploymentBody> for proto::Deployment {
             priority: d.priority,
             rpm: d.rpm,
             tpm: d.tpm,
+            timeout_ms: d.timeout_ms,
         }
     }
 }
@@ -71,6 +74,7 @@ impl From<&proto::Deployment> for DeploymentBody {
             priority: d.priority,
             rpm: d.rpm,
             tpm: d.tpm,
+            timeout_ms: d.timeout_ms,
         }
     }
 }

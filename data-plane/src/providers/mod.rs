@@ -230,6 +230,8 @@ pub struct Deployment {
     pub tpm: Option<u64>,
     /// The upstream model's price, when the snapshot has one.
     pub price: Option<Arc<proto::ModelPrice>>,
+    /// This deployment's own timeout, over the route's and the provider's.
+    pub timeout: Option<std::time::Duration>,
     /// Relative share of traffic within its priority tier.
     pub weight: u32,
     /// Priority tier: lower tiers serve first.

@@ -112,10 +112,11 @@ pub(super) fn finish(
     response
 }
 
-/// The route's timeout, else the provider's, else the process default.
+/// The deployment's timeout, else the route's, else the provider's, else the process default.
 fn timeout_for(app: &App, route: &Route, deployment: &Deployment) -> Duration {
-    route
+    deployment
         .timeout
+        .or(route.timeout)
         .or(deployment.provider.timeout())
         .unwrap_or(app.inner.default_timeout)
 }

@@ -223,6 +223,7 @@ pub fn compile(
             let id = format!("{}/{}", d.provider, d.model);
             deployments.push(Deployment {
                 stats: crate::routing::stats_for(&id),
+                timeout: d.timeout_ms.map(Duration::from_millis),
                 weight: d.weight.unwrap_or(1),
                 priority: d.priority.unwrap_or(0),
                 id,

@@ -153,6 +153,7 @@ fn big_snapshot(
                 priority: None,
                 rpm: None,
                 tpm: None,
+                timeout_ms: None,
             }],
             timeout_ms: None,
             reserve_output_tokens: None,
