@@ -68,6 +68,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
         routes.iter().map(|r| r.alias.clone()).collect();
     for route in &mut routes {
         route.fallbacks.retain(|f| aliases.contains(f));
+        route.rules.retain(|r| aliases.contains(&r.route));
     }
 
     let now = Utc::now();

@@ -24,7 +24,8 @@ pub use lease::{
 };
 pub use snapshot::{
     Budget, BudgetPeriod, BudgetScope, Credential, Deployment, ModelPrice, Provider, ProviderKind,
-    RetryPolicy, Route, Snapshot, Strategy, TeamPolicy, Trigger, VirtualKey, SCHEMA_VERSION,
+    RetryPolicy, Route, RouteRule, Snapshot, Strategy, TeamPolicy, Trigger, VirtualKey,
+    SCHEMA_VERSION,
 };
 pub use usage::{
     usage_subject, BudgetAlert, Outcome, Refusal, TokenUsage, UsageEvent, BUDGET_ALERT_SUBJECT,

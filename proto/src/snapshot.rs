@@ -288,6 +288,30 @@ pub struct Route {
     /// length falls back only to a route with a larger window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
+    /// Checked in order before the strategy runs: the first rule whose conditions all hold
+    /// sends the request to its `route` instead (one level: the target's own rules are not
+    /// applied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RouteRule>,
+}
+
+/// Sends matching requests for a route to another route.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RouteRule {
+    /// The caller's team is this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// The caller's key has this id or name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The request carries every one of these tags (after the key's forced tags).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// The prompt is estimated at this many tokens or more (e.g. to a long-context route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_prompt_tokens: Option<u64>,
+    /// The alias that serves matching requests.
+    pub route: String,
 }
 
 /// How a request moves on after a failed attempt.

@@ -166,6 +166,27 @@ impl Snapshot {
                     );
                 }
             }
+            for (j, rule) in r.rules.iter().enumerate() {
+                let at = format!("{at}.rules[{j}]");
+                if rule.route == r.alias {
+                    push(
+                        format!("{at}.route"),
+                        "a rule cannot send a route to itself".into(),
+                    );
+                } else if !self.routes.iter().any(|o| o.alias == rule.route) {
+                    push(
+                        format!("{at}.route"),
+                        format!("unknown route `{}`", rule.route),
+                    );
+                }
+                if rule.team.is_none()
+                    && rule.key.is_none()
+                    && rule.tags.is_empty()
+                    && rule.min_prompt_tokens.is_none()
+                {
+                    push(at, "needs at least one condition".into());
+                }
+            }
             if r.context_window == Some(0) {
                 push(
                     format!("{at}.context_window"),

@@ -25,6 +25,10 @@ const ROUTES: &str = r#"
   - { alias: unsized, deployments: [{ provider: mock, model: mid-m }] }
   - { alias: large, context_window: 200000, deployments: [{ provider: mock, model: large-m }] }
   - { alias: dep-timeout, timeout_ms: 5000, strategy: ordered, deployments: [{ provider: mock, model: slowdep, timeout_ms: 300 }, { provider: mock, model: second, priority: 1 }] }
+  - { alias: sized, rules: [{ min_prompt_tokens: 200, route: long }], deployments: [{ provider: mock, model: short-m }] }
+  - { alias: tagged, rules: [{ tags: { tier: gold }, route: long }, { team: platform, key: nobody, route: unsized }], deployments: [{ provider: mock, model: short-m }] }
+  - { alias: teamed, rules: [{ team: platform, route: long }], deployments: [{ provider: mock, model: short-m }] }
+  - { alias: long, deployments: [{ provider: mock, model: long-m }] }
   - { alias: retrying, retry: { retries: 2, backoff_ms: 50 }, deployments: [{ provider: mock, model: once }] }
   - { alias: bounded, timeout_ms: 5000, retry: { retries: 3, backoff_ms: 10, deadline_ms: 700 }, deployments: [{ provider: mock, model: stall }] }
 pricing:
@@ -54,14 +58,28 @@ struct Seen {
 }
 
 async fn chat(env: &TestEnv, alias: &str, stream: bool) -> Seen {
+    chat_with(env, alias, stream, "route me please", &[]).await
+}
+
+async fn chat_with(
+    env: &TestEnv,
+    alias: &str,
+    stream: bool,
+    content: &str,
+    headers: &[(&str, &str)],
+) -> Seen {
     let body = json!({"model": alias, "stream": stream,
-                      "messages": [{"role": "user", "content": "route me please"}]});
-    let answer = client()
+                      "messages": [{"role": "user", "content": content}]});
+    let mut request = client()
         .post(format!(
             "{}/v1/chat/completions",
             env.data_plane().base_url()
         ))
-        .bearer_auth(FULL_KEY)
+        .bearer_auth(FULL_KEY);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let answer = request
         .json(&body)
         .timeout(Duration::from_secs(20))
         .send()
@@ -390,5 +408,68 @@ async fn fallback_routes_context_windows_retries_and_the_deadline() {
     assert!(
         took >= Duration::from_millis(650) && took < Duration::from_millis(1500),
         "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn rules_and_the_callers_preference_choose_the_route_first() {
+    let env = gateway().await;
+    let route_of = |seen: &Seen| (seen.status, seen.deployment.clone(), seen.reason.clone());
+
+    // Request size: a long prompt goes to the long-context route.
+    let short = chat_with(&env, "sized", false, "a short prompt", &[]).await;
+    assert_eq!(
+        route_of(&short),
+        (200, "mock/short-m".into(), "weighted".into())
+    );
+    let long_prompt = "word ".repeat(1000);
+    let long = chat_with(&env, "sized", false, &long_prompt, &[]).await;
+    assert_eq!(route_of(&long), (200, "mock/long-m".into(), "rule".into()));
+
+    // Tags (all must match); a rule whose key does not match is skipped.
+    let plain = chat_with(&env, "tagged", false, "hi", &[]).await;
+    assert_eq!(plain.deployment, "mock/short-m");
+    let gold = chat_with(
+        &env,
+        "tagged",
+        false,
+        "hi",
+        &[("x-switchyard-tags", "tier=gold")],
+    )
+    .await;
+    assert_eq!(route_of(&gold), (200, "mock/long-m".into(), "rule".into()));
+
+    // Team (the test key's team is `platform`).
+    let team = chat_with(&env, "teamed", false, "hi", &[]).await;
+    assert_eq!(team.deployment, "mock/long-m");
+
+    // The caller's preference: the first alias that exists and is allowed serves.
+    let preferred = chat_with(
+        &env,
+        "sized",
+        false,
+        "hi",
+        &[("x-switchyard-models", "no-such-alias, long, sized")],
+    )
+    .await;
+    assert_eq!(
+        route_of(&preferred),
+        (200, "mock/long-m".into(), "preference".into())
+    );
+    let answer = client()
+        .post(format!(
+            "{}/v1/chat/completions",
+            env.data_plane().base_url()
+        ))
+        .bearer_auth(FULL_KEY)
+        .header("x-switchyard-models", "long")
+        .json(&json!({"model": "sized", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.headers()["x-switchyard-route"], "long");
+    assert_eq!(
+        upstream_models(&env).await,
+        ["short-m", "long-m", "short-m", "long-m", "long-m", "long-m", "long-m"]
     );
 }

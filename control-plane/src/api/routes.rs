@@ -93,6 +93,8 @@ pub struct RouteView {
     #[schema(value_type = Option<Object>)]
     pub retry: Option<proto::RetryPolicy>,
     pub context_window: Option<u64>,
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<proto::RouteRule>,
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -129,6 +131,7 @@ impl RouteView {
             fallbacks: s.fallbacks.clone(),
             retry: s.retry.clone(),
             context_window: s.context_window,
+            rules: s.rules.clone(),
             version,
             created_at,
             updated_at,
@@ -159,6 +162,11 @@ pub struct CreateRoute {
     pub retry: Option<proto::RetryPolicy>,
     /// Largest prompt (tokens) the route's models accept.
     pub context_window: Option<u64>,
+    /// `[{team?, key?, tags?, min_prompt_tokens?, route}]`: the first matching rule sends the
+    /// request to `route`.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<proto::RouteRule>,
     pub team_id: Option<Uuid>,
 }
 
@@ -183,6 +191,8 @@ pub struct UpdateRoute {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub context_window: Option<Option<u64>>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub rules: Option<Vec<proto::RouteRule>>,
 }
 
 fn check_alias(check: &mut Check, alias: &str) {
@@ -232,12 +242,14 @@ async fn check_providers(
     Ok(())
 }
 
-/// Fallback aliases must name other routes the caller can see.
+/// Fallback and rule targets must name other routes the caller can see; `path` names the
+/// field of the i-th one.
 async fn check_fallbacks(
     state: &AppState,
     who: &Principal,
     alias: &str,
     fallbacks: &[String],
+    path: fn(usize) -> String,
     check: &mut Check,
 ) -> Result<(), ApiError> {
     if fallbacks.is_empty() {
@@ -252,7 +264,7 @@ async fn check_fallbacks(
         .await?;
     let teams: HashMap<String, Option<Uuid>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     for (i, f) in fallbacks.iter().enumerate() {
-        let path = format!("fallbacks[{i}]");
+        let path = path(i);
         if f == alias {
             check.fail(&path, "a route cannot fall back to itself");
         } else if !teams.get(f).is_some_and(|team| who.can_see(*team)) {
@@ -260,6 +272,14 @@ async fn check_fallbacks(
         }
     }
     Ok(())
+}
+
+fn fallback_path(i: usize) -> String {
+    format!("fallbacks[{i}]")
+}
+
+fn rule_path(i: usize) -> String {
+    format!("rules[{i}].route")
 }
 
 #[utoipa::path(post, path = "/admin/routes",
@@ -281,11 +301,22 @@ pub async fn create(
         fallbacks: body.fallbacks,
         retry: body.retry,
         context_window: body.context_window,
+        rules: body.rules,
     };
     let mut check = Check::new();
     check_alias(&mut check, &body.alias);
     check_providers(&state, &who, team_id, &spec.deployments, &mut check).await?;
-    check_fallbacks(&state, &who, &body.alias, &spec.fallbacks, &mut check).await?;
+    check_fallbacks(
+        &state,
+        &who,
+        &body.alias,
+        &spec.fallbacks,
+        fallback_path,
+        &mut check,
+    )
+    .await?;
+    let targets: Vec<String> = spec.rules.iter().map(|r| r.route.clone()).collect();
+    check_fallbacks(&state, &who, &body.alias, &targets, rule_path, &mut check).await?;
     check.done()?;
     let command = ResourceCommand::Create {
         id: body.alias.clone(),
@@ -382,7 +413,7 @@ pub async fn update(
     }
     if let Some(fallbacks) = body.fallbacks {
         let mut check = Check::new();
-        check_fallbacks(&state, &who, &alias, &fallbacks, &mut check).await?;
+        check_fallbacks(&state, &who, &alias, &fallbacks, fallback_path, &mut check).await?;
         check.done()?;
         spec.fallbacks = fallbacks;
     }
@@ -391,6 +422,13 @@ pub async fn update(
     }
     if let Some(window) = body.context_window {
         spec.context_window = window;
+    }
+    if let Some(rules) = body.rules {
+        let targets: Vec<String> = rules.iter().map(|r| r.route.clone()).collect();
+        let mut check = Check::new();
+        check_fallbacks(&state, &who, &alias, &targets, rule_path, &mut check).await?;
+        check.done()?;
+        spec.rules = rules;
     }
     let expected = Some(expected.unwrap_or(version));
     let done = state

@@ -22,6 +22,8 @@ pub struct RouteSpec {
     pub retry: Option<proto::RetryPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<proto::RouteRule>,
 }
 
 impl RouteSpec {
@@ -35,6 +37,7 @@ impl RouteSpec {
             fallbacks: self.fallbacks.clone(),
             retry: self.retry.clone(),
             context_window: self.context_window,
+            rules: self.rules.clone(),
         }
     }
 }
@@ -67,11 +70,13 @@ impl Spec for RouteSpec {
         // Fallback aliases are checked by the caller against the routes that exist; stand-ins
         // here.
         let mut routes = vec![self.to_proto("r")];
-        for f in &self.fallbacks {
+        let targets = self.rules.iter().map(|r| &r.route);
+        for f in self.fallbacks.iter().chain(targets) {
             if f != "r" && !routes.iter().any(|r| &r.alias == f) {
                 routes.push(proto::Route {
                     fallbacks: Vec::new(),
                     retry: None,
+                    rules: Vec::new(),
                     ..self.to_proto(f)
                 });
             }

@@ -28,9 +28,12 @@ use super::select::Reason;
 use crate::providers::{Deployment, UpstreamError};
 use crate::snapshot::Route;
 
-/// Why the deployment that answered was chosen: the strategy, `explore`, `all_open`, or
-/// `fallback` when an earlier attempt failed.
+/// Why the deployment that answered was chosen: `rule` or `preference` when one chose the
+/// route, else the strategy, `explore` or `all_open`; `fallback` when an earlier attempt failed.
 pub const ROUTE_REASON: HeaderName = HeaderName::from_static("x-switchyard-route-reason");
+/// The route (alias) whose deployment answered: the requested one, a rule's or the caller's
+/// preferred target, or a fallback route.
+pub const ROUTE: HeaderName = HeaderName::from_static("x-switchyard-route");
 /// How many attempts the request took.
 pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 
@@ -128,6 +131,8 @@ pub struct Attempt<'r> {
     pub reason: Reason,
     /// 1 for the first attempt.
     pub number: u32,
+    /// What chose the route before the strategy ran (`rule`, `preference`), if anything.
+    pub origin: Option<&'static str>,
     /// Wait this long before sending (a retry's backoff).
     pub wait: Duration,
 }
@@ -138,7 +143,7 @@ impl Attempt<'_> {
         if self.number > 1 {
             "fallback"
         } else {
-            self.reason.as_str()
+            self.origin.unwrap_or(self.reason.as_str())
         }
     }
 }
@@ -160,11 +165,18 @@ pub struct Attempts<'r> {
     deadline: Option<Instant>,
     retry_after: Option<Duration>,
     upstream: Duration,
+    origin: Option<&'static str>,
 }
 
 impl<'r> Attempts<'r> {
     /// `chain` is the requested route then its fallbacks; the first route's policy governs.
-    pub fn new(chain: Vec<&'r Route>, arrived: Instant) -> Option<Self> {
+    /// `origin` says what chose the requested route before the strategy (a rule, the caller's
+    /// preference), for the response and the usage event.
+    pub fn new(
+        chain: Vec<&'r Route>,
+        arrived: Instant,
+        origin: Option<&'static str>,
+    ) -> Option<Self> {
         let policy = &chain.first()?.retry;
         let shape: Vec<Vec<bool>> = chain
             .iter()
@@ -181,6 +193,7 @@ impl<'r> Attempts<'r> {
             deadline: policy.deadline.map(|d| arrived + d),
             retry_after: None,
             upstream: Duration::ZERO,
+            origin,
             chain,
         })
     }
@@ -263,6 +276,7 @@ impl<'r> Attempts<'r> {
                             reason,
                             number: self.made,
                             wait,
+                            origin: self.origin,
                         });
                     }
                 }
@@ -286,6 +300,7 @@ impl<'r> Attempts<'r> {
             reason: Reason::AllOpen,
             number: self.made,
             wait: Duration::ZERO,
+            origin: self.origin,
         })
     }
 
@@ -347,6 +362,9 @@ impl<'r> Attempts<'r> {
 
     /// The routing headers of the response.
     pub fn tag(&self, headers: &mut HeaderMap, attempt: &Attempt<'_>) {
+        if let Ok(alias) = HeaderValue::from_str(&attempt.route.alias) {
+            headers.insert(ROUTE, alias);
+        }
         headers.insert(ROUTE_REASON, HeaderValue::from_static(attempt.reason()));
         headers.insert(ATTEMPTS, HeaderValue::from(attempt.number));
     }

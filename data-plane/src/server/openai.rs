@@ -239,7 +239,7 @@ pub(super) async fn chat(
         Err(e) => return Err(e),
     };
     let fields = body::chat(&json)?;
-    let route = pipeline::resolve(&snapshot, &key, &fields.model)?;
+    let (route, preferred) = pipeline::resolve_preferred(&snapshot, &key, &fields.model, headers)?;
     let tags = request_tags(headers, &json, &key)?;
     let cost_cap = cost_cap(headers)?;
     let prompt_tokens = estimate::prompt_tokens(bytes.len());
@@ -248,7 +248,17 @@ pub(super) async fn chat(
         model: &fields.model,
         id: trace.id,
     };
-    let Some(mut attempts) = Attempts::new(chain(&snapshot, &route), trace.started) else {
+    let ruled = pipeline::apply_rules(&snapshot, &route, &key, &tags, prompt_tokens);
+    let origin = match (ruled, preferred) {
+        (Some(_), _) => Some("rule"),
+        (None, true) => Some("preference"),
+        (None, false) => None,
+    };
+    let Some(mut attempts) = Attempts::new(
+        chain(&snapshot, ruled.unwrap_or(&route)),
+        trace.started,
+        origin,
+    ) else {
         return Err(ApiError::ModelNotFound(fields.model.clone()));
     };
     if untranslatable.is_some() {
@@ -542,12 +552,22 @@ async fn embed(
     let bytes = body::read(raw, headers, app.inner.max_body).await?;
     let json = body::parse_object(&bytes)?;
     let model = body::embeddings(&json)?;
-    let route = pipeline::resolve(&snapshot, &key, &model)?;
+    let (route, preferred) = pipeline::resolve_preferred(&snapshot, &key, &model, headers)?;
     let tags = request_tags(headers, &json, &key)?;
     let cost_cap = cost_cap(headers)?;
     let prompt_tokens = estimate::prompt_tokens(bytes.len());
     drop(bytes);
-    let Some(mut attempts) = Attempts::new(chain(&snapshot, &route), trace.started) else {
+    let ruled = pipeline::apply_rules(&snapshot, &route, &key, &tags, prompt_tokens);
+    let origin = match (ruled, preferred) {
+        (Some(_), _) => Some("rule"),
+        (None, true) => Some("preference"),
+        (None, false) => None,
+    };
+    let Some(mut attempts) = Attempts::new(
+        chain(&snapshot, ruled.unwrap_or(&route)),
+        trace.started,
+        origin,
+    ) else {
         return Err(ApiError::ModelNotFound(model));
     };
     let mut last: Option<ApiError> = None;

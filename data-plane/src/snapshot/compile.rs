@@ -130,6 +130,8 @@ pub struct Route {
     pub retry: crate::routing::attempts::Policy,
     /// Largest prompt (tokens) the route's models accept, if known.
     pub context_window: Option<u64>,
+    /// Rules that send matching requests to another route (see `pipeline::apply_rules`).
+    pub rules: Vec<proto::RouteRule>,
 }
 
 impl Route {
@@ -245,6 +247,7 @@ pub fn compile(
             fallbacks: r.fallbacks.clone(),
             retry: crate::routing::attempts::Policy::from(r.retry.as_ref()),
             context_window: r.context_window,
+            rules: r.rules.clone(),
         };
         routes.insert(r.alias.clone(), Arc::new(route));
     }

@@ -161,6 +161,7 @@ fn big_snapshot(
             fallbacks: Vec::new(),
             retry: None,
             context_window: None,
+            rules: Vec::new(),
         })
         .collect();
     let mut all_keys: Vec<proto::VirtualKey> = (0..keys)

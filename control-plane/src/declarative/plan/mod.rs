@@ -250,6 +250,7 @@ impl Desired {
                         fallbacks: r.fallbacks.clone(),
                         retry: r.retry.clone(),
                         context_window: r.context_window,
+                        rules: r.rules.clone(),
                     },
                 )
             })
