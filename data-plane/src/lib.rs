@@ -123,6 +123,12 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
         .build()?;
+    tasks.spawn(routing::probe::run(
+        Arc::clone(&snapshots),
+        http.clone(),
+        args.upstream_timeout(),
+        cancel.clone(),
+    ));
     let app = server::App::new(server::Parts {
         snapshots: Arc::clone(&snapshots),
         http,

@@ -149,6 +149,11 @@ pub struct Provider {
     /// Extra, non-secret headers sent with every upstream request (e.g. `OpenAI-Organization`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Active health checks (off when absent): every proxy sends each of this provider's
+    /// deployments a one-token chat request this often (ms), and the answer feeds the
+    /// deployment's circuit breaker like a client request's would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_ms: Option<u64>,
     /// Kind-specific, non-secret settings: `project` and `location` for `vertex_ai`, `region`
     /// for `bedrock`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -78,6 +78,12 @@ impl Snapshot {
                     );
                 }
             }
+            if p.health_check_ms.is_some_and(|ms| ms < 100) {
+                push(
+                    format!("{at}.health_check_ms"),
+                    "must be at least 100".into(),
+                );
+            }
             if p.timeout_ms == Some(0) {
                 push(format!("{at}.timeout_ms"), "must be greater than 0".into());
             }

@@ -473,3 +473,58 @@ async fn rules_and_the_callers_preference_choose_the_route_first() {
         ["short-m", "long-m", "short-m", "long-m", "long-m", "long-m", "long-m"]
     );
 }
+
+#[tokio::test]
+async fn active_health_checks_open_and_close_the_breaker_without_client_traffic() {
+    let spec = DataPlaneSpec::from_fn(|env| {
+        format!(
+            r#"
+providers:
+  - {{ id: checked, kind: openai_compatible, base_url: "{mock}/v1", api_key: {{ env: MOCK_UPSTREAM_KEY }}, health_check_ms: 100 }}
+routes:
+  - {{ alias: watched, deployments: [{{ provider: checked, model: probed }}] }}
+keys:
+  - {{ name: full, sha256: "{full}", models: ["*"] }}
+"#,
+            mock = env.mock().base_url(),
+            full = crate::fixture::sha256_hex(FULL_KEY),
+        )
+    })
+    .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
+    let env = TestEnv::builder()
+        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .data_plane_spec(spec)
+        .build()
+        .await
+        .expect("gateway starts");
+    env.mock()
+        .script(&json!({"model": "probed", "status": 500, "times": 5}))
+        .await
+        .unwrap();
+    let metrics_url = format!("{}/metrics", env.data_plane().ops_url());
+    let state = |want: &'static str| {
+        let url = metrics_url.clone();
+        async move {
+            let text = client().get(&url).send().await?.text().await?;
+            let line = format!("switchyard_breaker_state{{deployment=\"checked/probed\"}} {want}");
+            anyhow::ensure!(text.contains(&line), "no `{line}`");
+            Ok(())
+        }
+    };
+    // Five failed checks in a row open the breaker; no client sent anything.
+    eventually(Duration::from_secs(10), || state("2"))
+        .await
+        .unwrap();
+    let seen = env.mock().requests().await.unwrap();
+    assert!(seen.len() >= 5, "{seen:?}");
+    for r in &seen {
+        assert_eq!(r["body"]["max_tokens"], 1, "{r}");
+        assert_eq!(r["body"]["messages"][0]["content"], "ping");
+    }
+    // After the cool-down the next check is the probe; it succeeds and closes the breaker.
+    eventually(Duration::from_secs(15), || state("0"))
+        .await
+        .unwrap();
+    let answer = chat(&env, "watched", false).await;
+    assert_eq!(answer.status, 200);
+}

@@ -57,6 +57,7 @@ pub struct ProviderView {
     pub api_version: Option<String>,
     pub timeout_ms: Option<u64>,
     pub stream_usage: Option<bool>,
+    pub health_check_ms: Option<u64>,
     pub headers: BTreeMap<String, String>,
     pub settings: BTreeMap<String, String>,
     /// `sealed`, `env:VAR`, or null. The secret itself is never returned.
@@ -95,6 +96,7 @@ impl ProviderView {
             api_version: s.api_version.clone(),
             timeout_ms: s.timeout_ms,
             stream_usage: s.stream_usage,
+            health_check_ms: s.health_check_ms,
             headers: s.headers.clone(),
             settings: s.settings.clone(),
             credential: describe(s.credential.as_ref()),
@@ -124,6 +126,9 @@ pub struct CreateProvider {
     pub api_version: Option<String>,
     pub timeout_ms: Option<u64>,
     pub stream_usage: Option<bool>,
+    /// Active health checks: a one-token chat request to each deployment this often (ms,
+    /// at least 100); off when absent.
+    pub health_check_ms: Option<u64>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -154,6 +159,9 @@ pub struct UpdateProvider {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<bool>)]
     pub stream_usage: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub health_check_ms: Option<Option<u64>>,
     pub headers: Option<BTreeMap<String, String>>,
     pub settings: Option<BTreeMap<String, String>>,
     /// Replaces the credential with this secret, sealed; `null` removes the credential.
@@ -195,6 +203,9 @@ impl UpdateProvider {
         }
         if let Some(v) = self.stream_usage {
             s.stream_usage = v;
+        }
+        if let Some(v) = self.health_check_ms {
+            s.health_check_ms = v;
         }
         if let Some(v) = self.headers {
             s.headers = v;
@@ -304,6 +315,7 @@ pub async fn create(
         api_version: body.api_version,
         timeout_ms: body.timeout_ms,
         stream_usage: body.stream_usage,
+        health_check_ms: body.health_check_ms,
         headers: body.headers,
         settings: body.settings,
         credential,

@@ -21,6 +21,8 @@ pub struct ProviderSpec {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub stream_usage: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_ms: Option<u64>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Kind-specific settings, e.g. Vertex `project` and `location`.
@@ -39,6 +41,7 @@ impl Default for ProviderSpec {
             api_version: None,
             timeout_ms: None,
             stream_usage: None,
+            health_check_ms: None,
             headers: BTreeMap::new(),
             settings: BTreeMap::new(),
             credential: None,
@@ -57,6 +60,7 @@ impl ProviderSpec {
             api_version: self.api_version.clone(),
             timeout_ms: self.timeout_ms,
             stream_usage: self.stream_usage,
+            health_check_ms: self.health_check_ms,
             headers: self.headers.clone(),
             settings: self.settings.clone(),
         }

@@ -62,6 +62,7 @@ impl Spec for RouteSpec {
                 stream_usage: None,
                 headers: Default::default(),
                 settings: Default::default(),
+                health_check_ms: None,
             })
             .collect::<Vec<_>>();
         let mut unique = providers;

@@ -232,6 +232,8 @@ pub struct Deployment {
     pub price: Option<Arc<proto::ModelPrice>>,
     /// This deployment's own timeout, over the route's and the provider's.
     pub timeout: Option<std::time::Duration>,
+    /// How often this proxy checks the deployment actively (its provider's setting).
+    pub health_check: Option<std::time::Duration>,
     /// Relative share of traffic within its priority tier.
     pub weight: u32,
     /// Priority tier: lower tiers serve first.

@@ -372,7 +372,7 @@ impl<'r> Attempts<'r> {
 
 /// Reports an outcome to the deployment's breaker; a transition is exported and announced to
 /// the other proxies.
-fn record(deployment: &Deployment, success: bool, error: Option<&'static str>) {
+pub(crate) fn record(deployment: &Deployment, success: bool, error: Option<&'static str>) {
     let breaker = &deployment.stats.breaker;
     let before = breaker.state();
     let after = breaker.record(success, Instant::now());

@@ -9,6 +9,7 @@
 pub mod attempts;
 pub mod breaker;
 pub mod health;
+pub mod probe;
 pub mod rng;
 pub mod select;
 

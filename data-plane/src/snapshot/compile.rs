@@ -211,7 +211,7 @@ pub fn compile(
         let mut deployments = Vec::with_capacity(r.deployments.len());
         for (j, d) in r.deployments.iter().enumerate() {
             // Validation guarantees the provider exists.
-            let Some((adapter, _)) = providers.get(d.provider.as_str()) else {
+            let Some((adapter, provider)) = providers.get(d.provider.as_str()) else {
                 continue;
             };
             let invalid = |reason: String| {
@@ -226,6 +226,7 @@ pub fn compile(
             deployments.push(Deployment {
                 stats: crate::routing::stats_for(&id),
                 timeout: d.timeout_ms.map(Duration::from_millis),
+                health_check: provider.health_check_ms.map(Duration::from_millis),
                 weight: d.weight.unwrap_or(1),
                 priority: d.priority.unwrap_or(0),
                 id,

@@ -138,6 +138,7 @@ fn big_snapshot(
         stream_usage: None,
         headers: BTreeMap::new(),
         settings: BTreeMap::new(),
+        health_check_ms: None,
     }];
     let routes = (0..routes)
         .map(|i| proto::Route {

@@ -44,6 +44,7 @@ pub(super) fn provider_spec(p: &proto::Provider) -> ProviderSpec {
         api_version: p.api_version.clone(),
         timeout_ms: p.timeout_ms,
         stream_usage: p.stream_usage,
+        health_check_ms: p.health_check_ms,
         headers: p.headers.clone(),
         settings: p.settings.clone(),
         credential: p.api_key.clone(),
