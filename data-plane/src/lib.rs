@@ -93,7 +93,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         None => None,
     };
     if let Some(client) = &nats {
-        routing::health::start(client.clone(), Arc::clone(&proxy_id), &tasks, &cancel);
+        routing::health::start(client.clone(), Arc::clone(&proxy_id), &tasks, &cancel).await;
     }
     let admission = Arc::new(admission::Admission::new(
         nats.clone(),

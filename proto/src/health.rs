@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 pub const HEALTH_SUBJECT_PREFIX: &str = "switchyard.health";
 /// Everything proxies announce.
 pub const HEALTH_SUBJECTS: &str = "switchyard.health.>";
+/// Request/reply: a starting proxy asks the control plane which deployments some proxy
+/// recently saw open; the reply is a JSON array of [`HealthEvent`]s.
+pub const HEALTH_QUERY_SUBJECT: &str = "switchyard.health-query";
+/// Queue group of the control-plane replicas answering [`HEALTH_QUERY_SUBJECT`].
+pub const HEALTH_QUERY_QUEUE: &str = "switchyard-health";
 
 /// A breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -16,7 +16,8 @@ pub use distribution::{
 };
 
 pub use health::{
-    health_subject, BreakerState, HealthEvent, HEALTH_SUBJECTS, HEALTH_SUBJECT_PREFIX,
+    health_subject, BreakerState, HealthEvent, HEALTH_QUERY_QUEUE, HEALTH_QUERY_SUBJECT,
+    HEALTH_SUBJECTS, HEALTH_SUBJECT_PREFIX,
 };
 pub use lease::{
     period_bounds, rate_window, LeaseReply, LeaseRequest, PoolKey, RateUnit, LEASE_QUEUE,

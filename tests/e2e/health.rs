@@ -1,6 +1,7 @@
 //! Health shared across proxies: a deployment killed while only proxy A sends to it is skipped
-//! by proxies B and C within a second (A's breaker announcement over NATS), and the control
-//! plane reports it at `GET /admin/health`.
+//! by proxies B and C within a second (A's breaker announcement over NATS), a proxy started
+//! afterwards skips it from its first request (it asks the control plane at start), and the
+//! control plane reports it at `GET /admin/health`.
 
 use std::time::{Duration, Instant};
 
@@ -128,6 +129,30 @@ async fn a_deployment_one_proxy_saw_die_is_avoided_by_the_others_within_a_second
         );
     }
     assert!(opened.elapsed() < Duration::from_secs(1));
+
+    // A proxy that starts now learns it from the control plane, before its first request.
+    env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+        .await
+        .expect("a fourth data plane starts");
+    let late = env.data_planes()[3].base_url();
+    eventually(Duration::from_secs(30), || async {
+        let status = client()
+            .get(format!("{late}/v1/models/chat"))
+            .bearer_auth(&secret)
+            .send()
+            .await?
+            .status();
+        anyhow::ensure!(status == 200, "{status}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let (status, deployment, attempts) = ask(&late, &secret).await;
+    assert_eq!(
+        (status, deployment.as_str(), attempts.as_str()),
+        (200, "steady/m", "1"),
+        "the late proxy tried the dead deployment"
+    );
 
     let health = eventually(Duration::from_secs(10), || async {
         let report = cp.get("/admin/health").await?;

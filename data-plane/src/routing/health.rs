@@ -6,7 +6,8 @@
 //! announcements and, on another proxy's `open`, opens its own breaker for that deployment, so
 //! a deployment one proxy saw die is skipped by all of them within a NATS round trip; each
 //! proxy then probes it itself after the cool-down. The control plane records the same events
-//! for `GET /admin/health`.
+//! for `GET /admin/health`, and a starting proxy asks it which deployments were seen open in
+//! the last few minutes (subscribing first, so nothing announced meanwhile is missed).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -19,6 +20,8 @@ use tokio_util::task::TaskTracker;
 
 /// Announcements waiting to be published.
 const QUEUE: usize = 256;
+/// Longest wait at start for the control plane's list of deployments already down.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 static BUS: OnceLock<(Arc<str>, mpsc::Sender<HealthEvent>)> = OnceLock::new();
 
@@ -39,8 +42,9 @@ pub fn announce(deployment: &str, state: BreakerState, error: Option<&'static st
     }
 }
 
-/// Starts publishing this proxy's announcements and applying the others'.
-pub fn start(
+/// Starts publishing this proxy's announcements and applying the others'; returns once it
+/// has asked the control plane what is already down (at most [`QUERY_TIMEOUT`]).
+pub async fn start(
     client: async_nats::Client,
     proxy: Arc<str>,
     tasks: &TaskTracker,
@@ -71,15 +75,29 @@ pub fn start(
             }
         });
     }
+    let mut events = match client.subscribe(proto::HEALTH_SUBJECTS).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen to other proxies' health announcements");
+            return;
+        }
+    };
+    // What the others saw before this proxy listened, before it serves (best effort and
+    // bounded: the control plane may be away).
+    let asked = client.request(proto::HEALTH_QUERY_SUBJECT, Vec::new().into());
+    match tokio::time::timeout(QUERY_TIMEOUT, asked).await {
+        Ok(Ok(reply)) => {
+            let known: Vec<HealthEvent> =
+                serde_json::from_slice(&reply.payload).unwrap_or_default();
+            for event in &known {
+                // Even this proxy's own id: it is a new process.
+                apply("", event);
+            }
+        }
+        _ => tracing::debug!("no answer about deployments already down"),
+    }
     let cancel = cancel.clone();
     tasks.spawn(async move {
-        let mut events = match client.subscribe(proto::HEALTH_SUBJECTS).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen to other proxies' health announcements");
-                return;
-            }
-        };
         loop {
             let message = tokio::select! {
                 () = cancel.cancelled() => return,
@@ -99,8 +117,7 @@ pub fn apply(own_proxy: &str, event: &HealthEvent) {
     if event.proxy == own_proxy || event.state != BreakerState::Open {
         return;
     }
-    let stats = super::stats_for(&event.deployment);
-    stats.breaker.trip(Instant::now());
+    super::report_down(&event.deployment, Instant::now());
     crate::metrics::breaker(&event.deployment, BreakerState::Open.as_str());
     tracing::info!(deployment = %event.deployment, seen_by = %event.proxy, error = event.error.as_deref(), "deployment reported down by another proxy; skipping it");
 }

@@ -35,6 +35,42 @@ pub fn stats_for(deployment_id: &str) -> Arc<Stats> {
         map.retain(|_, w| w.strong_count() > 0);
     }
     let stats = Arc::new(Stats::new(BreakerConfig::default()));
+    // Another proxy may have reported it down before this snapshot named it.
+    if let Some(at) = reported_down(deployment_id) {
+        stats.breaker.trip(at);
+    }
     map.insert(deployment_id.to_owned(), Arc::downgrade(&stats));
     stats
+}
+
+/// Deployments other proxies reported down, and when: applied to this proxy's breaker for the
+/// deployment even if no snapshot names it yet (a proxy learns of them at start, before its
+/// first snapshot arrives).
+fn down_reports() -> &'static Mutex<HashMap<String, std::time::Instant>> {
+    static DOWN: OnceLock<Mutex<HashMap<String, std::time::Instant>>> = OnceLock::new();
+    DOWN.get_or_init(Mutex::default)
+}
+
+/// Opens this proxy's breaker for `deployment_id` as of `at`, now or when a snapshot first
+/// names it.
+pub fn report_down(deployment_id: &str, at: std::time::Instant) {
+    {
+        let mut down = down_reports()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if down.len() >= 1024 {
+            down.retain(|_, t| t.elapsed() < BreakerConfig::default().cool_down);
+        }
+        down.insert(deployment_id.to_owned(), at);
+    }
+    stats_for(deployment_id).breaker.trip(at);
+}
+
+fn reported_down(deployment_id: &str) -> Option<std::time::Instant> {
+    let down = down_reports()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    down.get(deployment_id)
+        .copied()
+        .filter(|t| t.elapsed() < BreakerConfig::default().cool_down)
 }
