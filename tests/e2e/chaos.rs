@@ -217,4 +217,61 @@ async fn two_flaky_deployments_of_three_cost_no_requests_no_deadline_and_no_ledg
         "{total}"
     );
     assert_eq!(dec(&total["cost_usd"]), cost, "{total}");
+
+    // A stream cut after its first chunk cannot fall back any more: it ends with an error
+    // event (never `[DONE]`), and is counted in the proxy's metrics and in the ledger.
+    env.mock()
+        .script(&json!({"model": "cut", "fault": "reset_mid_stream"}))
+        .await
+        .unwrap();
+    cp.post(
+        "/admin/routes",
+        &json!({"alias": "cut", "deployments": [{"provider": "mock", "model": "cut"}]}),
+    )
+    .await
+    .unwrap();
+    let proxy = &proxies[0];
+    let text = eventually(Duration::from_secs(30), || async {
+        let answer = client()
+            .post(format!("{proxy}/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&json!({"model": "cut", "stream": true,
+                          "messages": [{"role": "user", "content": "cut me off"}]}))
+            .send()
+            .await?;
+        anyhow::ensure!(answer.status() == 200, "{}", answer.status());
+        Ok(answer.text().await?)
+    })
+    .await
+    .unwrap();
+    assert!(text.contains(r#""error""#), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    let metrics = client()
+        .get(format!("{}/metrics", env.data_planes()[0].ops_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"switchyard_errors_total{endpoint="chat",kind="upstream_stream_interrupted"}"#
+        ),
+        "{metrics}"
+    );
+    let cut = eventually(Duration::from_secs(30), || async {
+        let events = cp
+            .get("/admin/usage?outcome=upstream_error&limit=10")
+            .await?;
+        let cut = events["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|e| e["alias"] == "cut").cloned());
+        cut.ok_or_else(|| anyhow::anyhow!("not folded yet: {events}"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(cut["status"], 200, "{cut}");
+    assert_eq!(cut["usage_estimated"], true, "{cut}");
+    assert!(cut["completion_tokens"].as_i64().unwrap() > 0, "{cut}");
 }
