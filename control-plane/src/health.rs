@@ -87,6 +87,13 @@ const RECENT: &str = "5 minutes";
 /// The latest `open` announcements of the last few minutes, one per deployment and proxy.
 pub async fn recently_open(store: &Store) -> anyhow::Result<Vec<HealthEvent>> {
     let client = store.pool().get().await?;
+    Ok(recently_open_in(&**client).await?)
+}
+
+/// [`recently_open`] on a given connection or transaction (the snapshot's).
+pub async fn recently_open_in(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<HealthEvent>, tokio_postgres::Error> {
     let rows = client
         .query(
             &format!(

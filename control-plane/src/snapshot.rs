@@ -3,7 +3,8 @@
 //! Read in one repeatable-read transaction, so the snapshot is the state as of exactly one
 //! position of the log, and that position is its version. Besides providers, routes and keys it
 //! carries what admission needs: teams with limits, every budget (the data plane enforces hard
-//! ones through leases), and prices (the built-in table with the API's overrides on top).
+//! ones through leases), and prices (the built-in table with the API's overrides on top); and
+//! the deployments some proxy saw go down in the last few minutes.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -113,6 +114,9 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
     let teams = teams(&tx).await?;
     let budgets = budgets(&tx).await?;
     let pricing = pricing(&tx).await?;
+    let health = crate::health::recently_open_in(&*tx)
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("provider_health: {e}")))?;
     tx.commit().await?;
     Ok(Snapshot {
         schema_version: proto::SCHEMA_VERSION,
@@ -123,6 +127,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
         teams,
         budgets,
         pricing,
+        health,
     })
 }
 

@@ -41,6 +41,11 @@ pub struct Snapshot {
     /// a request's cost before it is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pricing: Vec<ModelPrice>,
+    /// Deployments some proxy saw go down in the last few minutes, as of when the snapshot was
+    /// built (live changes travel as health announcements, not as snapshots). A proxy opens its
+    /// breaker for each, as of the reported time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<crate::HealthEvent>,
 }
 
 /// Limits shared by all of a team's keys.

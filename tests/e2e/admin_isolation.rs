@@ -307,26 +307,9 @@ async fn provider_credentials_are_write_only() {
     );
 
     // The published snapshot carries it sealed.
-    let js = s.env.nats().jetstream().await.unwrap();
     let snapshot =
         switchyard_tests::support::eventually(std::time::Duration::from_secs(5), || async {
-            let store = js
-                .get_object_store(proto::SNAPSHOT_OBJECT_BUCKET)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let kv = js
-                .get_key_value(proto::SNAPSHOT_KV_BUCKET)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let pointer: proto::SnapshotPointer =
-                serde_json::from_slice(&kv.get(proto::SNAPSHOT_KV_KEY).await?.unwrap_or_default())?;
-            let mut object = store
-                .get(&pointer.object)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut bytes = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await?;
-            let text = String::from_utf8(bytes)?;
+            let text = crate::fixture::published_snapshot(&s.env).await?;
             anyhow::ensure!(text.contains("\"alias\":\"r\""), "route not published yet");
             Ok(text)
         })

@@ -124,3 +124,25 @@ pub async fn python_json(source: &str, envs: &[(&str, &str)]) -> Value {
     serde_json::from_str(out.stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("bad output ({e}): {}\n{}", out.stdout, out.stderr))
 }
+
+/// The snapshot the control plane last published (the KV pointer's object), as text.
+pub async fn published_snapshot(env: &TestEnv) -> anyhow::Result<String> {
+    let js = env.nats().jetstream().await?;
+    let store = js
+        .get_object_store(proto::SNAPSHOT_OBJECT_BUCKET)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kv = js
+        .get_key_value(proto::SNAPSHOT_KV_BUCKET)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pointer: proto::SnapshotPointer =
+        serde_json::from_slice(&kv.get(proto::SNAPSHOT_KV_KEY).await?.unwrap_or_default())?;
+    let mut object = store
+        .get(&pointer.object)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await?;
+    Ok(String::from_utf8(bytes)?)
+}

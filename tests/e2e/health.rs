@@ -167,6 +167,49 @@ async fn a_deployment_one_proxy_saw_die_is_avoided_by_the_others_within_a_second
     .await
     .unwrap();
     assert_eq!(health["provider"], "doomed");
+
+    // A's failed-over requests are folded with their route reason and attempts.
+    eventually(Duration::from_secs(20), || async {
+        let events = cp.get("/admin/usage?limit=100").await?;
+        let fell_back = events["data"].as_array().map_or(0, |d| {
+            d.iter()
+                .filter(|e| {
+                    e["route_reason"] == "fallback"
+                        && e["attempts"] == 2
+                        && e["fallbacks"] == 1
+                        && e["deployment"] == "steady/m"
+                })
+                .count()
+        });
+        anyhow::ensure!(
+            fell_back >= 5,
+            "{fell_back} failed-over events folded: {events}"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    // The next snapshot the control plane publishes carries it too.
+    cp.post(
+        "/admin/routes",
+        &json!({"alias": "another", "deployments": [{"provider": "steady", "model": "m"}]}),
+    )
+    .await
+    .unwrap();
+    let snapshot = eventually(Duration::from_secs(10), || async {
+        let text = crate::fixture::published_snapshot(&env).await?;
+        anyhow::ensure!(text.contains("\"another\""), "not published yet");
+        Ok(text)
+    })
+    .await
+    .unwrap();
+    let snapshot: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
+    let reported = snapshot["health"]
+        .as_array()
+        .and_then(|h| h.iter().find(|e| e["deployment"] == "doomed/m"))
+        .unwrap_or_else(|| panic!("{}", snapshot["health"]));
+    assert_eq!(reported["state"], "open");
     assert_eq!(
         health["proxies"][0]["error"], "upstream_unreachable",
         "{health}"

@@ -60,6 +60,8 @@ pub struct UsageView {
     pub attempts: i32,
     pub fallbacks: i32,
     pub cache_hit: bool,
+    /// Why the deployment that answered was chosen (`weighted`, `rule`, `fallback`, ...).
+    pub route_reason: Option<String>,
     pub folded_at: DateTime<Utc>,
 }
 
@@ -84,7 +86,7 @@ fn parse_cursor(after: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
 const COLUMNS: &str = "id, time, proxy, key_id, key_name, team_id, tags, endpoint, alias, provider,
     deployment, model, prompt_tokens, completion_tokens, cached_input_tokens, reasoning_tokens,
     usage_estimated, cost_usd, proxy_cost_usd, latency_ms, ttft_ms, status, outcome, refused_code,
-    refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit, folded_at";
+    refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit, folded_at, route_reason";
 
 fn view(r: &tokio_postgres::Row) -> UsageView {
     let tags: serde_json::Value = r.get(6);
@@ -120,6 +122,7 @@ fn view(r: &tokio_postgres::Row) -> UsageView {
         fallbacks: r.get(28),
         cache_hit: r.get(29),
         folded_at: r.get(30),
+        route_reason: r.get(31),
     }
 }
 

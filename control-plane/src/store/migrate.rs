@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_health.sql",
         include_str!("../../../migrations/0004_health.sql"),
     ),
+    (
+        5,
+        "0005_route_reason.sql",
+        include_str!("../../../migrations/0005_route_reason.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5357_4954_4348_0002;

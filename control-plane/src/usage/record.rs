@@ -75,12 +75,13 @@ const INSERT: &str = "
 INSERT INTO usage_events (id, time, proxy, key_id, key_name, team_id, tags, endpoint, alias,
     provider, deployment, model, prompt_tokens, completion_tokens, cached_input_tokens,
     reasoning_tokens, usage_estimated, cost_usd, proxy_cost_usd, latency_ms, ttft_ms, status,
-    outcome, refused_code, refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit)
+    outcome, refused_code, refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit,
+    route_reason)
 SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
     $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
     $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::bool[], $18::numeric[],
     $19::numeric[], $20::int8[], $21::int8[], $22::int4[], $23::text[], $24::text[],
-    $25::text[], $26::bool[], $27::bool[], $28::int4[], $29::int4[], $30::bool[])
+    $25::text[], $26::bool[], $27::bool[], $28::int4[], $29::int4[], $30::bool[], $31::text[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id";
 
@@ -129,6 +130,7 @@ pub async fn insert(
     let attempts = col!(|(d, _)| i32::try_from(d.event.attempts).unwrap_or(i32::MAX));
     let fallbacks = col!(|(d, _)| i32::try_from(d.event.fallbacks).unwrap_or(i32::MAX));
     let cache_hit = col!(|(d, _)| d.event.cache_hit);
+    let route_reason = col!(|(d, _)| d.event.route_reason.as_deref());
     let statement = tx.prepare_cached(INSERT).await?;
     let rows = tx
         .query(
@@ -164,6 +166,7 @@ pub async fn insert(
                 &attempts,
                 &fallbacks,
                 &cache_hit,
+                &route_reason,
             ],
         )
         .await?;

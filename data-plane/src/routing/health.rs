@@ -112,6 +112,23 @@ pub async fn start(
     });
 }
 
+/// How old a reported `open` may be and still be applied from a snapshot.
+const REPORT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Applies the `open` reports a snapshot carries, each as of the time it was made (so one
+/// older than the cool-down only makes the deployment's next request a probe).
+pub fn apply_reported(reports: &[HealthEvent]) {
+    let now_ms = now_ms();
+    for r in reports.iter().filter(|r| r.state == BreakerState::Open) {
+        let age = std::time::Duration::from_millis(u64::try_from(now_ms - r.time_ms).unwrap_or(0));
+        if age > REPORT_MAX_AGE {
+            continue;
+        }
+        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        super::report_down(&r.deployment, at);
+    }
+}
+
 /// Applies another proxy's announcement to this proxy's breakers.
 pub fn apply(own_proxy: &str, event: &HealthEvent) {
     if event.proxy == own_proxy || event.state != BreakerState::Open {

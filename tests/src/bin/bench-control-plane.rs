@@ -202,6 +202,7 @@ fn big_snapshot(
         teams: Vec::new(),
         budgets: Vec::new(),
         pricing: Vec::new(),
+        health: Vec::new(),
     }
 }
 
