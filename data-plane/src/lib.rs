@@ -220,10 +220,14 @@ fn start_snapshot_source(
         (None, Some(urls)) => {
             let servers = snapshot::nats::parse_servers(urls)?;
             let cache = &args.snapshot_cache;
+            let mut parts = snapshot::parts::HeldParts::default();
             match snapshot::cache::load(cache, seal_key.as_ref()) {
                 Ok(Some(cached)) => {
-                    tracing::info!(path = %cache.display(), version = cached.version, keys = cached.key_count(), routes = cached.aliases().len(), "serving the cached snapshot until NATS answers");
-                    let _ = snapshots.install(cached);
+                    let s = &cached.snapshot;
+                    tracing::info!(path = %cache.display(), version = s.version, keys = s.key_count(), routes = s.aliases().len(), "serving the cached snapshot until NATS answers");
+                    if snapshots.install(cached.snapshot).is_ok() {
+                        parts = cached.parts;
+                    }
                 }
                 Ok(None) => {
                     tracing::info!(path = %cache.display(), "no snapshot cache yet; not ready until NATS delivers a snapshot");
@@ -237,6 +241,7 @@ fn start_snapshot_source(
                 servers,
                 cache: cache.clone(),
                 seal_key,
+                parts,
             };
             spawn_isolated(
                 tasks,

@@ -23,6 +23,7 @@ pub const SNAPSHOT_KEYS: &str = "switchyard_snapshot_keys";
 pub const SNAPSHOT_ROUTES: &str = "switchyard_snapshot_routes";
 pub const SNAPSHOT_RELOADS: &str = "switchyard_snapshot_reloads_total";
 pub const SNAPSHOT_SWAP: &str = "switchyard_snapshot_swap_seconds";
+pub const SNAPSHOT_KEY_PARTS: &str = "switchyard_snapshot_key_parts_total";
 pub const USAGE_EVENTS: &str = "switchyard_usage_events_total";
 pub const USAGE_PUBLISHED: &str = "switchyard_usage_published_total";
 pub const USAGE_PUBLISH_FAILURES: &str = "switchyard_usage_publish_failures_total";
@@ -125,6 +126,13 @@ pub fn snapshot_installed(s: &CompiledSnapshot) {
 pub fn snapshot_swap(fetch: Duration, compile: Duration) {
     histogram!(SNAPSHOT_SWAP, "stage" => "fetch").record(fetch.as_secs_f64());
     histogram!(SNAPSHOT_SWAP, "stage" => "compile").record(compile.as_secs_f64());
+}
+
+/// Key parts of an installed snapshot: `fetched` downloaded and compiled, `reused` shared
+/// with the snapshot it replaced.
+pub fn snapshot_key_parts(fetched: usize, reused: usize) {
+    counter!(SNAPSHOT_KEY_PARTS, "source" => "fetched").increment(fetched as u64);
+    counter!(SNAPSHOT_KEY_PARTS, "source" => "reused").increment(reused as u64);
 }
 
 /// A reload attempt ended with `result` (`ok`, `invalid`, `stale`).

@@ -12,7 +12,9 @@ mod usage;
 mod validate;
 
 pub use distribution::{
-    SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_SUBJECT,
+    part_bits_for, part_of, split_keys, split_keys_with_bits, EncodedParts, KeyParts, PartRef,
+    SnapshotPointer, MAX_PART_BITS, MAX_PART_BYTES, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY,
+    SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_PARTS_BUCKET, SNAPSHOT_SUBJECT,
 };
 
 pub use health::{

@@ -10,7 +10,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// Version of the snapshot wire format. Bumped only for a change an older reader cannot ignore.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: a published body may leave its keys to the pointer's [`crate::KeyParts`] (a reader of
+/// version 1 would see a snapshot without keys, so it must refuse the body instead).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A complete, self-contained configuration for the data plane.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::{ProviderKind, Snapshot, SCHEMA_VERSION};
+use crate::{ProviderKind, Snapshot, VirtualKey, SCHEMA_VERSION};
 
 /// One problem with a snapshot: where it is and why it is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,8 +201,27 @@ impl Snapshot {
             }
         }
 
-        let mut hashes = HashSet::new();
-        for (i, k) in self.keys.iter().enumerate() {
+        errors.extend(
+            VirtualKey::validate_all(&self.keys)
+                .err()
+                .unwrap_or_default(),
+        );
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+impl VirtualKey {
+    /// Checks a list of keys (a snapshot's, or one part of them) and returns every problem.
+    pub fn validate_all(keys: &[VirtualKey]) -> Result<(), Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        let mut push = |path: String, reason: String| errors.push(ValidationError { path, reason });
+        let mut hashes = HashSet::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
             let at = PathPrefix("keys", i);
             if k.name.is_empty() {
                 push(format!("{at}.name"), "must not be empty".into());
@@ -226,7 +245,6 @@ impl Snapshot {
                 }
             }
         }
-
         if errors.is_empty() {
             Ok(())
         } else {
@@ -337,7 +355,7 @@ keys:
         let s = parse(GOOD);
         let json = serde_json::to_value(&s).unwrap_or_default();
         let expected = serde_json::json!({
-            "schema_version": 1,
+            "schema_version": 2,
             "version": 0,
             "providers": [
                 {"id": "openai", "kind": "openai", "api_key": {"env": "OPENAI_API_KEY"}},

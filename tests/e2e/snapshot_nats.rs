@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream;
 use control_plane::outbox::publish::Publisher;
 use proto::{
-    Snapshot, SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET,
-    SNAPSHOT_SUBJECT,
+    KeyParts, Snapshot, SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY,
+    SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_PARTS_BUCKET, SNAPSHOT_SUBJECT,
 };
 use serde_json::Value;
 use sha2::Digest as _;
@@ -125,8 +125,9 @@ async fn metrics(dp: &DataPlane) -> String {
         .unwrap()
 }
 
-/// Puts `snapshot`'s body into the object store the way the control plane does, without
-/// touching the pointer; returns the pointer that names it.
+/// Puts `snapshot`'s whole body, keys inline, into the object store (as control planes did
+/// before key parts, and a reader must still accept), without touching the pointer; returns
+/// the pointer that names it.
 async fn put_body(js: &jetstream::Context, snapshot: &Snapshot) -> SnapshotPointer {
     let body = serde_json::to_vec(snapshot).unwrap();
     let pointer = SnapshotPointer {
@@ -134,6 +135,7 @@ async fn put_body(js: &jetstream::Context, snapshot: &Snapshot) -> SnapshotPoint
         object: SnapshotPointer::object_name(snapshot.version),
         sha256: hex::encode(sha2::Sha256::digest(&body)),
         size: body.len() as u64,
+        keys: None,
     };
     let objects = js.get_object_store(SNAPSHOT_OBJECT_BUCKET).await.unwrap();
     objects
@@ -475,5 +477,126 @@ keys:
     assert!(
         !log.contains(SEALED_PLAINTEXT) && !log.contains(SEAL_KEY_B64),
         "no secret in logs: {log}"
+    );
+}
+
+/// `switchyard_snapshot_key_parts_total{source}` of a data plane.
+async fn parts_count(dp: &DataPlane, source: &str) -> u64 {
+    let line = format!("switchyard_snapshot_key_parts_total{{source=\"{source}\"}} ");
+    metrics(dp)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A key secret of the many-keys snapshot.
+fn many_key(i: usize) -> String {
+    format!("sk-sy-parts-{i}")
+}
+
+fn with_keys(mut snapshot: Snapshot, secrets: impl Iterator<Item = String>) -> Snapshot {
+    let template = snapshot.keys[0].clone();
+    snapshot
+        .keys
+        .extend(secrets.map(|secret| proto::VirtualKey {
+            name: secret.clone(),
+            sha256: sha256_hex(&secret),
+            ..template.clone()
+        }));
+    snapshot
+}
+
+#[tokio::test]
+async fn snapshot_nats_a_change_fetches_only_the_key_parts_it_touched() {
+    let mut env = env_with_nats().await;
+    let publisher = publisher(&env).await;
+    // 3,000 keys travel as 4 parts.
+    let v5 = with_keys(snapshot(&env, 5, &[]), (0..3000).map(many_key));
+    let p5 = publisher.publish(&v5).await.unwrap();
+    assert_eq!(p5.keys.as_ref().map(|k| k.parts.len()), Some(4));
+    env.start_data_plane(nats_data_plane()).await.unwrap();
+    let dp = env.data_plane();
+    wait_for_version(dp, 5, Duration::from_secs(10)).await;
+    assert_eq!(
+        (
+            parts_count(dp, "fetched").await,
+            parts_count(dp, "reused").await
+        ),
+        (4, 0)
+    );
+    assert_eq!(chat_as(dp, &many_key(2999), "chat").await.0, 200);
+
+    // One key added and one removed, in different parts as it happens: two parts are new.
+    let mut v6 = with_keys(snapshot(&env, 6, &[]), (0..3000).map(many_key));
+    v6.keys.retain(|k| k.name != many_key(17));
+    let v6 = with_keys(v6, std::iter::once("sk-sy-parts-new".to_owned()));
+    let p6 = publisher.publish(&v6).await.unwrap();
+    let (old, new) = (p5.keys.unwrap(), p6.keys.clone().unwrap());
+    let changed = (0..4).filter(|&i| old.parts[i] != new.parts[i]).count() as u64;
+    assert!((1..=2).contains(&changed), "{changed} parts changed");
+    wait_for_version(dp, 6, Duration::from_secs(10)).await;
+    assert_eq!(
+        (
+            parts_count(dp, "fetched").await,
+            parts_count(dp, "reused").await
+        ),
+        (4 + changed, 4 - changed),
+        "only the changed parts were fetched"
+    );
+    assert_eq!(chat_as(dp, "sk-sy-parts-new", "chat").await.0, 200);
+    assert_eq!(chat_as(dp, &many_key(17), "chat").await.0, 401);
+    assert_eq!(chat_as(dp, &many_key(18), "chat").await.0, 200);
+
+    // A part whose bytes do not match its digest is refused as a failed fetch (not marked
+    // invalid), and the same pointer is installed once the right bytes are there.
+    let v7 = with_keys(snapshot(&env, 7, &["seven"]), (0..3001).map(many_key));
+    let p7 = publisher.stage(&v7).await.unwrap();
+    let layout = p7.keys.clone().unwrap();
+    let index = (0..4)
+        .find(|&i| layout.parts[i] != new.parts[i])
+        .expect("a part changed");
+    let name = KeyParts::entry_name(&layout.parts[index].sha256);
+    let js = env.nats().jetstream().await.unwrap();
+    let parts = js.get_key_value(SNAPSHOT_PARTS_BUCKET).await.unwrap();
+    let good = parts.get(&name).await.unwrap().expect("the part is stored");
+    let mut bad = good.to_vec();
+    bad[10] ^= 1;
+    parts.put(name.as_str(), bad.into()).await.unwrap();
+    push(&env, &p7).await;
+    eventually(Duration::from_secs(10), || async {
+        let text = metrics(dp).await;
+        let line = "switchyard_snapshot_reloads_total{result=\"fetch_failed\"} 1";
+        anyhow::ensure!(text.contains(line), "no `{line}` yet");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(readyz(dp).await, (200, Some(6)));
+    assert!(dp.stderr().unwrap().contains(&format!(
+        "key part {index} does not match the pointer's SHA-256"
+    )));
+    parts.put(name.as_str(), good).await.unwrap();
+    push(&env, &p7).await;
+    wait_for_version(dp, 7, Duration::from_secs(10)).await;
+    assert_eq!(chat_as(dp, &many_key(3000), "seven").await.0, 200);
+
+    // A restart with NATS down serves the parts from the cache.
+    let cache = dp.snapshot_cache_path().to_owned();
+    eventually(Duration::from_secs(5), || async {
+        std::fs::read(&cache).is_ok_and(|b| String::from_utf8_lossy(&b).contains("\"version\":7"))
+    })
+    .await
+    .unwrap();
+    env.nats_mut().stop().await.unwrap();
+    env.data_plane_mut(0).restart().await.unwrap();
+    let dp = env.data_plane();
+    assert_eq!(readyz(dp).await, (200, Some(7)));
+    assert_eq!(chat_as(dp, &many_key(3000), "seven").await.0, 200);
+    assert_eq!(
+        chat_as(dp, &many_key(17), "chat").await.0,
+        200,
+        "17 is back in v7"
     );
 }

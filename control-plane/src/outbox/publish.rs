@@ -1,19 +1,30 @@
-//! Publishing a snapshot to NATS: body into the object store, pointer into the key-value bucket
-//! (for proxies that start cold) and onto the push subject (for hot swaps).
+//! Publishing a snapshot to NATS: keys as content-addressed parts into their bucket, the rest of
+//! the body into the object store, pointer into the key-value bucket (for proxies that start
+//! cold) and onto the push subject (for hot swaps).
 //!
-//! Publishing is idempotent: the object name is derived from the version, and the pointer in
-//! the bucket only ever moves forward (compare-and-set on the bucket revision), so a replayed
-//! or late publish never rolls proxies back.
+//! Publishing is idempotent: the object name is derived from the version, a part's name from
+//! its digest (a part already stored is not sent again, so a change to one key of 100,000 sends
+//! one part), and the pointer in the bucket only ever moves forward (compare-and-set on the
+//! bucket revision), so a replayed or late publish never rolls proxies back. Parts no recent
+//! snapshot names are purged after each announce.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{self, kv, object_store};
+use futures_util::StreamExt as _;
 use proto::{
-    Snapshot, SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET,
-    SNAPSHOT_SUBJECT,
+    KeyParts, Snapshot, SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY,
+    SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_PARTS_BUCKET, SNAPSHOT_SUBJECT,
 };
 use sha2::{Digest, Sha256};
 
 /// How many snapshot bodies to keep in the object store besides the latest.
 const KEEP_OLD_OBJECTS: usize = 3;
+/// Parts named by this many most recently staged snapshots are kept (the rest are purged):
+/// enough for proxies still fetching an older one, and for snapshots staged ahead of their
+/// announcement.
+const KEEP_STAGED_PART_SETS: usize = 16;
 
 /// A NATS failure while publishing.
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +39,12 @@ pub struct PublishError {
 #[derive(Clone)]
 pub struct Publisher {
     client: async_nats::Client,
+    js: jetstream::Context,
     kv: kv::Store,
     objects: object_store::ObjectStore,
+    parts: kv::Store,
+    /// Part names of the most recently staged snapshots, newest last.
+    recent: Arc<Mutex<VecDeque<HashSet<String>>>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -47,32 +62,22 @@ impl Publisher {
             detail: e.to_string(),
         };
         let js = jetstream::new(client.clone());
-        let kv = match js.get_key_value(SNAPSHOT_KV_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                // The stream a key-value bucket is made of, created directly: async-nats's
-                // `create_key_value` first reads account limits that nats-server 2.9 (Debian
-                // bookworm's) does not report, and fails there.
-                js.get_or_create_stream(jetstream::stream::Config {
-                    name: format!("KV_{SNAPSHOT_KV_BUCKET}"),
-                    description: Some(
-                        "Switchyard: pointer to the latest config snapshot".to_owned(),
-                    ),
-                    subjects: vec![format!("$KV.{SNAPSHOT_KV_BUCKET}.>")],
-                    max_messages_per_subject: 5,
-                    allow_rollup: true,
-                    deny_delete: true,
-                    allow_direct: true,
-                    discard: jetstream::stream::DiscardPolicy::New,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| err("create key-value bucket", &e))?;
-                js.get_key_value(SNAPSHOT_KV_BUCKET)
-                    .await
-                    .map_err(|e| err("open key-value bucket", &e))?
-            }
-        };
+        let kv = open_kv(
+            &js,
+            SNAPSHOT_KV_BUCKET,
+            "Switchyard: pointer to the latest config snapshot",
+            5,
+        )
+        .await
+        .map_err(|(step, e)| err(step, &e))?;
+        let parts = open_kv(
+            &js,
+            SNAPSHOT_PARTS_BUCKET,
+            "Switchyard: config snapshot key parts, by digest",
+            1,
+        )
+        .await
+        .map_err(|(step, e)| err(step, &e))?;
         let objects = match js.get_object_store(SNAPSHOT_OBJECT_BUCKET).await {
             Ok(o) => o,
             Err(_) => js
@@ -86,8 +91,11 @@ impl Publisher {
         };
         Ok(Self {
             client,
+            js,
             kv,
             objects,
+            parts,
+            recent: Arc::new(Mutex::new(VecDeque::new())),
         })
     }
 
@@ -122,7 +130,8 @@ impl Publisher {
         self.announce(pointer).await
     }
 
-    /// Uploads a snapshot body; no proxy sees it before [`announce`](Self::announce).
+    /// Uploads a snapshot's key parts (those not stored yet) and the rest of its body; no proxy
+    /// sees it before [`announce`](Self::announce).
     pub async fn stage(&self, snapshot: &Snapshot) -> Result<SnapshotPointer, PublishError> {
         let version = snapshot.version;
         let err = |step, e: &dyn std::fmt::Display| PublishError {
@@ -130,12 +139,52 @@ impl Publisher {
             step,
             detail: e.to_string(),
         };
-        let body = serde_json::to_vec(snapshot).map_err(|e| err("encode", &e))?;
+        let encoded = proto::split_keys(&snapshot.keys).map_err(|e| err("encode keys", &e))?;
+        let names: HashSet<String> = encoded
+            .bodies
+            .iter()
+            .map(|(sha, _)| KeyParts::entry_name(sha))
+            .collect();
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.push_back(names);
+            while recent.len() > KEEP_STAGED_PART_SETS {
+                recent.pop_front();
+            }
+        }
+        // Listed afresh each time (one short request), so a bucket emptied behind our back, or
+        // filled by another replica, is seen as it is.
+        let stored = stored_parts(&self.parts)
+            .await
+            .map_err(|e| err("list key parts", &e))?;
+        for (sha, bytes) in encoded.bodies {
+            let name = KeyParts::entry_name(&sha);
+            if stored.contains(&name) {
+                continue;
+            }
+            self.parts
+                .put(name.as_str(), bytes.into())
+                .await
+                .map_err(|e| err("put key part", &e))?;
+        }
+        let core = Snapshot {
+            schema_version: proto::SCHEMA_VERSION,
+            version,
+            providers: snapshot.providers.clone(),
+            routes: snapshot.routes.clone(),
+            keys: Vec::new(),
+            teams: snapshot.teams.clone(),
+            budgets: snapshot.budgets.clone(),
+            pricing: snapshot.pricing.clone(),
+            health: snapshot.health.clone(),
+        };
+        let body = serde_json::to_vec(&core).map_err(|e| err("encode", &e))?;
         let pointer = SnapshotPointer {
             version,
             object: SnapshotPointer::object_name(version),
             sha256: hex::encode(Sha256::digest(&body)),
             size: body.len() as u64,
+            keys: Some(encoded.layout),
         };
         let mut reader = body.as_slice();
         self.objects
@@ -197,6 +246,7 @@ impl Publisher {
             .map_err(|e| err("push pointer", &e))?;
         self.client.flush().await.map_err(|e| err("flush", &e))?;
         self.prune(version).await;
+        self.prune_parts().await;
         Ok(pointer)
     }
 
@@ -222,4 +272,76 @@ impl Publisher {
             }
         }
     }
+
+    /// Purges stored parts that none of the recently staged snapshots names. The bucket is
+    /// listed each time, so parts left by an earlier process (or another replica that led
+    /// before) are found too.
+    async fn prune_parts(&self) {
+        let keep: HashSet<String> = {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.iter().flatten().cloned().collect()
+        };
+        let stored = match stored_parts(&self.parts).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not list key parts to prune");
+                return;
+            }
+        };
+        let stream_name = format!("KV_{SNAPSHOT_PARTS_BUCKET}");
+        let Ok(stream) = self.js.get_stream(&stream_name).await else {
+            return;
+        };
+        for name in stored {
+            if keep.contains(&name) {
+                continue;
+            }
+            // A stream purge by subject leaves nothing behind (a key-value delete would leave
+            // a marker per part forever).
+            let subject = format!("$KV.{SNAPSHOT_PARTS_BUCKET}.{name}");
+            if let Err(e) = stream.purge().filter(subject).await {
+                tracing::debug!(part = %name, error = %e, "could not purge a key part");
+            }
+        }
+    }
+}
+
+/// Opens a key-value bucket, creating its stream directly if it does not exist: async-nats's
+/// `create_key_value` first reads account limits that nats-server 2.9 (Debian bookworm's) does
+/// not report, and fails there.
+async fn open_kv(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    history: i64,
+) -> Result<kv::Store, (&'static str, String)> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: history,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ("create key-value bucket", e.to_string()))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| ("open key-value bucket", e.to_string()))
+}
+
+/// Names of the parts in the bucket.
+async fn stored_parts(parts: &kv::Store) -> Result<HashSet<String>, String> {
+    let mut keys = parts.keys().await.map_err(|e| e.to_string())?;
+    let mut names = HashSet::new();
+    while let Some(key) = keys.next().await {
+        names.insert(key.map_err(|e| e.to_string())?);
+    }
+    Ok(names)
 }

@@ -1,17 +1,26 @@
 //! The on-disk copy of the last good snapshot from NATS, so a restarted proxy serves while the
 //! control plane or NATS is down.
 //!
-//! The file holds the snapshot's JSON exactly as published (the bytes whose SHA-256 was checked).
-//! It is replaced atomically (temp file in the same directory, fsync, rename), so a crash mid-write
-//! leaves the previous copy; a file that fails to parse or compile at start is ignored with a
-//! warning, never served.
+//! The cache file holds the pointer and the body exactly as published (the bytes whose SHA-256
+//! was checked): `{"pointer": ..., "core": ...}`. When the keys travel as parts, each part is a
+//! file named by its digest in the directory beside it (`<file>.parts/`), written before the
+//! file that names it and deleted once no longer named, so a change rewrites only the small
+//! core and the parts that changed. Every file is replaced atomically (temp file in the same
+//! directory, fsync, rename), so a crash mid-write leaves the previous copy; a cache that fails
+//! to parse, check or compile at start is ignored with a warning, never served. A file holding
+//! only snapshot JSON (an older proxy's cache) is still read.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use proto::Snapshot;
+use proto::{Snapshot, SnapshotPointer};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest as _, Sha256};
 
-use super::{compile, CompiledSnapshot};
+use super::parts::{HeldParts, PartError};
+use super::{compile, compile_with_keys, CompiledSnapshot};
 use crate::seal::SealKey;
 
 /// Why snapshot JSON could not become a [`CompiledSnapshot`].
@@ -21,9 +30,11 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("invalid: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<proto::ValidationError>),
+    #[error("{0}")]
+    Parts(#[from] PartError),
 }
 
-/// Why the cache file could not be used.
+/// Why the cache could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cannot read {path}: {source}")]
@@ -33,40 +44,175 @@ pub enum CacheError {
     },
     #[error("{path} is {source}")]
     Decode { path: PathBuf, source: DecodeError },
+    #[error("{path} does not match the SHA-256 of the pointer it holds")]
+    Digest { path: PathBuf },
 }
 
-/// Parses, validates and compiles snapshot JSON (as published by the control plane). Unknown
-/// fields are ignored: wire changes are additive, and an older proxy must read a newer body.
+/// A snapshot read back from the cache, with the key parts it was built from (so the parts
+/// that did not change since are not fetched again).
+#[derive(Debug)]
+pub struct Cached {
+    pub snapshot: CompiledSnapshot,
+    pub parts: HeldParts,
+}
+
+#[derive(Deserialize)]
+struct Manifest<'a> {
+    pointer: SnapshotPointer,
+    #[serde(borrow)]
+    core: &'a RawValue,
+}
+
+/// Parses, validates and compiles snapshot JSON with its keys inline. Unknown fields are
+/// ignored: wire changes are additive, and an older proxy must read a newer body.
 pub fn decode(bytes: &[u8], seal_key: Option<&SealKey>) -> Result<CompiledSnapshot, DecodeError> {
     let snapshot: Snapshot = serde_json::from_slice(bytes)?;
     compile(snapshot, seal_key).map_err(DecodeError::Invalid)
 }
 
-/// The cached snapshot, compiled; `Ok(None)` when there is no cache file yet.
-pub fn load(
-    path: &Path,
+/// Parses and compiles a published body: with its keys inline, or (when the pointer says so)
+/// with its keys from `held` and the `fresh` part bytes. Returns the parts to hold next.
+pub fn decode_published(
+    pointer: &SnapshotPointer,
+    body: &[u8],
+    held: &HeldParts,
+    fresh: &HashMap<String, Vec<u8>>,
     seal_key: Option<&SealKey>,
-) -> Result<Option<CompiledSnapshot>, CacheError> {
+) -> Result<(CompiledSnapshot, HeldParts, usize, usize), DecodeError> {
+    let Some(layout) = &pointer.keys else {
+        return Ok((decode(body, seal_key)?, HeldParts::default(), 0, 0));
+    };
+    let snapshot: Snapshot = serde_json::from_slice(body)?;
+    let assembled = held.assemble(layout, fresh)?;
+    let compiled =
+        compile_with_keys(snapshot, seal_key, assembled.table).map_err(DecodeError::Invalid)?;
+    Ok((
+        compiled,
+        assembled.held,
+        assembled.compiled,
+        assembled.reused,
+    ))
+}
+
+/// The directory holding the cached key parts.
+fn parts_dir(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".parts");
+    path.with_file_name(name)
+}
+
+fn part_file(dir: &Path, sha256: &str) -> PathBuf {
+    dir.join(format!("{sha256}.json"))
+}
+
+/// The cached snapshot, compiled; `Ok(None)` when there is no cache file yet.
+pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<Option<Cached>, CacheError> {
+    let io = |source| CacheError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(CacheError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        }
+        Err(source) => return Err(io(source)),
     };
-    decode(&bytes, seal_key)
-        .map(Some)
-        .map_err(|source| CacheError::Decode {
+    let decoded = |source| CacheError::Decode {
+        path: path.to_owned(),
+        source,
+    };
+    let Ok(manifest) = serde_json::from_slice::<Manifest<'_>>(&bytes) else {
+        // Snapshot JSON alone: an older proxy's cache.
+        let snapshot = decode(&bytes, seal_key).map_err(decoded)?;
+        return Ok(Some(Cached {
+            snapshot,
+            parts: HeldParts::default(),
+        }));
+    };
+    let core = manifest.core.get().as_bytes();
+    if hex::encode(Sha256::digest(core)) != manifest.pointer.sha256 {
+        return Err(CacheError::Digest {
             path: path.to_owned(),
-            source,
-        })
+        });
+    }
+    let mut fresh = HashMap::new();
+    if let Some(layout) = &manifest.pointer.keys {
+        let dir = parts_dir(path);
+        for r in &layout.parts {
+            if !fresh.contains_key(&r.sha256) {
+                let file = part_file(&dir, &r.sha256);
+                let part =
+                    std::fs::read(&file).map_err(|source| CacheError::Io { path: file, source })?;
+                fresh.insert(r.sha256.clone(), part);
+            }
+        }
+    }
+    let (snapshot, parts, _, _) = decode_published(
+        &manifest.pointer,
+        core,
+        &HeldParts::default(),
+        &fresh,
+        seal_key,
+    )
+    .map_err(decoded)?;
+    Ok(Some(Cached { snapshot, parts }))
 }
 
-/// Replaces the cache file with `bytes`: temp file beside it, fsync, rename.
-pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces the cache with `pointer` and its `body`. Parts named by the pointer are written
+/// from `fresh` unless already on disk; parts no longer named are deleted afterwards.
+pub fn write(
+    path: &Path,
+    pointer: &SnapshotPointer,
+    body: &[u8],
+    fresh: &HashMap<String, Vec<u8>>,
+) -> std::io::Result<()> {
+    let dir = parts_dir(path);
+    let mut named = HashSet::new();
+    if let Some(layout) = &pointer.keys {
+        std::fs::create_dir_all(&dir)?;
+        for r in &layout.parts {
+            if !named.insert(format!("{}.json", r.sha256)) {
+                continue;
+            }
+            let file = part_file(&dir, &r.sha256);
+            if file.exists() {
+                continue;
+            }
+            let bytes = fresh.get(&r.sha256).ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "key part {} is neither on disk nor at hand",
+                    r.sha256
+                ))
+            })?;
+            write_atomic(&file, bytes)?;
+        }
+    }
+    let mut manifest = Vec::with_capacity(body.len() + 256);
+    manifest.extend_from_slice(b"{\"pointer\":");
+    serde_json::to_writer(&mut manifest, pointer)?;
+    manifest.extend_from_slice(b",\"core\":");
+    manifest.extend_from_slice(body);
+    manifest.push(b'}');
+    write_atomic(path, &manifest)?;
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if !named.contains(name.to_string_lossy().as_ref()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            if named.is_empty() {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `bytes`: temp file beside it, fsync, rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
@@ -99,23 +245,131 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         .unwrap()
     }
 
+    /// A pointer with the body inline, as a v1 control plane published it.
+    fn inline(snapshot: &Snapshot) -> (SnapshotPointer, Vec<u8>) {
+        let body = serde_json::to_vec(snapshot).unwrap();
+        let pointer = SnapshotPointer {
+            version: snapshot.version,
+            object: SnapshotPointer::object_name(snapshot.version),
+            sha256: hex::encode(Sha256::digest(&body)),
+            size: body.len() as u64,
+            keys: None,
+        };
+        (pointer, body)
+    }
+
+    /// A pointer with the keys in parts, as the control plane publishes it now.
+    fn in_parts(
+        snapshot: &Snapshot,
+        bits: u8,
+    ) -> (SnapshotPointer, Vec<u8>, HashMap<String, Vec<u8>>) {
+        let encoded = proto::split_keys_with_bits(&snapshot.keys, bits).unwrap();
+        let core = Snapshot {
+            keys: Vec::new(),
+            ..snapshot.clone()
+        };
+        let (mut pointer, body) = inline(&core);
+        pointer.keys = Some(encoded.layout);
+        (pointer, body, encoded.bodies.into_iter().collect())
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn round_trip_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
         assert!(load(&path, None).unwrap().is_none(), "no file yet");
 
-        write(&path, &serde_json::to_vec(&snapshot(5)).unwrap()).unwrap();
-        write(&path, &serde_json::to_vec(&snapshot(7)).unwrap()).unwrap();
-        let loaded = load(&path, None).unwrap().unwrap();
+        let (p5, b5) = inline(&snapshot(5));
+        write(&path, &p5, &b5, &HashMap::new()).unwrap();
+        let (p7, b7) = inline(&snapshot(7));
+        write(&path, &p7, &b7, &HashMap::new()).unwrap();
+        let loaded = load(&path, None).unwrap().unwrap().snapshot;
         assert_eq!(loaded.version, 7);
         assert_eq!(loaded.aliases(), ["chat"]);
         assert_eq!(loaded.key_count(), 1);
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        assert_eq!(
+            names(dir.path()),
+            ["cache.json"],
+            "no temp file is left behind"
+        );
+    }
+
+    #[test]
+    fn parts_are_written_once_and_deleted_when_no_longer_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let mut s = snapshot(5);
+        s.keys[0].sha256 = format!("00{}", "ab".repeat(31));
+        let mut second = s.keys[0].clone();
+        second.sha256 = format!("ff{}", "ab".repeat(31));
+        s.keys.push(second);
+        let (p5, b5, fresh) = in_parts(&s, 1);
+        write(&path, &p5, &b5, &fresh).unwrap();
+        let parts = dir.path().join("cache.json.parts");
+        assert_eq!(names(&parts).len(), 2);
+
+        // Version 6 changes the key in part 1 only; part 0 is not at hand, only on disk.
+        s.version = 6;
+        s.keys[1].name = "renamed".into();
+        let (p6, b6, mut fresh) = in_parts(&s, 1);
+        let kept = p6.keys.as_ref().unwrap().parts[0].sha256.clone();
+        fresh.remove(&kept);
+        write(&path, &p6, &b6, &fresh).unwrap();
+        let want: Vec<String> = p6
+            .keys
+            .as_ref()
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .parts
+            .iter()
+            .map(|r| format!("{}.json", r.sha256))
             .collect();
-        assert_eq!(names, ["cache.json"], "no temp file is left behind");
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        assert_eq!(names(&parts), want_sorted, "the replaced part is gone");
+
+        let cached = load(&path, None).unwrap().unwrap();
+        assert_eq!(cached.snapshot.version, 6);
+        assert_eq!(cached.snapshot.key_count(), 2);
+        let mut d = [0xab; 32];
+        d[0] = 0xff;
+        assert_eq!(cached.snapshot.key(&d).unwrap().name, "renamed");
+        assert!(
+            cached.parts.missing(p6.keys.as_ref().unwrap()).is_empty(),
+            "the loaded parts are held, so NATS need not send them again"
+        );
+
+        // A part damaged on disk makes the cache unusable, not half-served.
+        let damaged = parts.join(&want[1]);
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        bytes[5] ^= 1;
+        std::fs::write(&damaged, bytes).unwrap();
+        let err = load(&path, None).unwrap_err().to_string();
+        assert!(
+            err.contains("does not match the pointer's SHA-256"),
+            "{err}"
+        );
+
+        // Back to inline keys: the parts directory goes away.
+        let (p7, b7) = inline(&snapshot(7));
+        write(&path, &p7, &b7, &HashMap::new()).unwrap();
+        assert_eq!(names(dir.path()), ["cache.json"]);
+    }
+
+    #[test]
+    fn an_older_proxys_cache_of_plain_snapshot_json_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        std::fs::write(&path, serde_json::to_vec(&snapshot(4)).unwrap()).unwrap();
+        assert_eq!(load(&path, None).unwrap().unwrap().snapshot.version, 4);
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Compiling a [`proto::Snapshot`] into lookup-ready form.
 //!
-//! Key hashes become a `HashMap` from the 32-byte digest, aliases a map to routes whose
-//! deployments hold ready-built adapters and URLs, so a request does lookups only.
+//! Key hashes become maps from the 32-byte digest, split into the same parts the control plane
+//! publishes ([`KeyTable`]), so a new snapshot shares every unchanged part with the one it
+//! replaces; aliases become a map to routes whose deployments hold ready-built adapters and
+//! URLs. A request does lookups only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{ModelPrice, Snapshot, ValidationError};
+use proto::{ModelPrice, Snapshot, ValidationError, VirtualKey};
 use rust_decimal::Decimal;
 
 use crate::providers::{Adapter, Deployment};
@@ -18,7 +20,7 @@ use crate::seal::SealKey;
 #[derive(Debug)]
 pub struct CompiledSnapshot {
     pub version: u64,
-    keys: HashMap<[u8; 32], Arc<KeyPolicy>, DigestHasher>,
+    keys: KeyTable,
     routes: HashMap<String, Arc<Route>>,
     /// Aliases in name order, for `/v1/models`.
     aliases: Vec<String>,
@@ -26,6 +28,140 @@ pub struct CompiledSnapshot {
     pub teams: HashMap<String, proto::TeamPolicy>,
     /// Every budget (hard and soft).
     pub budgets: Vec<Arc<proto::Budget>>,
+}
+
+/// A snapshot's keys, in `2^bits` parts picked by the leading bits of each key's hash (as
+/// [`proto::part_of`] does). Parts are shared: a snapshot that changes one key holds a new copy
+/// of that key's part and the very same `Arc`s for all others.
+#[derive(Debug, Clone)]
+pub struct KeyTable {
+    bits: u8,
+    parts: Vec<Arc<KeyPart>>,
+}
+
+/// The compiled keys of one part.
+#[derive(Debug, Default)]
+pub struct KeyPart {
+    keys: HashMap<[u8; 32], Arc<KeyPolicy>, DigestHasher>,
+}
+
+/// The part of a digest under `bits` (the same as [`proto::part_of`] on its hex form).
+pub fn part_of_digest(digest: &[u8; 32], bits: u8) -> usize {
+    if bits == 0 {
+        return 0;
+    }
+    let lead = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    (lead >> (32 - u32::from(bits.min(proto::MAX_PART_BITS)))) as usize
+}
+
+impl KeyTable {
+    /// All keys in one part.
+    pub fn single(part: KeyPart) -> Self {
+        Self {
+            bits: 0,
+            parts: vec![Arc::new(part)],
+        }
+    }
+
+    /// A table from its parts; `None` unless there are exactly `2^bits` of them.
+    pub fn from_parts(bits: u8, parts: Vec<Arc<KeyPart>>) -> Option<Self> {
+        (bits <= proto::MAX_PART_BITS && parts.len() == 1usize << bits)
+            .then_some(Self { bits, parts })
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<&Arc<KeyPolicy>> {
+        self.parts
+            .get(part_of_digest(digest, self.bits))?
+            .keys
+            .get(digest)
+    }
+
+    fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.keys.len()).sum()
+    }
+
+    #[cfg(test)]
+    pub fn part(&self, index: usize) -> Arc<KeyPart> {
+        Arc::clone(&self.parts[index])
+    }
+}
+
+impl KeyPart {
+    /// Validates and compiles the keys of part `index` of `2^bits`: each key must belong there.
+    pub fn compile(
+        keys: Vec<VirtualKey>,
+        index: usize,
+        bits: u8,
+    ) -> Result<Self, Vec<ValidationError>> {
+        VirtualKey::validate_all(&keys)?;
+        let misplaced: Vec<ValidationError> = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| proto::part_of(&k.sha256, bits) != index)
+            .map(|(i, _)| ValidationError {
+                path: format!("keys[{i}].sha256"),
+                reason: format!("does not belong in part {index} of {}", 1usize << bits),
+            })
+            .collect();
+        if !misplaced.is_empty() {
+            return Err(misplaced);
+        }
+        Ok(Self::build(keys))
+    }
+
+    /// Compiles keys that have been validated.
+    fn build(keys: Vec<VirtualKey>) -> Self {
+        let mut map = HashMap::with_capacity_and_hasher(keys.len(), DigestHasher);
+        for k in keys {
+            let mut digest = [0u8; 32];
+            // Validation guarantees 64 lowercase hex characters.
+            if hex::decode_to_slice(&k.sha256, &mut digest).is_err() {
+                continue;
+            }
+            map.insert(digest, Arc::new(KeyPolicy::from(k)));
+        }
+        Self { keys: map }
+    }
+
+    /// Number of keys in the part.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the part has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl From<VirtualKey> for KeyPolicy {
+    fn from(k: VirtualKey) -> Self {
+        let models = if k.models.iter().any(|m| m == "*") {
+            ModelAccess::All
+        } else {
+            let (prefixes, exact): (Vec<&String>, Vec<&String>) =
+                k.models.iter().partition(|m| m.ends_with('*'));
+            ModelAccess::Some {
+                exact: exact.into_iter().cloned().collect(),
+                prefixes: prefixes
+                    .into_iter()
+                    .map(|p| p.trim_end_matches('*').to_owned())
+                    .collect(),
+            }
+        };
+        KeyPolicy {
+            name: k.name,
+            team: k.team,
+            id: k.id,
+            tags: k.tags,
+            rpm: k.rpm,
+            tpm: k.tpm,
+            max_request_cost_usd: k.max_request_cost_usd,
+            budget: k.budget,
+            models,
+            expires_at: k.expires_at,
+        }
+    }
 }
 
 /// Hashes a SHA-256 digest by taking its first 8 bytes: the digests are already uniformly
@@ -181,20 +317,50 @@ impl CompiledSnapshot {
         self.keys.len()
     }
 
+    /// The keys, to share their parts with the next snapshot.
+    pub fn key_table(&self) -> &KeyTable {
+        &self.keys
+    }
+
     /// All aliases in name order.
     pub fn aliases(&self) -> &[String] {
         &self.aliases
     }
 }
 
-/// Validates and compiles a snapshot; `seal_key` opens sealed provider credentials.
-/// Takes the snapshot by value so key names and teams move into the lookup table instead of
-/// being copied (a 100,000-key snapshot compiles in tens of milliseconds).
+/// Validates and compiles a snapshot with its keys inline; `seal_key` opens sealed provider
+/// credentials. Takes the snapshot by value so key names and teams move into the lookup table
+/// instead of being copied (a 100,000-key snapshot compiles in tens of milliseconds).
 pub fn compile(
     mut snapshot: Snapshot,
     seal_key: Option<&SealKey>,
 ) -> Result<CompiledSnapshot, Vec<ValidationError>> {
     snapshot.validate()?;
+    let keys = KeyTable::single(KeyPart::build(std::mem::take(&mut snapshot.keys)));
+    compile_validated(snapshot, seal_key, keys)
+}
+
+/// Validates and compiles a snapshot body whose keys arrived as parts, already compiled.
+pub fn compile_with_keys(
+    snapshot: Snapshot,
+    seal_key: Option<&SealKey>,
+    keys: KeyTable,
+) -> Result<CompiledSnapshot, Vec<ValidationError>> {
+    if !snapshot.keys.is_empty() {
+        return Err(vec![ValidationError {
+            path: "keys".into(),
+            reason: "a body whose keys travel as parts must carry none itself".into(),
+        }]);
+    }
+    snapshot.validate()?;
+    compile_validated(snapshot, seal_key, keys)
+}
+
+fn compile_validated(
+    mut snapshot: Snapshot,
+    seal_key: Option<&SealKey>,
+    keys: KeyTable,
+) -> Result<CompiledSnapshot, Vec<ValidationError>> {
     crate::routing::health::apply_reported(&std::mem::take(&mut snapshot.health));
     let providers: HashMap<&str, (Arc<Adapter>, &proto::Provider)> = snapshot
         .providers
@@ -252,43 +418,6 @@ pub fn compile(
             rules: r.rules.clone(),
         };
         routes.insert(r.alias.clone(), Arc::new(route));
-    }
-
-    let mut keys = HashMap::with_capacity_and_hasher(snapshot.keys.len(), DigestHasher);
-    for k in snapshot.keys {
-        let mut digest = [0u8; 32];
-        // Validation guarantees 64 lowercase hex characters.
-        if hex::decode_to_slice(&k.sha256, &mut digest).is_err() {
-            continue;
-        }
-        let models = if k.models.iter().any(|m| m == "*") {
-            ModelAccess::All
-        } else {
-            let (prefixes, exact): (Vec<&String>, Vec<&String>) =
-                k.models.iter().partition(|m| m.ends_with('*'));
-            ModelAccess::Some {
-                exact: exact.into_iter().cloned().collect(),
-                prefixes: prefixes
-                    .into_iter()
-                    .map(|p| p.trim_end_matches('*').to_owned())
-                    .collect(),
-            }
-        };
-        keys.insert(
-            digest,
-            Arc::new(KeyPolicy {
-                name: k.name,
-                team: k.team,
-                id: k.id,
-                tags: k.tags,
-                rpm: k.rpm,
-                tpm: k.tpm,
-                max_request_cost_usd: k.max_request_cost_usd,
-                budget: k.budget,
-                models,
-                expires_at: k.expires_at,
-            }),
-        );
     }
 
     let mut aliases: Vec<String> = routes.keys().cloned().collect();

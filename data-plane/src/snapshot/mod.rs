@@ -11,12 +11,16 @@ pub mod cache;
 mod compile;
 pub mod file;
 pub mod nats;
+pub mod parts;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-pub use compile::{compile, CompiledSnapshot, KeyPolicy, Route};
+pub use compile::{
+    compile, compile_with_keys, part_of_digest, CompiledSnapshot, KeyPart, KeyPolicy, KeyTable,
+    Route,
+};
 
 use crate::metrics;
 

@@ -9,8 +9,12 @@
 //! - A pointer no newer than the served version is not fetched. A body is installed only after
 //!   its size and SHA-256 match the pointer and it parses, validates and compiles (off the async
 //!   threads); anything else is logged, counted and leaves the current snapshot in place.
-//! - After each install the body is written to the cache file for the next start.
+//! - Keys that travel as parts: only the parts not already held are fetched (from the parts
+//!   bucket, several at a time), each checked against its digest and compiled; the others are
+//!   shared with the snapshot being replaced. So a change to one key of 100,000 costs one part.
+//! - After each install the body and the new parts are written to the cache for the next start.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +24,10 @@ use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
 use async_nats::jetstream::object_store::ObjectStore;
 use async_nats::jetstream::{self, kv, ErrorCode};
 use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subscriber};
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use proto::{
-    SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_SUBJECT,
+    KeyParts, SnapshotPointer, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET,
+    SNAPSHOT_PARTS_BUCKET, SNAPSHOT_SUBJECT,
 };
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
@@ -30,6 +35,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::{self, DecodeError};
+use super::parts::HeldParts;
 use super::{CompiledSnapshot, SnapshotStore};
 use crate::metrics;
 use crate::seal::SealKey;
@@ -44,6 +50,8 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest snapshot body accepted (a pointer asking for more is refused before downloading).
 const MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
+/// Key parts downloaded at once.
+const PARTS_IN_FLIGHT: usize = 16;
 
 /// A `--nats` value that is not a list of NATS URLs.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +101,8 @@ pub struct Source {
     /// Where each installed body is written.
     pub cache: PathBuf,
     pub seal_key: Option<SealKey>,
+    /// Key parts of the snapshot already served (from the cache), not to be fetched again.
+    pub parts: HeldParts,
 }
 
 /// Why a published snapshot was not installed.
@@ -117,6 +127,11 @@ impl SyncError {
     fn result(&self) -> &'static str {
         match self {
             Self::Fetch { .. } | Self::Size { .. } | Self::Digest { .. } => "fetch_failed",
+            // Bytes that were wrong in transit may arrive right on the next try.
+            Self::Decode {
+                source: DecodeError::Parts(p),
+                ..
+            } if p.is_transfer() => "fetch_failed",
             Self::Decode { .. } | Self::Version { .. } | Self::Task(_) => "invalid",
         }
     }
@@ -268,6 +283,9 @@ struct Watcher {
     js: jetstream::Context,
     kv: Option<kv::Store>,
     objects: Option<ObjectStore>,
+    parts_kv: Option<kv::Store>,
+    /// Key parts of the snapshot being served.
+    held: HeldParts,
     /// The last pointer whose body was refused as invalid: not fetched again, since the control
     /// plane publishes a fix under a new version.
     refused: Option<SnapshotPointer>,
@@ -278,13 +296,15 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn new(source: Source, store: Arc<SnapshotStore>, js: jetstream::Context) -> Self {
+    fn new(mut source: Source, store: Arc<SnapshotStore>, js: jetstream::Context) -> Self {
         Self {
+            held: std::mem::take(&mut source.parts),
             source,
             store,
             js,
             kv: None,
             objects: None,
+            parts_kv: None,
             refused: None,
             stale: None,
             said_empty: false,
@@ -373,14 +393,14 @@ impl Watcher {
         let version = pointer.version;
         let started = std::time::Instant::now();
         let mut fetched = std::time::Duration::ZERO;
-        let outcome = match self.fetch(&pointer).await {
-            Ok(body) => {
+        let outcome = match self.fetch_all(&pointer).await {
+            Ok((body, fresh)) => {
                 fetched = started.elapsed();
-                self.check_and_compile(pointer.clone(), body).await
+                self.check_and_compile(pointer.clone(), body, fresh).await
             }
             Err(e) => Err(e),
         };
-        let (next, body) = match outcome {
+        let checked = match outcome {
             Ok(ok) => ok,
             Err(e) => {
                 metrics::snapshot_reload(e.result());
@@ -391,25 +411,98 @@ impl Watcher {
                 return;
             }
         };
+        let Checked {
+            snapshot: next,
+            held,
+            compiled,
+            reused,
+            body,
+            fresh,
+        } = checked;
         let (keys, routes) = (next.key_count(), next.aliases().len());
         if let Err(stale) = self.store.install(next) {
             metrics::snapshot_reload("stale");
             tracing::warn!(reason = %stale, via, "snapshot refused; keeping the current snapshot");
             return;
         }
+        self.held = held;
         let total = started.elapsed();
         metrics::snapshot_reload("ok");
         metrics::snapshot_swap(fetched, total.saturating_sub(fetched));
+        metrics::snapshot_key_parts(compiled, reused);
         tracing::info!(
             version,
             keys,
             routes,
             via,
+            parts_fetched = compiled,
+            parts_reused = reused,
             fetch_ms = fetched.as_secs_f64() * 1e3,
             compile_ms = total.saturating_sub(fetched).as_secs_f64() * 1e3,
             "snapshot installed from NATS"
         );
-        self.write_cache(body).await;
+        self.write_cache(pointer, body, fresh).await;
+    }
+
+    /// Downloads the body and the key parts not held.
+    async fn fetch_all(
+        &mut self,
+        pointer: &SnapshotPointer,
+    ) -> Result<(Vec<u8>, HashMap<String, Vec<u8>>), SyncError> {
+        let body = self.fetch(pointer).await?;
+        let fresh = match &pointer.keys {
+            Some(layout) => self.fetch_parts(pointer, layout).await?,
+            None => HashMap::new(),
+        };
+        Ok((body, fresh))
+    }
+
+    /// Downloads the parts of `layout` not held, [`PARTS_IN_FLIGHT`] at a time.
+    async fn fetch_parts(
+        &mut self,
+        pointer: &SnapshotPointer,
+        layout: &KeyParts,
+    ) -> Result<HashMap<String, Vec<u8>>, SyncError> {
+        let missing = self.held.missing(layout);
+        if missing.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let fail = |detail: String| SyncError::Fetch {
+            object: SNAPSHOT_PARTS_BUCKET.to_owned(),
+            detail,
+        };
+        let total: u64 = missing.iter().map(|r| r.size).sum();
+        if total > MAX_SNAPSHOT_BYTES {
+            return Err(fail(format!(
+                "the pointer of version {} claims {total} bytes of key parts, above the limit of {MAX_SNAPSHOT_BYTES}",
+                pointer.version
+            )));
+        }
+        if self.parts_kv.is_none() {
+            let kv = self
+                .js
+                .get_key_value(SNAPSHOT_PARTS_BUCKET)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            self.parts_kv = Some(kv);
+        }
+        let Some(kv) = &self.parts_kv else {
+            return Err(fail("parts bucket unavailable".to_owned()));
+        };
+        let download = futures_util::stream::iter(missing)
+            .map(|r| async move {
+                let name = KeyParts::entry_name(&r.sha256);
+                match kv.get(&name).await {
+                    Ok(Some(bytes)) => Ok((r.sha256, bytes.to_vec())),
+                    Ok(None) => Err(fail(format!("key part `{name}` is not in the bucket"))),
+                    Err(e) => Err(fail(format!("key part `{name}`: {e}"))),
+                }
+            })
+            .buffer_unordered(PARTS_IN_FLIGHT)
+            .try_collect::<HashMap<String, Vec<u8>>>();
+        tokio::time::timeout(FETCH_TIMEOUT, download)
+            .await
+            .map_err(|_| fail(format!("no complete key parts within {FETCH_TIMEOUT:?}")))?
     }
 
     /// Downloads the body named by `pointer`, refusing one larger than the pointer says.
@@ -460,8 +553,10 @@ impl Watcher {
         &self,
         pointer: SnapshotPointer,
         body: Vec<u8>,
-    ) -> Result<(CompiledSnapshot, Vec<u8>), SyncError> {
+        fresh: HashMap<String, Vec<u8>>,
+    ) -> Result<Checked, SyncError> {
         let seal_key = self.source.seal_key.clone();
+        let held = self.held.clone();
         tokio::task::spawn_blocking(move || {
             let got = body.len() as u64;
             if got != pointer.size {
@@ -476,32 +571,60 @@ impl Watcher {
                     object: pointer.object,
                 });
             }
-            let compiled =
-                cache::decode(&body, seal_key.as_ref()).map_err(|source| SyncError::Decode {
-                    version: pointer.version,
-                    source,
-                })?;
-            if compiled.version != pointer.version {
+            let decode = |source| SyncError::Decode {
+                version: pointer.version,
+                source,
+            };
+            let (snapshot, held, compiled, reused) =
+                cache::decode_published(&pointer, &body, &held, &fresh, seal_key.as_ref())
+                    .map_err(decode)?;
+            if snapshot.version != pointer.version {
                 return Err(SyncError::Version {
                     pointer: pointer.version,
-                    body: compiled.version,
+                    body: snapshot.version,
                 });
             }
-            Ok((compiled, body))
+            Ok(Checked {
+                snapshot,
+                held,
+                compiled,
+                reused,
+                body,
+                fresh,
+            })
         })
         .await?
     }
 
-    async fn write_cache(&self, body: Vec<u8>) {
+    async fn write_cache(
+        &self,
+        pointer: SnapshotPointer,
+        body: Vec<u8>,
+        fresh: HashMap<String, Vec<u8>>,
+    ) {
         let path = self.source.cache.clone();
-        let written = tokio::task::spawn_blocking(move || cache::write(&path, &body)).await;
+        let written =
+            tokio::task::spawn_blocking(move || cache::write(&path, &pointer, &body, &fresh)).await;
         let error = match written {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         };
-        tracing::warn!(path = %self.source.cache.display(), error, "cannot write the snapshot cache; a restart without NATS would start empty");
+        tracing::warn!(path = %self.source.cache.display(), error, "cannot write the snapshot cache; a restart without NATS would start from an older copy or empty");
     }
+}
+
+/// A snapshot that passed every check, and what it was made of.
+struct Checked {
+    snapshot: CompiledSnapshot,
+    /// Key parts to hold once it is installed.
+    held: HeldParts,
+    /// Parts compiled from fetched bytes, and parts shared with the replaced snapshot.
+    compiled: usize,
+    reused: usize,
+    /// The body and the fetched parts, for the cache.
+    body: Vec<u8>,
+    fresh: HashMap<String, Vec<u8>>,
 }
 
 /// Whether opening a bucket failed because its stream does not exist (yet).

@@ -1,0 +1,251 @@
+//! Key parts (see `proto::distribution`): which parts of a pointer must be fetched, and the key
+//! table built from the parts already held plus the ones just fetched.
+//!
+//! A part is identified by its place and its digest: the same bytes at the same place compile
+//! to the same keys, so a part held under the same layout is reused as is (its `Arc` is shared
+//! by the old and the new snapshot), and only new parts are checked, parsed and compiled.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use proto::{KeyParts, PartRef, VirtualKey};
+use sha2::{Digest as _, Sha256};
+
+use super::compile::{KeyPart, KeyTable};
+
+/// Compiled parts of the snapshot being served, by place and digest.
+#[derive(Debug, Clone, Default)]
+pub struct HeldParts {
+    bits: u8,
+    parts: HashMap<(usize, String), Arc<KeyPart>>,
+}
+
+/// Why the parts of a pointer could not become a key table.
+#[derive(Debug, thiserror::Error)]
+pub enum PartError {
+    #[error("the pointer's key layout is malformed ({parts} parts for {bits} bits)")]
+    Layout { bits: u8, parts: usize },
+    #[error("key part {index} was not fetched")]
+    Missing { index: usize },
+    #[error("key part {index} is {got} bytes, the pointer says {want}")]
+    Size { index: usize, got: u64, want: u64 },
+    #[error("key part {index} does not match the pointer's SHA-256")]
+    Digest { index: usize },
+    #[error("key part {index} is not a JSON list of keys: {source}")]
+    Json {
+        index: usize,
+        source: serde_json::Error,
+    },
+    #[error("key part {index} is invalid: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        index: usize,
+        errors: Vec<proto::ValidationError>,
+    },
+}
+
+impl PartError {
+    /// Whether the bytes were wrong in transit (as opposed to a body that is itself invalid).
+    pub fn is_transfer(&self) -> bool {
+        matches!(
+            self,
+            Self::Missing { .. } | Self::Size { .. } | Self::Digest { .. }
+        )
+    }
+}
+
+/// A key table and what it was built from.
+#[derive(Debug)]
+pub struct Assembled {
+    pub table: KeyTable,
+    /// What to hold for the next pointer.
+    pub held: HeldParts,
+    /// Parts compiled from fetched bytes.
+    pub compiled: usize,
+    /// Parts taken from the held set.
+    pub reused: usize,
+}
+
+impl HeldParts {
+    /// The distinct parts of `layout` not held (what must be fetched).
+    pub fn missing(&self, layout: &KeyParts) -> Vec<PartRef> {
+        let mut seen = HashSet::new();
+        layout
+            .parts
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| !self.holds(layout.bits, *i, &r.sha256))
+            .filter(|(_, r)| seen.insert(r.sha256.as_str()))
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    fn holds(&self, bits: u8, index: usize, sha256: &str) -> bool {
+        bits == self.bits && self.parts.contains_key(&(index, sha256.to_owned()))
+    }
+
+    /// The key table for `layout`: held parts as they are, the others from `fresh` (bytes by
+    /// digest), each checked against the pointer, parsed and compiled.
+    pub fn assemble(
+        &self,
+        layout: &KeyParts,
+        fresh: &HashMap<String, Vec<u8>>,
+    ) -> Result<Assembled, PartError> {
+        if !layout.is_well_formed() {
+            return Err(PartError::Layout {
+                bits: layout.bits,
+                parts: layout.parts.len(),
+            });
+        }
+        let mut verified = HashSet::new();
+        let mut next = HeldParts {
+            bits: layout.bits,
+            parts: HashMap::with_capacity(layout.parts.len()),
+        };
+        let mut table = Vec::with_capacity(layout.parts.len());
+        let (mut compiled, mut reused) = (0, 0);
+        for (index, r) in layout.parts.iter().enumerate() {
+            let place = (index, r.sha256.clone());
+            let part = match self.parts.get(&place).filter(|_| self.bits == layout.bits) {
+                Some(held) => {
+                    reused += 1;
+                    Arc::clone(held)
+                }
+                None => {
+                    let bytes = fresh.get(&r.sha256).ok_or(PartError::Missing { index })?;
+                    if !verified.contains(r.sha256.as_str()) {
+                        check(index, r, bytes)?;
+                        verified.insert(r.sha256.as_str());
+                    }
+                    let keys: Vec<VirtualKey> = serde_json::from_slice(bytes)
+                        .map_err(|source| PartError::Json { index, source })?;
+                    compiled += 1;
+                    Arc::new(
+                        KeyPart::compile(keys, index, layout.bits)
+                            .map_err(|errors| PartError::Invalid { index, errors })?,
+                    )
+                }
+            };
+            next.parts.insert(place, Arc::clone(&part));
+            table.push(part);
+        }
+        let table = KeyTable::from_parts(layout.bits, table).ok_or(PartError::Layout {
+            bits: layout.bits,
+            parts: layout.parts.len(),
+        })?;
+        Ok(Assembled {
+            table,
+            held: next,
+            compiled,
+            reused,
+        })
+    }
+}
+
+/// Checks fetched bytes against their reference.
+pub fn check(index: usize, r: &PartRef, bytes: &[u8]) -> Result<(), PartError> {
+    let got = bytes.len() as u64;
+    if got != r.size {
+        return Err(PartError::Size {
+            index,
+            got,
+            want: r.size,
+        });
+    }
+    if hex::encode(Sha256::digest(bytes)) != r.sha256 {
+        return Err(PartError::Digest { index });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(lead: u8, n: u8) -> VirtualKey {
+        let mut digest = [n; 32];
+        digest[0] = lead;
+        VirtualKey {
+            name: format!("k{lead}-{n}"),
+            sha256: hex::encode(digest),
+            team: None,
+            models: vec!["*".into()],
+            id: None,
+            expires_at: None,
+            rpm: None,
+            tpm: None,
+            max_request_cost_usd: None,
+            budget: None,
+            tags: Default::default(),
+        }
+    }
+
+    /// Encodes keys into parts the way the control plane does.
+    fn layout(bits: u8, keys: &[VirtualKey]) -> (KeyParts, HashMap<String, Vec<u8>>) {
+        let encoded = proto::split_keys_with_bits(keys, bits).unwrap();
+        (encoded.layout, encoded.bodies.into_iter().collect())
+    }
+
+    #[test]
+    fn unchanged_parts_are_shared_and_only_changed_ones_are_compiled() {
+        let mut keys = vec![key(0x00, 1), key(0x40, 2), key(0x80, 3), key(0xc0, 4)];
+        let (first, fresh) = layout(2, &keys);
+        let held = HeldParts::default();
+        assert_eq!(held.missing(&first).len(), 4);
+        let a = held.assemble(&first, &fresh).unwrap();
+        assert_eq!((a.compiled, a.reused), (4, 0));
+
+        keys.push(key(0x41, 5));
+        let (second, fresh) = layout(2, &keys);
+        let missing = a.held.missing(&second);
+        assert_eq!(missing.len(), 1, "only part 1 changed");
+        let only: HashMap<_, _> = missing
+            .iter()
+            .map(|r| (r.sha256.clone(), fresh[&r.sha256].clone()))
+            .collect();
+        let b = a.held.assemble(&second, &only).unwrap();
+        assert_eq!((b.compiled, b.reused), (1, 3));
+        assert!(Arc::ptr_eq(&a.table_part(0), &b.table_part(0)));
+        assert!(!Arc::ptr_eq(&a.table_part(1), &b.table_part(1)));
+        assert_eq!(b.table_part(1).len(), 2);
+
+        // A different layout reuses nothing.
+        let (third, fresh) = layout(3, &keys);
+        assert_eq!(b.held.missing(&third).len(), third.parts.len() - 3);
+        let c = b.held.assemble(&third, &fresh).unwrap();
+        assert_eq!(c.reused, 0);
+    }
+
+    #[test]
+    fn wrong_bytes_and_misplaced_keys_are_refused() {
+        let keys = vec![key(0x00, 1), key(0x80, 2)];
+        let (good, mut fresh) = layout(1, &keys);
+        let sha = good.parts[1].sha256.clone();
+        let mut tampered = fresh[&sha].clone();
+        tampered[3] ^= 1;
+        fresh.insert(sha, tampered);
+        let err = HeldParts::default().assemble(&good, &fresh).unwrap_err();
+        assert!(matches!(err, PartError::Digest { index: 1 }), "{err}");
+        assert!(err.is_transfer());
+
+        // Part 0 claims a key whose hash belongs in part 1.
+        let (mut swapped, fresh) = layout(1, &keys);
+        swapped.parts.swap(0, 1);
+        let err = HeldParts::default().assemble(&swapped, &fresh).unwrap_err();
+        assert!(
+            err.to_string().contains("does not belong in part 0 of 2"),
+            "{err}"
+        );
+        assert!(!err.is_transfer());
+
+        let (mut short, fresh) = layout(1, &keys);
+        short.parts.pop();
+        let err = HeldParts::default().assemble(&short, &fresh).unwrap_err();
+        assert!(matches!(err, PartError::Layout { .. }), "{err}");
+    }
+
+    impl Assembled {
+        fn table_part(&self, index: usize) -> Arc<KeyPart> {
+            self.table.part(index)
+        }
+    }
+}
