@@ -72,20 +72,22 @@ pub fn decode(bytes: &[u8], seal_key: Option<&SealKey>) -> Result<CompiledSnapsh
 
 /// Parses and compiles a published body: with its keys inline, or (when the pointer says so)
 /// with its keys from `held` and the `fresh` part bytes. Returns the parts to hold next.
+/// Unchanged routes of `previous` are reused.
 pub fn decode_published(
     pointer: &SnapshotPointer,
     body: &[u8],
     held: &HeldParts,
     fresh: &HashMap<String, Vec<u8>>,
     seal_key: Option<&SealKey>,
+    previous: Option<&CompiledSnapshot>,
 ) -> Result<(CompiledSnapshot, HeldParts, usize, usize), DecodeError> {
     let Some(layout) = &pointer.keys else {
         return Ok((decode(body, seal_key)?, HeldParts::default(), 0, 0));
     };
     let snapshot: Snapshot = serde_json::from_slice(body)?;
     let assembled = held.assemble(layout, fresh)?;
-    let compiled =
-        compile_with_keys(snapshot, seal_key, assembled.table).map_err(DecodeError::Invalid)?;
+    let compiled = compile_with_keys(snapshot, seal_key, assembled.table, previous)
+        .map_err(DecodeError::Invalid)?;
     Ok((
         compiled,
         assembled.held,
@@ -152,6 +154,7 @@ pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<Option<Cached>, C
         &HeldParts::default(),
         &fresh,
         seal_key,
+        None,
     )
     .map_err(decoded)?;
     Ok(Some(Cached { snapshot, parts }))

@@ -28,6 +28,18 @@ pub struct CompiledSnapshot {
     pub teams: HashMap<String, proto::TeamPolicy>,
     /// Every budget (hard and soft).
     pub budgets: Vec<Arc<proto::Budget>>,
+    /// What the routes were compiled from.
+    sources: RouteSources,
+}
+
+/// What a snapshot's routes were compiled from, so that the next snapshot reuses every route
+/// whose definition, providers and prices did not change (with its adapters, and their caches
+/// such as an OAuth token) instead of building it again.
+#[derive(Debug, Default)]
+struct RouteSources {
+    providers: Vec<proto::Provider>,
+    pricing: Vec<ModelPrice>,
+    specs: HashMap<String, proto::Route>,
 }
 
 /// A snapshot's keys, in `2^bits` parts picked by the leading bits of each key's hash (as
@@ -337,14 +349,16 @@ pub fn compile(
 ) -> Result<CompiledSnapshot, Vec<ValidationError>> {
     snapshot.validate()?;
     let keys = KeyTable::single(KeyPart::build(std::mem::take(&mut snapshot.keys)));
-    compile_validated(snapshot, seal_key, keys)
+    compile_validated(snapshot, seal_key, keys, None)
 }
 
-/// Validates and compiles a snapshot body whose keys arrived as parts, already compiled.
+/// Validates and compiles a snapshot body whose keys arrived as parts, already compiled, reusing
+/// the unchanged routes of `previous` (the snapshot it replaces).
 pub fn compile_with_keys(
     snapshot: Snapshot,
     seal_key: Option<&SealKey>,
     keys: KeyTable,
+    previous: Option<&CompiledSnapshot>,
 ) -> Result<CompiledSnapshot, Vec<ValidationError>> {
     if !snapshot.keys.is_empty() {
         return Err(vec![ValidationError {
@@ -353,15 +367,19 @@ pub fn compile_with_keys(
         }]);
     }
     snapshot.validate()?;
-    compile_validated(snapshot, seal_key, keys)
+    compile_validated(snapshot, seal_key, keys, previous)
 }
 
 fn compile_validated(
     mut snapshot: Snapshot,
     seal_key: Option<&SealKey>,
     keys: KeyTable,
+    previous: Option<&CompiledSnapshot>,
 ) -> Result<CompiledSnapshot, Vec<ValidationError>> {
     crate::routing::health::apply_reported(&std::mem::take(&mut snapshot.health));
+    let reusable = previous.filter(|p| {
+        p.sources.providers == snapshot.providers && p.sources.pricing == snapshot.pricing
+    });
     let providers: HashMap<&str, (Arc<Adapter>, &proto::Provider)> = snapshot
         .providers
         .iter()
@@ -375,6 +393,17 @@ fn compile_validated(
         .collect();
     let mut routes = HashMap::with_capacity(snapshot.routes.len());
     for (i, r) in snapshot.routes.iter().enumerate() {
+        let same = reusable.and_then(|p| {
+            p.sources
+                .specs
+                .get(&r.alias)
+                .filter(|spec| *spec == r)
+                .and(p.routes.get(&r.alias))
+        });
+        if let Some(route) = same {
+            routes.insert(r.alias.clone(), Arc::clone(route));
+            continue;
+        }
         let mut deployments = Vec::with_capacity(r.deployments.len());
         for (j, d) in r.deployments.iter().enumerate() {
             // Validation guarantees the provider exists.
@@ -420,10 +449,22 @@ fn compile_validated(
         routes.insert(r.alias.clone(), Arc::new(route));
     }
 
+    drop(providers);
+    drop(prices);
     let mut aliases: Vec<String> = routes.keys().cloned().collect();
     aliases.sort_unstable();
+    let sources = RouteSources {
+        specs: snapshot
+            .routes
+            .into_iter()
+            .map(|r| (r.alias.clone(), r))
+            .collect(),
+        providers: snapshot.providers,
+        pricing: snapshot.pricing,
+    };
     Ok(CompiledSnapshot {
         version: snapshot.version,
+        sources,
         keys,
         routes,
         aliases,
@@ -479,5 +520,34 @@ keys:
                 .map(|d| d.id.as_str()),
             Some("p/m")
         );
+    }
+
+    #[test]
+    fn unchanged_routes_are_reused_and_a_provider_change_rebuilds_them() {
+        let parse = |yaml: &str| -> Snapshot { serde_yaml::from_str(yaml).unwrap() };
+        let v1 = parse(
+            r#"
+providers: [{id: p, kind: vllm, base_url: "http://127.0.0.1:1/v1"}]
+routes:
+  - {alias: a, deployments: [{provider: p, model: m}]}
+  - {alias: b, deployments: [{provider: p, model: m}]}
+"#,
+        );
+        let keys = || KeyTable::single(KeyPart::default());
+        let first = compile_with_keys(v1.clone(), None, keys(), None).unwrap();
+        let mut v2 = v1.clone();
+        v2.routes[1].deployments[0].model = "m2".into();
+        let second = compile_with_keys(v2.clone(), None, keys(), Some(&first)).unwrap();
+        let same = |x: &CompiledSnapshot, y: &CompiledSnapshot, alias: &str| {
+            Arc::ptr_eq(x.route(alias).unwrap(), y.route(alias).unwrap())
+        };
+        assert!(same(&first, &second, "a"), "route a did not change");
+        assert!(!same(&first, &second, "b"), "route b changed");
+        assert_eq!(second.route("b").unwrap().primary().unwrap().model, "m2");
+
+        let mut v3 = v2.clone();
+        v3.providers[0].base_url = Some("http://127.0.0.1:2/v1".into());
+        let third = compile_with_keys(v3, None, keys(), Some(&second)).unwrap();
+        assert!(!same(&second, &third, "a"), "the provider changed");
     }
 }

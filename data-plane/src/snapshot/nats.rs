@@ -557,6 +557,7 @@ impl Watcher {
     ) -> Result<Checked, SyncError> {
         let seal_key = self.source.seal_key.clone();
         let held = self.held.clone();
+        let previous = self.store.get();
         tokio::task::spawn_blocking(move || {
             let got = body.len() as u64;
             if got != pointer.size {
@@ -575,9 +576,17 @@ impl Watcher {
                 version: pointer.version,
                 source,
             };
-            let (snapshot, held, compiled, reused) =
-                cache::decode_published(&pointer, &body, &held, &fresh, seal_key.as_ref())
-                    .map_err(decode)?;
+            let (snapshot, held, compiled, reused) = cache::decode_published(
+                &pointer,
+                &body,
+                &held,
+                &fresh,
+                seal_key.as_ref(),
+                previous.as_deref(),
+            )
+            .map_err(decode)?;
+            // Not the last holder of the served snapshot: freeing it is `retire`'s job.
+            drop(previous);
             if snapshot.version != pointer.version {
                 return Err(SyncError::Version {
                     pointer: pointer.version,

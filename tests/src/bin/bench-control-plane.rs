@@ -2,9 +2,12 @@
 //!
 //! 1. Propagation: 200 keys created through the admin API; for each, the time from the API's
 //!    response until all 3 data planes accept the key. p50/p99/max.
-//! 2. Big swaps: a snapshot with 100,000 keys and 1,000 routes published over NATS to a data
-//!    plane under 1,000 req/s of load (oha); the data plane's own fetch and compile times, and
-//!    the request p99 with and without swaps going on.
+//! 2. Big swaps: a data plane holding a snapshot with 100,000 keys and 1,000 routes, under
+//!    1,000 req/s of load (oha), is sent new versions over NATS; the data plane's own fetch and
+//!    compile times, and the request p99 with and without swaps going on. Twice: versions that
+//!    change what admin changes do (a key added, a route edited: what the control plane
+//!    publishes), and versions in which every one of the 100,000 keys is different (the worst
+//!    case: a proxy's cold start, or a mass re-keying).
 //!
 //! Run through `tests/bench/control-plane.sh`, which builds release binaries and points the
 //! harness at them.
@@ -119,8 +122,18 @@ async fn propagation(changes: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How successive big snapshots differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// One key added and one route's model changed per version (the same 100,000 keys).
+    Edit,
+    /// Every key different in every version.
+    Replace,
+}
+
 fn big_snapshot(
     version: u64,
+    change: Change,
     keys: usize,
     routes: usize,
     mock: &str,
@@ -140,6 +153,7 @@ fn big_snapshot(
         settings: BTreeMap::new(),
         health_check_ms: None,
     }];
+    let edited = (version as usize) % routes;
     let routes = (0..routes)
         .map(|i| proto::Route {
             alias: if i == 0 {
@@ -149,7 +163,11 @@ fn big_snapshot(
             },
             deployments: vec![proto::Deployment {
                 provider: "mock".into(),
-                model: format!("model-{i}"),
+                model: if change == Change::Edit && i == edited && i > 0 {
+                    format!("model-{i}-v{version}")
+                } else {
+                    format!("model-{i}")
+                },
                 weight: None,
                 priority: None,
                 rpm: None,
@@ -165,25 +183,10 @@ fn big_snapshot(
             rules: Vec::new(),
         })
         .collect();
-    let mut all_keys: Vec<proto::VirtualKey> = (0..keys)
-        .map(|i| proto::VirtualKey {
-            name: format!("key-{i}"),
-            sha256: hex::encode(sha2::Sha256::digest(format!("v{version}-k{i}"))),
-            team: Some(format!("team-{}", i % 100)),
-            models: vec!["*".into()],
-            id: Some(format!("{i}")),
-            expires_at: None,
-            rpm: None,
-            tpm: None,
-            max_request_cost_usd: None,
-            budget: None,
-            tags: BTreeMap::new(),
-        })
-        .collect();
-    all_keys.push(proto::VirtualKey {
-        name: "bench".into(),
-        sha256: bench_hash.into(),
-        team: None,
+    let key = |name: String, seed: String| proto::VirtualKey {
+        name,
+        sha256: hex::encode(sha2::Sha256::digest(seed)),
+        team: Some("team-1".into()),
         models: vec!["*".into()],
         id: None,
         expires_at: None,
@@ -192,6 +195,19 @@ fn big_snapshot(
         max_request_cost_usd: None,
         budget: None,
         tags: BTreeMap::new(),
+    };
+    let mut all_keys: Vec<proto::VirtualKey> = match change {
+        Change::Edit => (0..keys)
+            .map(|i| key(format!("key-{i}"), format!("k{i}")))
+            .chain((1..=version).map(|v| key(format!("added-{v}"), format!("added-{v}"))))
+            .collect(),
+        Change::Replace => (0..keys)
+            .map(|i| key(format!("key-{i}"), format!("v{version}-k{i}")))
+            .collect(),
+    };
+    all_keys.push(proto::VirtualKey {
+        sha256: bench_hash.into(),
+        ..key("bench".into(), String::new())
     });
     proto::Snapshot {
         schema_version: proto::SCHEMA_VERSION,
@@ -264,11 +280,12 @@ async fn big_swaps(keys: usize, routes: usize) -> anyhow::Result<()> {
     let bench_key = "sk-sy-bench-swap-key";
     let bench_hash = hex::encode(sha2::Sha256::digest(bench_key));
     let mock = env.mock().base_url();
-    let snapshots: Vec<proto::Snapshot> = (1..=17)
-        .map(|v| big_snapshot(v, keys, routes, &mock, &bench_hash))
-        .collect();
-    let size = serde_json::to_vec(&snapshots[0])?.len();
-    publisher.publish(&snapshots[0]).await?;
+    let first = big_snapshot(1, Change::Edit, keys, routes, &mock, &bench_hash);
+    let size = serde_json::to_vec(&first)?.len();
+    let t = Instant::now();
+    let pointer = publisher.publish(&first).await?;
+    let first_publish = t.elapsed();
+    let parts = pointer.keys.as_ref().map_or(0, |k| k.parts.len());
     env.start_data_plane(
         DataPlaneSpec::nats()
             .env("BENCH_UPSTREAM_KEY", "x")
@@ -285,22 +302,67 @@ async fn big_swaps(keys: usize, routes: usize) -> anyhow::Result<()> {
             .unwrap_or(false)
     })
     .await?;
+    let cold = swap_totals(&ops).await?;
+    println!(
+        "big snapshot: {keys} keys + {routes} routes ({:.1} MB as one JSON body; {parts} key parts); first publish {:.0} ms; cold start in the data plane: fetch {:.0} ms + parse/validate/compile {:.0} ms",
+        size as f64 / 1e6,
+        first_publish.as_secs_f64() * 1e3,
+        cold.fetch / cold.count.max(1.0) * 1e3,
+        cold.compile / cold.count.max(1.0) * 1e3,
+    );
+    let mut version = 1;
+    for change in [Change::Edit, Change::Replace] {
+        let mut next = || {
+            version += 1;
+            big_snapshot(version, change, keys, routes, &mock, &bench_hash)
+        };
+        let label = match change {
+            Change::Edit => "edit swaps (one key added + one route changed per version)",
+            Change::Replace => "full swaps (all 100k keys different in each version)",
+        };
+        swap_rounds(&publisher, &url, &ops, bench_key, label, &mut next).await?;
+    }
+    Ok(())
+}
 
-    let baseline = load_p99(&url, bench_key, 10).await?;
-    let (f0, n0) = metric_sum(&ops, "switchyard_snapshot_swap_seconds", "stage=\"fetch\"").await?;
-    let (c0, _) = metric_sum(
-        &ops,
-        "switchyard_snapshot_swap_seconds",
-        "stage=\"compile\"",
-    )
-    .await?;
+/// Sum and count of the data plane's swap-time histogram, per stage.
+struct SwapTotals {
+    fetch: f64,
+    compile: f64,
+    count: f64,
+}
+
+async fn swap_totals(ops: &str) -> anyhow::Result<SwapTotals> {
+    let name = "switchyard_snapshot_swap_seconds";
+    let (fetch, count) = metric_sum(ops, name, "stage=\"fetch\"").await?;
+    let (compile, _) = metric_sum(ops, name, "stage=\"compile\"").await?;
+    Ok(SwapTotals {
+        fetch,
+        compile,
+        count,
+    })
+}
+
+/// Ten swaps about a second apart under load, then five 3-second windows with one swap each
+/// against five without; prints the proxy's background work per swap and the request p99s.
+async fn swap_rounds(
+    publisher: &Publisher,
+    url: &str,
+    ops: &str,
+    bench_key: &str,
+    label: &str,
+    next: &mut impl FnMut() -> proto::Snapshot,
+) -> anyhow::Result<()> {
+    let baseline = load_p99(url, bench_key, 10).await?;
+    let before = swap_totals(ops).await?;
     // Bodies are uploaded before the measured window (that is the control plane's and NATS's
     // work); during it only pointers move, so the window measures the proxy's own swaps.
     let mut publish_ms = Vec::new();
     let mut staged = Vec::new();
-    for s in &snapshots[1..12] {
+    for _ in 0..11 {
+        let snapshot = next();
         let t = Instant::now();
-        staged.push(publisher.stage(s).await?);
+        staged.push(publisher.stage(&snapshot).await?);
         publish_ms.push(t.elapsed());
     }
     publish_ms.sort_unstable();
@@ -313,52 +375,44 @@ async fn big_swaps(keys: usize, routes: usize) -> anyhow::Result<()> {
             }
         })
     };
-    let swapping = load_p99(&url, bench_key, 10).await?;
+    let swapping = load_p99(url, bench_key, 10).await?;
     announcing.await?;
-    let (f1, n1) = metric_sum(&ops, "switchyard_snapshot_swap_seconds", "stage=\"fetch\"").await?;
-    let (c1, _) = metric_sum(
-        &ops,
-        "switchyard_snapshot_swap_seconds",
-        "stage=\"compile\"",
-    )
-    .await?;
-    let swaps = n1 - n0;
+    let after = swap_totals(ops).await?;
+    let swaps = after.count - before.count;
     println!(
-        "big snapshot: {keys} keys + {routes} routes = {:.1} MB of JSON; control-plane upload to NATS p50 {:.0} ms",
-        size as f64 / 1e6,
+        "{label}: control-plane stage (parts + body to NATS) p50 {:.0} ms",
         percentile(&publish_ms, 0.5)
     );
     if swaps > 0.0 {
         println!(
-            "data-plane swap (background work per snapshot, {swaps} swaps): fetch {:.0} ms + parse/validate/compile {:.0} ms = {:.0} ms",
-            (f1 - f0) / swaps * 1e3,
-            (c1 - c0) / swaps * 1e3,
-            ((f1 - f0) + (c1 - c0)) / swaps * 1e3
+            "  data-plane swap (background work per snapshot, {swaps} swaps): fetch {:.1} ms + parse/validate/compile {:.1} ms = {:.1} ms",
+            (after.fetch - before.fetch) / swaps * 1e3,
+            (after.compile - before.compile) / swaps * 1e3,
+            ((after.fetch - before.fetch) + (after.compile - before.compile)) / swaps * 1e3
         );
     }
-    // One swap per 3-second window, five times, against five windows without a swap.
     let mut quiet = Vec::new();
     let mut single = Vec::new();
-    for s in &snapshots[12..] {
-        quiet.push(load_p99(&url, bench_key, 3).await?);
-        let pointer = publisher.stage(s).await?;
+    for _ in 0..5 {
+        quiet.push(load_p99(url, bench_key, 3).await?);
+        let pointer = publisher.stage(&next()).await?;
         let publisher = publisher.clone();
         let announce = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1000)).await;
             let _ = publisher.announce(pointer).await;
         });
-        single.push(load_p99(&url, bench_key, 3).await?);
+        single.push(load_p99(url, bench_key, 3).await?);
         announce.await?;
     }
     let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     println!(
-        "request p99 at 1,000 req/s over 3 s windows: worst of 5 without a swap {:.3} ms, worst of 5 with one swap {:.3} ms ({:+.0}%)",
+        "  request p99 at 1,000 req/s over 3 s windows: worst of 5 without a swap {:.3} ms, worst of 5 with one swap {:.3} ms ({:+.0}%)",
         worst(&quiet),
         worst(&single),
         (worst(&single) / worst(&quiet) - 1.0) * 100.0
     );
     println!(
-        "request p99 at 1,000 req/s: {baseline:.3} ms without swaps, {swapping:.3} ms while swapping every ~1 s ({:+.0}%)",
+        "  request p99 at 1,000 req/s: {baseline:.3} ms without swaps, {swapping:.3} ms while swapping every ~1 s ({:+.0}%)",
         (swapping / baseline - 1.0) * 100.0
     );
     Ok(())
