@@ -189,19 +189,7 @@ mod tests {
     }
 
     fn key(sha256: String) -> VirtualKey {
-        VirtualKey {
-            name: "k".into(),
-            sha256,
-            team: None,
-            models: vec!["*".into()],
-            id: None,
-            expires_at: None,
-            rpm: None,
-            tpm: None,
-            max_request_cost_usd: None,
-            budget: None,
-            tags: Default::default(),
-        }
+        VirtualKey::allowing_all("k", sha256)
     }
 
     #[test]

@@ -478,3 +478,22 @@ pub struct VirtualKey {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
 }
+
+impl VirtualKey {
+    /// A key that may call every alias, with no team, limits, expiry or tags.
+    pub fn allowing_all(name: impl Into<String>, sha256: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            sha256: sha256.into(),
+            team: None,
+            models: vec!["*".into()],
+            id: None,
+            expires_at: None,
+            rpm: None,
+            tpm: None,
+            max_request_cost_usd: None,
+            budget: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}

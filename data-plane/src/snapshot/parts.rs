@@ -164,19 +164,7 @@ mod tests {
     fn key(lead: u8, n: u8) -> VirtualKey {
         let mut digest = [n; 32];
         digest[0] = lead;
-        VirtualKey {
-            name: format!("k{lead}-{n}"),
-            sha256: hex::encode(digest),
-            team: None,
-            models: vec!["*".into()],
-            id: None,
-            expires_at: None,
-            rpm: None,
-            tpm: None,
-            max_request_cost_usd: None,
-            budget: None,
-            tags: Default::default(),
-        }
+        VirtualKey::allowing_all(format!("k{lead}-{n}"), hex::encode(digest))
     }
 
     /// Encodes keys into parts the way the control plane does.

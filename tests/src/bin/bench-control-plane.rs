@@ -184,17 +184,8 @@ fn big_snapshot(
         })
         .collect();
     let key = |name: String, seed: String| proto::VirtualKey {
-        name,
-        sha256: hex::encode(sha2::Sha256::digest(seed)),
         team: Some("team-1".into()),
-        models: vec!["*".into()],
-        id: None,
-        expires_at: None,
-        rpm: None,
-        tpm: None,
-        max_request_cost_usd: None,
-        budget: None,
-        tags: BTreeMap::new(),
+        ..proto::VirtualKey::allowing_all(name, hex::encode(sha2::Sha256::digest(seed)))
     };
     let mut all_keys: Vec<proto::VirtualKey> = match change {
         Change::Edit => (0..keys)
