@@ -70,6 +70,17 @@ pub fn decode(bytes: &[u8], seal_key: Option<&SealKey>) -> Result<CompiledSnapsh
     compile(snapshot, seal_key).map_err(DecodeError::Invalid)
 }
 
+/// A compiled published body and the key parts it was built from.
+#[derive(Debug)]
+pub struct Decoded {
+    pub snapshot: CompiledSnapshot,
+    /// Key parts to hold once the snapshot is installed.
+    pub held: HeldParts,
+    /// Parts compiled from fetched bytes, and parts shared with the replaced snapshot.
+    pub compiled: usize,
+    pub reused: usize,
+}
+
 /// Parses and compiles a published body: with its keys inline, or (when the pointer says so)
 /// with its keys from `held` and the `fresh` part bytes. Returns the parts to hold next.
 /// Unchanged routes of `previous` are reused.
@@ -80,20 +91,25 @@ pub fn decode_published(
     fresh: &HashMap<String, Vec<u8>>,
     seal_key: Option<&SealKey>,
     previous: Option<&CompiledSnapshot>,
-) -> Result<(CompiledSnapshot, HeldParts, usize, usize), DecodeError> {
+) -> Result<Decoded, DecodeError> {
     let Some(layout) = &pointer.keys else {
-        return Ok((decode(body, seal_key)?, HeldParts::default(), 0, 0));
+        return Ok(Decoded {
+            snapshot: decode(body, seal_key)?,
+            held: HeldParts::default(),
+            compiled: 0,
+            reused: 0,
+        });
     };
     let snapshot: Snapshot = serde_json::from_slice(body)?;
     let assembled = held.assemble(layout, fresh)?;
-    let compiled = compile_with_keys(snapshot, seal_key, assembled.table, previous)
+    let snapshot = compile_with_keys(snapshot, seal_key, assembled.table, previous)
         .map_err(DecodeError::Invalid)?;
-    Ok((
-        compiled,
-        assembled.held,
-        assembled.compiled,
-        assembled.reused,
-    ))
+    Ok(Decoded {
+        snapshot,
+        held: assembled.held,
+        compiled: assembled.compiled,
+        reused: assembled.reused,
+    })
 }
 
 /// The directory holding the cached key parts.
@@ -148,7 +164,7 @@ pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<Option<Cached>, C
             }
         }
     }
-    let (snapshot, parts, _, _) = decode_published(
+    let decoded = decode_published(
         &manifest.pointer,
         core,
         &HeldParts::default(),
@@ -157,7 +173,10 @@ pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<Option<Cached>, C
         None,
     )
     .map_err(decoded)?;
-    Ok(Some(Cached { snapshot, parts }))
+    Ok(Some(Cached {
+        snapshot: decoded.snapshot,
+        parts: decoded.held,
+    }))
 }
 
 /// Replaces the cache with `pointer` and its `body`. Parts named by the pointer are written

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::{self, DecodeError};
 use super::parts::HeldParts;
-use super::{CompiledSnapshot, SnapshotStore};
+use super::SnapshotStore;
 use crate::metrics;
 use crate::seal::SealKey;
 
@@ -412,10 +412,13 @@ impl Watcher {
             }
         };
         let Checked {
-            snapshot: next,
-            held,
-            compiled,
-            reused,
+            decoded:
+                cache::Decoded {
+                    snapshot: next,
+                    held,
+                    compiled,
+                    reused,
+                },
             body,
             fresh,
         } = checked;
@@ -576,7 +579,7 @@ impl Watcher {
                 version: pointer.version,
                 source,
             };
-            let (snapshot, held, compiled, reused) = cache::decode_published(
+            let decoded = cache::decode_published(
                 &pointer,
                 &body,
                 &held,
@@ -587,17 +590,14 @@ impl Watcher {
             .map_err(decode)?;
             // Not the last holder of the served snapshot: freeing it is `retire`'s job.
             drop(previous);
-            if snapshot.version != pointer.version {
+            if decoded.snapshot.version != pointer.version {
                 return Err(SyncError::Version {
                     pointer: pointer.version,
-                    body: snapshot.version,
+                    body: decoded.snapshot.version,
                 });
             }
             Ok(Checked {
-                snapshot,
-                held,
-                compiled,
-                reused,
+                decoded,
                 body,
                 fresh,
             })
@@ -625,12 +625,7 @@ impl Watcher {
 
 /// A snapshot that passed every check, and what it was made of.
 struct Checked {
-    snapshot: CompiledSnapshot,
-    /// Key parts to hold once it is installed.
-    held: HeldParts,
-    /// Parts compiled from fetched bytes, and parts shared with the replaced snapshot.
-    compiled: usize,
-    reused: usize,
+    decoded: cache::Decoded,
     /// The body and the fetched parts, for the cache.
     body: Vec<u8>,
     fresh: HashMap<String, Vec<u8>>,
