@@ -600,3 +600,62 @@ async fn snapshot_nats_a_change_fetches_only_the_key_parts_it_touched() {
         "17 is back in v7"
     );
 }
+
+/// Bodies in the object store and parts in their bucket.
+async fn stored(env: &TestEnv) -> (usize, usize) {
+    use futures_util::StreamExt as _;
+    let js = env.nats().jetstream().await.unwrap();
+    let objects = js.get_object_store(SNAPSHOT_OBJECT_BUCKET).await.unwrap();
+    let mut list = objects.list().await.unwrap();
+    let mut bodies = 0;
+    while let Some(info) = list.next().await {
+        bodies += usize::from(!info.unwrap().deleted);
+    }
+    let parts = js.get_key_value(SNAPSHOT_PARTS_BUCKET).await.unwrap();
+    let mut keys = parts.keys().await.unwrap();
+    let mut count = 0;
+    while let Some(key) = keys.next().await {
+        key.unwrap();
+        count += 1;
+    }
+    (bodies, count)
+}
+
+#[tokio::test]
+async fn snapshot_nats_old_bodies_and_parts_are_pruned_at_most_once_per_interval() {
+    let mut env = env_with_nats().await;
+    // Each version has its own key, so its one part is new.
+    let version = |env: &TestEnv, v: u64| {
+        with_keys(
+            snapshot(env, v, &[]),
+            std::iter::once(format!("sk-sy-prune-{v}")),
+        )
+    };
+    // The first announce prunes (there is nothing to prune yet); within the interval, none.
+    let slow = publisher(&env).await.prune_every(Duration::from_secs(3600));
+    for v in 1..=20 {
+        slow.publish(&version(&env, v)).await.unwrap();
+    }
+    assert_eq!(
+        stored(&env).await,
+        (20, 20),
+        "nothing pruned within the interval"
+    );
+
+    // A publisher pruning after every announce keeps the newest body plus three older ones,
+    // and the parts of the 16 snapshots it staged last.
+    let eager = publisher(&env).await.prune_every(Duration::ZERO);
+    eager.publish(&version(&env, 21)).await.unwrap();
+    assert_eq!(stored(&env).await, (4, 1));
+    for v in 22..=40 {
+        eager.publish(&version(&env, v)).await.unwrap();
+    }
+    assert_eq!(stored(&env).await, (4, 16));
+
+    // What is left serves: a proxy starting now installs the latest.
+    env.start_data_plane(nats_data_plane()).await.unwrap();
+    let dp = env.data_plane();
+    wait_for_version(dp, 40, Duration::from_secs(10)).await;
+    assert_eq!(chat_as(dp, "sk-sy-prune-40", "chat").await.0, 200);
+    assert_eq!(chat_as(dp, "sk-sy-prune-39", "chat").await.0, 401);
+}

@@ -5,11 +5,14 @@
 //! Publishing is idempotent: the object name is derived from the version, a part's name from
 //! its digest (a part already stored is not sent again, so a change to one key of 100,000 sends
 //! one part), and the pointer in the bucket only ever moves forward (compare-and-set on the
-//! bucket revision), so a replayed or late publish never rolls proxies back. Parts no recent
-//! snapshot names are purged after each announce.
+//! bucket revision), so a replayed or late publish never rolls proxies back. Old bodies, and
+//! parts no recent snapshot names, are pruned after an announce, at most once per
+//! [`PRUNE_INTERVAL`]: listing and purging is work for NATS (and for the machine the proxies
+//! share with it), which a burst of changes should not pay once per change.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv, object_store};
 use futures_util::StreamExt as _;
@@ -25,6 +28,8 @@ const KEEP_OLD_OBJECTS: usize = 3;
 /// enough for proxies still fetching an older one, and for snapshots staged ahead of their
 /// announcement.
 const KEEP_STAGED_PART_SETS: usize = 16;
+/// Least time between two prunes.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A NATS failure while publishing.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,9 @@ pub struct Publisher {
     parts: kv::Store,
     /// Part names of the most recently staged snapshots, newest last.
     recent: Arc<Mutex<VecDeque<HashSet<String>>>>,
+    /// When the last prune started, and the least time until the next.
+    pruned: Arc<Mutex<Option<Instant>>>,
+    prune_interval: Duration,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -96,7 +104,27 @@ impl Publisher {
             objects,
             parts,
             recent: Arc::new(Mutex::new(VecDeque::new())),
+            pruned: Arc::new(Mutex::new(None)),
+            prune_interval: PRUNE_INTERVAL,
         })
+    }
+
+    /// Prunes at most once per `interval` (default [`PRUNE_INTERVAL`]; zero prunes after every
+    /// announce).
+    #[must_use]
+    pub fn prune_every(mut self, interval: Duration) -> Self {
+        self.prune_interval = interval;
+        self
+    }
+
+    /// Whether an announce now should prune (and if so, records that it does).
+    fn prune_due(&self) -> bool {
+        let mut last = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= self.prune_interval);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     /// The pointer currently in the bucket, if any.
@@ -245,8 +273,10 @@ impl Publisher {
             .await
             .map_err(|e| err("push pointer", &e))?;
         self.client.flush().await.map_err(|e| err("flush", &e))?;
-        self.prune(version).await;
-        self.prune_parts().await;
+        if self.prune_due() {
+            self.prune(version).await;
+            self.prune_parts().await;
+        }
         Ok(pointer)
     }
 
