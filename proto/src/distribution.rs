@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::keycodec::{encode_keys, KeyPartError};
 use crate::VirtualKey;
 
 /// Key-value bucket holding the latest [`SnapshotPointer`].
@@ -22,7 +23,8 @@ pub const SNAPSHOT_KV_KEY: &str = "latest";
 /// Object store holding snapshot bodies (JSON of [`crate::Snapshot`]; without keys when the
 /// pointer names [`KeyParts`]).
 pub const SNAPSHOT_OBJECT_BUCKET: &str = "switchyard_snapshots";
-/// Key-value bucket holding key parts (JSON arrays of [`crate::VirtualKey`]) under
+/// Key-value bucket holding key parts (lists of [`crate::VirtualKey`] in the binary encoding of
+/// [`crate::encode_keys`]; JSON arrays from control planes before it) under
 /// [`KeyParts::entry_name`].
 pub const SNAPSHOT_PARTS_BUCKET: &str = "switchyard_snapshot_parts";
 /// Subject on which each new pointer is pushed.
@@ -57,7 +59,8 @@ impl SnapshotPointer {
 }
 
 /// A snapshot's keys split by hash: key `k` is in part [`part_of`]`(k.sha256, bits)`, and each
-/// part is a JSON array of keys ordered by hash.
+/// part lists its keys ordered by hash, in the binary encoding of [`crate::encode_keys`] (parts
+/// staged before it are JSON arrays, told apart by their first byte).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyParts {
     /// How many leading bits of a key's hash pick its part; there are `2^bits` parts.
@@ -99,7 +102,7 @@ pub fn part_of(sha256_hex: &str, bits: u8) -> usize {
     (lead >> (32 - u32::from(bits.min(MAX_PART_BITS)))) as usize
 }
 
-/// Bits for `keys` keys: about 1,024 keys per part (so a part's JSON stays well under
+/// Bits for `keys` keys: about 1,024 keys per part (so a part stays well under
 /// [`MAX_PART_BYTES`] for ordinary keys, and a one-key change re-sends little).
 pub fn part_bits_for(keys: usize) -> u8 {
     let mut bits = 0u8;
@@ -117,10 +120,9 @@ pub struct EncodedParts {
     pub bodies: Vec<(String, Vec<u8>)>,
 }
 
-/// Splits `keys` into parts: [`part_bits_for`] their number, raised while a part's JSON would
-/// exceed [`MAX_PART_BYTES`]. Each part lists its keys ordered by hash, so the same keys always
+/// Splits `keys` into parts: [`part_bits_for`] their number, raised while a part would exceed [`MAX_PART_BYTES`]. Each part lists its keys ordered by hash, so the same keys always
 /// encode to the same bytes (and an unchanged part keeps its digest).
-pub fn split_keys(keys: &[VirtualKey]) -> Result<EncodedParts, serde_json::Error> {
+pub fn split_keys(keys: &[VirtualKey]) -> Result<EncodedParts, KeyPartError> {
     let mut bits = part_bits_for(keys.len());
     loop {
         let encoded = split_keys_with_bits(keys, bits)?;
@@ -133,10 +135,7 @@ pub fn split_keys(keys: &[VirtualKey]) -> Result<EncodedParts, serde_json::Error
 }
 
 /// Splits `keys` into `2^bits` parts.
-pub fn split_keys_with_bits(
-    keys: &[VirtualKey],
-    bits: u8,
-) -> Result<EncodedParts, serde_json::Error> {
+pub fn split_keys_with_bits(keys: &[VirtualKey], bits: u8) -> Result<EncodedParts, KeyPartError> {
     let bits = bits.min(MAX_PART_BITS);
     let mut split: Vec<Vec<&VirtualKey>> = vec![Vec::new(); 1 << bits];
     for k in keys {
@@ -147,7 +146,7 @@ pub fn split_keys_with_bits(
     let mut seen = std::collections::HashSet::new();
     for mut part in split {
         part.sort_unstable_by(|a, b| a.sha256.cmp(&b.sha256));
-        let bytes = serde_json::to_vec(&part)?;
+        let bytes = encode_keys(&part)?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         parts.push(PartRef {
             sha256: sha256.clone(),

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// 2: a published body may leave its keys to the pointer's [`crate::KeyParts`] (a reader of
 /// version 1 would see a snapshot without keys, so it must refuse the body instead).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: key parts are binary ([`crate::encode_keys`]); a reader of version 2 expects JSON.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A complete, self-contained configuration for the data plane.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -355,7 +355,7 @@ keys:
         let s = parse(GOOD);
         let json = serde_json::to_value(&s).unwrap_or_default();
         let expected = serde_json::json!({
-            "schema_version": 2,
+            "schema_version": 3,
             "version": 0,
             "providers": [
                 {"id": "openai", "kind": "openai", "api_key": {"env": "OPENAI_API_KEY"}},

@@ -31,11 +31,8 @@ pub enum PartError {
     Size { index: usize, got: u64, want: u64 },
     #[error("key part {index} does not match the pointer's SHA-256")]
     Digest { index: usize },
-    #[error("key part {index} is not a JSON list of keys: {source}")]
-    Json {
-        index: usize,
-        source: serde_json::Error,
-    },
+    #[error("key part {index} is not a list of keys: {reason}")]
+    Encoding { index: usize, reason: String },
     #[error("key part {index} is invalid: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid {
         index: usize,
@@ -116,8 +113,7 @@ impl HeldParts {
                         check(index, r, bytes)?;
                         verified.insert(r.sha256.as_str());
                     }
-                    let keys: Vec<VirtualKey> = serde_json::from_slice(bytes)
-                        .map_err(|source| PartError::Json { index, source })?;
+                    let keys = decode(index, bytes)?;
                     compiled += 1;
                     Arc::new(
                         KeyPart::compile(keys, index, layout.bits)
@@ -138,6 +134,20 @@ impl HeldParts {
             compiled,
             reused,
         })
+    }
+}
+
+/// The keys of a part: binary, or JSON as staged before the binary encoding (and still found
+/// in caches written then).
+fn decode(index: usize, bytes: &[u8]) -> Result<Vec<VirtualKey>, PartError> {
+    let reason = |e: &dyn std::fmt::Display| PartError::Encoding {
+        index,
+        reason: e.to_string(),
+    };
+    if proto::is_binary_key_part(bytes) {
+        proto::decode_keys(bytes).map_err(|e| reason(&e))
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| reason(&e))
     }
 }
 
@@ -229,6 +239,40 @@ mod tests {
         short.parts.pop();
         let err = HeldParts::default().assemble(&short, &fresh).unwrap_err();
         assert!(matches!(err, PartError::Layout { .. }), "{err}");
+    }
+
+    /// A part stored with its digest (as a control plane would, whatever the bytes are).
+    fn stored(bytes: Vec<u8>) -> (KeyParts, HashMap<String, Vec<u8>>) {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let layout = KeyParts {
+            bits: 0,
+            parts: vec![PartRef {
+                sha256: sha256.clone(),
+                size: bytes.len() as u64,
+            }],
+        };
+        (layout, HashMap::from([(sha256, bytes)]))
+    }
+
+    #[test]
+    fn json_parts_from_before_the_binary_encoding_are_read() {
+        let keys = vec![key(0x00, 1), key(0x80, 2)];
+        let (layout, fresh) = stored(serde_json::to_vec(&keys).unwrap());
+        let a = HeldParts::default().assemble(&layout, &fresh).unwrap();
+        assert_eq!(a.table_part(0).len(), 2);
+    }
+
+    #[test]
+    fn a_part_that_is_not_a_list_of_keys_is_invalid_not_a_transfer_error() {
+        let keys = [key(0x00, 1)];
+        let mut bytes = proto::encode_keys(&[&keys[0]]).unwrap();
+        bytes.push(7);
+        for bytes in [bytes, b"{\"not\": \"a list\"}".to_vec()] {
+            let (layout, fresh) = stored(bytes);
+            let err = HeldParts::default().assemble(&layout, &fresh).unwrap_err();
+            assert!(matches!(err, PartError::Encoding { index: 0, .. }), "{err}");
+            assert!(!err.is_transfer());
+        }
     }
 
     impl Assembled {
