@@ -263,12 +263,16 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    // Its blocking threads are named after it (`snapshot-nats:b`), so they can be told apart
+    // from request workers in `top -H` and /proc.
+    let blocking = format!("{name}:b");
     let spawned = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
             snapshot::lower_priority();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .thread_name(blocking)
                 .on_thread_start(snapshot::lower_priority)
                 .build();
             match runtime {

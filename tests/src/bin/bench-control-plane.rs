@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use control_plane::outbox::publish::Publisher;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::Digest;
 use switchyard_tests::support::{
     ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, SEAL_KEY,
@@ -213,13 +213,14 @@ fn big_snapshot(
     }
 }
 
-/// oha at 1,000 req/s for `secs`; returns p99 in ms.
-async fn load_p99(url: &str, key: &str, secs: u64) -> anyhow::Result<f64> {
+/// oha at 1,000 req/s for `secs`; returns each successful request's latency in ms (with
+/// oha's latency correction: from when the request was due, not when it was sent).
+async fn load(url: &str, key: &str, secs: u64) -> anyhow::Result<Vec<f64>> {
     let out = tokio::process::Command::new("oha")
         .args([
             "--no-tui",
             "--output-format",
-            "json",
+            "csv",
             "-z",
             &format!("{secs}s"),
             "-q",
@@ -244,13 +245,95 @@ async fn load_p99(url: &str, key: &str, secs: u64) -> anyhow::Result<f64> {
         .output()
         .await
         .context("running oha (cargo install oha)")?;
-    let v: Value = serde_json::from_slice(&out.stdout).context("oha output")?;
-    let ok = v["statusCodeDistribution"]["200"].as_u64().unwrap_or(0);
-    anyhow::ensure!(ok > 0, "no successful requests: {v}");
-    let p99 = v["latencyPercentiles"]["p99"]
-        .as_f64()
-        .with_context(|| format!("no p99 in oha's output: {}", v["latencyPercentiles"]))?;
-    Ok(p99 * 1e3)
+    // request-start,DNS,DNS+dialup,Response-delay,request-duration,bytes,status
+    let text = String::from_utf8_lossy(&out.stdout);
+    let latencies: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split(',').collect();
+            (cols.get(6) == Some(&"200"))
+                .then(|| cols.get(4)?.parse::<f64>().ok())
+                .flatten()
+        })
+        .map(|secs| secs * 1e3)
+        .collect();
+    anyhow::ensure!(
+        latencies.len() as u64 > secs * 900,
+        "only {} successful requests in {secs} s: {}",
+        latencies.len(),
+        text.lines().take(3).collect::<Vec<_>>().join(" | ")
+    );
+    Ok(latencies)
+}
+
+/// The p99 of all samples together.
+fn p99(samples: &mut [f64]) -> f64 {
+    samples.sort_unstable_by(f64::total_cmp);
+    let i = ((samples.len() as f64 - 1.0) * 0.99).round() as usize;
+    samples.get(i).copied().unwrap_or(0.0)
+}
+
+/// CPU time and run-queue wait (ms, from `/proc/*/task/*/schedstat`) so far, by process, and for
+/// the data plane by thread: request workers apart from the snapshot threads.
+fn sched_times() -> BTreeMap<String, (f64, f64)> {
+    let watched = ["nats-server", "data-plane", "mock-provider", "oha"];
+    let mut times: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return times;
+    };
+    let comm = |path: &std::path::Path| {
+        std::fs::read_to_string(path.join("comm"))
+            .map(|c| c.trim().to_owned())
+            .unwrap_or_default()
+    };
+    for proc in procs.flatten() {
+        let name = comm(&proc.path());
+        if !watched.contains(&name.as_str()) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(proc.path().join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            let mut fields = stat
+                .split_whitespace()
+                .map(|f| f.parse::<f64>().unwrap_or(0.0));
+            let (run, wait) = (fields.next().unwrap_or(0.0), fields.next().unwrap_or(0.0));
+            let key = if name == "data-plane" {
+                let thread = comm(&task.path());
+                if thread.starts_with("snapshot") {
+                    "data-plane snapshot threads".to_owned()
+                } else {
+                    "data-plane other threads".to_owned()
+                }
+            } else {
+                name.clone()
+            };
+            let entry = times.entry(key).or_default();
+            entry.0 += run / 1e6;
+            entry.1 += wait / 1e6;
+        }
+    }
+    times
+}
+
+/// What each process used per second between two [`sched_times`] readings `secs` apart.
+fn per_second(
+    before: &BTreeMap<String, (f64, f64)>,
+    after: &BTreeMap<String, (f64, f64)>,
+    secs: f64,
+) -> BTreeMap<String, (f64, f64)> {
+    after
+        .iter()
+        .map(|(k, (run, wait))| {
+            let (run0, wait0) = before.get(k).copied().unwrap_or_default();
+            (k.clone(), ((run - run0) / secs, (wait - wait0) / secs))
+        })
+        .collect()
 }
 
 async fn metric_sum(ops: &str, name: &str, label: &str) -> anyhow::Result<(f64, f64)> {
@@ -334,8 +417,10 @@ async fn swap_totals(ops: &str) -> anyhow::Result<SwapTotals> {
     })
 }
 
-/// Ten swaps about a second apart under load, then five 3-second windows with one swap each
-/// against five without; prints the proxy's background work per swap and the request p99s.
+/// Under load, windows without swaps alternate with windows with swaps, and each kind's
+/// requests are pooled for one p99: 6 pairs of 3-second windows (one swap 1 s into each), then
+/// 2 pairs of 10-second windows (a swap every ~0.9 s). Prints the proxy's background work per
+/// swap, the p99s, and what each process spent on CPU and waiting for a CPU meanwhile.
 async fn swap_rounds(
     publisher: &Publisher,
     url: &str,
@@ -344,32 +429,63 @@ async fn swap_rounds(
     label: &str,
     next: &mut impl FnMut() -> proto::Snapshot,
 ) -> anyhow::Result<()> {
-    let baseline = load_p99(url, bench_key, 10).await?;
     let before = swap_totals(ops).await?;
-    // Bodies are uploaded before the measured window (that is the control plane's and NATS's
-    // work); during it only pointers move, so the window measures the proxy's own swaps.
     let mut publish_ms = Vec::new();
-    let mut staged = Vec::new();
-    for _ in 0..11 {
+    let (mut quiet, mut single) = (Vec::new(), Vec::new());
+    for _ in 0..6 {
+        quiet.extend(load(url, bench_key, 3).await?);
         let snapshot = next();
         let t = Instant::now();
-        staged.push(publisher.stage(&snapshot).await?);
+        let pointer = publisher.stage(&snapshot).await?;
         publish_ms.push(t.elapsed());
-    }
-    publish_ms.sort_unstable();
-    let announcing = {
         let publisher = publisher.clone();
-        tokio::spawn(async move {
-            for pointer in staged {
-                let _ = publisher.announce(pointer).await;
-                tokio::time::sleep(Duration::from_millis(900)).await;
-            }
-        })
+        let announce = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let _ = publisher.announce(pointer).await;
+        });
+        single.push(load(url, bench_key, 3).await?);
+        announce.await?;
+    }
+    let mut single: Vec<f64> = single.into_iter().flatten().collect();
+    let (mut calm, mut busy) = (Vec::new(), Vec::new());
+    let (mut calm_cpu, mut busy_cpu) = (BTreeMap::new(), BTreeMap::new());
+    let add = |total: &mut BTreeMap<String, (f64, f64)>, part: BTreeMap<String, (f64, f64)>| {
+        for (k, (run, wait)) in part {
+            let e = total.entry(k).or_insert((0.0, 0.0));
+            e.0 += run / 2.0;
+            e.1 += wait / 2.0;
+        }
     };
-    let swapping = load_p99(url, bench_key, 10).await?;
-    announcing.await?;
+    for _ in 0..2 {
+        // Bodies are uploaded before the windows (that is the control plane's and NATS's work);
+        // during them only pointers move.
+        let mut staged = Vec::new();
+        for _ in 0..11 {
+            let snapshot = next();
+            let t = Instant::now();
+            staged.push(publisher.stage(&snapshot).await?);
+            publish_ms.push(t.elapsed());
+        }
+        let t0 = sched_times();
+        calm.extend(load(url, bench_key, 10).await?);
+        let t1 = sched_times();
+        add(&mut calm_cpu, per_second(&t0, &t1, 10.0));
+        let announcing = {
+            let publisher = publisher.clone();
+            tokio::spawn(async move {
+                for pointer in staged {
+                    let _ = publisher.announce(pointer).await;
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                }
+            })
+        };
+        busy.extend(load(url, bench_key, 10).await?);
+        add(&mut busy_cpu, per_second(&t1, &sched_times(), 10.0));
+        announcing.await?;
+    }
     let after = swap_totals(ops).await?;
     let swaps = after.count - before.count;
+    publish_ms.sort_unstable();
     println!(
         "{label}: control-plane stage (parts + body to NATS) p50 {:.0} ms",
         percentile(&publish_ms, 0.5)
@@ -382,29 +498,29 @@ async fn swap_rounds(
             ((after.fetch - before.fetch) + (after.compile - before.compile)) / swaps * 1e3
         );
     }
-    let mut quiet = Vec::new();
-    let mut single = Vec::new();
-    for _ in 0..5 {
-        quiet.push(load_p99(url, bench_key, 3).await?);
-        let pointer = publisher.stage(&next()).await?;
-        let publisher = publisher.clone();
-        let announce = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            let _ = publisher.announce(pointer).await;
-        });
-        single.push(load_p99(url, bench_key, 3).await?);
-        announce.await?;
-    }
-    let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let change = |base: f64, with: f64| (with / base - 1.0) * 100.0;
+    let (q, o) = (p99(&mut quiet), p99(&mut single));
     println!(
-        "  request p99 at 1,000 req/s over 3 s windows: worst of 5 without a swap {:.3} ms, worst of 5 with one swap {:.3} ms ({:+.0}%)",
-        worst(&quiet),
-        worst(&single),
-        (worst(&single) / worst(&quiet) - 1.0) * 100.0
+        "  request p99 at 1,000 req/s, 6 x 3 s windows each: {q:.3} ms without a swap, {o:.3} ms with one swap per window ({:+.0}%)",
+        change(q, o)
     );
+    let (c, b) = (p99(&mut calm), p99(&mut busy));
     println!(
-        "  request p99 at 1,000 req/s: {baseline:.3} ms without swaps, {swapping:.3} ms while swapping every ~1 s ({:+.0}%)",
-        (swapping / baseline - 1.0) * 100.0
+        "  request p99 at 1,000 req/s, 2 x 10 s windows each: {c:.3} ms without swaps, {b:.3} ms swapping every ~0.9 s ({:+.0}%)",
+        change(c, b)
+    );
+    let usage: Vec<String> = busy_cpu
+        .iter()
+        .map(|(name, (run, wait))| {
+            let (run0, wait0) = calm_cpu.get(name).copied().unwrap_or_default();
+            format!(
+                "{name} {run0:.0} -> {run:.0} ms CPU, {wait0:.1} -> {wait:.1} ms waiting for a CPU"
+            )
+        })
+        .collect();
+    println!(
+        "  per second, without swaps -> swapping every ~0.9 s: {}",
+        usage.join("; ")
     );
     Ok(())
 }
