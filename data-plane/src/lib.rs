@@ -254,7 +254,7 @@ fn start_snapshot_source(
 }
 
 /// Runs background work on its own thread and single-threaded runtime, at a lower scheduling
-/// priority (nice ≈ 10, also for the runtime's blocking threads), so that it never competes with
+/// priority (nice 19, also for the runtime's blocking threads), so that it never competes with
 /// request handling: receiving a 15 MB snapshot from NATS, decoding it and dropping the
 /// replaced one take tens of milliseconds of CPU each, and on a busy machine the requests should
 /// get the cores first. The tracker still owns it: shutdown waits for it to end.

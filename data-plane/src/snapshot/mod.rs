@@ -65,7 +65,8 @@ impl SnapshotStore {
 
 /// Lowers the calling thread's priority (best effort: a failure only costs latency).
 pub fn lower_priority() {
-    let lowered = thread_priority::ThreadPriorityValue::try_from(25u8)
+    // 0 is the lowest priority of the normal policy: nice 19.
+    let lowered = thread_priority::ThreadPriorityValue::try_from(0u8)
         .map_err(|e| e.to_string())
         .and_then(|p| {
             thread_priority::set_current_thread_priority(
