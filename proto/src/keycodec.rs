@@ -20,7 +20,6 @@
 //! a field added later needs a new magic, so an older proxy refuses the part instead of
 //! dropping a restriction.
 
-use std::collections::BTreeMap;
 use std::str::FromStr as _;
 
 use rust_decimal::Decimal;
@@ -120,8 +119,60 @@ pub fn is_binary_key_part(bytes: &[u8]) -> bool {
     bytes.starts_with(KEY_PART_MAGIC)
 }
 
+/// One key as read from a binary part, borrowing its strings from the part's bytes: a reader
+/// that keeps only some of them (the proxy's compiled key table) copies only those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyView<'a> {
+    pub digest: [u8; 32],
+    pub name: &'a str,
+    pub team: Option<&'a str>,
+    pub id: Option<&'a str>,
+    pub expires_at: Option<i64>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_request_cost_usd: Option<Decimal>,
+    pub budget: Option<&'a str>,
+    pub models: Vec<&'a str>,
+    pub tags: Vec<(&'a str, &'a str)>,
+}
+
+impl KeyView<'_> {
+    /// The key as a [`VirtualKey`] (with its hash in hex).
+    pub fn to_key(&self) -> VirtualKey {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        VirtualKey {
+            name: self.name.to_owned(),
+            sha256: hex::encode(self.digest),
+            team: owned(self.team),
+            models: self.models.iter().map(|m| (*m).to_owned()).collect(),
+            id: owned(self.id),
+            expires_at: self.expires_at,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_request_cost_usd: self.max_request_cost_usd,
+            budget: owned(self.budget),
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+}
+
 /// Decodes a binary part. Never panics, and allocates no more than the bytes can hold.
 pub fn decode_keys(bytes: &[u8]) -> Result<Vec<VirtualKey>, KeyPartError> {
+    let mut keys = Vec::new();
+    read_keys(bytes, |k| keys.push(k.to_key()))?;
+    Ok(keys)
+}
+
+/// Reads a binary part, calling `each` with every key in order; returns how many there were.
+/// Never panics.
+pub fn read_keys<'a>(
+    bytes: &'a [u8],
+    mut each: impl FnMut(KeyView<'a>),
+) -> Result<usize, KeyPartError> {
     let rest = bytes
         .strip_prefix(KEY_PART_MAGIC.as_slice())
         .ok_or(KeyPartError::Magic)?;
@@ -130,19 +181,18 @@ pub fn decode_keys(bytes: &[u8]) -> Result<Vec<VirtualKey>, KeyPartError> {
         at: 0,
         index: 0,
     };
-    let count = r.varint()?;
-    if count > (rest.len() / MIN_KEY_BYTES) as u64 {
+    let n = r.varint()?;
+    if n > (rest.len() / MIN_KEY_BYTES) as u64 {
         return Err(r.fail("more keys than the bytes can hold"));
     }
-    let mut keys = Vec::with_capacity(count as usize);
-    for index in 0..count as usize {
+    for index in 0..n as usize {
         r.index = index;
-        keys.push(r.key()?);
+        each(r.key()?);
     }
     if r.at != r.bytes.len() {
         return Err(r.fail("bytes after the last key"));
     }
-    Ok(keys)
+    Ok(n as usize)
 }
 
 struct Reader<'a> {
@@ -151,7 +201,7 @@ struct Reader<'a> {
     index: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn fail(&self, reason: &'static str) -> KeyPartError {
         KeyPartError::Malformed {
             index: self.index,
@@ -160,7 +210,7 @@ impl Reader<'_> {
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], KeyPartError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], KeyPartError> {
         let end = self
             .at
             .checked_add(n)
@@ -191,13 +241,10 @@ impl Reader<'_> {
         Err(self.fail("varint longer than 10 bytes"))
     }
 
-    fn string(&mut self) -> Result<String, KeyPartError> {
+    fn string(&mut self) -> Result<&'a str, KeyPartError> {
         let len = usize::try_from(self.varint()?).map_err(|_| self.fail("string too long"))?;
         let bytes = self.take(len)?;
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(self.fail("string is not UTF-8")),
-        }
+        std::str::from_utf8(bytes).map_err(|_| self.fail("string is not UTF-8"))
     }
 
     /// A list length, bounded by what the remaining bytes can hold (`min` bytes per item).
@@ -210,8 +257,9 @@ impl Reader<'_> {
             .ok_or_else(|| self.fail("more items than the bytes can hold"))
     }
 
-    fn key(&mut self) -> Result<VirtualKey, KeyPartError> {
-        let sha256 = hex::encode(self.take(32)?);
+    fn key(&mut self) -> Result<KeyView<'a>, KeyPartError> {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(self.take(32)?);
         let fields = self.byte()?;
         if fields & !KNOWN != 0 {
             return Err(self.fail("a field this build does not know"));
@@ -227,7 +275,7 @@ impl Reader<'_> {
         let tpm = has(TPM).then(|| self.varint()).transpose()?;
         let max_request_cost_usd = match has(MAX_COST) {
             true => Some(
-                Decimal::from_str(&self.string()?)
+                Decimal::from_str(self.string()?)
                     .map_err(|_| self.fail("max_request_cost_usd is not a decimal"))?,
             ),
             false => None,
@@ -236,22 +284,20 @@ impl Reader<'_> {
         let models = (0..self.count(1)?)
             .map(|_| self.string())
             .collect::<Result<Vec<_>, _>>()?;
-        let mut tags = BTreeMap::new();
-        for _ in 0..self.count(2)? {
-            let name = self.string()?;
-            tags.insert(name, self.string()?);
-        }
-        Ok(VirtualKey {
+        let tags = (0..self.count(2)?)
+            .map(|_| Ok((self.string()?, self.string()?)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(KeyView {
+            digest,
             name,
-            sha256,
             team,
-            models,
             id,
             expires_at,
             rpm,
             tpm,
             max_request_cost_usd,
             budget,
+            models,
             tags,
         })
     }
@@ -282,6 +328,7 @@ fn unzigzag(v: u64) -> i64 {
 mod tests {
     use super::*;
     use sha2::{Digest as _, Sha256};
+    use std::collections::BTreeMap;
 
     fn full_key() -> VirtualKey {
         VirtualKey {

@@ -22,7 +22,9 @@ pub use health::{
     health_subject, BreakerState, HealthEvent, HEALTH_QUERY_QUEUE, HEALTH_QUERY_SUBJECT,
     HEALTH_SUBJECTS, HEALTH_SUBJECT_PREFIX,
 };
-pub use keycodec::{decode_keys, encode_keys, is_binary_key_part, KeyPartError, KEY_PART_MAGIC};
+pub use keycodec::{
+    decode_keys, encode_keys, is_binary_key_part, read_keys, KeyPartError, KeyView, KEY_PART_MAGIC,
+};
 pub use lease::{
     period_bounds, rate_window, LeaseReply, LeaseRequest, PoolKey, RateUnit, LEASE_QUEUE,
     LEASE_SUBJECT,

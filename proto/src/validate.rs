@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::{ProviderKind, Snapshot, VirtualKey, SCHEMA_VERSION};
+use crate::{KeyView, ProviderKind, Snapshot, VirtualKey, SCHEMA_VERSION};
 
 /// One problem with a snapshot: where it is and why it is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,9 +223,7 @@ impl VirtualKey {
         let mut hashes = HashSet::with_capacity(keys.len());
         for (i, k) in keys.iter().enumerate() {
             let at = PathPrefix("keys", i);
-            if k.name.is_empty() {
-                push(format!("{at}.name"), "must not be empty".into());
-            }
+            key_fields(i, &k.name, k.models.iter().map(String::as_str), &mut push);
             if k.sha256.len() != 64
                 || !k
                     .sha256
@@ -239,16 +237,44 @@ impl VirtualKey {
             } else if !hashes.insert(k.sha256.as_str()) {
                 push(format!("{at}.sha256"), "duplicate key hash".into());
             }
-            for (j, m) in k.models.iter().enumerate() {
-                if m.is_empty() {
-                    push(format!("{at}.models[{j}]"), "must not be empty".into());
-                }
-            }
         }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+}
+
+impl KeyView<'_> {
+    /// Problems of the key's own fields, at `keys[index]` (a binary part's hash is 32 bytes by
+    /// construction; whether it is unique and in the right part is the reader's to check).
+    pub fn problems(&self, index: usize) -> Vec<ValidationError> {
+        let mut errors = Vec::new();
+        key_fields(
+            index,
+            self.name,
+            self.models.iter().copied(),
+            &mut |path, reason| errors.push(ValidationError { path, reason }),
+        );
+        errors
+    }
+}
+
+/// The checks of a key's name and models, wherever the key comes from.
+fn key_fields<'m>(
+    index: usize,
+    name: &str,
+    models: impl Iterator<Item = &'m str>,
+    push: &mut impl FnMut(String, String),
+) {
+    let at = PathPrefix("keys", index);
+    if name.is_empty() {
+        push(format!("{at}.name"), "must not be empty".into());
+    }
+    for (j, m) in models.enumerate() {
+        if m.is_empty() {
+            push(format!("{at}.models[{j}]"), "must not be empty".into());
         }
     }
 }

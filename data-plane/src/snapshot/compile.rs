@@ -121,6 +121,40 @@ impl KeyPart {
         Ok(Self::build(keys))
     }
 
+    /// Reads, validates and compiles a binary part (`proto::encode_keys`) without building a
+    /// [`VirtualKey`] per key: the strings a policy keeps are copied from the part's bytes,
+    /// and nothing else is allocated.
+    pub fn compile_binary(bytes: &[u8], index: usize, bits: u8) -> Result<Self, BinaryPartError> {
+        // A key takes at least ~45 bytes; an overestimate only reserves a little more.
+        let mut keys = HashMap::with_capacity_and_hasher(bytes.len() / 45, DigestHasher);
+        let mut errors = Vec::new();
+        let mut i = 0;
+        proto::read_keys(bytes, |k| {
+            errors.extend(k.problems(i));
+            let invalid = |reason: String| ValidationError {
+                path: format!("keys[{i}].sha256"),
+                reason,
+            };
+            if part_of_digest(&k.digest, bits) != index {
+                errors.push(invalid(format!(
+                    "does not belong in part {index} of {}",
+                    1usize << bits
+                )));
+            } else if keys
+                .insert(k.digest, Arc::new(KeyPolicy::from_view(&k)))
+                .is_some()
+            {
+                errors.push(invalid("duplicate key hash".into()));
+            }
+            i += 1;
+        })?;
+        if errors.is_empty() {
+            Ok(Self { keys })
+        } else {
+            Err(BinaryPartError::Invalid(errors))
+        }
+    }
+
     /// Compiles keys that have been validated.
     fn build(keys: Vec<VirtualKey>) -> Self {
         let mut map = HashMap::with_capacity_and_hasher(keys.len(), DigestHasher);
@@ -146,21 +180,56 @@ impl KeyPart {
     }
 }
 
+/// Why a binary part could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum BinaryPartError {
+    #[error("{0}")]
+    Encoding(#[from] proto::KeyPartError),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<ValidationError>),
+}
+
+impl ModelAccess {
+    fn new<'a>(models: impl Iterator<Item = &'a str> + Clone) -> Self {
+        if models.clone().any(|m| m == "*") {
+            return Self::All;
+        }
+        let (prefixes, exact): (Vec<&str>, Vec<&str>) = models.partition(|m| m.ends_with('*'));
+        Self::Some {
+            exact: exact.into_iter().map(str::to_owned).collect(),
+            prefixes: prefixes
+                .into_iter()
+                .map(|p| p.trim_end_matches('*').to_owned())
+                .collect(),
+        }
+    }
+}
+
+impl KeyPolicy {
+    fn from_view(k: &proto::KeyView<'_>) -> Self {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        KeyPolicy {
+            name: k.name.to_owned(),
+            team: owned(k.team),
+            id: owned(k.id),
+            tags: k
+                .tags
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            rpm: k.rpm,
+            tpm: k.tpm,
+            max_request_cost_usd: k.max_request_cost_usd,
+            budget: owned(k.budget),
+            models: ModelAccess::new(k.models.iter().copied()),
+            expires_at: k.expires_at,
+        }
+    }
+}
+
 impl From<VirtualKey> for KeyPolicy {
     fn from(k: VirtualKey) -> Self {
-        let models = if k.models.iter().any(|m| m == "*") {
-            ModelAccess::All
-        } else {
-            let (prefixes, exact): (Vec<&String>, Vec<&String>) =
-                k.models.iter().partition(|m| m.ends_with('*'));
-            ModelAccess::Some {
-                exact: exact.into_iter().cloned().collect(),
-                prefixes: prefixes
-                    .into_iter()
-                    .map(|p| p.trim_end_matches('*').to_owned())
-                    .collect(),
-            }
-        };
+        let models = ModelAccess::new(k.models.iter().map(String::as_str));
         KeyPolicy {
             name: k.name,
             team: k.team,

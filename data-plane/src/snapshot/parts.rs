@@ -11,7 +11,7 @@ use std::sync::Arc;
 use proto::{KeyParts, PartRef, VirtualKey};
 use sha2::{Digest as _, Sha256};
 
-use super::compile::{KeyPart, KeyTable};
+use super::compile::{BinaryPartError, KeyPart, KeyTable};
 
 /// Compiled parts of the snapshot being served, by place and digest.
 #[derive(Debug, Clone, Default)]
@@ -113,12 +113,8 @@ impl HeldParts {
                         check(index, r, bytes)?;
                         verified.insert(r.sha256.as_str());
                     }
-                    let keys = decode(index, bytes)?;
                     compiled += 1;
-                    Arc::new(
-                        KeyPart::compile(keys, index, layout.bits)
-                            .map_err(|errors| PartError::Invalid { index, errors })?,
-                    )
+                    Arc::new(compile(index, layout.bits, bytes)?)
                 }
             };
             next.parts.insert(place, Arc::clone(&part));
@@ -137,18 +133,22 @@ impl HeldParts {
     }
 }
 
-/// The keys of a part: binary, or JSON as staged before the binary encoding (and still found
-/// in caches written then).
-fn decode(index: usize, bytes: &[u8]) -> Result<Vec<VirtualKey>, PartError> {
-    let reason = |e: &dyn std::fmt::Display| PartError::Encoding {
+/// Compiles part `index` of `2^bits`: binary, or JSON as staged before the binary encoding.
+fn compile(index: usize, bits: u8, bytes: &[u8]) -> Result<KeyPart, PartError> {
+    if proto::is_binary_key_part(bytes) {
+        return KeyPart::compile_binary(bytes, index, bits).map_err(|e| match e {
+            BinaryPartError::Encoding(e) => PartError::Encoding {
+                index,
+                reason: e.to_string(),
+            },
+            BinaryPartError::Invalid(errors) => PartError::Invalid { index, errors },
+        });
+    }
+    let keys: Vec<VirtualKey> = serde_json::from_slice(bytes).map_err(|e| PartError::Encoding {
         index,
         reason: e.to_string(),
-    };
-    if proto::is_binary_key_part(bytes) {
-        proto::decode_keys(bytes).map_err(|e| reason(&e))
-    } else {
-        serde_json::from_slice(bytes).map_err(|e| reason(&e))
-    }
+    })?;
+    KeyPart::compile(keys, index, bits).map_err(|errors| PartError::Invalid { index, errors })
 }
 
 /// Checks fetched bytes against their reference.
@@ -273,6 +273,42 @@ mod tests {
             assert!(matches!(err, PartError::Encoding { index: 0, .. }), "{err}");
             assert!(!err.is_transfer());
         }
+    }
+
+    #[test]
+    fn a_binary_part_is_checked_like_a_json_one() {
+        let k = key(0x00, 1);
+        let nameless = VirtualKey {
+            name: String::new(),
+            models: vec![String::new()],
+            ..key(0x01, 2)
+        };
+        let (layout, fresh) = stored(proto::encode_keys(&[&k, &k, &nameless]).unwrap());
+        let err = HeldParts::default()
+            .assemble(&layout, &fresh)
+            .unwrap_err()
+            .to_string();
+        for problem in [
+            "keys[1].sha256: duplicate key hash",
+            "keys[2].name: must not be empty",
+            "keys[2].models[0]: must not be empty",
+        ] {
+            assert!(err.contains(problem), "{problem} in {err}");
+        }
+        // The same keys as JSON are refused with the same reasons.
+        let (layout, fresh) = stored(serde_json::to_vec(&[&k, &k, &nameless]).unwrap());
+        let json_err = HeldParts::default()
+            .assemble(&layout, &fresh)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            json_err.contains("keys[1].sha256: duplicate key hash"),
+            "{json_err}"
+        );
+        assert!(
+            json_err.contains("keys[2].name: must not be empty"),
+            "{json_err}"
+        );
     }
 
     impl Assembled {
