@@ -41,6 +41,14 @@ pub enum PartError {
 }
 
 impl PartError {
+    /// The part whose bytes are not what the pointer says (wrong size or digest).
+    pub fn damaged(&self) -> Option<usize> {
+        match self {
+            Self::Size { index, .. } | Self::Digest { index } => Some(*index),
+            _ => None,
+        }
+    }
+
     /// Whether the bytes were wrong in transit (as opposed to a body that is itself invalid).
     pub fn is_transfer(&self) -> bool {
         matches!(
