@@ -1,7 +1,8 @@
 //! Switchyard data plane: a stateless streaming proxy in front of LLM providers.
 //!
 //! Its only inputs are a configuration snapshot and client requests; its only outputs are
-//! responses and usage events. See `ARCHITECTURE.md` for the request pipeline.
+//! responses and usage events. See `docs/ARCHITECTURE.md` for the layout, and `pipeline` for the
+//! stages of a request.
 //!
 //! Sources: `--config FILE` (snapshot from the file), `--nats URL` (snapshot from the control
 //! plane), or both (snapshot from the file, usage events and budget leases over NATS). Without
@@ -20,6 +21,7 @@ pub mod routing;
 pub mod seal;
 pub mod server;
 pub mod snapshot;
+pub mod state;
 pub mod usage;
 
 use std::net::SocketAddr;

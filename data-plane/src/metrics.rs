@@ -17,6 +17,7 @@ pub const UPSTREAM_FIRST_BYTE: &str = "switchyard_upstream_first_byte_seconds";
 pub const TOKENS: &str = "switchyard_tokens_total";
 pub const ERRORS: &str = "switchyard_errors_total";
 pub const STREAMS_ABANDONED: &str = "switchyard_streams_abandoned_total";
+pub const BILLING_UNSETTLED: &str = "switchyard_billing_unsettled_total";
 pub const INFLIGHT: &str = "switchyard_inflight_requests";
 pub const SNAPSHOT_VERSION: &str = "switchyard_snapshot_version";
 pub const SNAPSHOT_KEYS: &str = "switchyard_snapshot_keys";
@@ -108,6 +109,11 @@ pub fn error(endpoint: &'static str, kind: &'static str) {
 /// The client went away before the stream ended.
 pub fn stream_abandoned(route: &str) {
     counter!(STREAMS_ABANDONED, "route" => route.to_owned()).increment(1);
+}
+
+/// A request's billing was dropped without being settled (settled then as abandoned).
+pub fn billing_unsettled() {
+    counter!(BILLING_UNSETTLED).increment(1);
 }
 
 /// In-flight requests go up by `delta`.

@@ -1,5 +1,57 @@
-//! Inbound dialects other than the internal one (OpenAI chat): pure translations between what a
-//! client sends and receives and the OpenAI-shaped bodies the pipeline and adapters work on.
-//! No I/O here; the handlers in `server/` call these.
+//! Inbound dialects: the APIs clients speak (OpenAI chat and embeddings, Anthropic Messages),
+//! each a peer module that reads the client's body into the internal (OpenAI-shaped) request
+//! and writes answers, stream events and errors back in the client's shape. Pure code, no I/O;
+//! none calls another. The pipeline (`crate::pipeline`) drives them all the same way.
+//!
+//! A dialect that is not the internal one names its [`Wire`]: an adapter that speaks that wire
+//! natively is sent the client's own bytes (pass-through), and the dialect then relays the
+//! answer as it came instead of translating it.
 
 pub mod anthropic;
+pub mod openai;
+
+use axum::response::Response;
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::pipeline::body::ChatFields;
+use crate::providers::{Chunk, JsonBody, UpstreamError, Wire};
+
+/// What an answer in the client's dialect may need to know about its request.
+#[derive(Debug)]
+pub struct Answer<'a> {
+    /// The model (alias) the client asked for.
+    pub model: &'a str,
+    /// The request id.
+    pub id: uuid::Uuid,
+}
+
+/// How the internal (OpenAI) stream, or a natively spoken one, is written for the client.
+pub trait Frames: std::fmt::Debug + Send + 'static {
+    /// The bytes for one chunk; `None` sends nothing.
+    fn chunk(&mut self, chunk: &Chunk) -> Option<Bytes>;
+    /// The bytes after the last chunk (may be empty).
+    fn done(&mut self) -> Bytes;
+    /// The bytes that end a stream which failed after it started.
+    fn error(&mut self, e: &UpstreamError) -> Bytes;
+}
+
+/// One inbound chat dialect (`/v1/chat/completions`, `/v1/messages`).
+pub trait ChatDialect: 'static {
+    /// Metric and usage-event label of the endpoint.
+    const ENDPOINT: &'static str;
+    /// The client's wire when it is not the internal one: a deployment whose adapter speaks it
+    /// natively gets the client's bytes as they are.
+    const NATIVE: Option<Wire>;
+
+    /// The client's parsed body → the internal chat body. An error is the client's 400, unless
+    /// a deployment that speaks [`Self::NATIVE`] can take the body as it is.
+    fn request(body: JsonBody) -> Result<JsonBody, ApiError>;
+    /// A complete answer → the client's body; `native`: it came from a deployment speaking the
+    /// client's wire. `None` if it cannot be read.
+    fn reply(body: Bytes, answer: &Answer<'_>, native: bool) -> Option<Bytes>;
+    /// The stream writer for one request.
+    fn frames(fields: &ChatFields, answer: &Answer<'_>, native: bool) -> Box<dyn Frames>;
+    /// Writes an error in the client's dialect.
+    fn error(e: ApiError) -> Response;
+}

@@ -1,87 +1,110 @@
-//! The request pipeline before a provider is called: who is calling, what they sent, and
-//! which route serves it.
+//! The request pipeline: one flow for every inbound operation (OpenAI chat, Anthropic
+//! Messages, embeddings, count_tokens). `server/` only routes paths here; inbound dialects
+//! (`crate::dialect`) and provider adapters (`crate::providers`) are peers this code drives.
+//! See `docs/ARCHITECTURE.md` for the whole picture.
+//!
+//! Stages, in order (module that owns each, and what it adds):
+//!
+//! 1. **authenticate** ([`auth`]): the snapshot is loaded once (one view for the whole
+//!    request); the bearer key's hash → the key's policy (401 otherwise).
+//! 2. **read the body in its dialect** ([`body`], `crate::dialect`): read within the size
+//!    limit, parsed at the top level only, translated to the internal (OpenAI) request by the
+//!    dialect; the few fields routing and metering need are checked ([`body::ChatFields`]).
+//! 3. **resolve the route** ([`route`]): the caller's preference header, then the body's model,
+//!    the key's allow-list, the route's rules, and the fallback chain, in one place.
+//! 4. **tags, cost cap, estimate** ([`prepare`]): the effective tags, `x-switchyard-max-cost`,
+//!    the prompt estimate. Stages 1–4 end in one [`prepare::Prepared`] value: everything
+//!    decided before the first attempt, built the same way for every operation.
+//! 5. **admit** ([`billing`]): per attempt, budgets and rate limits reserve the request's cost
+//!    on its deployment; the meter and the reservation become one [`billing::Billing`], moved
+//!    to whoever ends the request and consumed exactly once.
+//! 6. *(redaction and cache lookup go here, between admission and the first attempt: issue 16.)*
+//! 7. **attempt loop** ([`attempt`]): one loop for every operation, generic over what an
+//!    attempt sends ([`attempt::Operation`]): backoff, choose a deployment, admit, send (the
+//!    client's own bytes when the adapter speaks the client's wire, else the internal body),
+//!    breaker and latency feedback, fallback on a failure the route's policy retries.
+//! 8. **relay** ([`chat`], [`relay`]): a complete answer is written in the client's dialect; a
+//!    stream is forwarded chunk by chunk by a task the app owns (never buffered, drained for
+//!    its usage if the client leaves).
+//! 9. **settle and emit** ([`billing`]): the request's one usage event is emitted and its
+//!    reservation settled at the real cost, by the success, failure or refusal that ends it.
+//!
+//! Refusals before admission (bad key, bad body, unknown model, bad tags) produce no event.
 
+pub mod attempt;
 pub mod auth;
+pub mod billing;
 pub mod body;
+pub mod chat;
+pub mod embed;
+pub mod prepare;
+pub mod relay;
+pub mod respond;
+pub mod route;
 
-use std::sync::Arc;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 
+use crate::dialect::anthropic::Messages;
+use crate::dialect::ChatDialect;
 use crate::error::ApiError;
-use crate::snapshot::{CompiledSnapshot, KeyPolicy, Route};
+use crate::metrics;
+use crate::state::App;
+use respond::Trace;
 
-/// The route for `model` if it exists (404) and the key may use it (403).
-pub fn resolve(
-    snapshot: &CompiledSnapshot,
-    key: &KeyPolicy,
-    model: &str,
-) -> Result<Arc<Route>, ApiError> {
-    let route = snapshot
-        .route(model)
-        .ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))?;
-    if !key.allows(model) {
-        return Err(ApiError::ModelNotAllowed(model.to_owned()));
-    }
-    Ok(Arc::clone(route))
+pub use route::resolve;
+
+/// `POST /v1/chat/completions` and `POST /v1/messages`: a chat in dialect `D`.
+pub async fn chat<D: ChatDialect>(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let trace = Trace::start();
+    let result = chat::serve::<D>(&app, &headers, body, &trace).await;
+    finish(D::ENDPOINT, &trace, result, D::error)
 }
 
-/// Header with the caller's ordered model preference (`fast-chat, gpt-4o-mini`): the first
-/// alias that exists, that the key may use and that has a deployment available now serves,
-/// else the body's `model`.
-pub const MODEL_PREFERENCE: http::HeaderName = http::HeaderName::from_static("x-switchyard-models");
-
-/// The route for the request: the caller's preference header first (see
-/// [`MODEL_PREFERENCE`]), else `model`. Says whether the preference decided.
-pub fn resolve_preferred(
-    snapshot: &CompiledSnapshot,
-    key: &KeyPolicy,
-    model: &str,
-    headers: &http::HeaderMap,
-) -> Result<(Arc<Route>, bool), ApiError> {
-    let preferred = headers
-        .get(MODEL_PREFERENCE)
-        .and_then(|v| v.to_str().ok())
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .take(16);
-    let now = std::time::Instant::now();
-    for alias in preferred {
-        if let Ok(route) = resolve(snapshot, key, alias) {
-            if route
-                .deployments
-                .iter()
-                .any(|d| d.stats.breaker.available(now))
-            {
-                return Ok((route, true));
-            }
-        }
-    }
-    resolve(snapshot, key, model).map(|r| (r, false))
+/// `POST /v1/embeddings`.
+pub async fn embeddings(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    let trace = Trace::start();
+    let result = embed::serve(&app, &headers, body, &trace).await;
+    finish(embed::ENDPOINT, &trace, result, IntoResponse::into_response)
 }
 
-/// The route a request is served by after `route`'s rules (first match wins, one level).
-pub fn apply_rules<'s>(
-    snapshot: &'s CompiledSnapshot,
-    route: &'s Route,
-    key: &KeyPolicy,
-    tags: &crate::usage::Tags,
-    prompt_tokens: u64,
-) -> Option<&'s Route> {
-    route.rules.iter().find_map(|rule| {
-        let team = rule
-            .team
-            .as_ref()
-            .is_none_or(|t| key.team.as_ref() == Some(t));
-        let who = rule
-            .key
-            .as_ref()
-            .is_none_or(|k| key.id.as_ref() == Some(k) || &key.name == k);
-        let tagged = rule.tags.iter().all(|(k, v)| tags.get(k) == Some(v));
-        let size = rule.min_prompt_tokens.is_none_or(|n| prompt_tokens >= n);
-        (team && who && tagged && size)
-            .then(|| snapshot.route(&rule.route))
-            .flatten()
-            .map(|r| &**r)
-    })
+/// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`.
+///
+/// N is the gateway's own estimate (the same generous body-size estimate admission reserves
+/// with, see `usage::estimate`), not the provider's tokenizer count: it errs high. The request
+/// goes through stages 1–4 like any other; no provider is called and nothing is metered.
+pub async fn count_tokens(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    let trace = Trace::start();
+    let result = async {
+        let read = prepare::Inbound::read(&app, &headers, body).await?;
+        let json = Messages::request(body::parse_object(&read.bytes)?)?;
+        let fields = body::chat(&json)?;
+        let prepared =
+            prepare::Prepared::chat("count_tokens", &read, &headers, &json, &fields, &trace)?;
+        let n = prepared.prompt_tokens;
+        Ok(axum::Json(serde_json::json!({ "input_tokens": n })).into_response())
+    }
+    .await;
+    finish("count_tokens", &trace, result, Messages::error)
+}
+
+/// Counts a failure and writes it (in the client's dialect); tags the response with its id.
+fn finish(
+    endpoint: &'static str,
+    trace: &Trace,
+    result: Result<Response, ApiError>,
+    render: fn(ApiError) -> Response,
+) -> Response {
+    let mut response = result.unwrap_or_else(|e| {
+        metrics::error(endpoint, e.kind());
+        render(e)
+    });
+    trace.tag(&mut response);
+    response
 }

@@ -5,6 +5,10 @@
 //! reported. An adapter for a provider with another wire format (Anthropic, Gemini, Bedrock)
 //! translates in its own `request`/`response`/`stream` modules; the OpenAI family passes bodies
 //! through with only the model name and the usage request changed.
+//!
+//! Pass-through is an adapter capability: an adapter that also speaks a client's [`Wire`]
+//! natively says so ([`Adapter::native_wire`]) and takes that client's own bytes
+//! ([`Adapter::forward`]); the pipeline applies that one rule for every dialect.
 
 pub mod anthropic;
 pub mod bedrock;
@@ -46,6 +50,26 @@ pub struct Call<'a> {
     pub deployment: &'a Deployment,
     /// Time allowed for the whole non-streaming call, or for the first byte of a stream.
     pub timeout: Duration,
+}
+
+/// A wire format besides the internal (OpenAI) one that an inbound dialect speaks and an
+/// adapter may speak natively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Anthropic's Messages API (`/v1/messages`).
+    AnthropicMessages,
+}
+
+/// A request in the client's own wire, for an adapter that speaks it natively.
+#[derive(Debug)]
+pub struct NativeRequest<'a> {
+    pub wire: Wire,
+    /// The client's body as it arrived (the adapter replaces only the model).
+    pub body: Bytes,
+    /// The client's headers; the adapter forwards the ones its wire defines (versions, betas).
+    pub headers: &'a ::http::HeaderMap,
+    /// The client asked for a stream.
+    pub stream: bool,
 }
 
 /// A chat request in the OpenAI dialect.
@@ -134,11 +158,27 @@ impl Adapter {
         }
     }
 
-    /// The adapter, if it speaks Anthropic's Messages API itself.
-    pub fn as_anthropic(&self) -> Option<&anthropic::Anthropic> {
+    /// The wire, besides the internal one, this adapter takes as the client sent it.
+    pub fn native_wire(&self) -> Option<Wire> {
         match self {
-            Self::Anthropic(p) => Some(p),
-            _ => None,
+            Self::Anthropic(_) => Some(Wire::AnthropicMessages),
+            Self::OpenAi(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Bedrock(_) => None,
+        }
+    }
+
+    /// Sends a request in the adapter's native wire (see [`Self::native_wire`]), the body as
+    /// the client sent it but for the model.
+    pub async fn forward(
+        &self,
+        call: &Call<'_>,
+        request: NativeRequest<'_>,
+    ) -> Result<ChatReply, UpstreamError> {
+        match (self, request.wire) {
+            (Self::Anthropic(p), Wire::AnthropicMessages) => p.forward(call, request).await,
+            _ => Err(UpstreamError::BadResponse {
+                provider: self.id().to_owned(),
+                detail: "the deployment does not speak the client's wire",
+            }),
         }
     }
 

@@ -1,66 +1,31 @@
-//! HTTP listeners: the client-facing API (one module per inbound dialect) and the ops listener.
+//! HTTP listeners: the client-facing API and the ops listener. This module only wires paths to
+//! the pipeline (`crate::pipeline`), one handler per operation and inbound dialect; the
+//! request flow itself lives there.
 
-mod anthropic;
 mod models;
-mod openai;
 mod ops;
-mod relay;
-mod respond;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::Request;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
+use crate::dialect::anthropic::Messages;
+use crate::dialect::openai::Chat;
 use crate::error::ApiError;
+use crate::pipeline;
 use crate::snapshot::SnapshotStore;
-use crate::usage::UsageSink;
-
-/// State shared by all handlers. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct App {
-    inner: Arc<Shared>,
-}
-
-/// Everything the handlers share, built once at start.
-#[derive(Debug)]
-pub struct Parts {
-    pub snapshots: Arc<SnapshotStore>,
-    pub http: reqwest::Client,
-    pub max_body: usize,
-    pub default_timeout: Duration,
-    /// Owns stream relays so shutdown can wait for them.
-    pub tasks: TaskTracker,
-    /// Budgets and rate limits.
-    pub admission: Arc<Admission>,
-    /// Where each request's usage event goes.
-    pub usage: UsageSink,
-    /// This proxy's id in usage events.
-    pub proxy_id: Arc<str>,
-}
-
-type Shared = Parts;
-
-impl App {
-    pub fn new(parts: Parts) -> Self {
-        Self {
-            inner: Arc::new(parts),
-        }
-    }
-}
+pub use crate::state::{App, Parts};
 
 /// The client-facing API.
 pub fn api_router(app: App) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/messages", post(anthropic::messages))
-        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/chat/completions", post(pipeline::chat::<Chat>))
+        .route("/v1/embeddings", post(pipeline::embeddings))
+        .route("/v1/messages", post(pipeline::chat::<Messages>))
+        .route("/v1/messages/count_tokens", post(pipeline::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*model}", get(models::retrieve))
         .fallback(unknown_path)

@@ -6,10 +6,10 @@ use axum::Json;
 use http::HeaderMap;
 use serde::Serialize;
 
-use super::respond::Trace;
-use super::App;
 use crate::error::ApiError;
+use crate::pipeline::respond::Trace;
 use crate::pipeline::{self, auth};
+use crate::state::App;
 
 #[derive(Serialize)]
 struct Model<'a> {
@@ -31,7 +31,7 @@ fn model(id: &str) -> Model<'_> {
 pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
     let trace = Trace::start();
     let mut response = (|| {
-        let snapshot = app.inner.snapshots.get().ok_or(ApiError::NotReady)?;
+        let snapshot = app.parts().snapshots.get().ok_or(ApiError::NotReady)?;
         let key = auth::authenticate(&snapshot, &headers)?;
         let data: Vec<Model<'_>> = snapshot
             .aliases()
@@ -53,7 +53,7 @@ pub async fn retrieve(
 ) -> Response {
     let trace = Trace::start();
     let mut response = (|| {
-        let snapshot = app.inner.snapshots.get().ok_or(ApiError::NotReady)?;
+        let snapshot = app.parts().snapshots.get().ok_or(ApiError::NotReady)?;
         let key = auth::authenticate(&snapshot, &headers)?;
         let route = pipeline::resolve(&snapshot, &key, &id)?;
         Ok::<_, ApiError>(Json(model(&route.alias)).into_response())

@@ -5,14 +5,65 @@
 //! - [`stream`]: internal OpenAI chunks → Anthropic's SSE events (`message_start` …
 //!   `message_stop`).
 //! - [`error`]: the gateway's errors in Anthropic's error shape.
+//! - [`frames`]: the stream writers (translated, or the upstream's own events).
 //!
-//! Translation goes through the OpenAI dialect for every provider (including Anthropic ones),
-//! so fields with no OpenAI counterpart (`top_k`, `thinking`, cache control) are dropped.
+//! Translation goes through the OpenAI dialect for every provider except one that speaks the
+//! Messages wire natively (`Wire::AnthropicMessages`): that deployment is sent the client's body
+//! as it is and its answer relayed byte for byte. Translated, fields with no OpenAI
+//! counterpart (`top_k`, `thinking`, cache control) are dropped.
 
 pub mod error;
+pub mod frames;
 pub mod request;
 pub mod response;
 pub mod stream;
+
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::{Answer, ChatDialect, Frames};
+use crate::error::ApiError;
+use crate::pipeline::body::ChatFields;
+use crate::providers::{JsonBody, Wire};
+
+/// `POST /v1/messages`.
+#[derive(Debug)]
+pub struct Messages;
+
+impl ChatDialect for Messages {
+    const ENDPOINT: &'static str = "messages";
+    const NATIVE: Option<Wire> = Some(Wire::AnthropicMessages);
+
+    fn request(body: JsonBody) -> Result<JsonBody, ApiError> {
+        request::to_chat(body)
+    }
+
+    fn reply(body: Bytes, answer: &Answer<'_>, native: bool) -> Option<Bytes> {
+        if native {
+            return Some(body);
+        }
+        response::to_message(&body, answer.model, &message_id(answer))
+    }
+
+    fn frames(_: &ChatFields, answer: &Answer<'_>, native: bool) -> Box<dyn Frames> {
+        if native {
+            return Box::new(frames::Native);
+        }
+        Box::new(frames::Translated(stream::Events::new(
+            message_id(answer),
+            answer.model.to_owned(),
+        )))
+    }
+
+    fn error(e: ApiError) -> Response {
+        error::into_response(e)
+    }
+}
+
+/// The id of a translated message: the request id in Anthropic's `msg_` form.
+fn message_id(answer: &Answer<'_>) -> String {
+    format!("msg_{}", answer.id.simple())
+}
 
 #[cfg(test)]
 mod fixture_tests;

@@ -22,20 +22,13 @@ use serde_json::value::RawValue;
 use super::response::AnthropicUsage;
 use super::{error, Anthropic};
 use crate::providers::sse::{SseBody, SseEvent};
-use crate::providers::{Call, ChatReply, Chunk, ChunkStream, JsonReply, UpstreamError};
+use crate::providers::{
+    Call, ChatReply, Chunk, ChunkStream, JsonReply, NativeRequest, UpstreamError,
+};
 
-/// A Messages request to forward as it is.
-#[derive(Debug)]
-pub struct Forward {
-    /// The client's body as it arrived; the value of `model` is replaced by the deployment's.
-    pub body: Bytes,
-    /// Client headers to forward (they replace the adapter's defaults of the same name).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub stream: bool,
-}
-
-/// The client headers that travel upstream.
-pub const FORWARDED: [HeaderName; 2] = [
+/// The client headers that travel upstream (they replace the adapter's defaults of the same
+/// name).
+const FORWARDED: [HeaderName; 2] = [
     HeaderName::from_static("anthropic-version"),
     HeaderName::from_static("anthropic-beta"),
 ];
@@ -59,19 +52,24 @@ struct ErrorProbe {
 }
 
 impl Anthropic {
-    /// Sends the client's own Messages request.
+    /// Sends the client's own Messages request; the value of `model` is replaced by the
+    /// deployment's.
     pub async fn forward(
         &self,
         call: &Call<'_>,
-        request: Forward,
+        request: NativeRequest<'_>,
     ) -> Result<ChatReply, UpstreamError> {
         let start = Instant::now();
         let up = &self.upstream;
+        let headers: Vec<(HeaderName, HeaderValue)> = FORWARDED
+            .iter()
+            .filter_map(|name| Some((name.clone(), request.headers.get(name)?.clone())))
+            .collect();
         let body = with_model(&request.body, call.deployment.model_json.get())
             .ok_or_else(|| up.bad("request could not be encoded"))?;
         let url = call.deployment.endpoints.chat.clone();
         let response = up
-            .post_with(call, url, body, &request.headers, error::adapt)
+            .post_with(call, url, body, &headers, error::adapt)
             .await?;
         if request.stream {
             let response = up.event_stream(response)?;

@@ -26,7 +26,7 @@ pub fn add_headers(headers: &mut HeaderMap, pairs: &[(HeaderName, HeaderValue)])
 }
 
 /// Timing and identity of one request.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Trace {
     /// UUIDv7; also the id of the request's usage event.
     pub id: Uuid,

@@ -16,21 +16,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-use super::App;
-use crate::admission::Admitted;
-use crate::error::error_json;
+use super::billing::Billing;
+use crate::dialect::Frames;
 use crate::metrics::{self, RequestLabels};
-use crate::providers::{Chunk, ChunkStream, UpstreamError, Usage};
+use crate::providers::{ChunkStream, UpstreamError, Usage};
 use crate::snapshot::Route;
+use crate::state::App;
 use crate::usage::estimate::StreamedText;
-use crate::usage::event::total_tokens;
-use crate::usage::{End, Meter, UsageSink};
+use crate::usage::End;
 
 /// Frames buffered between the upstream reader and the client.
 const CHANNEL_FRAMES: usize = 16;
@@ -48,11 +47,8 @@ pub struct Relay {
     /// Longest wait for the next chunk.
     pub idle: Duration,
     pub started: Instant,
-    /// The request's usage event, finished when the stream ends.
-    pub meter: Meter,
-    /// Settled once when the stream ends.
-    pub admitted: Admitted,
-    pub usage: UsageSink,
+    /// The request's usage event and reservation, settled once when the stream ends.
+    pub billing: Billing,
     /// Counts the stream in its deployment's in-flight requests until the relay ends.
     pub inflight: Option<crate::routing::select::InFlight>,
 }
@@ -60,56 +56,8 @@ pub struct Relay {
 /// Starts relaying and returns the response body.
 pub fn start(app: &App, chunks: ChunkStream, relay: Relay) -> Body {
     let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_FRAMES);
-    app.inner.tasks.spawn(pump(chunks, tx, relay));
+    app.parts().tasks.spawn(pump(chunks, tx, relay));
     Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>))
-}
-
-/// How the internal (OpenAI) stream is written for the client's dialect.
-pub trait Frames: std::fmt::Debug + Send + 'static {
-    /// The bytes for one chunk; `None` sends nothing.
-    fn chunk(&mut self, chunk: &Chunk) -> Option<Bytes>;
-    /// The bytes after the last chunk (may be empty).
-    fn done(&mut self) -> Bytes;
-    /// The bytes that end a stream which failed after it started.
-    fn error(&mut self, e: &UpstreamError) -> Bytes;
-}
-
-/// OpenAI's own stream: chunks as `data:` events, `[DONE]`, errors as OpenAI error objects.
-#[derive(Debug)]
-pub struct OpenAiFrames {
-    /// The client asked for the usage chunk.
-    pub include_usage: bool,
-}
-
-impl Frames for OpenAiFrames {
-    fn chunk(&mut self, chunk: &Chunk) -> Option<Bytes> {
-        (!chunk.usage_only || self.include_usage).then(|| data_frame(&chunk.data))
-    }
-
-    fn done(&mut self) -> Bytes {
-        Bytes::from_static(b"data: [DONE]\n\n")
-    }
-
-    fn error(&mut self, e: &UpstreamError) -> Bytes {
-        error_frame(e)
-    }
-}
-
-fn data_frame(data: &[u8]) -> Bytes {
-    let mut frame = BytesMut::with_capacity(data.len() + 8);
-    frame.put_slice(b"data: ");
-    frame.put_slice(data);
-    frame.put_slice(b"\n\n");
-    frame.freeze()
-}
-
-fn error_frame(e: &UpstreamError) -> Bytes {
-    data_frame(&error_json(
-        &e.to_string(),
-        "upstream_error",
-        None,
-        Some(e.code()),
-    ))
 }
 
 async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay) {
@@ -178,7 +126,7 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
     // The stream no longer counts as in flight at its deployment.
     drop(relay.inflight.take());
     // The client got 200 and the stream's head; a later failure is in the event's outcome.
-    let event = relay.meter.finish(End {
+    relay.billing.settle(End {
         status: 200,
         ok: failure.is_none(),
         usage,
@@ -186,10 +134,6 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
         ttft,
         abandoned: client.is_none(),
     });
-    relay
-        .admitted
-        .settle(event.cost_usd, total_tokens(&event.usage));
-    relay.usage.emit(event);
     tracing::debug!(
         request_id = %relay.request_id,
         route = %relay.route.alias,

@@ -1,0 +1,261 @@
+//! Chat in any inbound dialect (`/v1/chat/completions`, `/v1/messages`): stages 2–4 in the
+//! dialect, the attempt loop with [`ChatOp`], and the success path (a complete answer, or a
+//! stream handed to the relay).
+//!
+//! Pass-through is one rule, in [`ChatOp::send`]: a deployment whose adapter speaks the
+//! client's wire natively (`Adapter::native_wire`) is sent the client's own bytes and its
+//! answer is relayed as it came; every other deployment gets the internal body.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+
+use super::attempt::{self, Operation, Won};
+use super::billing;
+use super::body;
+use super::prepare::{Inbound, Prepared};
+use super::relay::{self, Relay};
+use super::respond::{add_headers, Trace};
+use crate::dialect::{Answer, ChatDialect};
+use crate::error::ApiError;
+use crate::metrics;
+use crate::providers::{
+    Call, ChatReply, ChatRequest, ChunkStream, JsonBody, JsonReply, NativeRequest, Provider,
+    UpstreamError, Wire,
+};
+use crate::state::App;
+use crate::usage::End;
+
+/// Serves one chat request in dialect `D`.
+pub async fn serve<D: ChatDialect>(
+    app: &App,
+    headers: &HeaderMap,
+    raw: Body,
+    trace: &Trace,
+) -> Result<Response, ApiError> {
+    let inbound = Inbound::read(app, headers, raw).await?;
+    // A body the translation cannot express (a block type only the provider knows) still
+    // reaches a deployment of the client's own wire; for any other it is the client's 400.
+    let (json, untranslatable) = match D::request(body::parse_object(&inbound.bytes)?) {
+        Ok(json) => (json, None),
+        Err(e) if D::NATIVE.is_some() => (body::parse_object(&inbound.bytes)?, Some(e)),
+        Err(e) => return Err(e),
+    };
+    let fields = body::chat(&json)?;
+    let prepared = Prepared::chat(D::ENDPOINT, &inbound, headers, &json, &fields, trace)?;
+    let Some(mut attempts) = prepared.attempts() else {
+        return Err(prepared.not_found());
+    };
+    if untranslatable.is_some() {
+        attempts.rule_out(|d| d.provider.native_wire() != D::NATIVE);
+    }
+    let mut op = ChatOp {
+        body: json,
+        native: D::NATIVE.map(|wire| (wire, inbound.bytes.clone())),
+        headers,
+        stream: fields.stream,
+        passed_through: false,
+    };
+    drop(inbound);
+    let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
+    let Won {
+        reply,
+        billing,
+        attempt,
+        timeout,
+        upstream,
+        first_byte,
+        inflight,
+    } = won;
+    let answer = Answer {
+        model: &fields.model,
+        id: trace.id,
+    };
+    let native = op.passed_through;
+    let deployment = attempt.deployment;
+    let mut response = match reply {
+        ChatReply::Json(JsonReply { body, usage }) => {
+            drop(inflight);
+            let Some(body) = D::reply(body, &answer, native) else {
+                // The provider was paid for an answer the client cannot be given: metered
+                // with its usage, reported as a bad upstream response.
+                let e = UpstreamError::BadResponse {
+                    provider: deployment.provider.id().to_owned(),
+                    detail: "the answer could not be translated for this endpoint",
+                };
+                let labels = prepared.labels(deployment);
+                metrics::request_done(labels, 502, trace.started.elapsed());
+                billing.settle(End {
+                    usage,
+                    ..billing::failed(e.status())
+                });
+                return Err(e.into());
+            };
+            served(
+                &prepared,
+                deployment,
+                upstream,
+                JsonReply { body, usage },
+                billing,
+            )
+        }
+        ChatReply::Stream(chunks) => {
+            metrics::upstream_first_byte(deployment.provider.id(), first_byte);
+            let relay = Relay {
+                request_id: trace.id,
+                route: Arc::clone(&prepared.route.requested),
+                provider: deployment.provider.id().to_owned(),
+                endpoint: D::ENDPOINT,
+                frames: D::frames(&fields, &answer, native),
+                idle: timeout,
+                started: trace.started,
+                billing,
+                inflight: Some(inflight),
+            };
+            streamed(app, &prepared, deployment, upstream, chunks, relay)
+        }
+    };
+    attempts.tag(response.headers_mut(), &attempt);
+    Ok(response)
+}
+
+/// One chat attempt: the client's own bytes to a deployment that speaks its wire, else the
+/// internal body.
+struct ChatOp<'h> {
+    /// The internal (OpenAI) body; copied per attempt only while another could follow.
+    body: JsonBody,
+    /// The client's wire and bytes, when it is not the internal dialect.
+    native: Option<(Wire, Bytes)>,
+    headers: &'h HeaderMap,
+    stream: bool,
+    /// The attempt that answered was sent the client's own bytes.
+    passed_through: bool,
+}
+
+impl Operation for ChatOp<'_> {
+    type Reply = ChatReply;
+
+    async fn send(&mut self, call: &Call<'_>, last: bool) -> Result<ChatReply, UpstreamError> {
+        let sent = std::time::Instant::now();
+        let provider = &call.deployment.provider;
+        let native = self
+            .native
+            .as_ref()
+            .filter(|(wire, _)| provider.native_wire() == Some(*wire));
+        self.passed_through = native.is_some();
+        let reply = match native {
+            Some((wire, bytes)) => {
+                let request = NativeRequest {
+                    wire: *wire,
+                    body: bytes.clone(),
+                    headers: self.headers,
+                    stream: self.stream,
+                };
+                provider.forward(call, request).await
+            }
+            None => {
+                let body = if last {
+                    std::mem::take(&mut self.body)
+                } else {
+                    self.body.clone()
+                };
+                let request = ChatRequest {
+                    body,
+                    stream: self.stream,
+                };
+                provider.chat(call, request).await
+            }
+        };
+        match reply? {
+            ChatReply::Stream(chunks) => first_chunk(chunks, call, sent).await,
+            json => Ok(json),
+        }
+    }
+}
+
+/// Waits for a stream's first chunk within what is left of the call's timeout; the stream is
+/// given back whole (that chunk first). An error, an early end or no chunk in time is the
+/// attempt's failure: a stream counts as started only with its first chunk.
+async fn first_chunk(
+    mut chunks: ChunkStream,
+    call: &Call<'_>,
+    sent: std::time::Instant,
+) -> Result<ChatReply, UpstreamError> {
+    let provider = call.deployment.provider.id().to_owned();
+    let left = call.timeout.saturating_sub(sent.elapsed());
+    match tokio::time::timeout(left, chunks.next()).await {
+        Ok(Some(Ok(first))) => Ok(ChatReply::Stream(Box::pin(
+            futures_util::stream::once(async move { Ok(first) }).chain(chunks),
+        ))),
+        Ok(Some(Err(e))) => Err(e),
+        Ok(None) => Err(UpstreamError::Interrupted { provider }),
+        Err(_) => Err(UpstreamError::Timeout {
+            provider,
+            after: call.timeout,
+        }),
+    }
+}
+
+/// A complete JSON answer: metered, settled and sent with the admission headers.
+pub(super) fn served(
+    p: &Prepared,
+    deployment: &crate::providers::Deployment,
+    upstream: std::time::Duration,
+    reply: JsonReply,
+    billing: billing::Billing,
+) -> Response {
+    let labels = p.labels(deployment);
+    let usage = reply.usage;
+    if let Some(u) = usage {
+        metrics::tokens(labels, u.prompt_tokens, u.completion_tokens);
+    }
+    let mut response = (StatusCode::OK, reply.body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    add_headers(h, billing.headers());
+    let gateway = p.trace.served(h, deployment, upstream);
+    metrics::overhead(labels.endpoint, gateway);
+    metrics::request_done(labels, 200, p.trace.started.elapsed());
+    billing.settle(End {
+        status: 200,
+        ok: true,
+        usage,
+        estimated_completion: None,
+        ttft: None,
+        abandoned: false,
+    });
+    response
+}
+
+/// A stream's response: the relay's body with the admission, SSE and timing headers.
+fn streamed(
+    app: &App,
+    p: &Prepared,
+    deployment: &crate::providers::Deployment,
+    upstream: std::time::Duration,
+    chunks: ChunkStream,
+    relay: Relay,
+) -> Response {
+    let mut head = HeaderMap::new();
+    add_headers(&mut head, relay.billing.headers());
+    let endpoint = relay.endpoint;
+    let mut response = Response::new(relay::start(app, chunks, relay));
+    let h = response.headers_mut();
+    h.extend(head);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let gateway = p.trace.served(h, deployment, upstream);
+    metrics::overhead(endpoint, gateway);
+    response
+}

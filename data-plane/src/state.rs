@@ -1,0 +1,49 @@
+//! What every request handler shares, built once when the proxy starts.
+//!
+//! [`App`] is the axum state: a cheap handle (one `Arc`) over [`Parts`]. Each request loads
+//! the current snapshot from it exactly once and uses that one view to its end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Admission;
+use crate::snapshot::SnapshotStore;
+use crate::usage::UsageSink;
+
+/// State shared by all handlers. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App {
+    inner: Arc<Parts>,
+}
+
+/// Everything the handlers share, built once at start.
+#[derive(Debug)]
+pub struct Parts {
+    pub snapshots: Arc<SnapshotStore>,
+    pub http: reqwest::Client,
+    pub max_body: usize,
+    pub default_timeout: Duration,
+    /// Owns stream relays so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// Budgets and rate limits.
+    pub admission: Arc<Admission>,
+    /// Where each request's usage event goes.
+    pub usage: UsageSink,
+    /// This proxy's id in usage events.
+    pub proxy_id: Arc<str>,
+}
+
+impl App {
+    pub fn new(parts: Parts) -> Self {
+        Self {
+            inner: Arc::new(parts),
+        }
+    }
+
+    /// The shared parts.
+    pub fn parts(&self) -> &Parts {
+        &self.inner
+    }
+}
