@@ -163,3 +163,120 @@ pub fn failed(status: http::StatusCode) -> End {
         abandoned: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use proto::Outcome;
+    use tokio::sync::mpsc::error::TryRecvError;
+
+    use super::*;
+    use crate::admission::Admission;
+    use crate::snapshot::{compile, CompiledSnapshot};
+    use crate::usage::{Spool, Tags};
+
+    fn snapshot() -> CompiledSnapshot {
+        let s: proto::Snapshot = serde_yaml::from_str(&format!(
+            r#"
+providers: [{{id: p, kind: vllm, base_url: "http://127.0.0.1:1/v1"}}]
+routes:
+  - {{alias: chat, deployments: [{{provider: p, model: m, rpm: 100}}]}}
+keys:
+  - {{name: k, id: key-1, team: t1, sha256: "{:064x}", models: ["*"]}}
+pricing:
+  - {{model: m, input_per_mtok: "2", output_per_mtok: "10"}}
+"#,
+            1
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        compile(s, None).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// A billing for one admitted request, and the receiver of what it emits.
+    async fn billing(
+        s: &CompiledSnapshot,
+        dir: &std::path::Path,
+    ) -> (Billing, tokio::sync::mpsc::Receiver<proto::UsageEvent>) {
+        let mut digest = [0u8; 32];
+        digest[31] = 1;
+        let key = Arc::clone(s.key(&digest).unwrap_or_else(|| panic!("no key")));
+        let route = s.route("chat").unwrap_or_else(|| panic!("no route"));
+        let deployment = route.primary().unwrap_or_else(|| panic!("no deployment"));
+        let tags = Tags::new();
+        let admitted = Admission::new(None, "p1".into())
+            .admit(&AdmitRequest {
+                snapshot: s,
+                key: &key,
+                route,
+                deployment,
+                tags: &tags,
+                prompt_tokens: 100,
+                max_output_tokens: Some(10),
+                cost_cap: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let meter = Meter::new(Start {
+            id: uuid::Uuid::now_v7(),
+            started: Instant::now(),
+            proxy: &Arc::from("p1"),
+            key: &key,
+            tags,
+            endpoint: "chat",
+            alias: "chat",
+            deployment,
+            streamed: false,
+            prompt_estimate: 100,
+        });
+        let spool = Spool::open_exclusive(dir, 1 << 20).unwrap_or_else(|e| panic!("{e}"));
+        let (sink, rx) = UsageSink::channel(spool);
+        (Billing::new(meter, admitted, sink), rx)
+    }
+
+    #[tokio::test]
+    async fn settling_emits_exactly_one_event() {
+        let s = snapshot();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (b, mut rx) = billing(&s, dir.path()).await;
+        assert!(!b.headers().is_empty(), "rate-limit headers travel with it");
+        b.settle(End {
+            status: 200,
+            ok: true,
+            usage: None,
+            estimated_completion: None,
+            ttft: None,
+            abandoned: false,
+        });
+        let event = rx.try_recv().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((event.outcome, event.status), (Outcome::Ok, 200));
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Disconnected)));
+    }
+
+    #[tokio::test]
+    async fn a_released_attempt_emits_nothing() {
+        let s = snapshot();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (b, mut rx) = billing(&s, dir.path()).await;
+        b.release();
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Disconnected)));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_billing_is_settled_once_as_abandoned() {
+        let s = snapshot();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (b, mut rx) = billing(&s, dir.path()).await;
+        drop(b);
+        let event = rx.try_recv().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(event.status, 499);
+        assert!(event.abandoned && event.usage_estimated);
+        assert_eq!(
+            event.usage.prompt_tokens, 100,
+            "the prompt estimate is billed"
+        );
+        assert!(event.cost_usd > Decimal::ZERO);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Disconnected)));
+    }
+}

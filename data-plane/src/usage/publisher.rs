@@ -57,6 +57,17 @@ pub struct UsageSink {
 }
 
 impl UsageSink {
+    /// A sink whose events arrive on the returned receiver, for tests of what a request emits.
+    #[cfg(test)]
+    pub fn channel(spool: Spool) -> (Self, mpsc::Receiver<UsageEvent>) {
+        let (tx, rx) = mpsc::channel(64);
+        let sink = Self {
+            tx,
+            spool: Arc::new(spool),
+        };
+        (sink, rx)
+    }
+
     /// Hands an event to the publisher; if its queue is full, writes it to the spool.
     pub fn emit(&self, event: UsageEvent) {
         match self.tx.try_send(event) {
