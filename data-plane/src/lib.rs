@@ -78,11 +78,17 @@ const SHUTDOWN_REPLAY: Duration = Duration::from_secs(5);
 /// Runs the proxy until SIGINT/SIGTERM, then drains open requests for the grace period and
 /// flushes usage events.
 pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), StartError> {
-    let seal_key = SealKey::from_env()?;
+    // What this proxy knows of its deployments' health lives as long as the proxy: every
+    // snapshot it compiles, the health listener, the probes and the requests share it.
+    let health = Arc::new(routing::Health::default());
+    let ctx = snapshot::Context {
+        seal_key: SealKey::from_env()?,
+        health: Arc::clone(&health),
+    };
     let snapshots = Arc::new(SnapshotStore::default());
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    start_snapshot_source(&args, seal_key, &snapshots, &tasks, &cancel)?;
+    start_snapshot_source(&args, ctx, &snapshots, &tasks, &cancel)?;
     let proxy_id: Arc<str> = match &args.proxy_id {
         Some(id) if !id.trim().is_empty() => Arc::from(id.trim()),
         _ => Arc::from(uuid::Uuid::now_v7().to_string()),
@@ -95,7 +101,14 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         None => None,
     };
     if let Some(client) = &nats {
-        routing::health::start(client.clone(), Arc::clone(&proxy_id), &tasks, &cancel).await;
+        routing::health::start(
+            client.clone(),
+            Arc::clone(&proxy_id),
+            Arc::clone(&health),
+            &tasks,
+            &cancel,
+        )
+        .await;
     }
     let admission = Arc::new(admission::Admission::new(
         nats.clone(),
@@ -127,6 +140,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         .build()?;
     tasks.spawn(routing::probe::run(
         Arc::clone(&snapshots),
+        Arc::clone(&health),
         http.clone(),
         args.upstream_timeout(),
         cancel.clone(),
@@ -140,6 +154,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         admission: Arc::clone(&admission),
         usage: usage_sink,
         proxy_id,
+        health,
     });
 
     let api = bind(args.listen).await?;
@@ -194,7 +209,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
 /// task that follows the source. With both a file and NATS, the file is the snapshot source.
 fn start_snapshot_source(
     args: &ServeArgs,
-    seal_key: Option<SealKey>,
+    ctx: snapshot::Context,
     snapshots: &Arc<SnapshotStore>,
     tasks: &TaskTracker,
     cancel: &CancellationToken,
@@ -202,7 +217,7 @@ fn start_snapshot_source(
     match (&args.config, &args.nats_url) {
         (None, None) => Err(StartError::NoSource),
         (Some(path), _) => {
-            let initial = snapshot::file::load(path, seal_key.as_ref())?;
+            let initial = snapshot::file::load(path, &ctx)?;
             tracing::info!(path = %path.display(), version = initial.version, keys = initial.key_count(), routes = initial.aliases().len(), "snapshot loaded");
             // The store is empty, so nothing can be newer.
             let _ = snapshots.install(initial);
@@ -212,7 +227,7 @@ fn start_snapshot_source(
                 snapshot::file::watch(
                     path.clone(),
                     Arc::clone(snapshots),
-                    seal_key,
+                    ctx,
                     Duration::from_millis(args.config_poll_ms.max(10)),
                     cancel.clone(),
                 ),
@@ -223,7 +238,7 @@ fn start_snapshot_source(
             let servers = snapshot::nats::parse_servers(urls)?;
             let cache = &args.snapshot_cache;
             let mut parts = snapshot::parts::HeldParts::default();
-            match snapshot::cache::load(cache, seal_key.as_ref()) {
+            match snapshot::cache::load(cache, &ctx) {
                 Ok(Some(cached)) => {
                     let s = &cached.snapshot;
                     tracing::info!(path = %cache.display(), version = s.version, keys = s.key_count(), routes = s.aliases().len(), "serving the cached snapshot until NATS answers");
@@ -242,7 +257,7 @@ fn start_snapshot_source(
             let source = snapshot::nats::Source {
                 servers,
                 cache: cache.clone(),
-                seal_key,
+                ctx,
                 parts,
             };
             spawn_isolated(

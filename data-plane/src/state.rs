@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
+use crate::routing::Health;
 use crate::snapshot::SnapshotStore;
 use crate::usage::UsageSink;
 
@@ -33,6 +34,9 @@ pub struct Parts {
     pub usage: UsageSink,
     /// This proxy's id in usage events.
     pub proxy_id: Arc<str>,
+    /// What this proxy knows of every deployment's health (breakers, latency), kept across
+    /// snapshots.
+    pub health: Arc<Health>,
 }
 
 impl App {

@@ -107,7 +107,11 @@ budgets: [{{id: b1, name: team-t1, scope: team, target: t1, amount_usd: "0.01", 
 "#,
         1
     );
-    let s = compile(serde_yaml::from_str(&yaml).unwrap(), None).unwrap();
+    let s = compile(
+        serde_yaml::from_str(&yaml).unwrap(),
+        &crate::snapshot::Context::default(),
+    )
+    .unwrap();
     let mut digest = [0u8; 32];
     digest[31] = 1;
     let route = s.route("chat").unwrap();

@@ -39,7 +39,7 @@ pricing:
 "#
     );
     let s: proto::Snapshot = serde_yaml::from_str(&yaml).unwrap();
-    compile(s, None).unwrap_or_else(|e| panic!("{e:?}"))
+    compile(s, &crate::snapshot::Context::default()).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn key_hash(n: u8) -> String {

@@ -106,7 +106,7 @@ mod tests {
             hex::encode(digest("sk-never")),
         ))
         .unwrap();
-        let c = crate::snapshot::compile(snapshot, None).unwrap();
+        let c = crate::snapshot::compile(snapshot, &crate::snapshot::Context::default()).unwrap();
         let call = |key: &'static str| {
             let mut h = HeaderMap::new();
             h.insert("x-api-key", http::HeaderValue::from_static(key));

@@ -191,7 +191,7 @@ pricing:
             1
         ))
         .unwrap_or_else(|e| panic!("{e}"));
-        compile(s, None).unwrap_or_else(|e| panic!("{e:?}"))
+        compile(s, &crate::snapshot::Context::default()).unwrap_or_else(|e| panic!("{e:?}"))
     }
 
     /// A billing for one admitted request, and the receiver of what it emits.

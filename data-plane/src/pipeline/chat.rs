@@ -47,7 +47,7 @@ pub async fn serve<D: ChatDialect>(
     };
     let fields = body::chat(&json)?;
     let prepared = Prepared::chat(D::ENDPOINT, &inbound, headers, &json, &fields, trace)?;
-    let Some(mut attempts) = prepared.attempts() else {
+    let Some(mut attempts) = prepared.attempts(&app.parts().health) else {
         return Err(prepared.not_found());
     };
     if untranslatable.is_some() {

@@ -34,7 +34,7 @@ pub async fn serve(
     };
     let prepared = Prepared::new(&inbound, headers, &json, ask, trace)?;
     drop(inbound);
-    let Some(mut attempts) = prepared.attempts() else {
+    let Some(mut attempts) = prepared.attempts(&app.parts().health) else {
         return Err(prepared.not_found());
     };
     let mut op = EmbedOp { body: json };

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::metrics::RequestLabels;
 use crate::providers::{Deployment, JsonBody};
 use crate::routing::attempts::Attempts;
+use crate::routing::Health;
 use crate::snapshot::{CompiledSnapshot, KeyPolicy};
 use crate::state::App;
 use crate::usage::{estimate, tags, Tags};
@@ -122,10 +123,11 @@ impl Prepared {
         Self::new(inbound, headers, json, ask, trace)
     }
 
-    /// The attempt plan over the serving route's chain; `None` if the chain is empty.
-    pub fn attempts(&self) -> Option<Attempts<'_>> {
+    /// The attempt plan over the serving route's chain, recording outcomes in `health`;
+    /// `None` if the chain is empty.
+    pub fn attempts<'p>(&'p self, health: &'p Health) -> Option<Attempts<'p>> {
         let chain = self.route.chain(&self.snapshot);
-        Attempts::new(chain, self.trace.started, self.route.origin)
+        Attempts::new(chain, self.trace.started, self.route.origin, health)
     }
 
     /// The error when no attempt could be made at all.

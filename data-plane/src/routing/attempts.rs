@@ -25,6 +25,7 @@ use proto::Trigger;
 
 use super::rng::Rng;
 use super::select::Reason;
+use super::Health;
 use crate::providers::{Deployment, UpstreamError};
 use crate::snapshot::Route;
 
@@ -166,16 +167,19 @@ pub struct Attempts<'r> {
     retry_after: Option<Duration>,
     upstream: Duration,
     origin: Option<&'static str>,
+    /// Where outcomes are recorded (breakers) and announced.
+    health: &'r Health,
 }
 
 impl<'r> Attempts<'r> {
     /// `chain` is the requested route then its fallbacks; the first route's policy governs.
     /// `origin` says what chose the requested route before the strategy (a rule, the caller's
-    /// preference), for the response and the usage event.
+    /// preference), for the response and the usage event. Outcomes go to `health`.
     pub fn new(
         chain: Vec<&'r Route>,
         arrived: Instant,
         origin: Option<&'static str>,
+        health: &'r Health,
     ) -> Option<Self> {
         let policy = &chain.first()?.retry;
         let shape: Vec<Vec<bool>> = chain
@@ -195,6 +199,7 @@ impl<'r> Attempts<'r> {
             upstream: Duration::ZERO,
             origin,
             chain,
+            health,
         })
     }
 
@@ -321,7 +326,8 @@ impl<'r> Attempts<'r> {
     pub fn failed(&mut self, attempt: &Attempt<'_>, e: &UpstreamError) -> bool {
         let kind = trigger(e);
         if kind.is_some_and(|k| !matches!(k, Trigger::ContextWindow | Trigger::ContentPolicy)) {
-            record(attempt.deployment, false, Some(e.kind()));
+            self.health
+                .record(attempt.deployment, false, Some(e.kind()));
         }
         let Some(kind) = kind.filter(|k| self.policy.on.contains(k)) else {
             return false;
@@ -356,7 +362,7 @@ impl<'r> Attempts<'r> {
     /// Reports a success (time to the first byte or chunk) to the deployment's breaker and
     /// latency average.
     pub fn succeeded(&self, deployment: &Deployment, first_byte: Duration) {
-        record(deployment, true, None);
+        self.health.record(deployment, true, None);
         deployment.stats.sample_ttft(first_byte, Instant::now());
     }
 
@@ -367,19 +373,6 @@ impl<'r> Attempts<'r> {
         }
         headers.insert(ROUTE_REASON, HeaderValue::from_static(attempt.reason()));
         headers.insert(ATTEMPTS, HeaderValue::from(attempt.number));
-    }
-}
-
-/// Reports an outcome to the deployment's breaker; a transition is exported and announced to
-/// the other proxies.
-pub(crate) fn record(deployment: &Deployment, success: bool, error: Option<&'static str>) {
-    let breaker = &deployment.stats.breaker;
-    let before = breaker.state();
-    let after = breaker.record(success, Instant::now());
-    if before != after {
-        crate::metrics::breaker(&deployment.id, after.as_str());
-        super::health::announce(&deployment.id, after, error);
-        tracing::info!(deployment = %deployment.id, from = before.as_str(), to = after.as_str(), error, "breaker");
     }
 }
 

@@ -9,7 +9,7 @@
 //! for `GET /admin/health`, and a starting proxy asks it which deployments were seen open in
 //! the last few minutes (subscribing first, so nothing announced meanwhile is missed).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt as _;
@@ -23,22 +23,63 @@ const QUEUE: usize = 256;
 /// Longest wait at start for the control plane's list of deployments already down.
 const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-static BUS: OnceLock<(Arc<str>, mpsc::Sender<HealthEvent>)> = OnceLock::new();
+use super::Health;
+use crate::providers::Deployment;
 
-/// Announces a local breaker transition (no-op until [`start`] ran).
-pub fn announce(deployment: &str, state: BreakerState, error: Option<&'static str>) {
-    let Some((proxy, tx)) = BUS.get() else {
-        return;
-    };
-    let event = HealthEvent {
-        proxy: proxy.to_string(),
-        deployment: deployment.to_owned(),
-        state,
-        time_ms: now_ms(),
-        error: error.map(str::to_owned),
-    };
-    if tx.try_send(event).is_err() {
-        tracing::debug!(deployment, "health announcement dropped (queue full)");
+impl Health {
+    /// Reports an outcome to the deployment's breaker; a transition is exported and announced to
+    /// the other proxies.
+    pub fn record(&self, deployment: &Deployment, success: bool, error: Option<&'static str>) {
+        let breaker = &deployment.stats.breaker;
+        let before = breaker.state();
+        let after = breaker.record(success, Instant::now());
+        if before != after {
+            crate::metrics::breaker(&deployment.id, after.as_str());
+            self.announce(&deployment.id, after, error);
+            tracing::info!(deployment = %deployment.id, from = before.as_str(), to = after.as_str(), error, "breaker");
+        }
+    }
+
+    /// Announces a local breaker transition (no-op until [`start`] ran).
+    fn announce(&self, deployment: &str, state: BreakerState, error: Option<&'static str>) {
+        let Some((proxy, tx)) = self.bus.get() else {
+            return;
+        };
+        let event = HealthEvent {
+            proxy: proxy.to_string(),
+            deployment: deployment.to_owned(),
+            state,
+            time_ms: now_ms(),
+            error: error.map(str::to_owned),
+        };
+        if tx.try_send(event).is_err() {
+            tracing::debug!(deployment, "health announcement dropped (queue full)");
+        }
+    }
+
+    /// Applies the `open` reports a snapshot carries, each as of the time it was made (so one
+    /// older than the cool-down only makes the deployment's next request a probe).
+    pub fn apply_reported(&self, reports: &[HealthEvent]) {
+        let now_ms = now_ms();
+        for r in reports.iter().filter(|r| r.state == BreakerState::Open) {
+            let age =
+                std::time::Duration::from_millis(u64::try_from(now_ms - r.time_ms).unwrap_or(0));
+            if age > REPORT_MAX_AGE {
+                continue;
+            }
+            let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            self.report_down(&r.deployment, at);
+        }
+    }
+
+    /// Applies another proxy's announcement to this proxy's breakers.
+    pub fn apply(&self, own_proxy: &str, event: &HealthEvent) {
+        if event.proxy == own_proxy || event.state != BreakerState::Open {
+            return;
+        }
+        self.report_down(&event.deployment, Instant::now());
+        crate::metrics::breaker(&event.deployment, BreakerState::Open.as_str());
+        tracing::info!(deployment = %event.deployment, seen_by = %event.proxy, error = event.error.as_deref(), "deployment reported down by another proxy; skipping it");
     }
 }
 
@@ -47,11 +88,12 @@ pub fn announce(deployment: &str, state: BreakerState, error: Option<&'static st
 pub async fn start(
     client: async_nats::Client,
     proxy: Arc<str>,
+    health: Arc<Health>,
     tasks: &TaskTracker,
     cancel: &CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<HealthEvent>(QUEUE);
-    if BUS.set((Arc::clone(&proxy), tx)).is_err() {
+    if health.bus.set((Arc::clone(&proxy), tx)).is_err() {
         tracing::warn!("health sharing already started");
         return;
     }
@@ -91,7 +133,7 @@ pub async fn start(
                 serde_json::from_slice(&reply.payload).unwrap_or_default();
             for event in &known {
                 // Even this proxy's own id: it is a new process.
-                apply("", event);
+                health.apply("", event);
             }
         }
         _ => tracing::debug!("no answer about deployments already down"),
@@ -107,37 +149,13 @@ pub async fn start(
             let Ok(event) = serde_json::from_slice::<HealthEvent>(&message.payload) else {
                 continue;
             };
-            apply(&proxy, &event);
+            health.apply(&proxy, &event);
         }
     });
 }
 
 /// How old a reported `open` may be and still be applied from a snapshot.
 const REPORT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Applies the `open` reports a snapshot carries, each as of the time it was made (so one
-/// older than the cool-down only makes the deployment's next request a probe).
-pub fn apply_reported(reports: &[HealthEvent]) {
-    let now_ms = now_ms();
-    for r in reports.iter().filter(|r| r.state == BreakerState::Open) {
-        let age = std::time::Duration::from_millis(u64::try_from(now_ms - r.time_ms).unwrap_or(0));
-        if age > REPORT_MAX_AGE {
-            continue;
-        }
-        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-        super::report_down(&r.deployment, at);
-    }
-}
-
-/// Applies another proxy's announcement to this proxy's breakers.
-pub fn apply(own_proxy: &str, event: &HealthEvent) {
-    if event.proxy == own_proxy || event.state != BreakerState::Open {
-        return;
-    }
-    super::report_down(&event.deployment, Instant::now());
-    crate::metrics::breaker(&event.deployment, BreakerState::Open.as_str());
-    tracing::info!(deployment = %event.deployment, seen_by = %event.proxy, error = event.error.as_deref(), "deployment reported down by another proxy; skipping it");
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::attempts::{record, trigger};
+use super::attempts::trigger;
+use super::Health;
 use crate::providers::{Call, ChatRequest, JsonBody, Provider};
 use crate::snapshot::SnapshotStore;
 
@@ -25,6 +26,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Runs until cancelled.
 pub async fn run(
     snapshots: Arc<SnapshotStore>,
+    health: Arc<Health>,
     http: reqwest::Client,
     default_timeout: Duration,
     cancel: CancellationToken,
@@ -59,7 +61,7 @@ pub async fn run(
                 if d.stats.breaker.admit(now).is_none() {
                     continue;
                 }
-                let (route, http) = (Arc::clone(route), http.clone());
+                let (route, http, health) = (Arc::clone(route), http.clone(), Arc::clone(&health));
                 tokio::spawn(async move {
                     let Some(d) = route.deployments.get(i) else {
                         return;
@@ -87,9 +89,9 @@ pub async fn run(
                             ) =>
                         {
                             tracing::info!(deployment = %d.id, error = %e, "health check failed");
-                            record(d, false, Some(e.kind()));
+                            health.record(d, false, Some(e.kind()));
                         }
-                        _ => record(d, true, None),
+                        _ => health.record(d, true, None),
                     }
                 });
             }

@@ -20,8 +20,8 @@ use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
 use super::parts::{HeldParts, PartError};
+use super::Context;
 use super::{compile, compile_with_keys, CompiledSnapshot};
-use crate::seal::SealKey;
 
 /// Why snapshot JSON could not become a [`CompiledSnapshot`].
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +65,9 @@ struct Manifest<'a> {
 
 /// Parses, validates and compiles snapshot JSON with its keys inline. Unknown fields are
 /// ignored: wire changes are additive, and an older proxy must read a newer body.
-pub fn decode(bytes: &[u8], seal_key: Option<&SealKey>) -> Result<CompiledSnapshot, DecodeError> {
+pub fn decode(bytes: &[u8], ctx: &Context) -> Result<CompiledSnapshot, DecodeError> {
     let snapshot: Snapshot = serde_json::from_slice(bytes)?;
-    compile(snapshot, seal_key).map_err(DecodeError::Invalid)
+    compile(snapshot, ctx).map_err(DecodeError::Invalid)
 }
 
 /// A compiled published body and the key parts it was built from.
@@ -89,12 +89,12 @@ pub fn decode_published(
     body: &[u8],
     held: &HeldParts,
     fresh: &HashMap<String, Vec<u8>>,
-    seal_key: Option<&SealKey>,
+    ctx: &Context,
     previous: Option<&CompiledSnapshot>,
 ) -> Result<Decoded, DecodeError> {
     let Some(layout) = &pointer.keys else {
         return Ok(Decoded {
-            snapshot: decode(body, seal_key)?,
+            snapshot: decode(body, ctx)?,
             held: HeldParts::default(),
             compiled: 0,
             reused: 0,
@@ -102,7 +102,7 @@ pub fn decode_published(
     };
     let snapshot: Snapshot = serde_json::from_slice(body)?;
     let assembled = held.assemble(layout, fresh)?;
-    let snapshot = compile_with_keys(snapshot, seal_key, assembled.table, previous)
+    let snapshot = compile_with_keys(snapshot, ctx, assembled.table, previous)
         .map_err(DecodeError::Invalid)?;
     Ok(Decoded {
         snapshot,
@@ -129,7 +129,7 @@ fn part_file(dir: &Path, sha256: &str) -> PathBuf {
 }
 
 /// The cached snapshot, compiled; `Ok(None)` when there is no cache file yet.
-pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<Option<Cached>, CacheError> {
+pub fn load(path: &Path, ctx: &Context) -> Result<Option<Cached>, CacheError> {
     let io = |source| CacheError::Io {
         path: path.to_owned(),
         source,
@@ -145,7 +145,7 @@ pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<Option<Cached>, C
     };
     let Ok(manifest) = serde_json::from_slice::<Manifest<'_>>(&bytes) else {
         // Snapshot JSON alone: an older proxy's cache.
-        let snapshot = decode(&bytes, seal_key).map_err(decoded)?;
+        let snapshot = decode(&bytes, ctx).map_err(decoded)?;
         return Ok(Some(Cached {
             snapshot,
             parts: HeldParts::default(),
@@ -176,7 +176,7 @@ pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<Option<Cached>, C
         core,
         &HeldParts::default(),
         &fresh,
-        seal_key,
+        ctx,
         None,
     )
     .map_err(|e| {
@@ -337,13 +337,21 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
     fn round_trip_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
-        assert!(load(&path, None).unwrap().is_none(), "no file yet");
+        assert!(
+            load(&path, &crate::snapshot::Context::default())
+                .unwrap()
+                .is_none(),
+            "no file yet"
+        );
 
         let (p5, b5) = inline(&snapshot(5));
         write(&path, &p5, &b5, &HashMap::new()).unwrap();
         let (p7, b7) = inline(&snapshot(7));
         write(&path, &p7, &b7, &HashMap::new()).unwrap();
-        let loaded = load(&path, None).unwrap().unwrap().snapshot;
+        let loaded = load(&path, &crate::snapshot::Context::default())
+            .unwrap()
+            .unwrap()
+            .snapshot;
         assert_eq!(loaded.version, 7);
         assert_eq!(loaded.aliases(), ["chat"]);
         assert_eq!(loaded.key_count(), 1);
@@ -387,7 +395,9 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         want_sorted.sort();
         assert_eq!(names(&parts), want_sorted, "the replaced part is gone");
 
-        let cached = load(&path, None).unwrap().unwrap();
+        let cached = load(&path, &crate::snapshot::Context::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(cached.snapshot.version, 6);
         assert_eq!(cached.snapshot.key_count(), 2);
         let mut d = [0xab; 32];
@@ -403,7 +413,9 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         let mut bytes = std::fs::read(&damaged).unwrap();
         bytes[5] ^= 1;
         std::fs::write(&damaged, bytes).unwrap();
-        let err = load(&path, None).unwrap_err().to_string();
+        let err = load(&path, &crate::snapshot::Context::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("does not match the pointer's SHA-256"),
             "{err}"
@@ -412,7 +424,14 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         assert!(!damaged.exists());
         let (_, _, fresh) = in_parts(&s, 1);
         write(&path, &p6, &b6, &fresh).unwrap();
-        assert_eq!(load(&path, None).unwrap().unwrap().snapshot.version, 6);
+        assert_eq!(
+            load(&path, &crate::snapshot::Context::default())
+                .unwrap()
+                .unwrap()
+                .snapshot
+                .version,
+            6
+        );
 
         // Back to inline keys: the parts directory goes away.
         let (p7, b7) = inline(&snapshot(7));
@@ -425,7 +444,14 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
         std::fs::write(&path, serde_json::to_vec(&snapshot(4)).unwrap()).unwrap();
-        assert_eq!(load(&path, None).unwrap().unwrap().snapshot.version, 4);
+        assert_eq!(
+            load(&path, &crate::snapshot::Context::default())
+                .unwrap()
+                .unwrap()
+                .snapshot
+                .version,
+            4
+        );
     }
 
     #[test]
@@ -433,13 +459,19 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
         std::fs::write(&path, b"{\"version\": 3, \"routes\": [").unwrap();
-        let err = load(&path, None).err().map(|e| e.to_string()).unwrap();
+        let err = load(&path, &crate::snapshot::Context::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap();
         assert!(err.contains("not valid snapshot JSON"), "{err}");
 
         let mut bad = snapshot(4);
         bad.routes[0].deployments[0].provider = "ghost".into();
         std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
-        let err = load(&path, None).err().map(|e| e.to_string()).unwrap();
+        let err = load(&path, &crate::snapshot::Context::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap();
         assert!(err.contains("unknown provider `ghost`"), "{err}");
     }
 
@@ -449,6 +481,11 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         json["quotas_from_the_future"] = serde_json::json!([{"id": "b"}]);
         json["keys"][0]["future_field"] = serde_json::json!(true);
         let bytes = serde_json::to_vec(&json).unwrap();
-        assert_eq!(decode(&bytes, None).unwrap().version, 9);
+        assert_eq!(
+            decode(&bytes, &crate::snapshot::Context::default())
+                .unwrap()
+                .version,
+            9
+        );
     }
 }

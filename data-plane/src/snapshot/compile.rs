@@ -12,9 +12,9 @@ use std::time::Duration;
 use proto::{ModelPrice, Snapshot, ValidationError, VirtualKey};
 use rust_decimal::Decimal;
 
+use super::Context;
 use crate::providers::{Adapter, Deployment};
 use crate::routing::select::Candidate;
-use crate::seal::SealKey;
 
 /// A snapshot ready to serve.
 #[derive(Debug)]
@@ -414,18 +414,18 @@ impl CompiledSnapshot {
 /// instead of being copied (a 100,000-key snapshot compiles in tens of milliseconds).
 pub fn compile(
     mut snapshot: Snapshot,
-    seal_key: Option<&SealKey>,
+    ctx: &Context,
 ) -> Result<CompiledSnapshot, Vec<ValidationError>> {
     snapshot.validate()?;
     let keys = KeyTable::single(KeyPart::build(std::mem::take(&mut snapshot.keys)));
-    compile_validated(snapshot, seal_key, keys, None)
+    compile_validated(snapshot, ctx, keys, None)
 }
 
 /// Validates and compiles a snapshot body whose keys arrived as parts, already compiled, reusing
 /// the unchanged routes of `previous` (the snapshot it replaces).
 pub fn compile_with_keys(
     snapshot: Snapshot,
-    seal_key: Option<&SealKey>,
+    ctx: &Context,
     keys: KeyTable,
     previous: Option<&CompiledSnapshot>,
 ) -> Result<CompiledSnapshot, Vec<ValidationError>> {
@@ -436,23 +436,29 @@ pub fn compile_with_keys(
         }]);
     }
     snapshot.validate()?;
-    compile_validated(snapshot, seal_key, keys, previous)
+    compile_validated(snapshot, ctx, keys, previous)
 }
 
 fn compile_validated(
     mut snapshot: Snapshot,
-    seal_key: Option<&SealKey>,
+    ctx: &Context,
     keys: KeyTable,
     previous: Option<&CompiledSnapshot>,
 ) -> Result<CompiledSnapshot, Vec<ValidationError>> {
-    crate::routing::health::apply_reported(&std::mem::take(&mut snapshot.health));
+    ctx.health
+        .apply_reported(&std::mem::take(&mut snapshot.health));
     let reusable = previous.filter(|p| {
         p.sources.providers == snapshot.providers && p.sources.pricing == snapshot.pricing
     });
     let providers: HashMap<&str, (Arc<Adapter>, &proto::Provider)> = snapshot
         .providers
         .iter()
-        .map(|p| (p.id.as_str(), (Arc::new(Adapter::new(p, seal_key)), p)))
+        .map(|p| {
+            (
+                p.id.as_str(),
+                (Arc::new(Adapter::new(p, ctx.seal_key.as_ref())), p),
+            )
+        })
         .collect();
 
     let prices: HashMap<&str, Arc<ModelPrice>> = snapshot
@@ -489,7 +495,7 @@ fn compile_validated(
                 serde_json::value::to_raw_value(&d.model).map_err(|e| invalid(e.to_string()))?;
             let id = format!("{}/{}", d.provider, d.model);
             deployments.push(Deployment {
-                stats: crate::routing::stats_for(&id),
+                stats: ctx.health.stats_for(&id),
                 timeout: d.timeout_ms.map(Duration::from_millis),
                 health_check: provider.health_check_ms.map(Duration::from_millis),
                 weight: d.weight.unwrap_or(1),
@@ -566,7 +572,8 @@ keys:
 "#,
         )
         .unwrap_or_default();
-        let c = compile(s, None).unwrap_or_else(|e| panic!("{e:?}"));
+        let c =
+            compile(s, &crate::snapshot::Context::default()).unwrap_or_else(|e| panic!("{e:?}"));
         let key = |n: u8| {
             let mut d = [0u8; 32];
             d[31] = n;
@@ -603,10 +610,22 @@ routes:
 "#,
         );
         let keys = || KeyTable::single(KeyPart::default());
-        let first = compile_with_keys(v1.clone(), None, keys(), None).unwrap();
+        let first = compile_with_keys(
+            v1.clone(),
+            &crate::snapshot::Context::default(),
+            keys(),
+            None,
+        )
+        .unwrap();
         let mut v2 = v1.clone();
         v2.routes[1].deployments[0].model = "m2".into();
-        let second = compile_with_keys(v2.clone(), None, keys(), Some(&first)).unwrap();
+        let second = compile_with_keys(
+            v2.clone(),
+            &crate::snapshot::Context::default(),
+            keys(),
+            Some(&first),
+        )
+        .unwrap();
         let same = |x: &CompiledSnapshot, y: &CompiledSnapshot, alias: &str| {
             Arc::ptr_eq(x.route(alias).unwrap(), y.route(alias).unwrap())
         };
@@ -616,7 +635,13 @@ routes:
 
         let mut v3 = v2.clone();
         v3.providers[0].base_url = Some("http://127.0.0.1:2/v1".into());
-        let third = compile_with_keys(v3, None, keys(), Some(&second)).unwrap();
+        let third = compile_with_keys(
+            v3,
+            &crate::snapshot::Context::default(),
+            keys(),
+            Some(&second),
+        )
+        .unwrap();
         assert!(!same(&second, &third, "a"), "the provider changed");
     }
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 use proto::Snapshot;
 use tokio_util::sync::CancellationToken;
 
+use super::Context;
 use super::{compile, CompiledSnapshot, SnapshotStore};
 use crate::metrics;
-use crate::seal::SealKey;
 
 /// Why a snapshot file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +58,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Snapshot, LoadError> {
 }
 
 /// Reads, parses, validates and compiles the file.
-pub fn load(path: &Path, seal_key: Option<&SealKey>) -> Result<CompiledSnapshot, LoadError> {
+pub fn load(path: &Path, ctx: &Context) -> Result<CompiledSnapshot, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_owned(),
         source,
     })?;
     let snapshot = parse(path, &text)?;
-    compile(snapshot, seal_key).map_err(|errors| LoadError::Invalid {
+    compile(snapshot, ctx).map_err(|errors| LoadError::Invalid {
         path: path.to_owned(),
         errors,
     })
@@ -93,7 +93,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 pub async fn watch(
     path: PathBuf,
     store: Arc<SnapshotStore>,
-    seal_key: Option<SealKey>,
+    ctx: Context,
     interval: Duration,
     cancel: CancellationToken,
 ) {
@@ -111,8 +111,8 @@ pub async fn watch(
         }
         last = now;
         let loaded = {
-            let (path, seal_key) = (path.clone(), seal_key.clone());
-            tokio::task::spawn_blocking(move || load(&path, seal_key.as_ref())).await
+            let (path, ctx) = (path.clone(), ctx.clone());
+            tokio::task::spawn_blocking(move || load(&path, &ctx)).await
         };
         match loaded {
             Ok(Ok(next)) => {
@@ -168,7 +168,7 @@ mod tests {
             "routes: [{alias: a, deployments: [{provider: nope, model: m}]}]",
         )
         .unwrap_or_default();
-        let err = load(&file, None)
+        let err = load(&file, &crate::snapshot::Context::default())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

@@ -23,6 +23,18 @@ pub use compile::{
 };
 
 use crate::metrics;
+use crate::routing::Health;
+use crate::seal::SealKey;
+
+/// What compiling a snapshot needs besides the snapshot itself.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Opens sealed provider credentials (`SWITCHYARD_SEAL_KEY`), if the proxy has it.
+    pub seal_key: Option<SealKey>,
+    /// This proxy's deployment health (breakers, latency), shared by every snapshot it
+    /// compiles so that a swap keeps what it knows.
+    pub health: Arc<Health>,
+}
 
 /// The current snapshot, shared by all requests.
 #[derive(Debug, Default)]

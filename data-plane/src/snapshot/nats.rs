@@ -36,9 +36,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::{self, DecodeError};
 use super::parts::HeldParts;
+use super::Context;
 use super::SnapshotStore;
 use crate::metrics;
-use crate::seal::SealKey;
 
 /// How often the pointer in the bucket is read again, in case a push was lost.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -100,7 +100,8 @@ pub struct Source {
     pub servers: Vec<ServerAddr>,
     /// Where each installed body is written.
     pub cache: PathBuf,
-    pub seal_key: Option<SealKey>,
+    /// What compiling needs: the seal key and this proxy's deployment health.
+    pub ctx: Context,
     /// Key parts of the snapshot already served (from the cache), not to be fetched again.
     pub parts: HeldParts,
 }
@@ -558,7 +559,7 @@ impl Watcher {
         body: Vec<u8>,
         fresh: HashMap<String, Vec<u8>>,
     ) -> Result<Checked, SyncError> {
-        let seal_key = self.source.seal_key.clone();
+        let ctx = self.source.ctx.clone();
         let held = self.held.clone();
         let previous = self.store.get();
         tokio::task::spawn_blocking(move || {
@@ -579,15 +580,9 @@ impl Watcher {
                 version: pointer.version,
                 source,
             };
-            let decoded = cache::decode_published(
-                &pointer,
-                &body,
-                &held,
-                &fresh,
-                seal_key.as_ref(),
-                previous.as_deref(),
-            )
-            .map_err(decode)?;
+            let decoded =
+                cache::decode_published(&pointer, &body, &held, &fresh, &ctx, previous.as_deref())
+                    .map_err(decode)?;
             // Not the last holder of the served snapshot: freeing it is `retire`'s job.
             drop(previous);
             if decoded.snapshot.version != pointer.version {

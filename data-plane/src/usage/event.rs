@@ -243,7 +243,7 @@ pricing:
 "#
         ))
         .unwrap_or_else(|e| panic!("{e}"));
-        compile(s, None).unwrap_or_else(|e| panic!("{e:?}"))
+        compile(s, &crate::snapshot::Context::default()).unwrap_or_else(|e| panic!("{e:?}"))
     }
 
     fn meter(snapshot: &crate::snapshot::CompiledSnapshot, streamed: bool) -> Meter {
