@@ -10,6 +10,7 @@
 pub mod cache;
 mod compile;
 pub mod file;
+mod keys;
 pub mod nats;
 pub mod parts;
 
@@ -17,10 +18,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-pub use compile::{
-    compile, compile_with_keys, part_of_digest, CompiledSnapshot, KeyPart, KeyPolicy, KeyTable,
-    Route,
-};
+pub use compile::{compile, compile_with_keys, CompiledSnapshot, Route};
+pub use keys::{part_of_digest, KeyPart, KeyPolicy, KeyTable};
 
 use crate::metrics;
 use crate::routing::Health;

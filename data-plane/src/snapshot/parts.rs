@@ -11,7 +11,7 @@ use std::sync::Arc;
 use proto::{KeyParts, PartRef, VirtualKey};
 use sha2::{Digest as _, Sha256};
 
-use super::compile::{BinaryPartError, KeyPart, KeyTable};
+use super::keys::{BinaryPartError, KeyPart, KeyTable};
 
 /// Compiled parts of the snapshot being served, by place and digest.
 #[derive(Debug, Clone, Default)]
