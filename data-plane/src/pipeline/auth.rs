@@ -70,26 +70,20 @@ mod tests {
 
     #[test]
     fn keys_are_found_in_each_header_form() {
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "Bearer sk-1")])),
-            Some("sk-1")
-        );
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "bearer  sk-1 ")])),
-            Some("sk-1")
-        );
-        assert_eq!(
-            presented_key(&headers(&[("x-api-key", "sk-2")])),
-            Some("sk-2")
-        );
-        assert_eq!(
-            presented_key(&headers(&[("api-key", "sk-3")])),
-            Some("sk-3")
-        );
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "Basic abc")])),
-            None
-        );
+        let cases = [
+            ("authorization", "Bearer sk-1", Some("sk-1")),
+            ("authorization", "bearer  sk-1 ", Some("sk-1")),
+            ("x-api-key", "sk-2", Some("sk-2")),
+            ("api-key", "sk-3", Some("sk-3")),
+            ("authorization", "Basic abc", None),
+        ];
+        for (name, value, want) in cases {
+            assert_eq!(
+                presented_key(&headers(&[(name, value)])),
+                want,
+                "{name}: {value}"
+            );
+        }
         assert_eq!(
             presented_key(&headers(&[("authorization", "Bearer ")])),
             None

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -17,9 +16,9 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use super::attempt::{self, Operation, Won};
 use super::billing;
 use super::body;
-use super::prepare::{Inbound, Prepared};
+use super::prepare::{Arrived, Inbound, Prepared};
 use super::relay::{self, Relay};
-use super::respond::{add_headers, Trace};
+use super::respond::add_headers;
 use crate::dialect::{Answer, ChatDialect};
 use crate::error::ApiError;
 use crate::metrics;
@@ -31,13 +30,9 @@ use crate::state::App;
 use crate::usage::End;
 
 /// Serves one chat request in dialect `D`.
-pub async fn serve<D: ChatDialect>(
-    app: &App,
-    headers: &HeaderMap,
-    raw: Body,
-    trace: &Trace,
-) -> Result<Response, ApiError> {
-    let inbound = Inbound::read(app, headers, raw).await?;
+pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Response, ApiError> {
+    let Arrived { headers, trace, .. } = arrived;
+    let inbound = Inbound::read(app, arrived).await?;
     // A body the translation cannot express (a block type only the provider knows) still
     // reaches a deployment of the client's own wire; for any other it is the client's 400.
     let (json, untranslatable) = match D::request(body::parse_object(&inbound.bytes)?) {

@@ -1,15 +1,12 @@
 //! Embeddings (`/v1/embeddings`, OpenAI's dialect only): stages 2–4, then the attempt loop
 //! with [`EmbedOp`]; no stream, no output tokens to reserve.
 
-use axum::body::Body;
 use axum::response::Response;
-use http::HeaderMap;
 
 use super::attempt::{self, Operation, Won};
 use super::body;
 use super::chat::served;
-use super::prepare::{Ask, Inbound, Prepared};
-use super::respond::Trace;
+use super::prepare::{Arrived, Ask, Inbound, Prepared};
 use crate::error::ApiError;
 use crate::providers::{Call, JsonBody, JsonReply, Provider, UpstreamError};
 use crate::state::App;
@@ -18,13 +15,9 @@ use crate::state::App;
 pub const ENDPOINT: &str = "embeddings";
 
 /// Serves one embeddings request.
-pub async fn serve(
-    app: &App,
-    headers: &HeaderMap,
-    raw: Body,
-    trace: &Trace,
-) -> Result<Response, ApiError> {
-    let inbound = Inbound::read(app, headers, raw).await?;
+pub async fn serve(app: &App, arrived: Arrived<'_>) -> Result<Response, ApiError> {
+    let Arrived { headers, trace, .. } = arrived;
+    let inbound = Inbound::read(app, arrived).await?;
     let json = body::parse_object(&inbound.bytes)?;
     let ask = Ask {
         endpoint: ENDPOINT,

@@ -52,6 +52,7 @@ use crate::dialect::ChatDialect;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::state::App;
+use prepare::Arrived;
 use respond::Trace;
 
 pub use route::resolve;
@@ -63,14 +64,24 @@ pub async fn chat<D: ChatDialect>(
     body: Body,
 ) -> Response {
     let trace = Trace::start();
-    let result = chat::serve::<D>(&app, &headers, body, &trace).await;
+    let arrived = Arrived {
+        headers: &headers,
+        body,
+        trace: &trace,
+    };
+    let result = chat::serve::<D>(&app, arrived).await;
     finish(D::ENDPOINT, &trace, result, D::error)
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     let trace = Trace::start();
-    let result = embed::serve(&app, &headers, body, &trace).await;
+    let arrived = Arrived {
+        headers: &headers,
+        body,
+        trace: &trace,
+    };
+    let result = embed::serve(&app, arrived).await;
     finish(embed::ENDPOINT, &trace, result, IntoResponse::into_response)
 }
 
@@ -82,7 +93,12 @@ pub async fn embeddings(State(app): State<App>, headers: HeaderMap, body: Body) 
 pub async fn count_tokens(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     let trace = Trace::start();
     let result = async {
-        let read = prepare::Inbound::read(&app, &headers, body).await?;
+        let arrived = Arrived {
+            headers: &headers,
+            body,
+            trace: &trace,
+        };
+        let read = prepare::Inbound::read(&app, arrived).await?;
         let json = Messages::request(body::parse_object(&read.bytes)?)?;
         let fields = body::chat(&json)?;
         let prepared =

@@ -26,6 +26,15 @@ use crate::usage::{estimate, tags, Tags};
 /// Header with the most (USD, decimal) the caller allows this request to cost.
 pub const MAX_COST: HeaderName = HeaderName::from_static("x-switchyard-max-cost");
 
+/// A request as it arrived.
+#[derive(Debug)]
+pub struct Arrived<'a> {
+    pub headers: &'a HeaderMap,
+    pub body: Body,
+    /// Its id and arrival time.
+    pub trace: &'a Trace,
+}
+
 /// Stages 1 and 2 up to the dialect: the snapshot view, the caller's key, the raw body.
 #[derive(Debug)]
 pub struct Inbound {
@@ -38,11 +47,12 @@ pub struct Inbound {
 
 impl Inbound {
     /// Loads the snapshot once, authenticates, and reads the body within the size limit.
-    pub async fn read(app: &App, headers: &HeaderMap, raw: Body) -> Result<Self, ApiError> {
+    pub async fn read(app: &App, arrived: Arrived<'_>) -> Result<Self, ApiError> {
         let parts = app.parts();
+        let headers = arrived.headers;
         let snapshot = parts.snapshots.get().ok_or(ApiError::NotReady)?;
         let key = auth::authenticate(&snapshot, headers)?;
-        let bytes = body::read(raw, headers, parts.max_body).await?;
+        let bytes = body::read(arrived.body, headers, parts.max_body).await?;
         Ok(Self {
             snapshot,
             key,

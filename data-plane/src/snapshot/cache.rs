@@ -283,6 +283,11 @@ fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> 
 mod tests {
     use super::*;
 
+    /// Loads the cache at `path` without a seal key.
+    fn load_plain(path: &Path) -> Result<Option<Cached>, CacheError> {
+        load(path, &Context::default())
+    }
+
     fn snapshot(version: u64) -> Snapshot {
         serde_yaml::from_str(&format!(
             r#"
@@ -337,21 +342,13 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
     fn round_trip_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
-        assert!(
-            load(&path, &crate::snapshot::Context::default())
-                .unwrap()
-                .is_none(),
-            "no file yet"
-        );
+        assert!(load_plain(&path).unwrap().is_none(), "no file yet");
 
         let (p5, b5) = inline(&snapshot(5));
         write(&path, &p5, &b5, &HashMap::new()).unwrap();
         let (p7, b7) = inline(&snapshot(7));
         write(&path, &p7, &b7, &HashMap::new()).unwrap();
-        let loaded = load(&path, &crate::snapshot::Context::default())
-            .unwrap()
-            .unwrap()
-            .snapshot;
+        let loaded = load_plain(&path).unwrap().unwrap().snapshot;
         assert_eq!(loaded.version, 7);
         assert_eq!(loaded.aliases(), ["chat"]);
         assert_eq!(loaded.key_count(), 1);
@@ -395,9 +392,7 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         want_sorted.sort();
         assert_eq!(names(&parts), want_sorted, "the replaced part is gone");
 
-        let cached = load(&path, &crate::snapshot::Context::default())
-            .unwrap()
-            .unwrap();
+        let cached = load_plain(&path).unwrap().unwrap();
         assert_eq!(cached.snapshot.version, 6);
         assert_eq!(cached.snapshot.key_count(), 2);
         let mut d = [0xab; 32];
@@ -413,9 +408,7 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         let mut bytes = std::fs::read(&damaged).unwrap();
         bytes[5] ^= 1;
         std::fs::write(&damaged, bytes).unwrap();
-        let err = load(&path, &crate::snapshot::Context::default())
-            .unwrap_err()
-            .to_string();
+        let err = load_plain(&path).unwrap_err().to_string();
         assert!(
             err.contains("does not match the pointer's SHA-256"),
             "{err}"
@@ -424,14 +417,7 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         assert!(!damaged.exists());
         let (_, _, fresh) = in_parts(&s, 1);
         write(&path, &p6, &b6, &fresh).unwrap();
-        assert_eq!(
-            load(&path, &crate::snapshot::Context::default())
-                .unwrap()
-                .unwrap()
-                .snapshot
-                .version,
-            6
-        );
+        assert_eq!(load_plain(&path).unwrap().unwrap().snapshot.version, 6);
 
         // Back to inline keys: the parts directory goes away.
         let (p7, b7) = inline(&snapshot(7));
@@ -444,14 +430,7 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
         std::fs::write(&path, serde_json::to_vec(&snapshot(4)).unwrap()).unwrap();
-        assert_eq!(
-            load(&path, &crate::snapshot::Context::default())
-                .unwrap()
-                .unwrap()
-                .snapshot
-                .version,
-            4
-        );
+        assert_eq!(load_plain(&path).unwrap().unwrap().snapshot.version, 4);
     }
 
     #[test]
@@ -459,19 +438,13 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.json");
         std::fs::write(&path, b"{\"version\": 3, \"routes\": [").unwrap();
-        let err = load(&path, &crate::snapshot::Context::default())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap();
+        let err = load_plain(&path).err().map(|e| e.to_string()).unwrap();
         assert!(err.contains("not valid snapshot JSON"), "{err}");
 
         let mut bad = snapshot(4);
         bad.routes[0].deployments[0].provider = "ghost".into();
         std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
-        let err = load(&path, &crate::snapshot::Context::default())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap();
+        let err = load_plain(&path).err().map(|e| e.to_string()).unwrap();
         assert!(err.contains("unknown provider `ghost`"), "{err}");
     }
 
