@@ -26,6 +26,7 @@ use crate::providers::{
     Call, ChatReply, ChatRequest, ChunkStream, JsonBody, JsonReply, NativeRequest, Provider,
     UpstreamError, Wire,
 };
+use crate::routing::attempts::Attempts;
 use crate::state::App;
 use crate::usage::End;
 
@@ -57,6 +58,19 @@ pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Re
     };
     drop(inbound);
     let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
+    answer::<D>(app, &prepared, &fields, op.passed_through, &attempts, won)
+}
+
+/// Stages 8 and 9 of a chat that got an answer: a complete answer in the client's dialect,
+/// or the stream handed to the relay. `native`: the answer came in the client's own wire.
+fn answer<D: ChatDialect>(
+    app: &App,
+    prepared: &Prepared,
+    fields: &body::ChatFields,
+    native: bool,
+    attempts: &Attempts<'_>,
+    won: Won<'_, ChatReply>,
+) -> Result<Response, ApiError> {
     let Won {
         reply,
         billing,
@@ -66,11 +80,11 @@ pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Re
         first_byte,
         inflight,
     } = won;
+    let trace = &prepared.trace;
     let answer = Answer {
         model: &fields.model,
         id: trace.id,
     };
-    let native = op.passed_through;
     let deployment = attempt.deployment;
     let mut response = match reply {
         ChatReply::Json(JsonReply { body, usage }) => {
@@ -90,13 +104,8 @@ pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Re
                 });
                 return Err(e.into());
             };
-            served(
-                &prepared,
-                deployment,
-                upstream,
-                JsonReply { body, usage },
-                billing,
-            )
+            let reply = JsonReply { body, usage };
+            served(prepared, deployment, upstream, reply, billing)
         }
         ChatReply::Stream(chunks) => {
             metrics::upstream_first_byte(deployment.provider.id(), first_byte);
@@ -105,13 +114,13 @@ pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Re
                 route: Arc::clone(&prepared.route.requested),
                 provider: deployment.provider.id().to_owned(),
                 endpoint: D::ENDPOINT,
-                frames: D::frames(&fields, &answer, native),
+                frames: D::frames(fields, &answer, native),
                 idle: timeout,
                 started: trace.started,
                 billing,
                 inflight: Some(inflight),
             };
-            streamed(app, &prepared, deployment, upstream, chunks, relay)
+            streamed(app, prepared, deployment, upstream, chunks, relay)
         }
     };
     attempts.tag(response.headers_mut(), &attempt);
