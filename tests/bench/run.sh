@@ -9,6 +9,11 @@
 #
 # Knobs: BENCH_DURATION (default 20s per run), BENCH_RATE (1000 req/s), BENCH_CONNECTIONS (64
 # for max throughput), BENCH_STREAMS (2000 sequential streams).
+#
+# BENCH_BASELINE=/path/to/an/older/data-plane also runs that binary, with the same config and
+# the same NATS, in the same run: each proxy load is run twice per binary in the order
+# this, baseline, baseline, this, and the summary compares the two (ratios), so a change is
+# judged against its parent on the same machine at the same time.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -63,6 +68,18 @@ wait_file "$work/dp.addr"
 PROXY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$work/dp.addr")
 OPS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ops"])' "$work/dp.addr")
 
+BASE_URL=""
+BASE_PID=""
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  SWITCHYARD_LOG=warn "$BENCH_BASELINE" --config "$work/config.yaml" --nats "nats://127.0.0.1:$NATS_PORT" --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 \
+    --spool-dir "$work/spool-base" --addr-file "$work/base.addr" >"$work/base.log" 2>&1 &
+  BASE_PID=$!
+  pids+=($BASE_PID)
+  wait_file "$work/base.addr"
+  BASE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$work/base.addr")
+  BASE_URL="http://$BASE/v1/chat/completions"
+fi
+
 # Reference: nginx as a plain reverse proxy to the same mock (if installed), to show what one
 # extra HTTP hop costs on this machine regardless of what the proxy does.
 NGINX_URL=""
@@ -106,6 +123,17 @@ load() { # name url body extra-args...
 echo "warming up..." >&2
 load warm-direct "$DIRECT_URL" "$BODY_DIRECT" -z 3s -c 16
 load warm-proxy "$PROXY_URL" "$BODY_PROXY" -z 3s -c 16
+[ -n "$BASE_URL" ] && load warm-base "$BASE_URL" "$BODY_PROXY" -z 3s -c 16
+
+# this, baseline, baseline, this: each binary's two runs straddle the other's.
+compare() { # name extra-args...
+  local name=$1; shift
+  [ -n "$BASE_URL" ] || return 0
+  load "$name-proxy-1" "$PROXY_URL" "$BODY_PROXY" "$@"
+  load "$name-base-1" "$BASE_URL" "$BODY_PROXY" "$@"
+  load "$name-base-2" "$BASE_URL" "$BODY_PROXY" "$@"
+  load "$name-proxy-2" "$PROXY_URL" "$BODY_PROXY" "$@"
+}
 
 echo "fixed rate: $RATE req/s for $DURATION, direct then proxy..." >&2
 load fixed-direct "$DIRECT_URL" "$BODY_DIRECT" -z "$DURATION" -q "$RATE" --latency-correction -c 32
@@ -115,6 +143,7 @@ curl -fsS "http://$OPS/metrics" >"$work/metrics-after.txt"
 if [ -n "$NGINX_URL" ]; then
   load fixed-nginx "$NGINX_URL" "$BODY_DIRECT" -z "$DURATION" -q "$RATE" --latency-correction -c 32
 fi
+compare cmp-fixed -z "$DURATION" -q "$RATE" --latency-correction -c 32
 echo "max throughput: $CONNECTIONS connections for $DURATION, direct then proxy..." >&2
 load max-direct "$DIRECT_URL" "$BODY_DIRECT" -z "$DURATION" -c "$CONNECTIONS"
 load max-proxy "$PROXY_URL" "$BODY_PROXY" -z "$DURATION" -c "$CONNECTIONS"
@@ -122,15 +151,23 @@ load max-proxy "$PROXY_URL" "$BODY_PROXY" -z "$DURATION" -c "$CONNECTIONS"
 if [ -n "$NGINX_URL" ]; then
   load max-nginx "$NGINX_URL" "$BODY_DIRECT" -z "$DURATION" -c "$CONNECTIONS"
 fi
+compare cmp-max -z "$DURATION" -c "$CONNECTIONS"
 echo "streaming: $STREAMS sequential streams, direct then proxy..." >&2
 "$BIN/stream-ttfb" --url "$DIRECT_URL" --key "$KEY" --model mock-chat --requests "$STREAMS" >"$work/ttfb-direct.json"
 "$BIN/stream-ttfb" --url "$PROXY_URL" --key "$KEY" --model bench-chat --requests "$STREAMS" >"$work/ttfb-proxy.json"
+if [ -n "$BASE_URL" ]; then
+  "$BIN/stream-ttfb" --url "$BASE_URL" --key "$KEY" --model bench-chat --requests "$STREAMS" >"$work/ttfb-base.json"
+  "$BIN/stream-ttfb" --url "$PROXY_URL" --key "$KEY" --model bench-chat --requests "$STREAMS" >"$work/ttfb-proxy-2.json"
+fi
 
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$DP_PID/status")
+BASE_RSS_KB=0
+[ -n "$BASE_PID" ] && BASE_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$BASE_PID/status")
 
-python3 - "$work" "$RSS_KB" "$RATE" "$DURATION" "$CONNECTIONS" <<'PY'
+python3 - "$work" "$RSS_KB" "$RATE" "$DURATION" "$CONNECTIONS" "$BASE_RSS_KB" <<'PY'
 import json, os, platform, sys
 work, rss_kb, rate, duration, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+base_rss_kb = int(sys.argv[6])
 def load(name):
     with open(os.path.join(work, name + ".json")) as f:
         return json.load(f)
@@ -181,4 +218,23 @@ print(f"added latency @ {rate}/s: p50 {(fp['p50']-fd['p50'])*1e3:.0f} us, p99 {(
 print(f"max throughput ratio proxy/direct: {mp['rps']/md['rps']*100:.1f}%")
 print(f"stream time to first chunk: direct p50 {td['p50_ms']:.3f} ms p99 {td['p99_ms']:.3f} ms; proxy p50 {tp['p50_ms']:.3f} ms p99 {tp['p99_ms']:.3f} ms (added p50 {(tp['p50_ms']-td['p50_ms'])*1e3:.0f} us)")
 print(f"data plane peak RSS after {proxied} proxied requests: {rss_kb/1024:.1f} MB")
+if os.path.exists(os.path.join(work, "cmp-fixed-base-1.json")):
+    def pooled(prefix):
+        runs = [stats(f"{prefix}-{i}") for i in (1, 2)]
+        return {k: sum(r[k] for r in runs) / len(runs) for k in ("rps", "p50", "p99")}
+    tb = load("ttfb-base")
+    tp2 = load("ttfb-proxy-2")
+    rows = []
+    for label, kind in [(f"@ {rate}/s", "cmp-fixed"), (f"max (c={conns})", "cmp-max")]:
+        this, base = pooled(f"{kind}-proxy"), pooled(f"{kind}-base")
+        rows.append((f"{label} req/s", this["rps"], base["rps"], "higher is better"))
+        rows.append((f"{label} p50 ms", this["p50"], base["p50"], "lower is better"))
+        rows.append((f"{label} p99 ms", this["p99"], base["p99"], "lower is better"))
+    this_ttfb = (tp["p50_ms"] + tp2["p50_ms"]) / 2
+    rows.append(("stream first chunk p50 ms", this_ttfb, tb["p50_ms"], "lower is better"))
+    rows.append(("peak RSS MB", rss_kb / 1024, base_rss_kb / 1024, "lower is better"))
+    print(f"this build vs the baseline binary, same run (each proxy load run as this, baseline, baseline, this; means):")
+    print(f"{'measure':<28}{'this':>12}{'baseline':>12}{'this/base':>12}")
+    for name, a, b, note in rows:
+        print(f"{name:<28}{a:>12.3f}{b:>12.3f}{(a / b if b else float('nan')):>12.3f}  ({note})")
 PY
