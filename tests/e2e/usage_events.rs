@@ -536,3 +536,35 @@ async fn metrics_text(env: &TestEnv) -> String {
         .await
         .unwrap()
 }
+
+/// A client that hangs up while a non-streamed answer is still being generated: the provider
+/// was reached, so the request still yields its one event (abandoned, billed at the prompt
+/// estimate), and the answer that arrives later adds no second one.
+#[tokio::test]
+async fn usage_events_a_client_that_hangs_up_on_a_slow_answer_is_metered_once() {
+    let env = env_with_nats().await;
+    env.mock()
+        .script(&json!({"latency_ms": 1500}))
+        .await
+        .unwrap();
+    let gave_up = client()
+        .post(env.data_plane().url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body("chat"))
+        .timeout(Duration::from_millis(400))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client gave up before the answer");
+    let events = wait_for_events(&env, 1).await;
+    let event = events.values().next().unwrap();
+    assert_eq!((event.status, event.outcome), (499, Outcome::UpstreamError));
+    assert!(event.abandoned && event.usage_estimated, "{event:?}");
+    assert!(event.usage.prompt_tokens > 0 && event.cost_usd > Decimal::ZERO);
+    // The mock answers after 1.5 s; nothing more is emitted for this request, and the next
+    // one is metered on its own.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _, _) = send(&env, "/v1/chat/completions", KEY, &chat_body("chat"), &[]).await;
+    assert_eq!(status, 200);
+    let events = wait_for_events(&env, 2).await;
+    assert_eq!(events.values().filter(|e| e.abandoned).count(), 1);
+}
