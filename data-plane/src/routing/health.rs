@@ -15,6 +15,7 @@ use std::time::Instant;
 use futures_util::StreamExt as _;
 use proto::{BreakerState, HealthEvent};
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -92,7 +93,7 @@ pub async fn start(
     tasks: &TaskTracker,
     cancel: &CancellationToken,
 ) {
-    let (tx, mut rx) = mpsc::channel::<HealthEvent>(QUEUE);
+    let (tx, rx) = mpsc::channel::<HealthEvent>(QUEUE);
     if health.bus.set((Arc::clone(&proxy), tx)).is_err() {
         tracing::warn!("health sharing already started");
         return;
@@ -100,14 +101,10 @@ pub async fn start(
     let subject = proto::health_subject(&proxy);
     {
         let client = client.clone();
-        let cancel = cancel.clone();
+        let announcements = ReceiverStream::new(rx).take_until(cancel.clone().cancelled_owned());
         tasks.spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    () = cancel.cancelled() => return,
-                    e = rx.recv() => e,
-                };
-                let Some(event) = event else { return };
+            let mut announcements = std::pin::pin!(announcements);
+            while let Some(event) = announcements.next().await {
                 let Ok(body) = serde_json::to_vec(&event) else {
                     continue;
                 };
@@ -117,7 +114,7 @@ pub async fn start(
             }
         });
     }
-    let mut events = match client.subscribe(proto::HEALTH_SUBJECTS).await {
+    let events = match client.subscribe(proto::HEALTH_SUBJECTS).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen to other proxies' health announcements");
@@ -138,14 +135,10 @@ pub async fn start(
         }
         _ => tracing::debug!("no answer about deployments already down"),
     }
-    let cancel = cancel.clone();
+    let events = events.take_until(cancel.clone().cancelled_owned());
     tasks.spawn(async move {
-        loop {
-            let message = tokio::select! {
-                () = cancel.cancelled() => return,
-                m = events.next() => m,
-            };
-            let Some(message) = message else { return };
+        let mut events = std::pin::pin!(events);
+        while let Some(message) = events.next().await {
             let Ok(event) = serde_json::from_slice::<HealthEvent>(&message.payload) else {
                 continue;
             };

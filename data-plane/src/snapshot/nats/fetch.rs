@@ -41,23 +41,17 @@ impl Watcher {
             detail,
         };
         let total: u64 = missing.iter().map(|r| r.size).sum();
-        if total > MAX_SNAPSHOT_BYTES {
-            return Err(fail(format!(
-                "the pointer of version {} claims {total} bytes of key parts, above the limit of {MAX_SNAPSHOT_BYTES}",
-                pointer.version
-            )));
-        }
-        if self.parts_kv.is_none() {
-            let kv = self
-                .js
-                .get_key_value(SNAPSHOT_PARTS_BUCKET)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            self.parts_kv = Some(kv);
-        }
-        let Some(kv) = &self.parts_kv else {
-            return Err(fail("parts bucket unavailable".to_owned()));
-        };
+        let what = format!(
+            "the pointer of version {} claims {total} bytes of key parts",
+            pointer.version
+        );
+        within_limit(total, &what).map_err(fail)?;
+        let kv = opened(
+            &mut self.parts_kv,
+            self.js.get_key_value(SNAPSHOT_PARTS_BUCKET),
+        )
+        .await
+        .map_err(fail)?;
         let download = futures_util::stream::iter(missing)
             .map(|r| async move {
                 let name = KeyParts::entry_name(&r.sha256);
@@ -80,23 +74,14 @@ impl Watcher {
             object: pointer.object.clone(),
             detail,
         };
-        if pointer.size > MAX_SNAPSHOT_BYTES {
-            return Err(fail(format!(
-                "the pointer claims {} bytes, above the limit of {MAX_SNAPSHOT_BYTES}",
-                pointer.size
-            )));
-        }
-        if self.objects.is_none() {
-            let objects = self
-                .js
-                .get_object_store(SNAPSHOT_OBJECT_BUCKET)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            self.objects = Some(objects);
-        }
-        let Some(objects) = &self.objects else {
-            return Err(fail("object store unavailable".to_owned()));
-        };
+        let what = format!("the pointer claims {} bytes", pointer.size);
+        within_limit(pointer.size, &what).map_err(fail)?;
+        let objects = opened(
+            &mut self.objects,
+            self.js.get_object_store(SNAPSHOT_OBJECT_BUCKET),
+        )
+        .await
+        .map_err(fail)?;
         let download = async {
             let object = objects
                 .get(&pointer.object)
@@ -164,4 +149,23 @@ impl Watcher {
         })
         .await?
     }
+}
+
+/// Refuses what claims more than [`MAX_SNAPSHOT_BYTES`].
+fn within_limit(claimed: u64, what: &str) -> Result<(), String> {
+    if claimed > MAX_SNAPSHOT_BYTES {
+        return Err(format!("{what}, above the limit of {MAX_SNAPSHOT_BYTES}"));
+    }
+    Ok(())
+}
+
+/// The store in `slot`, opened by `open` on first use and kept for the next fetch.
+async fn opened<T, E: std::fmt::Display>(
+    slot: &mut Option<T>,
+    open: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<&T, String> {
+    if slot.is_none() {
+        *slot = Some(open.await.map_err(|e| e.to_string())?);
+    }
+    slot.as_ref().ok_or_else(|| "store unavailable".to_owned())
 }
