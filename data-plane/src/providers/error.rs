@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
+use proto::Trigger;
 
 /// Why a call to a provider did not produce a usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -79,15 +80,151 @@ impl UpstreamError {
         self.code()
     }
 
-    /// Whether another attempt (on this or another deployment) could succeed.
-    pub fn retryable(&self) -> bool {
+    /// The one classifier of failures: which [`Trigger`] this failure is, if any. `None` is
+    /// the client's own mistake, or an answer that may have been paid for (so it is not sent
+    /// again). The attempt loop moves a request on only for a trigger its route's policy
+    /// lists, and counts against the deployment's breaker every trigger but the two that are
+    /// about the request (context window, content policy). A credential the gateway holds
+    /// that the provider refuses is a `ServerError`: another deployment may hold a good one.
+    pub fn trigger(&self) -> Option<Trigger> {
         match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Interrupted { .. } => true,
-            Self::Failed { status, .. } => {
-                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            Self::Unreachable { .. } | Self::Interrupted { .. } => Some(Trigger::ConnectionError),
+            Self::Timeout { .. } => Some(Trigger::Timeout),
+            Self::Failed { status, .. } | Self::Rejected { status, .. }
+                if *status == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Some(Trigger::RateLimited)
             }
-            Self::Rejected { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS,
-            Self::BadResponse { .. } | Self::Credentials { .. } => false,
+            Self::Failed { .. } | Self::Credentials { .. } => Some(Trigger::ServerError),
+            Self::Rejected { body, .. } => refusal_kind(body),
+            Self::BadResponse { .. } => None,
         }
+    }
+
+    /// How long the provider asked to wait (`Retry-After`, the delta form), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let value = match self {
+            Self::Failed { retry_after, .. } | Self::Rejected { retry_after, .. } => {
+                retry_after.as_ref()?
+            }
+            _ => return None,
+        };
+        let secs: f64 = value.to_str().ok()?.trim().parse().ok()?;
+        (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+    }
+}
+
+/// A provider's 4xx that is about the model, not the request's form: the prompt is too long
+/// for it, or it refused the content. Recognised by the providers' documented error codes and
+/// messages (OpenAI `context_length_exceeded` / `content_policy_violation` /
+/// `content_filter`, Anthropic "prompt is too long", Gemini "exceeds the maximum number of
+/// tokens" / `content_filter` from a blocked prompt).
+fn refusal_kind(body: &[u8]) -> Option<Trigger> {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    const WINDOW: [&str; 4] = [
+        "context_length_exceeded",
+        "maximum context length",
+        "prompt is too long",
+        "exceeds the maximum number of tokens",
+    ];
+    const POLICY: [&str; 3] = [
+        "content_policy_violation",
+        "content_filter",
+        "content policy",
+    ];
+    if WINDOW.iter().any(|m| text.contains(m)) {
+        Some(Trigger::ContextWindow)
+    } else if POLICY.iter().any(|m| text.contains(m)) {
+        Some(Trigger::ContentPolicy)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn rejected(status: u16, body: &'static str) -> UpstreamError {
+        UpstreamError::Rejected {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            body: Bytes::from_static(body.as_bytes()),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn failures_map_to_triggers_and_client_mistakes_to_none() {
+        let p = || "p".to_owned();
+        assert_eq!(
+            UpstreamError::trigger(&UpstreamError::Unreachable { provider: p() }),
+            Some(Trigger::ConnectionError)
+        );
+        assert_eq!(
+            UpstreamError::trigger(&UpstreamError::Timeout {
+                provider: p(),
+                after: Duration::from_secs(1)
+            }),
+            Some(Trigger::Timeout)
+        );
+        assert_eq!(
+            UpstreamError::trigger(&rejected(429, "{}")),
+            Some(Trigger::RateLimited)
+        );
+        assert_eq!(
+            UpstreamError::trigger(&UpstreamError::Failed {
+                provider: p(),
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: String::new(),
+                retry_after: Some(HeaderValue::from_static("2")),
+            }),
+            Some(Trigger::ServerError)
+        );
+        assert_eq!(
+            UpstreamError::trigger(&rejected(
+                400,
+                r#"{"error":{"code":"context_length_exceeded"}}"#
+            )),
+            Some(Trigger::ContextWindow)
+        );
+        assert_eq!(
+            UpstreamError::trigger(&rejected(
+                400,
+                r#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#
+            )),
+            Some(Trigger::ContextWindow)
+        );
+        assert_eq!(
+            UpstreamError::trigger(&rejected(400, r#"{"error":{"code":"content_filter"}}"#)),
+            Some(Trigger::ContentPolicy)
+        );
+        assert_eq!(
+            UpstreamError::trigger(&rejected(400, r#"{"error":{"code":"bad"}}"#)),
+            None
+        );
+        assert_eq!(
+            UpstreamError::trigger(&UpstreamError::BadResponse {
+                provider: p(),
+                detail: "x"
+            }),
+            None
+        );
+        let e = UpstreamError::Failed {
+            provider: p(),
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: String::new(),
+            retry_after: Some(HeaderValue::from_static("1.5")),
+        };
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn a_refused_credential_moves_the_request_on() {
+        let e = UpstreamError::Credentials {
+            provider: "p".into(),
+            detail: "no key".into(),
+        };
+        assert_eq!(e.trigger(), Some(Trigger::ServerError));
     }
 }

@@ -20,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use proto::Trigger;
 
 use super::rng::Rng;
@@ -61,66 +61,6 @@ impl From<Option<&proto::RetryPolicy>> for Policy {
             on: p.on.unwrap_or_else(|| Trigger::ALL.to_vec()),
         }
     }
-}
-
-/// The trigger a failure is, if any (`None`: the client's own mistake, or an answer that
-/// may have been paid for).
-pub fn trigger(e: &UpstreamError) -> Option<Trigger> {
-    match e {
-        UpstreamError::Unreachable { .. } | UpstreamError::Interrupted { .. } => {
-            Some(Trigger::ConnectionError)
-        }
-        UpstreamError::Timeout { .. } => Some(Trigger::Timeout),
-        UpstreamError::Failed { status, .. } | UpstreamError::Rejected { status, .. }
-            if *status == StatusCode::TOO_MANY_REQUESTS =>
-        {
-            Some(Trigger::RateLimited)
-        }
-        UpstreamError::Failed { .. } | UpstreamError::Credentials { .. } => {
-            Some(Trigger::ServerError)
-        }
-        UpstreamError::Rejected { body, .. } => refusal_kind(body),
-        UpstreamError::BadResponse { .. } => None,
-    }
-}
-
-/// A provider's 4xx that is about the model, not the request's form: the prompt is too long
-/// for it, or it refused the content. Recognised by the providers' documented error codes and
-/// messages (OpenAI `context_length_exceeded` / `content_policy_violation` /
-/// `content_filter`, Anthropic "prompt is too long", Gemini "exceeds the maximum number of
-/// tokens" / `content_filter` from a blocked prompt).
-fn refusal_kind(body: &[u8]) -> Option<Trigger> {
-    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-    const WINDOW: [&str; 4] = [
-        "context_length_exceeded",
-        "maximum context length",
-        "prompt is too long",
-        "exceeds the maximum number of tokens",
-    ];
-    const POLICY: [&str; 3] = [
-        "content_policy_violation",
-        "content_filter",
-        "content policy",
-    ];
-    if WINDOW.iter().any(|m| text.contains(m)) {
-        Some(Trigger::ContextWindow)
-    } else if POLICY.iter().any(|m| text.contains(m)) {
-        Some(Trigger::ContentPolicy)
-    } else {
-        None
-    }
-}
-
-/// Seconds in a `Retry-After` header value (the delta form).
-fn retry_after(e: &UpstreamError) -> Option<Duration> {
-    let value = match e {
-        UpstreamError::Failed { retry_after, .. } | UpstreamError::Rejected { retry_after, .. } => {
-            retry_after.as_ref()?
-        }
-        _ => return None,
-    };
-    let secs: f64 = value.to_str().ok()?.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
 }
 
 /// One attempt's route, deployment and why it was chosen.
@@ -324,7 +264,7 @@ impl<'r> Attempts<'r> {
     /// Reports a failed attempt: to the deployment's breaker, and whether the request may move
     /// on (the failure is one of the policy's triggers and something is left to try).
     pub fn failed(&mut self, attempt: &Attempt<'_>, e: &UpstreamError) -> bool {
-        let kind = trigger(e);
+        let kind = e.trigger();
         if kind.is_some_and(|k| !matches!(k, Trigger::ContextWindow | Trigger::ContentPolicy)) {
             self.health
                 .record(attempt.deployment, false, Some(e.kind()));
@@ -332,7 +272,7 @@ impl<'r> Attempts<'r> {
         let Some(kind) = kind.filter(|k| self.policy.on.contains(k)) else {
             return false;
         };
-        if let Some(wait) = retry_after(e) {
+        if let Some(wait) = e.retry_after() {
             self.retry_after = Some(wait);
         }
         if kind == Trigger::ContextWindow {
@@ -379,74 +319,6 @@ impl<'r> Attempts<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
-    fn rejected(status: u16, body: &'static str) -> UpstreamError {
-        UpstreamError::Rejected {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            body: Bytes::from_static(body.as_bytes()),
-            retry_after: None,
-        }
-    }
-
-    #[test]
-    fn failures_map_to_triggers_and_client_mistakes_to_none() {
-        let p = || "p".to_owned();
-        assert_eq!(
-            trigger(&UpstreamError::Unreachable { provider: p() }),
-            Some(Trigger::ConnectionError)
-        );
-        assert_eq!(
-            trigger(&UpstreamError::Timeout {
-                provider: p(),
-                after: Duration::from_secs(1)
-            }),
-            Some(Trigger::Timeout)
-        );
-        assert_eq!(trigger(&rejected(429, "{}")), Some(Trigger::RateLimited));
-        assert_eq!(
-            trigger(&UpstreamError::Failed {
-                provider: p(),
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: String::new(),
-                retry_after: Some(HeaderValue::from_static("2")),
-            }),
-            Some(Trigger::ServerError)
-        );
-        assert_eq!(
-            trigger(&rejected(
-                400,
-                r#"{"error":{"code":"context_length_exceeded"}}"#
-            )),
-            Some(Trigger::ContextWindow)
-        );
-        assert_eq!(
-            trigger(&rejected(
-                400,
-                r#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#
-            )),
-            Some(Trigger::ContextWindow)
-        );
-        assert_eq!(
-            trigger(&rejected(400, r#"{"error":{"code":"content_filter"}}"#)),
-            Some(Trigger::ContentPolicy)
-        );
-        assert_eq!(trigger(&rejected(400, r#"{"error":{"code":"bad"}}"#)), None);
-        assert_eq!(
-            trigger(&UpstreamError::BadResponse {
-                provider: p(),
-                detail: "x"
-            }),
-            None
-        );
-        let e = UpstreamError::Failed {
-            provider: p(),
-            status: StatusCode::TOO_MANY_REQUESTS,
-            message: String::new(),
-            retry_after: Some(HeaderValue::from_static("1.5")),
-        };
-        assert_eq!(retry_after(&e), Some(Duration::from_millis(1500)));
-    }
 
     #[test]
     fn defaults() {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::attempts::trigger;
 use super::Health;
 use crate::providers::{Call, ChatRequest, JsonBody, Provider};
 use crate::snapshot::SnapshotStore;
@@ -80,7 +79,7 @@ pub async fn run(
                     match result
                         .as_ref()
                         .err()
-                        .and_then(|e| trigger(e).map(|t| (e, t)))
+                        .and_then(|e| e.trigger().map(|t| (e, t)))
                     {
                         Some((e, t))
                             if !matches!(

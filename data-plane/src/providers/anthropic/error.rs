@@ -93,7 +93,7 @@ mod tests {
                 retry_after: None,
             },
         );
-        assert!(e.retryable());
+        assert_eq!(e.trigger(), Some(proto::Trigger::ServerError));
         assert!(
             matches!(&e, UpstreamError::Failed { status, message, .. } if *status == StatusCode::SERVICE_UNAVAILABLE && message.contains("overloaded"))
         );

@@ -170,7 +170,7 @@ mod tests {
             rejected(429, r#"{"message":"Too many requests"}"#),
             Some("ThrottlingException"),
         );
-        assert!(throttled.retryable());
+        assert_eq!(throttled.trigger(), Some(proto::Trigger::RateLimited));
         assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
 
         let typed = adapt(
@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(v["error"]["code"], "ValidationException");
 
         let timeout = adapt("b", rejected(408, r#"{"message":"slow"}"#), None);
-        assert!(timeout.retryable());
+        assert_eq!(timeout.trigger(), Some(proto::Trigger::ServerError));
     }
 
     #[test]
@@ -204,7 +204,8 @@ mod tests {
             Some("InvalidSignatureException"),
         );
         assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
-        assert!(!e.retryable());
+        // The loop tries another deployment (it may hold a good credential).
+        assert_eq!(e.trigger(), Some(proto::Trigger::ServerError));
         assert!(e.to_string().contains("InvalidSignatureException"), "{e}");
 
         let unavailable = adapt(
@@ -217,7 +218,7 @@ mod tests {
             },
             Some("ServiceUnavailableException"),
         );
-        assert!(unavailable.retryable());
+        assert_eq!(unavailable.trigger(), Some(proto::Trigger::ServerError));
         assert!(unavailable.to_string().ends_with(": Service unavailable"));
     }
 }
