@@ -17,8 +17,8 @@ mod error;
 pub mod gemini;
 pub mod http;
 pub mod openai;
-mod openai_body;
 pub mod sse;
+pub mod translate;
 mod usage;
 pub mod vertex;
 

@@ -37,7 +37,9 @@ fn run_request(name: &str, case: &Value) {
         case.get("error"),
     ) {
         (Ok(out), None) => assert_eq!(out, case["expected"], "{name}"),
-        (Err(e), Some(expected)) => assert_eq!(e.0, expected.as_str().unwrap_or(""), "{name}"),
+        (Err(e), Some(expected)) => {
+            assert_eq!(e.to_string(), expected.as_str().unwrap_or(""), "{name}")
+        }
         (got, _) => panic!("{name}: unexpected {got:?}"),
     }
 }

@@ -87,7 +87,7 @@ impl Provider for Anthropic {
         let up = &self.upstream;
         let stream = request.stream;
         let body = request::messages_body(&request.body, &call.deployment.model, stream)
-            .map_err(|e| Self::rejected(&e.0))?;
+            .map_err(|e| Self::rejected(&e.to_string()))?;
         let body = serde_json::to_vec(&body).map_err(|_| up.bad("request could not be encoded"))?;
         let url = call.deployment.endpoints.chat.clone();
         let response = up.post(call, url, body, error::adapt).await?;

@@ -17,37 +17,22 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::providers::translate::messages::{
+    required_id, walk, At, Role, Target, ToolCall, ToolResult,
+};
+use crate::providers::translate::{self, bad, Untranslatable};
 use crate::providers::JsonBody;
 
 /// `max_tokens` sent when the client set no limit (Anthropic requires one). Large enough for
 /// ordinary answers and accepted by every current Claude model.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// Why a request cannot be sent to Anthropic; the text is shown to the client as a 400.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Untranslatable(pub String);
-
-fn bad(message: impl Into<String>) -> Untranslatable {
-    Untranslatable(message.into())
-}
-
 /// The Anthropic Messages body for an OpenAI chat body.
 pub fn messages_body(body: &JsonBody, model: &str, stream: bool) -> Result<Value, Untranslatable> {
-    let field = |name: &str| -> Result<Option<Value>, Untranslatable> {
-        match body.get(name) {
-            None => Ok(None),
-            Some(raw) => serde_json::from_str::<Value>(raw.get())
-                .map(|v| (!v.is_null()).then_some(v))
-                .map_err(|_| bad(format!("`{name}` is not valid JSON"))),
-        }
-    };
+    let field = |name: &str| translate::body::field(body, name);
     let mut out = Map::new();
     out.insert("model".into(), Value::from(model));
-    let messages = field("messages")?.ok_or_else(|| bad("`messages` is required"))?;
-    let Value::Array(messages) = messages else {
-        return Err(bad("`messages` must be an array"));
-    };
+    let messages = translate::body::messages(body)?;
     let (mut system, turns) = translate_messages(&messages)?;
     let max_tokens = match (field("max_completion_tokens")?, field("max_tokens")?) {
         (Some(v), _) | (None, Some(v)) => v
@@ -103,196 +88,69 @@ pub fn messages_body(body: &JsonBody, model: &str, stream: bool) -> Result<Value
 
 /// System texts and Anthropic turns (each `{role, content: [blocks]}`).
 fn translate_messages(messages: &[Value]) -> Result<(Vec<String>, Vec<Value>), Untranslatable> {
-    let mut system = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        let role = m.get("role").and_then(Value::as_str).unwrap_or_default();
-        let content = m.get("content").filter(|c| !c.is_null());
-        let (role, blocks) = match role {
-            "system" | "developer" => {
-                let text = plain_text(content, i)?;
-                if !text.is_empty() {
-                    system.push(text);
-                }
-                continue;
-            }
-            "user" => ("user", content_blocks(content, i)?),
-            "assistant" => ("assistant", assistant_blocks(m, content, i)?),
-            "tool" => ("user", vec![tool_result(m, content, i)?]),
-            other => {
-                return Err(bad(format!(
-                    "messages[{i}]: role `{other}` is not supported by this model"
-                )))
-            }
-        };
-        if blocks.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((last, existing)) if *last == role => existing.extend(blocks),
-            _ => turns.push((role, blocks)),
-        }
-    }
-    if turns.is_empty() {
+    let conversation = walk(messages, &mut Blocks)?;
+    if conversation.turns.is_empty() {
         return Err(bad(
             "`messages` must contain at least one user or assistant message",
         ));
     }
-    let turns = turns
+    let turns = conversation
+        .turns
         .into_iter()
-        .map(|(role, content)| json!({ "role": role, "content": content }))
+        .map(|(role, content)| {
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            json!({ "role": role, "content": content })
+        })
         .collect();
-    Ok((system, turns))
+    Ok((conversation.system, turns))
 }
 
-/// Text of a system or tool message: a string, or the `text` parts of an array joined.
-fn plain_text(content: Option<&Value>, i: usize) -> Result<String, Untranslatable> {
-    match content {
-        None => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(parts)) => {
-            let mut texts = Vec::new();
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => texts.push(part_text(part, i)?),
-                    _ => {
-                        return Err(bad(format!(
-                            "messages[{i}]: only text parts are allowed here"
-                        )))
-                    }
-                }
-            }
-            Ok(texts.concat())
+/// Anthropic's content blocks.
+struct Blocks;
+
+impl Target for Blocks {
+    type Block = Value;
+    const NAME: &'static str = "this model";
+
+    fn text(&mut self, text: &str) -> Value {
+        json!({ "type": "text", "text": text })
+    }
+
+    /// `data:` URLs become base64 sources, http(s) URLs URL sources.
+    fn image(&mut self, url: &str, at: At) -> Result<Value, Untranslatable> {
+        if let Some(rest) = url.strip_prefix("data:") {
+            let (media_type, data) = rest
+                .split_once(";base64,")
+                .ok_or_else(|| bad(format!("{at}: image data URLs must be base64")))?;
+            return Ok(json!({
+                "type": "image",
+                "source": { "type": "base64", "media_type": media_type, "data": data },
+            }));
         }
-        Some(_) => Err(bad(format!(
-            "messages[{i}].content must be a string or an array"
-        ))),
-    }
-}
-
-fn part_text(part: &Value, i: usize) -> Result<String, Untranslatable> {
-    part.get("text")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| bad(format!("messages[{i}]: a text part needs `text`")))
-}
-
-/// User or assistant content as Anthropic blocks; empty text is dropped (Anthropic refuses it).
-fn content_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, Untranslatable> {
-    let text_block = |t: &str| json!({ "type": "text", "text": t });
-    match content {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![text_block(s)]),
-        Some(Value::Array(parts)) => {
-            let mut blocks = Vec::new();
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        let t = part_text(part, i)?;
-                        if !t.is_empty() {
-                            blocks.push(text_block(&t));
-                        }
-                    }
-                    Some("refusal") => {
-                        if let Some(t) = part.get("refusal").and_then(Value::as_str) {
-                            blocks.push(text_block(t));
-                        }
-                    }
-                    Some("image_url") => blocks.push(image_block(part, i)?),
-                    other => {
-                        return Err(bad(format!(
-                            "messages[{i}]: content part type `{}` is not supported by this model",
-                            other.unwrap_or("(none)")
-                        )))
-                    }
-                }
-            }
-            Ok(blocks)
+        if url.starts_with("https://") || url.starts_with("http://") {
+            return Ok(json!({ "type": "image", "source": { "type": "url", "url": url } }));
         }
-        Some(_) => Err(bad(format!(
-            "messages[{i}].content must be a string or an array"
-        ))),
+        Err(bad(format!(
+            "{at}: image URLs must be data:, http:// or https:// URLs"
+        )))
     }
-}
 
-/// `data:` URLs become base64 sources, http(s) URLs URL sources.
-fn image_block(part: &Value, i: usize) -> Result<Value, Untranslatable> {
-    let url = part
-        .get("image_url")
-        .and_then(|u| u.get("url").or(Some(u)))
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("messages[{i}]: an image_url part needs `url`")))?;
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (media_type, data) = rest
-            .split_once(";base64,")
-            .ok_or_else(|| bad(format!("messages[{i}]: image data URLs must be base64")))?;
-        return Ok(json!({
-            "type": "image",
-            "source": { "type": "base64", "media_type": media_type, "data": data },
-        }));
+    fn tool_call(&mut self, call: ToolCall<'_>, at: At) -> Result<Value, Untranslatable> {
+        let id = required_id(call.id, "each tool call's `id`", at)?;
+        Ok(json!({ "type": "tool_use", "id": id, "name": call.name, "input": call.arguments }))
     }
-    if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(json!({ "type": "image", "source": { "type": "url", "url": url } }));
-    }
-    Err(bad(format!(
-        "messages[{i}]: image URLs must be data:, http:// or https:// URLs"
-    )))
-}
 
-fn assistant_blocks(
-    m: &Value,
-    content: Option<&Value>,
-    i: usize,
-) -> Result<Vec<Value>, Untranslatable> {
-    let mut blocks = content_blocks(content, i)?;
-    let Some(calls) = m.get("tool_calls").filter(|c| !c.is_null()) else {
-        return Ok(blocks);
-    };
-    let calls = calls
-        .as_array()
-        .ok_or_else(|| bad(format!("messages[{i}].tool_calls must be an array")))?;
-    for call in calls {
-        let id = call.get("id").and_then(Value::as_str);
-        let function = call.get("function");
-        let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
-        let (Some(id), Some(name)) = (id, name) else {
-            return Err(bad(format!(
-                "messages[{i}].tool_calls: each call needs `id` and `function.name`"
-            )));
-        };
-        let arguments = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let input = if arguments.trim().is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str::<Value>(arguments).map_err(|_| {
-                bad(format!(
-                    "messages[{i}].tool_calls: `arguments` of `{name}` is not valid JSON"
-                ))
-            })?
-        };
-        blocks.push(json!({ "type": "tool_use", "id": id, "name": name, "input": input }));
+    fn tool_result(&mut self, result: ToolResult<'_>, at: At) -> Result<Value, Untranslatable> {
+        let id = required_id(result.id, "a tool message's `tool_call_id`", at)?;
+        Ok(json!({ "type": "tool_result", "tool_use_id": id, "content": result.text }))
     }
-    Ok(blocks)
-}
 
-fn tool_result(m: &Value, content: Option<&Value>, i: usize) -> Result<Value, Untranslatable> {
-    let id = m
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            bad(format!(
-                "messages[{i}]: a tool message needs `tool_call_id`"
-            ))
-        })?;
-    Ok(json!({
-        "type": "tool_result",
-        "tool_use_id": id,
-        "content": plain_text(content, i)?,
-    }))
+    fn refusal(&mut self, text: &str, _: At) -> Result<Option<Value>, Untranslatable> {
+        Ok(Some(self.text(text)))
+    }
 }
 
 fn translate_tools(tools: &Value) -> Result<Value, Untranslatable> {

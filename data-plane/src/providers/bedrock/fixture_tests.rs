@@ -48,7 +48,7 @@ fn run(name: &str, case: &Value) {
     match case["kind"].as_str() {
         Some("chat_request") => {
             let out = request::converse_request(&body(input))
-                .unwrap_or_else(|e| panic!("{name}: refused: {}", e.0));
+                .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
             assert_eq!(&out, expected, "{name}");
         }
         Some("chat_response") => {

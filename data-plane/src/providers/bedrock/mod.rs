@@ -172,7 +172,8 @@ impl Provider for Bedrock {
         request: ChatRequest,
     ) -> Result<ChatReply, UpstreamError> {
         let start = Instant::now();
-        let body = request::converse_request(&request.body).map_err(|e| Self::rejected(&e.0))?;
+        let body = request::converse_request(&request.body)
+            .map_err(|e| e.upstream(self.id(), "Bedrock"))?;
         let body =
             serde_json::to_vec(&body).map_err(|_| self.bad("request could not be encoded"))?;
         let chat_url = &call.deployment.endpoints.chat;

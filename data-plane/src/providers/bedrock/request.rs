@@ -24,23 +24,25 @@
 //! - Fields Converse has no equivalent for (`user`, `seed`, penalties, `logprobs`,
 //!   `parallel_tool_calls`, `stream_options`, ...) are dropped.
 //!
-//! Input the translation cannot express is a [`BadRequest`] (a 400 to the client), never a
+//! Input the translation cannot express is an [`Untranslatable`] (a 400 to the client), never a
 //! silently wrong request.
 
 use serde_json::{json, Map, Value};
 
-use crate::providers::openai_body::{self, bad, text_of, Field};
+use crate::providers::translate::body::{self as openai, Field};
+use crate::providers::translate::messages::{
+    required_id, walk, At, Role, Target, ToolCall, ToolResult,
+};
+use crate::providers::translate::{bad, Untranslatable};
 use crate::providers::JsonBody;
-
-pub use crate::providers::openai_body::BadRequest;
 
 /// What an empty tool result is sent as (Bedrock refuses blank text blocks).
 pub const EMPTY_TOOL_RESULT: &str = "(no output)";
 
 /// Translates the OpenAI chat body into a Converse request body.
-pub fn converse_request(body: &JsonBody) -> Result<Value, BadRequest> {
-    let field = |name: &str| openai_body::field(body, name);
-    let messages = openai_body::messages(body)?;
+pub fn converse_request(body: &JsonBody) -> Result<Value, Untranslatable> {
+    let field = |name: &str| openai::field(body, name);
+    let messages = openai::messages(body)?;
     let (system, turns, has_tool_blocks) = translate_messages(&messages)?;
     let mut out = Map::new();
     out.insert("messages".into(), Value::Array(turns));
@@ -72,7 +74,7 @@ pub fn converse_request(body: &JsonBody) -> Result<Value, BadRequest> {
     Ok(Value::Object(out))
 }
 
-fn inference_config(field: &Field<'_>) -> Result<Map<String, Value>, BadRequest> {
+fn inference_config(field: &Field<'_>) -> Result<Map<String, Value>, Untranslatable> {
     let mut config = Map::new();
     if let Some(n) = field("n")? {
         if n.as_u64().is_some_and(|n| n > 1) {
@@ -105,112 +107,61 @@ fn inference_config(field: &Field<'_>) -> Result<Map<String, Value>, BadRequest>
 /// System blocks, the merged turns, and whether any turn holds tool blocks.
 type Translated = (Vec<Value>, Vec<Value>, bool);
 
-fn translate_messages(messages: &[Value]) -> Result<Translated, BadRequest> {
-    let mut system = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    let mut has_tool_blocks = false;
-    for (i, message) in messages.iter().enumerate() {
-        let role = message
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(format!("messages[{i}].role is required")))?;
-        let content = message.get("content").filter(|c| !c.is_null());
-        let (bedrock_role, blocks) = match role {
-            "system" | "developer" => {
-                if let Some(c) = content {
-                    let text = text_of(c, i)?;
-                    if !text.is_empty() {
-                        system.push(json!({ "text": text }));
-                    }
-                }
-                continue;
-            }
-            "user" => ("user", content_blocks(content, i)?),
-            "assistant" => {
-                let mut blocks = content_blocks(content, i)?;
-                for call in message
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    blocks.push(tool_use(call, i)?);
-                    has_tool_blocks = true;
-                }
-                ("assistant", blocks)
-            }
-            "tool" => {
-                has_tool_blocks = true;
-                ("user", vec![tool_result(message, i)?])
-            }
-            other => {
-                return Err(bad(format!(
-                    "messages[{i}].role `{other}` is not supported"
-                )))
-            }
-        };
-        if blocks.is_empty() {
-            continue;
-        }
-        match turns.last_mut() {
-            Some((last, existing)) if *last == bedrock_role => existing.extend(blocks),
-            _ => turns.push((bedrock_role, blocks)),
-        }
-    }
-    let turns = turns
+fn translate_messages(messages: &[Value]) -> Result<Translated, Untranslatable> {
+    let conversation = walk(messages, &mut Blocks)?;
+    let system = conversation
+        .system
         .into_iter()
-        .map(|(role, content)| json!({ "role": role, "content": content }))
+        .map(|text| json!({ "text": text }))
         .collect();
-    Ok((system, turns, has_tool_blocks))
+    let turns = conversation
+        .turns
+        .into_iter()
+        .map(|(role, content)| {
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            json!({ "role": role, "content": content })
+        })
+        .collect();
+    Ok((system, turns, conversation.uses_tools))
 }
 
-fn content_blocks(content: Option<&Value>, i: usize) -> Result<Vec<Value>, BadRequest> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
-        Some(Value::Array(parts)) => {
-            let mut out = Vec::new();
-            for (j, p) in parts.iter().enumerate() {
-                if let Some(block) = content_block(p, i, j)? {
-                    out.push(block);
-                }
-            }
-            Ok(out)
-        }
-        Some(_) => Err(bad(format!(
-            "messages[{i}].content must be a string or an array"
-        ))),
+/// Converse's content blocks.
+struct Blocks;
+
+impl Target for Blocks {
+    type Block = Value;
+    const NAME: &'static str = "Bedrock";
+
+    fn text(&mut self, text: &str) -> Value {
+        json!({ "text": text })
     }
-}
 
-fn content_block(part: &Value, i: usize, j: usize) -> Result<Option<Value>, BadRequest> {
-    let at = format!("messages[{i}].content[{j}]");
-    match part.get("type").and_then(Value::as_str) {
-        Some("text") => {
-            let text = part
-                .get("text")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("{at}.text must be a string")))?;
-            Ok((!text.is_empty()).then(|| json!({ "text": text })))
-        }
-        Some("image_url") => {
-            let url = part
-                .get("image_url")
-                .and_then(|u| u.get("url").or(Some(u)))
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("{at}.image_url.url must be a string")))?;
-            image_block(url, &at).map(Some)
-        }
-        other => Err(bad(format!(
-            "{at}: content part type {} is not supported for Bedrock",
-            other.map_or_else(|| "(missing)".to_owned(), |t| format!("`{t}`"))
-        ))),
+    fn image(&mut self, url: &str, at: At) -> Result<Value, Untranslatable> {
+        image_block(url, &at.to_string())
+    }
+
+    fn tool_call(&mut self, call: ToolCall<'_>, at: At) -> Result<Value, Untranslatable> {
+        let id = required_id(call.id, "each tool call's `id`", at)?;
+        Ok(json!({ "toolUse": { "toolUseId": id, "name": call.name, "input": call.arguments } }))
+    }
+
+    fn tool_result(&mut self, result: ToolResult<'_>, at: At) -> Result<Value, Untranslatable> {
+        let id = required_id(result.id, "a tool message's `tool_call_id`", at)?;
+        // Bedrock refuses blank text blocks, and a refused turn would wedge the conversation.
+        let text = if result.text.trim().is_empty() {
+            EMPTY_TOOL_RESULT.to_owned()
+        } else {
+            result.text
+        };
+        Ok(json!({ "toolResult": { "toolUseId": id, "content": [{ "text": text }] } }))
     }
 }
 
 /// `data:image/{png,jpeg,gif,webp};base64,DATA` → a Converse image block.
-fn image_block(url: &str, at: &str) -> Result<Value, BadRequest> {
+fn image_block(url: &str, at: &str) -> Result<Value, Untranslatable> {
     let Some(rest) = url.strip_prefix("data:") else {
         return Err(bad(format!(
             "{at}: Bedrock cannot fetch image URLs; send the image inline as a base64 data: URL"
@@ -236,55 +187,11 @@ fn image_block(url: &str, at: &str) -> Result<Value, BadRequest> {
     Ok(json!({ "image": { "format": format, "source": { "bytes": data } } }))
 }
 
-fn tool_use(call: &Value, i: usize) -> Result<Value, BadRequest> {
-    let name = call
-        .pointer("/function/name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            bad(format!(
-                "messages[{i}].tool_calls[].function.name is required"
-            ))
-        })?;
-    let id = call
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("messages[{i}].tool_calls[].id is required")))?;
-    let input = match call.pointer("/function/arguments") {
-        None | Some(Value::Null) => json!({}),
-        Some(Value::String(s)) if s.trim().is_empty() => json!({}),
-        Some(Value::String(s)) => serde_json::from_str(s).map_err(|_| {
-            bad(format!(
-                "messages[{i}].tool_calls[].function.arguments is not valid JSON"
-            ))
-        })?,
-        Some(other) => other.clone(),
-    };
-    Ok(json!({ "toolUse": { "toolUseId": id, "name": name, "input": input } }))
-}
-
-fn tool_result(message: &Value, i: usize) -> Result<Value, BadRequest> {
-    let id = message
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("messages[{i}].tool_call_id is required")))?;
-    let text = match message.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(c) => text_of(c, i)?,
-    };
-    // Bedrock refuses blank text blocks, and a refused turn would wedge the conversation.
-    let text = if text.trim().is_empty() {
-        EMPTY_TOOL_RESULT.to_owned()
-    } else {
-        text
-    };
-    Ok(json!({ "toolResult": { "toolUseId": id, "content": [{ "text": text }] } }))
-}
-
 fn tool_config(
     tools: Option<&Value>,
     choice: Option<&Value>,
     has_tool_blocks: bool,
-) -> Result<Option<Value>, BadRequest> {
+) -> Result<Option<Value>, Untranslatable> {
     let Some(tools) = tools else {
         return Ok(None);
     };
@@ -325,7 +232,7 @@ fn tool_config(
     Ok(Some(Value::Object(config)))
 }
 
-fn tool_spec(tool: &Value, i: usize) -> Result<Value, BadRequest> {
+fn tool_spec(tool: &Value, i: usize) -> Result<Value, Untranslatable> {
     if tool.get("type").and_then(Value::as_str) != Some("function") {
         return Err(bad(format!(
             "tools[{i}]: only `function` tools are supported for Bedrock"
@@ -375,14 +282,14 @@ mod tests {
             ),
             (
                 json!({"messages": [{"role": "tool", "content": "1"}]}),
-                "messages[0].tool_call_id is required",
+                "messages[0]: a tool message's `tool_call_id` is required",
             ),
             (
                 json!({"messages": [{"role": "user", "content": "hi"}], "n": 2}),
                 "`n` above 1 is not supported for Bedrock providers",
             ),
         ] {
-            assert_eq!(converse_request(&body(input)), Err(BadRequest(message.into())));
+            assert_eq!(converse_request(&body(input)), Err(Untranslatable::Request(message.into())));
         }
     }
 

@@ -9,34 +9,30 @@
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::request::BadRequest;
+use crate::providers::translate::{bad, Untranslatable};
 use crate::providers::JsonBody;
 
 /// The inputs, in order, as texts.
-fn inputs(body: &JsonBody) -> Result<Vec<String>, BadRequest> {
+fn inputs(body: &JsonBody) -> Result<Vec<String>, Untranslatable> {
     let input: Value = body
         .get("input")
         .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .ok_or_else(|| BadRequest("`input` is required".into()))?;
+        .ok_or_else(|| bad("`input` is required"))?;
     let texts = match input {
         Value::String(s) => vec![s],
         Value::Array(items) => items
             .into_iter()
             .map(|item| match item {
                 Value::String(s) => Ok(s),
-                _ => Err(BadRequest(
-                    "Gemini embeddings accept text inputs only, not token ids".into(),
+                _ => Err(bad(
+                    "Gemini embeddings accept text inputs only, not token ids",
                 )),
             })
             .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(BadRequest(
-                "`input` must be a string or an array of strings".into(),
-            ))
-        }
+        _ => return Err(bad("`input` must be a string or an array of strings")),
     };
     if texts.is_empty() {
-        return Err(BadRequest("`input` must not be empty".into()));
+        return Err(bad("`input` must not be empty"));
     }
     Ok(texts)
 }
@@ -45,7 +41,7 @@ fn inputs(body: &JsonBody) -> Result<Vec<String>, BadRequest> {
 pub fn embeddings_request(
     body: &JsonBody,
     model: &str,
-) -> Result<(Value, Vec<String>), BadRequest> {
+) -> Result<(Value, Vec<String>), Untranslatable> {
     let texts = inputs(body)?;
     let dimensions: Option<u64> = body
         .get("dimensions")

@@ -33,7 +33,7 @@ fn run(name: &str, case: &Value) {
     match case["kind"].as_str() {
         Some("chat_request") => {
             let out = request::chat_request(&body(input))
-                .unwrap_or_else(|e| panic!("{name}: refused: {}", e.0));
+                .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
             assert_eq!(&out, expected, "{name}");
         }
         Some("chat_response") => {
@@ -65,7 +65,7 @@ fn run(name: &str, case: &Value) {
         }
         Some("embeddings") => {
             let (out, texts) = embeddings::embeddings_request(&body(input), "gemini-embedding-001")
-                .unwrap_or_else(|e| panic!("{name}: refused: {}", e.0));
+                .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
             assert_eq!(&out, expected, "{name}");
             let reply = embeddings::embeddings_response(
                 &case["response_in"],

@@ -46,23 +46,12 @@ pub(super) async fn answer(
     let body = upstream.read_body(call, start, response).await?;
     let parsed: Value =
         serde_json::from_slice(&body).map_err(|_| upstream.bad("response is not JSON"))?;
-    match response::chat_response(&parsed, &meta) {
-        Ok((completion, usage)) => Ok(ChatReply::Json(JsonReply {
-            body: Bytes::from(completion.to_string()),
-            usage,
-        })),
-        Err(response::Untranslatable::Malformed(detail)) => Err(upstream.bad(detail)),
-        Err(response::Untranslatable::Blocked(reason)) => Err(UpstreamError::Rejected {
-            status: http::StatusCode::BAD_REQUEST,
-            body: crate::error::error_json(
-                &format!("{product} blocked the prompt (blockReason {reason})"),
-                "invalid_request_error",
-                None,
-                Some("content_filter"),
-            ),
-            retry_after: None,
-        }),
-    }
+    let (completion, usage) =
+        response::chat_response(&parsed, &meta).map_err(|e| e.upstream(&upstream.id, product))?;
+    Ok(ChatReply::Json(JsonReply {
+        body: Bytes::from(completion.to_string()),
+        usage,
+    }))
 }
 
 #[cfg(test)]
@@ -79,8 +68,6 @@ use super::{
     Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
 };
 use crate::seal::SealKey;
-
-pub use request::BadRequest;
 
 /// A Gemini API provider.
 #[derive(Debug)]
@@ -142,7 +129,8 @@ impl Provider for Gemini {
         request: ChatRequest,
     ) -> Result<ChatReply, UpstreamError> {
         let start = Instant::now();
-        let body = request::chat_request(&request.body).map_err(rejected)?;
+        let body =
+            request::chat_request(&request.body).map_err(|e| e.upstream(self.id(), "Gemini"))?;
         let chat_url = &call.deployment.endpoints.chat;
         let url = if request.stream {
             stream_url(chat_url)
@@ -168,8 +156,8 @@ impl Provider for Gemini {
     ) -> Result<JsonReply, UpstreamError> {
         let start = Instant::now();
         let model = &call.deployment.model;
-        let (gemini_body, texts) =
-            embeddings::embeddings_request(&body, model).map_err(rejected)?;
+        let (gemini_body, texts) = embeddings::embeddings_request(&body, model)
+            .map_err(|e| e.upstream(self.id(), "Gemini"))?;
         let url = call.deployment.endpoints.embeddings.clone();
         let response = self.post(call, url, &gemini_body).await?;
         let bytes = self.upstream.read_body(call, start, response).await?;
@@ -199,15 +187,6 @@ pub(super) fn stream_url(chat: &reqwest::Url) -> reqwest::Url {
     url.set_path(&path);
     url.set_query(Some("alt=sse"));
     url
-}
-
-/// A request the translation refused: a 400 in the OpenAI dialect.
-pub(super) fn rejected(e: BadRequest) -> UpstreamError {
-    UpstreamError::Rejected {
-        status: http::StatusCode::BAD_REQUEST,
-        body: crate::error::error_json(&e.0, "invalid_request_error", None, None),
-        retry_after: None,
-    }
 }
 
 /// Gemini's 4xx error body → an OpenAI error object (same message, Gemini's `status` as code).

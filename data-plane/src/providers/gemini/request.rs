@@ -16,17 +16,15 @@
 //! - sampling fields → `generationConfig`. Fields Gemini has no equivalent for (`user`,
 //!   `logit_bias`, `logprobs`, `parallel_tool_calls`, `reasoning_effort`, ...) are dropped.
 //!
-//! Input the translation cannot express is a [`BadRequest`] (a 400 to the client), never a
+//! Input the translation cannot express is an [`Untranslatable`] (a 400 to the client), never a
 //! silently wrong request.
-
-use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::providers::openai_body::{self, bad, text_of, Field};
+use crate::providers::translate::body::{self as openai, Field};
+use crate::providers::translate::messages::{walk, At, Role, Target, ToolCall, ToolResult};
+use crate::providers::translate::{bad, Untranslatable};
 use crate::providers::JsonBody;
-
-pub use crate::providers::openai_body::BadRequest;
 
 /// JSON-schema keywords Gemini's `Schema` (an OpenAPI 3.0 subset) rejects; removed from tool
 /// parameters and response schemas. `additionalProperties: false` (added by `strict` tools and
@@ -52,9 +50,9 @@ const UNSUPPORTED_SCHEMA_KEYS: &[&str] = &[
 ];
 
 /// Translates the OpenAI chat body into a Gemini request body.
-pub fn chat_request(body: &JsonBody) -> Result<Value, BadRequest> {
-    let field = |name: &str| openai_body::field(body, name);
-    let messages = openai_body::messages(body)?;
+pub fn chat_request(body: &JsonBody) -> Result<Value, Untranslatable> {
+    let field = |name: &str| openai::field(body, name);
+    let messages = openai::messages(body)?;
     let (system, contents) = translate_messages(&messages)?;
     let mut out = Map::new();
     out.insert("contents".into(), Value::Array(contents));
@@ -83,7 +81,7 @@ pub fn chat_request(body: &JsonBody) -> Result<Value, BadRequest> {
     Ok(Value::Object(out))
 }
 
-fn generation_config(field: &Field<'_>) -> Result<Map<String, Value>, BadRequest> {
+fn generation_config(field: &Field<'_>) -> Result<Map<String, Value>, Untranslatable> {
     let mut config = Map::new();
     for (from, to) in [
         ("temperature", "temperature"),
@@ -129,98 +127,63 @@ fn generation_config(field: &Field<'_>) -> Result<Map<String, Value>, BadRequest
     Ok(config)
 }
 
-fn translate_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), BadRequest> {
-    let mut system = Vec::new();
-    let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    let mut call_names: HashMap<String, String> = HashMap::new();
-    for (i, message) in messages.iter().enumerate() {
-        let role = message
-            .get("role")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(format!("messages[{i}].role is required")))?;
-        let content = message.get("content").filter(|c| !c.is_null());
-        let (gemini_role, parts) = match role {
-            "system" | "developer" => {
-                if let Some(c) = content {
-                    system.push(json!({ "text": text_of(c, i)? }));
-                }
-                continue;
-            }
-            "user" => ("user", content_parts(content, i)?),
-            "assistant" => {
-                let mut parts = content_parts(content, i)?;
-                for call in message
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    parts.push(function_call(call, i, &mut call_names)?);
-                }
-                ("model", parts)
-            }
-            "tool" | "function" => ("user", vec![function_response(message, i, &call_names)?]),
-            other => {
-                return Err(bad(format!(
-                    "messages[{i}].role `{other}` is not supported"
-                )))
-            }
-        };
-        if parts.is_empty() {
-            continue;
-        }
-        match contents.last_mut() {
-            Some((last, existing)) if *last == gemini_role => existing.extend(parts),
-            _ => contents.push((gemini_role, parts)),
-        }
-    }
-    let contents = contents
+fn translate_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Untranslatable> {
+    let conversation = walk(messages, &mut Parts)?;
+    let system = conversation
+        .system
         .into_iter()
-        .map(|(role, parts)| json!({ "role": role, "parts": parts }))
+        .map(|text| json!({ "text": text }))
+        .collect();
+    let contents = conversation
+        .turns
+        .into_iter()
+        .map(|(role, parts)| {
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "model",
+            };
+            json!({ "role": role, "parts": parts })
+        })
         .collect();
     Ok((system, contents))
 }
 
-fn content_parts(content: Option<&Value>, i: usize) -> Result<Vec<Value>, BadRequest> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![json!({ "text": s })]),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(j, p)| content_part(p, i, j))
-            .collect(),
-        Some(_) => Err(bad(format!(
-            "messages[{i}].content must be a string or an array"
-        ))),
-    }
-}
+/// Gemini's content parts.
+struct Parts;
 
-fn content_part(part: &Value, i: usize, j: usize) -> Result<Value, BadRequest> {
-    let at = format!("messages[{i}].content[{j}]");
-    match part.get("type").and_then(Value::as_str) {
-        Some("text") => part
-            .get("text")
-            .and_then(Value::as_str)
-            .map(|t| json!({ "text": t }))
-            .ok_or_else(|| bad(format!("{at}.text must be a string"))),
-        Some("image_url") => {
-            let url = part
-                .get("image_url")
-                .and_then(|u| u.get("url").or(Some(u)))
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("{at}.image_url.url must be a string")))?;
-            media_part(url).ok_or_else(|| {
-                bad(format!(
-                    "{at}: only data: and http(s) image URLs are supported"
-                ))
-            })
-        }
-        other => Err(bad(format!(
-            "{at}: content part type {} is not supported for Gemini",
-            other.map_or_else(|| "(missing)".to_owned(), |t| format!("`{t}`"))
-        ))),
+impl Target for Parts {
+    type Block = Value;
+    const NAME: &'static str = "Gemini";
+
+    fn text(&mut self, text: &str) -> Value {
+        json!({ "text": text })
+    }
+
+    fn image(&mut self, url: &str, at: At) -> Result<Value, Untranslatable> {
+        media_part(url).ok_or_else(|| {
+            bad(format!(
+                "{at}: only data: and http(s) image URLs are supported"
+            ))
+        })
+    }
+
+    fn tool_call(&mut self, call: ToolCall<'_>, _: At) -> Result<Value, Untranslatable> {
+        Ok(json!({ "functionCall": { "name": call.name, "args": call.arguments } }))
+    }
+
+    /// Named after the call it answers; content that is not a JSON object is wrapped as
+    /// `{"result": content}`.
+    fn tool_result(&mut self, result: ToolResult<'_>, at: At) -> Result<Value, Untranslatable> {
+        let name = result.name.ok_or_else(|| {
+            bad(format!(
+                "{at}.tool_call_id does not match a tool call earlier in the conversation"
+            ))
+        })?;
+        let response = match serde_json::from_str::<Value>(&result.text) {
+            Ok(object @ Value::Object(_)) => object,
+            _ => json!({ "result": result.text }),
+        };
+        Ok(json!({ "functionResponse": { "name": name, "response": response } }))
     }
 }
 
@@ -259,62 +222,7 @@ fn media_part(url: &str) -> Option<Value> {
     })
 }
 
-fn function_call(
-    call: &Value,
-    i: usize,
-    names: &mut HashMap<String, String>,
-) -> Result<Value, BadRequest> {
-    let name = call
-        .pointer("/function/name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            bad(format!(
-                "messages[{i}].tool_calls[].function.name is required"
-            ))
-        })?;
-    let args = match call.pointer("/function/arguments") {
-        None | Some(Value::Null) => json!({}),
-        Some(Value::String(s)) if s.trim().is_empty() => json!({}),
-        Some(Value::String(s)) => serde_json::from_str(s).map_err(|_| {
-            bad(format!(
-                "messages[{i}].tool_calls[].function.arguments is not valid JSON"
-            ))
-        })?,
-        Some(other) => other.clone(),
-    };
-    if let Some(id) = call.get("id").and_then(Value::as_str) {
-        names.insert(id.to_owned(), name.to_owned());
-    }
-    Ok(json!({ "functionCall": { "name": name, "args": args } }))
-}
-
-fn function_response(
-    message: &Value,
-    i: usize,
-    names: &HashMap<String, String>,
-) -> Result<Value, BadRequest> {
-    let name = message
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .and_then(|id| names.get(id).map(String::as_str))
-        .or_else(|| message.get("name").and_then(Value::as_str))
-        .ok_or_else(|| {
-            bad(format!(
-                "messages[{i}].tool_call_id does not match a tool call earlier in the conversation"
-            ))
-        })?;
-    let text = match message.get("content") {
-        None | Some(Value::Null) => String::new(),
-        Some(c) => text_of(c, i)?,
-    };
-    let response = match serde_json::from_str::<Value>(&text) {
-        Ok(object @ Value::Object(_)) => object,
-        _ => json!({ "result": text }),
-    };
-    Ok(json!({ "functionResponse": { "name": name, "response": response } }))
-}
-
-fn function_declarations(tools: &Value) -> Result<Vec<Value>, BadRequest> {
+fn function_declarations(tools: &Value) -> Result<Vec<Value>, Untranslatable> {
     let tools = tools
         .as_array()
         .ok_or_else(|| bad("`tools` must be an array"))?;
@@ -413,7 +321,7 @@ pub fn clean_schema(schema: &Value) -> Value {
     Value::Object(out)
 }
 
-fn calling_config(choice: &Value) -> Result<Value, BadRequest> {
+fn calling_config(choice: &Value) -> Result<Value, Untranslatable> {
     match choice {
         Value::String(s) => match s.as_str() {
             "auto" => Ok(json!({ "mode": "AUTO" })),
@@ -473,10 +381,10 @@ mod tests {
             ),
             (
                 json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
-                "messages[0].content[0]: content part type `input_audio` is not supported for Gemini",
+                "messages[0].content[0]: content part type `input_audio` is not supported by Gemini",
             ),
         ] {
-            assert_eq!(chat_request(&body(input)), Err(BadRequest(message.into())));
+            assert_eq!(chat_request(&body(input)), Err(Untranslatable::Request(message.into())));
         }
     }
 }

@@ -39,14 +39,9 @@ impl Meta {
     }
 }
 
-/// Why a response cannot be turned into a completion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Untranslatable {
-    /// Gemini blocked the prompt (`promptFeedback.blockReason`); the reason is included.
-    Blocked(String),
-    /// Not a `GenerateContentResponse`.
-    Malformed(&'static str),
-}
+/// Why a response cannot be turned into a completion: the prompt was blocked
+/// (`promptFeedback.blockReason`), or the answer is not a `GenerateContentResponse`.
+pub use crate::providers::translate::Untranslatable;
 
 /// The completion and the usage Gemini reported.
 pub fn chat_response(

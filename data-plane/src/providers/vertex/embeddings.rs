@@ -10,11 +10,14 @@
 use serde_json::{json, Value};
 
 use super::super::gemini::embeddings as gemini;
-use super::super::gemini::request::BadRequest;
+use crate::providers::translate::Untranslatable;
 use crate::providers::{JsonBody, Usage};
 
 /// The `:predict` body and the input texts.
-pub fn predict_request(body: &JsonBody, model: &str) -> Result<(Value, Vec<String>), BadRequest> {
+pub fn predict_request(
+    body: &JsonBody,
+    model: &str,
+) -> Result<(Value, Vec<String>), Untranslatable> {
     // The Gemini translation validates `input` the same way; only its texts are kept.
     let (_, texts) = gemini::embeddings_request(body, model)?;
     let instances: Vec<Value> = texts.iter().map(|t| json!({ "content": t })).collect();

@@ -168,7 +168,8 @@ impl Provider for Vertex {
         request: ChatRequest,
     ) -> Result<ChatReply, UpstreamError> {
         let start = Instant::now();
-        let body = request::chat_request(&request.body).map_err(gemini::rejected)?;
+        let body =
+            request::chat_request(&request.body).map_err(|e| e.upstream(self.id(), "Vertex AI"))?;
         let chat_url = &call.deployment.endpoints.chat;
         let url = if request.stream {
             gemini::stream_url(chat_url)
@@ -194,8 +195,8 @@ impl Provider for Vertex {
     ) -> Result<JsonReply, UpstreamError> {
         let start = Instant::now();
         let model = &call.deployment.model;
-        let (predict, texts) =
-            embeddings::predict_request(&body, model).map_err(gemini::rejected)?;
+        let (predict, texts) = embeddings::predict_request(&body, model)
+            .map_err(|e| e.upstream(self.id(), "Vertex AI"))?;
         let url = call.deployment.endpoints.embeddings.clone();
         let response = self.post(call, url, &predict).await?;
         let bytes = self.upstream.read_body(call, start, response).await?;

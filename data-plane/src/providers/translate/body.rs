@@ -1,24 +1,17 @@
-//! Reading an OpenAI chat body for a translation into another wire format (Gemini, Vertex AI,
-//! Bedrock): the fields as JSON values, the message list, and message text, with the client's
-//! mistakes as a [`BadRequest`] (a 400 naming the field) rather than a wrong request upstream.
+//! Reading an OpenAI chat body for a translation into another wire format: the fields as JSON
+//! values, the message list, and message text, with the client's mistakes as an
+//! [`Untranslatable`] (a 400 naming the field) rather than a wrong request upstream.
 
 use serde_json::Value;
 
-use super::JsonBody;
-
-/// The client's request cannot be expressed for the provider; the message is for the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRequest(pub String);
-
-pub fn bad(message: impl Into<String>) -> BadRequest {
-    BadRequest(message.into())
-}
+use super::{bad, Untranslatable};
+use crate::providers::JsonBody;
 
 /// How translations read one top-level field (`null` counts as absent).
-pub type Field<'a> = dyn Fn(&str) -> Result<Option<Value>, BadRequest> + 'a;
+pub type Field<'a> = dyn Fn(&str) -> Result<Option<Value>, Untranslatable> + 'a;
 
 /// Top-level field `name` of `body`, parsed; `null` counts as absent.
-pub fn field(body: &JsonBody, name: &str) -> Result<Option<Value>, BadRequest> {
+pub fn field(body: &JsonBody, name: &str) -> Result<Option<Value>, Untranslatable> {
     body.get(name)
         .map(|raw| serde_json::from_str::<Value>(raw.get()))
         .transpose()
@@ -27,7 +20,7 @@ pub fn field(body: &JsonBody, name: &str) -> Result<Option<Value>, BadRequest> {
 }
 
 /// The required `messages` array.
-pub fn messages(body: &JsonBody) -> Result<Vec<Value>, BadRequest> {
+pub fn messages(body: &JsonBody) -> Result<Vec<Value>, Untranslatable> {
     match field(body, "messages")? {
         Some(Value::Array(messages)) => Ok(messages),
         Some(_) => Err(bad("`messages` must be an array")),
@@ -36,7 +29,7 @@ pub fn messages(body: &JsonBody) -> Result<Vec<Value>, BadRequest> {
 }
 
 /// Text of a string content or of the text parts of an array content (message `i`).
-pub fn text_of(content: &Value, i: usize) -> Result<String, BadRequest> {
+pub fn text_of(content: &Value, i: usize) -> Result<String, Untranslatable> {
     match content {
         Value::String(s) => Ok(s.clone()),
         Value::Array(parts) => Ok(parts

@@ -1,0 +1,61 @@
+//! The translation kit the adapters of non-OpenAI wire formats share (Anthropic, Gemini,
+//! Vertex AI, Bedrock):
+//!
+//! - [`body`]: reading an OpenAI chat body's fields as JSON values.
+//! - [`messages`]: one walker over OpenAI-shaped messages (system hoisting, roles, text and
+//!   image parts, tool calls and results, merging consecutive turns); each target supplies
+//!   only its block builders ([`messages::Target`]).
+//! - [`Untranslatable`]: the one error of a translation in either direction.
+//!
+//! Stream translation has its own shared driver, `providers::sse::translated`.
+
+pub mod body;
+pub mod messages;
+
+use crate::providers::UpstreamError;
+
+/// Why a translation could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untranslatable {
+    /// The client's request cannot be expressed for the provider; the message is for the
+    /// client (a 400 in its dialect), never a silently wrong request upstream.
+    #[error("{0}")]
+    Request(String),
+    /// The provider blocked the prompt (its reason, e.g. Gemini's `blockReason`).
+    #[error("the prompt was blocked ({0})")]
+    Blocked(String),
+    /// The provider's answer is not its documented wire format.
+    #[error("{0}")]
+    Malformed(&'static str),
+}
+
+/// A request the translation refuses, with a message for the client.
+pub fn bad(message: impl Into<String>) -> Untranslatable {
+    Untranslatable::Request(message.into())
+}
+
+impl Untranslatable {
+    /// The failure as the pipeline sees it: a refused request or a blocked prompt is the
+    /// client's 400 (in the OpenAI dialect, as adapters answer); a malformed answer is the
+    /// provider's fault. `product` names the provider in messages ("Gemini", "Vertex AI").
+    pub fn upstream(self, provider: &str, product: &str) -> UpstreamError {
+        let (message, code) = match self {
+            Self::Request(message) => (message, None),
+            Self::Blocked(reason) => (
+                format!("{product} blocked the prompt (blockReason {reason})"),
+                Some("content_filter"),
+            ),
+            Self::Malformed(detail) => {
+                return UpstreamError::BadResponse {
+                    provider: provider.to_owned(),
+                    detail,
+                }
+            }
+        };
+        UpstreamError::Rejected {
+            status: http::StatusCode::BAD_REQUEST,
+            body: crate::error::error_json(&message, "invalid_request_error", None, code),
+            retry_after: None,
+        }
+    }
+}
