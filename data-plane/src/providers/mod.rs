@@ -18,6 +18,7 @@ pub mod gemini;
 pub mod http;
 pub mod openai;
 pub mod sse;
+pub mod stream;
 pub mod translate;
 mod usage;
 pub mod vertex;

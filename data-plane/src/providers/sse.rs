@@ -168,6 +168,14 @@ fn parse_block(block: &[u8]) -> Option<SseEvent> {
     })
 }
 
+impl super::stream::Events for SseBody {
+    type Event = SseEvent;
+
+    async fn next_event(&mut self, provider: &str) -> Result<Option<SseEvent>, UpstreamError> {
+        SseBody::next_event(self, provider).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

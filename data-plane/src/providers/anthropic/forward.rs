@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::stream;
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,6 +21,7 @@ use serde_json::value::RawValue;
 use super::response::AnthropicUsage;
 use super::{error, Anthropic};
 use crate::providers::sse::{SseBody, SseEvent};
+use crate::providers::stream::{drive, interrupted, Translate};
 use crate::providers::{
     Call, ChatReply, Chunk, ChunkStream, JsonReply, NativeRequest, UpstreamError,
 };
@@ -100,47 +100,37 @@ fn with_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-struct State {
-    provider: String,
-    events: SseBody,
-    usage: AnthropicUsage,
-    done: bool,
-}
-
 /// The upstream's events as chunks whose `data` is the SSE frame to write as it is.
 fn events(provider: String, response: reqwest::Response) -> ChunkStream {
-    let state = State {
-        provider,
-        events: SseBody::new(response),
+    let verbatim = Verbatim {
         usage: AnthropicUsage::default(),
-        done: false,
+        stopped: false,
     };
-    Box::pin(stream::unfold(state, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        let item = next(&mut st).await;
-        item.map(|i| (i, st))
-    }))
+    drive(provider, SseBody::new(response), verbatim)
 }
 
-async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
-    let event = match st.events.next_event(&st.provider).await {
-        Ok(Some(event)) => event,
-        Ok(None) => {
-            st.done = true;
-            return Some(Err(UpstreamError::Interrupted {
-                provider: st.provider.clone(),
-            }));
-        }
-        Err(e) => {
-            st.done = true;
-            return Some(Err(e));
-        }
-    };
-    let (chunk, last) = chunk(&st.provider, &mut st.usage, &event);
-    st.done = last;
-    Some(chunk)
+/// Relays each event as it came, reading only its usage.
+struct Verbatim {
+    usage: AnthropicUsage,
+    /// `message_stop` was seen.
+    stopped: bool,
+}
+
+impl Translate<SseEvent> for Verbatim {
+    fn translate(&mut self, provider: &str, event: &SseEvent) -> Result<Vec<Chunk>, UpstreamError> {
+        let (chunk, last) = chunk(provider, &mut self.usage, event);
+        self.stopped = last;
+        chunk.map(|c| vec![c])
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// A body that ends without `message_stop` broke off.
+    fn finish(&mut self, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
+        Err(interrupted(provider))
+    }
 }
 
 /// One upstream event → the chunk to relay; `true` once the stream is over.

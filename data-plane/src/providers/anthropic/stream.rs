@@ -10,15 +10,15 @@
 //! after `message_delta`); an `error` event, garbage or a body that breaks off earlier ends it
 //! with an error, so a truncated answer is never presented as complete.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use bytes::Bytes;
-use futures_util::stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::response::{finish_reason, usage_json, AnthropicUsage};
-use crate::providers::sse::SseBody;
+use crate::providers::sse::{SseBody, SseEvent};
+use crate::providers::stream::{drive, interrupted, Translate};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// The fields of any Anthropic stream event that the translation reads.
@@ -226,55 +226,26 @@ impl Translator {
     }
 }
 
-struct State {
-    events: SseBody,
-    translator: Translator,
-    pending: VecDeque<Chunk>,
-    done: bool,
-}
-
 /// Turns an upstream Anthropic SSE response into an OpenAI chunk stream.
 pub fn chunks(provider: String, created: u64, response: reqwest::Response) -> ChunkStream {
-    let state = State {
-        events: SseBody::new(response),
-        translator: Translator::new(provider, created),
-        pending: VecDeque::new(),
-        done: false,
-    };
-    Box::pin(stream::unfold(state, |mut st| async move {
-        let item = next(&mut st).await?;
-        Some((item, st))
-    }))
+    let translator = Translator::new(provider.clone(), created);
+    drive(provider, SseBody::new(response), translator)
 }
 
-async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
-    loop {
-        if let Some(chunk) = st.pending.pop_front() {
-            return Some(Ok(chunk));
-        }
-        if st.done || st.translator.ended {
-            return None;
-        }
-        match st.events.next_event(&st.translator.provider).await {
-            Ok(Some(event)) => match st.translator.event(&event.data) {
-                Ok(chunks) => st.pending.extend(chunks),
-                Err(e) => {
-                    st.done = true;
-                    return Some(Err(e));
-                }
-            },
-            Ok(None) => {
-                st.done = true;
-                if !st.translator.finished {
-                    return Some(Err(UpstreamError::Interrupted {
-                        provider: st.translator.provider.clone(),
-                    }));
-                }
-            }
-            Err(e) => {
-                st.done = true;
-                return Some(Err(e));
-            }
+impl Translate<SseEvent> for Translator {
+    fn translate(&mut self, _: &str, event: &SseEvent) -> Result<Vec<Chunk>, UpstreamError> {
+        self.event(&event.data)
+    }
+
+    fn stopped(&self) -> bool {
+        self.ended
+    }
+
+    fn finish(&mut self, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
+        if self.finished {
+            Ok(Vec::new())
+        } else {
+            Err(interrupted(provider))
         }
     }
 }

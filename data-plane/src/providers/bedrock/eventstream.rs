@@ -207,6 +207,14 @@ impl FrameBody {
     }
 }
 
+impl crate::providers::stream::Events for FrameBody {
+    type Event = Frame;
+
+    async fn next_event(&mut self, provider: &str) -> Result<Option<Frame>, UpstreamError> {
+        self.next_frame(provider).await
+    }
+}
+
 /// Encodes one frame with string headers (tests build upstream streams with it).
 #[cfg(test)]
 pub fn encode(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {

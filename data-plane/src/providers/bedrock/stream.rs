@@ -12,14 +12,14 @@
 //! (`:message-type: exception`), a frame with a bad CRC, garbage, or a body that ends earlier
 //! ends it with an error, so a truncated answer is never presented as complete.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use bytes::Bytes;
-use futures_util::stream;
 use serde_json::{json, Value};
 
 use super::eventstream::{Frame, FrameBody};
 use super::response::{finish_reason, usage, usage_json, Meta};
+use crate::providers::stream::{drive, interrupted, Translate};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// Why a frame cannot be translated.
@@ -183,73 +183,35 @@ fn block_index(event: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-struct State {
-    provider: String,
-    frames: FrameBody,
-    translator: Translator,
-    ready: VecDeque<Chunk>,
-    ended: bool,
-}
-
 /// Turns Bedrock's event-stream response into an OpenAI chunk stream.
 pub fn chunks(provider: String, meta: Meta, response: reqwest::Response) -> ChunkStream {
-    let state = State {
-        provider,
-        frames: FrameBody::new(response),
-        translator: Translator::new(meta),
-        ready: VecDeque::new(),
-        ended: false,
-    };
-    Box::pin(stream::unfold(state, |mut st| async move {
-        let item = next(&mut st).await?;
-        Some((item, st))
-    }))
+    drive(provider, FrameBody::new(response), Translator::new(meta))
 }
 
-async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
-    loop {
-        if let Some(chunk) = st.ready.pop_front() {
-            return Some(Ok(chunk));
-        }
-        if st.ended {
-            return None;
-        }
-        match st.frames.next_frame(&st.provider).await {
-            Ok(Some(frame)) => match st.translator.frame(&frame) {
-                Ok(chunks) => st.ready.extend(chunks),
-                Err(e) => {
-                    st.ended = true;
-                    return Some(Err(match e {
-                        EventError::Malformed(detail) => UpstreamError::BadResponse {
-                            provider: st.provider.clone(),
-                            detail,
-                        },
-                        EventError::Exception { kind, message } => {
-                            tracing::info!(
-                                provider = st.provider,
-                                kind,
-                                message,
-                                "upstream sent an exception mid-stream"
-                            );
-                            UpstreamError::Interrupted {
-                                provider: st.provider.clone(),
-                            }
-                        }
-                    }));
-                }
+impl Translate<Frame> for Translator {
+    fn translate(&mut self, provider: &str, frame: &Frame) -> Result<Vec<Chunk>, UpstreamError> {
+        self.frame(frame).map_err(|e| match e {
+            EventError::Malformed(detail) => UpstreamError::BadResponse {
+                provider: provider.to_owned(),
+                detail,
             },
-            Ok(None) => {
-                st.ended = true;
-                if !st.translator.finished {
-                    return Some(Err(UpstreamError::Interrupted {
-                        provider: st.provider.clone(),
-                    }));
-                }
+            EventError::Exception { kind, message } => {
+                tracing::info!(
+                    provider,
+                    kind,
+                    message,
+                    "upstream sent an exception mid-stream"
+                );
+                interrupted(provider)
             }
-            Err(e) => {
-                st.ended = true;
-                return Some(Err(e));
-            }
+        })
+    }
+
+    fn finish(&mut self, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
+        if self.finished {
+            Ok(Vec::new())
+        } else {
+            Err(interrupted(provider))
         }
     }
 }

@@ -8,17 +8,17 @@
 //! (`choices: []`) after the body ends. Gemini sends no `[DONE]`: a body that ends after a
 //! finish reason is complete, one that ends before is [`UpstreamError::Interrupted`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use futures_util::stream;
 use serde_json::{json, Value};
 
 use super::response::{
     block_reason, candidate_index, candidates, finish_reason, parts, text_of, tool_call, usage,
     usage_json, Meta,
 };
-use crate::providers::sse::SseBody;
+use crate::providers::sse::{SseBody, SseEvent};
+use crate::providers::stream::{drive, interrupted, Translate};
 use crate::providers::{Chunk, ChunkStream, UpstreamError, Usage};
 
 /// Why an event cannot be translated.
@@ -160,88 +160,44 @@ impl Translator {
     }
 }
 
-struct State {
-    provider: String,
-    events: SseBody,
-    translator: Translator,
-    ready: VecDeque<Chunk>,
-    ended: bool,
-}
-
 /// Turns Gemini's SSE response into an OpenAI chunk stream.
 pub fn chunks(provider: String, meta: Meta, response: reqwest::Response) -> ChunkStream {
-    let state = State {
-        provider,
-        events: SseBody::new(response),
-        translator: Translator::new(meta),
-        ready: VecDeque::new(),
-        ended: false,
-    };
-    Box::pin(stream::unfold(state, |mut st| async move {
-        let item = next(&mut st).await?;
-        Some((item, st))
-    }))
+    drive(provider, SseBody::new(response), Translator::new(meta))
 }
 
-async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
-    loop {
-        if let Some(chunk) = st.ready.pop_front() {
-            return Some(Ok(chunk));
-        }
-        if st.ended {
-            return None;
-        }
-        match st.events.next_event(&st.provider).await {
-            Ok(Some(event)) => match st.translator.event(&event.data) {
-                Ok(values) => st.ready.extend(values.into_iter().map(|v| Chunk {
-                    data: Bytes::from(v.to_string()),
-                    usage: None,
-                    usage_only: false,
-                })),
-                Err(e) => {
-                    st.ended = true;
-                    return Some(Err(match e {
-                        EventError::Malformed => bad(&st.provider, "stream chunk is not JSON"),
-                        EventError::Upstream => {
-                            tracing::info!(
-                                provider = st.provider,
-                                "upstream sent an error event mid-stream"
-                            );
-                            interrupted(&st.provider)
-                        }
-                    }));
-                }
-            },
-            Ok(None) => {
-                st.ended = true;
-                if !st.translator.finished() {
-                    return Some(Err(interrupted(&st.provider)));
-                }
-                if let Some((value, u)) = st.translator.end() {
-                    st.ready.push_back(Chunk {
-                        data: Bytes::from(value.to_string()),
-                        usage: Some(u),
-                        usage_only: true,
-                    });
-                }
-            }
-            Err(e) => {
-                st.ended = true;
-                return Some(Err(e));
+impl Translate<SseEvent> for Translator {
+    fn translate(&mut self, provider: &str, event: &SseEvent) -> Result<Vec<Chunk>, UpstreamError> {
+        match self.event(&event.data) {
+            Ok(values) => Ok(values.into_iter().map(|v| chunk(&v, None)).collect()),
+            Err(EventError::Malformed) => Err(UpstreamError::BadResponse {
+                provider: provider.to_owned(),
+                detail: "stream chunk is not JSON",
+            }),
+            Err(EventError::Upstream) => {
+                tracing::info!(provider, "upstream sent an error event mid-stream");
+                Err(interrupted(provider))
             }
         }
     }
-}
 
-fn interrupted(provider: &str) -> UpstreamError {
-    UpstreamError::Interrupted {
-        provider: provider.to_owned(),
+    /// The usage-only chunk, if Gemini reported usage.
+    fn finish(&mut self, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
+        if !self.finished() {
+            return Err(interrupted(provider));
+        }
+        Ok(self
+            .end()
+            .map(|(v, u)| chunk(&v, Some(u)))
+            .into_iter()
+            .collect())
     }
 }
 
-fn bad(provider: &str, detail: &'static str) -> UpstreamError {
-    UpstreamError::BadResponse {
-        provider: provider.to_owned(),
-        detail,
+/// A chunk of the OpenAI dialect; one that carries `usage` is the usage-only chunk.
+fn chunk(value: &Value, usage: Option<Usage>) -> Chunk {
+    Chunk {
+        data: Bytes::from(value.to_string()),
+        usage,
+        usage_only: usage.is_some(),
     }
 }

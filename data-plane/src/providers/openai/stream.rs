@@ -6,11 +6,11 @@
 //! truncated answer as complete.
 
 use bytes::Bytes;
-use futures_util::stream;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::providers::sse::SseBody;
+use crate::providers::sse::{SseBody, SseEvent};
+use crate::providers::stream::{drive, interrupted, Translate};
 use crate::providers::{Chunk, ChunkStream, OpenAiUsage, UpstreamError};
 
 #[derive(Deserialize)]
@@ -29,58 +29,46 @@ struct ChoiceProbe {
     finish_reason: Option<IgnoredAny>,
 }
 
-struct State {
-    provider: String,
-    events: SseBody,
+/// The OpenAI family's events: chunks as they are, classified.
+struct Classify {
+    /// A chunk carried a `finish_reason`.
     finished: bool,
-    ended: bool,
+    /// `[DONE]` was seen.
+    done: bool,
 }
 
 /// Turns an upstream SSE response into a chunk stream.
 pub fn chunks(provider: String, response: reqwest::Response) -> ChunkStream {
-    let state = State {
-        provider,
-        events: SseBody::new(response),
+    let classify = Classify {
         finished: false,
-        ended: false,
+        done: false,
     };
-    Box::pin(stream::unfold(state, |mut st| async move {
-        let item = next(&mut st).await?;
-        Some((item, st))
-    }))
+    drive(provider, SseBody::new(response), classify)
 }
 
-async fn next(st: &mut State) -> Option<Result<Chunk, UpstreamError>> {
-    if st.ended {
-        return None;
-    }
-    let event = match st.events.next_event(&st.provider).await {
-        Ok(Some(event)) => event,
-        Ok(None) => {
-            st.ended = true;
-            return if st.finished {
-                None
-            } else {
-                Some(Err(UpstreamError::Interrupted {
-                    provider: st.provider.clone(),
-                }))
-            };
+impl Translate<SseEvent> for Classify {
+    fn translate(&mut self, provider: &str, event: &SseEvent) -> Result<Vec<Chunk>, UpstreamError> {
+        if event.data.as_ref() == b"[DONE]" {
+            self.done = true;
+            return Ok(Vec::new());
         }
-        Err(e) => {
-            st.ended = true;
-            return Some(Err(e));
+        let (chunk, finished) = parse(provider, event.data.clone())?;
+        self.finished |= finished;
+        Ok(vec![chunk])
+    }
+
+    fn stopped(&self) -> bool {
+        self.done
+    }
+
+    /// A body may end without `[DONE]` after a chunk that finished (some servers omit it).
+    fn finish(&mut self, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
+        if self.finished {
+            Ok(Vec::new())
+        } else {
+            Err(interrupted(provider))
         }
-    };
-    if event.data.as_ref() == b"[DONE]" {
-        st.ended = true;
-        return None;
     }
-    let chunk = parse(&st.provider, event.data);
-    match &chunk {
-        Ok((_, finished)) => st.finished |= finished,
-        Err(_) => st.ended = true,
-    }
-    Some(chunk.map(|(c, _)| c))
 }
 
 /// One chunk and whether it carries a `finish_reason`.
@@ -89,9 +77,7 @@ fn parse(provider: &str, data: Bytes) -> Result<(Chunk, bool), UpstreamError> {
         serde_json::from_slice(&data).map_err(|_| bad(provider, "stream chunk is not JSON"))?;
     if probe.error.is_some() {
         tracing::info!(provider, "upstream sent an error event mid-stream");
-        return Err(UpstreamError::Interrupted {
-            provider: provider.to_owned(),
-        });
+        return Err(interrupted(provider));
     }
     let finished = probe
         .choices
