@@ -15,7 +15,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TY
 use proto::Credential;
 
 use super::http::{check_status, is_event_stream, read_body, remaining, secret_header, send};
-use super::{Call, UpstreamError};
+use super::{Call, ConfigError, UpstreamError};
 use crate::seal::{self, SealKey};
 
 /// Where an adapter puts the provider's secret.
@@ -228,8 +228,11 @@ fn static_headers(
 }
 
 /// Parses a URL built from configuration, saying which one is wrong.
-pub fn parse_url(s: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a valid URL: {e}"))
+pub fn parse_url(s: &str) -> Result<reqwest::Url, ConfigError> {
+    reqwest::Url::parse(s).map_err(|e| ConfigError::Url {
+        url: s.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Percent-encodes a URL path segment or query value (model names like `gemini-2.5-flash`

@@ -9,6 +9,27 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use proto::Trigger;
 
+/// Why a provider entry cannot serve as configured: the snapshot naming it is refused, with
+/// this as the reason at the deployment's path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A URL built from the provider's `base_url` and the model does not parse.
+    #[error("`{url}` is not a valid URL: {reason}")]
+    Url { url: String, reason: String },
+    /// A setting the provider kind needs is missing.
+    #[error("a {kind} provider needs settings {settings}")]
+    MissingSettings {
+        kind: &'static str,
+        settings: &'static str,
+    },
+    /// A setting has a value the provider does not accept.
+    #[error("`{value}` is not {expected}")]
+    BadSetting {
+        value: String,
+        expected: &'static str,
+    },
+}
+
 /// Why a call to a provider did not produce a usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

@@ -35,7 +35,7 @@ use serde_json::value::RawValue;
 
 use crate::seal::SealKey;
 
-pub use error::UpstreamError;
+pub use error::{ConfigError, UpstreamError};
 pub use usage::{OpenAiUsage, Usage};
 
 /// A request body as top-level fields with their values left as raw JSON: fields the gateway
@@ -206,7 +206,7 @@ impl Adapter {
     }
 
     /// Upstream endpoints for one model of this provider.
-    pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
+    pub fn endpoints(&self, model: &str) -> Result<Endpoints, ConfigError> {
         match self {
             Self::OpenAi(p) => p.endpoints(model),
             Self::Anthropic(p) => p.endpoints(model),

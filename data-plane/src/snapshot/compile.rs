@@ -213,7 +213,9 @@ fn compile_validated(
                 priority: d.priority.unwrap_or(0),
                 id,
                 provider: Arc::clone(adapter),
-                endpoints: adapter.endpoints(&d.model).map_err(invalid)?,
+                endpoints: adapter
+                    .endpoints(&d.model)
+                    .map_err(|e| invalid(e.to_string()))?,
                 model: d.model.clone(),
                 model_json,
                 rpm: d.rpm,

@@ -21,7 +21,8 @@ use http::StatusCode;
 
 use super::common::{parse_url, unix_now, Auth, Upstream};
 use super::{
-    Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
+    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
+    UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -60,7 +61,7 @@ impl Anthropic {
 
     /// Chat goes to `{base}/v1/messages`; embeddings are answered locally, so their URL is
     /// never used.
-    pub fn endpoints(&self, _model: &str) -> Result<Endpoints, String> {
+    pub fn endpoints(&self, _model: &str) -> Result<Endpoints, ConfigError> {
         let chat = parse_url(&format!("{}/v1/messages", self.upstream.base_url))?;
         Ok(Endpoints {
             embeddings: chat.clone(),

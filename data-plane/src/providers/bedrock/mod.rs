@@ -38,7 +38,8 @@ use serde_json::Value;
 use super::common::{encode_segment, open_credential, parse_url, unix_now, Auth, Upstream};
 use super::http::{check_status, secret_header, send};
 use super::{
-    Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
+    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
+    UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -93,7 +94,7 @@ impl Bedrock {
 
     /// `chat` is the `converse` URL; the stream URL is derived from it per request. Bedrock
     /// has no embeddings here, so that URL is never used.
-    pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
+    pub fn endpoints(&self, model: &str) -> Result<Endpoints, ConfigError> {
         let chat = parse_url(&format!(
             "{}/model/{}/converse",
             self.upstream.base_url,

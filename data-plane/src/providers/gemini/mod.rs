@@ -65,7 +65,8 @@ use serde_json::Value;
 
 use super::common::{encode_segment, parse_url, unix_now, Auth, Upstream};
 use super::{
-    Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
+    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
+    UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -93,7 +94,7 @@ impl Gemini {
     }
 
     /// `chat` is the `generateContent` URL; the stream URL is derived from it per request.
-    pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
+    pub fn endpoints(&self, model: &str) -> Result<Endpoints, ConfigError> {
         let base = format!(
             "{}/models/{}",
             self.upstream.base_url,

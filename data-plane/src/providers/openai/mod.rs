@@ -16,7 +16,8 @@ use proto::ProviderKind;
 
 use super::common::{encode_segment, parse_url, same_error, Auth, Upstream};
 use super::{
-    Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
+    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
+    UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -55,7 +56,7 @@ impl OpenAiFamily {
 
     /// Azure puts the deployment in the path and the API version in the query; the rest of the
     /// family use `{base}/chat/completions` with the model in the body.
-    pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
+    pub fn endpoints(&self, model: &str) -> Result<Endpoints, ConfigError> {
         let base_url = &self.upstream.base_url;
         match self.kind {
             ProviderKind::AzureOpenai => {

@@ -35,7 +35,8 @@ use serde_json::Value;
 use super::common::{encode_segment, open_credential, parse_url, Auth, Upstream};
 use super::gemini::{self, request};
 use super::{
-    Call, ChatReply, ChatRequest, Endpoints, JsonBody, JsonReply, Provider, UpstreamError,
+    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
+    UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -90,19 +91,22 @@ impl Vertex {
 
     /// `chat` is the `generateContent` URL (the stream URL is derived per request);
     /// `embeddings` is `predict`.
-    pub fn endpoints(&self, model: &str) -> Result<Endpoints, String> {
+    pub fn endpoints(&self, model: &str) -> Result<Endpoints, ConfigError> {
         if self.project.is_empty() || self.location.is_empty() {
-            return Err("a vertex_ai provider needs settings `project` and `location`".into());
+            return Err(ConfigError::MissingSettings {
+                kind: "vertex_ai",
+                settings: "`project` and `location`",
+            });
         }
         if !self
             .location
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
-            return Err(format!(
-                "`{}` is not a Vertex AI location (like `us-central1` or `global`)",
-                self.location
-            ));
+            return Err(ConfigError::BadSetting {
+                value: self.location.clone(),
+                expected: "a Vertex AI location (like `us-central1` or `global`)",
+            });
         }
         let base = format!(
             "{}/v1/projects/{}/locations/{}/publishers/google/models/{}",

@@ -194,7 +194,7 @@ pub async fn fetch(
             account.client_email
         )
     };
-    let url = parse_url(&account.token_uri).map_err(|e| failed(&e))?;
+    let url = parse_url(&account.token_uri).map_err(|e| failed(&e.to_string()))?;
     let assertion = account.assertion(unix_now()).map_err(|e| failed(&e))?;
     let body = format!(
         "grant_type={}&assertion={}",
