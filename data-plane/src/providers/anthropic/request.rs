@@ -17,9 +17,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::providers::translate::messages::{
-    required_id, walk, At, Role, Target, ToolCall, ToolResult,
-};
+use crate::providers::translate::messages::{required_id, walk, At, Target, ToolCall, ToolResult};
 use crate::providers::translate::{self, bad, Untranslatable};
 use crate::providers::JsonBody;
 
@@ -88,23 +86,13 @@ pub fn messages_body(body: &JsonBody, model: &str, stream: bool) -> Result<Value
 
 /// System texts and Anthropic turns (each `{role, content: [blocks]}`).
 fn translate_messages(messages: &[Value]) -> Result<(Vec<String>, Vec<Value>), Untranslatable> {
-    let conversation = walk(messages, &mut Blocks)?;
+    let mut conversation = walk(messages, &mut Blocks)?;
     if conversation.turns.is_empty() {
         return Err(bad(
             "`messages` must contain at least one user or assistant message",
         ));
     }
-    let turns = conversation
-        .turns
-        .into_iter()
-        .map(|(role, content)| {
-            let role = match role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({ "role": role, "content": content })
-        })
-        .collect();
+    let turns = conversation.turns_json(["user", "assistant"], "content");
     Ok((conversation.system, turns))
 }
 

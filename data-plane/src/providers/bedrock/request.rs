@@ -30,9 +30,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::providers::translate::body::{self as openai, Field};
-use crate::providers::translate::messages::{
-    required_id, walk, At, Role, Target, ToolCall, ToolResult,
-};
+use crate::providers::translate::messages::{required_id, walk, At, Target, ToolCall, ToolResult};
 use crate::providers::translate::{bad, Untranslatable};
 use crate::providers::JsonBody;
 
@@ -108,24 +106,9 @@ fn inference_config(field: &Field<'_>) -> Result<Map<String, Value>, Untranslata
 type Translated = (Vec<Value>, Vec<Value>, bool);
 
 fn translate_messages(messages: &[Value]) -> Result<Translated, Untranslatable> {
-    let conversation = walk(messages, &mut Blocks)?;
-    let system = conversation
-        .system
-        .into_iter()
-        .map(|text| json!({ "text": text }))
-        .collect();
-    let turns = conversation
-        .turns
-        .into_iter()
-        .map(|(role, content)| {
-            let role = match role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            json!({ "role": role, "content": content })
-        })
-        .collect();
-    Ok((system, turns, conversation.uses_tools))
+    let mut conversation = walk(messages, &mut Blocks)?;
+    let turns = conversation.turns_json(["user", "assistant"], "content");
+    Ok((conversation.system_blocks(), turns, conversation.uses_tools))
 }
 
 /// Converse's content blocks.

@@ -22,7 +22,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::providers::translate::body::{self as openai, Field};
-use crate::providers::translate::messages::{walk, At, Role, Target, ToolCall, ToolResult};
+use crate::providers::translate::messages::{walk, At, Target, ToolCall, ToolResult};
 use crate::providers::translate::{bad, Untranslatable};
 use crate::providers::JsonBody;
 
@@ -128,24 +128,9 @@ fn generation_config(field: &Field<'_>) -> Result<Map<String, Value>, Untranslat
 }
 
 fn translate_messages(messages: &[Value]) -> Result<(Vec<Value>, Vec<Value>), Untranslatable> {
-    let conversation = walk(messages, &mut Parts)?;
-    let system = conversation
-        .system
-        .into_iter()
-        .map(|text| json!({ "text": text }))
-        .collect();
-    let contents = conversation
-        .turns
-        .into_iter()
-        .map(|(role, parts)| {
-            let role = match role {
-                Role::User => "user",
-                Role::Assistant => "model",
-            };
-            json!({ "role": role, "parts": parts })
-        })
-        .collect();
-    Ok((system, contents))
+    let mut conversation = walk(messages, &mut Parts)?;
+    let contents = conversation.turns_json(["user", "model"], "parts");
+    Ok((conversation.system_blocks(), contents))
 }
 
 /// Gemini's content parts.

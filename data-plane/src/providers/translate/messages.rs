@@ -99,6 +99,27 @@ pub struct Conversation<B> {
     pub uses_tools: bool,
 }
 
+impl<B: serde::Serialize> Conversation<B> {
+    /// The turns as JSON objects: `{"role": <user or assistant name>, <key>: [blocks]}`.
+    pub fn turns_json(&mut self, names: [&str; 2], key: &str) -> Vec<Value> {
+        std::mem::take(&mut self.turns)
+            .into_iter()
+            .map(|(role, blocks)| {
+                let role = match role {
+                    Role::User => names[0],
+                    Role::Assistant => names[1],
+                };
+                json!({ "role": role, key: blocks })
+            })
+            .collect()
+    }
+
+    /// The system texts as `{"text": ...}` blocks.
+    pub fn system_blocks(&self) -> Vec<Value> {
+        self.system.iter().map(|t| json!({ "text": t })).collect()
+    }
+}
+
 /// Walks `messages` into `target`'s blocks.
 pub fn walk<T: Target>(
     messages: &[Value],
