@@ -4,22 +4,24 @@
 //! team-scoped token may only limit its own team, its own keys, or tags within its team.
 //! Amounts are exact decimals (see `pricing::decimal`) and are returned as strings.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{corrupt, ensure_team, load_visible, parse_id};
-use super::extract::{if_match, JsonBody, Page};
+use super::common::{ensure_team, parse_id};
+use super::crud::{self, spec_visible, AdminResource, Command, Deletable, Listed, Updatable};
+use super::extract::{JsonBody, Page};
 use super::pricing::{decimal, opt_decimal};
-use super::{with_etag, ApiError, AppState, List, Principal};
+use super::{ApiError, AppState, List, Principal};
 use crate::domain::budget::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use crate::domain::resource::ResourceCommand;
+use crate::store::admin::BUDGETS;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -48,22 +50,17 @@ pub struct BudgetView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl BudgetView {
-    fn of(id: Uuid, b: &Budget, version: i32) -> Self {
-        Self::from_parts(id, b.team_id, &b.spec, version, b.created_at, b.updated_at)
-    }
+/// A budget's id: its stream id is always its UUID.
+fn budget_id(b: &Budget) -> Uuid {
+    b.id.parse().unwrap_or_default()
+}
 
-    fn from_parts(
-        id: Uuid,
-        team_id: Option<Uuid>,
-        s: &BudgetSpec,
-        version: i32,
-        created_at: Option<DateTime<Utc>>,
-        updated_at: Option<DateTime<Utc>>,
-    ) -> Self {
+impl BudgetView {
+    fn of(b: &Budget, version: i32) -> Self {
+        let s = &b.spec;
         Self {
-            id,
-            team_id,
+            id: budget_id(b),
+            team_id: b.team_id,
             name: s.name.clone(),
             scope: s.scope,
             target: s.target.clone(),
@@ -71,8 +68,8 @@ impl BudgetView {
             period: s.period,
             hard: s.hard,
             version,
-            created_at,
-            updated_at,
+            created_at: b.created_at,
+            updated_at: b.updated_at,
         }
     }
 }
@@ -162,15 +159,8 @@ async fn key_owner(
     let key: Uuid = target
         .parse()
         .map_err(|_| ApiError::invalid("target", "must be a key id"))?;
-    let client = state.store().pool().get().await?;
-    let row = client
-        .query_opt(
-            "SELECT team_id FROM virtual_keys WHERE id = $1 AND revoked_at IS NULL",
-            &[&key],
-        )
-        .await?;
-    let team: Uuid = match row {
-        Some(r) if who.can_see(r.get(0)) => r.get(0),
+    let team = match state.store().live_key_team(key).await? {
+        Some(team) if who.can_see(Some(team)) => team,
         _ => return Err(ApiError::invalid("target", "no such key")),
     };
     if requested.is_some_and(|owner| owner != team) {
@@ -206,152 +196,90 @@ pub async fn create(
         team_id,
         spec,
     };
-    let done = state
-        .store()
-        .execute::<Budget>(&id.to_string(), Some(0), &who.actor, command)
-        .await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        done.version,
-        &BudgetView::of(id, &done.state, done.version),
-    ))
+    let stream = id.to_string();
+    crud::run::<Budgets>(&state, &who, &stream, Some(0), command, StatusCode::CREATED).await
 }
 
-#[utoipa::path(get, path = "/admin/budgets",
-    operation_id = "list_budgets", tag = "budgets", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
-    responses((status = 200, body = List<BudgetView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<BudgetView>>, ApiError> {
-    let after = page.after_uuid()?;
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT id, team_id, spec, version, created_at, updated_at FROM budgets
-             WHERE ($1::uuid IS NULL OR team_id = $1) AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            &[&who.team, &after, &(page.limit + 1)],
-        )
-        .await?;
-    let mut views = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let id: Uuid = r.get(0);
-        let spec: BudgetSpec =
-            serde_json::from_value(r.get(2)).map_err(|e| corrupt("budget", &id.to_string(), &e))?;
-        views.push(BudgetView::from_parts(
-            id,
-            r.get(1),
-            &spec,
-            r.get(3),
-            r.get(4),
-            r.get(5),
-        ));
+/// Budgets for the generic admin operations.
+pub struct Budgets;
+
+impl AdminResource for Budgets {
+    type State = Budget;
+    type View = BudgetView;
+    const WHAT: &'static str = "budget";
+
+    fn stream_id(id: &str) -> Result<String, ApiError> {
+        Ok(parse_id(id, "budget")?.to_string())
     }
-    Ok(axum::Json(List::page(
-        views,
-        page.limit,
-        |b: &BudgetView| b.id.to_string(),
-    )))
-}
 
-async fn load(
-    state: &AppState,
-    who: &Principal,
-    id: &str,
-) -> Result<(Uuid, Budget, i32), ApiError> {
-    let id = parse_id(id, "budget")?;
-    let (budget, version) = load_visible::<BudgetSpec>(state, who, &id.to_string()).await?;
-    Ok((id, budget, version))
-}
-
-#[utoipa::path(get, path = "/admin/budgets/{id}",
-    operation_id = "get_budget", tag = "budgets", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = BudgetView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn read(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (id, budget, version) = load(&state, &who, &id).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        &BudgetView::of(id, &budget, version),
-    ))
-}
-
-#[utoipa::path(patch, path = "/admin/budgets/{id}",
-    operation_id = "update_budget", tag = "budgets", request_body = UpdateBudget, security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
-    responses((status = 200, body = BudgetView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateBudget>,
-) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
-    let (id, current, version) = load(&state, &who, &id).await?;
-    let mut spec = current.spec;
-    spec.name = body.name.unwrap_or(spec.name);
-    spec.amount_usd = body.amount_usd.unwrap_or(spec.amount_usd);
-    spec.period = body.period.unwrap_or(spec.period);
-    spec.hard = body.hard.unwrap_or(spec.hard);
-    let expected = Some(expected.unwrap_or(version));
-    let done = state
-        .store()
-        .execute::<Budget>(
-            &id.to_string(),
-            expected,
-            &who.actor,
-            ResourceCommand::Update(spec),
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &BudgetView::of(id, &done.state, done.version),
-    ))
-}
-
-#[utoipa::path(delete, path = "/admin/budgets/{id}",
-    operation_id = "delete_budget", tag = "budgets", security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn remove(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let expected = if_match(&headers)?;
-    let (id, _, _) = load(&state, &who, &id).await?;
-    let client = state.store().pool().get().await?;
-    let in_use: i64 = client
-        .query_one("SELECT count(*) FROM virtual_keys WHERE revoked_at IS NULL AND spec->>'budget_id' = $1", &[&id.to_string()])
-        .await?
-        .get(0);
-    if in_use > 0 {
-        return Err(ApiError::Conflict(format!(
-            "{in_use} live key(s) still spend from this budget; detach them first"
-        )));
+    fn visible(state: &Budget, who: &Principal) -> bool {
+        spec_visible(state, who)
     }
-    state
-        .store()
-        .execute::<Budget>(
-            &id.to_string(),
-            expected,
-            &who.actor,
-            ResourceCommand::Delete,
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+
+    fn view(state: &Budget, version: i32) -> BudgetView {
+        BudgetView::of(state, version)
+    }
 }
+
+impl Updatable for Budgets {
+    type Patch = UpdateBudget;
+
+    async fn merge(
+        _: &AppState,
+        _: &Principal,
+        _: &str,
+        current: Budget,
+        body: UpdateBudget,
+    ) -> Result<Command<Self>, ApiError> {
+        let mut spec = current.spec;
+        spec.name = body.name.unwrap_or(spec.name);
+        spec.amount_usd = body.amount_usd.unwrap_or(spec.amount_usd);
+        spec.period = body.period.unwrap_or(spec.period);
+        spec.hard = body.hard.unwrap_or(spec.hard);
+        Ok(ResourceCommand::Update(spec))
+    }
+}
+
+impl Deletable for Budgets {
+    /// Refused while live keys spend from the budget.
+    async fn delete(app: &AppState, _: &Principal, b: &Budget) -> Result<Command<Self>, ApiError> {
+        let in_use = app.store().keys_on_budget(budget_id(b)).await?;
+        if in_use > 0 {
+            return Err(ApiError::Conflict(format!(
+                "{in_use} live key(s) still spend from this budget; detach them first"
+            )));
+        }
+        Ok(ResourceCommand::Delete)
+    }
+}
+
+impl Listed for Budgets {
+    type Row = BudgetView;
+
+    async fn page(
+        app: &AppState,
+        who: &Principal,
+        page: &Page,
+    ) -> Result<Vec<BudgetView>, ApiError> {
+        let after = page.after_uuid()?;
+        let rows = app
+            .store()
+            .spec_page::<BudgetSpec>(&BUDGETS, who.team, &after, page.limit + 1)
+            .await?;
+        Ok(rows.iter().map(|(b, v)| BudgetView::of(b, *v)).collect())
+    }
+
+    fn cursor(row: &BudgetView) -> String {
+        row.id.to_string()
+    }
+}
+
+crud::handlers!(Budgets, BudgetView, "budgets";
+    list("list_budgets", "/admin/budgets", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
+    read("get_budget", "/admin/budgets/{id}", params(("id" = String, Path))),
+    update("update_budget", "/admin/budgets/{id}", UpdateBudget, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
+    remove("delete_budget", "/admin/budgets/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))),
+);
 
 #[cfg(test)]
 mod tests {
@@ -376,7 +304,12 @@ mod tests {
             amount_usd: "0.10".parse().unwrap(),
             ..Default::default()
         };
-        let view = BudgetView::from_parts(Uuid::nil(), None, &spec, 1, None, None);
+        let budget = Budget {
+            id: Uuid::nil().to_string(),
+            spec,
+            ..Default::default()
+        };
+        let view = BudgetView::of(&budget, 1);
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(
             (

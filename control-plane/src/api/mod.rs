@@ -9,6 +9,7 @@ pub mod auth;
 pub mod budgets;
 pub mod common;
 pub mod config;
+pub mod crud;
 pub mod error;
 pub mod extract;
 pub mod health;

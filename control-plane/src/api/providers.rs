@@ -7,23 +7,25 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use proto::Credential;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{double_option, ensure_team, load_visible, spec_rows};
-use super::extract::{if_match, JsonBody, Page};
-use super::{with_etag, ApiError, AppState, List, Principal};
+use super::common::{double_option, ensure_team};
+use super::crud::{self, spec_visible, AdminResource, Command, Deletable, Listed, Updatable};
+use super::extract::{JsonBody, Page};
+use super::{ApiError, AppState, List, Principal};
 use crate::domain::provider::{Provider, ProviderSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
 use crate::seal::SealKey;
+use crate::store::admin::PROVIDERS;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -70,27 +72,10 @@ pub struct ProviderView {
 
 impl ProviderView {
     fn of(p: &Provider, version: i32) -> Self {
-        Self::from_parts(
-            p.id.clone(),
-            p.team_id,
-            &p.spec,
-            version,
-            p.created_at,
-            p.updated_at,
-        )
-    }
-
-    fn from_parts(
-        id: String,
-        team_id: Option<Uuid>,
-        s: &ProviderSpec,
-        version: i32,
-        created_at: Option<DateTime<Utc>>,
-        updated_at: Option<DateTime<Utc>>,
-    ) -> Self {
+        let s = &p.spec;
         Self {
-            id,
-            team_id,
+            id: p.id.clone(),
+            team_id: p.team_id,
             kind: s.kind,
             base_url: s.base_url.clone(),
             api_version: s.api_version.clone(),
@@ -101,8 +86,8 @@ impl ProviderView {
             settings: s.settings.clone(),
             credential: describe(s.credential.as_ref()),
             version,
-            created_at,
-            updated_at,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
         }
     }
 }
@@ -325,135 +310,101 @@ pub async fn create(
         team_id,
         spec,
     };
-    let done = state
-        .store()
-        .execute::<Provider>(&body.id, None, &who.actor, command)
-        .await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        done.version,
-        &ProviderView::of(&done.state, done.version),
-    ))
+    crud::run::<Providers>(&state, &who, &body.id, None, command, StatusCode::CREATED).await
 }
 
-#[utoipa::path(get, path = "/admin/providers",
-    operation_id = "list_providers", tag = "providers", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
-    responses((status = 200, body = List<ProviderView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<ProviderView>>, ApiError> {
-    let rows = spec_rows::<ProviderSpec>(&state, &who, &page, "providers", "id").await?;
-    let views = rows
-        .into_iter()
-        .map(|r| {
-            ProviderView::from_parts(
-                r.id,
-                r.team_id,
-                &r.spec,
-                r.version,
-                r.created_at,
-                r.updated_at,
-            )
-        })
-        .collect();
-    Ok(axum::Json(List::page(
-        views,
-        page.limit,
-        |p: &ProviderView| p.id.clone(),
-    )))
+/// Providers for the generic admin operations.
+pub struct Providers;
+
+impl AdminResource for Providers {
+    type State = Provider;
+    type View = ProviderView;
+    const WHAT: &'static str = "provider";
+
+    fn visible(state: &Provider, who: &Principal) -> bool {
+        spec_visible(state, who)
+    }
+
+    fn view(state: &Provider, version: i32) -> ProviderView {
+        ProviderView::of(state, version)
+    }
 }
 
-#[utoipa::path(get, path = "/admin/providers/{id}",
-    operation_id = "get_provider", tag = "providers", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn read(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (provider, version) = load_visible::<ProviderSpec>(&state, &who, &id).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        &ProviderView::of(&provider, version),
-    ))
+impl Updatable for Providers {
+    type Patch = UpdateProvider;
+
+    async fn merge(
+        app: &AppState,
+        _who: &Principal,
+        id: &str,
+        current: Provider,
+        patch: UpdateProvider,
+    ) -> Result<Command<Self>, ApiError> {
+        Ok(ResourceCommand::Update(patch.merge(
+            current.spec,
+            app.seal(),
+            id,
+        )?))
+    }
 }
 
-#[utoipa::path(patch, path = "/admin/providers/{id}",
-    operation_id = "update_provider", tag = "providers", request_body = UpdateProvider, security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
-    responses((status = 200, body = ProviderView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateProvider>,
-) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
-    let (current, version) = load_visible::<ProviderSpec>(&state, &who, &id).await?;
-    let spec = body.merge(current.spec, state.seal(), &id)?;
-    // The merge was computed from `version`: a change in between must not be overwritten.
-    let expected = Some(expected.unwrap_or(version));
-    let done = state
-        .store()
-        .execute::<Provider>(&id, expected, &who.actor, ResourceCommand::Update(spec))
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &ProviderView::of(&done.state, done.version),
-    ))
-}
-
-#[utoipa::path(delete, path = "/admin/providers/{id}",
-    operation_id = "delete_provider", tag = "providers", security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn remove(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let expected = if_match(&headers)?;
-    load_visible::<ProviderSpec>(&state, &who, &id).await?;
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT alias, team_id FROM routes WHERE spec->'deployments' @> $1::jsonb ORDER BY alias",
-            &[&serde_json::json!([{ "provider": id }])],
-        )
-        .await?;
-    if !rows.is_empty() {
+impl Deletable for Providers {
+    /// Refused while a route deploys on the provider.
+    async fn delete(
+        app: &AppState,
+        who: &Principal,
+        current: &Provider,
+    ) -> Result<Command<Self>, ApiError> {
+        let id = &current.id;
+        let users = app.store().routes_using(id).await?;
+        if users.is_empty() {
+            return Ok(ResourceCommand::Delete);
+        }
         // Name only the routes the caller may see; another team's aliases stay unacknowledged.
-        let visible: Vec<String> = rows
+        let visible: Vec<String> = users
             .iter()
-            .filter(|r| who.can_see(r.get(1)))
-            .map(|r| format!("`{}`", r.get::<_, String>(0)))
+            .filter(|(_, team)| who.can_see(*team))
+            .map(|(alias, _)| format!("`{alias}`"))
             .take(10)
             .collect();
-        return Err(ApiError::Conflict(format!(
+        Err(ApiError::Conflict(format!(
             "provider `{id}` is still used by {} route(s){}; remove those deployments first",
-            rows.len(),
+            users.len(),
             if visible.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", visible.join(", "))
             }
-        )));
+        )))
     }
-    state
-        .store()
-        .execute::<Provider>(&id, expected, &who.actor, ResourceCommand::Delete)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
+
+impl Listed for Providers {
+    type Row = ProviderView;
+
+    async fn page(
+        app: &AppState,
+        who: &Principal,
+        page: &Page,
+    ) -> Result<Vec<ProviderView>, ApiError> {
+        let rows = app
+            .store()
+            .spec_page::<ProviderSpec>(&PROVIDERS, who.team, &page.after, page.limit + 1)
+            .await?;
+        Ok(rows.iter().map(|(p, v)| ProviderView::of(p, *v)).collect())
+    }
+
+    fn cursor(row: &ProviderView) -> String {
+        row.id.clone()
+    }
+}
+
+crud::handlers!(Providers, ProviderView, "providers";
+    list("list_providers", "/admin/providers", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
+    read("get_provider", "/admin/providers/{id}", params(("id" = String, Path))),
+    update("update_provider", "/admin/providers/{id}", UpdateProvider, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
+    remove("delete_provider", "/admin/providers/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))),
+);
 
 #[cfg(test)]
 mod tests {

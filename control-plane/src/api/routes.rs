@@ -4,23 +4,23 @@
 //! use only global providers or providers of its own team, so a team's credentials never serve
 //! another team's (or every team's) traffic.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{double_option, ensure_team, load_visible, spec_rows};
-use super::extract::{if_match, JsonBody, Page};
-use super::{with_etag, ApiError, AppState, List, Principal};
+use super::common::{double_option, ensure_team};
+use super::crud::{self, spec_visible, AdminResource, Command, Deletable, Listed, Updatable};
+use super::extract::{JsonBody, Page};
+use super::{ApiError, AppState, List, Principal};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::{Route, RouteSpec};
 use crate::domain::Check;
+use crate::store::admin::ROUTES;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -102,28 +102,11 @@ pub struct RouteView {
 
 impl RouteView {
     fn of(r: &Route, version: i32) -> Self {
-        Self::from_parts(
-            r.id.clone(),
-            r.team_id,
-            &r.spec,
-            version,
-            r.created_at,
-            r.updated_at,
-        )
-    }
-
-    fn from_parts(
-        alias: String,
-        team_id: Option<Uuid>,
-        s: &RouteSpec,
-        version: i32,
-        created_at: Option<DateTime<Utc>>,
-        updated_at: Option<DateTime<Utc>>,
-    ) -> Self {
+        let s = &r.spec;
         let deployments = s.deployments.iter().map(DeploymentBody::from).collect();
         Self {
-            alias,
-            team_id,
+            alias: r.id.clone(),
+            team_id: r.team_id,
             deployments,
             timeout_ms: s.timeout_ms,
             reserve_output_tokens: s.reserve_output_tokens,
@@ -133,8 +116,8 @@ impl RouteView {
             context_window: s.context_window,
             rules: s.rules.clone(),
             version,
-            created_at,
-            updated_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
         }
     }
 }
@@ -214,14 +197,7 @@ async fn check_providers(
     check: &mut Check,
 ) -> Result<(), ApiError> {
     let ids: Vec<String> = deployments.iter().map(|d| d.provider.clone()).collect();
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT id, team_id FROM providers WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-    let teams: HashMap<String, Option<Uuid>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let teams = state.store().provider_owners(&ids).await?;
     for (i, d) in deployments.iter().enumerate() {
         let path = format!("deployments[{i}].provider");
         match teams.get(&d.provider) {
@@ -255,14 +231,7 @@ async fn check_fallbacks(
     if fallbacks.is_empty() {
         return Ok(());
     }
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT alias, team_id FROM routes WHERE alias = ANY($1)",
-            &[&fallbacks],
-        )
-        .await?;
-    let teams: HashMap<String, Option<Uuid>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let teams = state.store().route_owners(fallbacks).await?;
     for (i, f) in fallbacks.iter().enumerate() {
         let path = path(i);
         if f == alias {
@@ -323,144 +292,116 @@ pub async fn create(
         team_id,
         spec,
     };
-    let done = state
-        .store()
-        .execute::<Route>(&body.alias, None, &who.actor, command)
-        .await?;
-    Ok(with_etag(
+    crud::run::<Routes>(
+        &state,
+        &who,
+        &body.alias,
+        None,
+        command,
         StatusCode::CREATED,
-        done.version,
-        &RouteView::of(&done.state, done.version),
-    ))
+    )
+    .await
 }
 
-#[utoipa::path(get, path = "/admin/routes",
-    operation_id = "list_routes", tag = "routes", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
-    responses((status = 200, body = List<RouteView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<RouteView>>, ApiError> {
-    let rows = spec_rows::<RouteSpec>(&state, &who, &page, "routes", "alias").await?;
-    let views = rows
-        .into_iter()
-        .map(|r| {
-            RouteView::from_parts(
-                r.id,
-                r.team_id,
-                &r.spec,
-                r.version,
-                r.created_at,
-                r.updated_at,
-            )
-        })
-        .collect();
-    Ok(axum::Json(List::page(
-        views,
-        page.limit,
-        |r: &RouteView| r.alias.clone(),
-    )))
+/// Routes for the generic admin operations.
+pub struct Routes;
+
+impl AdminResource for Routes {
+    type State = Route;
+    type View = RouteView;
+    const WHAT: &'static str = "route";
+
+    fn visible(state: &Route, who: &Principal) -> bool {
+        spec_visible(state, who)
+    }
+
+    fn view(state: &Route, version: i32) -> RouteView {
+        RouteView::of(state, version)
+    }
 }
 
-#[utoipa::path(get, path = "/admin/routes/{alias}",
-    operation_id = "get_route", tag = "routes", security(("bearer" = [])),
-    params(("alias" = String, Path, description = "percent-encoded if it contains `/`")),
-    responses((status = 200, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn read(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(alias): Path<String>,
-) -> Result<Response, ApiError> {
-    let (route, version) = load_visible::<RouteSpec>(&state, &who, &alias).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        &RouteView::of(&route, version),
-    ))
+impl Updatable for Routes {
+    type Patch = UpdateRoute;
+
+    /// Changed deployments, fallbacks and rules are checked against what the caller may see.
+    async fn merge(
+        app: &AppState,
+        who: &Principal,
+        alias: &str,
+        current: Route,
+        body: UpdateRoute,
+    ) -> Result<Command<Self>, ApiError> {
+        let mut spec = current.spec;
+        if let Some(deployments) = body.deployments {
+            spec.deployments = deployments.into_iter().map(Into::into).collect();
+            let mut check = Check::new();
+            check_providers(app, who, current.team_id, &spec.deployments, &mut check).await?;
+            check.done()?;
+        }
+        if let Some(timeout) = body.timeout_ms {
+            spec.timeout_ms = timeout;
+        }
+        if let Some(reserve) = body.reserve_output_tokens {
+            spec.reserve_output_tokens = reserve;
+        }
+        if let Some(strategy) = body.strategy {
+            spec.strategy = strategy;
+        }
+        if let Some(fallbacks) = body.fallbacks {
+            let mut check = Check::new();
+            check_fallbacks(app, who, alias, &fallbacks, fallback_path, &mut check).await?;
+            check.done()?;
+            spec.fallbacks = fallbacks;
+        }
+        if let Some(retry) = body.retry {
+            spec.retry = retry;
+        }
+        if let Some(window) = body.context_window {
+            spec.context_window = window;
+        }
+        if let Some(rules) = body.rules {
+            let targets: Vec<String> = rules.iter().map(|r| r.route.clone()).collect();
+            let mut check = Check::new();
+            check_fallbacks(app, who, alias, &targets, rule_path, &mut check).await?;
+            check.done()?;
+            spec.rules = rules;
+        }
+        Ok(ResourceCommand::Update(spec))
+    }
 }
 
-#[utoipa::path(patch, path = "/admin/routes/{alias}",
-    operation_id = "update_route", tag = "routes", request_body = UpdateRoute, security(("bearer" = [])),
-    params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
-    responses((status = 200, body = RouteView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateRoute>,
-) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
-    let (current, version) = load_visible::<RouteSpec>(&state, &who, &alias).await?;
-    let mut spec = current.spec;
-    if let Some(deployments) = body.deployments {
-        spec.deployments = deployments.into_iter().map(Into::into).collect();
-        let mut check = Check::new();
-        check_providers(&state, &who, current.team_id, &spec.deployments, &mut check).await?;
-        check.done()?;
+impl Deletable for Routes {
+    async fn delete(_: &AppState, _: &Principal, _: &Route) -> Result<Command<Self>, ApiError> {
+        Ok(ResourceCommand::Delete)
     }
-    if let Some(timeout) = body.timeout_ms {
-        spec.timeout_ms = timeout;
-    }
-    if let Some(reserve) = body.reserve_output_tokens {
-        spec.reserve_output_tokens = reserve;
-    }
-    if let Some(strategy) = body.strategy {
-        spec.strategy = strategy;
-    }
-    if let Some(fallbacks) = body.fallbacks {
-        let mut check = Check::new();
-        check_fallbacks(&state, &who, &alias, &fallbacks, fallback_path, &mut check).await?;
-        check.done()?;
-        spec.fallbacks = fallbacks;
-    }
-    if let Some(retry) = body.retry {
-        spec.retry = retry;
-    }
-    if let Some(window) = body.context_window {
-        spec.context_window = window;
-    }
-    if let Some(rules) = body.rules {
-        let targets: Vec<String> = rules.iter().map(|r| r.route.clone()).collect();
-        let mut check = Check::new();
-        check_fallbacks(&state, &who, &alias, &targets, rule_path, &mut check).await?;
-        check.done()?;
-        spec.rules = rules;
-    }
-    let expected = Some(expected.unwrap_or(version));
-    let done = state
-        .store()
-        .execute::<Route>(&alias, expected, &who.actor, ResourceCommand::Update(spec))
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &RouteView::of(&done.state, done.version),
-    ))
 }
 
-#[utoipa::path(delete, path = "/admin/routes/{alias}",
-    operation_id = "delete_route", tag = "routes", security(("bearer" = [])),
-    params(("alias" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn remove(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let expected = if_match(&headers)?;
-    load_visible::<RouteSpec>(&state, &who, &alias).await?;
-    state
-        .store()
-        .execute::<Route>(&alias, expected, &who.actor, ResourceCommand::Delete)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+impl Listed for Routes {
+    type Row = RouteView;
+
+    async fn page(
+        app: &AppState,
+        who: &Principal,
+        page: &Page,
+    ) -> Result<Vec<RouteView>, ApiError> {
+        let rows = app
+            .store()
+            .spec_page::<RouteSpec>(&ROUTES, who.team, &page.after, page.limit + 1)
+            .await?;
+        Ok(rows.iter().map(|(r, v)| RouteView::of(r, *v)).collect())
+    }
+
+    fn cursor(row: &RouteView) -> String {
+        row.alias.clone()
+    }
 }
+
+crud::handlers!(Routes, RouteView, "routes";
+    list("list_routes", "/admin/routes", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
+    read("get_route", "/admin/routes/{alias}", params(("alias" = String, Path, description = "percent-encoded if it contains `/`"))),
+    update("update_route", "/admin/routes/{alias}", UpdateRoute, params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
+    remove("delete_route", "/admin/routes/{alias}", params(("alias" = String, Path), ("If-Match" = Option<String>, Header))),
+);
 
 #[cfg(test)]
 mod tests {
