@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::common::{double_option, parse_id};
+use super::crud::{self, AdminResource, Command, Listed, Updatable};
 use super::extract::{if_match, JsonBody, Page};
 use super::pricing::{opt_decimal, Money};
 use super::secrets::{display_prefix, generate};
@@ -178,12 +179,8 @@ async fn check_budget(
     budget: Option<Uuid>,
 ) -> Result<(), ApiError> {
     let Some(id) = budget else { return Ok(()) };
-    let client = state.store().pool().get().await?;
-    let row = client
-        .query_opt("SELECT team_id FROM budgets WHERE id = $1", &[&id])
-        .await?;
-    match row {
-        Some(r) if who.can_see(r.get(0)) => Ok(()),
+    match state.store().budget_team(id).await? {
+        Some(team) if who.can_see(team) => Ok(()),
         _ => Err(ApiError::invalid("budget_id", "no such budget")),
     }
 }
@@ -237,126 +234,85 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(operation_id = "list_keys", get, path = "/admin/keys", tag = "keys", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query)),
-    responses((status = 200, body = List<KeyView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<KeyView>>, ApiError> {
-    let after = page.after_uuid()?;
-    let team_filter = match page.params.get("team_id").filter(|t| !t.is_empty()) {
-        Some(t) => Some(
-            t.parse::<Uuid>()
-                .map_err(|_| ApiError::invalid("team_id", "not a team id"))?,
-        ),
-        None => None,
-    };
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT k.id, k.team_id, k.spec, k.revoked_at, k.version, k.created_at, k.updated_at,
-                    COALESCE((SELECT array_agg(prefix ORDER BY valid_until NULLS LAST) FROM key_secrets s WHERE s.key_id = k.id), '{}')
-             FROM virtual_keys k
-             WHERE ($1::uuid IS NULL OR k.team_id = $1) AND ($2::uuid IS NULL OR k.team_id = $2) AND ($3::uuid IS NULL OR k.id > $3)
-             ORDER BY k.id LIMIT $4",
-            &[&who.team, &team_filter, &after, &(page.limit + 1)],
-        )
-        .await?;
-    let views = rows
-        .iter()
-        .map(|r| {
-            let s: KeySettings = serde_json::from_value(r.get(2)).unwrap_or_default();
-            KeyView {
-                id: r.get(0),
-                team_id: r.get(1),
-                name: s.name,
-                prefixes: r.get(7),
-                models: s.models,
-                expires_at: s.expires_at,
-                tags: s.tags,
-                rpm: s.rpm,
-                tpm: s.tpm,
-                budget_id: s.budget_id,
-                max_request_cost_usd: s.max_request_cost_usd,
-                revoked_at: r.get(3),
-                version: r.get(4),
-                created_at: r.get(5),
-                updated_at: r.get(6),
-            }
-        })
-        .collect();
-    Ok(axum::Json(List::page(views, page.limit, |k: &KeyView| {
-        k.id.to_string()
-    })))
-}
+/// Keys for the generic admin operations. A revoked key can still be read.
+pub struct Keys;
 
-async fn load(state: &AppState, who: &Principal, id: &str) -> Result<(VirtualKey, i32), ApiError> {
-    let id = parse_id(id, "key")?;
-    let (key, version) = state.store().load::<VirtualKey>(&id.to_string()).await?;
-    if key.created_at.is_none() || !who.can_see(Some(key.team_id)) {
-        return Err(ApiError::NotFound("key".into()));
+impl AdminResource for Keys {
+    type State = VirtualKey;
+    type View = KeyView;
+    const WHAT: &'static str = "key";
+
+    fn stream_id(id: &str) -> Result<String, ApiError> {
+        Ok(parse_id(id, "key")?.to_string())
     }
-    Ok((key, version))
-}
 
-#[utoipa::path(operation_id = "read_key", get, path = "/admin/keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = KeyView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn read(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (key, version) = load(&state, &who, &id).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        &KeyView::of(&key, version),
-    ))
-}
-
-#[utoipa::path(operation_id = "update_key", patch, path = "/admin/keys/{id}", tag = "keys", request_body = UpdateKey, security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = KeyView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateKey>,
-) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
-    let (key, _) = load(&state, &who, &id).await?;
-    if let Some(budget) = body.budget_id {
-        check_budget(&state, &who, budget).await?;
+    fn visible(key: &VirtualKey, who: &Principal) -> bool {
+        key.created_at.is_some() && who.can_see(Some(key.team_id))
     }
-    let patch = KeyPatch {
-        name: body.name,
-        models: body.models,
-        expires_at: body.expires_at,
-        tags: body.tags,
-        rpm: body.rpm,
-        tpm: body.tpm,
-        budget_id: body.budget_id,
-        max_request_cost_usd: body.max_request_cost_usd,
-    };
-    let done = state
-        .store()
-        .execute::<VirtualKey>(
-            &key.id.to_string(),
-            expected,
-            &who.actor,
-            KeyCommand::Update(patch),
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &KeyView::of(&done.state, done.version),
-    ))
+
+    fn view(key: &VirtualKey, version: i32) -> KeyView {
+        KeyView::of(key, version)
+    }
 }
+
+impl Updatable for Keys {
+    type Patch = UpdateKey;
+    /// The patch goes into the command as it is; the aggregate applies it.
+    const PIN: bool = false;
+
+    async fn merge(
+        app: &AppState,
+        who: &Principal,
+        _: &str,
+        _: VirtualKey,
+        body: UpdateKey,
+    ) -> Result<Command<Self>, ApiError> {
+        if let Some(budget) = body.budget_id {
+            check_budget(app, who, budget).await?;
+        }
+        Ok(KeyCommand::Update(KeyPatch {
+            name: body.name,
+            models: body.models,
+            expires_at: body.expires_at,
+            tags: body.tags,
+            rpm: body.rpm,
+            tpm: body.tpm,
+            budget_id: body.budget_id,
+            max_request_cost_usd: body.max_request_cost_usd,
+        }))
+    }
+}
+
+impl Listed for Keys {
+    type Row = KeyView;
+
+    /// `?team_id=` narrows the page to one team.
+    async fn page(app: &AppState, who: &Principal, page: &Page) -> Result<Vec<KeyView>, ApiError> {
+        let after = page.after_uuid()?;
+        let team_filter = match page.params.get("team_id").filter(|t| !t.is_empty()) {
+            Some(t) => Some(
+                t.parse::<Uuid>()
+                    .map_err(|_| ApiError::invalid("team_id", "not a team id"))?,
+            ),
+            None => None,
+        };
+        let rows = app
+            .store()
+            .key_page(who.team, team_filter, after, page.limit + 1)
+            .await?;
+        Ok(rows.iter().map(|(k, v)| KeyView::of(k, *v)).collect())
+    }
+
+    fn cursor(row: &KeyView) -> String {
+        row.id.to_string()
+    }
+}
+
+crud::handlers!(Keys, KeyView, "keys";
+    list("list_keys", "/admin/keys", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query))),
+    read("read_key", "/admin/keys/{id}", params(("id" = String, Path))),
+    update("update_key", "/admin/keys/{id}", UpdateKey, params(("id" = String, Path), ("If-Match" = Option<String>, Header))),
+);
 
 #[utoipa::path(operation_id = "revoke_key", post, path = "/admin/keys/{id}/revoke", tag = "keys", security(("bearer" = [])),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
@@ -369,21 +325,9 @@ pub async fn revoke(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
-    let (key, _) = load(&state, &who, &id).await?;
-    let done = state
-        .store()
-        .execute::<VirtualKey>(
-            &key.id.to_string(),
-            expected,
-            &who.actor,
-            KeyCommand::Revoke,
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &KeyView::of(&done.state, done.version),
-    ))
+    let (stream, _, _) = crud::load::<Keys>(&state, &who, &id).await?;
+    let command = KeyCommand::Revoke;
+    crud::run::<Keys>(&state, &who, &stream, expected, command, StatusCode::OK).await
 }
 
 #[utoipa::path(operation_id = "rotate_key", post, path = "/admin/keys/{id}/rotate", tag = "keys", request_body = RotateKey, security(("bearer" = [])),
@@ -398,12 +342,12 @@ pub async fn rotate(
     JsonBody(body): JsonBody<RotateKey>,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
-    let (key, _) = load(&state, &who, &id).await?;
+    let (stream, _, _) = crud::load::<Keys>(&state, &who, &id).await?;
     let (secret, stored) = new_secret()?;
     let done = state
         .store()
         .execute::<VirtualKey>(
-            &key.id.to_string(),
+            &stream,
             expected,
             &who.actor,
             KeyCommand::Rotate {

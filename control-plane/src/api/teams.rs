@@ -2,18 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::common::{double_option, parse_id};
-use super::extract::{if_match, JsonBody, Page};
-use super::{with_etag, ApiError, AppState, List, Principal};
+use super::crud::{self, AdminResource, Command, Deletable, Listed, Updatable};
+use super::extract::{JsonBody, Page};
+use super::{ApiError, AppState, List, Principal};
 use crate::domain::team::{Team, TeamCommand};
 
 pub fn routes() -> Router<AppState> {
@@ -88,159 +89,101 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     who.require_global()?;
     let id = Uuid::now_v7();
-    let done = state
-        .store()
-        .execute::<Team>(
-            &id.to_string(),
-            Some(0),
-            &who.actor,
-            TeamCommand::Create {
-                id,
-                name: body.name,
-                metadata: body.metadata,
-                rpm: body.rpm,
-                tpm: body.tpm,
-            },
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        done.version,
-        &TeamView::of(&done.state, done.version),
-    ))
+    let command = TeamCommand::Create {
+        id,
+        name: body.name,
+        metadata: body.metadata,
+        rpm: body.rpm,
+        tpm: body.tpm,
+    };
+    let stream = id.to_string();
+    crud::run::<Teams>(&state, &who, &stream, Some(0), command, StatusCode::CREATED).await
 }
 
-#[utoipa::path(operation_id = "list_teams", get, path = "/admin/teams", tag = "teams", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
-    responses((status = 200, body = List<TeamView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<TeamView>>, ApiError> {
-    let after = page.after_uuid()?;
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT id, name, spec, version, created_at, updated_at, rpm, tpm FROM teams
-             WHERE ($1::uuid IS NULL OR id = $1) AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            &[&who.team, &after, &(page.limit + 1)],
-        )
-        .await?;
-    let views = rows
-        .iter()
-        .map(|r| TeamView {
-            id: r.get(0),
-            name: r.get(1),
-            metadata: serde_json::from_value(r.get(2)).unwrap_or_default(),
-            rpm: r
-                .get::<_, Option<i64>>(6)
-                .and_then(|v| u64::try_from(v).ok()),
-            tpm: r
-                .get::<_, Option<i64>>(7)
-                .and_then(|v| u64::try_from(v).ok()),
-            version: r.get(3),
-            created_at: r.get(4),
-            updated_at: r.get(5),
+/// Teams for the generic admin operations. A team-scoped token sees only its own team, and
+/// only global tokens change or remove teams.
+pub struct Teams;
+
+impl AdminResource for Teams {
+    type State = Team;
+    type View = TeamView;
+    const WHAT: &'static str = "team";
+
+    fn stream_id(id: &str) -> Result<String, ApiError> {
+        Ok(parse_id(id, "team")?.to_string())
+    }
+
+    fn visible(team: &Team, who: &Principal) -> bool {
+        team.live && who.can_see(Some(team.id))
+    }
+
+    fn view(team: &Team, version: i32) -> TeamView {
+        TeamView::of(team, version)
+    }
+}
+
+impl Updatable for Teams {
+    type Patch = UpdateTeam;
+    /// The command carries only the changed fields; the aggregate applies them.
+    const PIN: bool = false;
+
+    async fn merge(
+        _: &AppState,
+        who: &Principal,
+        _: &str,
+        _: Team,
+        body: UpdateTeam,
+    ) -> Result<Command<Self>, ApiError> {
+        who.require_global()?;
+        Ok(TeamCommand::Update {
+            name: body.name,
+            metadata: body.metadata,
+            rpm: body.rpm,
+            tpm: body.tpm,
         })
-        .collect();
-    Ok(axum::Json(List::page(views, page.limit, |t: &TeamView| {
-        t.id.to_string()
-    })))
-}
-
-async fn load(state: &AppState, who: &Principal, id: &str) -> Result<(Team, i32), ApiError> {
-    let id = parse_id(id, "team")?;
-    who.check(Some(id), "team")?;
-    let (team, version) = state.store().load::<Team>(&id.to_string()).await?;
-    if !team.live {
-        return Err(ApiError::NotFound("team".into()));
     }
-    Ok((team, version))
 }
 
-#[utoipa::path(operation_id = "read_team", get, path = "/admin/teams/{id}", tag = "teams", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn read(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (team, version) = load(&state, &who, &id).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        &TeamView::of(&team, version),
-    ))
-}
-
-#[utoipa::path(operation_id = "update_team", patch, path = "/admin/teams/{id}", tag = "teams", request_body = UpdateTeam, security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
-    responses((status = 200, body = TeamView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody),
-        (status = 422, body = super::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateTeam>,
-) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
-    load(&state, &who, &id).await?;
-    who.require_global()?;
-    let done = state
-        .store()
-        .execute::<Team>(
-            &id,
-            expected,
-            &who.actor,
-            TeamCommand::Update {
-                name: body.name,
-                metadata: body.metadata,
-                rpm: body.rpm,
-                tpm: body.tpm,
-            },
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &TeamView::of(&done.state, done.version),
-    ))
-}
-
-#[utoipa::path(operation_id = "remove_team", delete, path = "/admin/teams/{id}", tag = "teams", security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn remove(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let expected = if_match(&headers)?;
-    let (team, _) = load(&state, &who, &id).await?;
-    who.require_global()?;
-    let client = state.store().pool().get().await?;
-    let in_use: i64 = client
-        .query_one(
-            "SELECT (SELECT count(*) FROM virtual_keys WHERE team_id = $1 AND revoked_at IS NULL)
-                  + (SELECT count(*) FROM providers WHERE team_id = $1) + (SELECT count(*) FROM routes WHERE team_id = $1)
-                  + (SELECT count(*) FROM budgets WHERE team_id = $1)",
-            &[&team.id],
-        )
-        .await?
-        .get(0);
-    if in_use > 0 {
-        return Err(ApiError::Conflict(
-            "the team still owns live keys, providers, routes or budgets; remove them first".into(),
-        ));
+impl Deletable for Teams {
+    /// Refused while the team still owns anything.
+    async fn delete(
+        app: &AppState,
+        who: &Principal,
+        team: &Team,
+    ) -> Result<Command<Self>, ApiError> {
+        who.require_global()?;
+        if app.store().team_holdings(team.id).await? > 0 {
+            return Err(ApiError::Conflict(
+                "the team still owns live keys, providers, routes or budgets; remove them first"
+                    .into(),
+            ));
+        }
+        Ok(TeamCommand::Delete)
     }
-    state
-        .store()
-        .execute::<Team>(&id, expected, &who.actor, TeamCommand::Delete)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
+
+impl Listed for Teams {
+    type Row = TeamView;
+
+    async fn page(app: &AppState, who: &Principal, page: &Page) -> Result<Vec<TeamView>, ApiError> {
+        let after = page.after_uuid()?;
+        let rows = app
+            .store()
+            .team_page(who.team, after, page.limit + 1)
+            .await?;
+        Ok(rows.iter().map(|(t, v)| TeamView::of(t, *v)).collect())
+    }
+
+    fn cursor(row: &TeamView) -> String {
+        row.id.to_string()
+    }
+}
+
+crud::handlers!(Teams, TeamView, "teams";
+    list("list_teams", "/admin/teams", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
+    read("read_team", "/admin/teams/{id}", params(("id" = String, Path))),
+    update("update_team", "/admin/teams/{id}", UpdateTeam, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
+        (status = 403, body = super::error::ErrorBody)),
+    remove("remove_team", "/admin/teams/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+        (status = 403, body = super::error::ErrorBody)),
+);

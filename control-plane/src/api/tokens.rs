@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::auth::token_hash;
 use super::common::parse_id;
+use super::crud::{self, AdminResource, Listed};
 use super::extract::{JsonBody, Page};
 use super::secrets::{display_prefix, generate};
 use super::{with_etag, ApiError, AppState, List, Principal};
@@ -103,40 +104,51 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(operation_id = "list_tokens", get, path = "/admin/tokens", tag = "tokens", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query)),
-    responses((status = 200, body = List<TokenView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<TokenView>>, ApiError> {
-    let after = page.after_uuid()?;
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT id, name, team_id, prefix, created_at, revoked_at FROM admin_tokens
-             WHERE ($1::uuid IS NULL OR team_id = $1) AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            &[&who.team, &after, &(page.limit + 1)],
-        )
-        .await?;
-    let views = rows
-        .iter()
-        .map(|r| TokenView {
-            id: r.get(0),
-            name: r.get(1),
-            team_id: r.get(2),
-            prefix: r.get(3),
-            created_at: r.get(4),
-            revoked_at: r.get(5),
-        })
-        .collect();
-    Ok(axum::Json(List::page(
-        views,
-        page.limit,
-        |t: &TokenView| t.id.to_string(),
-    )))
+/// Admin tokens for the generic admin operations.
+pub struct Tokens;
+
+impl AdminResource for Tokens {
+    type State = AdminToken;
+    type View = TokenView;
+    const WHAT: &'static str = "admin token";
+
+    fn stream_id(id: &str) -> Result<String, ApiError> {
+        Ok(parse_id(id, "admin token")?.to_string())
+    }
+
+    fn visible(token: &AdminToken, who: &Principal) -> bool {
+        token.live && who.can_see(token.team_id)
+    }
+
+    fn view(token: &AdminToken, _version: i32) -> TokenView {
+        TokenView::of(token)
+    }
 }
+
+impl Listed for Tokens {
+    type Row = TokenView;
+
+    async fn page(
+        app: &AppState,
+        who: &Principal,
+        page: &Page,
+    ) -> Result<Vec<TokenView>, ApiError> {
+        let after = page.after_uuid()?;
+        let rows = app
+            .store()
+            .token_page(who.team, after, page.limit + 1)
+            .await?;
+        Ok(rows.iter().map(TokenView::of).collect())
+    }
+
+    fn cursor(row: &TokenView) -> String {
+        row.id.to_string()
+    }
+}
+
+crud::handlers!(Tokens, TokenView, "tokens";
+    list("list_tokens", "/admin/tokens", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query))),
+);
 
 #[utoipa::path(operation_id = "revoke_token", delete, path = "/admin/tokens/{id}", tag = "tokens", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
@@ -145,14 +157,10 @@ pub async fn revoke(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id, "admin token")?;
-    let (token, _) = state.store().load::<AdminToken>(&id.to_string()).await?;
-    if !token.live || !who.can_see(token.team_id) {
-        return Err(ApiError::NotFound("admin token".into()));
-    }
+    let (stream, _, _) = crud::load::<Tokens>(&state, &who, &id).await?;
     state
         .store()
-        .execute::<AdminToken>(&id.to_string(), None, &who.actor, TokenCommand::Revoke)
+        .execute::<AdminToken>(&stream, None, &who.actor, TokenCommand::Revoke)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

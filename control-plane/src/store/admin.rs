@@ -14,7 +14,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
-use crate::domain::key::KeySettings;
+use crate::domain::key::{Secret, VirtualKey};
 use crate::domain::pricing::PriceSpec;
 use crate::domain::resource::{Resource, Spec};
 use crate::domain::team::Team;
@@ -53,20 +53,6 @@ pub const BUDGETS: SpecTable = SpecTable {
     key_type: "uuid",
 };
 
-/// One row of `virtual_keys` with the prefixes of its working secrets.
-#[derive(Debug)]
-pub struct KeyRow {
-    pub id: Uuid,
-    pub team_id: Uuid,
-    pub settings: KeySettings,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub version: i32,
-    pub created_at: Option<DateTime<Utc>>,
-    pub updated_at: Option<DateTime<Utc>>,
-    /// Newest-lasting first (the secret without an end of validity leads).
-    pub prefixes: Vec<String>,
-}
-
 /// One price override row.
 #[derive(Debug)]
 pub struct PriceRow {
@@ -74,6 +60,15 @@ pub struct PriceRow {
     pub spec: PriceSpec,
     pub version: i32,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A secret as a list shows it: only its prefix is read.
+fn listed_secret(prefix: String) -> Secret {
+    Secret {
+        sha256: String::new(),
+        prefix,
+        valid_until: None,
+    }
 }
 
 /// A limit column read back into the domain's unsigned type.
@@ -190,14 +185,16 @@ impl Store {
             .collect())
     }
 
-    /// A page of virtual keys, optionally of one team (`filter`) within the caller's scope.
+    /// A page of virtual keys with their versions, optionally of one team (`filter`) within the
+    /// caller's scope. Secrets carry only their prefixes, newest-lasting first (the one without
+    /// an end of validity leads); a revoked key has none.
     pub async fn key_page(
         &self,
         team: Option<Uuid>,
         filter: Option<Uuid>,
         after: Option<Uuid>,
         limit: i64,
-    ) -> Result<Vec<KeyRow>, StoreError> {
+    ) -> Result<Vec<(VirtualKey, i32)>, StoreError> {
         let rows = self
             .rows(
                 "SELECT k.id, k.team_id, k.spec, k.revoked_at, k.version, k.created_at, k.updated_at,
@@ -210,15 +207,20 @@ impl Store {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| KeyRow {
-                id: r.get(0),
-                team_id: r.get(1),
-                settings: serde_json::from_value(r.get(2)).unwrap_or_default(),
-                revoked_at: r.get(3),
-                version: r.get(4),
-                created_at: r.get(5),
-                updated_at: r.get(6),
-                prefixes: r.get(7),
+            .map(|r| {
+                let prefixes: Vec<String> = r.get(7);
+                let revoked_at: Option<DateTime<Utc>> = r.get(3);
+                let key = VirtualKey {
+                    id: r.get(0),
+                    team_id: r.get(1),
+                    settings: serde_json::from_value(r.get(2)).unwrap_or_default(),
+                    secrets: prefixes.into_iter().map(listed_secret).collect(),
+                    created_at: r.get(5),
+                    updated_at: r.get(6),
+                    revoked_at,
+                    live: revoked_at.is_none(),
+                };
+                (key, r.get(4))
             })
             .collect())
     }
