@@ -4,7 +4,6 @@
 //! team-scoped token may only limit its own team, its own keys, or tags within its team.
 //! Amounts are exact decimals (see `pricing::decimal`) and are returned as strings.
 
-use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -14,11 +13,13 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{ensure_team, parse_id};
-use super::crud::{self, spec_visible, AdminResource, Command, Deletable, Listed, Updatable};
-use super::extract::{JsonBody, Page};
+use super::common::ensure_team;
+use super::crud::{
+    self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable,
+};
+use super::extract::Page;
 use super::pricing::{decimal, opt_decimal};
-use super::{ApiError, AppState, List, Principal};
+use super::{ApiError, AppState, List};
 use crate::domain::budget::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::store::admin::BUDGETS;
@@ -55,10 +56,17 @@ fn budget_id(b: &Budget) -> Uuid {
     b.id.parse().unwrap_or_default()
 }
 
-impl BudgetView {
-    fn of(b: &Budget, version: i32) -> Self {
+/// Budgets for the generic admin operations.
+pub struct Budgets;
+
+impl AdminResource for Budgets {
+    type State = Budget;
+    type View = BudgetView;
+    const WHAT: &'static str = "budget";
+
+    fn view(b: &Budget, version: i32) -> BudgetView {
         let s = &b.spec;
-        Self {
+        BudgetView {
             id: budget_id(b),
             team_id: b.team_id,
             name: s.name.clone(),
@@ -71,6 +79,10 @@ impl BudgetView {
             created_at: b.created_at,
             updated_at: b.updated_at,
         }
+    }
+
+    fn stream_id(id: &str) -> Result<String, ApiError> {
+        crud::uuid_stream(id, Self::WHAT)
     }
 }
 
@@ -110,18 +122,17 @@ pub struct UpdateBudget {
 
 /// The owner team and the normalised target of a new budget.
 async fn owner_and_target(
-    state: &AppState,
-    who: &Principal,
+    cx: Cx<'_>,
     body: &CreateBudget,
 ) -> Result<(Option<Uuid>, String), ApiError> {
-    let requested = who.owner(body.team_id)?;
+    let requested = cx.who.owner(body.team_id)?;
     match body.scope {
         BudgetScope::Team => {
             let team: Uuid = body
                 .target
                 .parse()
                 .map_err(|_| ApiError::invalid("target", "must be a team id"))?;
-            if who.team.is_some_and(|own| own != team) {
+            if cx.who.team.is_some_and(|own| own != team) {
                 return Err(ApiError::Forbidden(
                     "a team-scoped token can only set budgets for its own team".into(),
                 ));
@@ -132,7 +143,7 @@ async fn owner_and_target(
                     "a team budget belongs to the team it limits",
                 ));
             }
-            if let Err(e) = ensure_team(state, Some(team)).await {
+            if let Err(e) = ensure_team(cx.app, Some(team)).await {
                 return Err(if matches!(e, ApiError::Invalid(_)) {
                     ApiError::invalid("target", "no such team")
                 } else {
@@ -141,9 +152,9 @@ async fn owner_and_target(
             }
             Ok((Some(team), team.to_string()))
         }
-        BudgetScope::Key => key_owner(state, who, &body.target, requested).await,
+        BudgetScope::Key => key_owner(cx, &body.target, requested).await,
         BudgetScope::Tag => {
-            ensure_team(state, requested).await?;
+            ensure_team(cx.app, requested).await?;
             Ok((requested, body.target.clone()))
         }
     }
@@ -151,16 +162,15 @@ async fn owner_and_target(
 
 /// A key budget belongs to the key's team; another team's key is reported like a missing one.
 async fn key_owner(
-    state: &AppState,
-    who: &Principal,
+    cx: Cx<'_>,
     target: &str,
     requested: Option<Uuid>,
 ) -> Result<(Option<Uuid>, String), ApiError> {
     let key: Uuid = target
         .parse()
         .map_err(|_| ApiError::invalid("target", "must be a key id"))?;
-    let team = match state.store().live_key_team(key).await? {
-        Some(team) if who.can_see(Some(team)) => team,
+    let team = match cx.app.store().live_key_team(key).await? {
+        Some(team) if cx.who.can_see(Some(team)) => team,
         _ => return Err(ApiError::invalid("target", "no such key")),
     };
     if requested.is_some_and(|owner| owner != team) {
@@ -172,65 +182,33 @@ async fn key_owner(
     Ok((Some(team), key.to_string()))
 }
 
-#[utoipa::path(post, path = "/admin/budgets",
-    operation_id = "create_budget", tag = "budgets", request_body = CreateBudget, security(("bearer" = [])),
-    responses((status = 201, body = BudgetView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateBudget>,
-) -> Result<Response, ApiError> {
-    let (team_id, target) = owner_and_target(&state, &who, &body).await?;
-    let spec = BudgetSpec {
-        name: body.name,
-        scope: body.scope,
-        target,
-        amount_usd: body.amount_usd,
-        period: body.period,
-        hard: body.hard,
-    };
-    let id = Uuid::now_v7();
-    let command = ResourceCommand::Create {
-        id: id.to_string(),
-        team_id,
-        spec,
-    };
-    let stream = id.to_string();
-    crud::run::<Budgets>(&state, &who, &stream, Some(0), command, StatusCode::CREATED).await
-}
+impl Creatable for Budgets {
+    type Body = CreateBudget;
 
-/// Budgets for the generic admin operations.
-pub struct Budgets;
-
-impl AdminResource for Budgets {
-    type State = Budget;
-    type View = BudgetView;
-    const WHAT: &'static str = "budget";
-
-    fn stream_id(id: &str) -> Result<String, ApiError> {
-        Ok(parse_id(id, "budget")?.to_string())
-    }
-
-    fn visible(state: &Budget, who: &Principal) -> bool {
-        spec_visible(state, who)
-    }
-
-    fn view(state: &Budget, version: i32) -> BudgetView {
-        BudgetView::of(state, version)
+    async fn create(cx: Cx<'_>, body: CreateBudget) -> Result<Response, ApiError> {
+        let (team_id, target) = owner_and_target(cx, &body).await?;
+        let spec = BudgetSpec {
+            name: body.name,
+            scope: body.scope,
+            target,
+            amount_usd: body.amount_usd,
+            period: body.period,
+            hard: body.hard,
+        };
+        let id = Uuid::now_v7().to_string();
+        let command = ResourceCommand::Create {
+            id: id.clone(),
+            team_id,
+            spec,
+        };
+        crud::run::<Self>(cx, &id, Some(0), command, StatusCode::CREATED).await
     }
 }
 
 impl Updatable for Budgets {
     type Patch = UpdateBudget;
 
-    async fn merge(
-        _: &AppState,
-        _: &Principal,
-        _: &str,
-        current: Budget,
-        body: UpdateBudget,
-    ) -> Result<Command<Self>, ApiError> {
+    async fn merge(_: Cx<'_>, current: Budget, body: UpdateBudget) -> Decided<Self> {
         let mut spec = current.spec;
         spec.name = body.name.unwrap_or(spec.name);
         spec.amount_usd = body.amount_usd.unwrap_or(spec.amount_usd);
@@ -242,8 +220,8 @@ impl Updatable for Budgets {
 
 impl Deletable for Budgets {
     /// Refused while live keys spend from the budget.
-    async fn delete(app: &AppState, _: &Principal, b: &Budget) -> Result<Command<Self>, ApiError> {
-        let in_use = app.store().keys_on_budget(budget_id(b)).await?;
+    async fn delete(cx: Cx<'_>, b: &Budget) -> Decided<Self> {
+        let in_use = cx.app.store().keys_on_budget(budget_id(b)).await?;
         if in_use > 0 {
             return Err(ApiError::Conflict(format!(
                 "{in_use} live key(s) still spend from this budget; detach them first"
@@ -256,30 +234,17 @@ impl Deletable for Budgets {
 impl Listed for Budgets {
     type Row = BudgetView;
 
-    async fn page(
-        app: &AppState,
-        who: &Principal,
-        page: &Page,
-    ) -> Result<Vec<BudgetView>, ApiError> {
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<BudgetView> {
         let after = page.after_uuid()?;
-        let rows = app
-            .store()
-            .spec_page::<BudgetSpec>(&BUDGETS, who.team, &after, page.limit + 1)
-            .await?;
-        Ok(rows.iter().map(|(b, v)| BudgetView::of(b, *v)).collect())
-    }
-
-    fn cursor(row: &BudgetView) -> String {
-        row.id.to_string()
+        crud::spec_page::<Self, _>(cx, &BUDGETS, &after, page.limit).await
     }
 }
 
 crud::handlers!(Budgets, BudgetView, "budgets";
-    list("list_budgets", "/admin/budgets", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
-    read("get_budget", "/admin/budgets/{id}", params(("id" = String, Path))),
+    create("create_budget", "/admin/budgets", CreateBudget, responses((status = 201, body = BudgetView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_budgets", "/admin/budgets"), read("get_budget", "/admin/budgets/{id}", params(("id" = String, Path))),
     update("update_budget", "/admin/budgets/{id}", UpdateBudget, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
-    remove("delete_budget", "/admin/budgets/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))),
-);
+    remove("delete_budget", "/admin/budgets/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
 
 #[cfg(test)]
 mod tests {
@@ -309,7 +274,7 @@ mod tests {
             spec,
             ..Default::default()
         };
-        let view = BudgetView::of(&budget, 1);
+        let view = Budgets::view(&budget, 1);
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(
             (

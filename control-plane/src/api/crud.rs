@@ -24,34 +24,73 @@ use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::common::parse_id;
 use super::extract::{if_match, Page};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::resource::{Resource, Spec};
 use crate::domain::Aggregate;
+use crate::store::admin::{Param, SpecTable};
 use crate::store::Project;
 
 /// The command type of a resource's aggregate.
 pub type Command<R> = <<R as AdminResource>::State as Aggregate>::Command;
+/// A command decided from a request, or why the request is refused.
+pub type Decided<R> = Result<Command<R>, ApiError>;
+/// Listed items, each with the cursor that continues after it.
+pub type Rows<T> = Result<Vec<(String, T)>, ApiError>;
 
-/// One kind of admin resource: which stream holds it, who may see it, how it is shown.
+/// Who asks, and the state every operation works on.
+#[derive(Debug, Clone, Copy)]
+pub struct Cx<'a> {
+    pub app: &'a AppState,
+    pub who: &'a Principal,
+}
+
+/// Who may see a stored resource. Anything else is reported exactly like a missing one.
+pub trait Visible {
+    fn visible_to(&self, who: &Principal) -> bool;
+}
+
+/// A spec resource is seen while live, by every caller if global, else by its team.
+impl<S: Spec> Visible for Resource<S> {
+    fn visible_to(&self, who: &Principal) -> bool {
+        self.live && who.can_see(self.team_id)
+    }
+}
+
+/// One kind of admin resource: which stream holds it and how it is shown.
 pub trait AdminResource: Send + Sync + 'static {
     /// The aggregate behind one resource.
-    type State: Project;
+    type State: Project + Visible;
     /// The response body of one resource.
     type View: Serialize + Send;
     /// The kind named in a 404 body (`provider`, `team`, ...).
     const WHAT: &'static str;
 
+    /// The response body of a state at a version.
+    fn view(state: &Self::State, version: i32) -> Self::View;
+
     /// The stream id of a path id; an id that cannot name a resource is a 404.
     fn stream_id(id: &str) -> Result<String, ApiError> {
         Ok(id.to_owned())
     }
+}
 
-    /// Whether the loaded state is a resource this caller may see.
-    fn visible(state: &Self::State, who: &Principal) -> bool;
+/// [`AdminResource::stream_id`] of a resource addressed by UUID (in canonical form).
+pub fn uuid_stream(id: &str, what: &str) -> Result<String, ApiError> {
+    Ok(parse_id(id, what)?.to_string())
+}
 
-    /// The response body of a state at a version.
-    fn view(state: &Self::State, version: i32) -> Self::View;
+/// A resource created with `POST /admin/<kind>`.
+pub trait Creatable: AdminResource {
+    /// The request body.
+    type Body: DeserializeOwned + Send;
+
+    /// Checks the body, runs the create command and answers 201.
+    fn create(
+        cx: Cx<'_>,
+        body: Self::Body,
+    ) -> impl Future<Output = Result<Response, ApiError>> + Send;
 }
 
 /// A resource with a `PATCH`.
@@ -64,23 +103,17 @@ pub trait Updatable: AdminResource {
 
     /// The command that applies `patch` to `current` (validation of references included).
     fn merge(
-        app: &AppState,
-        who: &Principal,
-        stream: &str,
+        cx: Cx<'_>,
         current: Self::State,
         patch: Self::Patch,
-    ) -> impl Future<Output = Result<Command<Self>, ApiError>> + Send;
+    ) -> impl Future<Output = Decided<Self>> + Send;
 }
 
 /// A resource with a `DELETE`.
 pub trait Deletable: AdminResource {
     /// The delete command, once nothing that must outlive the resource still uses it (409
     /// otherwise).
-    fn delete(
-        app: &AppState,
-        who: &Principal,
-        current: &Self::State,
-    ) -> impl Future<Output = Result<Command<Self>, ApiError>> + Send;
+    fn delete(cx: Cx<'_>, current: &Self::State) -> impl Future<Output = Decided<Self>> + Send;
 }
 
 /// A resource listed in pages.
@@ -90,30 +123,43 @@ pub trait Listed: Send + Sync + 'static {
 
     /// Up to `page.limit + 1` items after the cursor that the caller may see, in cursor order
     /// (the extra item only says there is a next page).
-    fn page(
-        app: &AppState,
-        who: &Principal,
-        page: &Page,
-    ) -> impl Future<Output = Result<Vec<Self::Row>, ApiError>> + Send;
-
-    /// The cursor that continues after this item.
-    fn cursor(row: &Self::Row) -> String;
+    fn page(cx: Cx<'_>, page: &Page) -> impl Future<Output = Rows<Self::Row>> + Send;
 }
 
-/// Visibility of a spec resource: live, and global or of the caller's team.
-pub fn spec_visible<S: Spec>(r: &Resource<S>, who: &Principal) -> bool {
-    r.live && who.can_see(r.team_id)
+/// The views of loaded states, keyed by `key`.
+pub fn keyed<R: AdminResource>(
+    rows: &[(R::State, i32)],
+    key: impl Fn(&R::State) -> String,
+) -> Vec<(String, R::View)> {
+    rows.iter().map(|(s, v)| (key(s), R::view(s, *v))).collect()
+}
+
+/// A page of a spec resource's table; `after` is of the table's key type.
+pub async fn spec_page<R, S>(
+    cx: Cx<'_>,
+    table: &SpecTable,
+    after: Param<'_>,
+    limit: i64,
+) -> Rows<R::View>
+where
+    R: AdminResource<State = Resource<S>>,
+    S: Spec,
+{
+    let store = cx.app.store();
+    let rows = store
+        .spec_page::<S>(table, cx.who.team, after, limit + 1)
+        .await?;
+    Ok(keyed::<R>(&rows, |r| r.id.clone()))
 }
 
 /// Loads a resource the caller may see: its stream id, state and version.
 pub async fn load<R: AdminResource>(
-    app: &AppState,
-    who: &Principal,
+    cx: Cx<'_>,
     id: &str,
 ) -> Result<(String, R::State, i32), ApiError> {
     let stream = R::stream_id(id)?;
-    let (state, version) = app.store().load::<R::State>(&stream).await?;
-    if !R::visible(&state, who) {
+    let (state, version) = cx.app.store().load::<R::State>(&stream).await?;
+    if !state.visible_to(cx.who) {
         return Err(ApiError::NotFound(R::WHAT.to_owned()));
     }
     Ok((stream, state, version))
@@ -121,16 +167,15 @@ pub async fn load<R: AdminResource>(
 
 /// Runs a command and answers `status` with the new state's view and version.
 pub async fn run<R: AdminResource>(
-    app: &AppState,
-    who: &Principal,
+    cx: Cx<'_>,
     stream: &str,
     expected: Option<i32>,
     command: Command<R>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let done = app
-        .store()
-        .execute::<R::State>(stream, expected, &who.actor, command)
+    let store = cx.app.store();
+    let done = store
+        .execute::<R::State>(stream, expected, &cx.who.actor, command)
         .await?;
     Ok(with_etag(
         status,
@@ -140,12 +185,8 @@ pub async fn run<R: AdminResource>(
 }
 
 /// `GET /admin/<kind>/{id}`.
-pub async fn read<R: AdminResource>(
-    app: AppState,
-    who: Principal,
-    id: String,
-) -> Result<Response, ApiError> {
-    let (_, state, version) = load::<R>(&app, &who, &id).await?;
+pub async fn read<R: AdminResource>(cx: Cx<'_>, id: String) -> Result<Response, ApiError> {
+    let (_, state, version) = load::<R>(cx, &id).await?;
     Ok(with_etag(
         StatusCode::OK,
         version,
@@ -155,60 +196,80 @@ pub async fn read<R: AdminResource>(
 
 /// `PATCH /admin/<kind>/{id}`.
 pub async fn update<R: Updatable>(
-    app: AppState,
-    who: Principal,
+    cx: Cx<'_>,
     id: String,
     headers: HeaderMap,
     patch: R::Patch,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
-    let (stream, current, version) = load::<R>(&app, &who, &id).await?;
-    let command = R::merge(&app, &who, &stream, current, patch).await?;
+    let (stream, current, version) = load::<R>(cx, &id).await?;
+    let command = R::merge(cx, current, patch).await?;
     let expected = if R::PIN {
         Some(expected.unwrap_or(version))
     } else {
         expected
     };
-    run::<R>(&app, &who, &stream, expected, command, StatusCode::OK).await
+    run::<R>(cx, &stream, expected, command, StatusCode::OK).await
 }
 
 /// `DELETE /admin/<kind>/{id}`.
 pub async fn remove<R: Deletable>(
-    app: AppState,
-    who: Principal,
+    cx: Cx<'_>,
     id: String,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let expected = if_match(&headers)?;
-    let (stream, current, _) = load::<R>(&app, &who, &id).await?;
-    let command = R::delete(&app, &who, &current).await?;
-    app.store()
-        .execute::<R::State>(&stream, expected, &who.actor, command)
+    let (stream, current, _) = load::<R>(cx, &id).await?;
+    let command = R::delete(cx, &current).await?;
+    let store = cx.app.store();
+    store
+        .execute::<R::State>(&stream, expected, &cx.who.actor, command)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /admin/<kind>`.
-pub async fn list<L: Listed>(
-    app: AppState,
-    who: Principal,
-    page: Page,
-) -> Result<Json<List<L::Row>>, ApiError> {
-    let rows = L::page(&app, &who, &page).await?;
-    Ok(Json(List::page(rows, page.limit, L::cursor)))
+pub async fn list<L: Listed>(cx: Cx<'_>, page: Page) -> Result<Json<List<L::Row>>, ApiError> {
+    let rows = L::page(cx, &page).await?;
+    let keyed = List::page(rows, page.limit, |(key, _)| key.clone());
+    let data = keyed.data.into_iter().map(|(_, row)| row).collect();
+    Ok(Json(List {
+        data,
+        next: keyed.next,
+    }))
 }
 
-/// Emits a resource module's `list`, `read`, `update` and `remove` handlers over the generic
-/// operations above, each with its OpenAPI annotation.
+/// Emits a resource module's handlers over the generic operations above, each with its
+/// OpenAPI annotation, so a resource declares its endpoints in a line each.
 ///
-/// `handlers!(Resource, View, "tag"; list(..), read(..), update(..), remove(..))` with
-/// `op("operation_id", "path", [Patch type,] params(..) [, extra responses..])` for the
-/// operations the resource has. The standard responses of each operation are written here
-/// once; a resource adds only its extra ones (a 403 where only global tokens may act).
-/// `List` must be in scope where it is used (the document names `List<View>` as written).
+/// `handlers!(Resource, View, "tag"; op("operation_id", "path", ..), ..)` with, per operation:
+/// - `create(id, path, Body, responses(..))`: the responses are the resource's own;
+/// - `list(id, path [, params(..)])`: `limit` and `after` unless other params are given;
+/// - `read(id, path, params(..))`, `update(id, path, Patch, params(..) [, extra..])` and
+///   `remove(id, path, params(..) [, extra..])`: the standard responses are written here once,
+///   a resource adds only its extra ones (a 403 where only global tokens may act).
+///
+/// `List` must be in scope where `list` is used (the document names `List<View>` as written).
 macro_rules! handlers {
     ($r:ty, $view:ident, $tag:literal; $($op:ident $args:tt),+ $(,)?) => {
         $( $crate::api::crud::handlers!(@$op $r, $view, $tag, $args); )+
+    };
+    (@create $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, $body:ident, responses $responses:tt)) => {
+        #[utoipa::path(post, path = $path, operation_id = $id, tag = $tag, request_body = $body, security(("bearer" = [])),
+            responses $responses)]
+        pub async fn create(
+            axum::extract::State(state): axum::extract::State<$crate::api::AppState>,
+            who: $crate::api::Principal,
+            $crate::api::extract::JsonBody(body): $crate::api::extract::JsonBody<$body>,
+        ) -> Result<axum::response::Response, $crate::api::ApiError> {
+            let cx = $crate::api::crud::Cx { app: &state, who: &who };
+            <$r as $crate::api::crud::Creatable>::create(cx, body).await
+        }
+    };
+    (@list $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal)) => {
+        $crate::api::crud::handlers!(@list $r, $view, $tag, ($id, $path, params(
+            ("limit" = Option<i64>, Query, description = "1-1000, default 100"),
+            ("after" = Option<String>, Query, description = "cursor from `next`"))));
     };
     (@list $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, params $params:tt $(, $extra:tt)*)) => {
         #[utoipa::path(get, path = $path, operation_id = $id, tag = $tag, security(("bearer" = [])), params $params,
@@ -219,7 +280,7 @@ macro_rules! handlers {
             who: $crate::api::Principal,
             page: $crate::api::extract::Page,
         ) -> Result<axum::Json<$crate::api::List<$view>>, $crate::api::ApiError> {
-            $crate::api::crud::list::<$r>(state, who, page).await
+            $crate::api::crud::list::<$r>($crate::api::crud::Cx { app: &state, who: &who }, page).await
         }
     };
     (@read $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, params $params:tt $(, $extra:tt)*)) => {
@@ -231,7 +292,7 @@ macro_rules! handlers {
             who: $crate::api::Principal,
             axum::extract::Path(id): axum::extract::Path<String>,
         ) -> Result<axum::response::Response, $crate::api::ApiError> {
-            $crate::api::crud::read::<$r>(state, who, id).await
+            $crate::api::crud::read::<$r>($crate::api::crud::Cx { app: &state, who: &who }, id).await
         }
     };
     (@update $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, $patch:ident, params $params:tt $(, $extra:tt)*)) => {
@@ -247,7 +308,7 @@ macro_rules! handlers {
             headers: http::HeaderMap,
             $crate::api::extract::JsonBody(body): $crate::api::extract::JsonBody<$patch>,
         ) -> Result<axum::response::Response, $crate::api::ApiError> {
-            $crate::api::crud::update::<$r>(state, who, id, headers, body).await
+            $crate::api::crud::update::<$r>($crate::api::crud::Cx { app: &state, who: &who }, id, headers, body).await
         }
     };
     (@remove $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, params $params:tt $(, $extra:tt)*)) => {
@@ -261,7 +322,7 @@ macro_rules! handlers {
             axum::extract::Path(id): axum::extract::Path<String>,
             headers: http::HeaderMap,
         ) -> Result<http::StatusCode, $crate::api::ApiError> {
-            $crate::api::crud::remove::<$r>(state, who, id, headers).await
+            $crate::api::crud::remove::<$r>($crate::api::crud::Cx { app: &state, who: &who }, id, headers).await
         }
     };
 }

@@ -13,8 +13,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use super::common::{double_option, parse_id};
-use super::crud::{self, AdminResource, Command, Listed, Updatable};
+use super::common::double_option;
+use super::crud::{self, AdminResource, Creatable, Cx, Decided, Listed, Rows, Updatable, Visible};
 use super::extract::{if_match, JsonBody, Page};
 use super::pricing::{opt_decimal, Money};
 use super::secrets::{display_prefix, generate};
@@ -57,10 +57,17 @@ pub struct KeyView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl KeyView {
-    fn of(k: &VirtualKey, version: i32) -> Self {
+/// Keys for the generic admin operations.
+pub struct Keys;
+
+impl AdminResource for Keys {
+    type State = VirtualKey;
+    type View = KeyView;
+    const WHAT: &'static str = "key";
+
+    fn view(k: &VirtualKey, version: i32) -> KeyView {
         let s = &k.settings;
-        Self {
+        KeyView {
             id: k.id,
             team_id: k.team_id,
             name: s.name.clone(),
@@ -81,6 +88,17 @@ impl KeyView {
             created_at: k.created_at,
             updated_at: k.updated_at,
         }
+    }
+
+    fn stream_id(id: &str) -> Result<String, ApiError> {
+        crud::uuid_stream(id, Self::WHAT)
+    }
+}
+
+/// A key is seen by global tokens and its team's, revoked or not (it stays readable).
+impl Visible for VirtualKey {
+    fn visible_to(&self, who: &Principal) -> bool {
+        self.created_at.is_some() && who.can_see(Some(self.team_id))
     }
 }
 
@@ -164,94 +182,74 @@ fn new_secret() -> Result<(String, Secret), ApiError> {
 }
 
 /// 422 unless the team exists and the caller may use it.
-async fn check_team(state: &AppState, who: &Principal, team: Uuid) -> Result<(), ApiError> {
-    let (t, _) = state.store().load::<Team>(&team.to_string()).await?;
-    if !t.live || !who.can_see(Some(team)) {
+async fn check_team(cx: Cx<'_>, team: Uuid) -> Result<(), ApiError> {
+    let (t, _) = cx.app.store().load::<Team>(&team.to_string()).await?;
+    if !t.live || !cx.who.can_see(Some(team)) {
         return Err(ApiError::invalid("team_id", "no such team"));
     }
     Ok(())
 }
 
 /// 422 unless the budget exists and is visible to the caller.
-async fn check_budget(
-    state: &AppState,
-    who: &Principal,
-    budget: Option<Uuid>,
-) -> Result<(), ApiError> {
+async fn check_budget(cx: Cx<'_>, budget: Option<Uuid>) -> Result<(), ApiError> {
     let Some(id) = budget else { return Ok(()) };
-    match state.store().budget_team(id).await? {
-        Some(team) if who.can_see(team) => Ok(()),
+    match cx.app.store().budget_team(id).await? {
+        Some(team) if cx.who.can_see(team) => Ok(()),
         _ => Err(ApiError::invalid("budget_id", "no such budget")),
     }
 }
 
-#[utoipa::path(operation_id = "create_key", post, path = "/admin/keys", tag = "keys", request_body = CreateKey, security(("bearer" = [])),
-    responses((status = 201, body = KeyWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateKey>,
+/// Runs a command that issues a secret and answers with the key and that secret, once.
+async fn issue(
+    cx: Cx<'_>,
+    stream: &str,
+    expected: Option<i32>,
+    command: KeyCommand,
+    secret: String,
+    status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let team = who
-        .owner(body.team_id)?
-        .ok_or_else(|| ApiError::invalid("team_id", "required for a global admin token"))?;
-    check_team(&state, &who, team).await?;
-    check_budget(&state, &who, body.budget_id).await?;
-    let (secret, stored) = new_secret()?;
-    let id = Uuid::now_v7();
-    let settings = KeySettings {
-        name: body.name,
-        models: body.models.unwrap_or_else(|| vec!["*".into()]),
-        expires_at: body.expires_at,
-        tags: body.tags,
-        rpm: body.rpm,
-        tpm: body.tpm,
-        budget_id: body.budget_id,
-        max_request_cost_usd: body.max_request_cost_usd,
-    };
-    let done = state
-        .store()
-        .execute::<VirtualKey>(
-            &id.to_string(),
-            Some(0),
-            &who.actor,
-            KeyCommand::Create {
-                id,
-                team_id: team,
-                settings,
-                secret: stored,
-            },
-        )
+    let store = cx.app.store();
+    let done = store
+        .execute::<VirtualKey>(stream, expected, &cx.who.actor, command)
         .await?;
+    let key = Keys::view(&done.state, done.version);
     Ok(with_etag(
-        StatusCode::CREATED,
+        status,
         done.version,
-        &KeyWithSecret {
-            key: KeyView::of(&done.state, done.version),
-            secret,
-        },
+        &KeyWithSecret { key, secret },
     ))
 }
 
-/// Keys for the generic admin operations. A revoked key can still be read.
-pub struct Keys;
+impl Creatable for Keys {
+    type Body = CreateKey;
 
-impl AdminResource for Keys {
-    type State = VirtualKey;
-    type View = KeyView;
-    const WHAT: &'static str = "key";
-
-    fn stream_id(id: &str) -> Result<String, ApiError> {
-        Ok(parse_id(id, "key")?.to_string())
-    }
-
-    fn visible(key: &VirtualKey, who: &Principal) -> bool {
-        key.created_at.is_some() && who.can_see(Some(key.team_id))
-    }
-
-    fn view(key: &VirtualKey, version: i32) -> KeyView {
-        KeyView::of(key, version)
+    async fn create(cx: Cx<'_>, body: CreateKey) -> Result<Response, ApiError> {
+        let team = cx
+            .who
+            .owner(body.team_id)?
+            .ok_or_else(|| ApiError::invalid("team_id", "required for a global admin token"))?;
+        check_team(cx, team).await?;
+        check_budget(cx, body.budget_id).await?;
+        let (secret, stored) = new_secret()?;
+        let id = Uuid::now_v7();
+        let settings = KeySettings {
+            name: body.name,
+            models: body.models.unwrap_or_else(|| vec!["*".into()]),
+            expires_at: body.expires_at,
+            tags: body.tags,
+            rpm: body.rpm,
+            tpm: body.tpm,
+            budget_id: body.budget_id,
+            max_request_cost_usd: body.max_request_cost_usd,
+        };
+        let command = KeyCommand::Create {
+            id,
+            team_id: team,
+            settings,
+            secret: stored,
+        };
+        let stream = id.to_string();
+        issue(cx, &stream, Some(0), command, secret, StatusCode::CREATED).await
     }
 }
 
@@ -260,15 +258,9 @@ impl Updatable for Keys {
     /// The patch goes into the command as it is; the aggregate applies it.
     const PIN: bool = false;
 
-    async fn merge(
-        app: &AppState,
-        who: &Principal,
-        _: &str,
-        _: VirtualKey,
-        body: UpdateKey,
-    ) -> Result<Command<Self>, ApiError> {
+    async fn merge(cx: Cx<'_>, _: VirtualKey, body: UpdateKey) -> Decided<Self> {
         if let Some(budget) = body.budget_id {
-            check_budget(app, who, budget).await?;
+            check_budget(cx, budget).await?;
         }
         Ok(KeyCommand::Update(KeyPatch {
             name: body.name,
@@ -287,7 +279,7 @@ impl Listed for Keys {
     type Row = KeyView;
 
     /// `?team_id=` narrows the page to one team.
-    async fn page(app: &AppState, who: &Principal, page: &Page) -> Result<Vec<KeyView>, ApiError> {
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<KeyView> {
         let after = page.after_uuid()?;
         let team_filter = match page.params.get("team_id").filter(|t| !t.is_empty()) {
             Some(t) => Some(
@@ -296,23 +288,19 @@ impl Listed for Keys {
             ),
             None => None,
         };
-        let rows = app
-            .store()
-            .key_page(who.team, team_filter, after, page.limit + 1)
+        let store = cx.app.store();
+        let rows = store
+            .key_page(cx.who.team, team_filter, after, page.limit + 1)
             .await?;
-        Ok(rows.iter().map(|(k, v)| KeyView::of(k, *v)).collect())
-    }
-
-    fn cursor(row: &KeyView) -> String {
-        row.id.to_string()
+        Ok(crud::keyed::<Self>(&rows, |k| k.id.to_string()))
     }
 }
 
 crud::handlers!(Keys, KeyView, "keys";
+    create("create_key", "/admin/keys", CreateKey, responses((status = 201, body = KeyWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
     list("list_keys", "/admin/keys", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query))),
     read("read_key", "/admin/keys/{id}", params(("id" = String, Path))),
-    update("update_key", "/admin/keys/{id}", UpdateKey, params(("id" = String, Path), ("If-Match" = Option<String>, Header))),
-);
+    update("update_key", "/admin/keys/{id}", UpdateKey, params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
 
 #[utoipa::path(operation_id = "revoke_key", post, path = "/admin/keys/{id}/revoke", tag = "keys", security(("bearer" = [])),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
@@ -324,10 +312,13 @@ pub async fn revoke(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let cx = Cx {
+        app: &state,
+        who: &who,
+    };
     let expected = if_match(&headers)?;
-    let (stream, _, _) = crud::load::<Keys>(&state, &who, &id).await?;
-    let command = KeyCommand::Revoke;
-    crud::run::<Keys>(&state, &who, &stream, expected, command, StatusCode::OK).await
+    let (stream, _, _) = crud::load::<Keys>(cx, &id).await?;
+    crud::run::<Keys>(cx, &stream, expected, KeyCommand::Revoke, StatusCode::OK).await
 }
 
 #[utoipa::path(operation_id = "rotate_key", post, path = "/admin/keys/{id}/rotate", tag = "keys", request_body = RotateKey, security(("bearer" = [])),
@@ -341,27 +332,16 @@ pub async fn rotate(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RotateKey>,
 ) -> Result<Response, ApiError> {
+    let cx = Cx {
+        app: &state,
+        who: &who,
+    };
     let expected = if_match(&headers)?;
-    let (stream, _, _) = crud::load::<Keys>(&state, &who, &id).await?;
+    let (stream, _, _) = crud::load::<Keys>(cx, &id).await?;
     let (secret, stored) = new_secret()?;
-    let done = state
-        .store()
-        .execute::<VirtualKey>(
-            &stream,
-            expected,
-            &who.actor,
-            KeyCommand::Rotate {
-                secret: stored,
-                grace_seconds: body.grace_seconds,
-            },
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &KeyWithSecret {
-            key: KeyView::of(&done.state, done.version),
-            secret,
-        },
-    ))
+    let command = KeyCommand::Rotate {
+        secret: stored,
+        grace_seconds: body.grace_seconds,
+    };
+    issue(cx, &stream, expected, command, secret, StatusCode::OK).await
 }

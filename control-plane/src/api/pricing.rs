@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::crud::{self, Listed};
+use super::crud::{self, Cx, Listed, Rows};
 use super::extract::{if_match, JsonBody, Page};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::pricing::{built_in, Price, PriceSpec};
@@ -181,8 +181,9 @@ impl Listed for Prices {
     type Row = PriceView;
 
     /// Every caller may read prices: they are not team data.
-    async fn page(app: &AppState, _: &Principal, page: &Page) -> Result<Vec<PriceView>, ApiError> {
-        let overrides = app
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<PriceView> {
+        let overrides = cx
+            .app
             .store()
             .price_overrides()
             .await?
@@ -190,24 +191,18 @@ impl Listed for Prices {
             .map(|o| {
                 let (source, version) = (PriceSource::Override, Some(o.version));
                 PriceView::new(o.model, &o.spec, source, version, Some(o.updated_at))
-            })
-            .collect();
+            });
         let after = page.after.as_deref().unwrap_or_default();
-        Ok(merge(overrides)
+        Ok(merge(overrides.collect())
             .into_values()
             .filter(|v| v.model.as_str() > after)
             .take(usize::try_from(page.limit + 1).unwrap_or(0))
+            .map(|v| (v.model.clone(), v))
             .collect())
-    }
-
-    fn cursor(row: &PriceView) -> String {
-        row.model.clone()
     }
 }
 
-crud::handlers!(Prices, PriceView, "pricing";
-    list("list_prices", "/admin/pricing", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
-);
+crud::handlers!(Prices, PriceView, "pricing"; list("list_prices", "/admin/pricing"));
 
 #[utoipa::path(put, path = "/admin/pricing/{model}",
     operation_id = "set_price", tag = "pricing", request_body = SetPrice, security(("bearer" = [])),

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -18,9 +17,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::common::{double_option, ensure_team};
-use super::crud::{self, spec_visible, AdminResource, Command, Deletable, Listed, Updatable};
-use super::extract::{JsonBody, Page};
-use super::{ApiError, AppState, List, Principal};
+use super::crud::{
+    self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable,
+};
+use super::extract::Page;
+use super::{ApiError, AppState, List};
 use crate::domain::provider::{Provider, ProviderSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
@@ -70,10 +71,17 @@ pub struct ProviderView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl ProviderView {
-    fn of(p: &Provider, version: i32) -> Self {
+/// Providers for the generic admin operations.
+pub struct Providers;
+
+impl AdminResource for Providers {
+    type State = Provider;
+    type View = ProviderView;
+    const WHAT: &'static str = "provider";
+
+    fn view(p: &Provider, version: i32) -> ProviderView {
         let s = &p.spec;
-        Self {
+        ProviderView {
             id: p.id.clone(),
             team_id: p.team_id,
             kind: s.kind,
@@ -273,97 +281,63 @@ pub fn env_name(check: &mut Check, path: &str, name: &str) {
     }
 }
 
-#[utoipa::path(post, path = "/admin/providers",
-    operation_id = "create_provider", tag = "providers", request_body = CreateProvider, security(("bearer" = [])),
-    responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateProvider>,
-) -> Result<Response, ApiError> {
-    let team_id = who.owner(body.team_id)?;
-    let mut check = Check::new();
-    check.ident("id", &body.id);
-    check.done()?;
-    ensure_team(&state, team_id).await?;
-    let credential = credential(
-        state.seal(),
-        &body.id,
-        body.api_key.map(Some),
-        body.api_key_env.map(Some),
-        None,
-    )?;
-    let spec = ProviderSpec {
-        kind: body.kind,
-        base_url: body.base_url,
-        api_version: body.api_version,
-        timeout_ms: body.timeout_ms,
-        stream_usage: body.stream_usage,
-        health_check_ms: body.health_check_ms,
-        headers: body.headers,
-        settings: body.settings,
-        credential,
-    };
-    let command = ResourceCommand::Create {
-        id: body.id.clone(),
-        team_id,
-        spec,
-    };
-    crud::run::<Providers>(&state, &who, &body.id, None, command, StatusCode::CREATED).await
-}
+impl Creatable for Providers {
+    type Body = CreateProvider;
 
-/// Providers for the generic admin operations.
-pub struct Providers;
-
-impl AdminResource for Providers {
-    type State = Provider;
-    type View = ProviderView;
-    const WHAT: &'static str = "provider";
-
-    fn visible(state: &Provider, who: &Principal) -> bool {
-        spec_visible(state, who)
-    }
-
-    fn view(state: &Provider, version: i32) -> ProviderView {
-        ProviderView::of(state, version)
+    async fn create(cx: Cx<'_>, body: CreateProvider) -> Result<Response, ApiError> {
+        let team_id = cx.who.owner(body.team_id)?;
+        let mut check = Check::new();
+        check.ident("id", &body.id);
+        check.done()?;
+        ensure_team(cx.app, team_id).await?;
+        let credential = credential(
+            cx.app.seal(),
+            &body.id,
+            body.api_key.map(Some),
+            body.api_key_env.map(Some),
+            None,
+        )?;
+        let spec = ProviderSpec {
+            kind: body.kind,
+            base_url: body.base_url,
+            api_version: body.api_version,
+            timeout_ms: body.timeout_ms,
+            stream_usage: body.stream_usage,
+            health_check_ms: body.health_check_ms,
+            headers: body.headers,
+            settings: body.settings,
+            credential,
+        };
+        let command = ResourceCommand::Create {
+            id: body.id.clone(),
+            team_id,
+            spec,
+        };
+        crud::run::<Self>(cx, &body.id, None, command, StatusCode::CREATED).await
     }
 }
 
 impl Updatable for Providers {
     type Patch = UpdateProvider;
 
-    async fn merge(
-        app: &AppState,
-        _who: &Principal,
-        id: &str,
-        current: Provider,
-        patch: UpdateProvider,
-    ) -> Result<Command<Self>, ApiError> {
-        Ok(ResourceCommand::Update(patch.merge(
-            current.spec,
-            app.seal(),
-            id,
-        )?))
+    async fn merge(cx: Cx<'_>, current: Provider, patch: UpdateProvider) -> Decided<Self> {
+        let spec = patch.merge(current.spec, cx.app.seal(), &current.id)?;
+        Ok(ResourceCommand::Update(spec))
     }
 }
 
 impl Deletable for Providers {
     /// Refused while a route deploys on the provider.
-    async fn delete(
-        app: &AppState,
-        who: &Principal,
-        current: &Provider,
-    ) -> Result<Command<Self>, ApiError> {
+    async fn delete(cx: Cx<'_>, current: &Provider) -> Decided<Self> {
         let id = &current.id;
-        let users = app.store().routes_using(id).await?;
+        let users = cx.app.store().routes_using(id).await?;
         if users.is_empty() {
             return Ok(ResourceCommand::Delete);
         }
         // Name only the routes the caller may see; another team's aliases stay unacknowledged.
         let visible: Vec<String> = users
             .iter()
-            .filter(|(_, team)| who.can_see(*team))
+            .filter(|(_, team)| cx.who.can_see(*team))
             .map(|(alias, _)| format!("`{alias}`"))
             .take(10)
             .collect();
@@ -382,29 +356,16 @@ impl Deletable for Providers {
 impl Listed for Providers {
     type Row = ProviderView;
 
-    async fn page(
-        app: &AppState,
-        who: &Principal,
-        page: &Page,
-    ) -> Result<Vec<ProviderView>, ApiError> {
-        let rows = app
-            .store()
-            .spec_page::<ProviderSpec>(&PROVIDERS, who.team, &page.after, page.limit + 1)
-            .await?;
-        Ok(rows.iter().map(|(p, v)| ProviderView::of(p, *v)).collect())
-    }
-
-    fn cursor(row: &ProviderView) -> String {
-        row.id.clone()
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<ProviderView> {
+        crud::spec_page::<Self, _>(cx, &PROVIDERS, &page.after, page.limit).await
     }
 }
 
 crud::handlers!(Providers, ProviderView, "providers";
-    list("list_providers", "/admin/providers", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
-    read("get_provider", "/admin/providers/{id}", params(("id" = String, Path))),
+    create("create_provider", "/admin/providers", CreateProvider, responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_providers", "/admin/providers"), read("get_provider", "/admin/providers/{id}", params(("id" = String, Path))),
     update("update_provider", "/admin/providers/{id}", UpdateProvider, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
-    remove("delete_provider", "/admin/providers/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))),
-);
+    remove("delete_provider", "/admin/providers/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
 
 #[cfg(test)]
 mod tests {

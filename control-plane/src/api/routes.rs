@@ -4,7 +4,6 @@
 //! use only global providers or providers of its own team, so a team's credentials never serve
 //! another team's (or every team's) traffic.
 
-use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -14,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::common::{double_option, ensure_team};
-use super::crud::{self, spec_visible, AdminResource, Command, Deletable, Listed, Updatable};
-use super::extract::{JsonBody, Page};
-use super::{ApiError, AppState, List, Principal};
+use super::crud::{
+    self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable,
+};
+use super::extract::Page;
+use super::{ApiError, AppState, List};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::{Route, RouteSpec};
 use crate::domain::Check;
@@ -100,11 +101,18 @@ pub struct RouteView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl RouteView {
-    fn of(r: &Route, version: i32) -> Self {
+/// Routes for the generic admin operations.
+pub struct Routes;
+
+impl AdminResource for Routes {
+    type State = Route;
+    type View = RouteView;
+    const WHAT: &'static str = "route";
+
+    fn view(r: &Route, version: i32) -> RouteView {
         let s = &r.spec;
         let deployments = s.deployments.iter().map(DeploymentBody::from).collect();
-        Self {
+        RouteView {
             alias: r.id.clone(),
             team_id: r.team_id,
             deployments,
@@ -190,18 +198,17 @@ fn check_alias(check: &mut Check, alias: &str) {
 /// Each deployment's provider must exist, be visible to the caller, and be global or owned by
 /// the route's team. Unknown and invisible providers get the same message.
 async fn check_providers(
-    state: &AppState,
-    who: &Principal,
+    cx: Cx<'_>,
     owner: Option<Uuid>,
     deployments: &[proto::Deployment],
     check: &mut Check,
 ) -> Result<(), ApiError> {
     let ids: Vec<String> = deployments.iter().map(|d| d.provider.clone()).collect();
-    let teams = state.store().provider_owners(&ids).await?;
+    let teams = cx.app.store().provider_owners(&ids).await?;
     for (i, d) in deployments.iter().enumerate() {
         let path = format!("deployments[{i}].provider");
         match teams.get(&d.provider) {
-            Some(team) if who.can_see(*team) => {
+            Some(team) if cx.who.can_see(*team) => {
                 if team.is_some() && *team != owner {
                     check.fail(
                         &path,
@@ -221,8 +228,7 @@ async fn check_providers(
 /// Fallback and rule targets must name other routes the caller can see; `path` names the
 /// field of the i-th one.
 async fn check_fallbacks(
-    state: &AppState,
-    who: &Principal,
+    cx: Cx<'_>,
     alias: &str,
     fallbacks: &[String],
     path: fn(usize) -> String,
@@ -231,12 +237,12 @@ async fn check_fallbacks(
     if fallbacks.is_empty() {
         return Ok(());
     }
-    let teams = state.store().route_owners(fallbacks).await?;
+    let teams = cx.app.store().route_owners(fallbacks).await?;
     for (i, f) in fallbacks.iter().enumerate() {
         let path = path(i);
         if f == alias {
             check.fail(&path, "a route cannot fall back to itself");
-        } else if !teams.get(f).is_some_and(|team| who.can_see(*team)) {
+        } else if !teams.get(f).is_some_and(|team| cx.who.can_see(*team)) {
             check.fail(&path, format!("unknown route `{f}`"));
         }
     }
@@ -251,72 +257,46 @@ fn rule_path(i: usize) -> String {
     format!("rules[{i}].route")
 }
 
-#[utoipa::path(post, path = "/admin/routes",
-    operation_id = "create_route", tag = "routes", request_body = CreateRoute, security(("bearer" = [])),
-    responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateRoute>,
-) -> Result<Response, ApiError> {
-    let team_id = who.owner(body.team_id)?;
-    ensure_team(&state, team_id).await?;
-    let spec = RouteSpec {
-        deployments: body.deployments.into_iter().map(Into::into).collect(),
-        timeout_ms: body.timeout_ms,
-        reserve_output_tokens: body.reserve_output_tokens,
-        strategy: body.strategy,
-        fallbacks: body.fallbacks,
-        retry: body.retry,
-        context_window: body.context_window,
-        rules: body.rules,
-    };
+/// The reference checks of a whole spec: providers, fallbacks and rule targets.
+async fn check_spec(
+    cx: Cx<'_>,
+    alias: &str,
+    owner: Option<Uuid>,
+    spec: &RouteSpec,
+) -> Result<(), ApiError> {
     let mut check = Check::new();
-    check_alias(&mut check, &body.alias);
-    check_providers(&state, &who, team_id, &spec.deployments, &mut check).await?;
-    check_fallbacks(
-        &state,
-        &who,
-        &body.alias,
-        &spec.fallbacks,
-        fallback_path,
-        &mut check,
-    )
-    .await?;
+    check_alias(&mut check, alias);
+    check_providers(cx, owner, &spec.deployments, &mut check).await?;
+    check_fallbacks(cx, alias, &spec.fallbacks, fallback_path, &mut check).await?;
     let targets: Vec<String> = spec.rules.iter().map(|r| r.route.clone()).collect();
-    check_fallbacks(&state, &who, &body.alias, &targets, rule_path, &mut check).await?;
-    check.done()?;
-    let command = ResourceCommand::Create {
-        id: body.alias.clone(),
-        team_id,
-        spec,
-    };
-    crud::run::<Routes>(
-        &state,
-        &who,
-        &body.alias,
-        None,
-        command,
-        StatusCode::CREATED,
-    )
-    .await
+    check_fallbacks(cx, alias, &targets, rule_path, &mut check).await?;
+    Ok(check.done()?)
 }
 
-/// Routes for the generic admin operations.
-pub struct Routes;
+impl Creatable for Routes {
+    type Body = CreateRoute;
 
-impl AdminResource for Routes {
-    type State = Route;
-    type View = RouteView;
-    const WHAT: &'static str = "route";
-
-    fn visible(state: &Route, who: &Principal) -> bool {
-        spec_visible(state, who)
-    }
-
-    fn view(state: &Route, version: i32) -> RouteView {
-        RouteView::of(state, version)
+    async fn create(cx: Cx<'_>, body: CreateRoute) -> Result<Response, ApiError> {
+        let team_id = cx.who.owner(body.team_id)?;
+        ensure_team(cx.app, team_id).await?;
+        let spec = RouteSpec {
+            deployments: body.deployments.into_iter().map(Into::into).collect(),
+            timeout_ms: body.timeout_ms,
+            reserve_output_tokens: body.reserve_output_tokens,
+            strategy: body.strategy,
+            fallbacks: body.fallbacks,
+            retry: body.retry,
+            context_window: body.context_window,
+            rules: body.rules,
+        };
+        check_spec(cx, &body.alias, team_id, &spec).await?;
+        let alias = body.alias;
+        let command = ResourceCommand::Create {
+            id: alias.clone(),
+            team_id,
+            spec,
+        };
+        crud::run::<Self>(cx, &alias, None, command, StatusCode::CREATED).await
     }
 }
 
@@ -324,18 +304,13 @@ impl Updatable for Routes {
     type Patch = UpdateRoute;
 
     /// Changed deployments, fallbacks and rules are checked against what the caller may see.
-    async fn merge(
-        app: &AppState,
-        who: &Principal,
-        alias: &str,
-        current: Route,
-        body: UpdateRoute,
-    ) -> Result<Command<Self>, ApiError> {
+    async fn merge(cx: Cx<'_>, current: Route, body: UpdateRoute) -> Decided<Self> {
+        let alias = &current.id;
         let mut spec = current.spec;
         if let Some(deployments) = body.deployments {
             spec.deployments = deployments.into_iter().map(Into::into).collect();
             let mut check = Check::new();
-            check_providers(app, who, current.team_id, &spec.deployments, &mut check).await?;
+            check_providers(cx, current.team_id, &spec.deployments, &mut check).await?;
             check.done()?;
         }
         if let Some(timeout) = body.timeout_ms {
@@ -349,7 +324,7 @@ impl Updatable for Routes {
         }
         if let Some(fallbacks) = body.fallbacks {
             let mut check = Check::new();
-            check_fallbacks(app, who, alias, &fallbacks, fallback_path, &mut check).await?;
+            check_fallbacks(cx, alias, &fallbacks, fallback_path, &mut check).await?;
             check.done()?;
             spec.fallbacks = fallbacks;
         }
@@ -362,7 +337,7 @@ impl Updatable for Routes {
         if let Some(rules) = body.rules {
             let targets: Vec<String> = rules.iter().map(|r| r.route.clone()).collect();
             let mut check = Check::new();
-            check_fallbacks(app, who, alias, &targets, rule_path, &mut check).await?;
+            check_fallbacks(cx, alias, &targets, rule_path, &mut check).await?;
             check.done()?;
             spec.rules = rules;
         }
@@ -370,8 +345,10 @@ impl Updatable for Routes {
     }
 }
 
+/// Nothing has to give way before a route is deleted: a fallback or rule naming it stops
+/// matching.
 impl Deletable for Routes {
-    async fn delete(_: &AppState, _: &Principal, _: &Route) -> Result<Command<Self>, ApiError> {
+    async fn delete(_: Cx<'_>, _: &Route) -> Decided<Self> {
         Ok(ResourceCommand::Delete)
     }
 }
@@ -379,29 +356,16 @@ impl Deletable for Routes {
 impl Listed for Routes {
     type Row = RouteView;
 
-    async fn page(
-        app: &AppState,
-        who: &Principal,
-        page: &Page,
-    ) -> Result<Vec<RouteView>, ApiError> {
-        let rows = app
-            .store()
-            .spec_page::<RouteSpec>(&ROUTES, who.team, &page.after, page.limit + 1)
-            .await?;
-        Ok(rows.iter().map(|(r, v)| RouteView::of(r, *v)).collect())
-    }
-
-    fn cursor(row: &RouteView) -> String {
-        row.alias.clone()
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<RouteView> {
+        crud::spec_page::<Self, _>(cx, &ROUTES, &page.after, page.limit).await
     }
 }
 
 crud::handlers!(Routes, RouteView, "routes";
-    list("list_routes", "/admin/routes", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
-    read("get_route", "/admin/routes/{alias}", params(("alias" = String, Path, description = "percent-encoded if it contains `/`"))),
+    create("create_route", "/admin/routes", CreateRoute, responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_routes", "/admin/routes"), read("get_route", "/admin/routes/{alias}", params(("alias" = String, Path, description = "percent-encoded if it contains `/`"))),
     update("update_route", "/admin/routes/{alias}", UpdateRoute, params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
-    remove("delete_route", "/admin/routes/{alias}", params(("alias" = String, Path), ("If-Match" = Option<String>, Header))),
-);
+    remove("delete_route", "/admin/routes/{alias}", params(("alias" = String, Path), ("If-Match" = Option<String>, Header))));
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,10 @@
 //! `/admin/teams`: create, list, read, update, delete.
+//!
+//! A team-scoped token sees only its own team; only global tokens create, change or remove
+//! teams.
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -11,9 +13,11 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{double_option, parse_id};
-use super::crud::{self, AdminResource, Command, Deletable, Listed, Updatable};
-use super::extract::{JsonBody, Page};
+use super::common::double_option;
+use super::crud::{
+    self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable, Visible,
+};
+use super::extract::Page;
 use super::{ApiError, AppState, List, Principal};
 use crate::domain::team::{Team, TeamCommand};
 
@@ -37,9 +41,16 @@ pub struct TeamView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl TeamView {
-    fn of(t: &Team, version: i32) -> Self {
-        Self {
+/// Teams for the generic admin operations.
+pub struct Teams;
+
+impl AdminResource for Teams {
+    type State = Team;
+    type View = TeamView;
+    const WHAT: &'static str = "team";
+
+    fn view(t: &Team, version: i32) -> TeamView {
+        TeamView {
             id: t.id,
             name: t.name.clone(),
             metadata: t.metadata.clone(),
@@ -49,6 +60,17 @@ impl TeamView {
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
+    }
+
+    fn stream_id(id: &str) -> Result<String, ApiError> {
+        crud::uuid_stream(id, Self::WHAT)
+    }
+}
+
+/// A team is seen by global tokens and by its own.
+impl Visible for Team {
+    fn visible_to(&self, who: &Principal) -> bool {
+        self.live && who.can_see(Some(self.id))
     }
 }
 
@@ -79,46 +101,20 @@ pub struct UpdateTeam {
     pub tpm: Option<Option<u64>>,
 }
 
-#[utoipa::path(operation_id = "create_team", post, path = "/admin/teams", tag = "teams", request_body = CreateTeam, security(("bearer" = [])),
-    responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateTeam>,
-) -> Result<Response, ApiError> {
-    who.require_global()?;
-    let id = Uuid::now_v7();
-    let command = TeamCommand::Create {
-        id,
-        name: body.name,
-        metadata: body.metadata,
-        rpm: body.rpm,
-        tpm: body.tpm,
-    };
-    let stream = id.to_string();
-    crud::run::<Teams>(&state, &who, &stream, Some(0), command, StatusCode::CREATED).await
-}
+impl Creatable for Teams {
+    type Body = CreateTeam;
 
-/// Teams for the generic admin operations. A team-scoped token sees only its own team, and
-/// only global tokens change or remove teams.
-pub struct Teams;
-
-impl AdminResource for Teams {
-    type State = Team;
-    type View = TeamView;
-    const WHAT: &'static str = "team";
-
-    fn stream_id(id: &str) -> Result<String, ApiError> {
-        Ok(parse_id(id, "team")?.to_string())
-    }
-
-    fn visible(team: &Team, who: &Principal) -> bool {
-        team.live && who.can_see(Some(team.id))
-    }
-
-    fn view(team: &Team, version: i32) -> TeamView {
-        TeamView::of(team, version)
+    async fn create(cx: Cx<'_>, body: CreateTeam) -> Result<Response, ApiError> {
+        cx.who.require_global()?;
+        let id = Uuid::now_v7();
+        let command = TeamCommand::Create {
+            id,
+            name: body.name,
+            metadata: body.metadata,
+            rpm: body.rpm,
+            tpm: body.tpm,
+        };
+        crud::run::<Self>(cx, &id.to_string(), Some(0), command, StatusCode::CREATED).await
     }
 }
 
@@ -127,14 +123,8 @@ impl Updatable for Teams {
     /// The command carries only the changed fields; the aggregate applies them.
     const PIN: bool = false;
 
-    async fn merge(
-        _: &AppState,
-        who: &Principal,
-        _: &str,
-        _: Team,
-        body: UpdateTeam,
-    ) -> Result<Command<Self>, ApiError> {
-        who.require_global()?;
+    async fn merge(cx: Cx<'_>, _: Team, body: UpdateTeam) -> Decided<Self> {
+        cx.who.require_global()?;
         Ok(TeamCommand::Update {
             name: body.name,
             metadata: body.metadata,
@@ -146,13 +136,9 @@ impl Updatable for Teams {
 
 impl Deletable for Teams {
     /// Refused while the team still owns anything.
-    async fn delete(
-        app: &AppState,
-        who: &Principal,
-        team: &Team,
-    ) -> Result<Command<Self>, ApiError> {
-        who.require_global()?;
-        if app.store().team_holdings(team.id).await? > 0 {
+    async fn delete(cx: Cx<'_>, team: &Team) -> Decided<Self> {
+        cx.who.require_global()?;
+        if cx.app.store().team_holdings(team.id).await? > 0 {
             return Err(ApiError::Conflict(
                 "the team still owns live keys, providers, routes or budgets; remove them first"
                     .into(),
@@ -165,25 +151,19 @@ impl Deletable for Teams {
 impl Listed for Teams {
     type Row = TeamView;
 
-    async fn page(app: &AppState, who: &Principal, page: &Page) -> Result<Vec<TeamView>, ApiError> {
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<TeamView> {
         let after = page.after_uuid()?;
-        let rows = app
+        let rows = cx
+            .app
             .store()
-            .team_page(who.team, after, page.limit + 1)
+            .team_page(cx.who.team, after, page.limit + 1)
             .await?;
-        Ok(rows.iter().map(|(t, v)| TeamView::of(t, *v)).collect())
-    }
-
-    fn cursor(row: &TeamView) -> String {
-        row.id.to_string()
+        Ok(crud::keyed::<Self>(&rows, |t| t.id.to_string()))
     }
 }
 
 crud::handlers!(Teams, TeamView, "teams";
-    list("list_teams", "/admin/teams", params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`"))),
-    read("read_team", "/admin/teams/{id}", params(("id" = String, Path))),
-    update("update_team", "/admin/teams/{id}", UpdateTeam, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
-        (status = 403, body = super::error::ErrorBody)),
-    remove("remove_team", "/admin/teams/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-        (status = 403, body = super::error::ErrorBody)),
-);
+    create("create_team", "/admin/teams", CreateTeam, responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_teams", "/admin/teams"), read("read_team", "/admin/teams/{id}", params(("id" = String, Path))),
+    update("update_team", "/admin/teams/{id}", UpdateTeam, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")), (status = 403, body = super::error::ErrorBody)),
+    remove("remove_team", "/admin/teams/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header)), (status = 403, body = super::error::ErrorBody)));

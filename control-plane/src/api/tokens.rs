@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::token_hash;
-use super::common::parse_id;
-use super::crud::{self, AdminResource, Listed};
-use super::extract::{JsonBody, Page};
+use super::crud::{self, AdminResource, Creatable, Cx, Listed, Rows, Visible};
+use super::extract::Page;
 use super::secrets::{display_prefix, generate};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::team::Team;
@@ -51,6 +50,31 @@ impl TokenView {
     }
 }
 
+/// Admin tokens for the generic admin operations.
+pub struct Tokens;
+
+impl AdminResource for Tokens {
+    type State = AdminToken;
+    type View = TokenView;
+    const WHAT: &'static str = "admin token";
+
+    /// A token's view has no version: a token only lives and dies.
+    fn view(token: &AdminToken, _version: i32) -> TokenView {
+        TokenView::of(token)
+    }
+
+    fn stream_id(id: &str) -> Result<String, ApiError> {
+        crud::uuid_stream(id, Self::WHAT)
+    }
+}
+
+/// A live token is seen by global tokens and by its team's.
+impl Visible for AdminToken {
+    fn visible_to(&self, who: &Principal) -> bool {
+        self.live && who.can_see(self.team_id)
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenWithSecret {
     pub token: TokenView,
@@ -66,89 +90,57 @@ pub struct CreateToken {
     pub team_id: Option<Uuid>,
 }
 
-#[utoipa::path(operation_id = "create_token", post, path = "/admin/tokens", tag = "tokens", request_body = CreateToken, security(("bearer" = [])),
-    responses((status = 201, body = TokenWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateToken>,
-) -> Result<Response, ApiError> {
-    let team = who.owner(body.team_id)?;
-    if let Some(team) = team {
-        let (t, _) = state.store().load::<Team>(&team.to_string()).await?;
-        if !t.live {
-            return Err(ApiError::invalid("team_id", "no such team"));
+impl Creatable for Tokens {
+    type Body = CreateToken;
+
+    async fn create(cx: Cx<'_>, body: CreateToken) -> Result<Response, ApiError> {
+        let team = cx.who.owner(body.team_id)?;
+        if let Some(team) = team {
+            let (t, _) = cx.app.store().load::<Team>(&team.to_string()).await?;
+            if !t.live {
+                return Err(ApiError::invalid("team_id", "no such team"));
+            }
         }
-    }
-    let secret = generate(TOKEN_PREFIX)?;
-    let id = Uuid::now_v7();
-    let command = TokenCommand::Create {
-        id,
-        name: body.name,
-        team_id: team,
-        sha256: token_hash(&secret),
-        prefix: display_prefix(&secret),
-    };
-    let done = state
-        .store()
-        .execute::<AdminToken>(&id.to_string(), Some(0), &who.actor, command)
-        .await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        done.version,
-        &TokenWithSecret {
-            token: TokenView::of(&done.state),
-            secret,
-        },
-    ))
-}
-
-/// Admin tokens for the generic admin operations.
-pub struct Tokens;
-
-impl AdminResource for Tokens {
-    type State = AdminToken;
-    type View = TokenView;
-    const WHAT: &'static str = "admin token";
-
-    fn stream_id(id: &str) -> Result<String, ApiError> {
-        Ok(parse_id(id, "admin token")?.to_string())
-    }
-
-    fn visible(token: &AdminToken, who: &Principal) -> bool {
-        token.live && who.can_see(token.team_id)
-    }
-
-    fn view(token: &AdminToken, _version: i32) -> TokenView {
-        TokenView::of(token)
+        let secret = generate(TOKEN_PREFIX)?;
+        let id = Uuid::now_v7();
+        let command = TokenCommand::Create {
+            id,
+            name: body.name,
+            team_id: team,
+            sha256: token_hash(&secret),
+            prefix: display_prefix(&secret),
+        };
+        let stream = id.to_string();
+        let store = cx.app.store();
+        let done = store
+            .execute::<AdminToken>(&stream, Some(0), &cx.who.actor, command)
+            .await?;
+        let token = TokenView::of(&done.state);
+        let created = TokenWithSecret { token, secret };
+        Ok(with_etag(StatusCode::CREATED, done.version, &created))
     }
 }
 
 impl Listed for Tokens {
     type Row = TokenView;
 
-    async fn page(
-        app: &AppState,
-        who: &Principal,
-        page: &Page,
-    ) -> Result<Vec<TokenView>, ApiError> {
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<TokenView> {
         let after = page.after_uuid()?;
-        let rows = app
+        let rows = cx
+            .app
             .store()
-            .token_page(who.team, after, page.limit + 1)
+            .token_page(cx.who.team, after, page.limit + 1)
             .await?;
-        Ok(rows.iter().map(TokenView::of).collect())
-    }
-
-    fn cursor(row: &TokenView) -> String {
-        row.id.to_string()
+        Ok(rows
+            .iter()
+            .map(|t| (t.id.to_string(), TokenView::of(t)))
+            .collect())
     }
 }
 
 crud::handlers!(Tokens, TokenView, "tokens";
-    list("list_tokens", "/admin/tokens", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query))),
-);
+    create("create_token", "/admin/tokens", CreateToken, responses((status = 201, body = TokenWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_tokens", "/admin/tokens", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query))));
 
 #[utoipa::path(operation_id = "revoke_token", delete, path = "/admin/tokens/{id}", tag = "tokens", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
@@ -157,7 +149,14 @@ pub async fn revoke(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (stream, _, _) = crud::load::<Tokens>(&state, &who, &id).await?;
+    let (stream, _, _) = crud::load::<Tokens>(
+        Cx {
+            app: &state,
+            who: &who,
+        },
+        &id,
+    )
+    .await?;
     state
         .store()
         .execute::<AdminToken>(&stream, None, &who.actor, TokenCommand::Revoke)
