@@ -5,8 +5,6 @@
 //! Amounts are exact decimals (see `pricing::decimal`) and are returned as strings.
 
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use rust_decimal::Decimal;
@@ -19,19 +17,10 @@ use super::crud::{
 };
 use super::extract::Page;
 use super::pricing::{decimal, opt_decimal};
-use super::{ApiError, AppState, List};
+use super::{ApiError, List};
 use crate::domain::budget::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::store::admin::BUDGETS;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/budgets", get(list).post(create))
-        .route(
-            "/admin/budgets/{id}",
-            get(read).patch(update).delete(remove),
-        )
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BudgetView {

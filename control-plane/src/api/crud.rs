@@ -242,7 +242,9 @@ pub async fn list<L: Listed>(cx: Cx<'_>, page: Page) -> Result<Json<List<L::Row>
 /// Emits a resource module's handlers over the generic operations above, each with its
 /// OpenAPI annotation, so a resource declares its endpoints in a line each.
 ///
-/// `handlers!(Resource, View, "tag"; op("operation_id", "path", ..), ..)` with, per operation:
+/// `handlers!(Resource, View, "tag"; op("operation_id", "path", ..), .. [; also (path, route)..])`
+/// emits the handlers and `routes()`, which mounts them and the routes after `also` (a
+/// resource's special actions), with, per operation:
 /// - `create(id, path, Body, responses(..))`: the responses are the resource's own;
 /// - `list(id, path [, params(..)])`: `limit` and `after` unless other params are given;
 /// - `read(id, path, params(..))`, `update(id, path, Patch, params(..) [, extra..])` and
@@ -251,9 +253,22 @@ pub async fn list<L: Listed>(cx: Cx<'_>, page: Page) -> Result<Json<List<L::Row>
 ///
 /// `List` must be in scope where `list` is used (the document names `List<View>` as written).
 macro_rules! handlers {
-    ($r:ty, $view:ident, $tag:literal; $($op:ident $args:tt),+ $(,)?) => {
+    ($r:ty, $view:ident, $tag:literal; $($op:ident $args:tt),+ $(; also $(($more:literal, $route:expr)),+)?) => {
         $( $crate::api::crud::handlers!(@$op $r, $view, $tag, $args); )+
+
+        /// This module's endpoints.
+        pub fn routes() -> axum::Router<$crate::api::AppState> {
+            axum::Router::new()
+                $( .route($crate::api::crud::handlers!(@path $args), $crate::api::crud::handlers!(@method $op)($op)) )+
+                $($( .route($more, $route) )+)?
+        }
     };
+    (@path ($id:literal, $path:literal $($rest:tt)*)) => { $path };
+    (@method create) => { axum::routing::post };
+    (@method list) => { axum::routing::get };
+    (@method read) => { axum::routing::get };
+    (@method update) => { axum::routing::patch };
+    (@method remove) => { axum::routing::delete };
     (@create $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, $body:ident, responses $responses:tt)) => {
         #[utoipa::path(post, path = $path, operation_id = $id, tag = $tag, request_body = $body, security(("bearer" = [])),
             responses $responses)]

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::post;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use rust_decimal::Decimal;
@@ -25,14 +24,6 @@ use crate::domain::team::Team;
 
 /// Prefix of every virtual key secret.
 pub const KEY_PREFIX: &str = "sk-sy-";
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/keys", get(list).post(create))
-        .route("/admin/keys/{id}", get(read).patch(update))
-        .route("/admin/keys/{id}/revoke", post(revoke))
-        .route("/admin/keys/{id}/rotate", post(rotate))
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
@@ -300,7 +291,8 @@ crud::handlers!(Keys, KeyView, "keys";
     create("create_key", "/admin/keys", CreateKey, responses((status = 201, body = KeyWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
     list("list_keys", "/admin/keys", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query))),
     read("read_key", "/admin/keys/{id}", params(("id" = String, Path))),
-    update("update_key", "/admin/keys/{id}", UpdateKey, params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
+    update("update_key", "/admin/keys/{id}", UpdateKey, params(("id" = String, Path), ("If-Match" = Option<String>, Header)));
+    also ("/admin/keys/{id}/revoke", post(revoke)), ("/admin/keys/{id}/rotate", post(rotate)));
 
 #[utoipa::path(operation_id = "revoke_key", post, path = "/admin/keys/{id}/revoke", tag = "keys", security(("bearer" = [])),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),

@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use rust_decimal::Decimal;
@@ -24,13 +22,6 @@ use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::pricing::{built_in, Price, PriceSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
-
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/pricing", get(list)).route(
-        "/admin/pricing/{model}",
-        axum::routing::put(put).delete(remove),
-    )
-}
 
 /// An exact amount read from a JSON/YAML string or number, never through a lossy float path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +193,8 @@ impl Listed for Prices {
     }
 }
 
-crud::handlers!(Prices, PriceView, "pricing"; list("list_prices", "/admin/pricing"));
+crud::handlers!(Prices, PriceView, "pricing"; list("list_prices", "/admin/pricing");
+    also ("/admin/pricing/{model}", axum::routing::put(put).delete(remove)));
 
 #[utoipa::path(put, path = "/admin/pricing/{model}",
     operation_id = "set_price", tag = "pricing", request_body = SetPrice, security(("bearer" = [])),

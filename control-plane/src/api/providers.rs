@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use proto::Credential;
@@ -21,21 +19,12 @@ use super::crud::{
     self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable,
 };
 use super::extract::Page;
-use super::{ApiError, AppState, List};
+use super::{ApiError, List};
 use crate::domain::provider::{Provider, ProviderSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
 use crate::seal::SealKey;
 use crate::store::admin::PROVIDERS;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/providers", get(list).post(create))
-        .route(
-            "/admin/providers/{id}",
-            get(read).patch(update).delete(remove),
-        )
-}
 
 /// A plaintext secret from a request body. Its `Debug` never shows it.
 #[derive(Deserialize)]

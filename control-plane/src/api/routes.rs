@@ -5,8 +5,6 @@
 //! another team's (or every team's) traffic.
 
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -17,20 +15,11 @@ use super::crud::{
     self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable,
 };
 use super::extract::Page;
-use super::{ApiError, AppState, List};
+use super::{ApiError, List};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::{Route, RouteSpec};
 use crate::domain::Check;
 use crate::store::admin::ROUTES;
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/routes", get(list).post(create))
-        .route(
-            "/admin/routes/{alias}",
-            get(read).patch(update).delete(remove),
-        )
-}
 
 /// One provider + upstream model pair.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -6,8 +6,6 @@
 use std::collections::BTreeMap;
 
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -18,14 +16,8 @@ use super::crud::{
     self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable, Visible,
 };
 use super::extract::Page;
-use super::{ApiError, AppState, List, Principal};
+use super::{ApiError, List, Principal};
 use crate::domain::team::{Team, TeamCommand};
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/teams", get(list).post(create))
-        .route("/admin/teams/{id}", get(read).patch(update).delete(remove))
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TeamView {

@@ -2,8 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{delete, get};
-use axum::Router;
+use axum::routing::delete;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -19,12 +18,6 @@ use crate::domain::token::{AdminToken, TokenCommand};
 
 /// Prefix of every admin token.
 pub const TOKEN_PREFIX: &str = "sya-";
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/tokens", get(list).post(create))
-        .route("/admin/tokens/{id}", delete(revoke))
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
@@ -140,7 +133,8 @@ impl Listed for Tokens {
 
 crud::handlers!(Tokens, TokenView, "tokens";
     create("create_token", "/admin/tokens", CreateToken, responses((status = 201, body = TokenWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
-    list("list_tokens", "/admin/tokens", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query))));
+    list("list_tokens", "/admin/tokens", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query)));
+    also ("/admin/tokens/{id}", delete(revoke)));
 
 #[utoipa::path(operation_id = "revoke_token", delete, path = "/admin/tokens/{id}", tag = "tokens", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
