@@ -45,14 +45,8 @@ fn budget_id(b: &Budget) -> Uuid {
     b.id.parse().unwrap_or_default()
 }
 
-/// Budgets for the generic admin operations.
-pub struct Budgets;
-
-impl AdminResource for Budgets {
-    type State = Budget;
+impl AdminResource for Budget {
     type View = BudgetView;
-    const WHAT: &'static str = "budget";
-
     fn view(b: &Budget, version: i32) -> BudgetView {
         let s = &b.spec;
         BudgetView {
@@ -171,7 +165,7 @@ async fn key_owner(
     Ok((Some(team), key.to_string()))
 }
 
-impl Creatable for Budgets {
+impl Creatable for Budget {
     type Body = CreateBudget;
 
     async fn create(cx: Cx<'_>, body: CreateBudget) -> Result<Response, ApiError> {
@@ -194,7 +188,7 @@ impl Creatable for Budgets {
     }
 }
 
-impl Updatable for Budgets {
+impl Updatable for Budget {
     type Patch = UpdateBudget;
 
     async fn merge(_: Cx<'_>, current: Budget, body: UpdateBudget) -> Decided<Self> {
@@ -207,7 +201,7 @@ impl Updatable for Budgets {
     }
 }
 
-impl Deletable for Budgets {
+impl Deletable for Budget {
     /// Refused while live keys spend from the budget.
     async fn delete(cx: Cx<'_>, b: &Budget) -> Decided<Self> {
         let in_use = cx.app.store().keys_on_budget(budget_id(b)).await?;
@@ -220,16 +214,16 @@ impl Deletable for Budgets {
     }
 }
 
-impl Listed for Budgets {
+impl Listed for Budget {
     type Row = BudgetView;
 
     async fn page(cx: Cx<'_>, page: &Page) -> Rows<BudgetView> {
         let after = page.after_uuid()?;
-        crud::spec_page::<Self, _>(cx, &BUDGETS, &after, page.limit).await
+        crud::spec_page::<BudgetSpec>(cx, &BUDGETS, &after, page.limit).await
     }
 }
 
-crud::handlers!(Budgets, BudgetView, "budgets";
+crud::handlers!(Budget, BudgetView, "budgets";
     create("create_budget", "/admin/budgets", CreateBudget, responses((status = 201, body = BudgetView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
     list("list_budgets", "/admin/budgets"), read("get_budget", "/admin/budgets/{id}", params(("id" = String, Path))),
     update("update_budget", "/admin/budgets/{id}", UpdateBudget, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
@@ -263,7 +257,7 @@ mod tests {
             spec,
             ..Default::default()
         };
-        let view = Budgets::view(&budget, 1);
+        let view = Budget::view(&budget, 1);
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(
             (

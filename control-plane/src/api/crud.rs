@@ -33,7 +33,7 @@ use crate::store::admin::{Param, SpecTable};
 use crate::store::Project;
 
 /// The command type of a resource's aggregate.
-pub type Command<R> = <<R as AdminResource>::State as Aggregate>::Command;
+pub type Command<R> = <R as Aggregate>::Command;
 /// A command decided from a request, or why the request is refused.
 pub type Decided<R> = Result<Command<R>, ApiError>;
 /// Listed items, each with the cursor that continues after it.
@@ -58,17 +58,15 @@ impl<S: Spec> Visible for Resource<S> {
     }
 }
 
-/// One kind of admin resource: which stream holds it and how it is shown.
-pub trait AdminResource: Send + Sync + 'static {
-    /// The aggregate behind one resource.
-    type State: Project + Visible;
+/// An aggregate served as an admin resource: how it is addressed and shown.
+pub trait AdminResource: Project + Visible {
     /// The response body of one resource.
     type View: Serialize + Send;
     /// The kind named in a 404 body (`provider`, `team`, ...).
-    const WHAT: &'static str;
+    const WHAT: &'static str = <Self as Aggregate>::KIND;
 
     /// The response body of a state at a version.
-    fn view(state: &Self::State, version: i32) -> Self::View;
+    fn view(state: &Self, version: i32) -> Self::View;
 
     /// The stream id of a path id; an id that cannot name a resource is a 404.
     fn stream_id(id: &str) -> Result<String, ApiError> {
@@ -104,7 +102,7 @@ pub trait Updatable: AdminResource {
     /// The command that applies `patch` to `current` (validation of references included).
     fn merge(
         cx: Cx<'_>,
-        current: Self::State,
+        current: Self,
         patch: Self::Patch,
     ) -> impl Future<Output = Decided<Self>> + Send;
 }
@@ -113,7 +111,7 @@ pub trait Updatable: AdminResource {
 pub trait Deletable: AdminResource {
     /// The delete command, once nothing that must outlive the resource still uses it (409
     /// otherwise).
-    fn delete(cx: Cx<'_>, current: &Self::State) -> impl Future<Output = Decided<Self>> + Send;
+    fn delete(cx: Cx<'_>, current: &Self) -> impl Future<Output = Decided<Self>> + Send;
 }
 
 /// A resource listed in pages.
@@ -128,37 +126,33 @@ pub trait Listed: Send + Sync + 'static {
 
 /// The views of loaded states, keyed by `key`.
 pub fn keyed<R: AdminResource>(
-    rows: &[(R::State, i32)],
-    key: impl Fn(&R::State) -> String,
+    rows: &[(R, i32)],
+    key: impl Fn(&R) -> String,
 ) -> Vec<(String, R::View)> {
     rows.iter().map(|(s, v)| (key(s), R::view(s, *v))).collect()
 }
 
 /// A page of a spec resource's table; `after` is of the table's key type.
-pub async fn spec_page<R, S>(
+pub async fn spec_page<S: Spec>(
     cx: Cx<'_>,
     table: &SpecTable,
     after: Param<'_>,
     limit: i64,
-) -> Rows<R::View>
+) -> Rows<<Resource<S> as AdminResource>::View>
 where
-    R: AdminResource<State = Resource<S>>,
-    S: Spec,
+    Resource<S>: AdminResource,
 {
     let store = cx.app.store();
     let rows = store
         .spec_page::<S>(table, cx.who.team, after, limit + 1)
         .await?;
-    Ok(keyed::<R>(&rows, |r| r.id.clone()))
+    Ok(keyed(&rows, |r| r.id.clone()))
 }
 
 /// Loads a resource the caller may see: its stream id, state and version.
-pub async fn load<R: AdminResource>(
-    cx: Cx<'_>,
-    id: &str,
-) -> Result<(String, R::State, i32), ApiError> {
+pub async fn load<R: AdminResource>(cx: Cx<'_>, id: &str) -> Result<(String, R, i32), ApiError> {
     let stream = R::stream_id(id)?;
-    let (state, version) = cx.app.store().load::<R::State>(&stream).await?;
+    let (state, version) = cx.app.store().load::<R>(&stream).await?;
     if !state.visible_to(cx.who) {
         return Err(ApiError::NotFound(R::WHAT.to_owned()));
     }
@@ -175,7 +169,7 @@ pub async fn run<R: AdminResource>(
 ) -> Result<Response, ApiError> {
     let store = cx.app.store();
     let done = store
-        .execute::<R::State>(stream, expected, &cx.who.actor, command)
+        .execute::<R>(stream, expected, &cx.who.actor, command)
         .await?;
     Ok(with_etag(
         status,
@@ -223,7 +217,7 @@ pub async fn remove<R: Deletable>(
     let command = R::delete(cx, &current).await?;
     let store = cx.app.store();
     store
-        .execute::<R::State>(&stream, expected, &cx.who.actor, command)
+        .execute::<R>(&stream, expected, &cx.who.actor, command)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

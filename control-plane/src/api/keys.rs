@@ -48,14 +48,8 @@ pub struct KeyView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// Keys for the generic admin operations.
-pub struct Keys;
-
-impl AdminResource for Keys {
-    type State = VirtualKey;
+impl AdminResource for VirtualKey {
     type View = KeyView;
-    const WHAT: &'static str = "key";
-
     fn view(k: &VirtualKey, version: i32) -> KeyView {
         let s = &k.settings;
         KeyView {
@@ -203,7 +197,7 @@ async fn issue(
     let done = store
         .execute::<VirtualKey>(stream, expected, &cx.who.actor, command)
         .await?;
-    let key = Keys::view(&done.state, done.version);
+    let key = VirtualKey::view(&done.state, done.version);
     Ok(with_etag(
         status,
         done.version,
@@ -211,7 +205,7 @@ async fn issue(
     ))
 }
 
-impl Creatable for Keys {
+impl Creatable for VirtualKey {
     type Body = CreateKey;
 
     async fn create(cx: Cx<'_>, body: CreateKey) -> Result<Response, ApiError> {
@@ -244,7 +238,7 @@ impl Creatable for Keys {
     }
 }
 
-impl Updatable for Keys {
+impl Updatable for VirtualKey {
     type Patch = UpdateKey;
     /// The patch goes into the command as it is; the aggregate applies it.
     const PIN: bool = false;
@@ -266,7 +260,7 @@ impl Updatable for Keys {
     }
 }
 
-impl Listed for Keys {
+impl Listed for VirtualKey {
     type Row = KeyView;
 
     /// `?team_id=` narrows the page to one team.
@@ -287,7 +281,7 @@ impl Listed for Keys {
     }
 }
 
-crud::handlers!(Keys, KeyView, "keys";
+crud::handlers!(VirtualKey, KeyView, "keys";
     create("create_key", "/admin/keys", CreateKey, responses((status = 201, body = KeyWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
     list("list_keys", "/admin/keys", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query))),
     read("read_key", "/admin/keys/{id}", params(("id" = String, Path))),
@@ -309,8 +303,8 @@ pub async fn revoke(
         who: &who,
     };
     let expected = if_match(&headers)?;
-    let (stream, _, _) = crud::load::<Keys>(cx, &id).await?;
-    crud::run::<Keys>(cx, &stream, expected, KeyCommand::Revoke, StatusCode::OK).await
+    let (stream, _, _) = crud::load::<VirtualKey>(cx, &id).await?;
+    crud::run::<VirtualKey>(cx, &stream, expected, KeyCommand::Revoke, StatusCode::OK).await
 }
 
 #[utoipa::path(operation_id = "rotate_key", post, path = "/admin/keys/{id}/rotate", tag = "keys", request_body = RotateKey, security(("bearer" = [])),
@@ -329,7 +323,7 @@ pub async fn rotate(
         who: &who,
     };
     let expected = if_match(&headers)?;
-    let (stream, _, _) = crud::load::<Keys>(cx, &id).await?;
+    let (stream, _, _) = crud::load::<VirtualKey>(cx, &id).await?;
     let (secret, stored) = new_secret()?;
     let command = KeyCommand::Rotate {
         secret: stored,

@@ -60,14 +60,8 @@ pub struct ProviderView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// Providers for the generic admin operations.
-pub struct Providers;
-
-impl AdminResource for Providers {
-    type State = Provider;
+impl AdminResource for Provider {
     type View = ProviderView;
-    const WHAT: &'static str = "provider";
-
     fn view(p: &Provider, version: i32) -> ProviderView {
         let s = &p.spec;
         ProviderView {
@@ -270,7 +264,7 @@ pub fn env_name(check: &mut Check, path: &str, name: &str) {
     }
 }
 
-impl Creatable for Providers {
+impl Creatable for Provider {
     type Body = CreateProvider;
 
     async fn create(cx: Cx<'_>, body: CreateProvider) -> Result<Response, ApiError> {
@@ -306,7 +300,7 @@ impl Creatable for Providers {
     }
 }
 
-impl Updatable for Providers {
+impl Updatable for Provider {
     type Patch = UpdateProvider;
 
     async fn merge(cx: Cx<'_>, current: Provider, patch: UpdateProvider) -> Decided<Self> {
@@ -315,7 +309,7 @@ impl Updatable for Providers {
     }
 }
 
-impl Deletable for Providers {
+impl Deletable for Provider {
     /// Refused while a route deploys on the provider.
     async fn delete(cx: Cx<'_>, current: &Provider) -> Decided<Self> {
         let id = &current.id;
@@ -342,15 +336,15 @@ impl Deletable for Providers {
     }
 }
 
-impl Listed for Providers {
+impl Listed for Provider {
     type Row = ProviderView;
 
     async fn page(cx: Cx<'_>, page: &Page) -> Rows<ProviderView> {
-        crud::spec_page::<Self, _>(cx, &PROVIDERS, &page.after, page.limit).await
+        crud::spec_page::<ProviderSpec>(cx, &PROVIDERS, &page.after, page.limit).await
     }
 }
 
-crud::handlers!(Providers, ProviderView, "providers";
+crud::handlers!(Provider, ProviderView, "providers";
     create("create_provider", "/admin/providers", CreateProvider, responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
     list("list_providers", "/admin/providers"), read("get_provider", "/admin/providers/{id}", params(("id" = String, Path))),
     update("update_provider", "/admin/providers/{id}", UpdateProvider, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),

@@ -90,14 +90,8 @@ pub struct RouteView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// Routes for the generic admin operations.
-pub struct Routes;
-
-impl AdminResource for Routes {
-    type State = Route;
+impl AdminResource for Route {
     type View = RouteView;
-    const WHAT: &'static str = "route";
-
     fn view(r: &Route, version: i32) -> RouteView {
         let s = &r.spec;
         let deployments = s.deployments.iter().map(DeploymentBody::from).collect();
@@ -262,7 +256,7 @@ async fn check_spec(
     Ok(check.done()?)
 }
 
-impl Creatable for Routes {
+impl Creatable for Route {
     type Body = CreateRoute;
 
     async fn create(cx: Cx<'_>, body: CreateRoute) -> Result<Response, ApiError> {
@@ -289,7 +283,7 @@ impl Creatable for Routes {
     }
 }
 
-impl Updatable for Routes {
+impl Updatable for Route {
     type Patch = UpdateRoute;
 
     /// Changed deployments, fallbacks and rules are checked against what the caller may see.
@@ -336,21 +330,21 @@ impl Updatable for Routes {
 
 /// Nothing has to give way before a route is deleted: a fallback or rule naming it stops
 /// matching.
-impl Deletable for Routes {
+impl Deletable for Route {
     async fn delete(_: Cx<'_>, _: &Route) -> Decided<Self> {
         Ok(ResourceCommand::Delete)
     }
 }
 
-impl Listed for Routes {
+impl Listed for Route {
     type Row = RouteView;
 
     async fn page(cx: Cx<'_>, page: &Page) -> Rows<RouteView> {
-        crud::spec_page::<Self, _>(cx, &ROUTES, &page.after, page.limit).await
+        crud::spec_page::<RouteSpec>(cx, &ROUTES, &page.after, page.limit).await
     }
 }
 
-crud::handlers!(Routes, RouteView, "routes";
+crud::handlers!(Route, RouteView, "routes";
     create("create_route", "/admin/routes", CreateRoute, responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
     list("list_routes", "/admin/routes"), read("get_route", "/admin/routes/{alias}", params(("alias" = String, Path, description = "percent-encoded if it contains `/`"))),
     update("update_route", "/admin/routes/{alias}", UpdateRoute, params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),

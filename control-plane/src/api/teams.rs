@@ -33,14 +33,8 @@ pub struct TeamView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// Teams for the generic admin operations.
-pub struct Teams;
-
-impl AdminResource for Teams {
-    type State = Team;
+impl AdminResource for Team {
     type View = TeamView;
-    const WHAT: &'static str = "team";
-
     fn view(t: &Team, version: i32) -> TeamView {
         TeamView {
             id: t.id,
@@ -93,7 +87,7 @@ pub struct UpdateTeam {
     pub tpm: Option<Option<u64>>,
 }
 
-impl Creatable for Teams {
+impl Creatable for Team {
     type Body = CreateTeam;
 
     async fn create(cx: Cx<'_>, body: CreateTeam) -> Result<Response, ApiError> {
@@ -110,7 +104,7 @@ impl Creatable for Teams {
     }
 }
 
-impl Updatable for Teams {
+impl Updatable for Team {
     type Patch = UpdateTeam;
     /// The command carries only the changed fields; the aggregate applies them.
     const PIN: bool = false;
@@ -126,7 +120,7 @@ impl Updatable for Teams {
     }
 }
 
-impl Deletable for Teams {
+impl Deletable for Team {
     /// Refused while the team still owns anything.
     async fn delete(cx: Cx<'_>, team: &Team) -> Decided<Self> {
         cx.who.require_global()?;
@@ -140,7 +134,7 @@ impl Deletable for Teams {
     }
 }
 
-impl Listed for Teams {
+impl Listed for Team {
     type Row = TeamView;
 
     async fn page(cx: Cx<'_>, page: &Page) -> Rows<TeamView> {
@@ -154,7 +148,7 @@ impl Listed for Teams {
     }
 }
 
-crud::handlers!(Teams, TeamView, "teams";
+crud::handlers!(Team, TeamView, "teams";
     create("create_team", "/admin/teams", CreateTeam, responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
     list("list_teams", "/admin/teams"), read("read_team", "/admin/teams/{id}", params(("id" = String, Path))),
     update("update_team", "/admin/teams/{id}", UpdateTeam, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")), (status = 403, body = super::error::ErrorBody)),

@@ -43,11 +43,7 @@ impl TokenView {
     }
 }
 
-/// Admin tokens for the generic admin operations.
-pub struct Tokens;
-
-impl AdminResource for Tokens {
-    type State = AdminToken;
+impl AdminResource for AdminToken {
     type View = TokenView;
     const WHAT: &'static str = "admin token";
 
@@ -83,7 +79,7 @@ pub struct CreateToken {
     pub team_id: Option<Uuid>,
 }
 
-impl Creatable for Tokens {
+impl Creatable for AdminToken {
     type Body = CreateToken;
 
     async fn create(cx: Cx<'_>, body: CreateToken) -> Result<Response, ApiError> {
@@ -114,7 +110,7 @@ impl Creatable for Tokens {
     }
 }
 
-impl Listed for Tokens {
+impl Listed for AdminToken {
     type Row = TokenView;
 
     async fn page(cx: Cx<'_>, page: &Page) -> Rows<TokenView> {
@@ -131,7 +127,7 @@ impl Listed for Tokens {
     }
 }
 
-crud::handlers!(Tokens, TokenView, "tokens";
+crud::handlers!(AdminToken, TokenView, "tokens";
     create("create_token", "/admin/tokens", CreateToken, responses((status = 201, body = TokenWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
     list("list_tokens", "/admin/tokens", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query)));
     also ("/admin/tokens/{id}", delete(revoke)));
@@ -143,7 +139,7 @@ pub async fn revoke(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (stream, _, _) = crud::load::<Tokens>(
+    let (stream, _, _) = crud::load::<AdminToken>(
         Cx {
             app: &state,
             who: &who,
