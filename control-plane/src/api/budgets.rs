@@ -12,15 +12,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::common::ensure_team;
-use super::crud::{
-    self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable,
-};
-use super::extract::Page;
+use super::crud::{self, AdminResource, Creatable, Cx, Decided, Deletable, Tabled, Updatable};
 use super::pricing::{decimal, opt_decimal};
 use super::{ApiError, List};
 use crate::domain::budget::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use crate::domain::resource::ResourceCommand;
-use crate::store::admin::BUDGETS;
+use crate::store::admin::{SpecTable, BUDGETS};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BudgetView {
@@ -47,6 +44,7 @@ fn budget_id(b: &Budget) -> Uuid {
 
 impl AdminResource for Budget {
     type View = BudgetView;
+    const UUID_IDS: bool = true;
     fn view(b: &Budget, version: i32) -> BudgetView {
         let s = &b.spec;
         BudgetView {
@@ -62,10 +60,6 @@ impl AdminResource for Budget {
             created_at: b.created_at,
             updated_at: b.updated_at,
         }
-    }
-
-    fn stream_id(id: &str) -> Result<String, ApiError> {
-        crud::uuid_stream(id, Self::WHAT)
     }
 }
 
@@ -214,13 +208,8 @@ impl Deletable for Budget {
     }
 }
 
-impl Listed for Budget {
-    type Row = BudgetView;
-
-    async fn page(cx: Cx<'_>, page: &Page) -> Rows<BudgetView> {
-        let after = page.after_uuid()?;
-        crud::spec_page::<BudgetSpec>(cx, &BUDGETS, &after, page.limit).await
-    }
+impl Tabled for BudgetSpec {
+    const TABLE: SpecTable = BUDGETS;
 }
 
 crud::handlers!(Budget, BudgetView, "budgets";

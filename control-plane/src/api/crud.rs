@@ -29,7 +29,7 @@ use super::extract::{if_match, Page};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::resource::{Resource, Spec};
 use crate::domain::Aggregate;
-use crate::store::admin::{Param, SpecTable};
+use crate::store::admin::SpecTable;
 use crate::store::Project;
 
 /// The command type of a resource's aggregate.
@@ -64,19 +64,20 @@ pub trait AdminResource: Project + Visible {
     type View: Serialize + Send;
     /// The kind named in a 404 body (`provider`, `team`, ...).
     const WHAT: &'static str = <Self as Aggregate>::KIND;
+    /// Whether ids are UUIDs (any other path id names nothing), kept in canonical form.
+    const UUID_IDS: bool = false;
 
     /// The response body of a state at a version.
     fn view(state: &Self, version: i32) -> Self::View;
 
     /// The stream id of a path id; an id that cannot name a resource is a 404.
     fn stream_id(id: &str) -> Result<String, ApiError> {
-        Ok(id.to_owned())
+        if Self::UUID_IDS {
+            Ok(parse_id(id, Self::WHAT)?.to_string())
+        } else {
+            Ok(id.to_owned())
+        }
     }
-}
-
-/// [`AdminResource::stream_id`] of a resource addressed by UUID (in canonical form).
-pub fn uuid_stream(id: &str, what: &str) -> Result<String, ApiError> {
-    Ok(parse_id(id, what)?.to_string())
 }
 
 /// A resource created with `POST /admin/<kind>`.
@@ -132,21 +133,32 @@ pub fn keyed<R: AdminResource>(
     rows.iter().map(|(s, v)| (key(s), R::view(s, *v))).collect()
 }
 
-/// A page of a spec resource's table; `after` is of the table's key type.
-pub async fn spec_page<S: Spec>(
-    cx: Cx<'_>,
-    table: &SpecTable,
-    after: Param<'_>,
-    limit: i64,
-) -> Rows<<Resource<S> as AdminResource>::View>
+/// A spec whose resources are listed straight from their projection table.
+pub trait Tabled: Spec {
+    const TABLE: SpecTable;
+}
+
+/// Spec resources list their table's rows; the cursor is the key, of the key's type.
+impl<S: Tabled> Listed for Resource<S>
 where
     Resource<S>: AdminResource,
 {
-    let store = cx.app.store();
-    let rows = store
-        .spec_page::<S>(table, cx.who.team, after, limit + 1)
-        .await?;
-    Ok(keyed(&rows, |r| r.id.clone()))
+    type Row = <Resource<S> as AdminResource>::View;
+
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<Self::Row> {
+        let (store, table, limit) = (cx.app.store(), &S::TABLE, page.limit + 1);
+        let rows = if table.key_type == "uuid" {
+            let after = page.after_uuid()?;
+            store
+                .spec_page::<S>(table, cx.who.team, &after, limit)
+                .await?
+        } else {
+            store
+                .spec_page::<S>(table, cx.who.team, &page.after, limit)
+                .await?
+        };
+        Ok(keyed(&rows, |r| r.id.clone()))
+    }
 }
 
 /// Loads a resource the caller may see: its stream id, state and version.

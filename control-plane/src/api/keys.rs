@@ -50,6 +50,7 @@ pub struct KeyView {
 
 impl AdminResource for VirtualKey {
     type View = KeyView;
+    const UUID_IDS: bool = true;
     fn view(k: &VirtualKey, version: i32) -> KeyView {
         let s = &k.settings;
         KeyView {
@@ -73,10 +74,6 @@ impl AdminResource for VirtualKey {
             created_at: k.created_at,
             updated_at: k.updated_at,
         }
-    }
-
-    fn stream_id(id: &str) -> Result<String, ApiError> {
-        crud::uuid_stream(id, Self::WHAT)
     }
 }
 

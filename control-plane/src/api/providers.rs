@@ -15,16 +15,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::common::{double_option, ensure_team};
-use super::crud::{
-    self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable,
-};
-use super::extract::Page;
+use super::crud::{self, AdminResource, Creatable, Cx, Decided, Deletable, Tabled, Updatable};
 use super::{ApiError, List};
 use crate::domain::provider::{Provider, ProviderSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
 use crate::seal::SealKey;
-use crate::store::admin::PROVIDERS;
+use crate::store::admin::{SpecTable, PROVIDERS};
 
 /// A plaintext secret from a request body. Its `Debug` never shows it.
 #[derive(Deserialize)]
@@ -165,30 +162,8 @@ impl UpdateProvider {
             self.api_key_env,
             s.credential.take(),
         )?;
-        if let Some(v) = self.kind {
-            s.kind = v;
-        }
-        if let Some(v) = self.base_url {
-            s.base_url = v;
-        }
-        if let Some(v) = self.api_version {
-            s.api_version = v;
-        }
-        if let Some(v) = self.timeout_ms {
-            s.timeout_ms = v;
-        }
-        if let Some(v) = self.stream_usage {
-            s.stream_usage = v;
-        }
-        if let Some(v) = self.health_check_ms {
-            s.health_check_ms = v;
-        }
-        if let Some(v) = self.headers {
-            s.headers = v;
-        }
-        if let Some(v) = self.settings {
-            s.settings = v;
-        }
+        crate::domain::assign_present!(s, self;
+            kind, base_url, api_version, timeout_ms, stream_usage, health_check_ms, headers, settings);
         Ok(s)
     }
 }
@@ -336,12 +311,8 @@ impl Deletable for Provider {
     }
 }
 
-impl Listed for Provider {
-    type Row = ProviderView;
-
-    async fn page(cx: Cx<'_>, page: &Page) -> Rows<ProviderView> {
-        crud::spec_page::<ProviderSpec>(cx, &PROVIDERS, &page.after, page.limit).await
-    }
+impl Tabled for ProviderSpec {
+    const TABLE: SpecTable = PROVIDERS;
 }
 
 crud::handlers!(Provider, ProviderView, "providers";

@@ -11,15 +11,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::common::{double_option, ensure_team};
-use super::crud::{
-    self, AdminResource, Creatable, Cx, Decided, Deletable, Listed, Rows, Updatable,
-};
-use super::extract::Page;
+use super::crud::{self, AdminResource, Creatable, Cx, Decided, Deletable, Tabled, Updatable};
 use super::{ApiError, List};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::{Route, RouteSpec};
 use crate::domain::Check;
-use crate::store::admin::ROUTES;
+use crate::store::admin::{SpecTable, ROUTES};
 
 /// One provider + upstream model pair.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -296,26 +293,12 @@ impl Updatable for Route {
             check_providers(cx, current.team_id, &spec.deployments, &mut check).await?;
             check.done()?;
         }
-        if let Some(timeout) = body.timeout_ms {
-            spec.timeout_ms = timeout;
-        }
-        if let Some(reserve) = body.reserve_output_tokens {
-            spec.reserve_output_tokens = reserve;
-        }
-        if let Some(strategy) = body.strategy {
-            spec.strategy = strategy;
-        }
+        crate::domain::assign_present!(spec, body; timeout_ms, reserve_output_tokens, strategy, retry, context_window);
         if let Some(fallbacks) = body.fallbacks {
             let mut check = Check::new();
             check_fallbacks(cx, alias, &fallbacks, fallback_path, &mut check).await?;
             check.done()?;
             spec.fallbacks = fallbacks;
-        }
-        if let Some(retry) = body.retry {
-            spec.retry = retry;
-        }
-        if let Some(window) = body.context_window {
-            spec.context_window = window;
         }
         if let Some(rules) = body.rules {
             let targets: Vec<String> = rules.iter().map(|r| r.route.clone()).collect();
@@ -336,12 +319,8 @@ impl Deletable for Route {
     }
 }
 
-impl Listed for Route {
-    type Row = RouteView;
-
-    async fn page(cx: Cx<'_>, page: &Page) -> Rows<RouteView> {
-        crud::spec_page::<RouteSpec>(cx, &ROUTES, &page.after, page.limit).await
-    }
+impl Tabled for RouteSpec {
+    const TABLE: SpecTable = ROUTES;
 }
 
 crud::handlers!(Route, RouteView, "routes";

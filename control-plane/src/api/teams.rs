@@ -35,6 +35,7 @@ pub struct TeamView {
 
 impl AdminResource for Team {
     type View = TeamView;
+    const UUID_IDS: bool = true;
     fn view(t: &Team, version: i32) -> TeamView {
         TeamView {
             id: t.id,
@@ -46,10 +47,6 @@ impl AdminResource for Team {
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
-    }
-
-    fn stream_id(id: &str) -> Result<String, ApiError> {
-        crud::uuid_stream(id, Self::WHAT)
     }
 }
 

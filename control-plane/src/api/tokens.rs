@@ -46,14 +46,11 @@ impl TokenView {
 impl AdminResource for AdminToken {
     type View = TokenView;
     const WHAT: &'static str = "admin token";
+    const UUID_IDS: bool = true;
 
     /// A token's view has no version: a token only lives and dies.
     fn view(token: &AdminToken, _version: i32) -> TokenView {
         TokenView::of(token)
-    }
-
-    fn stream_id(id: &str) -> Result<String, ApiError> {
-        crud::uuid_stream(id, Self::WHAT)
     }
 }
 

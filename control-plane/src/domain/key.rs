@@ -137,30 +137,8 @@ impl KeyPatch {
     }
 
     fn apply(&self, s: &mut KeySettings) {
-        if let Some(v) = &self.name {
-            s.name = v.clone();
-        }
-        if let Some(v) = &self.models {
-            s.models = v.clone();
-        }
-        if let Some(v) = self.expires_at {
-            s.expires_at = v;
-        }
-        if let Some(v) = &self.tags {
-            s.tags = v.clone();
-        }
-        if let Some(v) = self.rpm {
-            s.rpm = v;
-        }
-        if let Some(v) = self.tpm {
-            s.tpm = v;
-        }
-        if let Some(v) = self.budget_id {
-            s.budget_id = v;
-        }
-        if let Some(v) = self.max_request_cost_usd {
-            s.max_request_cost_usd = v;
-        }
+        let patch = self.clone();
+        super::assign_present!(s, patch; name, models, expires_at, tags, rpm, tpm, budget_id, max_request_cost_usd);
     }
 }
 
