@@ -19,6 +19,29 @@ use crate::domain::budget::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::store::admin::{SpecTable, BUDGETS};
 
+impl AdminResource for Budget {
+    type View = BudgetView;
+    const UUID_IDS: bool = true;
+
+    fn view(b: &Budget, version: i32) -> BudgetView {
+        let s = &b.spec;
+        BudgetView {
+            id: budget_id(b),
+            team_id: b.team_id,
+            name: s.name.clone(),
+            scope: s.scope,
+            target: s.target.clone(),
+            amount_usd: s.amount_usd,
+            period: s.period,
+            hard: s.hard,
+            version,
+            created_at: b.created_at,
+            updated_at: b.updated_at,
+        }
+    }
+}
+
+/// A budget as responses show it; the amount is an exact decimal string.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BudgetView {
     pub id: Uuid,
@@ -40,27 +63,6 @@ pub struct BudgetView {
 /// A budget's id: its stream id is always its UUID.
 fn budget_id(b: &Budget) -> Uuid {
     b.id.parse().unwrap_or_default()
-}
-
-impl AdminResource for Budget {
-    type View = BudgetView;
-    const UUID_IDS: bool = true;
-    fn view(b: &Budget, version: i32) -> BudgetView {
-        let s = &b.spec;
-        BudgetView {
-            id: budget_id(b),
-            team_id: b.team_id,
-            name: s.name.clone(),
-            scope: s.scope,
-            target: s.target.clone(),
-            amount_usd: s.amount_usd,
-            period: s.period,
-            hard: s.hard,
-            version,
-            created_at: b.created_at,
-            updated_at: b.updated_at,
-        }
-    }
 }
 
 fn yes() -> bool {

@@ -25,32 +25,10 @@ use crate::domain::team::Team;
 /// Prefix of every virtual key secret.
 pub const KEY_PREFIX: &str = "sk-sy-";
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct KeyView {
-    pub id: Uuid,
-    pub team_id: Uuid,
-    pub name: String,
-    /// Prefixes of the secrets that currently work (two during a rotation's grace period).
-    pub prefixes: Vec<String>,
-    pub models: Vec<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub tags: BTreeMap<String, String>,
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub budget_id: Option<Uuid>,
-    /// The most one request may cost (USD); null: no cap.
-    #[serde(with = "rust_decimal::serde::str_option")]
-    #[schema(value_type = Option<String>, example = "0.50")]
-    pub max_request_cost_usd: Option<Decimal>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    pub version: i32,
-    pub created_at: Option<DateTime<Utc>>,
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
 impl AdminResource for VirtualKey {
     type View = KeyView;
     const UUID_IDS: bool = true;
+
     fn view(k: &VirtualKey, version: i32) -> KeyView {
         let s = &k.settings;
         KeyView {
@@ -75,6 +53,30 @@ impl AdminResource for VirtualKey {
             updated_at: k.updated_at,
         }
     }
+}
+
+/// A virtual key as responses show it: prefixes of its secrets, never the secrets.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyView {
+    pub id: Uuid,
+    pub team_id: Uuid,
+    pub name: String,
+    /// Prefixes of the secrets that currently work (two during a rotation's grace period).
+    pub prefixes: Vec<String>,
+    pub models: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub tags: BTreeMap<String, String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub budget_id: Option<Uuid>,
+    /// The most one request may cost (USD); null: no cap.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>, example = "0.50")]
+    pub max_request_cost_usd: Option<Decimal>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub version: i32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A key is seen by global tokens and its team's, revoked or not (it stays readable).

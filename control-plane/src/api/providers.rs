@@ -34,6 +34,31 @@ impl std::fmt::Debug for Plaintext {
     }
 }
 
+impl AdminResource for Provider {
+    type View = ProviderView;
+
+    fn view(p: &Provider, version: i32) -> ProviderView {
+        let s = &p.spec;
+        ProviderView {
+            id: p.id.clone(),
+            team_id: p.team_id,
+            kind: s.kind,
+            base_url: s.base_url.clone(),
+            api_version: s.api_version.clone(),
+            timeout_ms: s.timeout_ms,
+            stream_usage: s.stream_usage,
+            health_check_ms: s.health_check_ms,
+            headers: s.headers.clone(),
+            settings: s.settings.clone(),
+            credential: describe(s.credential.as_ref()),
+            version,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// A provider as responses show it: everything but the secret itself.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProviderView {
     pub id: String,
@@ -55,29 +80,6 @@ pub struct ProviderView {
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
-}
-
-impl AdminResource for Provider {
-    type View = ProviderView;
-    fn view(p: &Provider, version: i32) -> ProviderView {
-        let s = &p.spec;
-        ProviderView {
-            id: p.id.clone(),
-            team_id: p.team_id,
-            kind: s.kind,
-            base_url: s.base_url.clone(),
-            api_version: s.api_version.clone(),
-            timeout_ms: s.timeout_ms,
-            stream_usage: s.stream_usage,
-            health_check_ms: s.health_check_ms,
-            headers: s.headers.clone(),
-            settings: s.settings.clone(),
-            credential: describe(s.credential.as_ref()),
-            version,
-            created_at: p.created_at,
-            updated_at: p.updated_at,
-        }
-    }
 }
 
 /// What a response may say about a credential.

@@ -66,29 +66,9 @@ impl From<&proto::Deployment> for DeploymentBody {
     }
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RouteView {
-    pub alias: String,
-    pub team_id: Option<Uuid>,
-    pub deployments: Vec<DeploymentBody>,
-    pub timeout_ms: Option<u64>,
-    pub reserve_output_tokens: Option<u64>,
-    /// `weighted` (default), `ordered`, `lowest_latency`, `least_inflight` or `cheapest`.
-    #[schema(value_type = Option<String>, example = "weighted")]
-    pub strategy: Option<proto::Strategy>,
-    pub fallbacks: Vec<String>,
-    #[schema(value_type = Option<Object>)]
-    pub retry: Option<proto::RetryPolicy>,
-    pub context_window: Option<u64>,
-    #[schema(value_type = Vec<Object>)]
-    pub rules: Vec<proto::RouteRule>,
-    pub version: i32,
-    pub created_at: Option<DateTime<Utc>>,
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
 impl AdminResource for Route {
     type View = RouteView;
+
     fn view(r: &Route, version: i32) -> RouteView {
         let s = &r.spec;
         let deployments = s.deployments.iter().map(DeploymentBody::from).collect();
@@ -108,6 +88,28 @@ impl AdminResource for Route {
             updated_at: r.updated_at,
         }
     }
+}
+
+/// A route as responses show it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RouteView {
+    pub alias: String,
+    pub team_id: Option<Uuid>,
+    pub deployments: Vec<DeploymentBody>,
+    pub timeout_ms: Option<u64>,
+    pub reserve_output_tokens: Option<u64>,
+    /// `weighted` (default), `ordered`, `lowest_latency`, `least_inflight` or `cheapest`.
+    #[schema(value_type = Option<String>, example = "weighted")]
+    pub strategy: Option<proto::Strategy>,
+    pub fallbacks: Vec<String>,
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<proto::RetryPolicy>,
+    pub context_window: Option<u64>,
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<proto::RouteRule>,
+    pub version: i32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -19,23 +19,10 @@ use super::extract::Page;
 use super::{ApiError, List, Principal};
 use crate::domain::team::{Team, TeamCommand};
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TeamView {
-    pub id: Uuid,
-    pub name: String,
-    pub metadata: BTreeMap<String, String>,
-    /// Requests per minute across all of the team's keys (null: no limit).
-    pub rpm: Option<u64>,
-    /// Tokens per minute across all of the team's keys (null: no limit).
-    pub tpm: Option<u64>,
-    pub version: i32,
-    pub created_at: Option<DateTime<Utc>>,
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
 impl AdminResource for Team {
     type View = TeamView;
     const UUID_IDS: bool = true;
+
     fn view(t: &Team, version: i32) -> TeamView {
         TeamView {
             id: t.id,
@@ -48,6 +35,21 @@ impl AdminResource for Team {
             updated_at: t.updated_at,
         }
     }
+}
+
+/// A team with its limits.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TeamView {
+    pub id: Uuid,
+    pub name: String,
+    pub metadata: BTreeMap<String, String>,
+    /// Requests per minute across all of the team's keys (null: no limit).
+    pub rpm: Option<u64>,
+    /// Tokens per minute across all of the team's keys (null: no limit).
+    pub tpm: Option<u64>,
+    pub version: i32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// A team is seen by global tokens and by its own.
@@ -135,11 +137,9 @@ impl Listed for Team {
     type Row = TeamView;
 
     async fn page(cx: Cx<'_>, page: &Page) -> Rows<TeamView> {
-        let after = page.after_uuid()?;
-        let rows = cx
-            .app
-            .store()
-            .team_page(cx.who.team, after, page.limit + 1)
+        let store = cx.app.store();
+        let rows = store
+            .team_page(cx.who.team, page.after_uuid()?, page.limit + 1)
             .await?;
         Ok(crud::keyed::<Self>(&rows, |t| t.id.to_string()))
     }

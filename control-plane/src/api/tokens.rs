@@ -19,6 +19,18 @@ use crate::domain::token::{AdminToken, TokenCommand};
 /// Prefix of every admin token.
 pub const TOKEN_PREFIX: &str = "sya-";
 
+impl AdminResource for AdminToken {
+    type View = TokenView;
+    const WHAT: &'static str = "admin token";
+    const UUID_IDS: bool = true;
+
+    /// A token's view has no version: a token only lives and dies.
+    fn view(token: &AdminToken, _version: i32) -> TokenView {
+        TokenView::of(token)
+    }
+}
+
+/// An admin token: its prefix, never the secret.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: Uuid,
@@ -40,17 +52,6 @@ impl TokenView {
             created_at: t.created_at,
             revoked_at: t.revoked_at,
         }
-    }
-}
-
-impl AdminResource for AdminToken {
-    type View = TokenView;
-    const WHAT: &'static str = "admin token";
-    const UUID_IDS: bool = true;
-
-    /// A token's view has no version: a token only lives and dies.
-    fn view(token: &AdminToken, _version: i32) -> TokenView {
-        TokenView::of(token)
     }
 }
 
@@ -111,12 +112,8 @@ impl Listed for AdminToken {
     type Row = TokenView;
 
     async fn page(cx: Cx<'_>, page: &Page) -> Rows<TokenView> {
-        let after = page.after_uuid()?;
-        let rows = cx
-            .app
-            .store()
-            .token_page(cx.who.team, after, page.limit + 1)
-            .await?;
+        let (after, limit) = (page.after_uuid()?, page.limit + 1);
+        let rows = cx.app.store().token_page(cx.who.team, after, limit).await?;
         Ok(rows
             .iter()
             .map(|t| (t.id.to_string(), TokenView::of(t)))
