@@ -19,21 +19,26 @@ use crate::domain::budget::{Budget, BudgetPeriod, BudgetScope, BudgetSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::store::admin::{SpecTable, BUDGETS};
 
+crud::handlers!(Budget, BudgetView, "budgets";
+    create("create_budget", "/admin/budgets", CreateBudget, responses((status = 201, body = BudgetView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_budgets", "/admin/budgets"), read("get_budget", "/admin/budgets/{id}", params(("id" = String, Path))),
+    update("update_budget", "/admin/budgets/{id}", UpdateBudget, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
+    remove("delete_budget", "/admin/budgets/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
+
 impl AdminResource for Budget {
     type View = BudgetView;
     const UUID_IDS: bool = true;
 
     fn view(b: &Budget, version: i32) -> BudgetView {
-        let s = &b.spec;
         BudgetView {
             id: budget_id(b),
             team_id: b.team_id,
-            name: s.name.clone(),
-            scope: s.scope,
-            target: s.target.clone(),
-            amount_usd: s.amount_usd,
-            period: s.period,
-            hard: s.hard,
+            name: b.spec.name.clone(),
+            scope: b.spec.scope,
+            target: b.spec.target.clone(),
+            amount_usd: b.spec.amount_usd,
+            period: b.spec.period,
+            hard: b.spec.hard,
             version,
             created_at: b.created_at,
             updated_at: b.updated_at,
@@ -213,12 +218,6 @@ impl Deletable for Budget {
 impl Tabled for BudgetSpec {
     const TABLE: SpecTable = BUDGETS;
 }
-
-crud::handlers!(Budget, BudgetView, "budgets";
-    create("create_budget", "/admin/budgets", CreateBudget, responses((status = 201, body = BudgetView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
-    list("list_budgets", "/admin/budgets"), read("get_budget", "/admin/budgets/{id}", params(("id" = String, Path))),
-    update("update_budget", "/admin/budgets/{id}", UpdateBudget, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
-    remove("delete_budget", "/admin/budgets/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
 
 #[cfg(test)]
 mod tests {

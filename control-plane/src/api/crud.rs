@@ -46,6 +46,12 @@ pub struct Cx<'a> {
     pub who: &'a Principal,
 }
 
+impl<'a> Cx<'a> {
+    pub fn new(app: &'a AppState, who: &'a Principal) -> Self {
+        Self { app, who }
+    }
+}
+
 /// Who may see a stored resource. Anything else is reported exactly like a missing one.
 pub trait Visible {
     fn visible_to(&self, who: &Principal) -> bool;
@@ -179,6 +185,18 @@ pub async fn run<R: AdminResource>(
     command: Command<R>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
+    run_with(cx, stream, expected, command, status, R::view).await
+}
+
+/// Runs a command and answers `status` with `show(new state, version)`.
+pub async fn run_with<R: AdminResource, T: Serialize>(
+    cx: Cx<'_>,
+    stream: &str,
+    expected: Option<i32>,
+    command: Command<R>,
+    status: StatusCode,
+    show: impl FnOnce(&R, i32) -> T,
+) -> Result<Response, ApiError> {
     let store = cx.app.store();
     let done = store
         .execute::<R>(stream, expected, &cx.who.actor, command)
@@ -186,7 +204,7 @@ pub async fn run<R: AdminResource>(
     Ok(with_etag(
         status,
         done.version,
-        &R::view(&done.state, done.version),
+        &show(&done.state, done.version),
     ))
 }
 
@@ -283,7 +301,7 @@ macro_rules! handlers {
             who: $crate::api::Principal,
             $crate::api::extract::JsonBody(body): $crate::api::extract::JsonBody<$body>,
         ) -> Result<axum::response::Response, $crate::api::ApiError> {
-            let cx = $crate::api::crud::Cx { app: &state, who: &who };
+            let cx = $crate::api::crud::Cx::new(&state, &who);
             <$r as $crate::api::crud::Creatable>::create(cx, body).await
         }
     };
@@ -301,7 +319,7 @@ macro_rules! handlers {
             who: $crate::api::Principal,
             page: $crate::api::extract::Page,
         ) -> Result<axum::Json<$crate::api::List<$view>>, $crate::api::ApiError> {
-            $crate::api::crud::list::<$r>($crate::api::crud::Cx { app: &state, who: &who }, page).await
+            $crate::api::crud::list::<$r>($crate::api::crud::Cx::new(&state, &who), page).await
         }
     };
     (@read $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, params $params:tt $(, $extra:tt)*)) => {
@@ -313,7 +331,7 @@ macro_rules! handlers {
             who: $crate::api::Principal,
             axum::extract::Path(id): axum::extract::Path<String>,
         ) -> Result<axum::response::Response, $crate::api::ApiError> {
-            $crate::api::crud::read::<$r>($crate::api::crud::Cx { app: &state, who: &who }, id).await
+            $crate::api::crud::read::<$r>($crate::api::crud::Cx::new(&state, &who), id).await
         }
     };
     (@update $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, $patch:ident, params $params:tt $(, $extra:tt)*)) => {
@@ -329,7 +347,7 @@ macro_rules! handlers {
             headers: http::HeaderMap,
             $crate::api::extract::JsonBody(body): $crate::api::extract::JsonBody<$patch>,
         ) -> Result<axum::response::Response, $crate::api::ApiError> {
-            $crate::api::crud::update::<$r>($crate::api::crud::Cx { app: &state, who: &who }, id, headers, body).await
+            $crate::api::crud::update::<$r>($crate::api::crud::Cx::new(&state, &who), id, headers, body).await
         }
     };
     (@remove $r:ty, $view:ident, $tag:literal, ($id:literal, $path:literal, params $params:tt $(, $extra:tt)*)) => {
@@ -343,7 +361,7 @@ macro_rules! handlers {
             axum::extract::Path(id): axum::extract::Path<String>,
             headers: http::HeaderMap,
         ) -> Result<http::StatusCode, $crate::api::ApiError> {
-            $crate::api::crud::remove::<$r>($crate::api::crud::Cx { app: &state, who: &who }, id, headers).await
+            $crate::api::crud::remove::<$r>($crate::api::crud::Cx::new(&state, &who), id, headers).await
         }
     };
 }

@@ -17,10 +17,17 @@ use super::crud::{self, AdminResource, Creatable, Cx, Decided, Listed, Rows, Upd
 use super::extract::{if_match, JsonBody, Page};
 use super::pricing::{opt_decimal, Money};
 use super::secrets::{display_prefix, generate};
-use super::{with_etag, ApiError, AppState, List, Principal};
+use super::{ApiError, AppState, List, Principal};
 use crate::api::auth::token_hash;
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
 use crate::domain::team::Team;
+
+crud::handlers!(VirtualKey, KeyView, "keys";
+    create("create_key", "/admin/keys", CreateKey, responses((status = 201, body = KeyWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_keys", "/admin/keys", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query))),
+    read("read_key", "/admin/keys/{id}", params(("id" = String, Path))),
+    update("update_key", "/admin/keys/{id}", UpdateKey, params(("id" = String, Path), ("If-Match" = Option<String>, Header)));
+    also ("/admin/keys/{id}/revoke", post(revoke)), ("/admin/keys/{id}/rotate", post(rotate)));
 
 /// Prefix of every virtual key secret.
 pub const KEY_PREFIX: &str = "sk-sy-";
@@ -183,25 +190,12 @@ async fn check_budget(cx: Cx<'_>, budget: Option<Uuid>) -> Result<(), ApiError> 
     }
 }
 
-/// Runs a command that issues a secret and answers with the key and that secret, once.
-async fn issue(
-    cx: Cx<'_>,
-    stream: &str,
-    expected: Option<i32>,
-    command: KeyCommand,
-    secret: String,
-    status: StatusCode,
-) -> Result<Response, ApiError> {
-    let store = cx.app.store();
-    let done = store
-        .execute::<VirtualKey>(stream, expected, &cx.who.actor, command)
-        .await?;
-    let key = VirtualKey::view(&done.state, done.version);
-    Ok(with_etag(
-        status,
-        done.version,
-        &KeyWithSecret { key, secret },
-    ))
+/// The answer to a command that issued a secret: the key and that secret, shown this once.
+fn with_secret(secret: String) -> impl FnOnce(&VirtualKey, i32) -> KeyWithSecret {
+    move |k, version| KeyWithSecret {
+        key: VirtualKey::view(k, version),
+        secret,
+    }
 }
 
 impl Creatable for VirtualKey {
@@ -233,7 +227,8 @@ impl Creatable for VirtualKey {
             secret: stored,
         };
         let stream = id.to_string();
-        issue(cx, &stream, Some(0), command, secret, StatusCode::CREATED).await
+        let created = with_secret(secret);
+        crud::run_with(cx, &stream, Some(0), command, StatusCode::CREATED, created).await
     }
 }
 
@@ -280,13 +275,6 @@ impl Listed for VirtualKey {
     }
 }
 
-crud::handlers!(VirtualKey, KeyView, "keys";
-    create("create_key", "/admin/keys", CreateKey, responses((status = 201, body = KeyWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
-    list("list_keys", "/admin/keys", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query))),
-    read("read_key", "/admin/keys/{id}", params(("id" = String, Path))),
-    update("update_key", "/admin/keys/{id}", UpdateKey, params(("id" = String, Path), ("If-Match" = Option<String>, Header)));
-    also ("/admin/keys/{id}/revoke", post(revoke)), ("/admin/keys/{id}/rotate", post(rotate)));
-
 #[utoipa::path(operation_id = "revoke_key", post, path = "/admin/keys/{id}/revoke", tag = "keys", security(("bearer" = [])),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = KeyView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
@@ -297,10 +285,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cx = Cx {
-        app: &state,
-        who: &who,
-    };
+    let cx = Cx::new(&state, &who);
     let expected = if_match(&headers)?;
     let (stream, _, _) = crud::load::<VirtualKey>(cx, &id).await?;
     crud::run::<VirtualKey>(cx, &stream, expected, KeyCommand::Revoke, StatusCode::OK).await
@@ -317,10 +302,7 @@ pub async fn rotate(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RotateKey>,
 ) -> Result<Response, ApiError> {
-    let cx = Cx {
-        app: &state,
-        who: &who,
-    };
+    let cx = Cx::new(&state, &who);
     let expected = if_match(&headers)?;
     let (stream, _, _) = crud::load::<VirtualKey>(cx, &id).await?;
     let (secret, stored) = new_secret()?;
@@ -328,5 +310,13 @@ pub async fn rotate(
         secret: stored,
         grace_seconds: body.grace_seconds,
     };
-    issue(cx, &stream, expected, command, secret, StatusCode::OK).await
+    crud::run_with(
+        cx,
+        &stream,
+        expected,
+        command,
+        StatusCode::OK,
+        with_secret(secret),
+    )
+    .await
 }

@@ -23,6 +23,9 @@ use crate::domain::pricing::{built_in, Price, PriceSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
 
+crud::handlers!(Prices, PriceView, "pricing"; list("list_prices", "/admin/pricing");
+    also ("/admin/pricing/{model}", axum::routing::put(put).delete(remove)));
+
 /// An exact amount read from a JSON/YAML string or number, never through a lossy float path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Money(pub Decimal);
@@ -192,9 +195,6 @@ impl Listed for Prices {
             .collect())
     }
 }
-
-crud::handlers!(Prices, PriceView, "pricing"; list("list_prices", "/admin/pricing");
-    also ("/admin/pricing/{model}", axum::routing::put(put).delete(remove)));
 
 #[utoipa::path(put, path = "/admin/pricing/{model}",
     operation_id = "set_price", tag = "pricing", request_body = SetPrice, security(("bearer" = [])),

@@ -23,6 +23,12 @@ use crate::domain::Check;
 use crate::seal::SealKey;
 use crate::store::admin::{SpecTable, PROVIDERS};
 
+crud::handlers!(Provider, ProviderView, "providers";
+    create("create_provider", "/admin/providers", CreateProvider, responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_providers", "/admin/providers"), read("get_provider", "/admin/providers/{id}", params(("id" = String, Path))),
+    update("update_provider", "/admin/providers/{id}", UpdateProvider, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
+    remove("delete_provider", "/admin/providers/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
+
 /// A plaintext secret from a request body. Its `Debug` never shows it.
 #[derive(Deserialize)]
 #[serde(transparent)]
@@ -316,12 +322,6 @@ impl Deletable for Provider {
 impl Tabled for ProviderSpec {
     const TABLE: SpecTable = PROVIDERS;
 }
-
-crud::handlers!(Provider, ProviderView, "providers";
-    create("create_provider", "/admin/providers", CreateProvider, responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
-    list("list_providers", "/admin/providers"), read("get_provider", "/admin/providers/{id}", params(("id" = String, Path))),
-    update("update_provider", "/admin/providers/{id}", UpdateProvider, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
-    remove("delete_provider", "/admin/providers/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
 
 #[cfg(test)]
 mod tests {

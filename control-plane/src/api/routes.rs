@@ -18,6 +18,12 @@ use crate::domain::route::{Route, RouteSpec};
 use crate::domain::Check;
 use crate::store::admin::{SpecTable, ROUTES};
 
+crud::handlers!(Route, RouteView, "routes";
+    create("create_route", "/admin/routes", CreateRoute, responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_routes", "/admin/routes"), read("get_route", "/admin/routes/{alias}", params(("alias" = String, Path, description = "percent-encoded if it contains `/`"))),
+    update("update_route", "/admin/routes/{alias}", UpdateRoute, params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
+    remove("delete_route", "/admin/routes/{alias}", params(("alias" = String, Path), ("If-Match" = Option<String>, Header))));
+
 /// One provider + upstream model pair.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -324,12 +330,6 @@ impl Deletable for Route {
 impl Tabled for RouteSpec {
     const TABLE: SpecTable = ROUTES;
 }
-
-crud::handlers!(Route, RouteView, "routes";
-    create("create_route", "/admin/routes", CreateRoute, responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
-    list("list_routes", "/admin/routes"), read("get_route", "/admin/routes/{alias}", params(("alias" = String, Path, description = "percent-encoded if it contains `/`"))),
-    update("update_route", "/admin/routes/{alias}", UpdateRoute, params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
-    remove("delete_route", "/admin/routes/{alias}", params(("alias" = String, Path), ("If-Match" = Option<String>, Header))));
 
 #[cfg(test)]
 mod tests {

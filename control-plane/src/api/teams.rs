@@ -19,6 +19,12 @@ use super::extract::Page;
 use super::{ApiError, List, Principal};
 use crate::domain::team::{Team, TeamCommand};
 
+crud::handlers!(Team, TeamView, "teams";
+    create("create_team", "/admin/teams", CreateTeam, responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_teams", "/admin/teams"), read("read_team", "/admin/teams/{id}", params(("id" = String, Path))),
+    update("update_team", "/admin/teams/{id}", UpdateTeam, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")), (status = 403, body = super::error::ErrorBody)),
+    remove("remove_team", "/admin/teams/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header)), (status = 403, body = super::error::ErrorBody)));
+
 impl AdminResource for Team {
     type View = TeamView;
     const UUID_IDS: bool = true;
@@ -144,9 +150,3 @@ impl Listed for Team {
         Ok(crud::keyed::<Self>(&rows, |t| t.id.to_string()))
     }
 }
-
-crud::handlers!(Team, TeamView, "teams";
-    create("create_team", "/admin/teams", CreateTeam, responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
-    list("list_teams", "/admin/teams"), read("read_team", "/admin/teams/{id}", params(("id" = String, Path))),
-    update("update_team", "/admin/teams/{id}", UpdateTeam, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")), (status = 403, body = super::error::ErrorBody)),
-    remove("remove_team", "/admin/teams/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header)), (status = 403, body = super::error::ErrorBody)));

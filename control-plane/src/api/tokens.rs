@@ -16,6 +16,11 @@ use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::team::Team;
 use crate::domain::token::{AdminToken, TokenCommand};
 
+crud::handlers!(AdminToken, TokenView, "tokens";
+    create("create_token", "/admin/tokens", CreateToken, responses((status = 201, body = TokenWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_tokens", "/admin/tokens", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query)));
+    also ("/admin/tokens/{id}", delete(revoke)));
+
 /// Prefix of every admin token.
 pub const TOKEN_PREFIX: &str = "sya-";
 
@@ -121,11 +126,6 @@ impl Listed for AdminToken {
     }
 }
 
-crud::handlers!(AdminToken, TokenView, "tokens";
-    create("create_token", "/admin/tokens", CreateToken, responses((status = 201, body = TokenWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
-    list("list_tokens", "/admin/tokens", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query)));
-    also ("/admin/tokens/{id}", delete(revoke)));
-
 #[utoipa::path(operation_id = "revoke_token", delete, path = "/admin/tokens/{id}", tag = "tokens", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
 pub async fn revoke(
@@ -133,14 +133,7 @@ pub async fn revoke(
     who: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (stream, _, _) = crud::load::<AdminToken>(
-        Cx {
-            app: &state,
-            who: &who,
-        },
-        &id,
-    )
-    .await?;
+    let (stream, _, _) = crud::load::<AdminToken>(Cx::new(&state, &who), &id).await?;
     state
         .store()
         .execute::<AdminToken>(&stream, None, &who.actor, TokenCommand::Revoke)
