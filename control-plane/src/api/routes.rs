@@ -16,7 +16,7 @@ use super::{ApiError, List};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::{Route, RouteSpec};
 use crate::domain::Check;
-use crate::store::admin::{SpecTable, ROUTES};
+use crate::store::admin::{SpecTable, PROVIDERS, ROUTES};
 
 crud::handlers!(Route, RouteView, "routes";
     create("create_route", "/admin/routes", CreateRoute, responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
@@ -192,7 +192,7 @@ async fn check_providers(
     check: &mut Check,
 ) -> Result<(), ApiError> {
     let ids: Vec<String> = deployments.iter().map(|d| d.provider.clone()).collect();
-    let teams = cx.app.store().provider_owners(&ids).await?;
+    let teams = cx.app.store().owners(&PROVIDERS, &ids).await?;
     for (i, d) in deployments.iter().enumerate() {
         let path = format!("deployments[{i}].provider");
         match teams.get(&d.provider) {
@@ -225,7 +225,7 @@ async fn check_fallbacks(
     if fallbacks.is_empty() {
         return Ok(());
     }
-    let teams = cx.app.store().route_owners(fallbacks).await?;
+    let teams = cx.app.store().owners(&ROUTES, fallbacks).await?;
     for (i, f) in fallbacks.iter().enumerate() {
         let path = path(i);
         if f == alias {

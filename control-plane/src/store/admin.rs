@@ -76,11 +76,6 @@ fn unsigned(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
-/// The owner team of each found row, by its text key.
-fn owners(rows: &[Row]) -> HashMap<String, Option<Uuid>> {
-    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
-}
-
 impl Store {
     async fn rows(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         let client = self.pool.get().await?;
@@ -275,22 +270,19 @@ impl Store {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
-    /// The owner team of each of these providers that exists.
-    pub async fn provider_owners(
+    /// The owner team of each of these keys of a spec table that exists.
+    pub async fn owners(
         &self,
-        ids: &[String],
+        t: &SpecTable,
+        keys: &[String],
     ) -> Result<HashMap<String, Option<Uuid>>, StoreError> {
-        let sql = "SELECT id, team_id FROM providers WHERE id = ANY($1)";
-        Ok(owners(&self.rows(sql, &[&ids]).await?))
-    }
-
-    /// The owner team of each of these routes that exists.
-    pub async fn route_owners(
-        &self,
-        aliases: &[String],
-    ) -> Result<HashMap<String, Option<Uuid>>, StoreError> {
-        let sql = "SELECT alias, team_id FROM routes WHERE alias = ANY($1)";
-        Ok(owners(&self.rows(sql, &[&aliases]).await?))
+        let sql = format!(
+            "SELECT {key}::text, team_id FROM {table} WHERE {key} = ANY($1)",
+            key = t.key,
+            table = t.table
+        );
+        let rows = self.rows(&sql, &[&keys]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// The routes (alias, owner team) with a deployment on this provider, by alias.
