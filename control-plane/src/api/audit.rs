@@ -52,29 +52,6 @@ struct Filter {
 
 impl Filter {
     fn from_page(page: &Page) -> Result<Self, ApiError> {
-        let text = |name: &str| page.params.get(name).filter(|v| !v.is_empty()).cloned();
-        let time = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
-            text(name)
-                .map(|v| {
-                    // An unencoded `+` in an offset arrives as a space.
-                    DateTime::parse_from_rfc3339(&v)
-                        .or_else(|e| {
-                            if v.contains(' ') {
-                                DateTime::parse_from_rfc3339(&v.replace(' ', "+"))
-                            } else {
-                                Err(e)
-                            }
-                        })
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| {
-                            ApiError::invalid(
-                                name,
-                                "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z",
-                            )
-                        })
-                })
-                .transpose()
-        };
         let after = match &page.after {
             Some(a) => a
                 .parse::<i64>()
@@ -84,11 +61,11 @@ impl Filter {
             None => 0,
         };
         Ok(Self {
-            stream: text("stream"),
-            event_type: text("type"),
-            actor: text("actor"),
-            since: time("since")?,
-            until: time("until")?,
+            stream: page.text("stream"),
+            event_type: page.text("type"),
+            actor: page.text("actor"),
+            since: page.time("since")?,
+            until: page.time("until")?,
             after,
         })
     }

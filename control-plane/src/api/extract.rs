@@ -2,6 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use chrono::{DateTime, Utc};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -113,6 +114,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
 }
 
 impl Page {
+    /// A query parameter, if given and not empty.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.params.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    /// An RFC 3339 time query parameter, if given.
+    pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.text(name).map(|v| parse_time(name, &v)).transpose()
+    }
+
     /// The `after` cursor of a list ordered by UUID.
     pub fn after_uuid(&self) -> Result<Option<uuid::Uuid>, ApiError> {
         self.after
@@ -123,6 +134,20 @@ impl Page {
             })
             .transpose()
     }
+}
+
+/// Parses an RFC 3339 query time (an unencoded `+` arrives as a space).
+pub fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(v)
+        .or_else(|e| {
+            if v.contains(' ') {
+                DateTime::parse_from_rfc3339(&v.replace(' ', "+"))
+            } else {
+                Err(e)
+            }
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ApiError::invalid(name, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
 }
 
 fn decode(s: &str) -> String {

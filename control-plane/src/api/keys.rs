@@ -5,34 +5,64 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::post;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use super::common::{double_option, parse_id};
+use super::common::double_option;
+use super::crud::{self, AdminResource, Creatable, Cx, Decided, Listed, Rows, Updatable, Visible};
 use super::extract::{if_match, JsonBody, Page};
 use super::pricing::{opt_decimal, Money};
 use super::secrets::{display_prefix, generate};
-use super::{with_etag, ApiError, AppState, List, Principal};
+use super::{ApiError, AppState, List, Principal};
 use crate::api::auth::token_hash;
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
 use crate::domain::team::Team;
 
+crud::handlers!(VirtualKey, KeyView, "keys";
+    create("create_key", "/admin/keys", CreateKey, responses((status = 201, body = KeyWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_keys", "/admin/keys", params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query))),
+    read("read_key", "/admin/keys/{id}", params(("id" = String, Path))),
+    update("update_key", "/admin/keys/{id}", UpdateKey, params(("id" = String, Path), ("If-Match" = Option<String>, Header)));
+    also ("/admin/keys/{id}/revoke", post(revoke)), ("/admin/keys/{id}/rotate", post(rotate)));
+
 /// Prefix of every virtual key secret.
 pub const KEY_PREFIX: &str = "sk-sy-";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/keys", get(list).post(create))
-        .route("/admin/keys/{id}", get(read).patch(update))
-        .route("/admin/keys/{id}/revoke", post(revoke))
-        .route("/admin/keys/{id}/rotate", post(rotate))
+impl AdminResource for VirtualKey {
+    type View = KeyView;
+    const UUID_IDS: bool = true;
+
+    fn view(k: &VirtualKey, version: i32) -> KeyView {
+        let s = &k.settings;
+        KeyView {
+            id: k.id,
+            team_id: k.team_id,
+            name: s.name.clone(),
+            prefixes: if k.live {
+                k.secrets.iter().map(|x| x.prefix.clone()).collect()
+            } else {
+                vec![]
+            },
+            models: s.models.clone(),
+            expires_at: s.expires_at,
+            tags: s.tags.clone(),
+            rpm: s.rpm,
+            tpm: s.tpm,
+            budget_id: s.budget_id,
+            max_request_cost_usd: s.max_request_cost_usd,
+            revoked_at: k.revoked_at,
+            version,
+            created_at: k.created_at,
+            updated_at: k.updated_at,
+        }
+    }
 }
 
+/// A virtual key as responses show it: prefixes of its secrets, never the secrets.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: Uuid,
@@ -56,30 +86,10 @@ pub struct KeyView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl KeyView {
-    fn of(k: &VirtualKey, version: i32) -> Self {
-        let s = &k.settings;
-        Self {
-            id: k.id,
-            team_id: k.team_id,
-            name: s.name.clone(),
-            prefixes: if k.live {
-                k.secrets.iter().map(|x| x.prefix.clone()).collect()
-            } else {
-                vec![]
-            },
-            models: s.models.clone(),
-            expires_at: s.expires_at,
-            tags: s.tags.clone(),
-            rpm: s.rpm,
-            tpm: s.tpm,
-            budget_id: s.budget_id,
-            max_request_cost_usd: s.max_request_cost_usd,
-            revoked_at: k.revoked_at,
-            version,
-            created_at: k.created_at,
-            updated_at: k.updated_at,
-        }
+/// A key is seen by global tokens and its team's, revoked or not (it stays readable).
+impl Visible for VirtualKey {
+    fn visible_to(&self, who: &Principal) -> bool {
+        self.created_at.is_some() && who.can_see(Some(self.team_id))
     }
 }
 
@@ -163,199 +173,106 @@ fn new_secret() -> Result<(String, Secret), ApiError> {
 }
 
 /// 422 unless the team exists and the caller may use it.
-async fn check_team(state: &AppState, who: &Principal, team: Uuid) -> Result<(), ApiError> {
-    let (t, _) = state.store().load::<Team>(&team.to_string()).await?;
-    if !t.live || !who.can_see(Some(team)) {
+async fn check_team(cx: Cx<'_>, team: Uuid) -> Result<(), ApiError> {
+    let (t, _) = cx.app.store().load::<Team>(&team.to_string()).await?;
+    if !t.live || !cx.who.can_see(Some(team)) {
         return Err(ApiError::invalid("team_id", "no such team"));
     }
     Ok(())
 }
 
 /// 422 unless the budget exists and is visible to the caller.
-async fn check_budget(
-    state: &AppState,
-    who: &Principal,
-    budget: Option<Uuid>,
-) -> Result<(), ApiError> {
+async fn check_budget(cx: Cx<'_>, budget: Option<Uuid>) -> Result<(), ApiError> {
     let Some(id) = budget else { return Ok(()) };
-    let client = state.store().pool().get().await?;
-    let row = client
-        .query_opt("SELECT team_id FROM budgets WHERE id = $1", &[&id])
-        .await?;
-    match row {
-        Some(r) if who.can_see(r.get(0)) => Ok(()),
+    match cx.app.store().budget_team(id).await? {
+        Some(team) if cx.who.can_see(team) => Ok(()),
         _ => Err(ApiError::invalid("budget_id", "no such budget")),
     }
 }
 
-#[utoipa::path(operation_id = "create_key", post, path = "/admin/keys", tag = "keys", request_body = CreateKey, security(("bearer" = [])),
-    responses((status = 201, body = KeyWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateKey>,
-) -> Result<Response, ApiError> {
-    let team = who
-        .owner(body.team_id)?
-        .ok_or_else(|| ApiError::invalid("team_id", "required for a global admin token"))?;
-    check_team(&state, &who, team).await?;
-    check_budget(&state, &who, body.budget_id).await?;
-    let (secret, stored) = new_secret()?;
-    let id = Uuid::now_v7();
-    let settings = KeySettings {
-        name: body.name,
-        models: body.models.unwrap_or_else(|| vec!["*".into()]),
-        expires_at: body.expires_at,
-        tags: body.tags,
-        rpm: body.rpm,
-        tpm: body.tpm,
-        budget_id: body.budget_id,
-        max_request_cost_usd: body.max_request_cost_usd,
-    };
-    let done = state
-        .store()
-        .execute::<VirtualKey>(
-            &id.to_string(),
-            Some(0),
-            &who.actor,
-            KeyCommand::Create {
-                id,
-                team_id: team,
-                settings,
-                secret: stored,
-            },
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        done.version,
-        &KeyWithSecret {
-            key: KeyView::of(&done.state, done.version),
-            secret,
-        },
-    ))
-}
-
-#[utoipa::path(operation_id = "list_keys", get, path = "/admin/keys", tag = "keys", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query), ("after" = Option<String>, Query), ("team_id" = Option<String>, Query)),
-    responses((status = 200, body = List<KeyView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<KeyView>>, ApiError> {
-    let after = page.after_uuid()?;
-    let team_filter = match page.params.get("team_id").filter(|t| !t.is_empty()) {
-        Some(t) => Some(
-            t.parse::<Uuid>()
-                .map_err(|_| ApiError::invalid("team_id", "not a team id"))?,
-        ),
-        None => None,
-    };
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT k.id, k.team_id, k.spec, k.revoked_at, k.version, k.created_at, k.updated_at,
-                    COALESCE((SELECT array_agg(prefix ORDER BY valid_until NULLS LAST) FROM key_secrets s WHERE s.key_id = k.id), '{}')
-             FROM virtual_keys k
-             WHERE ($1::uuid IS NULL OR k.team_id = $1) AND ($2::uuid IS NULL OR k.team_id = $2) AND ($3::uuid IS NULL OR k.id > $3)
-             ORDER BY k.id LIMIT $4",
-            &[&who.team, &team_filter, &after, &(page.limit + 1)],
-        )
-        .await?;
-    let views = rows
-        .iter()
-        .map(|r| {
-            let s: KeySettings = serde_json::from_value(r.get(2)).unwrap_or_default();
-            KeyView {
-                id: r.get(0),
-                team_id: r.get(1),
-                name: s.name,
-                prefixes: r.get(7),
-                models: s.models,
-                expires_at: s.expires_at,
-                tags: s.tags,
-                rpm: s.rpm,
-                tpm: s.tpm,
-                budget_id: s.budget_id,
-                max_request_cost_usd: s.max_request_cost_usd,
-                revoked_at: r.get(3),
-                version: r.get(4),
-                created_at: r.get(5),
-                updated_at: r.get(6),
-            }
-        })
-        .collect();
-    Ok(axum::Json(List::page(views, page.limit, |k: &KeyView| {
-        k.id.to_string()
-    })))
-}
-
-async fn load(state: &AppState, who: &Principal, id: &str) -> Result<(VirtualKey, i32), ApiError> {
-    let id = parse_id(id, "key")?;
-    let (key, version) = state.store().load::<VirtualKey>(&id.to_string()).await?;
-    if key.created_at.is_none() || !who.can_see(Some(key.team_id)) {
-        return Err(ApiError::NotFound("key".into()));
+/// The answer to a command that issued a secret: the key and that secret, shown this once.
+fn with_secret(secret: String) -> impl FnOnce(&VirtualKey, i32) -> KeyWithSecret {
+    move |k, version| KeyWithSecret {
+        key: VirtualKey::view(k, version),
+        secret,
     }
-    Ok((key, version))
 }
 
-#[utoipa::path(operation_id = "read_key", get, path = "/admin/keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = KeyView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn read(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (key, version) = load(&state, &who, &id).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        &KeyView::of(&key, version),
-    ))
-}
+impl Creatable for VirtualKey {
+    type Body = CreateKey;
 
-#[utoipa::path(operation_id = "update_key", patch, path = "/admin/keys/{id}", tag = "keys", request_body = UpdateKey, security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = KeyView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateKey>,
-) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
-    let (key, _) = load(&state, &who, &id).await?;
-    if let Some(budget) = body.budget_id {
-        check_budget(&state, &who, budget).await?;
+    async fn create(cx: Cx<'_>, body: CreateKey) -> Result<Response, ApiError> {
+        let team = cx
+            .who
+            .owner(body.team_id)?
+            .ok_or_else(|| ApiError::invalid("team_id", "required for a global admin token"))?;
+        check_team(cx, team).await?;
+        check_budget(cx, body.budget_id).await?;
+        let (secret, stored) = new_secret()?;
+        let id = Uuid::now_v7();
+        let settings = KeySettings {
+            name: body.name,
+            models: body.models.unwrap_or_else(|| vec!["*".into()]),
+            expires_at: body.expires_at,
+            tags: body.tags,
+            rpm: body.rpm,
+            tpm: body.tpm,
+            budget_id: body.budget_id,
+            max_request_cost_usd: body.max_request_cost_usd,
+        };
+        let command = KeyCommand::Create {
+            id,
+            team_id: team,
+            settings,
+            secret: stored,
+        };
+        let stream = id.to_string();
+        let created = with_secret(secret);
+        crud::run_with(cx, &stream, Some(0), command, StatusCode::CREATED, created).await
     }
-    let patch = KeyPatch {
-        name: body.name,
-        models: body.models,
-        expires_at: body.expires_at,
-        tags: body.tags,
-        rpm: body.rpm,
-        tpm: body.tpm,
-        budget_id: body.budget_id,
-        max_request_cost_usd: body.max_request_cost_usd,
-    };
-    let done = state
-        .store()
-        .execute::<VirtualKey>(
-            &key.id.to_string(),
-            expected,
-            &who.actor,
-            KeyCommand::Update(patch),
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &KeyView::of(&done.state, done.version),
-    ))
+}
+
+impl Updatable for VirtualKey {
+    type Patch = UpdateKey;
+    /// The patch goes into the command as it is; the aggregate applies it.
+    const PIN: bool = false;
+
+    async fn merge(cx: Cx<'_>, _: VirtualKey, body: UpdateKey) -> Decided<Self> {
+        if let Some(budget) = body.budget_id {
+            check_budget(cx, budget).await?;
+        }
+        Ok(KeyCommand::Update(KeyPatch {
+            name: body.name,
+            models: body.models,
+            expires_at: body.expires_at,
+            tags: body.tags,
+            rpm: body.rpm,
+            tpm: body.tpm,
+            budget_id: body.budget_id,
+            max_request_cost_usd: body.max_request_cost_usd,
+        }))
+    }
+}
+
+impl Listed for VirtualKey {
+    type Row = KeyView;
+
+    /// `?team_id=` narrows the page to one team.
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<KeyView> {
+        let after = page.after_uuid()?;
+        let team_filter = match page.params.get("team_id").filter(|t| !t.is_empty()) {
+            Some(t) => Some(
+                t.parse::<Uuid>()
+                    .map_err(|_| ApiError::invalid("team_id", "not a team id"))?,
+            ),
+            None => None,
+        };
+        let store = cx.app.store();
+        let rows = store
+            .key_page(cx.who.team, team_filter, after, page.limit + 1)
+            .await?;
+        Ok(crud::keyed::<Self>(&rows, |k| k.id.to_string()))
+    }
 }
 
 #[utoipa::path(operation_id = "revoke_key", post, path = "/admin/keys/{id}/revoke", tag = "keys", security(("bearer" = [])),
@@ -368,22 +285,10 @@ pub async fn revoke(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let cx = Cx::new(&state, &who);
     let expected = if_match(&headers)?;
-    let (key, _) = load(&state, &who, &id).await?;
-    let done = state
-        .store()
-        .execute::<VirtualKey>(
-            &key.id.to_string(),
-            expected,
-            &who.actor,
-            KeyCommand::Revoke,
-        )
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &KeyView::of(&done.state, done.version),
-    ))
+    let (stream, _, _) = crud::load::<VirtualKey>(cx, &id).await?;
+    crud::run::<VirtualKey>(cx, &stream, expected, KeyCommand::Revoke, StatusCode::OK).await
 }
 
 #[utoipa::path(operation_id = "rotate_key", post, path = "/admin/keys/{id}/rotate", tag = "keys", request_body = RotateKey, security(("bearer" = [])),
@@ -397,27 +302,21 @@ pub async fn rotate(
     headers: HeaderMap,
     JsonBody(body): JsonBody<RotateKey>,
 ) -> Result<Response, ApiError> {
+    let cx = Cx::new(&state, &who);
     let expected = if_match(&headers)?;
-    let (key, _) = load(&state, &who, &id).await?;
+    let (stream, _, _) = crud::load::<VirtualKey>(cx, &id).await?;
     let (secret, stored) = new_secret()?;
-    let done = state
-        .store()
-        .execute::<VirtualKey>(
-            &key.id.to_string(),
-            expected,
-            &who.actor,
-            KeyCommand::Rotate {
-                secret: stored,
-                grace_seconds: body.grace_seconds,
-            },
-        )
-        .await?;
-    Ok(with_etag(
+    let command = KeyCommand::Rotate {
+        secret: stored,
+        grace_seconds: body.grace_seconds,
+    };
+    crud::run_with(
+        cx,
+        &stream,
+        expected,
+        command,
         StatusCode::OK,
-        done.version,
-        &KeyWithSecret {
-            key: KeyView::of(&done.state, done.version),
-            secret,
-        },
-    ))
+        with_secret(secret),
+    )
+    .await
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod budgets;
 pub mod common;
 pub mod config;
+pub mod crud;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -81,19 +82,15 @@ impl AppState {
 
 /// The whole admin API plus health, readiness, metrics and the OpenAPI document.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(teams::routes())
-        .merge(keys::routes())
-        .merge(tokens::routes())
-        .merge(providers::routes())
-        .merge(routes::routes())
-        .merge(budgets::routes())
-        .merge(pricing::routes())
-        .merge(audit::routes())
-        .merge(spend::routes())
-        .merge(usage::routes())
-        .merge(health::routes())
-        .merge(config::routes())
+    #[rustfmt::skip]
+    let resources = [
+        teams::routes(), keys::routes(), tokens::routes(), providers::routes(), routes::routes(),
+        budgets::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(),
+        health::routes(), config::routes(),
+    ];
+    resources
+        .into_iter()
+        .fold(Router::new(), Router::merge)
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

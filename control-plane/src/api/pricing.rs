@@ -10,26 +10,21 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 use rust_decimal::Decimal;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::crud::{self, Cx, Listed, Rows};
 use super::extract::{if_match, JsonBody, Page};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::pricing::{built_in, Price, PriceSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/pricing", get(list)).route(
-        "/admin/pricing/{model}",
-        axum::routing::put(put).delete(remove),
-    )
-}
+crud::handlers!(Prices, PriceView, "pricing"; list("list_prices", "/admin/pricing");
+    also ("/admin/pricing/{model}", axum::routing::put(put).delete(remove)));
 
 /// An exact amount read from a JSON/YAML string or number, never through a lossy float path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,49 +168,32 @@ fn check_model(model: &str) -> Result<(), ApiError> {
     Ok(check.done()?)
 }
 
-#[utoipa::path(get, path = "/admin/pricing",
-    operation_id = "list_prices", tag = "pricing", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
-    responses((status = 200, body = List<PriceView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    _who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<PriceView>>, ApiError> {
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query("SELECT model, input_per_mtok, output_per_mtok, cached_input_per_mtok, version, updated_at FROM pricing", &[])
-        .await?;
-    let overrides = rows
-        .iter()
-        .map(|r| {
-            // NUMERIC(20, 10) comes back with ten decimals; show the value as it was written.
-            let amount = |d: Decimal| d.normalize();
-            let spec = PriceSpec {
-                input_per_mtok: amount(r.get(1)),
-                output_per_mtok: amount(r.get(2)),
-                cached_input_per_mtok: r.get::<_, Option<Decimal>>(3).map(amount),
-            };
-            PriceView::new(
-                r.get(0),
-                &spec,
-                PriceSource::Override,
-                Some(r.get(4)),
-                Some(r.get(5)),
-            )
-        })
-        .collect();
-    let after = page.after.as_deref().unwrap_or_default();
-    let views: Vec<PriceView> = merge(overrides)
-        .into_values()
-        .filter(|v| v.model.as_str() > after)
-        .take(usize::try_from(page.limit + 1).unwrap_or(0))
-        .collect();
-    Ok(axum::Json(List::page(
-        views,
-        page.limit,
-        |p: &PriceView| p.model.clone(),
-    )))
+/// The merged price table for the generic list.
+pub struct Prices;
+
+impl Listed for Prices {
+    type Row = PriceView;
+
+    /// Every caller may read prices: they are not team data.
+    async fn page(cx: Cx<'_>, page: &Page) -> Rows<PriceView> {
+        let overrides = cx
+            .app
+            .store()
+            .price_overrides()
+            .await?
+            .into_iter()
+            .map(|o| {
+                let (source, version) = (PriceSource::Override, Some(o.version));
+                PriceView::new(o.model, &o.spec, source, version, Some(o.updated_at))
+            });
+        let after = page.after.as_deref().unwrap_or_default();
+        Ok(merge(overrides.collect())
+            .into_values()
+            .filter(|v| v.model.as_str() > after)
+            .take(usize::try_from(page.limit + 1).unwrap_or(0))
+            .map(|v| (v.model.clone(), v))
+            .collect())
+    }
 }
 
 #[utoipa::path(put, path = "/admin/pricing/{model}",

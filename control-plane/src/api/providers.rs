@@ -7,32 +7,27 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use proto::Credential;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{double_option, ensure_team, load_visible, spec_rows};
-use super::extract::{if_match, JsonBody, Page};
-use super::{with_etag, ApiError, AppState, List, Principal};
+use super::common::{double_option, ensure_team};
+use super::crud::{self, AdminResource, Creatable, Cx, Decided, Deletable, Tabled, Updatable};
+use super::{ApiError, List};
 use crate::domain::provider::{Provider, ProviderSpec};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::Check;
 use crate::seal::SealKey;
+use crate::store::admin::{SpecTable, PROVIDERS};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/providers", get(list).post(create))
-        .route(
-            "/admin/providers/{id}",
-            get(read).patch(update).delete(remove),
-        )
-}
+crud::handlers!(Provider, ProviderView, "providers";
+    create("create_provider", "/admin/providers", CreateProvider, responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_providers", "/admin/providers"), read("get_provider", "/admin/providers/{id}", params(("id" = String, Path))),
+    update("update_provider", "/admin/providers/{id}", UpdateProvider, params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
+    remove("delete_provider", "/admin/providers/{id}", params(("id" = String, Path), ("If-Match" = Option<String>, Header))));
 
 /// A plaintext secret from a request body. Its `Debug` never shows it.
 #[derive(Deserialize)]
@@ -45,6 +40,31 @@ impl std::fmt::Debug for Plaintext {
     }
 }
 
+impl AdminResource for Provider {
+    type View = ProviderView;
+
+    fn view(p: &Provider, version: i32) -> ProviderView {
+        let s = &p.spec;
+        ProviderView {
+            id: p.id.clone(),
+            team_id: p.team_id,
+            kind: s.kind,
+            base_url: s.base_url.clone(),
+            api_version: s.api_version.clone(),
+            timeout_ms: s.timeout_ms,
+            stream_usage: s.stream_usage,
+            health_check_ms: s.health_check_ms,
+            headers: s.headers.clone(),
+            settings: s.settings.clone(),
+            credential: describe(s.credential.as_ref()),
+            version,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// A provider as responses show it: everything but the secret itself.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProviderView {
     pub id: String,
@@ -66,45 +86,6 @@ pub struct ProviderView {
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
-}
-
-impl ProviderView {
-    fn of(p: &Provider, version: i32) -> Self {
-        Self::from_parts(
-            p.id.clone(),
-            p.team_id,
-            &p.spec,
-            version,
-            p.created_at,
-            p.updated_at,
-        )
-    }
-
-    fn from_parts(
-        id: String,
-        team_id: Option<Uuid>,
-        s: &ProviderSpec,
-        version: i32,
-        created_at: Option<DateTime<Utc>>,
-        updated_at: Option<DateTime<Utc>>,
-    ) -> Self {
-        Self {
-            id,
-            team_id,
-            kind: s.kind,
-            base_url: s.base_url.clone(),
-            api_version: s.api_version.clone(),
-            timeout_ms: s.timeout_ms,
-            stream_usage: s.stream_usage,
-            health_check_ms: s.health_check_ms,
-            headers: s.headers.clone(),
-            settings: s.settings.clone(),
-            credential: describe(s.credential.as_ref()),
-            version,
-            created_at,
-            updated_at,
-        }
-    }
 }
 
 /// What a response may say about a credential.
@@ -189,30 +170,8 @@ impl UpdateProvider {
             self.api_key_env,
             s.credential.take(),
         )?;
-        if let Some(v) = self.kind {
-            s.kind = v;
-        }
-        if let Some(v) = self.base_url {
-            s.base_url = v;
-        }
-        if let Some(v) = self.api_version {
-            s.api_version = v;
-        }
-        if let Some(v) = self.timeout_ms {
-            s.timeout_ms = v;
-        }
-        if let Some(v) = self.stream_usage {
-            s.stream_usage = v;
-        }
-        if let Some(v) = self.health_check_ms {
-            s.health_check_ms = v;
-        }
-        if let Some(v) = self.headers {
-            s.headers = v;
-        }
-        if let Some(v) = self.settings {
-            s.settings = v;
-        }
+        crate::domain::assign_present!(s, self;
+            kind, base_url, api_version, timeout_ms, stream_usage, health_check_ms, headers, settings);
         Ok(s)
     }
 }
@@ -288,171 +247,80 @@ pub fn env_name(check: &mut Check, path: &str, name: &str) {
     }
 }
 
-#[utoipa::path(post, path = "/admin/providers",
-    operation_id = "create_provider", tag = "providers", request_body = CreateProvider, security(("bearer" = [])),
-    responses((status = 201, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateProvider>,
-) -> Result<Response, ApiError> {
-    let team_id = who.owner(body.team_id)?;
-    let mut check = Check::new();
-    check.ident("id", &body.id);
-    check.done()?;
-    ensure_team(&state, team_id).await?;
-    let credential = credential(
-        state.seal(),
-        &body.id,
-        body.api_key.map(Some),
-        body.api_key_env.map(Some),
-        None,
-    )?;
-    let spec = ProviderSpec {
-        kind: body.kind,
-        base_url: body.base_url,
-        api_version: body.api_version,
-        timeout_ms: body.timeout_ms,
-        stream_usage: body.stream_usage,
-        health_check_ms: body.health_check_ms,
-        headers: body.headers,
-        settings: body.settings,
-        credential,
-    };
-    let command = ResourceCommand::Create {
-        id: body.id.clone(),
-        team_id,
-        spec,
-    };
-    let done = state
-        .store()
-        .execute::<Provider>(&body.id, None, &who.actor, command)
-        .await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        done.version,
-        &ProviderView::of(&done.state, done.version),
-    ))
+impl Creatable for Provider {
+    type Body = CreateProvider;
+
+    async fn create(cx: Cx<'_>, body: CreateProvider) -> Result<Response, ApiError> {
+        let team_id = cx.who.owner(body.team_id)?;
+        let mut check = Check::new();
+        check.ident("id", &body.id);
+        check.done()?;
+        ensure_team(cx.app, team_id).await?;
+        let credential = credential(
+            cx.app.seal(),
+            &body.id,
+            body.api_key.map(Some),
+            body.api_key_env.map(Some),
+            None,
+        )?;
+        let spec = ProviderSpec {
+            kind: body.kind,
+            base_url: body.base_url,
+            api_version: body.api_version,
+            timeout_ms: body.timeout_ms,
+            stream_usage: body.stream_usage,
+            health_check_ms: body.health_check_ms,
+            headers: body.headers,
+            settings: body.settings,
+            credential,
+        };
+        let command = ResourceCommand::Create {
+            id: body.id.clone(),
+            team_id,
+            spec,
+        };
+        crud::run::<Self>(cx, &body.id, None, command, StatusCode::CREATED).await
+    }
 }
 
-#[utoipa::path(get, path = "/admin/providers",
-    operation_id = "list_providers", tag = "providers", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
-    responses((status = 200, body = List<ProviderView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<ProviderView>>, ApiError> {
-    let rows = spec_rows::<ProviderSpec>(&state, &who, &page, "providers", "id").await?;
-    let views = rows
-        .into_iter()
-        .map(|r| {
-            ProviderView::from_parts(
-                r.id,
-                r.team_id,
-                &r.spec,
-                r.version,
-                r.created_at,
-                r.updated_at,
-            )
-        })
-        .collect();
-    Ok(axum::Json(List::page(
-        views,
-        page.limit,
-        |p: &ProviderView| p.id.clone(),
-    )))
+impl Updatable for Provider {
+    type Patch = UpdateProvider;
+
+    async fn merge(cx: Cx<'_>, current: Provider, patch: UpdateProvider) -> Decided<Self> {
+        let spec = patch.merge(current.spec, cx.app.seal(), &current.id)?;
+        Ok(ResourceCommand::Update(spec))
+    }
 }
 
-#[utoipa::path(get, path = "/admin/providers/{id}",
-    operation_id = "get_provider", tag = "providers", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = ProviderView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn read(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let (provider, version) = load_visible::<ProviderSpec>(&state, &who, &id).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        &ProviderView::of(&provider, version),
-    ))
-}
-
-#[utoipa::path(patch, path = "/admin/providers/{id}",
-    operation_id = "update_provider", tag = "providers", request_body = UpdateProvider, security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
-    responses((status = 200, body = ProviderView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateProvider>,
-) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
-    let (current, version) = load_visible::<ProviderSpec>(&state, &who, &id).await?;
-    let spec = body.merge(current.spec, state.seal(), &id)?;
-    // The merge was computed from `version`: a change in between must not be overwritten.
-    let expected = Some(expected.unwrap_or(version));
-    let done = state
-        .store()
-        .execute::<Provider>(&id, expected, &who.actor, ResourceCommand::Update(spec))
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &ProviderView::of(&done.state, done.version),
-    ))
-}
-
-#[utoipa::path(delete, path = "/admin/providers/{id}",
-    operation_id = "delete_provider", tag = "providers", security(("bearer" = [])),
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn remove(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let expected = if_match(&headers)?;
-    load_visible::<ProviderSpec>(&state, &who, &id).await?;
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT alias, team_id FROM routes WHERE spec->'deployments' @> $1::jsonb ORDER BY alias",
-            &[&serde_json::json!([{ "provider": id }])],
-        )
-        .await?;
-    if !rows.is_empty() {
+impl Deletable for Provider {
+    /// Refused while a route deploys on the provider.
+    async fn delete(cx: Cx<'_>, current: &Provider) -> Decided<Self> {
+        let id = &current.id;
+        let users = cx.app.store().routes_using(id).await?;
+        if users.is_empty() {
+            return Ok(ResourceCommand::Delete);
+        }
         // Name only the routes the caller may see; another team's aliases stay unacknowledged.
-        let visible: Vec<String> = rows
+        let visible: Vec<String> = users
             .iter()
-            .filter(|r| who.can_see(r.get(1)))
-            .map(|r| format!("`{}`", r.get::<_, String>(0)))
+            .filter(|(_, team)| cx.who.can_see(*team))
+            .map(|(alias, _)| format!("`{alias}`"))
             .take(10)
             .collect();
-        return Err(ApiError::Conflict(format!(
+        Err(ApiError::Conflict(format!(
             "provider `{id}` is still used by {} route(s){}; remove those deployments first",
-            rows.len(),
+            users.len(),
             if visible.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", visible.join(", "))
             }
-        )));
+        )))
     }
-    state
-        .store()
-        .execute::<Provider>(&id, expected, &who.actor, ResourceCommand::Delete)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+}
+
+impl Tabled for ProviderSpec {
+    const TABLE: SpecTable = PROVIDERS;
 }
 
 #[cfg(test)]

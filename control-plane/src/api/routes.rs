@@ -4,32 +4,25 @@
 //! use only global providers or providers of its own team, so a team's credentials never serve
 //! another team's (or every team's) traffic.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{double_option, ensure_team, load_visible, spec_rows};
-use super::extract::{if_match, JsonBody, Page};
-use super::{with_etag, ApiError, AppState, List, Principal};
+use super::common::{double_option, ensure_team};
+use super::crud::{self, AdminResource, Creatable, Cx, Decided, Deletable, Tabled, Updatable};
+use super::{ApiError, List};
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::{Route, RouteSpec};
 use crate::domain::Check;
+use crate::store::admin::{SpecTable, PROVIDERS, ROUTES};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/routes", get(list).post(create))
-        .route(
-            "/admin/routes/{alias}",
-            get(read).patch(update).delete(remove),
-        )
-}
+crud::handlers!(Route, RouteView, "routes";
+    create("create_route", "/admin/routes", CreateRoute, responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
+    list("list_routes", "/admin/routes"), read("get_route", "/admin/routes/{alias}", params(("alias" = String, Path, description = "percent-encoded if it contains `/`"))),
+    update("update_route", "/admin/routes/{alias}", UpdateRoute, params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag"))),
+    remove("delete_route", "/admin/routes/{alias}", params(("alias" = String, Path), ("If-Match" = Option<String>, Header))));
 
 /// One provider + upstream model pair.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -79,6 +72,31 @@ impl From<&proto::Deployment> for DeploymentBody {
     }
 }
 
+impl AdminResource for Route {
+    type View = RouteView;
+
+    fn view(r: &Route, version: i32) -> RouteView {
+        let s = &r.spec;
+        let deployments = s.deployments.iter().map(DeploymentBody::from).collect();
+        RouteView {
+            alias: r.id.clone(),
+            team_id: r.team_id,
+            deployments,
+            timeout_ms: s.timeout_ms,
+            reserve_output_tokens: s.reserve_output_tokens,
+            strategy: s.strategy,
+            fallbacks: s.fallbacks.clone(),
+            retry: s.retry.clone(),
+            context_window: s.context_window,
+            rules: s.rules.clone(),
+            version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A route as responses show it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RouteView {
     pub alias: String,
@@ -98,45 +116,6 @@ pub struct RouteView {
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
-}
-
-impl RouteView {
-    fn of(r: &Route, version: i32) -> Self {
-        Self::from_parts(
-            r.id.clone(),
-            r.team_id,
-            &r.spec,
-            version,
-            r.created_at,
-            r.updated_at,
-        )
-    }
-
-    fn from_parts(
-        alias: String,
-        team_id: Option<Uuid>,
-        s: &RouteSpec,
-        version: i32,
-        created_at: Option<DateTime<Utc>>,
-        updated_at: Option<DateTime<Utc>>,
-    ) -> Self {
-        let deployments = s.deployments.iter().map(DeploymentBody::from).collect();
-        Self {
-            alias,
-            team_id,
-            deployments,
-            timeout_ms: s.timeout_ms,
-            reserve_output_tokens: s.reserve_output_tokens,
-            strategy: s.strategy,
-            fallbacks: s.fallbacks.clone(),
-            retry: s.retry.clone(),
-            context_window: s.context_window,
-            rules: s.rules.clone(),
-            version,
-            created_at,
-            updated_at,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -207,25 +186,17 @@ fn check_alias(check: &mut Check, alias: &str) {
 /// Each deployment's provider must exist, be visible to the caller, and be global or owned by
 /// the route's team. Unknown and invisible providers get the same message.
 async fn check_providers(
-    state: &AppState,
-    who: &Principal,
+    cx: Cx<'_>,
     owner: Option<Uuid>,
     deployments: &[proto::Deployment],
     check: &mut Check,
 ) -> Result<(), ApiError> {
     let ids: Vec<String> = deployments.iter().map(|d| d.provider.clone()).collect();
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT id, team_id FROM providers WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
-    let teams: HashMap<String, Option<Uuid>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let teams = cx.app.store().owners(&PROVIDERS, &ids).await?;
     for (i, d) in deployments.iter().enumerate() {
         let path = format!("deployments[{i}].provider");
         match teams.get(&d.provider) {
-            Some(team) if who.can_see(*team) => {
+            Some(team) if cx.who.can_see(*team) => {
                 if team.is_some() && *team != owner {
                     check.fail(
                         &path,
@@ -245,8 +216,7 @@ async fn check_providers(
 /// Fallback and rule targets must name other routes the caller can see; `path` names the
 /// field of the i-th one.
 async fn check_fallbacks(
-    state: &AppState,
-    who: &Principal,
+    cx: Cx<'_>,
     alias: &str,
     fallbacks: &[String],
     path: fn(usize) -> String,
@@ -255,19 +225,12 @@ async fn check_fallbacks(
     if fallbacks.is_empty() {
         return Ok(());
     }
-    let client = state.store().pool().get().await?;
-    let rows = client
-        .query(
-            "SELECT alias, team_id FROM routes WHERE alias = ANY($1)",
-            &[&fallbacks],
-        )
-        .await?;
-    let teams: HashMap<String, Option<Uuid>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let teams = cx.app.store().owners(&ROUTES, fallbacks).await?;
     for (i, f) in fallbacks.iter().enumerate() {
         let path = path(i);
         if f == alias {
             check.fail(&path, "a route cannot fall back to itself");
-        } else if !teams.get(f).is_some_and(|team| who.can_see(*team)) {
+        } else if !teams.get(f).is_some_and(|team| cx.who.can_see(*team)) {
             check.fail(&path, format!("unknown route `{f}`"));
         }
     }
@@ -282,184 +245,90 @@ fn rule_path(i: usize) -> String {
     format!("rules[{i}].route")
 }
 
-#[utoipa::path(post, path = "/admin/routes",
-    operation_id = "create_route", tag = "routes", request_body = CreateRoute, security(("bearer" = [])),
-    responses((status = 201, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create(
-    State(state): State<AppState>,
-    who: Principal,
-    JsonBody(body): JsonBody<CreateRoute>,
-) -> Result<Response, ApiError> {
-    let team_id = who.owner(body.team_id)?;
-    ensure_team(&state, team_id).await?;
-    let spec = RouteSpec {
-        deployments: body.deployments.into_iter().map(Into::into).collect(),
-        timeout_ms: body.timeout_ms,
-        reserve_output_tokens: body.reserve_output_tokens,
-        strategy: body.strategy,
-        fallbacks: body.fallbacks,
-        retry: body.retry,
-        context_window: body.context_window,
-        rules: body.rules,
-    };
+/// The reference checks of a whole spec: providers, fallbacks and rule targets.
+async fn check_spec(
+    cx: Cx<'_>,
+    alias: &str,
+    owner: Option<Uuid>,
+    spec: &RouteSpec,
+) -> Result<(), ApiError> {
     let mut check = Check::new();
-    check_alias(&mut check, &body.alias);
-    check_providers(&state, &who, team_id, &spec.deployments, &mut check).await?;
-    check_fallbacks(
-        &state,
-        &who,
-        &body.alias,
-        &spec.fallbacks,
-        fallback_path,
-        &mut check,
-    )
-    .await?;
+    check_alias(&mut check, alias);
+    check_providers(cx, owner, &spec.deployments, &mut check).await?;
+    check_fallbacks(cx, alias, &spec.fallbacks, fallback_path, &mut check).await?;
     let targets: Vec<String> = spec.rules.iter().map(|r| r.route.clone()).collect();
-    check_fallbacks(&state, &who, &body.alias, &targets, rule_path, &mut check).await?;
-    check.done()?;
-    let command = ResourceCommand::Create {
-        id: body.alias.clone(),
-        team_id,
-        spec,
-    };
-    let done = state
-        .store()
-        .execute::<Route>(&body.alias, None, &who.actor, command)
-        .await?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        done.version,
-        &RouteView::of(&done.state, done.version),
-    ))
+    check_fallbacks(cx, alias, &targets, rule_path, &mut check).await?;
+    Ok(check.done()?)
 }
 
-#[utoipa::path(get, path = "/admin/routes",
-    operation_id = "list_routes", tag = "routes", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query, description = "1-1000, default 100"), ("after" = Option<String>, Query, description = "cursor from `next`")),
-    responses((status = 200, body = List<RouteView>), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-    page: Page,
-) -> Result<axum::Json<List<RouteView>>, ApiError> {
-    let rows = spec_rows::<RouteSpec>(&state, &who, &page, "routes", "alias").await?;
-    let views = rows
-        .into_iter()
-        .map(|r| {
-            RouteView::from_parts(
-                r.id,
-                r.team_id,
-                &r.spec,
-                r.version,
-                r.created_at,
-                r.updated_at,
-            )
-        })
-        .collect();
-    Ok(axum::Json(List::page(
-        views,
-        page.limit,
-        |r: &RouteView| r.alias.clone(),
-    )))
+impl Creatable for Route {
+    type Body = CreateRoute;
+
+    async fn create(cx: Cx<'_>, body: CreateRoute) -> Result<Response, ApiError> {
+        let team_id = cx.who.owner(body.team_id)?;
+        ensure_team(cx.app, team_id).await?;
+        let spec = RouteSpec {
+            deployments: body.deployments.into_iter().map(Into::into).collect(),
+            timeout_ms: body.timeout_ms,
+            reserve_output_tokens: body.reserve_output_tokens,
+            strategy: body.strategy,
+            fallbacks: body.fallbacks,
+            retry: body.retry,
+            context_window: body.context_window,
+            rules: body.rules,
+        };
+        check_spec(cx, &body.alias, team_id, &spec).await?;
+        let alias = body.alias;
+        let command = ResourceCommand::Create {
+            id: alias.clone(),
+            team_id,
+            spec,
+        };
+        crud::run::<Self>(cx, &alias, None, command, StatusCode::CREATED).await
+    }
 }
 
-#[utoipa::path(get, path = "/admin/routes/{alias}",
-    operation_id = "get_route", tag = "routes", security(("bearer" = [])),
-    params(("alias" = String, Path, description = "percent-encoded if it contains `/`")),
-    responses((status = 200, body = RouteView), (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn read(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(alias): Path<String>,
-) -> Result<Response, ApiError> {
-    let (route, version) = load_visible::<RouteSpec>(&state, &who, &alias).await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        version,
-        &RouteView::of(&route, version),
-    ))
+impl Updatable for Route {
+    type Patch = UpdateRoute;
+
+    /// Changed deployments, fallbacks and rules are checked against what the caller may see.
+    async fn merge(cx: Cx<'_>, current: Route, body: UpdateRoute) -> Decided<Self> {
+        let alias = &current.id;
+        let mut spec = current.spec;
+        if let Some(deployments) = body.deployments {
+            spec.deployments = deployments.into_iter().map(Into::into).collect();
+            let mut check = Check::new();
+            check_providers(cx, current.team_id, &spec.deployments, &mut check).await?;
+            check.done()?;
+        }
+        crate::domain::assign_present!(spec, body; timeout_ms, reserve_output_tokens, strategy, retry, context_window);
+        if let Some(fallbacks) = body.fallbacks {
+            let mut check = Check::new();
+            check_fallbacks(cx, alias, &fallbacks, fallback_path, &mut check).await?;
+            check.done()?;
+            spec.fallbacks = fallbacks;
+        }
+        if let Some(rules) = body.rules {
+            let targets: Vec<String> = rules.iter().map(|r| r.route.clone()).collect();
+            let mut check = Check::new();
+            check_fallbacks(cx, alias, &targets, rule_path, &mut check).await?;
+            check.done()?;
+            spec.rules = rules;
+        }
+        Ok(ResourceCommand::Update(spec))
+    }
 }
 
-#[utoipa::path(patch, path = "/admin/routes/{alias}",
-    operation_id = "update_route", tag = "routes", request_body = UpdateRoute, security(("bearer" = [])),
-    params(("alias" = String, Path), ("If-Match" = Option<String>, Header, description = "version from ETag")),
-    responses((status = 200, body = RouteView), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn update(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<UpdateRoute>,
-) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
-    let (current, version) = load_visible::<RouteSpec>(&state, &who, &alias).await?;
-    let mut spec = current.spec;
-    if let Some(deployments) = body.deployments {
-        spec.deployments = deployments.into_iter().map(Into::into).collect();
-        let mut check = Check::new();
-        check_providers(&state, &who, current.team_id, &spec.deployments, &mut check).await?;
-        check.done()?;
+/// Nothing has to give way before a route is deleted: a fallback or rule naming it stops
+/// matching.
+impl Deletable for Route {
+    async fn delete(_: Cx<'_>, _: &Route) -> Decided<Self> {
+        Ok(ResourceCommand::Delete)
     }
-    if let Some(timeout) = body.timeout_ms {
-        spec.timeout_ms = timeout;
-    }
-    if let Some(reserve) = body.reserve_output_tokens {
-        spec.reserve_output_tokens = reserve;
-    }
-    if let Some(strategy) = body.strategy {
-        spec.strategy = strategy;
-    }
-    if let Some(fallbacks) = body.fallbacks {
-        let mut check = Check::new();
-        check_fallbacks(&state, &who, &alias, &fallbacks, fallback_path, &mut check).await?;
-        check.done()?;
-        spec.fallbacks = fallbacks;
-    }
-    if let Some(retry) = body.retry {
-        spec.retry = retry;
-    }
-    if let Some(window) = body.context_window {
-        spec.context_window = window;
-    }
-    if let Some(rules) = body.rules {
-        let targets: Vec<String> = rules.iter().map(|r| r.route.clone()).collect();
-        let mut check = Check::new();
-        check_fallbacks(&state, &who, &alias, &targets, rule_path, &mut check).await?;
-        check.done()?;
-        spec.rules = rules;
-    }
-    let expected = Some(expected.unwrap_or(version));
-    let done = state
-        .store()
-        .execute::<Route>(&alias, expected, &who.actor, ResourceCommand::Update(spec))
-        .await?;
-    Ok(with_etag(
-        StatusCode::OK,
-        done.version,
-        &RouteView::of(&done.state, done.version),
-    ))
 }
 
-#[utoipa::path(delete, path = "/admin/routes/{alias}",
-    operation_id = "delete_route", tag = "routes", security(("bearer" = [])),
-    params(("alias" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
-        (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
-pub async fn remove(
-    State(state): State<AppState>,
-    who: Principal,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let expected = if_match(&headers)?;
-    load_visible::<RouteSpec>(&state, &who, &alias).await?;
-    state
-        .store()
-        .execute::<Route>(&alias, expected, &who.actor, ResourceCommand::Delete)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+impl Tabled for RouteSpec {
+    const TABLE: SpecTable = ROUTES;
 }
 
 #[cfg(test)]

@@ -90,20 +90,6 @@ pub fn parse_group_by(text: Option<&str>) -> Result<Vec<Dim>, ApiError> {
     Ok(dims)
 }
 
-/// Parses an RFC 3339 query time (an unencoded `+` arrives as a space).
-pub fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(v)
-        .or_else(|e| {
-            if v.contains(' ') {
-                DateTime::parse_from_rfc3339(&v.replace(' ', "+"))
-            } else {
-                Err(e)
-            }
-        })
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| ApiError::invalid(name, "must be an RFC 3339 time, e.g. 2026-01-31T00:00:00Z"))
-}
-
 /// `from`/`to` from the query, defaulting to the calendar month (UTC) containing `now`.
 pub fn range(page: &Page, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let month = Utc
@@ -117,15 +103,8 @@ pub fn range(page: &Page, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime
     }
     .single()
     .unwrap_or(now);
-    let get = |n: &str| page.params.get(n).filter(|v| !v.is_empty());
-    let from = get("from")
-        .map(|v| parse_time("from", v))
-        .transpose()?
-        .unwrap_or(month);
-    let to = get("to")
-        .map(|v| parse_time("to", v))
-        .transpose()?
-        .unwrap_or(next);
+    let from = page.time("from")?.unwrap_or(month);
+    let to = page.time("to")?.unwrap_or(next);
     if to < from {
         return Err(ApiError::invalid("to", "must not be before `from`"));
     }
@@ -237,7 +216,7 @@ pub async fn spend(
     let dims = parse_group_by(page.params.get("group_by").map(String::as_str))?;
     let (from, to) = range(&page, Utc::now())?;
     let (first, end) = days(from, to);
-    let text = |n: &str| page.params.get(n).filter(|v| !v.is_empty()).cloned();
+    let text = |n: &str| page.text(n);
     let own_team = who.team.map(|t| t.to_string());
     let tag = text("tag");
     let (tag_exact, tag_key) = match &tag {

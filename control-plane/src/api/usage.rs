@@ -15,7 +15,6 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::extract::Page;
-use super::spend::parse_time;
 use super::{ApiError, AppState, List, Principal};
 
 pub fn routes() -> Router<AppState> {
@@ -142,8 +141,8 @@ pub async fn list(
     who: Principal,
     page: Page,
 ) -> Result<Json<List<UsageView>>, ApiError> {
-    let text = |n: &str| page.params.get(n).filter(|v| !v.is_empty()).cloned();
-    let time = |n: &str| text(n).map(|v| parse_time(n, &v)).transpose();
+    let text = |n: &str| page.text(n);
+    let time = |n: &str| page.time(n);
     let outcome = text("outcome");
     if let Some(o) = &outcome {
         if !["ok", "upstream_error", "refused"].contains(&o.as_str()) {

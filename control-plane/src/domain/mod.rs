@@ -20,6 +20,19 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+/// The merge of a partial update: each named field of `$target` whose new value is `Some` takes
+/// it; `None` keeps the current value. `assign_present!(spec, patch; a, b)` reads `patch.a`;
+/// `assign_present!(spec; a = expr)` reads `expr`.
+macro_rules! assign_present {
+    ($target:expr, $patch:expr; $($field:ident),+ $(,)?) => {
+        $( if let Some(v) = $patch.$field { $target.$field = v; } )+
+    };
+    ($target:expr; $($field:ident = $value:expr),+ $(,)?) => {
+        $( if let Some(v) = $value { $target.$field = v; } )+
+    };
+}
+pub(crate) use assign_present;
+
 /// Facts a decision may depend on besides state and command (kept explicit so `decide` stays
 /// pure and testable).
 #[derive(Debug, Clone, Copy)]

@@ -219,18 +219,7 @@ impl Aggregate for Team {
                 rpm,
                 tpm,
             } => {
-                if let Some(n) = name {
-                    self.name = n.clone();
-                }
-                if let Some(m) = metadata {
-                    self.metadata = m.clone();
-                }
-                if let Some(v) = rpm {
-                    self.rpm = *v;
-                }
-                if let Some(v) = tpm {
-                    self.tpm = *v;
-                }
+                super::assign_present!(self; name = name.clone(), metadata = metadata.clone(), rpm = *rpm, tpm = *tpm);
                 self.updated_at = Some(at);
             }
             TeamEvent::Deleted => {

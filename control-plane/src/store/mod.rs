@@ -6,6 +6,7 @@
 //! order: a snapshot built at position N contains every event up to N, which the outbox relay
 //! depends on.
 
+pub mod admin;
 pub mod migrate;
 pub mod project;
 pub mod rebuild;
