@@ -117,6 +117,11 @@ impl std::fmt::Debug for ChatReply {
     }
 }
 
+/// What a chat call returns.
+pub type ChatResult = Result<ChatReply, UpstreamError>;
+/// What an embeddings call returns.
+pub type JsonResult = Result<JsonReply, UpstreamError>;
+
 /// The operations every provider adapter implements.
 pub trait Provider {
     /// Sends a chat completion (streaming or not).
@@ -124,13 +129,13 @@ pub trait Provider {
         &self,
         call: &Call<'_>,
         request: ChatRequest,
-    ) -> impl Future<Output = Result<ChatReply, UpstreamError>> + Send;
+    ) -> impl Future<Output = ChatResult> + Send;
     /// Sends an embeddings request.
     fn embeddings(
         &self,
         call: &Call<'_>,
         body: JsonBody,
-    ) -> impl Future<Output = Result<JsonReply, UpstreamError>> + Send;
+    ) -> impl Future<Output = JsonResult> + Send;
 }
 
 /// A configured provider of any family.
@@ -218,11 +223,7 @@ impl Adapter {
 }
 
 impl Provider for Adapter {
-    async fn chat(
-        &self,
-        call: &Call<'_>,
-        request: ChatRequest,
-    ) -> Result<ChatReply, UpstreamError> {
+    async fn chat(&self, call: &Call<'_>, request: ChatRequest) -> ChatResult {
         match self {
             Self::OpenAi(p) => p.chat(call, request).await,
             Self::Anthropic(p) => p.chat(call, request).await,
@@ -232,11 +233,7 @@ impl Provider for Adapter {
         }
     }
 
-    async fn embeddings(
-        &self,
-        call: &Call<'_>,
-        body: JsonBody,
-    ) -> Result<JsonReply, UpstreamError> {
+    async fn embeddings(&self, call: &Call<'_>, body: JsonBody) -> JsonResult {
         match self {
             Self::OpenAi(p) => p.embeddings(call, body).await,
             Self::Anthropic(p) => p.embeddings(call, body).await,

@@ -21,8 +21,8 @@ use http::StatusCode;
 
 use super::common::{parse_url, unix_now, Auth, Upstream};
 use super::{
-    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
-    UpstreamError,
+    Call, ChatReply, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonResult,
+    Provider, UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -79,11 +79,7 @@ impl Anthropic {
 }
 
 impl Provider for Anthropic {
-    async fn chat(
-        &self,
-        call: &Call<'_>,
-        request: ChatRequest,
-    ) -> Result<ChatReply, UpstreamError> {
+    async fn chat(&self, call: &Call<'_>, request: ChatRequest) -> ChatResult {
         let start = Instant::now();
         let up = &self.upstream;
         let stream = request.stream;
@@ -104,11 +100,7 @@ impl Provider for Anthropic {
         response::chat(&up.id, &body, unix_now()).map(ChatReply::Json)
     }
 
-    async fn embeddings(
-        &self,
-        _call: &Call<'_>,
-        _body: JsonBody,
-    ) -> Result<JsonReply, UpstreamError> {
+    async fn embeddings(&self, _call: &Call<'_>, _body: JsonBody) -> JsonResult {
         Err(Self::rejected("model does not support embeddings"))
     }
 }

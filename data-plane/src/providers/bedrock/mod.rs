@@ -38,8 +38,8 @@ use serde_json::Value;
 use super::common::{encode_segment, open_credential, parse_url, unix_now, Auth, Upstream};
 use super::http::{check_status, secret_header, send};
 use super::{
-    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
-    UpstreamError,
+    Call, ChatReply, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonReply,
+    JsonResult, Provider, UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -167,11 +167,7 @@ impl Bedrock {
 }
 
 impl Provider for Bedrock {
-    async fn chat(
-        &self,
-        call: &Call<'_>,
-        request: ChatRequest,
-    ) -> Result<ChatReply, UpstreamError> {
+    async fn chat(&self, call: &Call<'_>, request: ChatRequest) -> ChatResult {
         let start = Instant::now();
         let body = request::converse_request(&request.body)
             .map_err(|e| e.upstream(self.id(), "Bedrock"))?;
@@ -210,11 +206,7 @@ impl Provider for Bedrock {
         }))
     }
 
-    async fn embeddings(
-        &self,
-        _call: &Call<'_>,
-        _body: JsonBody,
-    ) -> Result<JsonReply, UpstreamError> {
+    async fn embeddings(&self, _call: &Call<'_>, _body: JsonBody) -> JsonResult {
         Err(Self::rejected(
             "embeddings are not supported for bedrock providers",
         ))

@@ -20,16 +20,59 @@ pub(super) mod request;
 pub(super) mod response;
 pub(super) mod stream;
 
-/// A `generateContent` answer (or stream) in the OpenAI dialect, for Gemini and Vertex AI
-/// alike; `product` names the provider in a blocked-prompt message.
-pub(super) async fn answer(
+/// What Gemini and Vertex AI differ in (name, auth); their chat path is one.
+pub(super) trait Google: Sync {
+    /// The provider as messages name it.
+    const PRODUCT: &'static str;
+    fn upstream(&self) -> &Upstream;
+    /// Sends a JSON body with the provider's auth.
+    fn post(
+        &self,
+        call: &Call<'_>,
+        url: reqwest::Url,
+        body: &Value,
+    ) -> impl std::future::Future<Output = Result<reqwest::Response, UpstreamError>> + Send;
+}
+
+/// A chat through `generateContent` (or its stream), for Gemini and Vertex AI alike.
+pub(super) async fn chat<G: Google>(g: &G, call: &Call<'_>, request: ChatRequest) -> ChatResult {
+    let start = Instant::now();
+    let upstream = g.upstream();
+    let body =
+        request::chat_request(&request.body).map_err(|e| e.upstream(&upstream.id, G::PRODUCT))?;
+    let chat_url = &call.deployment.endpoints.chat;
+    let url = if request.stream {
+        stream_url(chat_url)
+    } else {
+        chat_url.clone()
+    };
+    let response = g.post(call, url, &body).await?;
+    answer(upstream, call, start, response, request.stream, G::PRODUCT).await
+}
+
+/// Posts `body` and reads the whole answer as JSON (embeddings).
+pub(super) async fn exchange<G: Google>(
+    g: &G,
+    call: &Call<'_>,
+    url: reqwest::Url,
+    body: &Value,
+) -> Result<Value, UpstreamError> {
+    let start = Instant::now();
+    let response = g.post(call, url, body).await?;
+    let bytes = g.upstream().read_body(call, start, response).await?;
+    serde_json::from_slice(&bytes).map_err(|_| g.upstream().bad("response is not JSON"))
+}
+
+/// A `generateContent` answer (or stream) in the OpenAI dialect; `product` names the provider
+/// in a blocked-prompt message.
+async fn answer(
     upstream: &Upstream,
     call: &Call<'_>,
     start: Instant,
     response: reqwest::Response,
     stream: bool,
     product: &str,
-) -> Result<ChatReply, UpstreamError> {
+) -> ChatResult {
     let meta = response::Meta {
         id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
         model: call.deployment.model.clone(),
@@ -65,8 +108,8 @@ use serde_json::Value;
 
 use super::common::{encode_segment, parse_url, unix_now, Auth, Upstream};
 use super::{
-    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
-    UpstreamError,
+    Call, ChatReply, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonReply,
+    JsonResult, Provider, UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -123,47 +166,34 @@ impl Gemini {
     }
 }
 
-impl Provider for Gemini {
-    async fn chat(
-        &self,
-        call: &Call<'_>,
-        request: ChatRequest,
-    ) -> Result<ChatReply, UpstreamError> {
-        let start = Instant::now();
-        let body =
-            request::chat_request(&request.body).map_err(|e| e.upstream(self.id(), "Gemini"))?;
-        let chat_url = &call.deployment.endpoints.chat;
-        let url = if request.stream {
-            stream_url(chat_url)
-        } else {
-            chat_url.clone()
-        };
-        let response = self.post(call, url, &body).await?;
-        answer(
-            &self.upstream,
-            call,
-            start,
-            response,
-            request.stream,
-            "Gemini",
-        )
-        .await
+impl Google for Gemini {
+    const PRODUCT: &'static str = "Gemini";
+
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
-    async fn embeddings(
+    async fn post(
         &self,
         call: &Call<'_>,
-        body: JsonBody,
-    ) -> Result<JsonReply, UpstreamError> {
-        let start = Instant::now();
+        url: reqwest::Url,
+        body: &Value,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        Gemini::post(self, call, url, body).await
+    }
+}
+
+impl Provider for Gemini {
+    async fn chat(&self, call: &Call<'_>, request: ChatRequest) -> ChatResult {
+        chat(self, call, request).await
+    }
+
+    async fn embeddings(&self, call: &Call<'_>, body: JsonBody) -> JsonResult {
         let model = &call.deployment.model;
         let (gemini_body, texts) = embeddings::embeddings_request(&body, model)
-            .map_err(|e| e.upstream(self.id(), "Gemini"))?;
+            .map_err(|e| e.upstream(self.id(), Self::PRODUCT))?;
         let url = call.deployment.endpoints.embeddings.clone();
-        let response = self.post(call, url, &gemini_body).await?;
-        let bytes = self.upstream.read_body(call, start, response).await?;
-        let parsed: Value =
-            serde_json::from_slice(&bytes).map_err(|_| self.bad("response is not JSON"))?;
+        let parsed = exchange(self, call, url, &gemini_body).await?;
         let out = embeddings::embeddings_response(
             &parsed,
             &texts,

@@ -16,8 +16,8 @@ use proto::ProviderKind;
 
 use super::common::{encode_segment, parse_url, same_error, Auth, Upstream};
 use super::{
-    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
-    UpstreamError,
+    Call, ChatReply, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonResult,
+    Provider,
 };
 use crate::seal::SealKey;
 
@@ -79,11 +79,7 @@ impl OpenAiFamily {
 }
 
 impl Provider for OpenAiFamily {
-    async fn chat(
-        &self,
-        call: &Call<'_>,
-        request: ChatRequest,
-    ) -> Result<ChatReply, UpstreamError> {
+    async fn chat(&self, call: &Call<'_>, request: ChatRequest) -> ChatResult {
         let start = Instant::now();
         let up = &self.upstream;
         let stream = request.stream;
@@ -103,11 +99,7 @@ impl Provider for OpenAiFamily {
         response::chat(&up.id, body).map(ChatReply::Json)
     }
 
-    async fn embeddings(
-        &self,
-        call: &Call<'_>,
-        body: JsonBody,
-    ) -> Result<JsonReply, UpstreamError> {
+    async fn embeddings(&self, call: &Call<'_>, body: JsonBody) -> JsonResult {
         let start = Instant::now();
         let up = &self.upstream;
         let body = request::embeddings_body(body, &call.deployment.model_json)

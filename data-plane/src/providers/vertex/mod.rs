@@ -33,10 +33,10 @@ use http::HeaderValue;
 use serde_json::Value;
 
 use super::common::{encode_segment, open_credential, parse_url, Auth, Upstream};
-use super::gemini::{self, request};
+use super::gemini::{self, Google};
 use super::{
-    Call, ChatReply, ChatRequest, ConfigError, Endpoints, JsonBody, JsonReply, Provider,
-    UpstreamError,
+    Call, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonReply, JsonResult,
+    Provider, UpstreamError,
 };
 use crate::seal::SealKey;
 
@@ -165,47 +165,34 @@ impl Vertex {
     }
 }
 
-impl Provider for Vertex {
-    async fn chat(
-        &self,
-        call: &Call<'_>,
-        request: ChatRequest,
-    ) -> Result<ChatReply, UpstreamError> {
-        let start = Instant::now();
-        let body =
-            request::chat_request(&request.body).map_err(|e| e.upstream(self.id(), "Vertex AI"))?;
-        let chat_url = &call.deployment.endpoints.chat;
-        let url = if request.stream {
-            gemini::stream_url(chat_url)
-        } else {
-            chat_url.clone()
-        };
-        let response = self.post(call, url, &body).await?;
-        gemini::answer(
-            &self.upstream,
-            call,
-            start,
-            response,
-            request.stream,
-            "Vertex AI",
-        )
-        .await
+impl Google for Vertex {
+    const PRODUCT: &'static str = "Vertex AI";
+
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
-    async fn embeddings(
+    async fn post(
         &self,
         call: &Call<'_>,
-        body: JsonBody,
-    ) -> Result<JsonReply, UpstreamError> {
-        let start = Instant::now();
+        url: reqwest::Url,
+        body: &Value,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        Vertex::post(self, call, url, body).await
+    }
+}
+
+impl Provider for Vertex {
+    async fn chat(&self, call: &Call<'_>, request: ChatRequest) -> ChatResult {
+        gemini::chat(self, call, request).await
+    }
+
+    async fn embeddings(&self, call: &Call<'_>, body: JsonBody) -> JsonResult {
         let model = &call.deployment.model;
         let (predict, texts) = embeddings::predict_request(&body, model)
-            .map_err(|e| e.upstream(self.id(), "Vertex AI"))?;
+            .map_err(|e| e.upstream(self.id(), Self::PRODUCT))?;
         let url = call.deployment.endpoints.embeddings.clone();
-        let response = self.post(call, url, &predict).await?;
-        let bytes = self.upstream.read_body(call, start, response).await?;
-        let parsed: Value =
-            serde_json::from_slice(&bytes).map_err(|_| self.bad("response is not JSON"))?;
+        let parsed = gemini::exchange(self, call, url, &predict).await?;
         let base64 = gemini::embeddings::wants_base64(&body);
         let (out, usage) = embeddings::predict_response(&parsed, &texts, model, base64)
             .ok_or_else(|| self.bad("embeddings response does not match the request"))?;
