@@ -50,15 +50,8 @@ pub fn messages_body(body: &JsonBody, model: &str, stream: bool) -> Result<Value
             out.insert(name.into(), v);
         }
     }
-    match field("stop")? {
-        Some(Value::String(s)) => {
-            out.insert("stop_sequences".into(), json!([s]));
-        }
-        Some(v @ Value::Array(_)) => {
-            out.insert("stop_sequences".into(), v);
-        }
-        Some(_) => return Err(bad("`stop` must be a string or an array of strings")),
-        None => {}
+    if let Some(stop) = translate::body::stop_sequences(&field)? {
+        out.insert("stop_sequences".into(), stop);
     }
     if let Some(Value::String(user)) = field("user")? {
         out.insert("metadata".into(), json!({ "user_id": user }));
@@ -142,37 +135,23 @@ impl Target for Blocks {
 }
 
 fn translate_tools(tools: &Value) -> Result<Value, Untranslatable> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| bad("`tools` must be an array"))?;
-    let mut out = Vec::with_capacity(tools.len());
-    for (i, tool) in tools.iter().enumerate() {
-        if tool.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(bad(format!(
-                "tools[{i}]: only `function` tools are supported by this model"
-            )));
-        }
-        let f = tool.get("function");
-        let name = f
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(format!("tools[{i}].function.name is required")))?;
-        let mut t = Map::new();
-        t.insert("name".into(), Value::from(name));
-        if let Some(d) = f
-            .and_then(|f| f.get("description"))
-            .filter(|d| d.is_string())
-        {
-            t.insert("description".into(), d.clone());
-        }
-        let schema = f
-            .and_then(|f| f.get("parameters"))
-            .filter(|p| p.is_object())
-            .cloned()
-            .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
-        t.insert("input_schema".into(), schema);
-        out.push(Value::Object(t));
-    }
+    let tools = translate::body::function_tools(tools, Blocks::NAME)?;
+    let out = tools
+        .into_iter()
+        .map(|f| {
+            let mut t = Map::new();
+            t.insert("name".into(), Value::from(f.name));
+            if let Some(d) = f.description.filter(|d| d.is_string()) {
+                t.insert("description".into(), d.clone());
+            }
+            let schema = f.parameters.filter(|p| p.is_object()).cloned();
+            t.insert(
+                "input_schema".into(),
+                schema.unwrap_or_else(translate::body::no_parameters),
+            );
+            Value::Object(t)
+        })
+        .collect();
     Ok(Value::Array(out))
 }
 

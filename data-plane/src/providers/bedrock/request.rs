@@ -29,7 +29,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::providers::translate::body::{self as openai, Field};
+use crate::providers::translate::body::{self as openai, Field, FunctionTool};
 use crate::providers::translate::messages::{required_id, walk, At, Target, ToolCall, ToolResult};
 use crate::providers::translate::{bad, Untranslatable};
 use crate::providers::JsonBody;
@@ -89,15 +89,8 @@ fn inference_config(field: &Field<'_>) -> Result<Map<String, Value>, Untranslata
     if let Some(v) = field("top_p")? {
         config.insert("topP".into(), v);
     }
-    match field("stop")? {
-        Some(Value::String(s)) => {
-            config.insert("stopSequences".into(), json!([s]));
-        }
-        Some(v @ Value::Array(_)) => {
-            config.insert("stopSequences".into(), v);
-        }
-        Some(_) => return Err(bad("`stop` must be a string or an array of strings")),
-        None => {}
+    if let Some(stop) = openai::stop_sequences(field)? {
+        config.insert("stopSequences".into(), stop);
     }
     Ok(config)
 }
@@ -178,17 +171,11 @@ fn tool_config(
     let Some(tools) = tools else {
         return Ok(None);
     };
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| bad("`tools` must be an array"))?;
+    let tools = openai::function_tools(tools, Blocks::NAME)?;
     if tools.is_empty() {
         return Ok(None);
     }
-    let specs = tools
-        .iter()
-        .enumerate()
-        .map(|(i, tool)| tool_spec(tool, i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let specs: Vec<Value> = tools.into_iter().map(tool_spec).collect();
     let choice = match choice {
         None => None,
         Some(Value::String(s)) => match s.as_str() {
@@ -215,32 +202,18 @@ fn tool_config(
     Ok(Some(Value::Object(config)))
 }
 
-fn tool_spec(tool: &Value, i: usize) -> Result<Value, Untranslatable> {
-    if tool.get("type").and_then(Value::as_str) != Some("function") {
-        return Err(bad(format!(
-            "tools[{i}]: only `function` tools are supported for Bedrock"
-        )));
-    }
-    let function = tool.get("function").unwrap_or(&Value::Null);
-    let name = function
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("tools[{i}].function.name is required")))?;
+fn tool_spec(f: FunctionTool<'_>) -> Value {
     let mut spec = Map::new();
-    spec.insert("name".into(), json!(name));
-    if let Some(d) = function
-        .get("description")
+    spec.insert("name".into(), json!(f.name));
+    if let Some(d) = f
+        .description
         .filter(|d| d.as_str().is_some_and(|d| !d.is_empty()))
     {
         spec.insert("description".into(), d.clone());
     }
-    let schema = function
-        .get("parameters")
-        .filter(|p| !p.is_null())
-        .cloned()
-        .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
+    let schema = f.parameters.cloned().unwrap_or_else(openai::no_parameters);
     spec.insert("inputSchema".into(), json!({ "json": schema }));
-    Ok(json!({ "toolSpec": spec }))
+    json!({ "toolSpec": spec })
 }
 
 #[cfg(test)]

@@ -149,18 +149,6 @@ impl Gemini {
         })
     }
 
-    /// Sends a Gemini JSON body; Gemini's error answers come back in OpenAI's shape.
-    async fn post(
-        &self,
-        call: &Call<'_>,
-        url: reqwest::Url,
-        body: &Value,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let body =
-            serde_json::to_vec(body).map_err(|_| self.bad("request could not be encoded"))?;
-        self.upstream.post(call, url, body, openai_error).await
-    }
-
     fn bad(&self, detail: &'static str) -> UpstreamError {
         self.upstream.bad(detail)
     }
@@ -173,13 +161,16 @@ impl Google for Gemini {
         &self.upstream
     }
 
+    /// Sends a Gemini JSON body; Gemini's error answers come back in OpenAI's shape.
     async fn post(
         &self,
         call: &Call<'_>,
         url: reqwest::Url,
         body: &Value,
     ) -> Result<reqwest::Response, UpstreamError> {
-        Gemini::post(self, call, url, body).await
+        let body =
+            serde_json::to_vec(body).map_err(|_| self.bad("request could not be encoded"))?;
+        self.upstream.post(call, url, body, openai_error).await
     }
 }
 

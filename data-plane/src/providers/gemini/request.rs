@@ -99,15 +99,8 @@ fn generation_config(field: &Field<'_>) -> Result<Map<String, Value>, Untranslat
     if let Some(v) = field("max_completion_tokens")?.or(field("max_tokens")?) {
         config.insert("maxOutputTokens".into(), v);
     }
-    match field("stop")? {
-        Some(Value::String(s)) => {
-            config.insert("stopSequences".into(), json!([s]));
-        }
-        Some(v @ Value::Array(_)) => {
-            config.insert("stopSequences".into(), v);
-        }
-        Some(_) => return Err(bad("`stop` must be a string or an array of strings")),
-        None => {}
+    if let Some(stop) = openai::stop_sequences(field)? {
+        config.insert("stopSequences".into(), stop);
     }
     if let Some(format) = field("response_format")? {
         match format.get("type").and_then(Value::as_str) {
@@ -208,34 +201,19 @@ fn media_part(url: &str) -> Option<Value> {
 }
 
 fn function_declarations(tools: &Value) -> Result<Vec<Value>, Untranslatable> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| bad("`tools` must be an array"))?;
-    tools
-        .iter()
-        .enumerate()
-        .map(|(i, tool)| {
-            if tool.get("type").and_then(Value::as_str) != Some("function") {
-                return Err(bad(format!(
-                    "tools[{i}]: only `function` tools are supported for Gemini"
-                )));
-            }
-            let function = tool.get("function").unwrap_or(&Value::Null);
-            let name = function
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("tools[{i}].function.name is required")))?;
-            let mut declaration = Map::new();
-            declaration.insert("name".into(), json!(name));
-            if let Some(d) = function.get("description").filter(|d| !d.is_null()) {
-                declaration.insert("description".into(), d.clone());
-            }
-            if let Some(p) = function.get("parameters").filter(|p| !is_empty_object(p)) {
-                declaration.insert("parameters".into(), clean_schema(p));
-            }
-            Ok(Value::Object(declaration))
-        })
-        .collect()
+    let tools = openai::function_tools(tools, Parts::NAME)?;
+    let declarations = tools.into_iter().map(|f| {
+        let mut declaration = Map::new();
+        declaration.insert("name".into(), json!(f.name));
+        if let Some(d) = f.description {
+            declaration.insert("description".into(), d.clone());
+        }
+        if let Some(p) = f.parameters.filter(|p| !is_empty_object(p)) {
+            declaration.insert("parameters".into(), clean_schema(p));
+        }
+        Value::Object(declaration)
+    });
+    Ok(declarations.collect())
 }
 
 /// An object schema without properties: Gemini rejects it, and omitting `parameters` means the

@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use serde_json::json;
+
 use super::{bad, Untranslatable};
 use crate::providers::JsonBody;
 
@@ -42,4 +44,61 @@ pub fn text_of(content: &Value, i: usize) -> Result<String, Untranslatable> {
             "messages[{i}].content must be a string or an array"
         ))),
     }
+}
+
+/// One function tool of the request's `tools`.
+#[derive(Debug)]
+pub struct FunctionTool<'a> {
+    pub name: &'a str,
+    /// `function.description`, if present and not null.
+    pub description: Option<&'a Value>,
+    /// `function.parameters`, if present and not null.
+    pub parameters: Option<&'a Value>,
+}
+
+/// The function tools of `tools` (an array); a tool of another type is refused, naming
+/// `target` ("Gemini", "this model").
+pub fn function_tools<'a>(
+    tools: &'a Value,
+    target: &str,
+) -> Result<Vec<FunctionTool<'a>>, Untranslatable> {
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| bad("`tools` must be an array"))?;
+    tools
+        .iter()
+        .enumerate()
+        .map(|(i, tool)| {
+            if tool.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(bad(format!(
+                    "tools[{i}]: only `function` tools are supported by {target}"
+                )));
+            }
+            let function = tool.get("function").unwrap_or(&Value::Null);
+            let present = |name: &str| function.get(name).filter(|v| !v.is_null());
+            let name = present("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("tools[{i}].function.name is required")))?;
+            Ok(FunctionTool {
+                name,
+                description: present("description"),
+                parameters: present("parameters"),
+            })
+        })
+        .collect()
+}
+
+/// `stop` as a list of sequences (a string is a list of one).
+pub fn stop_sequences(field: &Field<'_>) -> Result<Option<Value>, Untranslatable> {
+    match field("stop")? {
+        Some(Value::String(s)) => Ok(Some(json!([s]))),
+        Some(v @ Value::Array(_)) => Ok(Some(v)),
+        Some(_) => Err(bad("`stop` must be a string or an array of strings")),
+        None => Ok(None),
+    }
+}
+
+/// The empty object schema, for a function tool without `parameters`.
+pub fn no_parameters() -> Value {
+    json!({ "type": "object", "properties": {} })
 }

@@ -136,6 +136,18 @@ impl Vertex {
             .map_err(credentials)
     }
 
+    fn bad(&self, detail: &'static str) -> UpstreamError {
+        self.upstream.bad(detail)
+    }
+}
+
+impl Google for Vertex {
+    const PRODUCT: &'static str = "Vertex AI";
+
+    fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
     /// Sends a Gemini JSON body with a token; Vertex's error answers come back in OpenAI's
     /// shape.
     async fn post(
@@ -158,27 +170,6 @@ impl Vertex {
             }
         }
         result
-    }
-
-    fn bad(&self, detail: &'static str) -> UpstreamError {
-        self.upstream.bad(detail)
-    }
-}
-
-impl Google for Vertex {
-    const PRODUCT: &'static str = "Vertex AI";
-
-    fn upstream(&self) -> &Upstream {
-        &self.upstream
-    }
-
-    async fn post(
-        &self,
-        call: &Call<'_>,
-        url: reqwest::Url,
-        body: &Value,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        Vertex::post(self, call, url, body).await
     }
 }
 
