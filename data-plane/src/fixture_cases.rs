@@ -29,3 +29,35 @@ pub fn load(dir: &str, min: usize) -> Vec<(String, Value)> {
         })
         .collect()
 }
+
+/// A case's `in` as a request body.
+pub fn body(v: &Value) -> crate::providers::JsonBody {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("not an object: {e}"))
+}
+
+/// A `chat_request` case: `translate(in)` must equal `out`.
+pub fn check_request<E: std::fmt::Display>(
+    name: &str,
+    case: &Value,
+    translate: impl Fn(&crate::providers::JsonBody) -> Result<Value, E>,
+) {
+    let out = translate(&body(&case["in"])).unwrap_or_else(|e| panic!("{name}: refused: {e}"));
+    assert_eq!(out, case["out"], "{name}");
+}
+
+/// A `chat_response` case: `translate(in)` must equal `out`, and the reported usage must add
+/// up to `out.usage.total_tokens`.
+pub fn check_response<E: std::fmt::Debug>(
+    name: &str,
+    case: &Value,
+    translate: impl Fn(&Value) -> Result<(Value, Option<crate::providers::Usage>), E>,
+) {
+    let expected = &case["out"];
+    let (out, usage) = translate(&case["in"]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    assert_eq!(&out, expected, "{name}");
+    assert_eq!(
+        usage.map(|u| u.prompt_tokens + u.completion_tokens),
+        expected["usage"]["total_tokens"].as_u64(),
+        "{name}: reported usage"
+    );
+}

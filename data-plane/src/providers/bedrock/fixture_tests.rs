@@ -14,7 +14,7 @@ use super::eventstream::{self, Decoder};
 use super::response::Meta;
 use super::stream::{EventError, Translator};
 use super::{request, response};
-use crate::providers::JsonBody;
+use crate::fixture_cases::{check_request, check_response};
 
 fn meta() -> Meta {
     Meta {
@@ -22,10 +22,6 @@ fn meta() -> Meta {
         model: "anthropic.claude-3-5-haiku-20241022-v1:0".into(),
         created: 1_700_000_000,
     }
-}
-
-fn body(v: &Value) -> JsonBody {
-    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("not an object: {e}"))
 }
 
 /// Every frame of `wire`, fed in `piece`-byte slices.
@@ -46,20 +42,9 @@ fn run(name: &str, case: &Value) {
     let input = &case["in"];
     let expected = &case["out"];
     match case["kind"].as_str() {
-        Some("chat_request") => {
-            let out = request::converse_request(&body(input))
-                .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
-            assert_eq!(&out, expected, "{name}");
-        }
+        Some("chat_request") => check_request(name, case, request::converse_request),
         Some("chat_response") => {
-            let (out, usage) =
-                response::chat_response(input, &meta()).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(&out, expected, "{name}");
-            assert_eq!(
-                usage.map(|u| u.prompt_tokens + u.completion_tokens),
-                expected["usage"]["total_tokens"].as_u64(),
-                "{name}: reported usage"
-            );
+            check_response(name, case, |input| response::chat_response(input, &meta()))
         }
         Some("stream") => {
             let mut wire = Vec::new();

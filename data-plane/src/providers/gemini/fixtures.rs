@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::response::Meta;
 use super::{embeddings, request, response, stream};
-use crate::providers::JsonBody;
+use crate::fixture_cases::{body, check_request, check_response};
 
 fn meta() -> Meta {
     Meta {
@@ -23,28 +23,13 @@ fn meta() -> Meta {
     }
 }
 
-fn body(v: &Value) -> JsonBody {
-    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("not an object: {e}"))
-}
-
 fn run(name: &str, case: &Value) {
     let input = &case["in"];
     let expected = &case["out"];
     match case["kind"].as_str() {
-        Some("chat_request") => {
-            let out = request::chat_request(&body(input))
-                .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
-            assert_eq!(&out, expected, "{name}");
-        }
+        Some("chat_request") => check_request(name, case, request::chat_request),
         Some("chat_response") => {
-            let (out, usage) =
-                response::chat_response(input, &meta()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            assert_eq!(&out, expected, "{name}");
-            assert_eq!(
-                usage.map(|u| u.prompt_tokens + u.completion_tokens),
-                expected["usage"]["total_tokens"].as_u64(),
-                "{name}: reported usage"
-            );
+            check_response(name, case, |input| response::chat_response(input, &meta()))
         }
         Some("stream") => {
             let mut translator = stream::Translator::new(meta());

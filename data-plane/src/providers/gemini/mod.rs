@@ -25,13 +25,19 @@ pub(super) trait Google: Sync {
     /// The provider as messages name it.
     const PRODUCT: &'static str;
     fn upstream(&self) -> &Upstream;
-    /// Sends a JSON body with the provider's auth.
-    fn post(
-        &self,
-        call: &Call<'_>,
-        url: reqwest::Url,
-        body: &Value,
-    ) -> impl std::future::Future<Output = Result<reqwest::Response, UpstreamError>> + Send;
+    /// Sends an encoded JSON body with the provider's auth; error answers come back in
+    /// OpenAI's shape.
+    fn post(&self, call: &Call<'_>, url: Url, body: Vec<u8>) -> impl Future<Output = Sent> + Send;
+}
+
+/// What sending a request gives.
+pub(super) type Sent = Result<reqwest::Response, UpstreamError>;
+
+/// Sends `body` (a Gemini JSON body) through `g`.
+async fn send<G: Google>(g: &G, call: &Call<'_>, url: Url, body: &Value) -> Sent {
+    let body =
+        serde_json::to_vec(body).map_err(|_| g.upstream().bad("request could not be encoded"))?;
+    g.post(call, url, body).await
 }
 
 /// A chat through `generateContent` (or its stream), for Gemini and Vertex AI alike.
@@ -46,7 +52,7 @@ pub(super) async fn chat<G: Google>(g: &G, call: &Call<'_>, request: ChatRequest
     } else {
         chat_url.clone()
     };
-    let response = g.post(call, url, &body).await?;
+    let response = send(g, call, url, &body).await?;
     answer(upstream, call, start, response, request.stream, G::PRODUCT).await
 }
 
@@ -58,7 +64,7 @@ pub(super) async fn exchange<G: Google>(
     body: &Value,
 ) -> Result<Value, UpstreamError> {
     let start = Instant::now();
-    let response = g.post(call, url, body).await?;
+    let response = send(g, call, url, body).await?;
     let bytes = g.upstream().read_body(call, start, response).await?;
     serde_json::from_slice(&bytes).map_err(|_| g.upstream().bad("response is not JSON"))
 }
@@ -100,10 +106,12 @@ async fn answer(
 #[cfg(test)]
 mod fixtures;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::HeaderName;
+use reqwest::Url;
 use serde_json::Value;
 
 use super::common::{encode_segment, parse_url, unix_now, Auth, Upstream};
@@ -161,15 +169,7 @@ impl Google for Gemini {
         &self.upstream
     }
 
-    /// Sends a Gemini JSON body; Gemini's error answers come back in OpenAI's shape.
-    async fn post(
-        &self,
-        call: &Call<'_>,
-        url: reqwest::Url,
-        body: &Value,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let body =
-            serde_json::to_vec(body).map_err(|_| self.bad("request could not be encoded"))?;
+    async fn post(&self, call: &Call<'_>, url: Url, body: Vec<u8>) -> Sent {
         self.upstream.post(call, url, body, openai_error).await
     }
 }

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::HeaderValue;
-use serde_json::Value;
 
 use super::common::{encode_segment, open_credential, parse_url, Auth, Upstream};
 use super::gemini::{self, Google};
@@ -148,16 +147,8 @@ impl Google for Vertex {
         &self.upstream
     }
 
-    /// Sends a Gemini JSON body with a token; Vertex's error answers come back in OpenAI's
-    /// shape.
-    async fn post(
-        &self,
-        call: &Call<'_>,
-        url: reqwest::Url,
-        body: &Value,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        let body =
-            serde_json::to_vec(body).map_err(|_| self.bad("request could not be encoded"))?;
+    /// With a token; one the provider refuses is dropped from the cache.
+    async fn post(&self, call: &Call<'_>, url: reqwest::Url, body: Vec<u8>) -> gemini::Sent {
         let authorization = self.authorization(call).await?;
         let extra = [(AUTHORIZATION, authorization.clone())];
         let result = self
