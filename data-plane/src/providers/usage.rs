@@ -1,6 +1,7 @@
 //! Token usage as a provider reports it, normalised to one shape.
 
 use serde::Deserialize;
+use serde_json::{json, Value};
 
 /// Tokens of one request, as reported by the provider (never estimated here).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -11,6 +12,24 @@ pub struct Usage {
     pub cached_tokens: u64,
     /// Reasoning tokens (a subset of `completion_tokens`).
     pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// As OpenAI's `usage` object; `reasoning`: with `completion_tokens_details` (for a
+    /// provider that reports reasoning tokens).
+    pub fn openai_json(&self, reasoning: bool) -> Value {
+        let mut usage = json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": { "cached_tokens": self.cached_tokens },
+        });
+        if reasoning {
+            usage["completion_tokens_details"] =
+                json!({ "reasoning_tokens": self.reasoning_tokens });
+        }
+        usage
+    }
 }
 
 /// OpenAI's `usage` object, including the optional detail objects.

@@ -50,16 +50,6 @@ impl AnthropicUsage {
     }
 }
 
-/// OpenAI's `usage` object for a normalised usage.
-pub fn usage_json(u: Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": { "cached_tokens": u.cached_tokens },
-    })
-}
-
 /// OpenAI's `finish_reason` for Anthropic's `stop_reason`.
 pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
     match stop_reason {
@@ -127,7 +117,7 @@ pub fn chat(provider: &str, body: &[u8], created: u64) -> Result<JsonReply, Upst
             "logprobs": null,
             "finish_reason": finish_reason(message.stop_reason.as_deref()),
         }],
-        "usage": usage_json(usage),
+        "usage": usage.openai_json(false),
     });
     let body = serde_json::to_vec(&out).map_err(|_| UpstreamError::BadResponse {
         provider: provider.to_owned(),

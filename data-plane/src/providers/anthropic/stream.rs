@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::response::{finish_reason, usage_json, AnthropicUsage};
+use super::response::{finish_reason, AnthropicUsage};
 use crate::providers::sse::{SseBody, SseEvent};
 use crate::providers::stream::{drive, interrupted, Translate};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
@@ -216,7 +216,7 @@ impl Translator {
             "created": self.created,
             "model": self.model,
             "choices": [],
-            "usage": usage_json(usage),
+            "usage": usage.openai_json(false),
         });
         Chunk {
             data: Bytes::from(data.to_string()),

@@ -12,8 +12,9 @@
 //!   `inputTokens` + `cacheReadInputTokens` + `cacheWriteInputTokens`, `cached_tokens` =
 //!   `cacheReadInputTokens`, `completion_tokens` = `outputTokens`.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::providers::translate::assistant_message;
 use crate::providers::Usage;
 
 /// Identity of the OpenAI object being built (Bedrock sends no id or model name).
@@ -55,20 +56,7 @@ pub fn chat_response(
             })
         })
         .collect();
-    let mut message = Map::new();
-    message.insert("role".into(), json!("assistant"));
-    message.insert(
-        "content".into(),
-        if text.is_empty() && !tool_calls.is_empty() {
-            Value::Null
-        } else {
-            json!(text)
-        },
-    );
-    if !tool_calls.is_empty() {
-        message.insert("tool_calls".into(), Value::Array(tool_calls));
-    }
-    message.insert("refusal".into(), Value::Null);
+    let message = assistant_message(&text, tool_calls);
     let usage = response.get("usage").map(usage);
     let mut out = json!({
         "id": meta.id,
@@ -83,7 +71,7 @@ pub fn chat_response(
         }],
     });
     if let (Some(u), Some(object)) = (usage, out.as_object_mut()) {
-        object.insert("usage".into(), usage_json(u));
+        object.insert("usage".into(), u.openai_json(false));
     }
     Ok((out, usage))
 }
@@ -109,14 +97,4 @@ pub fn usage(u: &Value) -> Usage {
         cached_tokens: cached,
         reasoning_tokens: 0,
     }
-}
-
-/// OpenAI's `usage` object.
-pub fn usage_json(u: Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": { "cached_tokens": u.cached_tokens },
-    })
 }

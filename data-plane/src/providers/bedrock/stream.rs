@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::eventstream::{Frame, FrameBody};
-use super::response::{finish_reason, usage, usage_json, Meta};
+use super::response::{finish_reason, usage, Meta};
 use crate::providers::stream::{drive, interrupted, Translate};
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
@@ -138,7 +138,7 @@ impl Translator {
                         "created": self.meta.created,
                         "model": self.meta.model,
                         "choices": [],
-                        "usage": usage_json(u),
+                        "usage": u.openai_json(false),
                     });
                     out.push(Chunk {
                         data: Bytes::from(data.to_string()),

@@ -12,8 +12,9 @@
 //! - No candidates and a `promptFeedback.blockReason`: the prompt was blocked, a
 //!   [`Blocked`] error the adapter answers with a 400 `content_filter`.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::providers::translate::assistant_message;
 use crate::providers::Usage;
 
 /// Identity of the OpenAI object being built.
@@ -71,27 +72,15 @@ pub fn chat_response(
                 .filter_map(|p| p.get("functionCall"))
                 .map(|call| tool_call(call, &mut calls))
                 .collect();
-            let mut message = Map::new();
-            message.insert("role".into(), json!("assistant"));
-            message.insert(
-                "content".into(),
-                if text.is_empty() && !tool_calls.is_empty() {
-                    Value::Null
-                } else {
-                    json!(text)
-                },
-            );
-            if !tool_calls.is_empty() {
-                message.insert("tool_calls".into(), Value::Array(tool_calls.clone()));
-            }
-            message.insert("refusal".into(), Value::Null);
+            let called = !tool_calls.is_empty();
+            let message = assistant_message(&text, tool_calls);
             json!({
                 "index": candidate_index(candidate, position),
                 "message": message,
                 "logprobs": null,
                 "finish_reason": finish_reason(
                     candidate.get("finishReason").and_then(Value::as_str),
-                    !tool_calls.is_empty(),
+                    called,
                 ),
             })
         })
@@ -105,7 +94,7 @@ pub fn chat_response(
         "choices": choices,
     });
     if let (Some(u), Some(object)) = (usage, out.as_object_mut()) {
-        object.insert("usage".into(), usage_json(u));
+        object.insert("usage".into(), u.openai_json(true));
     }
     Ok((out, usage))
 }
@@ -186,17 +175,6 @@ pub(super) fn usage(response: &Value) -> Option<Usage> {
         completion_tokens: count("candidatesTokenCount") + thoughts,
         cached_tokens: count("cachedContentTokenCount"),
         reasoning_tokens: thoughts,
-    })
-}
-
-/// OpenAI's `usage` object.
-pub(super) fn usage_json(u: Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": { "cached_tokens": u.cached_tokens },
-        "completion_tokens_details": { "reasoning_tokens": u.reasoning_tokens },
     })
 }
 

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::response::{
     block_reason, candidate_index, candidates, finish_reason, parts, text_of, tool_call, usage,
-    usage_json, Meta,
+    Meta,
 };
 use crate::providers::sse::{SseBody, SseEvent};
 use crate::providers::stream::{drive, interrupted, Translate};
@@ -133,7 +133,7 @@ impl Translator {
             "created": self.meta.created,
             "model": self.meta.model,
             "choices": [],
-            "usage": usage_json(u),
+            "usage": u.openai_json(true),
         });
         Some((chunk, u))
     }

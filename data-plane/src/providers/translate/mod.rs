@@ -12,7 +12,27 @@
 pub mod body;
 pub mod messages;
 
+use serde_json::{json, Map, Value};
+
 use crate::providers::UpstreamError;
+
+/// An OpenAI assistant message from a translated answer: `content` is null when the answer is
+/// only tool calls, and `tool_calls` is present only when there are some.
+pub fn assistant_message(text: &str, tool_calls: Vec<Value>) -> Map<String, Value> {
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    let content = if text.is_empty() && !tool_calls.is_empty() {
+        Value::Null
+    } else {
+        json!(text)
+    };
+    message.insert("content".into(), content);
+    if !tool_calls.is_empty() {
+        message.insert("tool_calls".into(), Value::Array(tool_calls));
+    }
+    message.insert("refusal".into(), Value::Null);
+    message
+}
 
 /// Why a translation could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
