@@ -22,7 +22,7 @@ mod messages_inbound;
 mod metering_fold;
 mod metering_proofs;
 mod openapi;
-mod provider_ledger;
+mod providers;
 mod proxy;
 mod reload;
 mod routing;

@@ -44,6 +44,37 @@ def embeddings():
             "first": r.data[0].embedding[:2]}
 
 
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+          "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
+
+
+def tools():
+    """A forced tool call (plain and streamed, the stream naming the function), then the
+    tool's answer sent back in a second turn."""
+    messages = [{"role": "user", "content": "weather in Paris"}]
+    r = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS, tool_choice="required")
+    call = r.choices[0].message.tool_calls[0]
+    streamed = {"id": None, "name": None, "arguments": "", "finish": None}
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    with client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS, stream=True,
+                                        tool_choice=named) as s:
+        for chunk in s:
+            for choice in chunk.choices:
+                for d in choice.delta.tool_calls or []:
+                    streamed["id"] = streamed["id"] or d.id
+                    streamed["name"] = streamed["name"] or (d.function.name if d.function else None)
+                    streamed["arguments"] += (d.function.arguments or "") if d.function else ""
+                streamed["finish"] = choice.finish_reason or streamed["finish"]
+    messages.append(r.choices[0].message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"})
+    r2 = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
+    return {"finish_reason": r.choices[0].finish_reason, "name": call.function.name,
+            "arguments": json.loads(call.function.arguments), "id": call.id,
+            "usage": r.usage.model_dump(include={"prompt_tokens", "completion_tokens"}),
+            "streamed": dict(streamed, arguments=json.loads(streamed["arguments"] or "{}")),
+            "second": r2.choices[0].message.content, "second_finish": r2.choices[0].finish_reason}
+
+
 def models():
     return {"ids": sorted(m.id for m in client.models.list())}
 
@@ -52,7 +83,7 @@ def bad_request():
     client.chat.completions.create(model=MODEL, messages="not a list")
 
 
-CHECKS = {"chat": chat, "stream": stream, "embeddings": embeddings, "models": models, "bad_request": bad_request}
+CHECKS = {"chat": chat, "stream": stream, "tools": tools, "embeddings": embeddings, "models": models, "bad_request": bad_request}
 
 if __name__ == "__main__":
     try:

@@ -34,5 +34,6 @@ pub use ports::{free_port, is_listening};
 pub use postgres::Postgres;
 pub use process::{ChildProcess, ProcessSpec};
 pub use python::{
-    py_script, python, run_python, run_python_source, PythonOutput, ENV_PYTHON, PYTHON_TIMEOUT,
+    decimal, last_json, openai_sdk, py_script, python, run_python, run_python_source, PythonOutput,
+    ENV_PYTHON, PYTHON_TIMEOUT,
 };

@@ -104,3 +104,42 @@ async fn run(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> anyhow::Result
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
 }
+
+/// The last line a script printed, as JSON (the scripts print one object at the end).
+pub fn last_json(output: &PythonOutput) -> anyhow::Result<serde_json::Value> {
+    serde_json::from_str(output.stdout.lines().last().unwrap_or_default()).with_context(|| {
+        format!(
+            "bad output: {}\n--- stderr ---\n{}",
+            output.stdout, output.stderr
+        )
+    })
+}
+
+/// Runs one check of `tests/py/openai_sdk.py` (the official `openai` SDK) against the data
+/// plane at `base_url` with `key` and `model`, plus `extra` variables; returns what it printed.
+pub async fn openai_sdk(
+    base_url: &str,
+    key: &str,
+    model: &str,
+    check: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<serde_json::Value> {
+    let base = format!("{base_url}/v1");
+    let mut vars = vec![
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("OPENAI_API_KEY", key),
+        ("MODEL", model),
+        ("CHECK", check),
+    ];
+    vars.extend_from_slice(extra);
+    let out = run_python(&py_script("openai_sdk.py"), &vars).await?;
+    out.ensure_success()?;
+    last_json(&out)
+}
+
+/// A decimal from a JSON string or number (amounts travel as strings).
+pub fn decimal(v: &serde_json::Value) -> anyhow::Result<rust_decimal::Decimal> {
+    use std::str::FromStr as _;
+    let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    rust_decimal::Decimal::from_str(&text).with_context(|| format!("{v} is not a decimal"))
+}
