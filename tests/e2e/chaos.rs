@@ -3,29 +3,21 @@
 //! proxies. At least 99.9% must succeed, none may outlive the route's deadline, and the ledger
 //! must still equal what the mock billed, to the last decimal, with one event per request.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde_json::json;
 use switchyard_tests::support::eventually;
 
-use crate::fixture::{client, UPSTREAM_KEY};
+use crate::fixture::{client, dec, UPSTREAM_KEY};
 
 const REQUESTS: usize = 10_000;
 const CLIENTS: usize = 32;
 const DEADLINE: Duration = Duration::from_millis(4_000);
 const PRICE: (&str, &str) = ("0.61", "2.39");
-
-fn dec(v: &Value) -> Decimal {
-    match v {
-        Value::String(s) => Decimal::from_str(s).unwrap(),
-        other => Decimal::from_str(&other.to_string()).unwrap(),
-    }
-}
 
 /// One request: (succeeded, took). Every third one streams.
 async fn one(http: &reqwest::Client, proxy: &str, secret: &str, i: usize) -> (bool, Duration) {

@@ -146,3 +146,8 @@ pub async fn published_snapshot(env: &TestEnv) -> anyhow::Result<String> {
     tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await?;
     Ok(String::from_utf8(bytes)?)
 }
+
+/// A decimal from a JSON string (as amounts travel) or number.
+pub fn dec(v: &Value) -> rust_decimal::Decimal {
+    switchyard_tests::support::decimal(v).unwrap()
+}

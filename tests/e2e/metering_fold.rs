@@ -8,6 +8,7 @@
 //! - a soft budget alerts once;
 //! - a control plane killed mid-fold and restarted ends with exact totals.
 
+use crate::fixture::dec;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -187,14 +188,6 @@ fn cost(e: &UsageEvent) -> Decimal {
         .and_then(built_in)
         .map(|p| p.cost(&e.usage))
         .unwrap_or_default()
-}
-
-fn dec(v: &Value) -> Decimal {
-    Decimal::from_str(
-        v.as_str()
-            .unwrap_or_else(|| panic!("not a decimal string: {v}")),
-    )
-    .unwrap()
 }
 
 const ALL_TIME: &str = "from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z";

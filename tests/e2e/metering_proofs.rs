@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard_tests::support::{eventually, ControlPlane, TestEnv};
 
-use crate::fixture::{client, UPSTREAM_KEY};
+use crate::fixture::{client, dec, UPSTREAM_KEY};
 
 /// Prices set through the admin API (USD per million tokens); odd values so rounding shows.
 const CHAT_PRICES: (&str, &str) = ("0.37", "1.13");
@@ -162,13 +162,6 @@ async fn ledger_total(s: &Stack) -> Value {
         .await
         .unwrap()["total"]
         .clone()
-}
-
-fn decimal(v: &Value) -> Decimal {
-    match v {
-        Value::String(s) => Decimal::from_str(s).unwrap(),
-        other => Decimal::from_str(&other.to_string()).unwrap(),
-    }
 }
 
 /// Waits until the ledger has folded `requests` requests that reached the provider (refused
@@ -318,7 +311,7 @@ fn assert_exact(folded: &Value, billed: &Billed) {
         "ledger tokens equal the mock's: {folded} vs {billed:?}"
     );
     assert_eq!(
-        decimal(&folded["cost_usd"]),
+        dec(&folded["cost_usd"]),
         billed.cost,
         "ledger total equals the mock's own record × price: {folded} vs {billed:?}"
     );
@@ -358,7 +351,7 @@ async fn the_ledger_equals_what_the_provider_billed_to_the_last_decimal() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| decimal(&r["cost_usd"]))
+        .map(|r| dec(&r["cost_usd"]))
         .sum();
     assert_eq!(sum, billed.cost, "{by_model}");
 }
@@ -523,7 +516,7 @@ async fn a_hard_budget_holds_across_three_proxies_and_sixty_four_clients_each() 
     );
     // And the ledger agrees with the provider.
     let folded = wait_for_fold(&s, admitted, Duration::from_secs(30)).await;
-    assert_eq!(decimal(&folded["cost_usd"]), spent, "{folded}");
+    assert_eq!(dec(&folded["cost_usd"]), spent, "{folded}");
 }
 
 fn billed_by_mock_at(records: &[Value], prices: (&str, &str)) -> (usize, Decimal) {

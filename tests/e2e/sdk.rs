@@ -1,25 +1,13 @@
 //! The official `openai` Python SDK against the data plane.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{py_script, run_python, TestEnv};
+use switchyard_tests::support::{openai_sdk, TestEnv};
 
 use crate::fixture::{gateway, FULL_KEY};
 
 async fn sdk(env: &TestEnv, check: &str, key: &str) -> Value {
-    let base = format!("{}/v1", env.data_plane().base_url());
-    let out = run_python(
-        &py_script("openai_sdk.py"),
-        &[
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", key),
-            ("CHECK", check),
-        ],
-    )
-    .await
-    .unwrap();
-    out.ensure_success().unwrap();
-    serde_json::from_str(out.stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("bad output ({e}): {}\n{}", out.stdout, out.stderr))
+    let base = env.data_plane().base_url();
+    openai_sdk(&base, key, "chat", check, &[]).await.unwrap()
 }
 
 #[tokio::test]

@@ -4,21 +4,14 @@
 //! `/v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{action}`.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{
-    py_script, run_python, run_python_source, DataPlaneSpec, MockProviderOptions, TestEnv,
-};
+use switchyard_tests::support::{openai_sdk, DataPlaneSpec, MockProviderOptions, TestEnv};
 
-use crate::fixture::{sha256_hex, FULL_KEY};
+use crate::fixture::{python_json, sha256_hex, FULL_KEY};
+use crate::providers::SERVICE_ACCOUNT;
 
 const CHAT_MODEL: &str = "gemini-2.5-flash";
 const PROJECT: &str = "switchyard-test";
 const LOCATION: &str = "us-central1";
-/// The test-only service account (a key generated for this suite; it grants nothing).
-const SERVICE_ACCOUNT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/fixtures/test-only-vertex-service-account.json"
-);
-
 /// The key file as the data plane gets it: `token_uri` pointing at the mock, and optionally
 /// another `client_email` (a key the mock's token endpoint does not accept).
 fn key_file(mock: &str, client_email: Option<&str>) -> String {
@@ -82,40 +75,26 @@ keys:
     env
 }
 
-fn sdk_env(env: &TestEnv, model: &str) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "OPENAI_BASE_URL",
-            format!("{}/v1", env.data_plane().base_url()),
-        ),
-        ("OPENAI_API_KEY", FULL_KEY.to_owned()),
-        ("MODEL", model.to_owned()),
-        ("EMBED_MODEL", "vertex-embed".to_owned()),
-    ]
-}
-
-fn last_json(stdout: &str, stderr: &str) -> Value {
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("bad output ({e}): {stdout}\n{stderr}"))
-}
-
 async fn sdk(env: &TestEnv, model: &str, check: &str) -> Value {
-    let mut vars = sdk_env(env, model);
-    vars.push(("CHECK", check.to_owned()));
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = run_python(&py_script("openai_sdk.py"), &vars)
-        .await
-        .unwrap();
-    out.ensure_success().unwrap();
-    last_json(&out.stdout, &out.stderr)
+    let base = env.data_plane().base_url();
+    openai_sdk(
+        &base,
+        FULL_KEY,
+        model,
+        check,
+        &[("EMBED_MODEL", "vertex-embed")],
+    )
+    .await
+    .unwrap()
 }
 
 async fn python(env: &TestEnv, source: &str) -> Value {
-    let vars = sdk_env(env, "vertex-chat");
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = run_python_source(source, &vars).await.unwrap();
-    out.ensure_success().unwrap();
-    last_json(&out.stdout, &out.stderr)
+    let base = format!("{}/v1", env.data_plane().base_url());
+    let vars = [
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("OPENAI_API_KEY", FULL_KEY),
+    ];
+    python_json(source, &vars).await
 }
 
 /// The mock's records split into token requests and Vertex API requests.
@@ -127,25 +106,6 @@ async fn records(env: &TestEnv) -> (Vec<Value>, Vec<Value>) {
 fn model_path(model: &str, action: &str) -> String {
     format!("/v1/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/{model}:{action}")
 }
-
-/// A forced tool call, then the tool's answer sent back in a second turn.
-const TOOL_ROUND_TRIP: &str = r#"
-import json, openai
-client = openai.OpenAI(max_retries=0, timeout=30)
-tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
-          "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
-          "required": ["query"]}}}]
-messages = [{"role": "user", "content": "weather in Paris"}]
-r = client.chat.completions.create(model="vertex-chat", messages=messages, tools=tools, tool_choice="required")
-call = r.choices[0].message.tool_calls[0]
-messages.append(r.choices[0].message.model_dump(exclude_none=True))
-messages.append({"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"})
-r2 = client.chat.completions.create(model="vertex-chat", messages=messages, tools=tools)
-print(json.dumps({"finish_reason": r.choices[0].finish_reason, "name": call.function.name,
-                  "arguments": json.loads(call.function.arguments),
-                  "usage": r.usage.model_dump(include={"prompt_tokens", "completion_tokens"}),
-                  "second": r2.choices[0].message.content}))
-"#;
 
 #[tokio::test]
 async fn vertex_chat_stream_tools_and_embeddings_with_one_cached_token() {
@@ -169,7 +129,7 @@ async fn vertex_chat_stream_tools_and_embeddings_with_one_cached_token() {
         json!({"prompt_tokens": 4, "completion_tokens": 5})
     );
 
-    let tool = python(&env, TOOL_ROUND_TRIP).await;
+    let tool = sdk(&env, "vertex-chat", "tools").await;
     assert_eq!(tool["finish_reason"], "tool_calls", "{tool}");
     assert_eq!(tool["name"], "get_weather");
     assert_eq!(tool["arguments"], json!({"query": "weather in Paris"}));
@@ -195,7 +155,8 @@ async fn vertex_chat_stream_tools_and_embeddings_with_one_cached_token() {
         token_requests[0]["body"]["grant_type"],
         "urn:ietf:params:oauth:grant-type:jwt-bearer"
     );
-    assert_eq!(api.len(), 5, "{api:?}");
+    // Chat, stream, the tool round trip (plain, streamed, second turn), embeddings.
+    assert_eq!(api.len(), 6, "{api:?}");
     for request in &api {
         assert_eq!(request["headers"]["authorization"], "Bearer ya29.mock-1");
         assert!(request["headers"].get("x-goog-api-key").is_none());
@@ -226,13 +187,13 @@ async fn vertex_chat_stream_tools_and_embeddings_with_one_cached_token() {
         api[2]["billed"],
         json!({"prompt_tokens": 3, "completion_tokens": 1})
     );
-    assert_eq!(api[4]["path"], model_path("text-embedding-005", "predict"));
+    assert_eq!(api[5]["path"], model_path("text-embedding-005", "predict"));
     assert_eq!(
-        api[4]["body"]["instances"],
+        api[5]["body"]["instances"],
         json!([{"content": "one two three"}, {"content": "four"}])
     );
     assert_eq!(
-        api[4]["billed"],
+        api[5]["billed"],
         json!({"prompt_tokens": 4, "completion_tokens": 0})
     );
 

@@ -46,6 +46,10 @@ def embeddings():
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
           "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
+if os.environ.get("STRICT_TOOLS"):
+    # What strict tools look like (and what Gemini's schema subset refuses).
+    TOOLS[0]["function"]["strict"] = True
+    TOOLS[0]["function"]["parameters"]["additionalProperties"] = False
 
 
 def tools():
