@@ -2,9 +2,11 @@
 //! `anthropic` provider (the mock's `/v1/messages`): the gateway translates both ways.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{DataPlaneSpec, TestEnv};
 
-use crate::fixture::{config, error_of, post, python_json, sse_data, FULL_KEY, UPSTREAM_KEY};
+use crate::fixture::{
+    config, error_of, gateway_with, post, python_json, sse_data, FULL_KEY, UPSTREAM_KEY,
+};
 
 /// The standard config plus an `anthropic` provider at the mock and the `claude` alias.
 fn anthropic_config(mock_base: &str) -> String {
@@ -22,12 +24,7 @@ fn anthropic_config(mock_base: &str) -> String {
 pub(crate) async fn gateway() -> TestEnv {
     let spec = DataPlaneSpec::from_fn(|env| anthropic_config(&env.mock().base_url()))
         .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
-    TestEnv::builder()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .data_plane_spec(spec)
-        .build()
-        .await
-        .expect("gateway starts")
+    gateway_with(spec).await
 }
 
 const SDK_CHECKS: &str = r#"

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::json;
-use switchyard_tests::support::eventually;
+use switchyard_tests::support::{eventually, wait_until_served};
 
 use crate::fixture::{client, dec, UPSTREAM_KEY};
 
@@ -99,18 +99,7 @@ async fn two_flaky_deployments_of_three_cost_no_requests_no_deadline_and_no_ledg
     let secret = key["secret"].as_str().unwrap().to_owned();
     let proxies: Vec<String> = env.data_planes().iter().map(|d| d.base_url()).collect();
     for p in &proxies {
-        eventually(Duration::from_secs(30), || async {
-            let status = client()
-                .get(format!("{p}/v1/models/chaos"))
-                .bearer_auth(&secret)
-                .send()
-                .await?
-                .status();
-            anyhow::ensure!(status == 200, "{status}");
-            Ok(())
-        })
-        .await
-        .unwrap();
+        wait_until_served(&p, &secret, "chaos").await.unwrap();
     }
     // Each flaky deployment: four faults of 9% each, about 31% of its requests in all.
     for model in ["flaky-a", "flaky-b"] {
@@ -238,14 +227,7 @@ async fn two_flaky_deployments_of_three_cost_no_requests_no_deadline_and_no_ledg
     .unwrap();
     assert!(text.contains(r#""error""#), "{text}");
     assert!(!text.contains("[DONE]"), "{text}");
-    let metrics = client()
-        .get(format!("{}/metrics", env.data_planes()[0].ops_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.data_planes()[0].metrics().await.unwrap();
     assert!(
         metrics.contains(
             r#"switchyard_errors_total{endpoint="chat",kind="upstream_stream_interrupted"}"#

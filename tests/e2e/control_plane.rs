@@ -24,15 +24,10 @@ pub async fn stack(data_planes: usize) -> Stack {
         .build()
         .await
         .expect("services start");
-    let cp = ControlPlane::start(
-        env.dir(),
-        "control-plane-0",
-        &env.postgres().database_url(),
-        Some(&env.nats().url()),
-        vec![],
-    )
-    .await
-    .expect("control plane starts");
+    let cp = env
+        .control_plane("control-plane-0")
+        .await
+        .expect("control plane starts");
     for _ in 0..data_planes {
         env.start_data_plane(
             DataPlaneSpec::nats()
@@ -253,15 +248,7 @@ async fn a_change_committed_while_nothing_publishes_is_published_after_restart()
     env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
         .await
         .unwrap();
-    let _cp = ControlPlane::start(
-        env.dir(),
-        "cp-with-nats",
-        &env.postgres().database_url(),
-        Some(&env.nats().url()),
-        vec![],
-    )
-    .await
-    .unwrap();
+    let _cp = env.control_plane("cp-with-nats").await.unwrap();
     let url = env.data_plane().base_url();
     for secret in &secrets {
         eventually(Duration::from_secs(5), || async {

@@ -54,6 +54,11 @@ pub async fn gateway(args: &[&str]) -> TestEnv {
     for a in args {
         spec = spec.arg(*a);
     }
+    gateway_with(spec).await
+}
+
+/// Starts the mock (requiring [`UPSTREAM_KEY`]) and a data plane from `spec`.
+pub async fn gateway_with(spec: DataPlaneSpec) -> TestEnv {
     TestEnv::builder()
         .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
         .data_plane_spec(spec)

@@ -5,9 +5,9 @@
 //! `batchEmbedContents`.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{openai_sdk, DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{openai_sdk, DataPlaneSpec, TestEnv};
 
-use crate::fixture::{sha256_hex, FULL_KEY, UPSTREAM_KEY};
+use crate::fixture::{gateway_with, sha256_hex, FULL_KEY, UPSTREAM_KEY};
 
 const CHAT_MODEL: &str = "gemini-2.5-flash";
 
@@ -28,12 +28,7 @@ keys:
         )
     })
     .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
-    TestEnv::builder()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .data_plane_spec(spec)
-        .build()
-        .await
-        .expect("gateway starts")
+    gateway_with(spec).await
 }
 
 async fn sdk(env: &TestEnv, check: &str, extra: &[(&str, &str)]) -> Value {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchyard_tests::support::{
-    eventually, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, SEAL_KEY,
+    eventually, wait_until_served, DataPlaneSpec, MockProviderOptions, TestEnv, SEAL_KEY,
 };
 
 use crate::fixture::{client, UPSTREAM_KEY};
@@ -47,15 +47,10 @@ async fn a_deployment_one_proxy_saw_die_is_avoided_by_the_others_within_a_second
         .build()
         .await
         .expect("services start");
-    let cp = ControlPlane::start(
-        env.dir(),
-        "control-plane-0",
-        &env.postgres().database_url(),
-        Some(&env.nats().url()),
-        vec![],
-    )
-    .await
-    .expect("control plane starts");
+    let cp = env
+        .control_plane("control-plane-0")
+        .await
+        .expect("control plane starts");
     for _ in 0..3 {
         env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
             .await
@@ -135,18 +130,7 @@ async fn a_deployment_one_proxy_saw_die_is_avoided_by_the_others_within_a_second
         .await
         .expect("a fourth data plane starts");
     let late = env.data_planes()[3].base_url();
-    eventually(Duration::from_secs(30), || async {
-        let status = client()
-            .get(format!("{late}/v1/models/chat"))
-            .bearer_auth(&secret)
-            .send()
-            .await?
-            .status();
-        anyhow::ensure!(status == 200, "{status}");
-        Ok(())
-    })
-    .await
-    .unwrap();
+    wait_until_served(&late, &secret, "chat").await.unwrap();
     let (status, deployment, attempts) = ask(&late, &secret).await;
     assert_eq!(
         (status, deployment.as_str(), attempts.as_str()),

@@ -35,15 +35,10 @@ async fn stack() -> Stack {
         .build()
         .await
         .expect("services start");
-    let cp = ControlPlane::start(
-        env.dir(),
-        "control-plane",
-        &env.postgres().database_url(),
-        Some(&env.nats().url()),
-        vec![],
-    )
-    .await
-    .expect("control plane starts");
+    let cp = env
+        .control_plane("control-plane")
+        .await
+        .expect("control plane starts");
     let nats = async_nats::connect(env.nats().url()).await.unwrap();
     let js = jetstream::new(nats.clone());
     // The control plane creates the stream; wait for it rather than racing it.

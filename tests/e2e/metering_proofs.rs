@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use switchyard_tests::support::{eventually, ControlPlane, TestEnv};
+use switchyard_tests::support::{eventually, wait_until_served, ControlPlane, TestEnv};
 
 use crate::fixture::{client, dec, UPSTREAM_KEY};
 
@@ -96,22 +96,9 @@ async fn put_price(s: &Stack, model: &str, input: &str, output: &str) {
 }
 
 /// Waits until every proxy serves `alias` to `secret` (the config has propagated).
-async fn wait_until_served(s: &Stack, secret: &str, alias: &str) {
+async fn all_serve(s: &Stack, secret: &str, alias: &str) {
     for url in &s.proxies {
-        // Generous: on a 2-core CI machine other suites run 5,000-request mixes meanwhile.
-        eventually(Duration::from_secs(30), || async {
-            let status = client()
-                .get(format!("{url}/v1/models/{alias}"))
-                .bearer_auth(secret)
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await?
-                .status();
-            anyhow::ensure!(status == 200, "{url} answers {status}");
-            Ok(())
-        })
-        .await
-        .unwrap();
+        wait_until_served(url, secret, alias).await.unwrap();
     }
 }
 
@@ -323,7 +310,7 @@ async fn the_ledger_equals_what_the_provider_billed_to_the_last_decimal() {
     let (_, _, secret) = setup(&s, json!({})).await;
     script_mock(&s).await;
     for alias in ["chat", "chat-slow", "chat-fail", "embed"] {
-        wait_until_served(&s, &secret, alias).await;
+        all_serve(&s, &secret, alias).await;
     }
     let statuses = run_mix(&s, &secret, 5_000, 32).await;
     assert_eq!(statuses.get(&0), None, "no transport errors: {statuses:?}");
@@ -362,7 +349,7 @@ async fn the_ledger_stays_exact_when_nats_and_the_control_plane_die_mid_run() {
     let (_, _, secret) = setup(&s, json!({})).await;
     script_mock(&s).await;
     for alias in ["chat", "chat-slow", "chat-fail", "embed"] {
-        wait_until_served(&s, &secret, alias).await;
+        all_serve(&s, &secret, alias).await;
     }
     // First third: everything up.
     let mut statuses = run_mix(&s, &secret, 1_700, 32).await;
@@ -392,14 +379,7 @@ async fn the_ledger_stays_exact_when_nats_and_the_control_plane_die_mid_run() {
     // The proxies replayed events from their spools.
     let mut replayed = 0.0;
     for dp in s.env.data_planes() {
-        let metrics = client()
-            .get(format!("{}/metrics", dp.ops_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = dp.metrics().await.unwrap();
         replayed += metrics
             .lines()
             .filter(|l| l.starts_with("switchyard_usage_replayed_total"))
@@ -429,7 +409,7 @@ async fn a_hard_budget_holds_across_three_proxies_and_sixty_four_clients_each() 
     )
     .await
     .unwrap();
-    wait_until_served(&s, &secret, "chat").await;
+    all_serve(&s, &secret, "chat").await;
     // Let the snapshot with the budget and new price reach every proxy.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -540,7 +520,7 @@ async fn a_key_rate_limit_holds_within_ten_percent_across_three_proxies() {
     const RPM: u64 = 300;
     let s = stack(3).await;
     let (_, _, secret) = setup(&s, json!({"rpm": RPM})).await;
-    wait_until_served(&s, &secret, "chat").await;
+    all_serve(&s, &secret, "chat").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Start in a window with at least 20 s left, and hammer until it ends.

@@ -1,20 +1,12 @@
 //! The admin API's OpenAPI document, fuzzed with schemathesis: no 5xx, no response that
 //! contradicts the document.
 
-use switchyard_tests::support::{python, ControlPlane, TestEnv, ADMIN_TOKEN};
+use switchyard_tests::support::{python, TestEnv, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     let env = TestEnv::builder().postgres().build().await.unwrap();
-    let cp = ControlPlane::start(
-        env.dir(),
-        "control-plane-0",
-        &env.postgres().database_url(),
-        None,
-        vec![],
-    )
-    .await
-    .unwrap();
+    let cp = env.control_plane("control-plane-0").await.unwrap();
     // Some data so that reads of lists and ids have something to return.
     let team = cp
         .post("/admin/teams", &serde_json::json!({"name": "fuzz"}))

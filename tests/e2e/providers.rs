@@ -14,8 +14,8 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard_tests::support::{
-    decimal, eventually, openai_sdk, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv,
-    SEAL_KEY,
+    decimal, eventually, openai_sdk, wait_until_served, ControlPlane, DataPlaneSpec,
+    MockProviderOptions, TestEnv, SEAL_KEY,
 };
 
 use crate::fixture::{python_json, UPSTREAM_KEY};
@@ -166,15 +166,10 @@ async fn matrix() -> Matrix {
         .build()
         .await
         .expect("services start");
-    let cp = ControlPlane::start(
-        env.dir(),
-        "control-plane-0",
-        &env.postgres().database_url(),
-        Some(&env.nats().url()),
-        vec![],
-    )
-    .await
-    .expect("control plane starts");
+    let cp = env
+        .control_plane("control-plane-0")
+        .await
+        .expect("control plane starts");
     env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
         .await
         .expect("data plane starts");
@@ -206,18 +201,7 @@ async fn matrix() -> Matrix {
     let key = key["secret"].as_str().unwrap().to_owned();
     let base = env.data_plane().base_url();
     let last = families.last().unwrap().alias;
-    eventually(Duration::from_secs(30), || async {
-        let status = reqwest::Client::new()
-            .get(format!("{base}/v1/models/{last}"))
-            .bearer_auth(&key)
-            .send()
-            .await?
-            .status();
-        anyhow::ensure!(status == 200, "{status}");
-        Ok(())
-    })
-    .await
-    .unwrap();
+    wait_until_served(&base, &key, last).await.unwrap();
     Matrix {
         env,
         cp,

@@ -457,14 +457,7 @@ async fn an_abandoned_stream_is_still_read_to_the_end() {
         "{}",
         seen[0]
     );
-    let metrics = client()
-        .get(format!("{}/metrics", env.data_plane().ops_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.data_plane().metrics().await.unwrap();
     assert!(
         metrics.contains("switchyard_streams_abandoned_total{route=\"chat\"} 1"),
         "{metrics}"

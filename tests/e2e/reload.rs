@@ -98,14 +98,7 @@ async fn ops_endpoints_report_health_readiness_and_metrics() {
         .unwrap();
     assert_eq!(ready["ready"], json!(true));
     post(&env, "/v1/chat/completions", FULL_KEY, &chat_body("chat")).await;
-    let text = client()
-        .get(format!("{ops}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = env.data_plane().metrics().await.unwrap();
     for needle in [
         "switchyard_requests_total{endpoint=\"chat\",route=\"chat\",provider=\"mock\",status=\"2xx\"} 1",
         "switchyard_tokens_total{route=\"chat\",provider=\"mock\",type=\"completion\"} 5",

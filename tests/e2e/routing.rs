@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_tests::support::{eventually, DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{eventually, DataPlaneSpec, TestEnv};
 
-use crate::fixture::{client, config, FULL_KEY, UPSTREAM_KEY};
+use crate::fixture::{client, config, gateway_with, FULL_KEY, UPSTREAM_KEY};
 use crate::usage_events::spooled_events;
 
 const ROUTES: &str = r#"
@@ -39,12 +39,7 @@ pricing:
 async fn gateway() -> TestEnv {
     let spec = DataPlaneSpec::from_fn(|env| config(&env.mock().base_url(), ROUTES))
         .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
-    TestEnv::builder()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .data_plane_spec(spec)
-        .build()
-        .await
-        .expect("gateway starts")
+    gateway_with(spec).await
 }
 
 /// What the client saw of one chat request.
@@ -227,14 +222,7 @@ async fn the_breaker_opens_half_opens_with_a_probe_and_closes() {
         );
     }
     assert_eq!(upstream_models(&env).await, ["steady"; 3]);
-    let metrics = client()
-        .get(format!("{}/metrics", env.data_plane().ops_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.data_plane().metrics().await.unwrap();
     assert!(
         metrics.contains(r#"switchyard_breaker_state{deployment="mock/flaky"} 2"#),
         "{metrics}"
@@ -491,12 +479,7 @@ keys:
         )
     })
     .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
-    let env = TestEnv::builder()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .data_plane_spec(spec)
-        .build()
-        .await
-        .expect("gateway starts");
+    let env = gateway_with(spec).await;
     env.mock()
         .script(&json!({"model": "probed", "status": 500, "times": 5}))
         .await

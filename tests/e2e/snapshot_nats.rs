@@ -115,14 +115,7 @@ async fn wait_for_version(dp: &DataPlane, version: u64, timeout: Duration) {
 }
 
 async fn metrics(dp: &DataPlane) -> String {
-    client()
-        .get(format!("{}/metrics", dp.ops_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    dp.metrics().await.unwrap()
 }
 
 /// Puts `snapshot`'s whole body, keys inline, into the object store (as control planes did

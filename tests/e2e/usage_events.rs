@@ -527,14 +527,7 @@ pub(crate) fn spooled_events(dir: &std::path::Path) -> Vec<UsageEvent> {
 }
 
 async fn metrics_text(env: &TestEnv) -> String {
-    client()
-        .get(format!("{}/metrics", env.data_plane().ops_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    env.data_plane().metrics().await.unwrap()
 }
 
 /// A client that hangs up while a non-streamed answer is still being generated: the provider

@@ -209,6 +209,15 @@ impl DataPlane {
         format!("http://{}", self.ops)
     }
 
+    /// The Prometheus text of its `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let url = format!("{}/metrics", self.ops_url());
+        let response = reqwest::get(&url)
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        Ok(response.text().await?)
+    }
+
     /// The proxy listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.listen
@@ -316,6 +325,24 @@ fn parse_addr_file(text: &str) -> anyhow::Result<(SocketAddr, SocketAddr)> {
             .with_context(|| format!("bad `{key}` address {value:?}"))
     };
     Ok((field("listen")?, field("ops")?))
+}
+
+/// Waits (up to 30 s) until the data plane at `base_url` serves `alias` to `key`: a new
+/// snapshot has reached it.
+pub async fn wait_until_served(base_url: &str, key: &str, alias: &str) -> anyhow::Result<()> {
+    let url = format!("{base_url}/v1/models/{alias}");
+    super::eventually(Duration::from_secs(30), || async {
+        let status = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(key)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await?
+            .status();
+        anyhow::ensure!(status == 200, "{url} answers {status}");
+        Ok(())
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -130,6 +130,24 @@ impl TestEnv {
         present(self.postgres.as_mut(), "postgres", ".postgres()")
     }
 
+    /// Starts a control plane named `name` (its own directory under this environment's) on
+    /// this environment's Postgres, publishing to its NATS when it has one.
+    pub async fn control_plane(&self, name: &str) -> anyhow::Result<super::ControlPlane> {
+        let postgres = self
+            .postgres
+            .as_ref()
+            .context("a control plane needs Postgres: build the env with .postgres()")?;
+        let nats = self.nats.as_ref().map(Nats::url);
+        super::ControlPlane::start(
+            self.dir(),
+            name,
+            &postgres.database_url(),
+            nats.as_deref(),
+            vec![],
+        )
+        .await
+    }
+
     /// The NATS server. Panics if it was not started.
     #[track_caller]
     pub fn nats(&self) -> &Nats {

@@ -24,7 +24,7 @@ pub use crate::assert_eventually;
 
 pub use binaries::{bin_dir, binary, workspace_root, ENV_BIN_DIR};
 pub use control_plane::{Answer, ControlPlane, ADMIN_TOKEN, SEAL_KEY};
-pub use data_plane::{DataPlane, DataPlaneSpec};
+pub use data_plane::{wait_until_served, DataPlane, DataPlaneSpec};
 pub use env::{TestEnv, TestEnvBuilder};
 pub use eventually::{eventually, Attempt, DEFAULT_TIMEOUT};
 pub use fsutil::write_atomic;
