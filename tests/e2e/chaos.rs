@@ -99,7 +99,7 @@ async fn two_flaky_deployments_of_three_cost_no_requests_no_deadline_and_no_ledg
     let secret = key["secret"].as_str().unwrap().to_owned();
     let proxies: Vec<String> = env.data_planes().iter().map(|d| d.base_url()).collect();
     for p in &proxies {
-        wait_until_served(&p, &secret, "chaos").await.unwrap();
+        wait_until_served(p, &secret, "chaos").await.unwrap();
     }
     // Each flaky deployment: four faults of 9% each, about 31% of its requests in all.
     for model in ["flaky-a", "flaky-b"] {
