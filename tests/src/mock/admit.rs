@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{error::Category, Value};
 
 use super::conn::KillSwitch;
-use super::error::{invalid_api_key, invalid_request, scripted_error};
+use super::error::{render, OpenAi};
 use super::record::{now_ms, RecordHandle, RecordInit};
 use super::script::{Behaviour, Fault};
 use super::Shared;
@@ -66,16 +66,7 @@ pub(crate) enum Rejected {
 
 impl IntoResponse for Rejected {
     fn into_response(self) -> Response {
-        match self {
-            Self::Unauthorized => invalid_api_key(),
-            Self::BadRequest(message) => invalid_request(&message),
-            Self::Scripted {
-                status,
-                message,
-                retry_after,
-            } => scripted_error(status, message.as_deref(), retry_after),
-            Self::Reset => Response::default(),
-        }
+        render(self, &OpenAi)
     }
 }
 

@@ -23,14 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect, Rejected};
+use super::admit::{admit, Admitted, ApiRequest, Dialect};
 use super::api::non_stream_response;
 use super::conn::KillSwitch;
 use super::openai::json_response;
@@ -38,6 +38,7 @@ use super::script::Fault;
 use super::stream::{Ending, Piecewise};
 use super::tokens::{count_words, ContentWords, Reply, DEFAULT_REPLY};
 use super::Shared;
+use crate::mock::error::{render, ErrorShape};
 
 /// Content deltas sent before `reset_mid_stream` / `truncate_stream` cut a stream.
 const CHUNKS_BEFORE_FAULT: usize = 2;
@@ -144,7 +145,7 @@ pub(crate) async fn messages(
             .await
         {
             Ok(admitted) => admitted,
-            Err(rejected) => return rejection(rejected),
+            Err(rejected) => return render(rejected, &Shape),
         };
     let answer = Answer::new(&admitted);
     admitted.record.set_completion_tokens(answer.output_tokens);
@@ -361,40 +362,36 @@ fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
     json_response(status, body.to_string())
 }
 
-/// The Anthropic form of a request the common steps turned away.
-fn rejection(rejected: Rejected) -> Response {
-    match rejected {
-        Rejected::Unauthorized => error_response(
+/// Anthropic's error shape.
+struct Shape;
+
+impl ErrorShape for Shape {
+    fn error(&self, status: StatusCode, kind: &str, message: &str) -> Response {
+        error_response(status, kind, message)
+    }
+
+    fn unauthorized(&self) -> Response {
+        error_response(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "invalid x-api-key",
-        ),
-        Rejected::BadRequest(message) => {
-            error_response(StatusCode::BAD_REQUEST, "invalid_request_error", &message)
+        )
+    }
+
+    fn bad_request(&self) -> &'static str {
+        "invalid_request_error"
+    }
+
+    fn scripted(&self, status: StatusCode) -> (&'static str, &'static str) {
+        match status.as_u16() {
+            429 => ("rate_limit_error", "Rate limited (mock provider)."),
+            529 => ("overloaded_error", "Overloaded (mock provider)."),
+            s if s >= 500 => ("api_error", "Internal server error (mock provider)."),
+            _ => (
+                "invalid_request_error",
+                "The request was rejected (mock provider).",
+            ),
         }
-        Rejected::Scripted {
-            status,
-            message,
-            retry_after,
-        } => {
-            let (kind, default) = match status.as_u16() {
-                429 => ("rate_limit_error", "Rate limited (mock provider)."),
-                529 => ("overloaded_error", "Overloaded (mock provider)."),
-                s if s >= 500 => ("api_error", "Internal server error (mock provider)."),
-                _ => (
-                    "invalid_request_error",
-                    "The request was rejected (mock provider).",
-                ),
-            };
-            let mut response = error_response(status, kind, message.as_deref().unwrap_or(default));
-            if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(secs));
-            }
-            response
-        }
-        Rejected::Reset => Response::default(),
     }
 }
 

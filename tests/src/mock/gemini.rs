@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
@@ -39,6 +39,7 @@ use super::script::Fault;
 use super::stream::{Ending, Piecewise};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
+use crate::mock::error::{render, ErrorShape};
 
 /// Content events sent before `reset_mid_stream` / `truncate_stream` cut a stream.
 const EVENTS_BEFORE_FAULT: usize = 2;
@@ -498,10 +499,16 @@ fn not_found(target: &str) -> Response {
     gemini_error(StatusCode::NOT_FOUND, &message, None)
 }
 
-/// A rejection from admission, in Gemini's error format.
-pub(crate) fn error_from(rejected: Rejected) -> Response {
-    match rejected {
-        Rejected::Unauthorized => gemini_error(
+/// Gemini's (and Vertex AI's) error shape.
+pub(crate) struct Shape;
+
+impl ErrorShape for Shape {
+    fn error(&self, status: StatusCode, _kind: &str, message: &str) -> Response {
+        gemini_error(status, message, None)
+    }
+
+    fn unauthorized(&self) -> Response {
+        gemini_error(
             StatusCode::BAD_REQUEST,
             "API key not valid. Please pass a valid API key.",
             Some(json!([{
@@ -510,28 +517,26 @@ pub(crate) fn error_from(rejected: Rejected) -> Response {
                 "domain": "googleapis.com",
                 "metadata": { "service": "generativelanguage.googleapis.com" },
             }])),
-        ),
-        Rejected::BadRequest(message) => gemini_error(StatusCode::BAD_REQUEST, &message, None),
-        Rejected::Scripted {
-            status,
-            message,
-            retry_after,
-        } => {
-            let default = match status.as_u16() {
-                429 => "Resource has been exhausted (e.g. check quota). (mock provider)",
-                s if s >= 500 => "An internal error has occurred. (mock provider)",
-                _ => "Request contains an invalid argument. (mock provider)",
-            };
-            let mut response = gemini_error(status, message.as_deref().unwrap_or(default), None);
-            if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(secs));
-            }
-            response
-        }
-        Rejected::Reset => Response::default(),
+        )
     }
+
+    fn bad_request(&self) -> &'static str {
+        "INVALID_ARGUMENT"
+    }
+
+    fn scripted(&self, status: StatusCode) -> (&'static str, &'static str) {
+        let default = match status.as_u16() {
+            429 => "Resource has been exhausted (e.g. check quota). (mock provider)",
+            s if s >= 500 => "An internal error has occurred. (mock provider)",
+            _ => "Request contains an invalid argument. (mock provider)",
+        };
+        (status_name(status), default)
+    }
+}
+
+/// A rejection from admission, in Gemini's error format.
+pub(crate) fn error_from(rejected: Rejected) -> Response {
+    render(rejected, &Shape)
 }
 
 #[cfg(test)]

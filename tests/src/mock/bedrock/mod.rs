@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::post;
@@ -60,6 +60,7 @@ use super::script::Fault;
 use super::stream::{Ending, Piecewise};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
+use crate::mock::error::{render, ErrorShape};
 
 /// Content deltas sent before `reset_mid_stream` / `truncate_stream` cut a stream.
 const DELTAS_BEFORE_FAULT: usize = 2;
@@ -272,7 +273,7 @@ async fn handle<const STREAM: bool>(
                 .describe();
             bedrock_error(StatusCode::FORBIDDEN, kind, &message)
         }
-        Err(rejected) => error_from(rejected),
+        Err(rejected) => render(rejected, &Shape),
     }
 }
 
@@ -450,42 +451,65 @@ fn bedrock_error(status: StatusCode, kind: &str, message: &str) -> Response {
     with_request_id(response)
 }
 
-/// A rejection from admission, in Bedrock's error format.
-fn error_from(rejected: Rejected) -> Response {
-    match rejected {
-        Rejected::Unauthorized => bedrock_error(
+/// Bedrock's error shape: the message in the body, the type in `x-amzn-errortype`.
+struct Shape;
+
+impl ErrorShape for Shape {
+    fn error(&self, status: StatusCode, kind: &str, message: &str) -> Response {
+        bedrock_error(status, kind, message)
+    }
+
+    fn unauthorized(&self) -> Response {
+        bedrock_error(
             StatusCode::FORBIDDEN,
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided.",
-        ),
-        Rejected::BadRequest(message) => {
-            bedrock_error(StatusCode::BAD_REQUEST, "ValidationException", &message)
+        )
+    }
+
+    fn bad_request(&self) -> &'static str {
+        "ValidationException"
+    }
+
+    fn scripted(&self, status: StatusCode) -> (&'static str, &'static str) {
+        match status.as_u16() {
+            400 => (
+                "ValidationException",
+                "Malformed input request (mock provider).",
+            ),
+            403 => (
+                "AccessDeniedException",
+                "You don't have access to the model with the specified model ID. (mock provider)",
+            ),
+            404 => (
+                "ResourceNotFoundException",
+                "The requested resource could not be found. (mock provider)",
+            ),
+            408 => (
+                "ModelTimeoutException",
+                "The model took too long to respond. (mock provider)",
+            ),
+            424 => (
+                "ModelErrorException",
+                "The model failed to process the request. (mock provider)",
+            ),
+            429 => (
+                "ThrottlingException",
+                "Too many requests, please wait before trying again. (mock provider)",
+            ),
+            503 => (
+                "ServiceUnavailableException",
+                "The service is temporarily unavailable. (mock provider)",
+            ),
+            s if s >= 500 => (
+                "InternalServerException",
+                "An internal server error occurred. (mock provider)",
+            ),
+            _ => (
+                "ValidationException",
+                "The request was rejected. (mock provider)",
+            ),
         }
-        Rejected::Scripted {
-            status,
-            message,
-            retry_after,
-        } => {
-            let (kind, default) = match status.as_u16() {
-                400 => ("ValidationException", "Malformed input request (mock provider)."),
-                403 => ("AccessDeniedException", "You don't have access to the model with the specified model ID. (mock provider)"),
-                404 => ("ResourceNotFoundException", "The requested resource could not be found. (mock provider)"),
-                408 => ("ModelTimeoutException", "The model took too long to respond. (mock provider)"),
-                424 => ("ModelErrorException", "The model failed to process the request. (mock provider)"),
-                429 => ("ThrottlingException", "Too many requests, please wait before trying again. (mock provider)"),
-                503 => ("ServiceUnavailableException", "The service is temporarily unavailable. (mock provider)"),
-                s if s >= 500 => ("InternalServerException", "An internal server error occurred. (mock provider)"),
-                _ => ("ValidationException", "The request was rejected. (mock provider)"),
-            };
-            let mut response = bedrock_error(status, kind, message.as_deref().unwrap_or(default));
-            if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(secs));
-            }
-            response
-        }
-        Rejected::Reset => Response::default(),
     }
 }
 
