@@ -2,7 +2,7 @@
 //!
 //! Owns all configuration as an event log in Postgres (`store`, with the pure rules in
 //! `domain`), serves the admin API (`api`), and publishes snapshots to the data planes over
-//! NATS (`outbox`). See ARCHITECTURE.md, "Control plane: event-sourced".
+//! NATS (`outbox`). See `docs/ARCHITECTURE.md`, "Control plane: event-sourced".
 
 pub mod api;
 pub mod config;

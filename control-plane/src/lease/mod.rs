@@ -4,7 +4,7 @@
 //! each request is answered by one replica. Requests are handled concurrently, at most
 //! [`CONCURRENCY`] at a time per replica. All pool state is in Postgres and every grant is made
 //! under the pool row's lock (`SELECT ... FOR UPDATE`), so replicas never grant the same money
-//! or the same requests twice. See ARCHITECTURE.md, "Budgets without overspend".
+//! or the same requests twice. See `docs/ARCHITECTURE.md`, "Budgets without overspend".
 //!
 //! Guarantees: every request with a reply subject gets a [`LeaseReply`]; a request that cannot
 //! be honoured gets zero with `error` set (`bad_request`, `unknown_budget`, `not_hard`,

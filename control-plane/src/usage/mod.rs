@@ -1,7 +1,7 @@
 //! Usage folding: usage events from the data planes (JetStream) into `usage_events` and the
 //! daily `spend_ledger`, costed at the price valid at each event's time, with soft-budget
-//! alerts and spend metrics. See ARCHITECTURE.md ("Usage events arrive on a durable JetStream
-//! consumer") and migrations/0002_metering.sql.
+//! alerts and spend metrics. See `docs/ARCHITECTURE.md` ("Control plane: event-sourced", on
+//! folding usage events) and migrations/0002_metering.sql.
 //!
 //! - [`stream`]: the usage stream and the shared durable consumer, created if absent.
 //! - [`fold`]: the batch loop and the one-transaction-per-batch write.

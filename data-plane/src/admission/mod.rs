@@ -1,17 +1,17 @@
 //! Admission: budgets (by lease), per-request cost caps and rate limits, checked before a
 //! request reaches a provider.
 //!
-//! CONTRACT (the request handlers rely on these signatures):
+//! CONTRACT (the request pipeline relies on these signatures):
 //! - `Admission::new(nats, proxy_id)` is built once at start-up and kept in `App`.
-//! - A handler calls `admit(&AdmitRequest)` after it has resolved the route and deployment;
-//!   `Err(Refused)` becomes the client's error (and a refused usage event); `Ok(Admitted)`
-//!   travels with the request to its end.
-//! - At the end the handler (or the stream relay) calls `Admitted::settle(cost, tokens)` with
+//! - The pipeline calls `admit(&AdmitRequest)` per attempt, once it has chosen the deployment
+//!   (`pipeline::billing`); `Err(Refused)` becomes the client's error (and a refused usage
+//!   event); `Ok(Admitted)` travels with the request's meter, as one `Billing`, to its end.
+//! - Whoever ends the request calls `Admitted::settle(cost, tokens)` (through `Billing`) with
 //!   the real cost and total tokens. Dropping an `Admitted` without settling returns the whole
 //!   reservation (nothing was spent, e.g. the upstream refused before generating).
 //! - `Admitted::headers()` are added to the response (the `x-ratelimit-*` set).
 //!
-//! How it holds (see "Budgets without overspend" in ARCHITECTURE.md):
+//! How it holds (see "Budgets without overspend" in `docs/ARCHITECTURE.md`):
 //! - A request reserves its worst case: `prompt estimate + output reservation` tokens, where
 //!   the output reservation is `max_tokens`, else the route's `reserve_output_tokens`, else
 //!   [`DEFAULT_OUTPUT_TOKENS`]; and the exact cost of those tokens at the deployment's price.
