@@ -348,12 +348,7 @@ fn parse<T: DeserializeOwned>(
 /// Reads the projections as of one point of the log.
 pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
     let mut client = store.pool().get().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::store::consistent_read(&mut client).await?;
     let mut current = Current::default();
     for r in tx.query("SELECT id, spec FROM providers", &[]).await? {
         let id: String = r.get(0);

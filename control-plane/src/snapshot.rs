@@ -25,12 +25,7 @@ type Transaction<'a> = deadpool_postgres::Transaction<'a>;
 /// The snapshot of everything committed so far.
 pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
     let mut client = store.pool().get().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::store::consistent_read(&mut client).await?;
     let version: i64 = tx
         .query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[])
         .await?

@@ -214,3 +214,16 @@ fn unique_violation(e: tokio_postgres::Error) -> StoreError {
 
 /// The transaction projections write in.
 pub type Tx<'a> = Transaction<'a>;
+
+/// A read-only transaction that sees the projections as of one point of the log (repeatable
+/// read), for reads that must agree with each other (a snapshot, a declarative plan).
+pub async fn consistent_read(
+    client: &mut deadpool_postgres::Object,
+) -> Result<Tx<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+}
