@@ -63,27 +63,17 @@ mod tests {
 
     #[test]
     fn usage_is_requested_without_losing_client_stream_options() {
-        let out = chat_body(
-            body(r#"{"model":"a","stream":true,"stream_options":{"x":1}}"#),
-            &model("m"),
-            true,
-        )
-        .unwrap_or_default();
-        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
-        assert_eq!(
-            v["stream_options"],
-            serde_json::json!({"x": 1, "include_usage": true})
-        );
-        let out = chat_body(
-            body(r#"{"model":"a","stream":true,"stream_options":null}"#),
-            &model("m"),
-            true,
-        )
-        .unwrap_or_default();
-        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
-        assert_eq!(
-            v["stream_options"],
-            serde_json::json!({"include_usage": true})
-        );
+        for (sent, want) in [
+            (
+                r#"{"x":1}"#,
+                serde_json::json!({"x": 1, "include_usage": true}),
+            ),
+            ("null", serde_json::json!({"include_usage": true})),
+        ] {
+            let request = format!(r#"{{"model":"a","stream":true,"stream_options":{sent}}}"#);
+            let out = chat_body(body(&request), &model("m"), true).unwrap_or_default();
+            let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+            assert_eq!(v["stream_options"], want, "{sent}");
+        }
     }
 }
