@@ -78,6 +78,7 @@ mod control;
 mod embedding;
 mod error;
 mod gemini;
+mod google_error;
 mod openai;
 mod record;
 mod script;

@@ -36,7 +36,10 @@
 //! 429 `ThrottlingException`, 503 `ServiceUnavailableException`, other 5xx
 //! `InternalServerException`.
 
+mod errors;
 mod frames;
+
+use errors::{bedrock_error, Shape};
 mod sigv4;
 
 use std::sync::Arc;
@@ -55,12 +58,11 @@ use serde_json::{json, Value};
 use super::admit::{admit, Admitted, ApiRequest, Dialect, Rejected};
 use super::api::non_stream_response;
 use super::conn::KillSwitch;
-use super::openai::json_response;
 use super::script::Fault;
 use super::stream::{Ending, Piecewise};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
-use crate::mock::error::{render, ErrorShape};
+use crate::mock::error::render;
 
 /// Content deltas sent before `reset_mid_stream` / `truncate_stream` cut a stream.
 const DELTAS_BEFORE_FAULT: usize = 2;
@@ -438,79 +440,6 @@ fn with_request_id(mut response: Response) -> Response {
         HeaderValue::from_static("00000000-0000-0000-0000-000000000000"),
     );
     response
-}
-
-/// Bedrock's error answer: `{"message"}` and the type in `x-amzn-errortype`.
-fn bedrock_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let mut response = json_response(status, json!({ "message": message }).to_string());
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"
-    )) {
-        response.headers_mut().insert("x-amzn-errortype", v);
-    }
-    with_request_id(response)
-}
-
-/// Bedrock's error shape: the message in the body, the type in `x-amzn-errortype`.
-struct Shape;
-
-impl ErrorShape for Shape {
-    fn error(&self, status: StatusCode, kind: &str, message: &str) -> Response {
-        bedrock_error(status, kind, message)
-    }
-
-    fn unauthorized(&self) -> Response {
-        bedrock_error(
-            StatusCode::FORBIDDEN,
-            "InvalidSignatureException",
-            "The request signature we calculated does not match the signature you provided.",
-        )
-    }
-
-    fn bad_request(&self) -> &'static str {
-        "ValidationException"
-    }
-
-    fn scripted(&self, status: StatusCode) -> (&'static str, &'static str) {
-        match status.as_u16() {
-            400 => (
-                "ValidationException",
-                "Malformed input request (mock provider).",
-            ),
-            403 => (
-                "AccessDeniedException",
-                "You don't have access to the model with the specified model ID. (mock provider)",
-            ),
-            404 => (
-                "ResourceNotFoundException",
-                "The requested resource could not be found. (mock provider)",
-            ),
-            408 => (
-                "ModelTimeoutException",
-                "The model took too long to respond. (mock provider)",
-            ),
-            424 => (
-                "ModelErrorException",
-                "The model failed to process the request. (mock provider)",
-            ),
-            429 => (
-                "ThrottlingException",
-                "Too many requests, please wait before trying again. (mock provider)",
-            ),
-            503 => (
-                "ServiceUnavailableException",
-                "The service is temporarily unavailable. (mock provider)",
-            ),
-            s if s >= 500 => (
-                "InternalServerException",
-                "An internal server error occurred. (mock provider)",
-            ),
-            _ => (
-                "ValidationException",
-                "The request was rejected. (mock provider)",
-            ),
-        }
-    }
 }
 
 #[cfg(test)]
