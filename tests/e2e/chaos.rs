@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use switchyard_tests::support::{eventually, wait_until_served};
 
-use crate::fixture::{client, dec, UPSTREAM_KEY};
+use crate::fixture::{all_models_key, client, dec, UPSTREAM_KEY};
 
 const REQUESTS: usize = 10_000;
 const CLIENTS: usize = 32;
@@ -89,14 +89,7 @@ async fn two_flaky_deployments_of_three_cost_no_requests_no_deadline_and_no_ledg
             .unwrap();
         assert!(answer.status < 300, "{answer:?}");
     }
-    let key = cp
-        .post(
-            "/admin/keys",
-            &json!({"team_id": team["id"], "name": "svc", "models": ["*"]}),
-        )
-        .await
-        .unwrap();
-    let secret = key["secret"].as_str().unwrap().to_owned();
+    let secret = all_models_key(&cp, &team).await;
     let proxies: Vec<String> = env.data_planes().iter().map(|d| d.base_url()).collect();
     for p in &proxies {
         wait_until_served(p, &secret, "chaos").await.unwrap();

@@ -156,3 +156,15 @@ pub async fn published_snapshot(env: &TestEnv) -> anyhow::Result<String> {
 pub fn dec(v: &Value) -> rust_decimal::Decimal {
     switchyard_tests::support::decimal(v).unwrap()
 }
+
+/// Creates a key of `team` (an admin-API team object) allowed every alias; returns its secret.
+pub async fn all_models_key(cp: &switchyard_tests::support::ControlPlane, team: &Value) -> String {
+    let key = cp
+        .post(
+            "/admin/keys",
+            &json!({"team_id": team["id"], "name": "svc", "models": ["*"]}),
+        )
+        .await
+        .unwrap();
+    key["secret"].as_str().unwrap().to_owned()
+}

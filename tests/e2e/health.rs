@@ -10,7 +10,7 @@ use switchyard_tests::support::{
     eventually, wait_until_served, DataPlaneSpec, MockProviderOptions, TestEnv, SEAL_KEY,
 };
 
-use crate::fixture::{client, UPSTREAM_KEY};
+use crate::fixture::{all_models_key, client, UPSTREAM_KEY};
 
 /// (status, deployment, attempts) of one chat request to `proxy`.
 async fn ask(proxy: &str, secret: &str) -> (u16, String, String) {
@@ -76,14 +76,7 @@ async fn a_deployment_one_proxy_saw_die_is_avoided_by_the_others_within_a_second
     )
     .await
     .unwrap();
-    let key = cp
-        .post(
-            "/admin/keys",
-            &json!({"team_id": team["id"], "name": "svc", "models": ["*"]}),
-        )
-        .await
-        .unwrap();
-    let secret = key["secret"].as_str().unwrap().to_owned();
+    let secret = all_models_key(&cp, &team).await;
     let proxies: Vec<String> = env.data_planes().iter().map(|d| d.base_url()).collect();
     for p in &proxies {
         eventually(Duration::from_secs(30), || async {

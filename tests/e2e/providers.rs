@@ -18,7 +18,7 @@ use switchyard_tests::support::{
     MockProviderOptions, TestEnv, SEAL_KEY,
 };
 
-use crate::fixture::{python_json, UPSTREAM_KEY};
+use crate::fixture::{all_models_key, python_json, UPSTREAM_KEY};
 
 /// The test-only service account (a key generated for this suite; it grants nothing).
 pub const SERVICE_ACCOUNT: &str = concat!(
@@ -191,14 +191,7 @@ async fn matrix() -> Matrix {
             .unwrap();
         assert!(answer.status < 300, "{answer:?}");
     }
-    let key = cp
-        .post(
-            "/admin/keys",
-            &json!({"team_id": team["id"], "name": "svc", "models": ["*"]}),
-        )
-        .await
-        .unwrap();
-    let key = key["secret"].as_str().unwrap().to_owned();
+    let key = all_models_key(&cp, &team).await;
     let base = env.data_plane().base_url();
     let last = families.last().unwrap().alias;
     wait_until_served(&base, &key, last).await.unwrap();
