@@ -250,8 +250,10 @@ async fn a_change_committed_while_nothing_publishes_is_published_after_restart()
         .unwrap();
     let _cp = env.control_plane("cp-with-nats").await.unwrap();
     let url = env.data_plane().base_url();
+    // What is asserted is that the change is published at all, not how fast: the limit covers
+    // a control-plane start (migrations, relay election) on a loaded 2-core CI machine.
     for secret in &secrets {
-        eventually(Duration::from_secs(5), || async {
+        eventually(Duration::from_secs(30), || async {
             status_on(&url, secret).await == 200
         })
         .await
