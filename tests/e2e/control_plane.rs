@@ -17,25 +17,32 @@ pub struct Stack {
 }
 
 pub async fn stack(data_planes: usize) -> Stack {
-    let mut env = TestEnv::builder()
-        .postgres()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .build()
-        .await
-        .expect("services start");
+    stack_with(
+        [MockProviderOptions::new().api_key(UPSTREAM_KEY)],
+        data_planes,
+    )
+    .await
+}
+
+/// Postgres, NATS, a mock for each of `mocks`, the control plane `control-plane-0` and
+/// `data_planes` data planes on NATS that open its sealed credentials.
+pub async fn stack_with(
+    mocks: impl IntoIterator<Item = MockProviderOptions>,
+    data_planes: usize,
+) -> Stack {
+    let mut builder = TestEnv::builder().postgres().nats();
+    for mock in mocks {
+        builder = builder.mock_provider_with(mock);
+    }
+    let mut env = builder.build().await.expect("services start");
     let cp = env
         .control_plane("control-plane-0")
         .await
         .expect("control plane starts");
     for _ in 0..data_planes {
-        env.start_data_plane(
-            DataPlaneSpec::nats()
-                .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
-                .env("SWITCHYARD_LOG", "info"),
-        )
-        .await
-        .expect("data plane starts");
+        env.start_data_plane(DataPlaneSpec::nats_sealed().env("SWITCHYARD_LOG", "info"))
+            .await
+            .expect("data plane starts");
     }
     Stack { cp, env }
 }
@@ -166,7 +173,7 @@ async fn proxies_start_from_the_bucket_or_their_disk_copy_and_ride_out_nats_outa
     // Control plane down: a new proxy cold-starts from the key-value bucket.
     s.cp.kill().unwrap();
     s.env
-        .start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+        .start_data_plane(DataPlaneSpec::nats_sealed())
         .await
         .unwrap();
     all_answer(&s, &secret, 200, Duration::from_secs(5)).await;
@@ -245,7 +252,7 @@ async fn a_change_committed_while_nothing_publishes_is_published_after_restart()
     }
     quiet.kill().unwrap();
 
-    env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+    env.start_data_plane(DataPlaneSpec::nats_sealed())
         .await
         .unwrap();
     let _cp = env.control_plane("cp-with-nats").await.unwrap();

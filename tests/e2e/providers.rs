@@ -14,10 +14,10 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard_tests::support::{
-    decimal, eventually, openai_sdk, wait_until_served, ControlPlane, DataPlaneSpec,
-    MockProviderOptions, TestEnv, SEAL_KEY,
+    decimal, eventually, openai_sdk, wait_until_served, ControlPlane, MockProviderOptions, TestEnv,
 };
 
+use crate::control_plane::{stack_with, Stack};
 use crate::fixture::{all_models_key, python_json, UPSTREAM_KEY};
 
 /// The test-only service account (a key generated for this suite; it grants nothing).
@@ -154,25 +154,11 @@ struct Matrix {
 }
 
 async fn matrix() -> Matrix {
-    let mut env = TestEnv::builder()
-        .postgres()
-        .nats()
-        .mock_provider_with(
-            MockProviderOptions::new()
-                .api_key(UPSTREAM_KEY)
-                .arg("--google-service-account")
-                .arg(SERVICE_ACCOUNT),
-        )
-        .build()
-        .await
-        .expect("services start");
-    let cp = env
-        .control_plane("control-plane-0")
-        .await
-        .expect("control plane starts");
-    env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
-        .await
-        .expect("data plane starts");
+    let mock = MockProviderOptions::new()
+        .api_key(UPSTREAM_KEY)
+        .arg("--google-service-account")
+        .arg(SERVICE_ACCOUNT);
+    let Stack { cp, env } = stack_with([mock], 1).await;
     let families = families(&env.mock().base_url());
     let team = cp
         .post("/admin/teams", &json!({"name": "matrix"}))
