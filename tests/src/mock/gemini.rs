@@ -477,46 +477,31 @@ fn not_found(target: &str) -> Response {
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::{spawn, MockOptions};
+    use super::super::test_client::TestMock;
 
     #[tokio::test]
     async fn gemini_routes_speak_the_gemini_wire_format() {
-        let server = spawn(MockOptions {
-            api_key: Some("g-key".into()),
-            record: true,
-            ..MockOptions::default()
-        })
-        .await
-        .unwrap();
-        let client = reqwest::Client::new();
-        let url = |action: &str| format!("{}/v1beta/models/gem-1:{action}", server.base_url());
+        const KEY: (&str, &str) = ("x-goog-api-key", "g-key");
+        let mock = TestMock::start(Some("g-key")).await;
+        let url = |action: &str| format!("/v1beta/models/gem-1:{action}");
         let body = json!({
             "systemInstruction": {"parts": [{"text": "be brief"}]},
             "contents": [{"role": "user", "parts": [{"text": "hi there you"}]}],
             "generationConfig": {"maxOutputTokens": 2},
         });
 
-        let wrong = client
-            .post(url("generateContent"))
-            .header("x-goog-api-key", "nope")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let wrong = mock
+            .post(
+                &url("generateContent"),
+                &[("x-goog-api-key", "nope")],
+                &body,
+            )
+            .await;
         assert_eq!(wrong.status(), 400);
         let wrong: Value = wrong.json().await.unwrap();
         assert_eq!(wrong["error"]["details"][0]["reason"], "API_KEY_INVALID");
 
-        let ok: Value = client
-            .post(url("generateContent"))
-            .header("x-goog-api-key", "g-key")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ok = mock.post_json(&url("generateContent"), &[KEY], &body).await;
         assert_eq!(
             ok["candidates"][0]["content"]["parts"][0]["text"],
             "Hello from"
@@ -527,19 +512,16 @@ mod tests {
         assert_eq!(ok["modelVersion"], "gem-1");
 
         // A script for the model in the path applies; the stream ends after the finish reason.
-        client
-            .post(format!("{}/__mock/script", server.base_url()))
-            .json(&json!({"model": "gem-1", "reply": "a b c"}))
-            .send()
+        mock.script(&json!({"model": "gem-1", "reply": "a b c"}))
+            .await;
+        let stream = format!("{}?alt=sse", url("streamGenerateContent"));
+        let text = mock
+            .post(
+                &stream,
+                &[KEY],
+                &json!({"contents": [{"parts": [{"text": "x"}]}]}),
+            )
             .await
-            .unwrap();
-        let text = client
-            .post(format!("{}?alt=sse", url("streamGenerateContent")))
-            .header("x-goog-api-key", "g-key")
-            .json(&json!({"contents": [{"parts": [{"text": "x"}]}]}))
-            .send()
-            .await
-            .unwrap()
             .text()
             .await
             .unwrap();
@@ -561,32 +543,22 @@ mod tests {
         assert!(events[1]["candidates"][0].get("finishReason").is_none());
         assert_eq!(events[2]["usageMetadata"]["totalTokenCount"], 4);
 
-        let forced: Value = client
-            .post(url("generateContent"))
-            .header("x-goog-api-key", "g-key")
-            .header("x-mock-status", "429")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let forced = mock
+            .post_json(
+                &url("generateContent"),
+                &[KEY, ("x-mock-status", "429")],
+                &body,
+            )
+            .await;
         assert_eq!(forced["error"]["status"], "RESOURCE_EXHAUSTED");
 
-        let embedded: Value = client
-            .post(url("batchEmbedContents"))
-            .header("x-goog-api-key", "g-key")
-            .json(&json!({"requests": [
-                {"model": "models/gem-1", "content": {"parts": [{"text": "one"}]}, "outputDimensionality": 4},
-                {"model": "models/gem-1", "content": {"parts": [{"text": "two"}]}}
-            ]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let embed = json!({"requests": [
+            {"model": "models/gem-1", "content": {"parts": [{"text": "one"}]}, "outputDimensionality": 4},
+            {"model": "models/gem-1", "content": {"parts": [{"text": "two"}]}}
+        ]});
+        let embedded = mock
+            .post_json(&url("batchEmbedContents"), &[KEY], &embed)
+            .await;
         assert_eq!(
             embedded["embeddings"][0]["values"]
                 .as_array()
@@ -602,14 +574,7 @@ mod tests {
             8
         );
 
-        let records: Vec<Value> = client
-            .get(format!("{}/__mock/requests", server.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let records = mock.records().await;
         assert_eq!(records[1]["model"], "gem-1");
         assert_eq!(
             records[1]["billed"],

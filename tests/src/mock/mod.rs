@@ -89,6 +89,9 @@ mod vertex;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod http_tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod test_client;
 
 use std::future::Future;
 use std::io;
