@@ -20,11 +20,9 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -35,7 +33,7 @@ use super::api::non_stream_response;
 use super::conn::KillSwitch;
 use super::openai::json_response;
 use super::script::Fault;
-use super::stream::{Ending, Piecewise};
+use super::stream::{sse_stream, Ending};
 use super::tokens::{count_words, ContentWords, Reply, DEFAULT_REPLY};
 use super::Shared;
 use crate::mock::error::{render, ErrorShape};
@@ -341,19 +339,7 @@ fn stream_response(admitted: &Admitted<MessagesRequest>, answer: &Answer<'_>) ->
             pieces.push(event("message_stop", &json!({ "type": "message_stop" })));
         }
     }
-    let plan = Piecewise {
-        pieces,
-        ending,
-        delay: Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0)),
-        sse: true,
-        record: admitted.record.clone(),
-    };
-    let mut response = Response::new(plan.into_body());
-    *response.status_mut() = admitted.status;
-    let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    sse_stream(admitted, pieces, ending)
 }
 
 /// An Anthropic error response.

@@ -21,11 +21,9 @@
 //! Gemini's 400 `INVALID_ARGUMENT` with reason `API_KEY_INVALID`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -35,9 +33,8 @@ use super::admit::{admit, Admitted, ApiRequest, Dialect};
 use super::conn::KillSwitch;
 use super::embedding::{self, Item, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use super::google_error::{error_from, gemini_error};
-use super::openai::json_response;
 use super::script::Fault;
-use super::stream::{Ending, Piecewise};
+use super::stream::{json_reply, sse_stream, Ending};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
 
@@ -395,19 +392,7 @@ fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Respon
             ending = Ending::Abort;
         }
     }
-    let plan = Piecewise {
-        pieces,
-        ending,
-        delay: Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0)),
-        sse: true,
-        record: admitted.record.clone(),
-    };
-    let mut response = Response::new(plan.into_body());
-    *response.status_mut() = admitted.status;
-    let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    sse_stream(admitted, pieces, ending)
 }
 
 fn embed(admitted: &Admitted<BatchEmbed>) -> Response {
@@ -445,26 +430,8 @@ fn embed(admitted: &Admitted<BatchEmbed>) -> Response {
 }
 
 /// A complete JSON body, or the scripted body fault applied to it.
-pub(crate) fn non_stream<T>(admitted: &Admitted<T>, mut json: Vec<u8>) -> Response {
-    let record = &admitted.record;
-    match admitted.behaviour.fault {
-        Some(Fault::Malformed) => json = b"{\"candidates\": [ <malformed by mock>".to_vec(),
-        Some(Fault::TruncateStream) => json.truncate(json.len() / 2),
-        Some(Fault::ResetMidStream) => {
-            json.truncate(json.len() / 2);
-            let plan = Piecewise {
-                pieces: vec![Bytes::from(json)],
-                ending: Ending::Abort,
-                delay: Duration::ZERO,
-                sse: false,
-                record: record.clone(),
-            };
-            return json_response(admitted.status, plan.into_body());
-        }
-        Some(Fault::Reset) | None => {}
-    }
-    record.completed();
-    json_response(admitted.status, json)
+pub(crate) fn non_stream<T>(admitted: &Admitted<T>, json: Vec<u8>) -> Response {
+    json_reply(admitted, json, b"{\"candidates\": [ <malformed by mock>")
 }
 
 fn not_found(target: &str) -> Response {

@@ -113,44 +113,29 @@ async fn signatures_are_verified_like_bedrock() {
     let converse = format!("{MODEL_PATH}/converse");
     let now = SystemTime::now();
 
-    let missing = post(&mock, &converse, &body(), None, &[]).await;
-    assert_eq!(missing.status(), 403);
-    assert_eq!(error_type(&missing), "UnrecognizedClientException");
-
-    let wrong = post(
-        &mock,
-        &converse,
-        &body(),
-        Some(("nope", "bedrock", now)),
-        &[],
-    )
-    .await;
-    assert_eq!(wrong.status(), 403);
-    assert_eq!(error_type(&wrong), "InvalidSignatureException");
-    let message: Value = wrong.json().await.unwrap();
-    assert!(message["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("The request signature we calculated does not match"));
-
-    let old = now - Duration::from_secs(600);
-    let expired = post(
-        &mock,
-        &converse,
-        &body(),
-        Some((SECRET, "bedrock", old)),
-        &[],
-    )
-    .await;
-    assert_eq!(error_type(&expired), "InvalidSignatureException");
-    let message: Value = expired.json().await.unwrap();
-    assert!(message["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("Signature expired"));
-
-    let service = post(&mock, &converse, &body(), Some((SECRET, "s3", now)), &[]).await;
-    assert_eq!(error_type(&service), "InvalidSignatureException");
+    // (signing, error type, how the message starts): each is refused with 403.
+    let refused = [
+        (None, "UnrecognizedClientException", ""),
+        (
+            Some(("nope", "bedrock", now)),
+            "InvalidSignatureException",
+            "The request signature we calculated does not match",
+        ),
+        (
+            Some((SECRET, "bedrock", now - Duration::from_secs(600))),
+            "InvalidSignatureException",
+            "Signature expired",
+        ),
+        (Some((SECRET, "s3", now)), "InvalidSignatureException", ""),
+    ];
+    for (signing, kind, message_start) in refused {
+        let response = post(&mock, &converse, &body(), signing, &[]).await;
+        assert_eq!(response.status(), 403, "{kind}");
+        assert_eq!(error_type(&response), kind);
+        let message: Value = response.json().await.unwrap();
+        let message = message["message"].as_str().unwrap();
+        assert!(message.starts_with(message_start), "{kind}: {message}");
+    }
 
     let ok = post(
         &mock,
