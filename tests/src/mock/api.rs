@@ -33,52 +33,33 @@ const CHUNKS_BEFORE_FAULT: usize = 2;
 
 type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
 
-/// `POST /v1/chat/completions`.
-pub(crate) async fn chat_openai(
+/// `POST /v1/chat/completions`, and Azure's `POST /openai/deployments/{deployment}/chat/completions`.
+pub(crate) async fn chat_route(
     (State(shared), ConnectInfo(kill)): Ctx,
+    deployment: Option<Path<String>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    chat(&shared, &kill, Dialect::OpenAi, &uri, &headers, &body).await
-}
-
-/// `POST /openai/deployments/{deployment}/chat/completions`.
-pub(crate) async fn chat_azure(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    Path(deployment): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let dialect = Dialect::Azure {
-        deployment: &deployment,
-    };
+    let dialect = openai_or_azure(deployment.as_deref());
     chat(&shared, &kill, dialect, &uri, &headers, &body).await
 }
 
-/// `POST /v1/embeddings`.
-pub(crate) async fn embeddings_openai(
+/// `POST /v1/embeddings`, and Azure's `POST /openai/deployments/{deployment}/embeddings`.
+pub(crate) async fn embeddings_route(
     (State(shared), ConnectInfo(kill)): Ctx,
+    deployment: Option<Path<String>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    embeddings(&shared, &kill, Dialect::OpenAi, &uri, &headers, &body).await
+    let dialect = openai_or_azure(deployment.as_deref());
+    embeddings(&shared, &kill, dialect, &uri, &headers, &body).await
 }
 
-/// `POST /openai/deployments/{deployment}/embeddings`.
-pub(crate) async fn embeddings_azure(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    Path(deployment): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let dialect = Dialect::Azure {
-        deployment: &deployment,
-    };
-    embeddings(&shared, &kill, dialect, &uri, &headers, &body).await
+/// Azure's dialect when the route names a deployment, else OpenAI's.
+fn openai_or_azure(deployment: Option<&String>) -> Dialect<'_> {
+    deployment.map_or(Dialect::OpenAi, |deployment| Dialect::Azure { deployment })
 }
 
 /// `GET /v1/models`.
