@@ -2,7 +2,9 @@
 //! data plane with routes that exercise each provider kind and failure path.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{run_python_source, DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{
+    run_python_source, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv,
+};
 
 /// Key with access to every alias.
 pub const FULL_KEY: &str = "sk-sy-test-full-0123456789";
@@ -150,6 +152,29 @@ pub async fn published_snapshot(env: &TestEnv) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut object, &mut bytes).await?;
     Ok(String::from_utf8(bytes)?)
+}
+
+/// Runs the control-plane command line with `args` against the environment's database; returns
+/// whether it succeeded and its stderr.
+pub fn control_plane_cli(env: &TestEnv, args: &[&str]) -> (bool, String) {
+    let database_url = env.postgres().database_url();
+    let out = ControlPlane::run_cli(&database_url, args).unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Rebuilds every projection from the event log (`control-plane rebuild-projections`) and
+/// asserts the rebuild changes nothing; returns the projections.
+pub async fn rebuild_changes_nothing(env: &TestEnv) -> Value {
+    let pg = env.postgres().client().await.unwrap();
+    let before = control_plane::store::rebuild::dump(&pg).await.unwrap();
+    let (ok, stderr) = control_plane_cli(env, &["rebuild-projections"]);
+    assert!(ok, "{stderr}");
+    let after = control_plane::store::rebuild::dump(&pg).await.unwrap();
+    assert_eq!(before, after);
+    after
 }
 
 /// A decimal from a JSON string (as amounts travel) or number.
