@@ -8,7 +8,9 @@ use switchyard_tests::support::{
     eventually, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, ADMIN_TOKEN,
 };
 
-use crate::fixture::{chat_body, client, control_plane_cli, rebuild_changes_nothing, UPSTREAM_KEY};
+use crate::fixture::{
+    add_mock_provider, chat_body, client, control_plane_cli, rebuild_changes_nothing, UPSTREAM_KEY,
+};
 
 /// Postgres, NATS, one mock (demanding UPSTREAM_KEY), a control plane and `n` data planes on NATS.
 pub struct Stack {
@@ -55,12 +57,7 @@ pub async fn demo(s: &Stack) -> (String, String, String) {
             .await
             .unwrap();
     let team_id = team["id"].as_str().unwrap().to_owned();
-    s.cp.post(
-        "/admin/providers",
-        &json!({"id": "mock", "kind": "openai_compatible", "base_url": format!("{}/v1", s.env.mock().base_url()), "api_key": UPSTREAM_KEY}),
-    )
-    .await
-    .unwrap();
+    add_mock_provider(&s.cp, &s.env).await;
     s.cp.post(
         "/admin/routes",
         &json!({"alias": "chat", "deployments": [{"provider": "mock", "model": "mock-chat"}]}),
@@ -226,8 +223,7 @@ async fn a_change_committed_while_nothing_publishes_is_published_after_restart()
     )
     .await
     .unwrap();
-    let s_env_mock = env.mock().base_url();
-    quiet.post("/admin/providers", &json!({"id": "mock", "kind": "openai_compatible", "base_url": format!("{s_env_mock}/v1"), "api_key": UPSTREAM_KEY})).await.unwrap();
+    add_mock_provider(&quiet, &env).await;
     quiet
         .post(
             "/admin/routes",
@@ -469,26 +465,18 @@ pricing:
     .unwrap();
     let (status, kept) = put("?prune=false", yaml.clone()).await;
     assert_eq!(status, 200, "{kept}");
-    assert_eq!(
-        s.cp.call(Method::GET, "/admin/routes/extra", None, None)
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    let extra_route = || async {
+        let answer = cp.call(Method::GET, "/admin/routes/extra", None, None);
+        answer.await.unwrap().status
+    };
+    assert_eq!(extra_route().await, 200);
     let (status, pruned) = put("", yaml.clone()).await;
     assert_eq!(
         (status, pruned["routes"]["deleted"].as_u64()),
         (200, Some(1)),
         "{pruned}"
     );
-    assert_eq!(
-        s.cp.call(Method::GET, "/admin/routes/extra", None, None)
-            .await
-            .unwrap()
-            .status,
-        404
-    );
+    assert_eq!(extra_route().await, 404);
 
     // Unknown fields are refused with their path.
     let (status, refused) = put("", yaml.replace("models:", "modles:")).await;

@@ -14,11 +14,9 @@ use proto::{
 };
 use serde_json::Value;
 use sha2::Digest as _;
-use switchyard_tests::support::{
-    eventually, DataPlane, DataPlaneSpec, MockProviderOptions, TestEnv,
-};
+use switchyard_tests::support::{eventually, DataPlane, DataPlaneSpec, TestEnv};
 
-use crate::fixture::{chat_body, client, error_of, sha256_hex, UPSTREAM_KEY};
+use crate::fixture::{chat_body, client, error_of, nats_and_mock, sha256_hex, UPSTREAM_KEY};
 
 const KEY: &str = "sk-sy-nats-test-0123456789";
 
@@ -59,15 +57,6 @@ fn nats_data_plane() -> DataPlaneSpec {
     DataPlaneSpec::nats().env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY)
 }
 
-async fn env_with_nats() -> TestEnv {
-    TestEnv::builder()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .build()
-        .await
-        .expect("nats and the mock start")
-}
-
 async fn publisher(env: &TestEnv) -> Publisher {
     Publisher::connect(env.nats().client().await.unwrap())
         .await
@@ -77,7 +66,7 @@ async fn publisher(env: &TestEnv) -> Publisher {
 /// NATS, the mock and one data plane serving snapshot 5 (the alias `chat` only), published
 /// before the data plane started so it comes from the bucket.
 async fn env_serving_v5() -> TestEnv {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     publisher(&env)
         .await
         .publish(&snapshot(&env, 5, &[]))
@@ -181,7 +170,7 @@ async fn push(env: &TestEnv, pointer: &SnapshotPointer) {
 
 #[tokio::test]
 async fn snapshot_nats_cold_start_from_the_bucket_and_first_push() {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     // Started before anything is published: up, but not ready.
     env.start_data_plane(nats_data_plane()).await.unwrap();
     assert_eq!(readyz(env.data_plane()).await, (503, None));
@@ -210,7 +199,7 @@ async fn snapshot_nats_cold_start_from_the_bucket_and_first_push() {
 
 #[tokio::test]
 async fn snapshot_nats_hot_swap_reaches_three_data_planes_within_a_second() {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     let publisher = publisher(&env).await;
     publisher.publish(&snapshot(&env, 5, &[])).await.unwrap();
     for _ in 0..3 {
@@ -394,12 +383,7 @@ async fn snapshot_nats_no_request_fails_while_nats_is_killed() {
 
 #[tokio::test]
 async fn snapshot_nats_sealed_credentials_and_key_expiry() {
-    let mut env = TestEnv::builder()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(SEALED_PLAINTEXT))
-        .build()
-        .await
-        .unwrap();
+    let mut env = nats_and_mock(SEALED_PLAINTEXT).await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -497,7 +481,7 @@ fn with_keys(mut snapshot: Snapshot, secrets: impl Iterator<Item = String>) -> S
 
 #[tokio::test]
 async fn snapshot_nats_a_change_fetches_only_the_key_parts_it_touched() {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     let publisher = publisher(&env).await;
     // 3,000 keys travel as 4 parts.
     let v5 = with_keys(snapshot(&env, 5, &[]), (0..3000).map(many_key));
@@ -603,7 +587,7 @@ async fn stored(env: &TestEnv) -> (usize, usize) {
 
 #[tokio::test]
 async fn snapshot_nats_old_bodies_and_parts_are_pruned_at_most_once_per_interval() {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     // Each version has its own key, so its one part is new.
     let version = |env: &TestEnv, v: u64| {
         with_keys(

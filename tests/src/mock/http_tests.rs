@@ -133,15 +133,7 @@ async fn scripts_are_consumed_in_order_and_headers_win() {
         pending,
         vec![json!({"model": "other", "times": 1, "status": 500})]
     );
-    let cleared: Value = mock
-        .client
-        .delete(mock.url("/__mock/script"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cleared = mock.delete_json("/__mock/script").await;
     assert_eq!(cleared, json!({"cleared": 1}));
 }
 

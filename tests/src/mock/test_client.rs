@@ -60,6 +60,12 @@ impl TestMock {
         response.json().await.unwrap()
     }
 
+    /// DELETEs `path`, answered with JSON.
+    pub async fn delete_json(&self, path: &str) -> Value {
+        let response = self.client.delete(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// Queues a script (`POST /__mock/script`).
     pub async fn script(&self, script: &Value) -> reqwest::Response {
         self.post("/__mock/script", &[], script).await
