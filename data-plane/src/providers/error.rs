@@ -210,10 +210,6 @@ mod tests {
             Some(Trigger::Timeout)
         );
         assert_eq!(
-            UpstreamError::trigger(&UpstreamError::rejection(429, "{}")),
-            Some(Trigger::RateLimited)
-        );
-        assert_eq!(
             UpstreamError::trigger(&UpstreamError::Failed {
                 provider: p(),
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -222,34 +218,29 @@ mod tests {
             }),
             Some(Trigger::ServerError)
         );
-        assert_eq!(
-            UpstreamError::trigger(&UpstreamError::rejection(
+        let rejections = [
+            (429, "{}", Some(Trigger::RateLimited)),
+            (
                 400,
-                r#"{"error":{"code":"context_length_exceeded"}}"#
-            )),
-            Some(Trigger::ContextWindow)
-        );
-        assert_eq!(
-            UpstreamError::trigger(&UpstreamError::rejection(
+                r#"{"error":{"code":"context_length_exceeded"}}"#,
+                Some(Trigger::ContextWindow),
+            ),
+            (
                 400,
-                r#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#
-            )),
-            Some(Trigger::ContextWindow)
-        );
-        assert_eq!(
-            UpstreamError::trigger(&UpstreamError::rejection(
+                r#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+                Some(Trigger::ContextWindow),
+            ),
+            (
                 400,
-                r#"{"error":{"code":"content_filter"}}"#
-            )),
-            Some(Trigger::ContentPolicy)
-        );
-        assert_eq!(
-            UpstreamError::trigger(&UpstreamError::rejection(
-                400,
-                r#"{"error":{"code":"bad"}}"#
-            )),
-            None
-        );
+                r#"{"error":{"code":"content_filter"}}"#,
+                Some(Trigger::ContentPolicy),
+            ),
+            (400, r#"{"error":{"code":"bad"}}"#, None),
+        ];
+        for (status, body, trigger) in rejections {
+            let e = UpstreamError::rejection(status, body);
+            assert_eq!(e.trigger(), trigger, "{status} {body}");
+        }
         assert_eq!(
             UpstreamError::trigger(&UpstreamError::BadResponse {
                 provider: p(),
