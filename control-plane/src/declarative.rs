@@ -38,7 +38,7 @@ use crate::domain::pricing::{Price, PriceSpec};
 use crate::domain::provider::Provider;
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::Route;
-use crate::domain::team::{Team, TeamCommand};
+use crate::domain::team::{NewTeam, Team, TeamCommand};
 use crate::domain::FieldError;
 use crate::seal::SealKey;
 use crate::store::{Project, Store, StoreError};
@@ -169,13 +169,13 @@ impl Runner<'_> {
             }
             Change::CreateTeam { name, limits } => {
                 let id = Uuid::now_v7();
-                let command = TeamCommand::Create {
+                let command = TeamCommand::Create(NewTeam {
                     id,
                     name: name.clone(),
                     metadata: BTreeMap::new(),
                     rpm: limits.rpm,
                     tpm: limits.tpm,
-                };
+                });
                 self.exec::<Team>(&id.to_string(), Some(0), command).await?;
                 self.new_teams.insert(name, id);
                 Ok(())

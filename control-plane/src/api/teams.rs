@@ -17,7 +17,7 @@ use super::crud::{
 };
 use super::extract::Page;
 use super::{ApiError, List, Principal};
-use crate::domain::team::{Team, TeamCommand};
+use crate::domain::team::{NewTeam, Team, TeamCommand};
 
 crud::handlers!(Team, TeamView, "teams";
     create("create_team", "/admin/teams", CreateTeam, responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
@@ -98,13 +98,13 @@ impl Creatable for Team {
     async fn create(cx: Cx<'_>, body: CreateTeam) -> Result<Response, ApiError> {
         cx.who.require_global()?;
         let id = Uuid::now_v7();
-        let command = TeamCommand::Create {
+        let command = TeamCommand::Create(NewTeam {
             id,
             name: body.name,
             metadata: body.metadata,
             rpm: body.rpm,
             tpm: body.tpm,
-        };
+        });
         crud::run::<Self>(cx, &id.to_string(), Some(0), command, StatusCode::CREATED).await
     }
 }

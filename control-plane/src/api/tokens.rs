@@ -14,7 +14,7 @@ use super::extract::Page;
 use super::secrets::{display_prefix, generate};
 use super::{with_etag, ApiError, AppState, List, Principal};
 use crate::domain::team::Team;
-use crate::domain::token::{AdminToken, TokenCommand};
+use crate::domain::token::{AdminToken, NewToken, TokenCommand};
 
 crud::handlers!(AdminToken, TokenView, "tokens";
     create("create_token", "/admin/tokens", CreateToken, responses((status = 201, body = TokenWithSecret), (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
@@ -95,13 +95,13 @@ impl Creatable for AdminToken {
         }
         let secret = generate(TOKEN_PREFIX)?;
         let id = Uuid::now_v7();
-        let command = TokenCommand::Create {
+        let command = TokenCommand::Create(NewToken {
             id,
             name: body.name,
             team_id: team,
             sha256: token_hash(&secret),
             prefix: display_prefix(&secret),
-        };
+        });
         let stream = id.to_string();
         let store = cx.app.store();
         let done = store

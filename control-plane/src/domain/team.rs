@@ -29,15 +29,22 @@ pub struct Team {
 /// The most a team limit may be: it is stored as a BIGINT, and no real limit comes near it.
 pub const MAX_LIMIT: u64 = 1_000_000_000_000;
 
+/// A new team as its create command asks for it and its created event records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTeam {
+    pub id: Uuid,
+    pub name: String,
+    pub metadata: BTreeMap<String, String>,
+    // Defaults keep events recorded before teams had limits readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
 #[derive(Debug)]
 pub enum TeamCommand {
-    Create {
-        id: Uuid,
-        name: String,
-        metadata: BTreeMap<String, String>,
-        rpm: Option<u64>,
-        tpm: Option<u64>,
-    },
+    Create(NewTeam),
     /// `None` keeps a field; for the limits `Some(None)` removes the limit.
     Update {
         name: Option<String>,
@@ -52,16 +59,7 @@ pub enum TeamCommand {
 #[serde(tag = "type")]
 pub enum TeamEvent {
     #[serde(rename = "team.created")]
-    Created {
-        id: Uuid,
-        name: String,
-        metadata: BTreeMap<String, String>,
-        // Defaults keep events recorded before teams had limits readable.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        rpm: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        tpm: Option<u64>,
-    },
+    Created(NewTeam),
     #[serde(rename = "team.updated")]
     Updated {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,28 +127,19 @@ impl Aggregate for Team {
 
     fn decide(&self, command: TeamCommand, _ctx: &Ctx) -> Result<Vec<TeamEvent>, DomainError> {
         match command {
-            TeamCommand::Create {
-                id,
-                name,
-                metadata,
-                rpm,
-                tpm,
-            } => {
+            TeamCommand::Create(new) => {
                 if self.live {
-                    return Err(DomainError::Conflict(format!("team {id} already exists")));
+                    return Err(DomainError::Conflict(format!(
+                        "team {} already exists",
+                        new.id
+                    )));
                 }
                 let mut check = Check::new();
-                check.name("name", &name);
-                check_metadata(&mut check, &metadata);
-                check_limits(&mut check, "", rpm, tpm);
+                check.name("name", &new.name);
+                check_metadata(&mut check, &new.metadata);
+                check_limits(&mut check, "", new.rpm, new.tpm);
                 check.done()?;
-                Ok(vec![TeamEvent::Created {
-                    id,
-                    name,
-                    metadata,
-                    rpm,
-                    tpm,
-                }])
+                Ok(vec![TeamEvent::Created(new)])
             }
             TeamCommand::Update {
                 name,
@@ -195,19 +184,13 @@ impl Aggregate for Team {
 
     fn evolve(&mut self, event: &TeamEvent, at: DateTime<Utc>) {
         match event {
-            TeamEvent::Created {
-                id,
-                name,
-                metadata,
-                rpm,
-                tpm,
-            } => {
+            TeamEvent::Created(new) => {
                 *self = Team {
-                    id: *id,
-                    name: name.clone(),
-                    metadata: metadata.clone(),
-                    rpm: *rpm,
-                    tpm: *tpm,
+                    id: new.id,
+                    name: new.name.clone(),
+                    metadata: new.metadata.clone(),
+                    rpm: new.rpm,
+                    tpm: new.tpm,
                     created_at: Some(at),
                     updated_at: Some(at),
                     live: true,
@@ -248,26 +231,26 @@ mod tests {
         let mut team = Team::default();
         let events = team
             .decide(
-                TeamCommand::Create {
+                TeamCommand::Create(NewTeam {
                     id,
                     name: "payments".into(),
                     metadata: BTreeMap::new(),
                     rpm: None,
                     tpm: None,
-                },
+                }),
                 &ctx(),
             )
             .unwrap();
         team.evolve(&events[0], Utc::now());
         assert!(team.live);
         let again = team.decide(
-            TeamCommand::Create {
+            TeamCommand::Create(NewTeam {
                 id,
                 name: "x".into(),
                 metadata: BTreeMap::new(),
                 rpm: None,
                 tpm: None,
-            },
+            }),
             &ctx(),
         );
         assert!(matches!(again, Err(DomainError::Conflict(_))));
@@ -315,13 +298,13 @@ mod tests {
         let id = Uuid::now_v7();
         let mut team = Team::default();
         let bad = team.decide(
-            TeamCommand::Create {
+            TeamCommand::Create(NewTeam {
                 id,
                 name: "t".into(),
                 metadata: BTreeMap::new(),
                 rpm: Some(0),
                 tpm: Some(MAX_LIMIT + 1),
-            },
+            }),
             &ctx(),
         );
         assert!(
@@ -330,13 +313,13 @@ mod tests {
         );
         let created = team
             .decide(
-                TeamCommand::Create {
+                TeamCommand::Create(NewTeam {
                     id,
                     name: "t".into(),
                     metadata: BTreeMap::new(),
                     rpm: Some(100),
                     tpm: None,
-                },
+                }),
                 &ctx(),
             )
             .unwrap();
@@ -365,11 +348,16 @@ mod tests {
         .unwrap();
         assert!(matches!(
             old,
-            TeamEvent::Created {
+            TeamEvent::Created(NewTeam {
                 rpm: None,
                 tpm: None,
                 ..
-            }
+            })
         ));
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"type":"team.created","id":"0190a6a4-0000-7000-8000-000000000000","name":"n","metadata":{}}"#,
+            "stored flat under its type, as before"
+        );
     }
 }

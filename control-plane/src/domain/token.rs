@@ -19,15 +19,19 @@ pub struct AdminToken {
     pub live: bool,
 }
 
+/// A new token as its create command asks for it and its created event records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewToken {
+    pub id: Uuid,
+    pub name: String,
+    pub team_id: Option<Uuid>,
+    pub sha256: String,
+    pub prefix: String,
+}
+
 #[derive(Debug)]
 pub enum TokenCommand {
-    Create {
-        id: Uuid,
-        name: String,
-        team_id: Option<Uuid>,
-        sha256: String,
-        prefix: String,
-    },
+    Create(NewToken),
     Revoke,
 }
 
@@ -35,13 +39,7 @@ pub enum TokenCommand {
 #[serde(tag = "type")]
 pub enum TokenEvent {
     #[serde(rename = "admin_token.created")]
-    Created {
-        id: Uuid,
-        name: String,
-        team_id: Option<Uuid>,
-        sha256: String,
-        prefix: String,
-    },
+    Created(NewToken),
     #[serde(rename = "admin_token.revoked")]
     Revoked,
 }
@@ -62,28 +60,17 @@ impl Aggregate for AdminToken {
 
     fn decide(&self, command: TokenCommand, _ctx: &Ctx) -> Result<Vec<TokenEvent>, DomainError> {
         match command {
-            TokenCommand::Create {
-                id,
-                name,
-                team_id,
-                sha256,
-                prefix,
-            } => {
+            TokenCommand::Create(new) => {
                 if self.live || self.revoked_at.is_some() {
                     return Err(DomainError::Conflict(format!(
-                        "admin token {id} already exists"
+                        "admin token {} already exists",
+                        new.id
                     )));
                 }
                 let mut check = Check::new();
-                check.name("name", &name);
+                check.name("name", &new.name);
                 check.done()?;
-                Ok(vec![TokenEvent::Created {
-                    id,
-                    name,
-                    team_id,
-                    sha256,
-                    prefix,
-                }])
+                Ok(vec![TokenEvent::Created(new)])
             }
             TokenCommand::Revoke => {
                 if !self.live {
@@ -96,19 +83,13 @@ impl Aggregate for AdminToken {
 
     fn evolve(&mut self, event: &TokenEvent, at: DateTime<Utc>) {
         match event {
-            TokenEvent::Created {
-                id,
-                name,
-                team_id,
-                sha256,
-                prefix,
-            } => {
+            TokenEvent::Created(new) => {
                 *self = AdminToken {
-                    id: *id,
-                    name: name.clone(),
-                    team_id: *team_id,
-                    sha256: sha256.clone(),
-                    prefix: prefix.clone(),
+                    id: new.id,
+                    name: new.name.clone(),
+                    team_id: new.team_id,
+                    sha256: new.sha256.clone(),
+                    prefix: new.prefix.clone(),
                     created_at: Some(at),
                     revoked_at: None,
                     live: true,
@@ -123,5 +104,24 @@ impl Aggregate for AdminToken {
 
     fn exists(&self) -> bool {
         self.live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_created_event_is_stored_flat_under_its_type() {
+        let json = r#"{"type":"admin_token.created","id":"0190a6a4-0000-7000-8000-000000000000","name":"ci","team_id":null,"sha256":"ab","prefix":"sk-sy-adm"}"#;
+        let event: TokenEvent = serde_json::from_str(json).unwrap();
+        let TokenEvent::Created(new) = &event else {
+            panic!("{event:?}")
+        };
+        assert_eq!((new.name.as_str(), new.team_id), ("ci", None));
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::from_str::<serde_json::Value>(json).unwrap()
+        );
     }
 }
