@@ -261,9 +261,7 @@ impl Aggregate for VirtualKey {
                 }])
             }
             KeyCommand::Update(patch) => {
-                if !self.live {
-                    return Err(DomainError::NotFound("key"));
-                }
+                DomainError::unless_live(self.live, "key")?;
                 let patch = patch.minus(&self.settings);
                 if patch.is_empty() {
                     return Ok(vec![]);
@@ -277,9 +275,7 @@ impl Aggregate for VirtualKey {
                 secret,
                 grace_seconds,
             } => {
-                if !self.live {
-                    return Err(DomainError::NotFound("key"));
-                }
+                DomainError::unless_live(self.live, "key")?;
                 if grace_seconds > 30 * 24 * 3600 {
                     return Err(DomainError::invalid(
                         "grace_seconds",
@@ -296,9 +292,7 @@ impl Aggregate for VirtualKey {
                 }])
             }
             KeyCommand::Revoke => {
-                if !self.live {
-                    return Err(DomainError::NotFound("key"));
-                }
+                DomainError::unless_live(self.live, "key")?;
                 Ok(vec![KeyEvent::Revoked])
             }
         }

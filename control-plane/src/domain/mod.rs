@@ -73,6 +73,16 @@ impl DomainError {
     pub fn invalid(path: &str, reason: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldError::new(path, reason)])
     }
+
+    /// `NotFound(what)` unless the stream holds a live resource: a command that changes or
+    /// ends a resource needs one.
+    pub fn unless_live(live: bool, what: &'static str) -> Result<(), Self> {
+        if live {
+            Ok(())
+        } else {
+            Err(Self::NotFound(what))
+        }
+    }
 }
 
 /// Collects validation problems and turns them into one error.

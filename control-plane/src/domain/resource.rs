@@ -102,9 +102,7 @@ impl<S: Spec> Aggregate for Resource<S> {
                 self.decide(ResourceCommand::Update(spec), _ctx)
             }
             ResourceCommand::Update(spec) => {
-                if !self.live {
-                    return Err(DomainError::NotFound(S::KIND));
-                }
+                DomainError::unless_live(self.live, S::KIND)?;
                 spec.validate()?;
                 if spec == self.spec {
                     return Ok(vec![]);
@@ -112,9 +110,7 @@ impl<S: Spec> Aggregate for Resource<S> {
                 Ok(vec![ResourceEvent::Updated { spec }])
             }
             ResourceCommand::Delete => {
-                if !self.live {
-                    return Err(DomainError::NotFound(S::KIND));
-                }
+                DomainError::unless_live(self.live, S::KIND)?;
                 Ok(vec![ResourceEvent::Deleted])
             }
         }

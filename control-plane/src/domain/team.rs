@@ -147,9 +147,7 @@ impl Aggregate for Team {
                 rpm,
                 tpm,
             } => {
-                if !self.live {
-                    return Err(DomainError::NotFound("team"));
-                }
+                DomainError::unless_live(self.live, "team")?;
                 let mut check = Check::new();
                 if let Some(n) = &name {
                     check.name("name", n);
@@ -174,9 +172,7 @@ impl Aggregate for Team {
                 }])
             }
             TeamCommand::Delete => {
-                if !self.live {
-                    return Err(DomainError::NotFound("team"));
-                }
+                DomainError::unless_live(self.live, "team")?;
                 Ok(vec![TeamEvent::Deleted])
             }
         }

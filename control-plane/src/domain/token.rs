@@ -73,9 +73,7 @@ impl Aggregate for AdminToken {
                 Ok(vec![TokenEvent::Created(new)])
             }
             TokenCommand::Revoke => {
-                if !self.live {
-                    return Err(DomainError::NotFound("admin token"));
-                }
+                DomainError::unless_live(self.live, "admin token")?;
                 Ok(vec![TokenEvent::Revoked])
             }
         }
