@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::Tx;
@@ -18,6 +19,7 @@ use crate::domain::Aggregate;
 
 type DbResult = Result<(), tokio_postgres::Error>;
 type Fut<'a> = Pin<Box<dyn Future<Output = DbResult> + Send + 'a>>;
+type Param<'a> = &'a (dyn ToSql + Sync);
 
 /// An aggregate whose state is projected into a table.
 pub trait Project: Aggregate {
@@ -36,6 +38,22 @@ fn bigint(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The row of a resource that can be deleted: written by the `upsert` statement with its
+/// parameters while the resource is live, else removed by the `delete` statement with its key.
+async fn upsert_or_delete(
+    tx: &Tx<'_>,
+    live: bool,
+    (upsert, row): (&str, &[Param<'_>]),
+    (delete, key): (&str, Param<'_>),
+) -> DbResult {
+    if live {
+        tx.execute(upsert, row).await?;
+    } else {
+        tx.execute(delete, &[key]).await?;
+    }
+    Ok(())
+}
+
 impl Project for Team {
     fn team(&self) -> Option<Uuid> {
         Some(self.id)
@@ -43,19 +61,18 @@ impl Project for Team {
 
     fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
         Box::pin(async move {
-            if !self.live {
-                tx.execute("DELETE FROM teams WHERE id = $1", &[&self.id])
-                    .await?;
-                return Ok(());
-            }
-            tx.execute(
-                "INSERT INTO teams (id, name, spec, version, created_at, updated_at, rpm, tpm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (id) DO UPDATE SET name = $2, spec = $3, version = $4, updated_at = $6, rpm = $7, tpm = $8",
-                &[&self.id, &self.name, &json(&self.metadata), &version, &self.created_at, &self.updated_at,
-                  &self.rpm.map(bigint), &self.tpm.map(bigint)],
+            upsert_or_delete(
+                tx,
+                self.live,
+                (
+                    "INSERT INTO teams (id, name, spec, version, created_at, updated_at, rpm, tpm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (id) DO UPDATE SET name = $2, spec = $3, version = $4, updated_at = $6, rpm = $7, tpm = $8",
+                    &[&self.id, &self.name, &json(&self.metadata), &version, &self.created_at, &self.updated_at,
+                      &self.rpm.map(bigint), &self.tpm.map(bigint)],
+                ),
+                ("DELETE FROM teams WHERE id = $1", &self.id),
             )
-            .await?;
-            Ok(())
+            .await
         })
     }
 }
@@ -128,23 +145,16 @@ macro_rules! project_spec {
 
             fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
                 Box::pin(async move {
-                    if !self.live {
-                        tx.execute($delete, &[&self.id]).await?;
-                        return Ok(());
-                    }
-                    tx.execute(
-                        $upsert,
-                        &[
-                            &self.id,
-                            &self.team_id,
-                            &json(&self.spec),
-                            &version,
-                            &self.created_at,
-                            &self.updated_at,
-                        ],
-                    )
-                    .await?;
-                    Ok(())
+                    let spec = json(&self.spec);
+                    let row: [Param<'_>; 6] = [
+                        &self.id,
+                        &self.team_id,
+                        &spec,
+                        &version,
+                        &self.created_at,
+                        &self.updated_at,
+                    ];
+                    upsert_or_delete(tx, self.live, ($upsert, &row), ($delete, &self.id)).await
                 })
             }
         }
@@ -172,28 +182,22 @@ impl Project for Resource<BudgetSpec> {
     fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
         Box::pin(async move {
             let id: Uuid = self.id.parse().unwrap_or_default();
-            if !self.live {
-                tx.execute("DELETE FROM budgets WHERE id = $1", &[&id])
-                    .await?;
-                return Ok(());
-            }
-            tx.execute(
-                "INSERT INTO budgets (id, team_id, name, amount_usd, spec, version, created_at, updated_at)
+            let spec = json(&self.spec);
+            let row: [Param<'_>; 8] = [
+                &id,
+                &self.team_id,
+                &self.spec.name,
+                &self.spec.amount_usd,
+                &spec,
+                &version,
+                &self.created_at,
+                &self.updated_at,
+            ];
+            let upsert = "INSERT INTO budgets (id, team_id, name, amount_usd, spec, version, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (id) DO UPDATE SET name = $3, amount_usd = $4, spec = $5, version = $6, updated_at = $8",
-                &[
-                    &id,
-                    &self.team_id,
-                    &self.spec.name,
-                    &self.spec.amount_usd,
-                    &json(&self.spec),
-                    &version,
-                    &self.created_at,
-                    &self.updated_at,
-                ],
-            )
-            .await?;
-            Ok(())
+                 ON CONFLICT (id) DO UPDATE SET name = $3, amount_usd = $4, spec = $5, version = $6, updated_at = $8";
+            let delete = "DELETE FROM budgets WHERE id = $1";
+            upsert_or_delete(tx, self.live, (upsert, &row), (delete, &id)).await
         })
     }
 }
@@ -208,27 +212,20 @@ impl Project for Resource<PriceSpec> {
             // Every price the model ever had, so usage is costed at the price of its time.
             let model = stream.strip_prefix("price-").unwrap_or(&self.id);
             crate::usage::pricing::project_history(&**tx, stream, model).await?;
-            if !self.live {
-                tx.execute("DELETE FROM pricing WHERE model = $1", &[&self.id])
-                    .await?;
-                return Ok(());
-            }
-            tx.execute(
-                "INSERT INTO pricing (model, input_per_mtok, output_per_mtok, cached_input_per_mtok, version, updated_at)
+            let row: [Param<'_>; 6] = [
+                &self.id,
+                &self.spec.input_per_mtok,
+                &self.spec.output_per_mtok,
+                &self.spec.cached_input_per_mtok,
+                &version,
+                &self.updated_at,
+            ];
+            let upsert = "INSERT INTO pricing (model, input_per_mtok, output_per_mtok, cached_input_per_mtok, version, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (model) DO UPDATE SET input_per_mtok = $2, output_per_mtok = $3,
-                     cached_input_per_mtok = $4, version = $5, updated_at = $6",
-                &[
-                    &self.id,
-                    &self.spec.input_per_mtok,
-                    &self.spec.output_per_mtok,
-                    &self.spec.cached_input_per_mtok,
-                    &version,
-                    &self.updated_at,
-                ],
-            )
-            .await?;
-            Ok(())
+                     cached_input_per_mtok = $4, version = $5, updated_at = $6";
+            let delete = "DELETE FROM pricing WHERE model = $1";
+            upsert_or_delete(tx, self.live, (upsert, &row), (delete, &self.id)).await
         })
     }
 }
