@@ -7,10 +7,12 @@
 //! the deployments some proxy saw go down in the last few minutes.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Display;
 
 use chrono::{DateTime, Utc};
 use proto::Snapshot;
 use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::domain::budget::{self, BudgetSpec};
@@ -31,26 +33,17 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
         .await?
         .get(0);
 
-    let mut providers = Vec::new();
-    for row in tx
-        .query("SELECT id, spec FROM providers ORDER BY id", &[])
+    let sql = "SELECT id, spec FROM providers ORDER BY id";
+    let providers: Vec<proto::Provider> = specs::<String, ProviderSpec>(&tx, "provider", sql)
         .await?
-    {
-        let id: String = row.get(0);
-        let spec: ProviderSpec = serde_json::from_value(row.get(1))
-            .map_err(|e| StoreError::Corrupt(format!("provider {id}: {e}")))?;
-        providers.push(spec.to_proto(&id));
-    }
+        .into_iter()
+        .map(|(id, spec)| spec.to_proto(&id))
+        .collect();
     let known: HashSet<String> = providers.iter().map(|p| p.id.clone()).collect();
 
     let mut routes = Vec::new();
-    for row in tx
-        .query("SELECT alias, spec FROM routes ORDER BY alias", &[])
-        .await?
-    {
-        let alias: String = row.get(0);
-        let spec: RouteSpec = serde_json::from_value(row.get(1))
-            .map_err(|e| StoreError::Corrupt(format!("route {alias}: {e}")))?;
+    let sql = "SELECT alias, spec FROM routes ORDER BY alias";
+    for (alias, spec) in specs::<String, RouteSpec>(&tx, "route", sql).await? {
         let mut route = spec.to_proto(&alias);
         // The API refuses to delete a provider in use; this keeps a snapshot valid regardless.
         route.deployments.retain(|d| known.contains(&d.provider));
@@ -81,8 +74,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
     for row in rows {
         let id: Uuid = row.get(0);
         let team: Uuid = row.get(1);
-        let settings: KeySettings = serde_json::from_value(row.get(2))
-            .map_err(|e| StoreError::Corrupt(format!("key {id}: {e}")))?;
+        let settings: KeySettings = read_spec("key", &id, row.get(2))?;
         let valid_until: Option<DateTime<Utc>> = row.get(4);
         let expires_at = match (settings.expires_at, valid_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -146,17 +138,41 @@ async fn teams(tx: &Transaction<'_>) -> Result<Vec<proto::TeamPolicy>, StoreErro
 }
 
 async fn budgets(tx: &Transaction<'_>) -> Result<Vec<proto::Budget>, StoreError> {
-    let mut out = Vec::new();
-    for row in tx
-        .query("SELECT id, spec FROM budgets ORDER BY id", &[])
-        .await?
-    {
-        let id: Uuid = row.get(0);
-        let spec: BudgetSpec = serde_json::from_value(row.get(1))
-            .map_err(|e| StoreError::Corrupt(format!("budget {id}: {e}")))?;
-        out.push(budget_to_proto(id, spec));
-    }
-    Ok(out)
+    let sql = "SELECT id, spec FROM budgets ORDER BY id";
+    let rows = specs::<Uuid, BudgetSpec>(tx, "budget", sql).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, spec)| budget_to_proto(id, spec))
+        .collect())
+}
+
+/// The rows of `sql` (`SELECT <id>, spec ...`), each spec read back from its JSON.
+async fn specs<Id, S>(
+    tx: &Transaction<'_>,
+    what: &str,
+    sql: &str,
+) -> Result<Vec<(Id, S)>, StoreError>
+where
+    Id: for<'r> tokio_postgres::types::FromSql<'r> + Display,
+    S: DeserializeOwned,
+{
+    let rows = tx.query(sql, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let id: Id = row.get(0);
+            let spec = read_spec(what, &id, row.get(1))?;
+            Ok((id, spec))
+        })
+        .collect()
+}
+
+/// A spec stored as JSON; one that does not read is a corrupt row (`what` and `id` name it).
+fn read_spec<S: DeserializeOwned>(
+    what: &str,
+    id: &dyn Display,
+    json: serde_json::Value,
+) -> Result<S, StoreError> {
+    serde_json::from_value(json).map_err(|e| StoreError::Corrupt(format!("{what} {id}: {e}")))
 }
 
 /// A stored budget in wire terms.
