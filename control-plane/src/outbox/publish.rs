@@ -64,11 +64,6 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     /// Opens (creating if needed) the snapshot buckets.
     pub async fn connect(client: async_nats::Client) -> Result<Self, PublishError> {
-        let err = |step, e: &dyn std::fmt::Display| PublishError {
-            version: 0,
-            step,
-            detail: e.to_string(),
-        };
         let js = jetstream::new(client.clone());
         let kv = open_kv(
             &js,
@@ -76,16 +71,14 @@ impl Publisher {
             "Switchyard: pointer to the latest config snapshot",
             5,
         )
-        .await
-        .map_err(|(step, e)| err(step, &e))?;
+        .await?;
         let parts = open_kv(
             &js,
             SNAPSHOT_PARTS_BUCKET,
             "Switchyard: config snapshot key parts, by digest",
             1,
         )
-        .await
-        .map_err(|(step, e)| err(step, &e))?;
+        .await?;
         let objects = match js.get_object_store(SNAPSHOT_OBJECT_BUCKET).await {
             Ok(o) => o,
             Err(_) => js
@@ -95,7 +88,7 @@ impl Publisher {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| err("create object store", &e))?,
+                .map_err(|e| connect_error("create object store", &e))?,
         };
         Ok(Self {
             client,
@@ -339,12 +332,21 @@ impl Publisher {
 /// Opens a key-value bucket, creating its stream directly if it does not exist: async-nats's
 /// `create_key_value` first reads account limits that nats-server 2.9 (Debian bookworm's) does
 /// not report, and fails there.
+/// A failure while opening the buckets, before any version is published.
+fn connect_error(step: &'static str, e: &dyn std::fmt::Display) -> PublishError {
+    PublishError {
+        version: 0,
+        step,
+        detail: e.to_string(),
+    }
+}
+
 async fn open_kv(
     js: &jetstream::Context,
     bucket: &str,
     description: &str,
     history: i64,
-) -> Result<kv::Store, (&'static str, String)> {
+) -> Result<kv::Store, PublishError> {
     if let Ok(kv) = js.get_key_value(bucket).await {
         return Ok(kv);
     }
@@ -360,10 +362,10 @@ async fn open_kv(
         ..Default::default()
     })
     .await
-    .map_err(|e| ("create key-value bucket", e.to_string()))?;
+    .map_err(|e| connect_error("create key-value bucket", &e))?;
     js.get_key_value(bucket)
         .await
-        .map_err(|e| ("open key-value bucket", e.to_string()))
+        .map_err(|e| connect_error("open key-value bucket", &e))
 }
 
 /// Names of the parts in the bucket.
