@@ -25,6 +25,7 @@ mod openapi;
 mod providers;
 mod proxy;
 mod reload;
+mod responses_inbound;
 mod routing;
 mod sdk;
 mod smoke;

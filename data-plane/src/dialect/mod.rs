@@ -57,6 +57,11 @@ pub trait ChatDialect: 'static {
     fn dropped(_body: &JsonBody) -> Vec<&'static str> {
         Vec::new()
     }
+    /// The fields routing and metering need, read from the client's own body when only a
+    /// deployment that speaks [`Self::NATIVE`] can take it.
+    fn native_fields(body: &JsonBody) -> Result<ChatFields, ApiError> {
+        crate::pipeline::body::chat(body)
+    }
     /// A complete answer → the client's body; `native`: it came from a deployment speaking the
     /// client's wire. `None` if it cannot be read.
     fn reply(body: Bytes, answer: &Answer<'_>, native: bool) -> Option<Bytes>;

@@ -43,7 +43,10 @@ pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Re
         Err(e) if D::NATIVE.is_some() => (body::parse_object(&inbound.bytes)?, Some(e)),
         Err(e) => return Err(e),
     };
-    let fields = body::chat(&json)?;
+    let fields = match untranslatable {
+        None => body::chat(&json)?,
+        Some(_) => D::native_fields(&json)?,
+    };
     let prepared = Prepared::chat(D::ENDPOINT, &inbound, headers, &json, &fields, trace)?;
     let Some(mut attempts) = prepared.attempts(&app.parts().health) else {
         return Err(prepared.not_found());

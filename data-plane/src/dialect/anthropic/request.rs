@@ -41,15 +41,6 @@ pub fn dropped(body: &JsonBody) -> Vec<&'static str> {
 
 /// Translates a parsed Anthropic body. Errors are 400s naming the offending field.
 pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
-    if let Some(name) = NATIVE_ONLY
-        .into_iter()
-        .find(|name| body.get(*name).is_some_and(|raw| raw.get() != "null"))
-    {
-        return Err(ApiError::invalid(
-            name,
-            format!("'{name}' is only served by an Anthropic deployment; this route translates to another provider."),
-        ));
-    }
     let field = |name: &str| -> Result<Option<Value>, ApiError> {
         body.get(name)
             .map(|raw| serde_json::from_str::<Value>(raw.get()))
@@ -105,6 +96,16 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
             out.insert("stream_options".into(), json!({"include_usage": true}));
         }
         out.insert("stream".into(), stream);
+    }
+    let set = |raw: &&Box<serde_json::value::RawValue>| !matches!(raw.get(), "null" | "[]");
+    if let Some(name) = NATIVE_ONLY
+        .into_iter()
+        .find(|name| body.get(*name).as_ref().is_some_and(set))
+    {
+        return Err(ApiError::invalid(
+            name,
+            format!("'{name}' is only served by an Anthropic deployment; this route translates to another provider."),
+        ));
     }
     out.into_iter()
         .map(|(k, v)| {

@@ -44,6 +44,10 @@ impl ChatDialect for Responses {
         request::dropped(body)
     }
 
+    fn native_fields(body: &JsonBody) -> Result<ChatFields, ApiError> {
+        crate::pipeline::body::responses(body)
+    }
+
     fn reply(body: Bytes, answer: &Answer<'_>, native: bool) -> Option<Bytes> {
         if native {
             return Some(body);
