@@ -97,11 +97,10 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
         }
         out.insert("stream".into(), stream);
     }
-    let set = |raw: &&Box<serde_json::value::RawValue>| !matches!(raw.get(), "null" | "[]");
-    if let Some(name) = NATIVE_ONLY
-        .into_iter()
-        .find(|name| body.get(*name).as_ref().is_some_and(set))
-    {
+    if let Some(name) = NATIVE_ONLY.into_iter().find(|name| {
+        body.get(*name)
+            .is_some_and(|raw| !matches!(raw.get(), "null" | "[]"))
+    }) {
         return Err(ApiError::invalid(
             name,
             format!("'{name}' is only served by an Anthropic deployment; this route translates to another provider."),
