@@ -55,7 +55,8 @@ def tools():
             "second_text": second.output_text, "second_status": second.status}
 
 def builtin():
-    client.responses.create(model=MODEL, input="news?", tools=[{"type": "web_search_preview"}])
+    client.responses.create(model=MODEL, input="news?", tools=[{"type": "web_search_preview"}],
+                            tool_choice={"type": "web_search_preview"})
 
 CHECKS = {"plain": plain, "stream": stream, "tools": tools, "builtin": builtin}
 try:
@@ -176,7 +177,8 @@ async fn responses_api_translated_to_a_chat_only_upstream() {
         json!({"role": "tool", "tool_call_id": t["call_id"], "content": "a.txt b.txt"})
     );
 
-    // A built-in tool cannot run on a chat upstream: the client's 400, in OpenAI's shape.
+    // A built-in tool cannot run on a chat upstream: forcing one is the client's 400, in
+    // OpenAI's shape (offering one drops it, below).
     let b = sdk(&env, "chat", "builtin").await;
     assert_eq!(b["status"], 400, "{b}");
     assert!(
@@ -190,15 +192,17 @@ async fn responses_api_translated_to_a_chat_only_upstream() {
     let response = client()
         .post(env.data_plane().url("/v1/responses"))
         .bearer_auth(FULL_KEY)
-        .json(&json!({"model": "chat", "input": "hi", "store": false, "reasoning": {"effort": "low"}}))
+        .json(&json!({"model": "chat", "input": "hi", "store": false, "reasoning": {"effort": "low"}, "tools": [{"type": "web_search"}]}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["x-switchyard-dropped-fields"],
-        "reasoning, store"
+        "reasoning, store, tools.web_search"
     );
+    let seen = env.mock().requests().await.unwrap();
+    assert!(seen.last().unwrap()["body"].get("tools").is_none());
 
     // plain, stream, three tool turns and the dropped-fields call; the 400 is not metered.
     let events = metered(&env, 6).await;
@@ -244,7 +248,7 @@ async fn responses_api_passes_through_to_an_openai_deployment() {
     let response = client()
         .post(env.data_plane().url("/v1/responses"))
         .bearer_auth(FULL_KEY)
-        .json(&json!({"model": "gpt", "input": "news?", "tools": [{"type": "web_search_preview"}], "store": false}))
+        .json(&json!({"model": "gpt", "input": "news?", "tools": [{"type": "web_search_preview"}], "tool_choice": {"type": "web_search_preview"}, "store": false}))
         .send()
         .await
         .unwrap();

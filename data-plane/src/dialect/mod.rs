@@ -54,7 +54,7 @@ pub trait ChatDialect: 'static {
     fn request(body: JsonBody) -> Result<JsonBody, ApiError>;
     /// The client's fields [`Self::request`] drops (no counterpart upstream, and dropping
     /// them keeps the request's meaning); the response names them when it was translated.
-    fn dropped(_body: &JsonBody) -> Vec<&'static str> {
+    fn dropped(_body: &JsonBody) -> Vec<String> {
         Vec::new()
     }
     /// The fields routing and metering need, read from the client's own body when only a

@@ -8,7 +8,8 @@
 //! Tokens follow the mock's word rule: `input_tokens` counts the words of `system` and of every
 //! message's text; `output_tokens` the reply's words. Replies:
 //! - A scripted tool call (`x-mock-tool-calls` or a script's `tool_calls`; the first one) is
-//!   the answer unless the last message carries a `tool_result`: one `tool_use` with the
+//!   the answer to a request that declares tools, unless its last message carries a
+//!   `tool_result`: one `tool_use` with the
 //!   scripted name and input, `output_tokens` one plus the words of the input's JSON.
 //! - Otherwise, when the request has `tools`, `tool_choice` is not `none` and the last message carries no
 //!   `tool_result`, the answer is one `tool_use` of the first tool (or the one `tool_choice`
@@ -197,7 +198,7 @@ impl<'a> Answer<'a> {
             .tool_calls
             .as_deref()
             .and_then(<[_]>::first)
-            .filter(|_| !request.answered());
+            .filter(|_| request.tools.as_ref().is_some_and(|t| !t.is_empty()) && !request.answered());
         let (kind, output_tokens, stop_reason) = match (scripted, request.tool_to_call()) {
             (Some(call), _) => (
                 AnswerKind::ToolUse {

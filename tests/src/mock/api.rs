@@ -165,7 +165,7 @@ async fn chat(
         .behaviour
         .tool_calls
         .as_deref()
-        .filter(|_| !admitted.request.ends_with_tool_result());
+        .filter(|_| admitted.request.takes_tool_calls());
     let completion_tokens = match calls {
         Some(calls) => calls.iter().map(ToolCall::tokens).sum(),
         None => reply.completion_tokens(),

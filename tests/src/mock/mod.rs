@@ -61,8 +61,8 @@
 //! queued with `POST /__mock/script` (FIFO, consumed by matching requests; headers win per
 //! field). See [`Behaviour`] and [`Fault`].
 //!
-//! Scripted tool calls make one tool round trip in every dialect: a request whose
-//! conversation does not end with a tool result is answered with the calls (OpenAI chat:
+//! Scripted tool calls make one tool round trip in every dialect: a request that declares
+//! tools and whose conversation does not end with a tool result is answered with the calls (OpenAI chat:
 //! `tool_calls`, finish reason `tool_calls`, each call streamed as a naming chunk and an
 //! arguments chunk; Responses: `function_call` items; Anthropic: a `tool_use` block), each
 //! costing one completion token plus the words of its arguments' JSON; the request that

@@ -29,6 +29,9 @@ pub(crate) struct ChatRequest {
     pub max_tokens: Option<u64>,
     #[serde(default)]
     pub max_completion_tokens: Option<u64>,
+    /// Only counted: scripted tool calls answer only a request that declares tools.
+    #[serde(default)]
+    pub tools: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 impl ChatRequest {
@@ -47,11 +50,14 @@ impl ChatRequest {
         }
     }
 
-    /// The conversation ends with a tool's result (the answer to a tool call).
-    pub(crate) fn ends_with_tool_result(&self) -> bool {
-        self.messages
-            .last()
-            .is_some_and(|m| m.role.as_deref() == Some("tool"))
+    /// Scripted tool calls apply: the request declares tools and its conversation does not
+    /// end with a tool's result (the answer to an earlier call).
+    pub(crate) fn takes_tool_calls(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| !t.is_empty())
+            && !self
+                .messages
+                .last()
+                .is_some_and(|m| m.role.as_deref() == Some("tool"))
     }
 
     pub(crate) fn include_usage(&self) -> bool {

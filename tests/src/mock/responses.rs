@@ -6,7 +6,8 @@
 //! `instructions` and of every text in `input` (a string; message contents, as a string or
 //! `input_text`/`output_text` parts; `function_call_output` outputs); `output_tokens` the
 //! reply's words, cut at `max_output_tokens` (status `incomplete`). Scripted tool calls answer
-//! as `function_call` items unless the last input item is a `function_call_output`.
+//! a request that declares tools as `function_call` items, unless its last input item is a
+//! `function_call_output`.
 //!
 //! Streams send `response.created`, `response.in_progress`, per item
 //! `response.output_item.added`, its deltas (`response.output_text.delta` one per word, or
@@ -44,6 +45,8 @@ pub(crate) struct ResponsesRequest {
     stream: Option<bool>,
     #[serde(default)]
     max_output_tokens: Option<u64>,
+    #[serde(default)]
+    tools: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 fn words_of(v: &Value) -> u64 {
@@ -61,11 +64,15 @@ fn words_of(v: &Value) -> u64 {
 }
 
 impl ResponsesRequest {
-    fn answered(&self) -> bool {
-        self.input
-            .as_array()
-            .and_then(|items| items.last())
-            .is_some_and(|i| i["type"] == "function_call_output")
+    /// Scripted tool calls apply: tools are declared and the last input item is not a
+    /// `function_call_output`.
+    fn takes_tool_calls(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| !t.is_empty())
+            && !self
+                .input
+                .as_array()
+                .and_then(|items| items.last())
+                .is_some_and(|i| i["type"] == "function_call_output")
     }
 }
 
@@ -139,7 +146,7 @@ impl<'a> Answer<'a> {
             .behaviour
             .tool_calls
             .as_deref()
-            .filter(|_| !request.answered());
+            .filter(|_| request.takes_tool_calls());
         let (kind, output_tokens) = match calls {
             Some(calls) => (Kind::Calls(calls), calls.iter().map(|c| c.tokens()).sum()),
             None => {

@@ -38,7 +38,7 @@ impl ChatDialect for Messages {
         request::to_chat(body)
     }
 
-    fn dropped(body: &JsonBody) -> Vec<&'static str> {
+    fn dropped(body: &JsonBody) -> Vec<String> {
         request::dropped(body)
     }
 

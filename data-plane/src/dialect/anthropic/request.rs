@@ -32,10 +32,11 @@ pub const DROPPED: [&str; 5] = [
 const NATIVE_ONLY: [&str; 2] = ["mcp_servers", "container"];
 
 /// The fields of `body` a translation drops, for the response header.
-pub fn dropped(body: &JsonBody) -> Vec<&'static str> {
+pub fn dropped(body: &JsonBody) -> Vec<String> {
     DROPPED
         .into_iter()
         .filter(|name| body.get(*name).is_some_and(|raw| raw.get() != "null"))
+        .map(str::to_owned)
         .collect()
 }
 

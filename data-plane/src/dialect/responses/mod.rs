@@ -40,7 +40,7 @@ impl ChatDialect for Responses {
         request::to_chat(body)
     }
 
-    fn dropped(body: &JsonBody) -> Vec<&'static str> {
+    fn dropped(body: &JsonBody) -> Vec<String> {
         request::dropped(body)
     }
 

@@ -8,9 +8,12 @@
 //!   message); `function_call_output` → a `tool` message. `reasoning` items are the previous
 //!   turn's reasoning: only a deployment that speaks the Responses wire can use them (it is
 //!   sent the client's own bytes), so a translation drops them.
-//! - Function tools are re-nested under `function`; `tool_choice` likewise. Built-in tools
-//!   (web search, file search, code interpreter, …) run only on OpenAI: the request is
-//!   untranslatable, which rules out every deployment but one that speaks the Responses wire.
+//! - Function tools are re-nested under `function`, and a `namespace` contributes its
+//!   functions; `tool_choice` likewise. Built-in tools (web search, file search, code
+//!   interpreter, …) run only on OpenAI: offered, they are dropped (the model cannot call
+//!   them; Codex offers `web_search` on every request); forced by `tool_choice`, the request
+//!   is untranslatable, which rules out every deployment but one that speaks the Responses
+//!   wire.
 //! - `text.format` → `response_format`; `max_output_tokens` → `max_tokens`; `temperature`,
 //!   `top_p`, `parallel_tool_calls`, `user`, `metadata` and `stream` carry over (a stream
 //!   always asks for the usage chunk). `reasoning`, `store`, `include`, `prompt_cache_key`,
@@ -98,14 +101,20 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
             out.insert(to.into(), v);
         }
     }
+    let mut has_tools = false;
     if let Some(tools) = field("tools")? {
         let tools = self::tools(&tools)?;
-        if !tools.as_array().is_some_and(Vec::is_empty) {
+        has_tools = !tools.as_array().is_some_and(Vec::is_empty);
+        if has_tools {
             out.insert("tools".into(), tools);
         }
     }
     if let Some(choice) = field("tool_choice")? {
-        out.insert("tool_choice".into(), tool_choice(&choice)?);
+        let choice = tool_choice(&choice)?;
+        // Chat servers refuse a tool choice without tools (all of them built in and dropped).
+        if has_tools {
+            out.insert("tool_choice".into(), choice);
+        }
     }
     if let Some(format) = field("text")?.and_then(|t| t.get("format").cloned()) {
         if let Some(format) = response_format(&format)? {
@@ -127,12 +136,27 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
         .collect()
 }
 
-/// The fields of `body` a translation drops, for the response header.
-pub fn dropped(body: &JsonBody) -> Vec<&'static str> {
-    DROPPED
+/// The fields of `body` a translation drops, for the response header: top-level names, and
+/// `tools.<type>` for each built-in tool type offered.
+pub fn dropped(body: &JsonBody) -> Vec<String> {
+    let mut names: Vec<String> = DROPPED
         .into_iter()
         .filter(|name| body.get(*name).is_some_and(|raw| raw.get() != "null"))
-        .collect()
+        .map(str::to_owned)
+        .collect();
+    let tools = body
+        .get("tools")
+        .and_then(|raw| serde_json::from_str::<Vec<Value>>(raw.get()).ok())
+        .unwrap_or_default();
+    for tool in &tools {
+        if let Some(kind) = built_in(tool) {
+            let name = format!("tools.{kind}");
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 /// One input item → chat messages appended to `out`.
@@ -301,41 +325,63 @@ fn str_field<'a>(v: &'a Value, name: &str, at: &str) -> Result<&'a str, ApiError
     })
 }
 
-/// Function tools re-nested for chat; any other tool type is built in to OpenAI.
+/// Tool types that are not functions: built in to OpenAI (web search, file search, code
+/// interpreter, image generation, MCP, computer use, local shell, custom grammars).
+fn built_in(tool: &Value) -> Option<&str> {
+    tool["type"]
+        .as_str()
+        .filter(|t| !matches!(*t, "function" | "namespace"))
+}
+
+/// Function tools re-nested for chat; a `namespace` (a group of tools, as Codex sends its
+/// sub-agent tools) contributes its functions. A built-in tool the client merely offers is
+/// dropped (see [`dropped`]): the model simply cannot call it.
 fn tools(tools: &Value) -> Result<Value, ApiError> {
     let Value::Array(list) = tools else {
         return Err(ApiError::invalid("tools", "'tools' must be an array."));
     };
-    list.iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let at = format!("tools[{i}]");
-            match t["type"].as_str() {
-                Some("function") => {
-                    let mut function = Map::new();
-                    function.insert("name".into(), json!(str_field(t, "name", &at)?));
-                    for name in ["description", "parameters", "strict"] {
-                        if let Some(v) = t.get(name).filter(|v| !v.is_null()) {
-                            function.insert(name.into(), v.clone());
-                        }
-                    }
-                    Ok(json!({"type": "function", "function": function}))
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        function_tools(t, &format!("tools[{i}]"), &mut out)?;
+    }
+    Ok(Value::Array(out))
+}
+
+fn function_tools(t: &Value, at: &str, out: &mut Vec<Value>) -> Result<(), ApiError> {
+    match t["type"].as_str() {
+        Some("function") => {
+            let mut function = Map::new();
+            function.insert("name".into(), json!(str_field(t, "name", at)?));
+            for name in ["description", "parameters", "strict"] {
+                if let Some(v) = t.get(name).filter(|v| !v.is_null()) {
+                    function.insert(name.into(), v.clone());
                 }
-                Some(other) => Err(ApiError::invalid(
-                    &format!("{at}.type"),
-                    format!("Tool type '{other}' is built in to OpenAI: it runs only on a deployment that speaks the Responses API (OpenAI, Azure OpenAI)."),
-                )),
-                None => Err(ApiError::invalid(
-                    &format!("{at}.type"),
-                    format!("'{at}.type' is required."),
-                )),
             }
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Value::Array)
+            out.push(json!({"type": "function", "function": function}));
+        }
+        Some("namespace") => {
+            for (j, inner) in t["tools"].as_array().into_iter().flatten().enumerate() {
+                function_tools(inner, &format!("{at}.tools[{j}]"), out)?;
+            }
+        }
+        Some(_) => {}
+        None => {
+            return Err(ApiError::invalid(
+                &format!("{at}.type"),
+                format!("'{at}.type' is required."),
+            ))
+        }
+    }
+    Ok(())
 }
 
 fn tool_choice(choice: &Value) -> Result<Value, ApiError> {
+    if let Some(kind) = built_in(choice).filter(|_| choice.is_object()) {
+        return Err(ApiError::invalid(
+            "tool_choice",
+            format!("'tool_choice' forces the tool '{kind}', which is built in to OpenAI: it runs only on a deployment that speaks the Responses API (OpenAI, Azure OpenAI)."),
+        ));
+    }
     match choice {
         Value::String(mode) if matches!(mode.as_str(), "auto" | "none" | "required") => {
             Ok(choice.clone())
