@@ -7,8 +7,6 @@
 //! ([`proto::HEALTH_QUERY_SUBJECT`]) for the deployments some proxy saw open in the last few
 //! minutes, so it does not have to meet a dead deployment itself first.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use proto::HealthEvent;
@@ -18,20 +16,10 @@ use crate::store::Store;
 
 /// Listens until cancelled, reconnecting with a capped backoff.
 pub async fn run(store: Store, nats_url: String, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    while !cancel.is_cancelled() {
-        match listen(&store, &nats_url, &cancel).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "health listener interrupted");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    crate::background::reconnecting("health listener", &cancel, || {
+        listen(&store, &nats_url, &cancel)
+    })
+    .await;
 }
 
 async fn listen(store: &Store, nats_url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 //! NATS (`outbox`). See `docs/ARCHITECTURE.md`, "Control plane: event-sourced".
 
 pub mod api;
+pub mod background;
 pub mod config;
 pub mod declarative;
 pub mod domain;

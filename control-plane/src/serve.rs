@@ -123,13 +123,8 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
     if let Some(m) = metrics.clone() {
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    _ = tick.tick() => m.run_upkeep(),
-                }
-            }
+            let upkeep = || async { m.run_upkeep() };
+            crate::background::every(Duration::from_secs(5), &cancel, upkeep).await;
         });
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)

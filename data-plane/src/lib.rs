@@ -9,6 +9,7 @@
 //! NATS usage events stay in the spool directory.
 
 pub mod admission;
+pub mod background;
 pub mod config;
 pub mod dialect;
 pub mod error;
@@ -120,14 +121,14 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
     );
     {
         let metrics = metrics.clone();
-        let cancel = cancel.clone();
+        let mut ticks = background::Ticks::new(
+            Duration::from_secs(5),
+            tokio::time::MissedTickBehavior::Burst,
+            cancel.clone(),
+        );
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    _ = tick.tick() => metrics.run_upkeep(),
-                }
+            while ticks.next().await {
+                metrics.run_upkeep();
             }
         });
     }

@@ -17,23 +17,9 @@ DURATION=${BENCH_DURATION:-15s}
 RATE=${BENCH_RATE:-1000}
 ROUNDS=${BENCH_ROUNDS:-3}
 
-command -v oha >/dev/null || cargo install oha --locked
-cargo build --release -q -p switchyard-data-plane -p switchyard-tests --bins
-BIN=target/release
+# shellcheck source=tests/bench/lib.sh
+source tests/bench/lib.sh
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-wait_file() { for _ in $(seq 1 100); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; exit 1; }
-
-"$BIN/mock-provider" --listen 127.0.0.1:0 --addr-file "$work/mock.addr" --no-record >"$work/mock.log" 2>&1 &
-pids+=($!)
-wait_file "$work/mock.addr"
-MOCK=$(cat "$work/mock.addr")
-
-KEY="sk-sy-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-HASH=$("$BIN/data-plane" hash-key "$KEY")
 cat >"$work/plain.yaml" <<YAML
 providers:
   - { id: mock, kind: openai_compatible, base_url: "http://$MOCK/v1" }
@@ -65,15 +51,11 @@ pricing:
   - { model: mock-chat, input_per_mtok: "0.15", output_per_mtok: "0.60" }
 YAML
 
-start_dp() { # name config
-  SWITCHYARD_LOG=warn "$BIN/data-plane" --config "$work/$2" --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 \
-    --spool-dir "$work/spool-$1" --snapshot-cache "$work/cache-$1.json" --addr-file "$work/$1.addr" >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  wait_file "$work/$1.addr"
-}
-start_dp plain plain.yaml
-start_dp limits limits.yaml
-addr() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/$1.addr" "$2"; }
+for name in plain limits; do
+  start_data_plane "$name" "$BIN/data-plane" --config "$work/$name.yaml" \
+    --spool-dir "$work/spool-$name" --snapshot-cache "$work/cache-$name.json"
+done
+addr() { addr_field "$work/$1.addr" "$2"; }
 
 BODY='{"model":"bench-chat","messages":[{"role":"user","content":"Say hello to the benchmark"}],"max_tokens":16}'
 load() { # out url extra...

@@ -22,31 +22,16 @@ RATE=${BENCH_RATE:-1000}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 STREAMS=${BENCH_STREAMS:-2000}
 
-command -v oha >/dev/null || cargo install oha --locked
-cargo build --release -q -p switchyard-data-plane -p switchyard-tests --bins
-BIN=target/release
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-wait_file() { for _ in $(seq 1 100); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "timed out waiting for $1" >&2; exit 1; }
-
-"$BIN/mock-provider" --listen 127.0.0.1:0 --addr-file "$work/mock.addr" --no-record >"$work/mock.log" 2>&1 &
-pids+=($!)
-wait_file "$work/mock.addr"
-MOCK=$(cat "$work/mock.addr")
+# shellcheck source=tests/bench/lib.sh
+source tests/bench/lib.sh
 
 # Usage events go to a JetStream server, as in production (without one they would all go to the
 # on-disk spool).
-NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+NATS_PORT=$(free_port)
 nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$work/nats" >"$work/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$NATS_PORT) 2>/dev/null && break; sleep 0.1; done
 
-KEY="sk-sy-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-HASH=$("$BIN/data-plane" hash-key "$KEY")
 cat >"$work/config.yaml" <<YAML
 providers:
   - id: mock
@@ -60,31 +45,25 @@ keys:
     sha256: "$HASH"
     models: ["*"]
 YAML
-SWITCHYARD_LOG=warn "$BIN/data-plane" --config "$work/config.yaml" --nats "nats://127.0.0.1:$NATS_PORT" --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 \
-  --spool-dir "$work/spool" --addr-file "$work/dp.addr" >"$work/dp.log" 2>&1 &
-DP_PID=$!
-pids+=($DP_PID)
-wait_file "$work/dp.addr"
-PROXY=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$work/dp.addr")
-OPS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ops"])' "$work/dp.addr")
+proxy_args=(--config "$work/config.yaml" --nats "nats://127.0.0.1:$NATS_PORT")
+start_data_plane dp "$BIN/data-plane" "${proxy_args[@]}" --spool-dir "$work/spool"
+PROXY_PID=$DP_PID
+PROXY=$(addr_field "$work/dp.addr" listen)
+OPS=$(addr_field "$work/dp.addr" ops)
 
 BASE_URL=""
 BASE_PID=""
 if [ -n "${BENCH_BASELINE:-}" ]; then
-  SWITCHYARD_LOG=warn "$BENCH_BASELINE" --config "$work/config.yaml" --nats "nats://127.0.0.1:$NATS_PORT" --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 \
-    --spool-dir "$work/spool-base" --addr-file "$work/base.addr" >"$work/base.log" 2>&1 &
-  BASE_PID=$!
-  pids+=($BASE_PID)
-  wait_file "$work/base.addr"
-  BASE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listen"])' "$work/base.addr")
-  BASE_URL="http://$BASE/v1/chat/completions"
+  start_data_plane base "$BENCH_BASELINE" "${proxy_args[@]}" --spool-dir "$work/spool-base"
+  BASE_PID=$DP_PID
+  BASE_URL="http://$(addr_field "$work/base.addr" listen)/v1/chat/completions"
 fi
 
 # Reference: nginx as a plain reverse proxy to the same mock (if installed), to show what one
 # extra HTTP hop costs on this machine regardless of what the proxy does.
 NGINX_URL=""
 if command -v nginx >/dev/null 2>&1; then
-  NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  NGINX_PORT=$(free_port)
   mkdir -p "$work/nginx"
   cat >"$work/nginx.conf" <<NGINX
 daemon off;
@@ -160,7 +139,7 @@ if [ -n "$BASE_URL" ]; then
   "$BIN/stream-ttfb" --url "$PROXY_URL" --key "$KEY" --model bench-chat --requests "$STREAMS" >"$work/ttfb-proxy-2.json"
 fi
 
-RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$DP_PID/status")
+RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$PROXY_PID/status")
 BASE_RSS_KB=0
 [ -n "$BASE_PID" ] && BASE_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$BASE_PID/status")
 

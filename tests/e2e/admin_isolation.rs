@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use switchyard_tests::support::ControlPlane;
 
 use crate::control_plane::stack;
+use crate::fixture::created;
 
 async fn call(
     cp: &ControlPlane,
@@ -33,40 +34,25 @@ fn ids(list: &Value, field: &str) -> Vec<String> {
 async fn a_team_token_cannot_touch_another_team() {
     let s = stack(0).await;
     let cp = &s.cp;
-    let a = cp
-        .post("/admin/teams", &json!({"name": "alpha"}))
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = cp
-        .post("/admin/teams", &json!({"name": "bravo"}))
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token_a = cp
-        .post(
-            "/admin/tokens",
-            &json!({"name": "alpha-admin", "team_id": a}),
-        )
-        .await
-        .unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = created(cp, "/admin/teams", &json!({"name": "alpha"}), "/id").await;
+    let b = created(cp, "/admin/teams", &json!({"name": "bravo"}), "/id").await;
+    let token_a = created(
+        cp,
+        "/admin/tokens",
+        &json!({"name": "alpha-admin", "team_id": a}),
+        "/secret",
+    )
+    .await;
     let mock = format!("{}/v1", s.env.mock().base_url());
 
     // Team B's resources, made with the bootstrap token.
-    let key_b = cp
-        .post("/admin/keys", &json!({"team_id": b, "name": "b-key"}))
-        .await
-        .unwrap()["key"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key_b = created(
+        cp,
+        "/admin/keys",
+        &json!({"team_id": b, "name": "b-key"}),
+        "/key/id",
+    )
+    .await;
     cp.post(
         "/admin/providers",
         &json!({"id": "prov-b", "kind": "openai_compatible", "base_url": mock, "team_id": b}),
@@ -74,22 +60,16 @@ async fn a_team_token_cannot_touch_another_team() {
     .await
     .unwrap();
     cp.post("/admin/routes", &json!({"alias": "route-b", "team_id": b, "deployments": [{"provider": "prov-b", "model": "m"}]})).await.unwrap();
-    let budget_b = cp.post("/admin/budgets", &json!({"name": "b cap", "scope": "team", "target": b, "amount_usd": "5", "period": "daily", "hard": true, "team_id": b}))
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token_b = cp
-        .post(
-            "/admin/tokens",
-            &json!({"name": "bravo-admin", "team_id": b}),
-        )
-        .await
-        .unwrap()["token"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let budget = json!({"name": "b cap", "scope": "team", "target": b, "amount_usd": "5",
+                        "period": "daily", "hard": true, "team_id": b});
+    let budget_b = created(cp, "/admin/budgets", &budget, "/id").await;
+    let token_b = created(
+        cp,
+        "/admin/tokens",
+        &json!({"name": "bravo-admin", "team_id": b}),
+        "/token/id",
+    )
+    .await;
 
     // Reads, updates and deletes of B's things by A are 404: they do not exist for A.
     let cases: Vec<(Method, String, Option<Value>)> = vec![

@@ -12,9 +12,9 @@ use futures_util::StreamExt;
 use proto::{LeaseReply, LeaseRequest, PoolKey, Snapshot, LEASE_QUEUE, LEASE_SUBJECT};
 use rust_decimal::Decimal;
 use serde_json::json;
-use switchyard_tests::support::{eventually, DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{eventually, DataPlaneSpec, TestEnv};
 
-use crate::fixture::{client, error_of, sha256_hex, UPSTREAM_KEY};
+use crate::fixture::{client, error_of, nats_and_mock, sha256_hex, UPSTREAM_KEY};
 
 const KEY: &str = "sk-sy-admission-test-0123456789";
 
@@ -95,12 +95,7 @@ async fn chat(env: &TestEnv, max_tokens: u64) -> reqwest::Response {
 
 #[tokio::test]
 async fn admission_over_nats_refuses_what_the_budget_cannot_cover() {
-    let mut env = TestEnv::builder()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .build()
-        .await
-        .expect("nats and the mock start");
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     let log = Arc::new(Mutex::new(Vec::new()));
     spawn_lease_responder(env.nats().client().await.unwrap(), Arc::clone(&log));
     let publisher = Publisher::connect(env.nats().client().await.unwrap())

@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 use switchyard_tests::support::{DataPlaneSpec, TestEnv};
 
 use crate::fixture::{
-    config, error_of, gateway_with, post, python_json, sse_data, FULL_KEY, UPSTREAM_KEY,
+    assert_billed, config, error_of, gateway_with, post, python_json, sse_data, FULL_KEY,
+    UPSTREAM_KEY,
 };
 
 /// The standard config plus an `anthropic` provider at the mock and the `claude` alias.
@@ -131,10 +132,7 @@ async fn openai_sdk_chat_and_stream_through_an_anthropic_provider() {
     assert_eq!(upstream["body"]["model"], "claude-mock-1");
     assert_eq!(upstream["body"]["system"], "Be brief.");
     assert_eq!(upstream["body"]["max_tokens"], 4096);
-    assert_eq!(
-        upstream["billed"],
-        json!({"prompt_tokens": 6, "completion_tokens": 5})
-    );
+    assert_billed(upstream, 6, 5);
 
     let stream = sdk(&env, "stream").await;
     assert_eq!(

@@ -4,9 +4,9 @@
 //! every signature against the secret access key it was started with.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{openai_sdk, DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{openai_sdk, DataPlaneSpec, TestEnv};
 
-use crate::fixture::{python_json, sha256_hex, FULL_KEY};
+use crate::fixture::{assert_billed, gateway_requiring, python_json, sha256_hex, FULL_KEY};
 
 const MODEL: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
 const MODEL_PATH: &str = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0";
@@ -39,12 +39,7 @@ keys:
         "BEDROCK_WRONG_KEYS",
         format!(r#"{{"access_key_id": "{ACCESS_KEY_ID}", "secret_access_key": "not-the-secret"}}"#),
     );
-    TestEnv::builder()
-        .mock_provider_with(MockProviderOptions::new().api_key(SECRET))
-        .data_plane_spec(spec)
-        .build()
-        .await
-        .expect("gateway starts")
+    gateway_requiring(SECRET, spec).await
 }
 
 async fn sdk(env: &TestEnv, model: &str, check: &str) -> Value {
@@ -89,10 +84,7 @@ async fn bedrock_chat_stream_and_tools_through_the_openai_sdk() {
         seen[0]["body"]["messages"],
         json!([{"role": "user", "content": [{"text": "say hello to me"}]}])
     );
-    assert_eq!(
-        seen[0]["billed"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5})
-    );
+    assert_billed(&seen[0], 4, 5);
 
     let stream = sdk(&env, "bedrock-chat", "stream").await;
     assert_eq!(
@@ -106,10 +98,7 @@ async fn bedrock_chat_stream_and_tools_through_the_openai_sdk() {
     let seen = env.mock().requests().await.unwrap();
     assert_eq!(seen[1]["path"], format!("{MODEL_PATH}/converse-stream"));
     assert_signed(&seen[1]);
-    assert_eq!(
-        seen[1]["billed"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5})
-    );
+    assert_billed(&seen[1], 4, 5);
     // One chunk per event reached the SDK (role, five words, finish, usage), not one lump.
     assert!(
         stream["arrivals_ms"].as_array().map_or(0, Vec::len) >= 7,
@@ -227,8 +216,5 @@ async fn anthropic_sdk_messages_reach_bedrock_translated_both_ways() {
     assert_eq!(seen[0]["body"]["inferenceConfig"]["maxTokens"], 100);
     assert_signed(&seen[0]);
     assert_eq!(seen[1]["path"], format!("{MODEL_PATH}/converse-stream"));
-    assert_eq!(
-        seen[1]["billed"],
-        json!({"prompt_tokens": 4, "completion_tokens": 3})
-    );
+    assert_billed(&seen[1], 4, 3);
 }

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use switchyard_tests::support::{eventually, wait_until_served};
 
-use crate::fixture::{all_models_key, client, dec, UPSTREAM_KEY};
+use crate::fixture::{add_mock_provider, all_models_key, client, dec};
 
 const REQUESTS: usize = 10_000;
 const CLIENTS: usize = 32;
@@ -60,13 +60,7 @@ async fn two_flaky_deployments_of_three_cost_no_requests_no_deadline_and_no_ledg
         .post("/admin/teams", &json!({"name": "chaos"}))
         .await
         .unwrap();
-    cp.post(
-        "/admin/providers",
-        &json!({"id": "mock", "kind": "openai_compatible",
-                "base_url": format!("{}/v1", env.mock().base_url()), "api_key": UPSTREAM_KEY}),
-    )
-    .await
-    .unwrap();
+    add_mock_provider(&cp, &env).await;
     cp.post(
         "/admin/routes",
         &json!({"alias": "chaos", "timeout_ms": 1000,

@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchyard_tests::support::{
-    eventually, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, ADMIN_TOKEN, SEAL_KEY,
+    eventually, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, ADMIN_TOKEN,
 };
 
-use crate::fixture::{chat_body, client, UPSTREAM_KEY};
+use crate::fixture::{
+    add_mock_provider, chat_body, client, control_plane_cli, rebuild_changes_nothing, UPSTREAM_KEY,
+};
 
 /// Postgres, NATS, one mock (demanding UPSTREAM_KEY), a control plane and `n` data planes on NATS.
 pub struct Stack {
@@ -17,25 +19,32 @@ pub struct Stack {
 }
 
 pub async fn stack(data_planes: usize) -> Stack {
-    let mut env = TestEnv::builder()
-        .postgres()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .build()
-        .await
-        .expect("services start");
+    stack_with(
+        [MockProviderOptions::new().api_key(UPSTREAM_KEY)],
+        data_planes,
+    )
+    .await
+}
+
+/// Postgres, NATS, a mock for each of `mocks`, the control plane `control-plane-0` and
+/// `data_planes` data planes on NATS that open its sealed credentials.
+pub async fn stack_with(
+    mocks: impl IntoIterator<Item = MockProviderOptions>,
+    data_planes: usize,
+) -> Stack {
+    let mut builder = TestEnv::builder().postgres().nats();
+    for mock in mocks {
+        builder = builder.mock_provider_with(mock);
+    }
+    let mut env = builder.build().await.expect("services start");
     let cp = env
         .control_plane("control-plane-0")
         .await
         .expect("control plane starts");
     for _ in 0..data_planes {
-        env.start_data_plane(
-            DataPlaneSpec::nats()
-                .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
-                .env("SWITCHYARD_LOG", "info"),
-        )
-        .await
-        .expect("data plane starts");
+        env.start_data_plane(DataPlaneSpec::nats_sealed().env("SWITCHYARD_LOG", "info"))
+            .await
+            .expect("data plane starts");
     }
     Stack { cp, env }
 }
@@ -48,12 +57,7 @@ pub async fn demo(s: &Stack) -> (String, String, String) {
             .await
             .unwrap();
     let team_id = team["id"].as_str().unwrap().to_owned();
-    s.cp.post(
-        "/admin/providers",
-        &json!({"id": "mock", "kind": "openai_compatible", "base_url": format!("{}/v1", s.env.mock().base_url()), "api_key": UPSTREAM_KEY}),
-    )
-    .await
-    .unwrap();
+    add_mock_provider(&s.cp, &s.env).await;
     s.cp.post(
         "/admin/routes",
         &json!({"alias": "chat", "deployments": [{"provider": "mock", "model": "mock-chat"}]}),
@@ -166,7 +170,7 @@ async fn proxies_start_from_the_bucket_or_their_disk_copy_and_ride_out_nats_outa
     // Control plane down: a new proxy cold-starts from the key-value bucket.
     s.cp.kill().unwrap();
     s.env
-        .start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+        .start_data_plane(DataPlaneSpec::nats_sealed())
         .await
         .unwrap();
     all_answer(&s, &secret, 200, Duration::from_secs(5)).await;
@@ -219,8 +223,7 @@ async fn a_change_committed_while_nothing_publishes_is_published_after_restart()
     )
     .await
     .unwrap();
-    let s_env_mock = env.mock().base_url();
-    quiet.post("/admin/providers", &json!({"id": "mock", "kind": "openai_compatible", "base_url": format!("{s_env_mock}/v1"), "api_key": UPSTREAM_KEY})).await.unwrap();
+    add_mock_provider(&quiet, &env).await;
     quiet
         .post(
             "/admin/routes",
@@ -245,7 +248,7 @@ async fn a_change_committed_while_nothing_publishes_is_published_after_restart()
     }
     quiet.kill().unwrap();
 
-    env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+    env.start_data_plane(DataPlaneSpec::nats_sealed())
         .await
         .unwrap();
     let _cp = env.control_plane("cp-with-nats").await.unwrap();
@@ -302,25 +305,12 @@ async fn projections_rebuilt_from_events_equal_the_live_ones() {
         .await
         .unwrap();
 
+    let projections = rebuild_changes_nothing(&s.env).await;
+    assert!(
+        projections["key_secrets"].as_array().unwrap().len() == 2,
+        "rotation grace keeps two secrets: {projections}"
+    );
     let pg = s.env.postgres().client().await.unwrap();
-    let before = control_plane::store::rebuild::dump(&pg).await.unwrap();
-    assert!(
-        before["key_secrets"].as_array().unwrap().len() == 2,
-        "rotation grace keeps two secrets: {before}"
-    );
-    let out =
-        std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
-            .arg("rebuild-projections")
-            .env("DATABASE_URL", s.env.postgres().database_url())
-            .output()
-            .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let after = control_plane::store::rebuild::dump(&pg).await.unwrap();
-    assert_eq!(before, after);
     // And the log really is append-only.
     let err = pg.execute("DELETE FROM events", &[]).await.unwrap_err();
     assert!(
@@ -363,28 +353,18 @@ async fn a_concurrent_conflicting_update_gets_409() {
         [200, 409],
         "exactly one of two writers at the same version wins"
     );
-    // Creating a second team with a taken name is a conflict too.
-    let dup =
-        s.cp.call(
-            Method::POST,
-            "/admin/teams",
-            None,
-            Some(&json!({"name": "payments"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(dup.status, 409);
-    let bad =
-        s.cp.call(
-            Method::POST,
-            "/admin/teams",
-            None,
-            Some(&json!({"name": ""})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(bad.status, 422);
-    assert_eq!(bad.body["error"]["details"][0]["path"], "name");
+    // Creating a second team with a taken name is a conflict too; an empty name is invalid.
+    for (name, status) in [("payments", 409), ("", 422)] {
+        let body = json!({ "name": name });
+        let answer =
+            s.cp.call(Method::POST, "/admin/teams", None, Some(&body))
+                .await
+                .unwrap();
+        assert_eq!(answer.status, status, "{name:?}: {}", answer.body);
+        if status == 422 {
+            assert_eq!(answer.body["error"]["details"][0]["path"], "name");
+        }
+    }
 }
 
 #[tokio::test]
@@ -408,8 +388,9 @@ pricing:
         s.env.mock().base_url(),
         crate::fixture::sha256_hex("sk-declared-key-123456")
     );
-    let put = |body: String| {
-        let url = format!("{}/admin/config", s.cp.base_url());
+    // PUT /admin/config with `query` (empty or `?...`); status and JSON answer.
+    let put = |query: &str, body: String| {
+        let url = format!("{}/admin/config{query}", s.cp.base_url());
         async move {
             let r = client()
                 .put(url)
@@ -422,75 +403,47 @@ pricing:
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };
-    let (status, first) = put(yaml.clone()).await;
+    let (status, first) = put("", yaml.clone()).await;
     assert_eq!(status, 200, "{first}");
     assert!(first["events"].as_u64().unwrap() >= 4, "{first}");
     // Budgets by name with their targets resolved; the key spends from its named budget; a
     // price equal to the built-in one is not an override.
     assert_eq!(first["budgets"]["created"], 2, "{first}");
     assert_eq!(first["prices"]["created"], 1, "{first}");
-    let budgets = s.cp.get("/admin/budgets").await.unwrap()["data"].clone();
-    let monthly = budgets
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "declared-monthly")
-        .unwrap()
-        .clone();
-    let team = s.cp.get("/admin/teams").await.unwrap()["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "platform")
-        .unwrap()["id"]
-        .clone();
-    assert_eq!(monthly["target"], team, "{monthly}");
-    let key = s.cp.get("/admin/keys").await.unwrap()["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "declared")
-        .unwrap()
-        .clone();
-    assert_eq!(key["budget_id"], monthly["id"], "{key}");
-    let head = s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"]
-        .as_array()
-        .unwrap()
-        .len();
-    let (status, second) = put(yaml.clone()).await;
-    assert_eq!(status, 200);
-    assert_eq!(second["events"], 0, "{second}");
-    assert_eq!(
-        s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"]
+    // The item of the admin list at `path` with this name.
+    let cp = &s.cp;
+    let named = |path: &'static str, name: &'static str| async move {
+        let list = cp.get(path).await.unwrap();
+        let found = list["data"]
             .as_array()
             .unwrap()
-            .len(),
-        head
-    );
+            .iter()
+            .find(|i| i["name"] == name);
+        found
+            .unwrap_or_else(|| panic!("no {name} in {list}"))
+            .clone()
+    };
+    let audited = || async {
+        let audit = cp.get("/admin/audit?limit=1000").await.unwrap();
+        audit["data"].as_array().unwrap().len()
+    };
+    let monthly = named("/admin/budgets", "declared-monthly").await;
+    let team = named("/admin/teams", "platform").await;
+    assert_eq!(monthly["target"], team["id"], "{monthly}");
+    let key = named("/admin/keys", "declared").await;
+    assert_eq!(key["budget_id"], monthly["id"], "{key}");
+    let head = audited().await;
+    let (status, second) = put("", yaml.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(second["events"], 0, "{second}");
+    assert_eq!(audited().await, head);
 
     // The same file through the CLI records nothing either.
     let file = s.env.dir().join("config.yaml");
     std::fs::write(&file, &yaml).unwrap();
-    let out =
-        std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
-            .args(["apply", "-f"])
-            .arg(&file)
-            .env("DATABASE_URL", s.env.postgres().database_url())
-            .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
-            .output()
-            .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        s.cp.get("/admin/audit?limit=1000").await.unwrap()["data"]
-            .as_array()
-            .unwrap()
-            .len(),
-        head
-    );
+    let (ok, stderr) = control_plane_cli(&s.env, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(audited().await, head);
 
     // A refused file names each bad field on the command line too.
     let bad = s.env.dir().join("bad.yaml");
@@ -499,16 +452,8 @@ pricing:
         yaml.replace("target: platform", "target: no-such-team"),
     )
     .unwrap();
-    let out =
-        std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
-            .args(["apply", "-f"])
-            .arg(&bad)
-            .env("DATABASE_URL", s.env.postgres().database_url())
-            .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
-            .output()
-            .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (ok, stderr) = control_plane_cli(&s.env, &["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!ok, "{stderr}");
     assert!(stderr.contains("budgets[0].target"), "{stderr}");
 
     // Something added through the API stays with ?prune=false, and goes with the default.
@@ -518,39 +463,23 @@ pricing:
     )
     .await
     .unwrap();
-    let url = format!("{}/admin/config?prune=false", s.cp.base_url());
-    let r = client()
-        .put(url)
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/yaml")
-        .body(yaml.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        s.cp.call(Method::GET, "/admin/routes/extra", None, None)
-            .await
-            .unwrap()
-            .status,
-        200
-    );
-    let (status, pruned) = put(yaml.clone()).await;
+    let (status, kept) = put("?prune=false", yaml.clone()).await;
+    assert_eq!(status, 200, "{kept}");
+    let extra_route = || async {
+        let answer = cp.call(Method::GET, "/admin/routes/extra", None, None);
+        answer.await.unwrap().status
+    };
+    assert_eq!(extra_route().await, 200);
+    let (status, pruned) = put("", yaml.clone()).await;
     assert_eq!(
         (status, pruned["routes"]["deleted"].as_u64()),
         (200, Some(1)),
         "{pruned}"
     );
-    assert_eq!(
-        s.cp.call(Method::GET, "/admin/routes/extra", None, None)
-            .await
-            .unwrap()
-            .status,
-        404
-    );
+    assert_eq!(extra_route().await, 404);
 
     // Unknown fields are refused with their path.
-    let (status, refused) = put(yaml.replace("models:", "modles:")).await;
+    let (status, refused) = put("", yaml.replace("models:", "modles:")).await;
     assert_eq!(status, 422, "{refused}");
     assert!(refused.to_string().contains("modles"), "{refused}");
 }

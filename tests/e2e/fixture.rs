@@ -2,7 +2,9 @@
 //! data plane with routes that exercise each provider kind and failure path.
 
 use serde_json::{json, Value};
-use switchyard_tests::support::{run_python_source, DataPlaneSpec, MockProviderOptions, TestEnv};
+use switchyard_tests::support::{
+    run_python_source, ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv,
+};
 
 /// Key with access to every alias.
 pub const FULL_KEY: &str = "sk-sy-test-full-0123456789";
@@ -59,12 +61,27 @@ pub async fn gateway(args: &[&str]) -> TestEnv {
 
 /// Starts the mock (requiring [`UPSTREAM_KEY`]) and a data plane from `spec`.
 pub async fn gateway_with(spec: DataPlaneSpec) -> TestEnv {
+    gateway_requiring(UPSTREAM_KEY, spec).await
+}
+
+/// Starts the mock, requiring `upstream_key`, and a data plane from `spec`.
+pub async fn gateway_requiring(upstream_key: &str, spec: DataPlaneSpec) -> TestEnv {
     TestEnv::builder()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .mock_provider_with(MockProviderOptions::new().api_key(upstream_key))
         .data_plane_spec(spec)
         .build()
         .await
         .expect("gateway starts")
+}
+
+/// Starts NATS and the mock, requiring `upstream_key`; data planes are the test's to start.
+pub async fn nats_and_mock(upstream_key: &str) -> TestEnv {
+    TestEnv::builder()
+        .nats()
+        .mock_provider_with(MockProviderOptions::new().api_key(upstream_key))
+        .build()
+        .await
+        .expect("nats and the mock start")
 }
 
 pub fn client() -> reqwest::Client {
@@ -93,6 +110,16 @@ pub async fn post(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     (status, headers, response.text().await.unwrap_or_default())
+}
+
+/// Asserts that the mock billed the request it recorded as `record` `prompt` and `completion`
+/// tokens.
+pub fn assert_billed(record: &Value, prompt: u64, completion: u64) {
+    assert_eq!(
+        record["billed"],
+        json!({"prompt_tokens": prompt, "completion_tokens": completion}),
+        "{record}"
+    );
 }
 
 /// Parses an OpenAI error body and returns `error.code`, `error.type` and `error.message`.
@@ -152,13 +179,55 @@ pub async fn published_snapshot(env: &TestEnv) -> anyhow::Result<String> {
     Ok(String::from_utf8(bytes)?)
 }
 
+/// Runs the control-plane command line with `args` against the environment's database; returns
+/// whether it succeeded and its stderr.
+pub fn control_plane_cli(env: &TestEnv, args: &[&str]) -> (bool, String) {
+    let database_url = env.postgres().database_url();
+    let out = ControlPlane::run_cli(&database_url, args).unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Rebuilds every projection from the event log (`control-plane rebuild-projections`) and
+/// asserts the rebuild changes nothing; returns the projections.
+pub async fn rebuild_changes_nothing(env: &TestEnv) -> Value {
+    let pg = env.postgres().client().await.unwrap();
+    let before = control_plane::store::rebuild::dump(&pg).await.unwrap();
+    let (ok, stderr) = control_plane_cli(env, &["rebuild-projections"]);
+    assert!(ok, "{stderr}");
+    let after = control_plane::store::rebuild::dump(&pg).await.unwrap();
+    assert_eq!(before, after);
+    after
+}
+
 /// A decimal from a JSON string (as amounts travel) or number.
 pub fn dec(v: &Value) -> rust_decimal::Decimal {
     switchyard_tests::support::decimal(v).unwrap()
 }
 
+/// POSTs `body` to the admin API at `path`; returns the string at `pointer` in the answer (a
+/// JSON pointer: `/id`, `/secret`, `/key/id`).
+pub async fn created(cp: &ControlPlane, path: &str, body: &Value, pointer: &str) -> String {
+    let answer = cp.post(path, body).await.unwrap();
+    match answer.pointer(pointer).and_then(Value::as_str) {
+        Some(found) => found.to_owned(),
+        None => panic!("no string at {pointer} in {answer}"),
+    }
+}
+
+/// Registers the environment's first mock as the OpenAI-compatible provider `mock`, with
+/// [`UPSTREAM_KEY`] as its credential, through the admin API.
+pub async fn add_mock_provider(cp: &ControlPlane, env: &TestEnv) {
+    let base_url = format!("{}/v1", env.mock().base_url());
+    let provider = json!({"id": "mock", "kind": "openai_compatible", "base_url": base_url,
+                          "api_key": UPSTREAM_KEY});
+    cp.post("/admin/providers", &provider).await.unwrap();
+}
+
 /// Creates a key of `team` (an admin-API team object) allowed every alias; returns its secret.
-pub async fn all_models_key(cp: &switchyard_tests::support::ControlPlane, team: &Value) -> String {
+pub async fn all_models_key(cp: &ControlPlane, team: &Value) -> String {
     let key = cp
         .post(
             "/admin/keys",

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchyard_tests::support::{
-    eventually, wait_until_served, DataPlaneSpec, MockProviderOptions, TestEnv, SEAL_KEY,
+    eventually, wait_until_served, DataPlaneSpec, MockProviderOptions,
 };
 
+use crate::control_plane::{stack_with, Stack};
 use crate::fixture::{all_models_key, client, UPSTREAM_KEY};
 
 /// (status, deployment, attempts) of one chat request to `proxy`.
@@ -39,23 +40,8 @@ async fn ask(proxy: &str, secret: &str) -> (u16, String, String) {
 
 #[tokio::test]
 async fn a_deployment_one_proxy_saw_die_is_avoided_by_the_others_within_a_second() {
-    let mut env = TestEnv::builder()
-        .postgres()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .build()
-        .await
-        .expect("services start");
-    let cp = env
-        .control_plane("control-plane-0")
-        .await
-        .expect("control plane starts");
-    for _ in 0..3 {
-        env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
-            .await
-            .expect("data plane starts");
-    }
+    let mock = || MockProviderOptions::new().api_key(UPSTREAM_KEY);
+    let Stack { cp, mut env } = stack_with([mock(), mock()], 3).await;
     let team = cp
         .post("/admin/teams", &json!({"name": "h"}))
         .await
@@ -119,7 +105,7 @@ async fn a_deployment_one_proxy_saw_die_is_avoided_by_the_others_within_a_second
     assert!(opened.elapsed() < Duration::from_secs(1));
 
     // A proxy that starts now learns it from the control plane, before its first request.
-    env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
+    env.start_data_plane(DataPlaneSpec::nats_sealed())
         .await
         .expect("a fourth data plane starts");
     let late = env.data_planes()[3].base_url();

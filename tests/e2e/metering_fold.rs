@@ -8,7 +8,7 @@
 //! - a soft budget alerts once;
 //! - a control plane killed mid-fold and restarted ends with exact totals.
 
-use crate::fixture::dec;
+use crate::fixture::{created, dec};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -219,12 +219,7 @@ async fn wait_folded(cp: &ControlPlane, n: u64, limit: Duration) -> Value {
 }
 
 async fn team(cp: &ControlPlane, name: &str) -> String {
-    cp.post("/admin/teams", &json!({"name": name}))
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    created(cp, "/admin/teams", &json!({ "name": name }), "/id").await
 }
 
 #[tokio::test]
@@ -232,16 +227,8 @@ async fn usage_folds_into_exact_grouped_isolated_ledgers() {
     let s = stack().await;
     let a = team(&s.cp, "alpha").await;
     let b = team(&s.cp, "bravo").await;
-    let token_a =
-        s.cp.post(
-            "/admin/tokens",
-            &json!({"name": "alpha-admin", "team_id": a}),
-        )
-        .await
-        .unwrap()["secret"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let token = json!({"name": "alpha-admin", "team_id": a});
+    let token_a = created(&s.cp, "/admin/tokens", &token, "/secret").await;
 
     let now = now_ms();
     let models = [
@@ -568,26 +555,12 @@ async fn a_price_change_applies_only_to_events_after_it() {
     assert_eq!(dec(&total["cost_usd"]), want + cost(&later));
 
     // The price history is a projection like the others: a rebuild gives the same rows.
-    let pg = s.env.postgres().client().await.unwrap();
-    let before = control_plane::store::rebuild::dump(&pg).await.unwrap();
+    let projections = crate::fixture::rebuild_changes_nothing(&s.env).await;
     assert_eq!(
-        before["price_history"].as_array().unwrap().len(),
+        projections["price_history"].as_array().unwrap().len(),
         2,
-        "{before}"
+        "{projections}"
     );
-    let out =
-        std::process::Command::new(switchyard_tests::support::binary("control-plane").unwrap())
-            .arg("rebuild-projections")
-            .env("DATABASE_URL", s.env.postgres().database_url())
-            .output()
-            .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let after = control_plane::store::rebuild::dump(&pg).await.unwrap();
-    assert_eq!(before, after);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard_tests::support::{eventually, wait_until_served, ControlPlane, TestEnv};
 
-use crate::fixture::{client, dec, UPSTREAM_KEY};
+use crate::fixture::{add_mock_provider, client, dec};
 
 /// Prices set through the admin API (USD per million tokens); odd values so rounding shows.
 const CHAT_PRICES: (&str, &str) = ("0.37", "1.13");
@@ -46,13 +46,7 @@ async fn setup(s: &Stack, key_settings: Value) -> (String, String, String) {
             .await
             .unwrap();
     let team_id = team["id"].as_str().unwrap().to_owned();
-    s.cp.post(
-        "/admin/providers",
-        &json!({"id": "mock", "kind": "openai_compatible",
-                "base_url": format!("{}/v1", s.env.mock().base_url()), "api_key": UPSTREAM_KEY}),
-    )
-    .await
-    .unwrap();
+    add_mock_provider(&s.cp, &s.env).await;
     for (alias, model) in [
         ("chat", "mock-chat"),
         ("chat-slow", "mock-slow"),

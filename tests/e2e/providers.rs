@@ -14,11 +14,11 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard_tests::support::{
-    decimal, eventually, openai_sdk, wait_until_served, ControlPlane, DataPlaneSpec,
-    MockProviderOptions, TestEnv, SEAL_KEY,
+    decimal, eventually, openai_sdk, wait_until_served, ControlPlane, MockProviderOptions, TestEnv,
 };
 
-use crate::fixture::{all_models_key, python_json, UPSTREAM_KEY};
+use crate::control_plane::{stack_with, Stack};
+use crate::fixture::{all_models_key, assert_billed, python_json, UPSTREAM_KEY};
 
 /// The test-only service account (a key generated for this suite; it grants nothing).
 pub const SERVICE_ACCOUNT: &str = concat!(
@@ -154,25 +154,11 @@ struct Matrix {
 }
 
 async fn matrix() -> Matrix {
-    let mut env = TestEnv::builder()
-        .postgres()
-        .nats()
-        .mock_provider_with(
-            MockProviderOptions::new()
-                .api_key(UPSTREAM_KEY)
-                .arg("--google-service-account")
-                .arg(SERVICE_ACCOUNT),
-        )
-        .build()
-        .await
-        .expect("services start");
-    let cp = env
-        .control_plane("control-plane-0")
-        .await
-        .expect("control plane starts");
-    env.start_data_plane(DataPlaneSpec::nats().env("SWITCHYARD_SEAL_KEY", SEAL_KEY))
-        .await
-        .expect("data plane starts");
+    let mock = MockProviderOptions::new()
+        .api_key(UPSTREAM_KEY)
+        .arg("--google-service-account")
+        .arg(SERVICE_ACCOUNT);
+    let Stack { cp, env } = stack_with([mock], 1).await;
     let families = families(&env.mock().base_url());
     let team = cp
         .post("/admin/teams", &json!({"name": "matrix"}))
@@ -217,6 +203,19 @@ impl Matrix {
         seen.into_iter().filter(|r| r["path"] != "/token").collect()
     }
 
+    /// Checks the last API request the mock received for `family`: its path (and `query`, if
+    /// given), its auth, and that it was billed 4 prompt and 5 completion tokens.
+    async fn check_last_upstream(&self, family: &Family, path: &str, query: Option<&str>) {
+        let seen = self.upstream().await;
+        let sent = seen.last().unwrap();
+        assert_eq!(sent["path"], path, "{}", family.alias);
+        if let Some(query) = query {
+            assert_eq!(sent["query"], query, "{}", family.alias);
+        }
+        (family.auth)(&sent["headers"]);
+        assert_billed(sent, 4, 5);
+    }
+
     /// Queues a mock script for this family's model only.
     async fn script(&self, family: &Family, script: Value) {
         let mut script = script;
@@ -242,16 +241,7 @@ async fn provider_matrix_chat_and_stream_through_the_openai_sdk() {
             "{}",
             f.alias
         );
-        let seen = m.upstream().await;
-        let sent = seen.last().unwrap();
-        assert_eq!(sent["path"], f.chat_path, "{}", f.alias);
-        (f.auth)(&sent["headers"]);
-        assert_eq!(
-            sent["billed"],
-            json!({"prompt_tokens": 4, "completion_tokens": 5}),
-            "{}",
-            f.alias
-        );
+        m.check_last_upstream(f, &f.chat_path, None).await;
 
         let stream = m.sdk(f, "stream").await;
         assert_eq!(
@@ -269,19 +259,8 @@ async fn provider_matrix_chat_and_stream_through_the_openai_sdk() {
         // not one lump at the end.
         let arrivals = stream["arrivals_ms"].as_array().map_or(0, Vec::len);
         assert!(arrivals >= 7, "{}: {stream}", f.alias);
-        let seen = m.upstream().await;
-        let sent = seen.last().unwrap();
-        assert_eq!(sent["path"], f.stream_path, "{}", f.alias);
-        if let Some(query) = f.stream_query {
-            assert_eq!(sent["query"], query, "{}", f.alias);
-        }
-        (f.auth)(&sent["headers"]);
-        assert_eq!(
-            sent["billed"],
-            json!({"prompt_tokens": 4, "completion_tokens": 5}),
-            "{}",
-            f.alias
-        );
+        m.check_last_upstream(f, &f.stream_path, f.stream_query)
+            .await;
     }
 }
 

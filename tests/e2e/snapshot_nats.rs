@@ -14,11 +14,9 @@ use proto::{
 };
 use serde_json::Value;
 use sha2::Digest as _;
-use switchyard_tests::support::{
-    eventually, DataPlane, DataPlaneSpec, MockProviderOptions, TestEnv,
-};
+use switchyard_tests::support::{eventually, DataPlane, DataPlaneSpec, TestEnv};
 
-use crate::fixture::{chat_body, client, error_of, sha256_hex, UPSTREAM_KEY};
+use crate::fixture::{chat_body, client, error_of, nats_and_mock, sha256_hex, UPSTREAM_KEY};
 
 const KEY: &str = "sk-sy-nats-test-0123456789";
 
@@ -59,19 +57,24 @@ fn nats_data_plane() -> DataPlaneSpec {
     DataPlaneSpec::nats().env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY)
 }
 
-async fn env_with_nats() -> TestEnv {
-    TestEnv::builder()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
-        .build()
-        .await
-        .expect("nats and the mock start")
-}
-
 async fn publisher(env: &TestEnv) -> Publisher {
     Publisher::connect(env.nats().client().await.unwrap())
         .await
         .expect("publisher opens the buckets")
+}
+
+/// NATS, the mock and one data plane serving snapshot 5 (the alias `chat` only), published
+/// before the data plane started so it comes from the bucket.
+async fn env_serving_v5() -> TestEnv {
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
+    publisher(&env)
+        .await
+        .publish(&snapshot(&env, 5, &[]))
+        .await
+        .unwrap();
+    env.start_data_plane(nats_data_plane()).await.unwrap();
+    wait_for_version(env.data_plane(), 5, Duration::from_secs(10)).await;
+    env
 }
 
 /// Status and body of a chat call for `model` with `key`.
@@ -114,6 +117,20 @@ async fn wait_for_version(dp: &DataPlane, version: u64, timeout: Duration) {
     .unwrap();
 }
 
+/// Waits until the first data plane's cache file holds snapshot `version`, then stops NATS and
+/// restarts that data plane, which can only serve from the file.
+async fn restart_from_the_cache_without_nats(env: &mut TestEnv, version: u64) {
+    let cache = env.data_plane().snapshot_cache_path().to_owned();
+    let marker = format!("\"version\":{version}");
+    eventually(Duration::from_secs(5), || async {
+        std::fs::read(&cache).is_ok_and(|b| String::from_utf8_lossy(&b).contains(&marker))
+    })
+    .await
+    .unwrap();
+    env.nats_mut().stop().await.unwrap();
+    env.data_plane_mut(0).restart().await.unwrap();
+}
+
 async fn metrics(dp: &DataPlane) -> String {
     dp.metrics().await.unwrap()
 }
@@ -153,7 +170,7 @@ async fn push(env: &TestEnv, pointer: &SnapshotPointer) {
 
 #[tokio::test]
 async fn snapshot_nats_cold_start_from_the_bucket_and_first_push() {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     // Started before anything is published: up, but not ready.
     env.start_data_plane(nats_data_plane()).await.unwrap();
     assert_eq!(readyz(env.data_plane()).await, (503, None));
@@ -182,7 +199,7 @@ async fn snapshot_nats_cold_start_from_the_bucket_and_first_push() {
 
 #[tokio::test]
 async fn snapshot_nats_hot_swap_reaches_three_data_planes_within_a_second() {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     let publisher = publisher(&env).await;
     publisher.publish(&snapshot(&env, 5, &[])).await.unwrap();
     for _ in 0..3 {
@@ -212,15 +229,8 @@ async fn snapshot_nats_hot_swap_reaches_three_data_planes_within_a_second() {
 
 #[tokio::test]
 async fn snapshot_nats_older_corrupt_and_invalid_snapshots_are_refused() {
-    let mut env = env_with_nats().await;
-    publisher(&env)
-        .await
-        .publish(&snapshot(&env, 5, &[]))
-        .await
-        .unwrap();
-    env.start_data_plane(nats_data_plane()).await.unwrap();
+    let env = env_serving_v5().await;
     let dp = env.data_plane();
-    wait_for_version(dp, 5, Duration::from_secs(10)).await;
     let js = env.nats().jetstream().await.unwrap();
 
     // Older: pushed straight on the subject, with its body really in the store.
@@ -274,14 +284,7 @@ async fn snapshot_nats_older_corrupt_and_invalid_snapshots_are_refused() {
 
 #[tokio::test]
 async fn snapshot_nats_a_lost_push_is_recovered_from_the_bucket() {
-    let mut env = env_with_nats().await;
-    publisher(&env)
-        .await
-        .publish(&snapshot(&env, 5, &[]))
-        .await
-        .unwrap();
-    env.start_data_plane(nats_data_plane()).await.unwrap();
-    wait_for_version(env.data_plane(), 5, Duration::from_secs(10)).await;
+    let env = env_serving_v5().await;
 
     // The control plane moved the pointer but its push never arrived.
     let js = env.nats().jetstream().await.unwrap();
@@ -297,21 +300,8 @@ async fn snapshot_nats_a_lost_push_is_recovered_from_the_bucket() {
 
 #[tokio::test]
 async fn snapshot_nats_a_restart_without_nats_serves_from_the_cache() {
-    let mut env = env_with_nats().await;
-    publisher(&env)
-        .await
-        .publish(&snapshot(&env, 5, &[]))
-        .await
-        .unwrap();
-    env.start_data_plane(nats_data_plane()).await.unwrap();
-    wait_for_version(env.data_plane(), 5, Duration::from_secs(10)).await;
-    let cache = env.data_plane().snapshot_cache_path().to_owned();
-    eventually(Duration::from_secs(5), || async { cache.exists() })
-        .await
-        .unwrap();
-
-    env.nats_mut().stop().await.unwrap();
-    env.data_plane_mut(0).restart().await.unwrap();
+    let mut env = env_serving_v5().await;
+    restart_from_the_cache_without_nats(&mut env, 5).await;
     let dp = env.data_plane();
     // Ready at once, from the file, with NATS still down.
     assert_eq!(readyz(dp).await, (200, Some(5)));
@@ -336,14 +326,7 @@ async fn snapshot_nats_a_restart_without_nats_serves_from_the_cache() {
 
 #[tokio::test]
 async fn snapshot_nats_no_request_fails_while_nats_is_killed() {
-    let mut env = env_with_nats().await;
-    publisher(&env)
-        .await
-        .publish(&snapshot(&env, 5, &[]))
-        .await
-        .unwrap();
-    env.start_data_plane(nats_data_plane()).await.unwrap();
-    wait_for_version(env.data_plane(), 5, Duration::from_secs(10)).await;
+    let mut env = env_serving_v5().await;
 
     let url = env.data_plane().url("/v1/chat/completions");
     let stop = Arc::new(AtomicBool::new(false));
@@ -400,12 +383,7 @@ async fn snapshot_nats_no_request_fails_while_nats_is_killed() {
 
 #[tokio::test]
 async fn snapshot_nats_sealed_credentials_and_key_expiry() {
-    let mut env = TestEnv::builder()
-        .nats()
-        .mock_provider_with(MockProviderOptions::new().api_key(SEALED_PLAINTEXT))
-        .build()
-        .await
-        .unwrap();
+    let mut env = nats_and_mock(SEALED_PLAINTEXT).await;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -503,7 +481,7 @@ fn with_keys(mut snapshot: Snapshot, secrets: impl Iterator<Item = String>) -> S
 
 #[tokio::test]
 async fn snapshot_nats_a_change_fetches_only_the_key_parts_it_touched() {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     let publisher = publisher(&env).await;
     // 3,000 keys travel as 4 parts.
     let v5 = with_keys(snapshot(&env, 5, &[]), (0..3000).map(many_key));
@@ -576,14 +554,7 @@ async fn snapshot_nats_a_change_fetches_only_the_key_parts_it_touched() {
     assert_eq!(chat_as(dp, &many_key(3000), "seven").await.0, 200);
 
     // A restart with NATS down serves the parts from the cache.
-    let cache = dp.snapshot_cache_path().to_owned();
-    eventually(Duration::from_secs(5), || async {
-        std::fs::read(&cache).is_ok_and(|b| String::from_utf8_lossy(&b).contains("\"version\":7"))
-    })
-    .await
-    .unwrap();
-    env.nats_mut().stop().await.unwrap();
-    env.data_plane_mut(0).restart().await.unwrap();
+    restart_from_the_cache_without_nats(&mut env, 7).await;
     let dp = env.data_plane();
     assert_eq!(readyz(dp).await, (200, Some(7)));
     assert_eq!(chat_as(dp, &many_key(3000), "seven").await.0, 200);
@@ -616,7 +587,7 @@ async fn stored(env: &TestEnv) -> (usize, usize) {
 
 #[tokio::test]
 async fn snapshot_nats_old_bodies_and_parts_are_pruned_at_most_once_per_interval() {
-    let mut env = env_with_nats().await;
+    let mut env = nats_and_mock(UPSTREAM_KEY).await;
     // Each version has its own key, so its one part is new.
     let version = |env: &TestEnv, v: u64| {
         with_keys(

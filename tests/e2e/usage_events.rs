@@ -129,6 +129,38 @@ fn stream_body() -> Value {
     body
 }
 
+/// Opens a streamed chat with [`KEY`] at `url`; returns its request id and the response, whose
+/// body is still to be read.
+async fn open_stream(url: String) -> (String, reqwest::Response) {
+    let response = client()
+        .post(url)
+        .bearer_auth(KEY)
+        .json(&stream_body())
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (id, response)
+}
+
+/// Sends `n` chats with [`KEY`], plain and streamed by turns, each answered 200; adds their
+/// request ids to `ids`.
+async fn send_chats_and_streams(env: &TestEnv, n: usize, ids: &mut HashSet<String>) {
+    for i in 0..n {
+        let body = if i % 2 == 0 {
+            chat_body("chat")
+        } else {
+            stream_body()
+        };
+        let (status, id, text) = send(env, "/v1/chat/completions", KEY, &body, &[]).await;
+        assert_eq!(status, 200, "{text}");
+        ids.insert(id);
+    }
+}
+
 /// Cost of `prompt` and `completion` tokens of `mock-chat` at 1000/2000 USD per million.
 fn chat_cost(prompt: u64, completion: u64) -> Decimal {
     Decimal::from(prompt * 1000 + completion * 2000) / Decimal::from(1_000_000)
@@ -307,17 +339,7 @@ async fn usage_events_an_abandoned_stream_is_metered_in_full() {
         .script(&json!({"chunk_delay_ms": 100}))
         .await
         .unwrap();
-    let mut response = client()
-        .post(env.data_plane().url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&stream_body())
-        .send()
-        .await
-        .unwrap();
-    let id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let (id, mut response) = open_stream(env.data_plane().url("/v1/chat/completions")).await;
     let mut seen = String::new();
     while seen.matches("data: ").count() < 2 {
         let chunk = response.chunk().await.unwrap().expect("more chunks");
@@ -346,16 +368,7 @@ async fn usage_events_are_spooled_while_nats_is_down_and_replayed_once() {
     env.start_data_plane(spec(Some(url))).await.unwrap();
 
     let mut ids = HashSet::new();
-    for i in 0..5 {
-        let body = if i % 2 == 0 {
-            chat_body("chat")
-        } else {
-            stream_body()
-        };
-        let (status, id, text) = send(&env, "/v1/chat/completions", KEY, &body, &[]).await;
-        assert_eq!(status, 200, "{text}");
-        ids.insert(id);
-    }
+    send_chats_and_streams(&env, 5, &mut ids).await;
     let spool = env.data_plane().spool_dir().to_owned();
     eventually(WAIT, || async { spooled_lines(&spool) == 5 })
         .await
@@ -379,16 +392,7 @@ async fn usage_events_are_spooled_while_nats_is_down_and_replayed_once() {
 
     // Killed mid-run: requests keep working, their events wait on disk.
     env.nats_mut().kill().unwrap();
-    for i in 0..4 {
-        let body = if i % 2 == 0 {
-            chat_body("chat")
-        } else {
-            stream_body()
-        };
-        let (status, id, text) = send(&env, "/v1/chat/completions", KEY, &body, &[]).await;
-        assert_eq!(status, 200, "{text}");
-        ids.insert(id);
-    }
+    send_chats_and_streams(&env, 4, &mut ids).await;
     eventually(WAIT, || async { spooled_lines(&spool) == 4 })
         .await
         .unwrap();
@@ -415,17 +419,7 @@ async fn usage_events_sigterm_flushes_open_streams_and_the_queue() {
         .unwrap();
     let url = env.data_plane().url("/v1/chat/completions");
     let reader = tokio::spawn(async move {
-        let response = client()
-            .post(url)
-            .bearer_auth(KEY)
-            .json(&stream_body())
-            .send()
-            .await
-            .unwrap();
-        let id = response.headers()["x-request-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let (id, response) = open_stream(url).await;
         (id, response.text().await.unwrap_or_default())
     });
     // The stream is under way (the mock has seen it) when SIGTERM arrives.
@@ -438,15 +432,7 @@ async fn usage_events_sigterm_flushes_open_streams_and_the_queue() {
     })
     .await
     .unwrap();
-    let status = env
-        .data_plane_mut(0)
-        .terminate(Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "clean exit: {status:?}"
-    );
+    terminate_cleanly(&mut env).await;
     let (stream_id, text) = reader.await.unwrap();
     assert!(text.contains("[DONE]"), "the open stream finished: {text}");
 
@@ -473,15 +459,7 @@ async fn usage_events_without_nats_stay_in_the_spool_until_a_proxy_with_nats_rep
     eventually(WAIT, || async { spooled_lines(&spool) == 2 })
         .await
         .unwrap();
-    let status = env
-        .data_plane_mut(0)
-        .terminate(Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "clean exit: {status:?}"
-    );
+    terminate_cleanly(&mut env).await;
     assert_eq!(spooled_ids(&spool), ids);
 
     // A proxy with NATS and the same spool directory publishes them.
@@ -498,6 +476,19 @@ async fn usage_events_without_nats_stay_in_the_spool_until_a_proxy_with_nats_rep
     eventually(WAIT, || async { spooled_lines(&spool) == 0 })
         .await
         .unwrap();
+}
+
+/// SIGTERM to the first data plane, which must exit by itself, successfully, within 20 s.
+async fn terminate_cleanly(env: &mut TestEnv) {
+    let status = env
+        .data_plane_mut(0)
+        .terminate(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit: {status:?}"
+    );
 }
 
 /// Event lines in the spool directory's segments.

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use switchyard_tests::support::{openai_sdk, DataPlaneSpec, MockProviderOptions, TestEnv};
 
-use crate::fixture::{python_json, sha256_hex, FULL_KEY};
+use crate::fixture::{assert_billed, python_json, sha256_hex, FULL_KEY};
 use crate::providers::SERVICE_ACCOUNT;
 
 const CHAT_MODEL: &str = "gemini-2.5-flash";
@@ -166,36 +166,24 @@ async fn vertex_chat_stream_tools_and_embeddings_with_one_cached_token() {
         api[0]["body"]["contents"],
         json!([{"role": "user", "parts": [{"text": "say hello to me"}]}])
     );
-    assert_eq!(
-        api[0]["billed"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5})
-    );
+    assert_billed(&api[0], 4, 5);
     assert_eq!(
         api[1]["path"],
         model_path(CHAT_MODEL, "streamGenerateContent")
     );
     assert_eq!(api[1]["query"], "alt=sse");
-    assert_eq!(
-        api[1]["billed"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5})
-    );
+    assert_billed(&api[1], 4, 5);
     assert_eq!(
         api[2]["body"]["toolConfig"],
         json!({"functionCallingConfig": {"mode": "ANY"}})
     );
-    assert_eq!(
-        api[2]["billed"],
-        json!({"prompt_tokens": 3, "completion_tokens": 1})
-    );
+    assert_billed(&api[2], 3, 1);
     assert_eq!(api[5]["path"], model_path("text-embedding-005", "predict"));
     assert_eq!(
         api[5]["body"]["instances"],
         json!([{"content": "one two three"}, {"content": "four"}])
     );
-    assert_eq!(
-        api[5]["billed"],
-        json!({"prompt_tokens": 4, "completion_tokens": 0})
-    );
+    assert_billed(&api[5], 4, 0);
 
     // Vertex refusing a token (401) drops it from the cache: the next request fetches another.
     env.mock()

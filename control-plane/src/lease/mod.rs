@@ -191,20 +191,7 @@ pub async fn run(store: Store, config: LeaseConfig, cancel: CancellationToken) {
 }
 
 async fn serve_forever(store: &Store, config: &LeaseConfig, cancel: &CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    while !cancel.is_cancelled() {
-        match serve(store, config, cancel).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "lease service interrupted");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    crate::background::reconnecting("lease service", cancel, || serve(store, config, cancel)).await;
 }
 
 /// One subscription: answers until cancelled, then lets the requests in hand finish.
@@ -261,16 +248,12 @@ async fn serve(
 }
 
 async fn cleanup_forever(store: &Store, cancel: &CancellationToken) {
-    let mut tick = tokio::time::interval(CLEANUP_EVERY);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    crate::background::every(CLEANUP_EVERY, cancel, || async {
         if let Err(e) = cleanup(store).await {
             tracing::warn!(error = %e, "lease cleanup failed");
         }
-    }
+    })
+    .await;
 }
 
 /// Deletes rate windows nobody can ask about any more, pools of periods that ended over a day

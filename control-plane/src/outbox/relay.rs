@@ -27,20 +27,8 @@ pub struct RelayConfig {
 
 /// Runs until `cancel` fires.
 pub async fn run(store: Store, config: RelayConfig, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    while !cancel.is_cancelled() {
-        match lead(&store, &config, &cancel).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox relay interrupted");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    crate::background::reconnecting("outbox relay", &cancel, || lead(&store, &config, &cancel))
+        .await;
 }
 
 /// One leadership term: connect, take the lock, publish until an error or cancellation.

@@ -62,20 +62,10 @@ pub struct Folded {
 
 /// Folds usage until `cancel` fires, reconnecting to NATS and Postgres as needed.
 pub async fn run(store: Store, nats_url: String, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    while !cancel.is_cancelled() {
-        match session(&store, &nats_url, &cancel).await {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "usage folding interrupted");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    crate::background::reconnecting("usage folding", &cancel, || {
+        session(&store, &nats_url, &cancel)
+    })
+    .await;
 }
 
 /// One connection's worth of folding.

@@ -133,6 +133,34 @@ impl UpstreamError {
         let secs: f64 = value.to_str().ok()?.trim().parse().ok()?;
         (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
     }
+
+    /// The same error, a rejection's body re-worded by `reword` (a provider's error object
+    /// as an OpenAI one); `None` keeps the body as the provider sent it. Other errors pass
+    /// unchanged.
+    pub fn reword_rejection(self, reword: impl FnOnce(StatusCode, &[u8]) -> Option<Bytes>) -> Self {
+        match self {
+            Self::Rejected {
+                status,
+                body,
+                retry_after,
+            } => Self::Rejected {
+                body: reword(status, &body).unwrap_or(body),
+                status,
+                retry_after,
+            },
+            other => other,
+        }
+    }
+
+    /// A rejection with `status` and `body`, as a provider's 4xx arrives from `check_status`.
+    #[cfg(test)]
+    pub(crate) fn rejection(status: u16, body: &'static str) -> Self {
+        Self::Rejected {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            body: Bytes::from_static(body.as_bytes()),
+            retry_after: None,
+        }
+    }
 }
 
 /// A provider's 4xx that is about the model, not the request's form: the prompt is too long
@@ -167,14 +195,6 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn rejected(status: u16, body: &'static str) -> UpstreamError {
-        UpstreamError::Rejected {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            body: Bytes::from_static(body.as_bytes()),
-            retry_after: None,
-        }
-    }
-
     #[test]
     fn failures_map_to_triggers_and_client_mistakes_to_none() {
         let p = || "p".to_owned();
@@ -190,10 +210,6 @@ mod tests {
             Some(Trigger::Timeout)
         );
         assert_eq!(
-            UpstreamError::trigger(&rejected(429, "{}")),
-            Some(Trigger::RateLimited)
-        );
-        assert_eq!(
             UpstreamError::trigger(&UpstreamError::Failed {
                 provider: p(),
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -202,28 +218,29 @@ mod tests {
             }),
             Some(Trigger::ServerError)
         );
-        assert_eq!(
-            UpstreamError::trigger(&rejected(
+        let rejections = [
+            (429, "{}", Some(Trigger::RateLimited)),
+            (
                 400,
-                r#"{"error":{"code":"context_length_exceeded"}}"#
-            )),
-            Some(Trigger::ContextWindow)
-        );
-        assert_eq!(
-            UpstreamError::trigger(&rejected(
+                r#"{"error":{"code":"context_length_exceeded"}}"#,
+                Some(Trigger::ContextWindow),
+            ),
+            (
                 400,
-                r#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#
-            )),
-            Some(Trigger::ContextWindow)
-        );
-        assert_eq!(
-            UpstreamError::trigger(&rejected(400, r#"{"error":{"code":"content_filter"}}"#)),
-            Some(Trigger::ContentPolicy)
-        );
-        assert_eq!(
-            UpstreamError::trigger(&rejected(400, r#"{"error":{"code":"bad"}}"#)),
-            None
-        );
+                r#"{"type":"error","error":{"message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+                Some(Trigger::ContextWindow),
+            ),
+            (
+                400,
+                r#"{"error":{"code":"content_filter"}}"#,
+                Some(Trigger::ContentPolicy),
+            ),
+            (400, r#"{"error":{"code":"bad"}}"#, None),
+        ];
+        for (status, body, trigger) in rejections {
+            let e = UpstreamError::rejection(status, body);
+            assert_eq!(e.trigger(), trigger, "{status} {body}");
+        }
         assert_eq!(
             UpstreamError::trigger(&UpstreamError::BadResponse {
                 provider: p(),

@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::Health;
+use crate::background::Ticks;
 use crate::providers::{Call, ChatRequest, JsonBody, Provider};
 use crate::snapshot::SnapshotStore;
 
@@ -31,13 +33,8 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut last: HashMap<String, Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Ticks::new(TICK, MissedTickBehavior::Skip, cancel);
+    while ticks.next().await {
         let Some(snapshot) = snapshots.get() else {
             continue;
         };

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use proto::Snapshot;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use super::{compile, CompiledSnapshot, SnapshotStore};
+use crate::background::Ticks;
 use crate::metrics;
 
 /// Why a snapshot file was refused.
@@ -98,13 +100,8 @@ pub async fn watch(
     cancel: CancellationToken,
 ) {
     let mut last = stamp(&path);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut ticks = Ticks::new(interval, MissedTickBehavior::Delay, cancel);
+    while ticks.next().await {
         let now = stamp(&path);
         if now == last {
             continue;

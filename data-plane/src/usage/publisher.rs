@@ -27,9 +27,11 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use proto::{usage_subject, UsageEvent, USAGE_STREAM, USAGE_SUBJECTS};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::spool::{self, Spool};
+use crate::background::Ticks;
 use crate::metrics;
 
 /// Events queued between the handlers and the publisher task.
@@ -394,13 +396,8 @@ impl Publisher {
 }
 
 async fn replay_loop(link: Arc<Link>, spool: Arc<Spool>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(REPLAY_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Ticks::new(REPLAY_EVERY, MissedTickBehavior::Delay, stop.clone());
+    while ticks.next().await {
         if spool.bytes() == 0 || !link.connected() {
             continue;
         }

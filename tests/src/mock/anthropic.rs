@@ -24,11 +24,9 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -39,7 +37,7 @@ use super::api::non_stream_response;
 use super::conn::KillSwitch;
 use super::openai::json_response;
 use super::script::Fault;
-use super::stream::{Ending, Piecewise};
+use super::stream::{sse_stream, Ending};
 use super::tokens::{count_words, ContentWords, Reply, DEFAULT_REPLY};
 use super::Shared;
 use crate::mock::error::{render, ErrorShape};
@@ -364,19 +362,7 @@ fn stream_response(admitted: &Admitted<MessagesRequest>, answer: &Answer<'_>) ->
             pieces.push(event("message_stop", &json!({ "type": "message_stop" })));
         }
     }
-    let plan = Piecewise {
-        pieces,
-        ending,
-        delay: Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0)),
-        sse: true,
-        record: admitted.record.clone(),
-    };
-    let mut response = Response::new(plan.into_body());
-    *response.status_mut() = admitted.status;
-    let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    sse_stream(admitted, pieces, ending)
 }
 
 /// An Anthropic error response.
@@ -423,20 +409,15 @@ impl ErrorShape for Shape {
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::{spawn, MockOptions};
+    use super::super::test_client::TestMock;
 
+    /// Status, headers and body text of a `POST /v1/messages`.
     async fn post(
-        base: &str,
+        mock: &TestMock,
         headers: &[(&str, &str)],
         body: &Value,
     ) -> (u16, reqwest::header::HeaderMap, String) {
-        let mut request = reqwest::Client::new()
-            .post(format!("{base}/v1/messages"))
-            .json(body);
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let response = request.send().await.unwrap();
+        let response = mock.post("/v1/messages", headers, body).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         (status, headers, response.text().await.unwrap())
@@ -451,37 +432,30 @@ mod tests {
 
     #[tokio::test]
     async fn checks_key_version_and_required_fields_in_anthropic_error_shape() {
-        let server = spawn(MockOptions {
-            api_key: Some("k".into()),
-            record: true,
-            ..MockOptions::default()
-        })
-        .await
-        .unwrap();
-        let base = server.base_url();
+        let mock = TestMock::start(Some("k")).await;
         let (status, _, text) =
-            post(&base, &[("anthropic-version", "2023-06-01")], &body(false)).await;
+            post(&mock, &[("anthropic-version", "2023-06-01")], &body(false)).await;
         assert_eq!(status, 401);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "authentication_error");
-        let (status, _, text) = post(&base, &[("x-api-key", "k")], &body(false)).await;
+        let (status, _, text) = post(&mock, &[("x-api-key", "k")], &body(false)).await;
         assert_eq!(status, 400, "{text}");
         assert!(text.contains("anthropic-version"));
         let mut no_max = body(false);
         no_max.as_object_mut().unwrap().remove("max_tokens");
-        let (status, _, text) = post(&base, AUTH, &no_max).await;
+        let (status, _, text) = post(&mock, AUTH, &no_max).await;
         assert_eq!(status, 400);
         assert!(text.contains("max_tokens"), "{text}");
-        let (status, _, text) = post(&base, AUTH, &json!({"model": "m", "max_tokens": 5})).await;
+        let (status, _, text) = post(&mock, AUTH, &json!({"model": "m", "max_tokens": 5})).await;
         assert_eq!(status, 400);
         assert!(text.contains("messages"), "{text}");
     }
 
     #[tokio::test]
     async fn answers_a_message_cut_at_max_tokens_and_bills_it() {
-        let server = spawn(MockOptions::default()).await.unwrap();
-        let (status, _, text) = post(&server.base_url(), AUTH, &body(false)).await;
+        let mock = TestMock::start(None).await;
+        let (status, _, text) = post(&mock, AUTH, &body(false)).await;
         assert_eq!(status, 200, "{text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["type"], "message");
@@ -492,12 +466,7 @@ mod tests {
         assert_eq!(v["stop_reason"], "max_tokens");
         assert_eq!(v["usage"]["input_tokens"], 5);
         assert_eq!(v["usage"]["output_tokens"], 3);
-        let records: Vec<Value> = reqwest::get(format!("{}/__mock/requests", server.base_url()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let records = mock.records().await;
         assert_eq!(
             records[0]["billed"],
             json!({"prompt_tokens": 5, "completion_tokens": 3})
@@ -506,8 +475,8 @@ mod tests {
 
     #[tokio::test]
     async fn streams_the_full_event_sequence() {
-        let server = spawn(MockOptions::default()).await.unwrap();
-        let (status, headers, text) = post(&server.base_url(), AUTH, &body(true)).await;
+        let mock = TestMock::start(None).await;
+        let (status, headers, text) = post(&mock, AUTH, &body(true)).await;
         assert_eq!(status, 200);
         assert_eq!(headers["content-type"], "text/event-stream");
         let names: Vec<&str> = text
@@ -534,11 +503,11 @@ mod tests {
 
     #[tokio::test]
     async fn tools_get_a_tool_use_until_a_result_comes_back() {
-        let server = spawn(MockOptions::default()).await.unwrap();
+        let mock = TestMock::start(None).await;
         let tools = json!([{"name": "get_weather", "input_schema": {"type": "object", "required": ["location"]}}]);
         let ask = json!({"model": "m", "max_tokens": 100, "tools": tools,
                          "messages": [{"role": "user", "content": "weather?"}]});
-        let (_, _, text) = post(&server.base_url(), AUTH, &ask).await;
+        let (_, _, text) = post(&mock, AUTH, &ask).await;
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["stop_reason"], "tool_use");
         assert_eq!(v["content"][0]["input"], json!({"location": "mock"}));
@@ -546,17 +515,17 @@ mod tests {
             {"role": "user", "content": "weather?"},
             {"role": "assistant", "content": [v["content"][0].clone()]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": v["content"][0]["id"], "content": "sunny"}]}]});
-        let (_, _, text) = post(&server.base_url(), AUTH, &answered).await;
+        let (_, _, text) = post(&mock, AUTH, &answered).await;
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["stop_reason"], "end_turn");
     }
 
     #[tokio::test]
     async fn scripted_overload_uses_anthropic_error_types() {
-        let server = spawn(MockOptions::default()).await.unwrap();
+        let mock = TestMock::start(None).await;
         let mut headers = AUTH.to_vec();
         headers.push(("x-mock-status", "529"));
-        let (status, _, text) = post(&server.base_url(), &headers, &body(false)).await;
+        let (status, _, text) = post(&mock, &headers, &body(false)).await;
         assert_eq!(status, 529);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["error"]["type"], "overloaded_error");

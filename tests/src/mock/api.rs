@@ -3,11 +3,9 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
@@ -21,7 +19,7 @@ use super::openai::{
 };
 use super::record::{now_ms, RecordHandle};
 use super::script::Fault;
-use super::stream::{Ending, Piecewise};
+use super::stream::{json_reply, sse_stream, Ending};
 use super::tokens::{Reply, DEFAULT_REPLY};
 use super::{Shared, ToolCall};
 
@@ -35,52 +33,33 @@ const CHUNKS_BEFORE_FAULT: usize = 2;
 
 type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
 
-/// `POST /v1/chat/completions`.
-pub(crate) async fn chat_openai(
+/// `POST /v1/chat/completions`, and Azure's `POST /openai/deployments/{deployment}/chat/completions`.
+pub(crate) async fn chat_route(
     (State(shared), ConnectInfo(kill)): Ctx,
+    deployment: Option<Path<String>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    chat(&shared, &kill, Dialect::OpenAi, &uri, &headers, &body).await
-}
-
-/// `POST /openai/deployments/{deployment}/chat/completions`.
-pub(crate) async fn chat_azure(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    Path(deployment): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let dialect = Dialect::Azure {
-        deployment: &deployment,
-    };
+    let dialect = openai_or_azure(deployment.as_deref());
     chat(&shared, &kill, dialect, &uri, &headers, &body).await
 }
 
-/// `POST /v1/embeddings`.
-pub(crate) async fn embeddings_openai(
+/// `POST /v1/embeddings`, and Azure's `POST /openai/deployments/{deployment}/embeddings`.
+pub(crate) async fn embeddings_route(
     (State(shared), ConnectInfo(kill)): Ctx,
+    deployment: Option<Path<String>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    embeddings(&shared, &kill, Dialect::OpenAi, &uri, &headers, &body).await
+    let dialect = openai_or_azure(deployment.as_deref());
+    embeddings(&shared, &kill, dialect, &uri, &headers, &body).await
 }
 
-/// `POST /openai/deployments/{deployment}/embeddings`.
-pub(crate) async fn embeddings_azure(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    Path(deployment): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let dialect = Dialect::Azure {
-        deployment: &deployment,
-    };
-    embeddings(&shared, &kill, dialect, &uri, &headers, &body).await
+/// Azure's dialect when the route names a deployment, else OpenAI's.
+fn openai_or_azure(deployment: Option<&String>) -> Dialect<'_> {
+    deployment.map_or(Dialect::OpenAi, |deployment| Dialect::Azure { deployment })
 }
 
 /// `GET /v1/models`.
@@ -227,28 +206,7 @@ async fn embeddings(
 
 /// A complete JSON body, or the scripted body fault applied to it.
 pub(crate) fn non_stream_response<T>(admitted: &Admitted<T>, json: Vec<u8>) -> Response {
-    let record = &admitted.record;
-    let half = |mut json: Vec<u8>| {
-        json.truncate(json.len() / 2);
-        json
-    };
-    let body = match admitted.behaviour.fault {
-        Some(Fault::Malformed) => MALFORMED_BODY.to_vec(),
-        Some(Fault::TruncateStream) => half(json),
-        Some(Fault::ResetMidStream) => {
-            let plan = Piecewise {
-                pieces: vec![Bytes::from(half(json))],
-                ending: Ending::Abort,
-                delay: Duration::ZERO,
-                sse: false,
-                record: record.clone(),
-            };
-            return json_response(admitted.status, plan.into_body());
-        }
-        Some(Fault::Reset) | None => json,
-    };
-    record.completed();
-    json_response(admitted.status, body)
+    json_reply(admitted, json, MALFORMED_BODY)
 }
 
 /// An SSE stream: role chunk, one chunk per word (or two per tool call), finish chunk, usage
@@ -303,20 +261,7 @@ fn stream_response(
             pieces.push(Bytes::from_static(DONE_EVENT));
         }
     }
-    let delay = Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0));
-    let plan = Piecewise {
-        pieces,
-        ending,
-        delay,
-        sse: true,
-        record: admitted.record.clone(),
-    };
-    let mut response = Response::new(plan.into_body());
-    *response.status_mut() = admitted.status;
-    let response_headers = response.headers_mut();
-    response_headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    response_headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(sse_stream(admitted, pieces, ending))
 }
 
 fn serialization_failed(record: &RecordHandle) -> Response {

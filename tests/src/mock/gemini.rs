@@ -21,11 +21,9 @@
 //! Gemini's 400 `INVALID_ARGUMENT` with reason `API_KEY_INVALID`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -35,9 +33,8 @@ use super::admit::{admit, Admitted, ApiRequest, Dialect};
 use super::conn::KillSwitch;
 use super::embedding::{self, Item, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use super::google_error::{error_from, gemini_error};
-use super::openai::json_response;
 use super::script::Fault;
-use super::stream::{Ending, Piecewise};
+use super::stream::{json_reply, sse_stream, Ending};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
 
@@ -395,19 +392,7 @@ fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Respon
             ending = Ending::Abort;
         }
     }
-    let plan = Piecewise {
-        pieces,
-        ending,
-        delay: Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0)),
-        sse: true,
-        record: admitted.record.clone(),
-    };
-    let mut response = Response::new(plan.into_body());
-    *response.status_mut() = admitted.status;
-    let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    sse_stream(admitted, pieces, ending)
 }
 
 fn embed(admitted: &Admitted<BatchEmbed>) -> Response {
@@ -445,26 +430,8 @@ fn embed(admitted: &Admitted<BatchEmbed>) -> Response {
 }
 
 /// A complete JSON body, or the scripted body fault applied to it.
-pub(crate) fn non_stream<T>(admitted: &Admitted<T>, mut json: Vec<u8>) -> Response {
-    let record = &admitted.record;
-    match admitted.behaviour.fault {
-        Some(Fault::Malformed) => json = b"{\"candidates\": [ <malformed by mock>".to_vec(),
-        Some(Fault::TruncateStream) => json.truncate(json.len() / 2),
-        Some(Fault::ResetMidStream) => {
-            json.truncate(json.len() / 2);
-            let plan = Piecewise {
-                pieces: vec![Bytes::from(json)],
-                ending: Ending::Abort,
-                delay: Duration::ZERO,
-                sse: false,
-                record: record.clone(),
-            };
-            return json_response(admitted.status, plan.into_body());
-        }
-        Some(Fault::Reset) | None => {}
-    }
-    record.completed();
-    json_response(admitted.status, json)
+pub(crate) fn non_stream<T>(admitted: &Admitted<T>, json: Vec<u8>) -> Response {
+    json_reply(admitted, json, b"{\"candidates\": [ <malformed by mock>")
 }
 
 fn not_found(target: &str) -> Response {
@@ -477,46 +444,31 @@ fn not_found(target: &str) -> Response {
 mod tests {
     use serde_json::{json, Value};
 
-    use super::super::{spawn, MockOptions};
+    use super::super::test_client::TestMock;
 
     #[tokio::test]
     async fn gemini_routes_speak_the_gemini_wire_format() {
-        let server = spawn(MockOptions {
-            api_key: Some("g-key".into()),
-            record: true,
-            ..MockOptions::default()
-        })
-        .await
-        .unwrap();
-        let client = reqwest::Client::new();
-        let url = |action: &str| format!("{}/v1beta/models/gem-1:{action}", server.base_url());
+        const KEY: (&str, &str) = ("x-goog-api-key", "g-key");
+        let mock = TestMock::start(Some("g-key")).await;
+        let url = |action: &str| format!("/v1beta/models/gem-1:{action}");
         let body = json!({
             "systemInstruction": {"parts": [{"text": "be brief"}]},
             "contents": [{"role": "user", "parts": [{"text": "hi there you"}]}],
             "generationConfig": {"maxOutputTokens": 2},
         });
 
-        let wrong = client
-            .post(url("generateContent"))
-            .header("x-goog-api-key", "nope")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let wrong = mock
+            .post(
+                &url("generateContent"),
+                &[("x-goog-api-key", "nope")],
+                &body,
+            )
+            .await;
         assert_eq!(wrong.status(), 400);
         let wrong: Value = wrong.json().await.unwrap();
         assert_eq!(wrong["error"]["details"][0]["reason"], "API_KEY_INVALID");
 
-        let ok: Value = client
-            .post(url("generateContent"))
-            .header("x-goog-api-key", "g-key")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ok = mock.post_json(&url("generateContent"), &[KEY], &body).await;
         assert_eq!(
             ok["candidates"][0]["content"]["parts"][0]["text"],
             "Hello from"
@@ -527,19 +479,16 @@ mod tests {
         assert_eq!(ok["modelVersion"], "gem-1");
 
         // A script for the model in the path applies; the stream ends after the finish reason.
-        client
-            .post(format!("{}/__mock/script", server.base_url()))
-            .json(&json!({"model": "gem-1", "reply": "a b c"}))
-            .send()
+        mock.script(&json!({"model": "gem-1", "reply": "a b c"}))
+            .await;
+        let stream = format!("{}?alt=sse", url("streamGenerateContent"));
+        let text = mock
+            .post(
+                &stream,
+                &[KEY],
+                &json!({"contents": [{"parts": [{"text": "x"}]}]}),
+            )
             .await
-            .unwrap();
-        let text = client
-            .post(format!("{}?alt=sse", url("streamGenerateContent")))
-            .header("x-goog-api-key", "g-key")
-            .json(&json!({"contents": [{"parts": [{"text": "x"}]}]}))
-            .send()
-            .await
-            .unwrap()
             .text()
             .await
             .unwrap();
@@ -561,32 +510,22 @@ mod tests {
         assert!(events[1]["candidates"][0].get("finishReason").is_none());
         assert_eq!(events[2]["usageMetadata"]["totalTokenCount"], 4);
 
-        let forced: Value = client
-            .post(url("generateContent"))
-            .header("x-goog-api-key", "g-key")
-            .header("x-mock-status", "429")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let forced = mock
+            .post_json(
+                &url("generateContent"),
+                &[KEY, ("x-mock-status", "429")],
+                &body,
+            )
+            .await;
         assert_eq!(forced["error"]["status"], "RESOURCE_EXHAUSTED");
 
-        let embedded: Value = client
-            .post(url("batchEmbedContents"))
-            .header("x-goog-api-key", "g-key")
-            .json(&json!({"requests": [
-                {"model": "models/gem-1", "content": {"parts": [{"text": "one"}]}, "outputDimensionality": 4},
-                {"model": "models/gem-1", "content": {"parts": [{"text": "two"}]}}
-            ]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let embed = json!({"requests": [
+            {"model": "models/gem-1", "content": {"parts": [{"text": "one"}]}, "outputDimensionality": 4},
+            {"model": "models/gem-1", "content": {"parts": [{"text": "two"}]}}
+        ]});
+        let embedded = mock
+            .post_json(&url("batchEmbedContents"), &[KEY], &embed)
+            .await;
         assert_eq!(
             embedded["embeddings"][0]["values"]
                 .as_array()
@@ -602,14 +541,7 @@ mod tests {
             8
         );
 
-        let records: Vec<Value> = client
-            .get(format!("{}/__mock/requests", server.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let records = mock.records().await;
         assert_eq!(records[1]["model"], "gem-1");
         assert_eq!(
             records[1]["billed"],

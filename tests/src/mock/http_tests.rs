@@ -6,16 +6,9 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 
-use super::{spawn, MockOptions, MockServer};
+use super::test_client::TestMock;
 
-async fn start(api_key: Option<&str>) -> (MockServer, reqwest::Client) {
-    let options = MockOptions {
-        api_key: api_key.map(str::to_owned),
-        record: true,
-        ..MockOptions::default()
-    };
-    (spawn(options).await.unwrap(), reqwest::Client::new())
-}
+const CHAT: &str = "/v1/chat/completions";
 
 fn chat_body(stream: bool) -> Value {
     json!({
@@ -35,21 +28,10 @@ fn sse_data(body: &str) -> Vec<&str> {
         .collect()
 }
 
-async fn records(server: &MockServer, client: &reqwest::Client) -> Vec<Value> {
-    let url = format!("{}/__mock/requests", server.base_url());
-    client.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 #[tokio::test]
 async fn stream_has_role_words_finish_usage_and_done() {
-    let (server, client) = start(None).await;
-    let url = format!("{}/v1/chat/completions", server.base_url());
-    let response = client
-        .post(&url)
-        .json(&chat_body(true))
-        .send()
-        .await
-        .unwrap();
+    let mock = TestMock::start(None).await;
+    let response = mock.post(CHAT, &[], &chat_body(true)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = response.text().await.unwrap();
@@ -82,7 +64,7 @@ async fn stream_has_role_words_finish_usage_and_done() {
         .iter()
         .all(|c| c["model"] == "mock-chat" && c["id"] == chunks[0]["id"]));
 
-    let recorded = records(&server, &client).await;
+    let recorded = mock.records().await;
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0]["stream"], true);
     assert_eq!(recorded[0]["prompt_tokens"], 5);
@@ -93,16 +75,11 @@ async fn stream_has_role_words_finish_usage_and_done() {
 
 #[tokio::test]
 async fn chunks_are_flushed_one_by_one() {
-    let (server, client) = start(None).await;
-    let url = format!("{}/v1/chat/completions", server.base_url());
+    let mock = TestMock::start(None).await;
     let started = Instant::now();
-    let response = client
-        .post(&url)
-        .header("x-mock-chunk-delay-ms", "60")
-        .json(&chat_body(true))
-        .send()
-        .await
-        .unwrap();
+    let response = mock
+        .post(CHAT, &[("x-mock-chunk-delay-ms", "60")], &chat_body(true))
+        .await;
     let mut body = response.bytes_stream();
     let first = body.next().await.unwrap().unwrap();
     let first_at = started.elapsed();
@@ -116,19 +93,10 @@ async fn chunks_are_flushed_one_by_one() {
 
 #[tokio::test]
 async fn non_stream_completion_truncates_to_max_tokens() {
-    let (server, client) = start(None).await;
-    let url = format!("{}/v1/chat/completions", server.base_url());
+    let mock = TestMock::start(None).await;
     let mut body = chat_body(false);
     body["max_tokens"] = json!(2);
-    let v: Value = client
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = mock.post_json(CHAT, &[], &body).await;
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["choices"][0]["message"]["content"], "Hello from");
     assert_eq!(v["choices"][0]["finish_reason"], "length");
@@ -140,99 +108,45 @@ async fn non_stream_completion_truncates_to_max_tokens() {
 
 #[tokio::test]
 async fn scripts_are_consumed_in_order_and_headers_win() {
-    let (server, client) = start(None).await;
-    let base = server.base_url();
+    let mock = TestMock::start(None).await;
     let script = json!({"model": "mock-chat", "times": 2, "status": 429, "retry_after": 7});
-    let queued = client
-        .post(format!("{base}/__mock/script"))
-        .json(&script)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(queued.status(), 200);
-    let other = json!({"model": "other", "status": 500});
-    client
-        .post(format!("{base}/__mock/script"))
-        .json(&other)
-        .send()
-        .await
-        .unwrap();
-    let url = format!("{base}/v1/chat/completions");
+    assert_eq!(mock.script(&script).await.status(), 200);
+    mock.script(&json!({"model": "other", "status": 500})).await;
     for _ in 0..2 {
-        let response = client
-            .post(&url)
-            .json(&chat_body(false))
-            .send()
-            .await
-            .unwrap();
+        let response = mock.post(CHAT, &[], &chat_body(false)).await;
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "7");
         let v: Value = response.json().await.unwrap();
         assert_eq!(v["error"]["type"], "rate_limit_exceeded");
         assert!(v["error"]["message"].is_string() && v["error"]["param"].is_null());
     }
-    let ok = client
-        .post(&url)
-        .json(&chat_body(false))
-        .send()
-        .await
-        .unwrap();
+    let ok = mock.post(CHAT, &[], &chat_body(false)).await;
     assert_eq!(ok.status(), 200);
     // The script for "other" is still pending; a header overrides its reply only.
-    client
-        .post(format!("{base}/__mock/script"))
-        .json(&json!({"reply": "a b c"}))
-        .send()
-        .await
-        .unwrap();
-    let overridden = client
-        .post(&url)
-        .header("x-mock-reply", "x y")
-        .json(&chat_body(false))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = overridden.json().await.unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "x y");
-    let pending: Vec<Value> = client
-        .get(format!("{base}/__mock/script"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    mock.script(&json!({"reply": "a b c"})).await;
+    let overridden = mock
+        .post_json(CHAT, &[("x-mock-reply", "x y")], &chat_body(false))
+        .await;
+    assert_eq!(overridden["choices"][0]["message"]["content"], "x y");
+    let pending: Vec<Value> = mock.get_json("/__mock/script").await;
     assert_eq!(
         pending,
         vec![json!({"model": "other", "times": 1, "status": 500})]
     );
-    let cleared: Value = client
-        .delete(format!("{base}/__mock/script"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cleared = mock.delete_json("/__mock/script").await;
     assert_eq!(cleared, json!({"cleared": 1}));
 }
 
 #[tokio::test]
 async fn auth_azure_and_bad_json() {
-    let (server, client) = start(Some("sk-test")).await;
-    let base = server.base_url();
-    let url = format!("{base}/v1/chat/completions");
-    let denied = client
-        .post(&url)
-        .json(&chat_body(false))
-        .send()
-        .await
-        .unwrap();
+    let mock = TestMock::start(Some("sk-test")).await;
+    let denied = mock.post(CHAT, &[], &chat_body(false)).await;
     assert_eq!(denied.status(), 401);
     let v: Value = denied.json().await.unwrap();
     assert_eq!(v["error"]["code"], "invalid_api_key");
-    let bad = client
-        .post(&url)
+    let bad = mock
+        .client
+        .post(mock.url(CHAT))
         .bearer_auth("sk-test")
         .body("{nope")
         .send()
@@ -240,32 +154,23 @@ async fn auth_azure_and_bad_json() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 
-    let azure = format!("{base}/openai/deployments/dep1/chat/completions");
+    let azure = "/openai/deployments/dep1/chat/completions";
+    let versioned = format!("{azure}?api-version=2024-10-21");
     let body = json!({"messages": [{"role": "user", "content": "hello"}]});
-    let no_version = client
-        .post(&azure)
-        .header("api-key", "sk-test")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let no_version = mock.post(azure, &[("api-key", "sk-test")], &body).await;
     assert_eq!(no_version.status(), 400);
-    let bearer = client
-        .post(format!("{azure}?api-version=2024-10-21"))
-        .bearer_auth("sk-test");
-    assert_eq!(bearer.json(&body).send().await.unwrap().status(), 401);
-    let ok = client
-        .post(format!("{azure}?api-version=2024-10-21"))
-        .header("api-key", "sk-test")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let bearer = mock
+        .post(&versioned, &[("authorization", "Bearer sk-test")], &body)
+        .await;
+    assert_eq!(bearer.status(), 401);
+    let ok = mock
+        .post(&versioned, &[("api-key", "sk-test")], &body)
+        .await;
     assert_eq!(ok.status(), 200);
     let v: Value = ok.json().await.unwrap();
     assert_eq!(v["model"], "dep1");
     assert_eq!(v["usage"]["prompt_tokens"], 1);
-    let recorded = records(&server, &client).await;
+    let recorded = mock.records().await;
     assert_eq!(recorded.len(), 5);
     assert_eq!(recorded[1]["body"], "{nope");
     assert_eq!(recorded[4]["query"], "api-version=2024-10-21");
@@ -273,32 +178,18 @@ async fn auth_azure_and_bad_json() {
 
 #[tokio::test]
 async fn embeddings_float_and_base64() {
-    let (server, client) = start(None).await;
-    let url = format!("{}/v1/embeddings", server.base_url());
-    let float: Value = client
-        .post(&url)
-        .json(&json!({"model": "e", "input": ["a b", "c"], "dimensions": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mock = TestMock::start(None).await;
+    let url = "/v1/embeddings";
+    let body = json!({"model": "e", "input": ["a b", "c"], "dimensions": 4});
+    let float = mock.post_json(url, &[], &body).await;
     assert_eq!(
         float["usage"],
         json!({"prompt_tokens": 3, "total_tokens": 3})
     );
     let first: Vec<f32> = serde_json::from_value(float["data"][0]["embedding"].clone()).unwrap();
     assert_eq!(first.len(), 4);
-    let b64: Value = client
-        .post(&url)
-        .json(&json!({"model": "e", "input": "a b", "dimensions": 4, "encoding_format": "base64"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"model": "e", "input": "a b", "dimensions": 4, "encoding_format": "base64"});
+    let b64 = mock.post_json(url, &[], &body).await;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64["data"][0]["embedding"].as_str().unwrap())
         .unwrap();
@@ -311,11 +202,10 @@ async fn embeddings_float_and_base64() {
 
 #[tokio::test]
 async fn faults() {
-    let (server, client) = start(None).await;
-    let url = format!("{}/v1/chat/completions", server.base_url());
+    let mock = TestMock::start(None).await;
     let send = |fault: &'static str, stream: bool| {
-        client
-            .post(&url)
+        mock.client
+            .post(mock.url(CHAT))
             .header("x-mock-fault", fault)
             .json(&chat_body(stream))
             .send()

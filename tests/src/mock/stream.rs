@@ -9,9 +9,15 @@ use std::io;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::HeaderValue;
+use axum::response::Response;
 use bytes::Bytes;
 
+use super::admit::Admitted;
+use super::openai::json_response;
 use super::record::RecordHandle;
+use super::script::Fault;
 
 /// How a piecewise body ends after its last piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +54,68 @@ impl Piecewise {
         };
         Body::from_stream(futures_util::stream::unfold(state, step))
     }
+}
+
+/// The streamed reply to `admitted`: `pieces` one by one at its scripted chunk delay, each
+/// stamped as an event, then `ending`; with its status, and its content type left to the
+/// dialect.
+pub(crate) fn event_stream<T>(
+    admitted: &Admitted<T>,
+    pieces: Vec<Bytes>,
+    ending: Ending,
+) -> Response {
+    let plan = Piecewise {
+        pieces,
+        ending,
+        delay: Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0)),
+        sse: true,
+        record: admitted.record.clone(),
+    };
+    let mut response = Response::new(plan.into_body());
+    *response.status_mut() = admitted.status;
+    response
+}
+
+/// [`event_stream`] as server-sent events.
+pub(crate) fn sse_stream<T>(
+    admitted: &Admitted<T>,
+    pieces: Vec<Bytes>,
+    ending: Ending,
+) -> Response {
+    let mut response = event_stream(admitted, pieces, ending);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The complete JSON reply to `admitted`, or its scripted body fault applied to `json`: cut in
+/// half (`truncate_stream`), cut in half and then the connection reset (`reset_mid_stream`), or
+/// `malformed` sent instead (`malformed`).
+pub(crate) fn json_reply<T>(
+    admitted: &Admitted<T>,
+    mut json: Vec<u8>,
+    malformed: &'static [u8],
+) -> Response {
+    let record = &admitted.record;
+    match admitted.behaviour.fault {
+        Some(Fault::Malformed) => json = malformed.to_vec(),
+        Some(Fault::TruncateStream) => json.truncate(json.len() / 2),
+        Some(Fault::ResetMidStream) => {
+            json.truncate(json.len() / 2);
+            let plan = Piecewise {
+                pieces: vec![Bytes::from(json)],
+                ending: Ending::Abort,
+                delay: Duration::ZERO,
+                sse: false,
+                record: record.clone(),
+            };
+            return json_response(admitted.status, plan.into_body());
+        }
+        Some(Fault::Reset) | None => {}
+    }
+    record.completed();
+    json_response(admitted.status, json)
 }
 
 async fn step(mut st: State) -> Option<(Result<Bytes, io::Error>, State)> {

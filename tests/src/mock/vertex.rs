@@ -427,7 +427,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::super::record::now_ms;
-    use super::super::{spawn, MockOptions};
+    use super::super::test_client::TestMock;
+    use super::super::MockOptions;
     use super::{percent_decode, STANDARD, URL_SAFE_NO_PAD};
     use base64::Engine as _;
 
@@ -471,15 +472,13 @@ mod tests {
 
     #[tokio::test]
     async fn token_endpoint_checks_the_jwt_and_vertex_routes_need_a_live_token() {
-        let server = spawn(MockOptions {
+        let mock = TestMock::start_with(MockOptions {
             google_service_account: Some(key_file()),
             google_token_ttl_secs: 1,
             ..MockOptions::default()
         })
-        .await
-        .unwrap();
-        let client = reqwest::Client::new();
-        let token_url = format!("{}/token", server.base_url());
+        .await;
+        let token_url = mock.url("/token");
         let now = now_ms() / 1000;
         let good = json!({
             "iss": "switchyard-test@switchyard-test.iam.gserviceaccount.com",
@@ -489,7 +488,7 @@ mod tests {
             "exp": now + 3600,
         });
         let ask = |grant: &str, assertion: String| {
-            client
+            mock.client
                 .post(&token_url)
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(format!("grant_type={grant}&assertion={assertion}"))
@@ -544,16 +543,12 @@ mod tests {
             json!({"access_token": "ya29.mock-1", "expires_in": 1, "token_type": "Bearer"})
         );
 
-        let url = |action: &str| {
-            format!(
-                "{}/v1/projects/p/locations/us-central1/publishers/google/models/m:{action}",
-                server.base_url()
-            )
-        };
         let chat = json!({"contents": [{"role": "user", "parts": [{"text": "a b c"}]}]});
         let send = |action: &str, token: &str, body: &Value| {
-            client
-                .post(url(action))
+            let path =
+                format!("/v1/projects/p/locations/us-central1/publishers/google/models/m:{action}");
+            mock.client
+                .post(mock.url(&path))
                 .header("authorization", format!("Bearer {token}"))
                 .json(body)
                 .send()
@@ -588,14 +583,7 @@ mod tests {
         let expired = send("generateContent", "ya29.mock-1", &chat).await.unwrap();
         assert_eq!(expired.status(), 401);
 
-        let records: Vec<Value> = client
-            .get(format!("{}/__mock/requests", server.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let records = mock.records().await;
         assert_eq!(records[0]["path"], "/token");
         assert_eq!(records[0]["body"]["grant_type"], "password");
         let last = records.last().unwrap();

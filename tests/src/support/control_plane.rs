@@ -38,6 +38,17 @@ pub struct Answer {
 }
 
 impl ControlPlane {
+    /// Runs a command of the control-plane binary (`apply -f FILE`, `rebuild-projections`)
+    /// against the database at `database_url`, with the harness's seal key, to its end.
+    pub fn run_cli(database_url: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        std::process::Command::new(binaries::binary("control-plane")?)
+            .args(args)
+            .env("DATABASE_URL", database_url)
+            .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
+            .output()
+            .context("running the control-plane command line")
+    }
+
     /// Starts `control-plane` with files in `<parent>/<name>`.
     pub async fn start(
         parent: &Path,

@@ -72,6 +72,12 @@ impl DataPlaneSpec {
         }
     }
 
+    /// [`Self::nats`] holding the harness's [`SEAL_KEY`](super::SEAL_KEY), so it opens the
+    /// provider credentials a harness control plane sealed into its snapshots.
+    pub fn nats_sealed() -> Self {
+        Self::nats().env("SWITCHYARD_SEAL_KEY", super::SEAL_KEY)
+    }
+
     /// Adds an environment variable for the process.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.envs.push((key.into(), value.into()));

@@ -75,39 +75,28 @@ pub fn adapt(provider: &str, e: UpstreamError, kind: Option<&str>) -> UpstreamEr
         },
         UpstreamError::Rejected {
             status,
-            body,
-            retry_after,
+            ref body,
+            ref retry_after,
         } => {
-            let message = message_of(&body);
-            let named = kind.map(str::to_owned).or_else(|| body_type(&body));
+            let named = kind.map(str::to_owned).or_else(|| body_type(body));
             let kind = named.as_deref();
+            // The model failing is not the request being wrong.
+            let model_failed = |status, otherwise: &str| UpstreamError::Failed {
+                provider: provider.to_owned(),
+                status,
+                message: message_of(body).unwrap_or_else(|| otherwise.into()),
+                retry_after: retry_after.clone(),
+            };
             match (status.as_u16(), kind) {
                 (408, _) | (_, Some("ModelTimeoutException")) => {
-                    return UpstreamError::Failed {
-                        provider: provider.to_owned(),
-                        status: StatusCode::GATEWAY_TIMEOUT,
-                        message: message.unwrap_or_else(|| "the model timed out".into()),
-                        retry_after,
-                    }
+                    model_failed(StatusCode::GATEWAY_TIMEOUT, "the model timed out")
                 }
                 (424, _) | (_, Some("ModelErrorException")) => {
-                    return UpstreamError::Failed {
-                        provider: provider.to_owned(),
-                        status: StatusCode::BAD_GATEWAY,
-                        message: message.unwrap_or_else(|| "the model failed".into()),
-                        retry_after,
-                    }
+                    model_failed(StatusCode::BAD_GATEWAY, "the model failed")
                 }
-                _ => {}
-            }
-            let body = match message {
-                Some(message) => openai_error(status, &message, kind),
-                None => body,
-            };
-            UpstreamError::Rejected {
-                status,
-                body,
-                retry_after,
+                _ => e.reword_rejection(|status, body| {
+                    Some(openai_error(status, &message_of(body)?, kind))
+                }),
             }
         }
         other => other,
@@ -132,14 +121,6 @@ fn openai_error(status: StatusCode, message: &str, kind: Option<&str>) -> Bytes 
 mod tests {
     use super::*;
 
-    fn rejected(status: u16, body: &'static str) -> UpstreamError {
-        UpstreamError::Rejected {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            body: Bytes::from_static(body.as_bytes()),
-            retry_after: None,
-        }
-    }
-
     #[test]
     fn bedrock_errors_become_openai_errors() {
         let kind = error_type(Some(&http::HeaderValue::from_static(
@@ -148,7 +129,7 @@ mod tests {
         assert_eq!(kind.as_deref(), Some("ValidationException"));
         let e = adapt(
             "b",
-            rejected(
+            UpstreamError::rejection(
                 400,
                 r#"{"message":"The provided model identifier is invalid."}"#,
             ),
@@ -167,7 +148,7 @@ mod tests {
 
         let throttled = adapt(
             "b",
-            rejected(429, r#"{"message":"Too many requests"}"#),
+            UpstreamError::rejection(429, r#"{"message":"Too many requests"}"#),
             Some("ThrottlingException"),
         );
         assert_eq!(throttled.trigger(), Some(proto::Trigger::RateLimited));
@@ -175,7 +156,7 @@ mod tests {
 
         let typed = adapt(
             "b",
-            rejected(
+            UpstreamError::rejection(
                 400,
                 r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"bad"}"#,
             ),
@@ -187,7 +168,11 @@ mod tests {
         let v: Value = serde_json::from_slice(&body).unwrap_or_default();
         assert_eq!(v["error"]["code"], "ValidationException");
 
-        let timeout = adapt("b", rejected(408, r#"{"message":"slow"}"#), None);
+        let timeout = adapt(
+            "b",
+            UpstreamError::rejection(408, r#"{"message":"slow"}"#),
+            None,
+        );
         assert_eq!(timeout.trigger(), Some(proto::Trigger::ServerError));
     }
 

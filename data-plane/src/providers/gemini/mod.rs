@@ -213,47 +213,43 @@ pub(super) fn stream_url(chat: &reqwest::Url) -> reqwest::Url {
 
 /// Gemini's 4xx error body → an OpenAI error object (same message, Gemini's `status` as code).
 pub(super) fn openai_error(provider: &str, e: UpstreamError) -> UpstreamError {
-    match e {
-        UpstreamError::Rejected {
-            status,
-            body,
-            retry_after,
-        } => {
-            let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-            let error = parsed.as_ref().and_then(|v| v.get("error"));
-            if error.is_some_and(key_invalid) {
-                // Gemini answers a bad API key with a 400: it is the gateway's credential that
-                // failed, not the client's request.
-                return UpstreamError::Failed {
-                    provider: provider.to_owned(),
-                    status: http::StatusCode::UNAUTHORIZED,
-                    message: "the provider refused the gateway's credentials".into(),
-                    retry_after: None,
-                };
-            }
-            let body = match error.and_then(|e| e.get("message")).and_then(Value::as_str) {
-                Some(message) => {
-                    let code = error
-                        .and_then(|e| e.get("status"))
-                        .and_then(Value::as_str)
-                        .map(str::to_ascii_lowercase);
-                    let kind = if status == http::StatusCode::TOO_MANY_REQUESTS {
-                        "rate_limit_error"
-                    } else {
-                        "invalid_request_error"
-                    };
-                    crate::error::error_json(message, kind, None, code.as_deref())
-                }
-                None => body,
+    if let UpstreamError::Rejected { body, .. } = &e {
+        if error_of(body).as_ref().is_some_and(key_invalid) {
+            // Gemini answers a bad API key with a 400: it is the gateway's credential that
+            // failed, not the client's request.
+            return UpstreamError::Failed {
+                provider: provider.to_owned(),
+                status: http::StatusCode::UNAUTHORIZED,
+                message: "the provider refused the gateway's credentials".into(),
+                retry_after: None,
             };
-            UpstreamError::Rejected {
-                status,
-                body,
-                retry_after,
-            }
         }
-        other => other,
     }
+    e.reword_rejection(|status, body| {
+        let error = error_of(body)?;
+        let message = error.get("message")?.as_str()?;
+        let code = error
+            .get("status")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
+        let kind = if status == http::StatusCode::TOO_MANY_REQUESTS {
+            "rate_limit_error"
+        } else {
+            "invalid_request_error"
+        };
+        Some(crate::error::error_json(
+            message,
+            kind,
+            None,
+            code.as_deref(),
+        ))
+    })
+}
+
+/// The `error` object of a Google error body.
+fn error_of(body: &[u8]) -> Option<Value> {
+    let mut parsed: Value = serde_json::from_slice(body).ok()?;
+    Some(parsed.get_mut("error")?.take())
 }
 
 /// `error.details[].reason == "API_KEY_INVALID"`.
@@ -300,11 +296,13 @@ mod tests {
 
     #[test]
     fn gemini_errors_become_openai_errors() {
-        let e = openai_error("g", UpstreamError::Rejected {
-            status: http::StatusCode::BAD_REQUEST,
-            body: Bytes::from_static(br#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}"#),
-            retry_after: None,
-        });
+        let e = openai_error(
+            "g",
+            UpstreamError::rejection(
+                400,
+                r#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}"#,
+            ),
+        );
         let UpstreamError::Rejected { body, .. } = e else {
             panic!("still rejected")
         };
@@ -313,11 +311,13 @@ mod tests {
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["code"], "invalid_argument");
 
-        let e = openai_error("g", UpstreamError::Rejected {
-            status: http::StatusCode::BAD_REQUEST,
-            body: Bytes::from_static(br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#),
-            retry_after: None,
-        });
+        let e = openai_error(
+            "g",
+            UpstreamError::rejection(
+                400,
+                r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#,
+            ),
+        );
         assert!(
             matches!(e, UpstreamError::Failed { status, .. } if status == http::StatusCode::UNAUTHORIZED),
             "a bad gateway key is the gateway's failure, not the client's"

@@ -314,56 +314,56 @@ mod tests {
         assert_eq!(c, "Bearer tok-3");
     }
 
-    #[tokio::test]
-    async fn concurrent_requests_share_one_fetch() {
-        let cache = Arc::new(TokenCache::default());
+    /// Eight requests at once on `cache`, each with a fetch that takes 100 ms and answers
+    /// `answer(n)` when it is the n-th fetch started. Returns their results and how many
+    /// fetches ran.
+    async fn eight_at_once(
+        cache: &Arc<TokenCache>,
+        now: Instant,
+        answer: fn(u32) -> Result<Fetched, String>,
+    ) -> (Vec<Result<HeaderValue, String>>, u32) {
         let calls = Arc::new(AtomicU32::new(0));
-        let now = Instant::now();
         let tasks: Vec<_> = (0..8)
             .map(|_| {
-                let cache = Arc::clone(&cache);
+                let cache = Arc::clone(cache);
                 let calls = Arc::clone(&calls);
                 tokio::spawn(async move {
                     cache
                         .get(now, || async move {
                             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
                             tokio::time::sleep(Duration::from_millis(100)).await;
-                            fetched(n, 3600)
+                            answer(n)
                         })
                         .await
                 })
             })
             .collect();
+        let mut results = Vec::new();
         for task in tasks {
-            assert_eq!(task.await.unwrap().unwrap(), "Bearer tok-1");
+            results.push(task.await.unwrap());
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        (results, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_fetch() {
+        let cache = Arc::new(TokenCache::default());
+        let (results, calls) = eight_at_once(&cache, Instant::now(), |n| fetched(n, 3600)).await;
+        for result in results {
+            assert_eq!(result.unwrap(), "Bearer tok-1");
+        }
+        assert_eq!(calls, 1);
     }
 
     #[tokio::test]
     async fn requests_waiting_on_a_failed_fetch_share_its_failure() {
         let cache = Arc::new(TokenCache::default());
-        let calls = Arc::new(AtomicU32::new(0));
         let now = Instant::now();
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let cache = Arc::clone(&cache);
-                let calls = Arc::clone(&calls);
-                tokio::spawn(async move {
-                    cache
-                        .get(now, || async move {
-                            calls.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            Err::<Fetched, _>("refused".to_owned())
-                        })
-                        .await
-                })
-            })
-            .collect();
-        for task in tasks {
-            assert_eq!(task.await.unwrap().unwrap_err(), "refused");
+        let (results, calls) = eight_at_once(&cache, now, |_| Err("refused".to_owned())).await;
+        for result in results {
+            assert_eq!(result.unwrap_err(), "refused");
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(calls, 1);
         // A later request tries again.
         let later = cache.get(now, || async { fetched(1, 60) }).await;
         assert_eq!(later.unwrap(), "Bearer tok-1");

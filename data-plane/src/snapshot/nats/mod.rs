@@ -35,6 +35,7 @@ use super::cache::{self, DecodeError};
 use super::parts::HeldParts;
 use super::Context;
 use super::SnapshotStore;
+use crate::background::retrying;
 use crate::metrics;
 
 /// How often the pointer in the bucket is read again, in case a push was lost.
@@ -43,6 +44,9 @@ pub const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub const HANDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between connection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// Waits between attempts to set up the client or the subscription: 100 ms, doubling up to
+/// [`MAX_RECONNECT_DELAY`].
+const RETRY: (Duration, Duration) = (Duration::from_millis(100), MAX_RECONNECT_DELAY);
 /// Longest time one snapshot body may take to download.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest snapshot body accepted (a pointer asking for more is refused before downloading).
@@ -200,10 +204,9 @@ async fn connect(
     connected: &Arc<Notify>,
     cancel: &CancellationToken,
 ) -> Option<Client> {
-    let mut delay = Duration::from_millis(100);
-    loop {
+    retrying("cannot set up the NATS client", cancel, RETRY, || {
         let notify = Arc::clone(connected);
-        let options = ConnectOptions::new()
+        ConnectOptions::new()
             .name("switchyard-data-plane")
             .retry_on_initial_connect()
             .max_reconnects(None)
@@ -211,23 +214,10 @@ async fn connect(
             .event_callback(move |event| {
                 let notify = Arc::clone(&notify);
                 async move { on_event(&event, &notify) }
-            });
-        let attempt = tokio::select! {
-            () = cancel.cancelled() => return None,
-            r = options.connect(servers) => r,
-        };
-        match attempt {
-            Ok(client) => return Some(client),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot set up the NATS client; retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => return None,
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-            }
-        }
-    }
+            })
+            .connect(servers)
+    })
+    .await
 }
 
 fn on_event(event: &Event, connected: &Notify) {
@@ -254,24 +244,8 @@ fn reconnect_delay(attempts: usize) -> Duration {
 }
 
 async fn subscribe(client: &Client, cancel: &CancellationToken) -> Option<Subscriber> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = tokio::select! {
-            () = cancel.cancelled() => return None,
-            r = client.subscribe(SNAPSHOT_SUBJECT) => r,
-        };
-        match attempt {
-            Ok(subscriber) => return Some(subscriber),
-            Err(e) => {
-                tracing::warn!(error = %e, subject = SNAPSHOT_SUBJECT, "cannot subscribe; retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => return None,
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-            }
-        }
-    }
+    let what = format!("cannot subscribe to {SNAPSHOT_SUBJECT}");
+    retrying(&what, cancel, RETRY, || client.subscribe(SNAPSHOT_SUBJECT)).await
 }
 
 /// Turns pointers into installed snapshots.

@@ -20,9 +20,7 @@ use anyhow::Context as _;
 use control_plane::outbox::publish::Publisher;
 use serde_json::json;
 use sha2::Digest;
-use switchyard_tests::support::{
-    ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv, SEAL_KEY,
-};
+use switchyard_tests::support::{ControlPlane, DataPlaneSpec, MockProviderOptions, TestEnv};
 
 mod measure;
 
@@ -66,12 +64,8 @@ async fn propagation(changes: usize) -> anyhow::Result<()> {
     )
     .await?;
     for _ in 0..3 {
-        env.start_data_plane(
-            DataPlaneSpec::nats()
-                .env("SWITCHYARD_SEAL_KEY", SEAL_KEY)
-                .env("SWITCHYARD_LOG", "warn"),
-        )
-        .await?;
+        env.start_data_plane(DataPlaneSpec::nats_sealed().env("SWITCHYARD_LOG", "warn"))
+            .await?;
     }
     let team = cp.post("/admin/teams", &json!({"name": "bench"})).await?;
     cp.post("/admin/providers", &json!({"id": "mock", "kind": "openai_compatible", "base_url": format!("{}/v1", env.mock().base_url()), "api_key": UPSTREAM_KEY})).await?;

@@ -43,7 +43,7 @@ use errors::{bedrock_error, Shape};
 mod sigv4;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::CONTENT_TYPE;
@@ -59,7 +59,7 @@ use super::admit::{admit, Admitted, ApiRequest, Dialect, Rejected};
 use super::api::non_stream_response;
 use super::conn::KillSwitch;
 use super::script::Fault;
-use super::stream::{Ending, Piecewise};
+use super::stream::{event_stream, Ending};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
 use crate::mock::error::render;
@@ -418,15 +418,7 @@ fn stream_response<const STREAM: bool>(
             ));
         }
     }
-    let plan = Piecewise {
-        pieces,
-        ending,
-        delay: Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0)),
-        sse: true,
-        record: admitted.record.clone(),
-    };
-    let mut response = Response::new(plan.into_body());
-    *response.status_mut() = admitted.status;
+    let mut response = event_stream(admitted, pieces, ending);
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/vnd.amazon.eventstream"),

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::frames::decode_all;
 use super::sigv4::{signature, Signing};
-use crate::mock::{spawn, MockOptions, MockServer};
+use crate::mock::test_client::TestMock;
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const MODEL_PATH: &str = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0";
@@ -32,15 +32,14 @@ fn amz_date(at: SystemTime) -> String {
 
 /// POSTs `body` to `path`, signed with `secret` for `service` at `at` (`None`: unsigned).
 async fn post(
-    server: &MockServer,
+    mock: &TestMock,
     path: &str,
     body: &Value,
     signing: Option<(&str, &str, SystemTime)>,
     extra: &[(&str, &str)],
 ) -> reqwest::Response {
     let body = body.to_string().into_bytes();
-    let url = format!("{}{path}", server.base_url());
-    let mut request = reqwest::Client::new().post(&url);
+    let mut request = mock.client.post(mock.url(path));
     for (k, v) in extra {
         request = request.header(*k, *v);
     }
@@ -50,7 +49,7 @@ async fn post(
         let mut headers = HeaderMap::new();
         headers.insert(
             "host",
-            HeaderValue::from_str(&server.addr().to_string()).unwrap(),
+            HeaderValue::from_str(&mock.server.addr().to_string()).unwrap(),
         );
         headers.insert("x-amz-date", HeaderValue::from_str(&date).unwrap());
         headers.insert(
@@ -110,57 +109,36 @@ fn body() -> Value {
 
 #[tokio::test]
 async fn signatures_are_verified_like_bedrock() {
-    let server = spawn(MockOptions {
-        api_key: Some(SECRET.into()),
-        record: true,
-        ..MockOptions::default()
-    })
-    .await
-    .unwrap();
+    let mock = TestMock::start(Some(SECRET)).await;
     let converse = format!("{MODEL_PATH}/converse");
     let now = SystemTime::now();
 
-    let missing = post(&server, &converse, &body(), None, &[]).await;
-    assert_eq!(missing.status(), 403);
-    assert_eq!(error_type(&missing), "UnrecognizedClientException");
-
-    let wrong = post(
-        &server,
-        &converse,
-        &body(),
-        Some(("nope", "bedrock", now)),
-        &[],
-    )
-    .await;
-    assert_eq!(wrong.status(), 403);
-    assert_eq!(error_type(&wrong), "InvalidSignatureException");
-    let message: Value = wrong.json().await.unwrap();
-    assert!(message["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("The request signature we calculated does not match"));
-
-    let old = now - Duration::from_secs(600);
-    let expired = post(
-        &server,
-        &converse,
-        &body(),
-        Some((SECRET, "bedrock", old)),
-        &[],
-    )
-    .await;
-    assert_eq!(error_type(&expired), "InvalidSignatureException");
-    let message: Value = expired.json().await.unwrap();
-    assert!(message["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("Signature expired"));
-
-    let service = post(&server, &converse, &body(), Some((SECRET, "s3", now)), &[]).await;
-    assert_eq!(error_type(&service), "InvalidSignatureException");
+    // (signing, error type, how the message starts): each is refused with 403.
+    let refused = [
+        (None, "UnrecognizedClientException", ""),
+        (
+            Some(("nope", "bedrock", now)),
+            "InvalidSignatureException",
+            "The request signature we calculated does not match",
+        ),
+        (
+            Some((SECRET, "bedrock", now - Duration::from_secs(600))),
+            "InvalidSignatureException",
+            "Signature expired",
+        ),
+        (Some((SECRET, "s3", now)), "InvalidSignatureException", ""),
+    ];
+    for (signing, kind, message_start) in refused {
+        let response = post(&mock, &converse, &body(), signing, &[]).await;
+        assert_eq!(response.status(), 403, "{kind}");
+        assert_eq!(error_type(&response), kind);
+        let message: Value = response.json().await.unwrap();
+        let message = message["message"].as_str().unwrap();
+        assert!(message.starts_with(message_start), "{kind}: {message}");
+    }
 
     let ok = post(
-        &server,
+        &mock,
         &converse,
         &body(),
         Some((SECRET, "bedrock", now)),
@@ -179,12 +157,7 @@ async fn signatures_are_verified_like_bedrock() {
         json!({"inputTokens": 5, "outputTokens": 2, "totalTokens": 7})
     );
 
-    let records: Vec<Value> = reqwest::get(format!("{}/__mock/requests", server.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let records = mock.records().await;
     let last = records.last().unwrap();
     assert_eq!(last["model"], "anthropic.claude-3-5-haiku-20241022-v1:0");
     assert_eq!(last["path"], converse);
@@ -196,10 +169,10 @@ async fn signatures_are_verified_like_bedrock() {
 
 #[tokio::test]
 async fn streams_are_event_stream_frames_with_usage_in_metadata() {
-    let server = spawn(MockOptions::default()).await.unwrap();
+    let mock = TestMock::start(None).await;
     let stream = format!("{MODEL_PATH}/converse-stream");
     let response = post(
-        &server,
+        &mock,
         &stream,
         &json!({"messages": [{"role": "user", "content": [{"text": "x"}]}]}),
         None,
@@ -247,7 +220,7 @@ async fn streams_are_event_stream_frames_with_usage_in_metadata() {
         "messages": [{"role": "user", "content": [{"text": "weather in Paris"}]}],
         "toolConfig": {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {}}}}], "toolChoice": {"any": {}}},
     });
-    let bytes = post(&server, &stream, &forced, None, &[])
+    let bytes = post(&mock, &stream, &forced, None, &[])
         .await
         .bytes()
         .await
@@ -268,7 +241,7 @@ async fn streams_are_event_stream_frames_with_usage_in_metadata() {
 
     // The malformed fault sends a frame with a bad CRC.
     let bad = post(
-        &server,
+        &mock,
         &stream,
         &forced,
         None,
@@ -283,25 +256,18 @@ async fn streams_are_event_stream_frames_with_usage_in_metadata() {
 
 #[tokio::test]
 async fn bedrock_rules_and_scripted_errors_use_bedrock_error_types() {
-    let server = spawn(MockOptions::default()).await.unwrap();
+    let mock = TestMock::start(None).await;
     let converse = format!("{MODEL_PATH}/converse");
     let without_config = json!({"messages": [
         {"role": "user", "content": [{"text": "hi"}]},
         {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "f", "input": {}}}]},
         {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "ok"}]}}]},
     ]});
-    let refused = post(&server, &converse, &without_config, None, &[]).await;
+    let refused = post(&mock, &converse, &without_config, None, &[]).await;
     assert_eq!(refused.status(), 400);
     assert_eq!(error_type(&refused), "ValidationException");
 
-    let throttled = post(
-        &server,
-        &converse,
-        &body(),
-        None,
-        &[("x-mock-status", "429")],
-    )
-    .await;
+    let throttled = post(&mock, &converse, &body(), None, &[("x-mock-status", "429")]).await;
     assert_eq!(throttled.status(), 429);
     assert_eq!(error_type(&throttled), "ThrottlingException");
     let message: Value = throttled.json().await.unwrap();
