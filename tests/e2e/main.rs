@@ -10,6 +10,7 @@
 
 mod admin_isolation;
 mod admission;
+mod agents;
 mod anthropic_provider;
 mod bedrock_provider;
 mod chaos;

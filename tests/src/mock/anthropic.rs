@@ -196,7 +196,9 @@ impl<'a> Answer<'a> {
             .tool_calls
             .as_deref()
             .and_then(<[_]>::first)
-            .filter(|_| request.tools.as_ref().is_some_and(|t| !t.is_empty()) && !request.answered());
+            .filter(|_| {
+                request.tools.as_ref().is_some_and(|t| !t.is_empty()) && !request.answered()
+            });
         let (kind, output_tokens, stop_reason) = match (scripted, request.tool_to_call()) {
             (Some(call), _) => (
                 AnswerKind::ToolUse {

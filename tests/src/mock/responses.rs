@@ -16,11 +16,9 @@
 //! `sequence_number`. There is no `[DONE]`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -30,7 +28,7 @@ use super::admit::{admit, Admitted, ApiRequest, Dialect};
 use super::api::non_stream_response;
 use super::conn::KillSwitch;
 use super::record::now_ms;
-use super::stream::{Ending, Piecewise};
+use super::stream::{sse_stream, Ending};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
 
@@ -274,19 +272,7 @@ impl<'a> Answer<'a> {
             "response.completed"
         };
         events.push(kind, json!({"response": end}));
-        let plan = Piecewise {
-            pieces: events.pieces,
-            ending: Ending::Clean,
-            delay: Duration::from_millis(admitted.behaviour.chunk_delay_ms.unwrap_or(0)),
-            sse: true,
-            record: admitted.record.clone(),
-        };
-        let mut response = Response::new(plan.into_body());
-        *response.status_mut() = admitted.status;
-        let h = response.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        response
+        sse_stream(admitted, events.pieces, Ending::Clean)
     }
 }
 
