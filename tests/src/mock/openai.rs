@@ -53,11 +53,11 @@ impl ChatRequest {
     /// Scripted tool calls apply: the request declares tools and its conversation does not
     /// end with a tool's result (the answer to an earlier call).
     pub(crate) fn takes_tool_calls(&self) -> bool {
-        self.tools.as_ref().is_some_and(|t| !t.is_empty())
-            && !self
-                .messages
-                .last()
-                .is_some_and(|m| m.role.as_deref() == Some("tool"))
+        let answered = self
+            .messages
+            .last()
+            .is_some_and(|m| m.role.as_deref() == Some("tool"));
+        self.tools.as_ref().is_some_and(|t| !t.is_empty()) && !answered
     }
 
     pub(crate) fn include_usage(&self) -> bool {
