@@ -56,6 +56,23 @@ ensure_system_deps() {
   ensure_postgres
 }
 
+# ensure_agents DIR PACKAGE_JSON: the coding agents of PACKAGE_JSON (pinned versions of
+# Claude Code and Codex CLI, each shipping its binary in the npm package) installed into DIR.
+# npm runs only when the package list (or Node's version) changed since the last install.
+ensure_agents() {
+  local dir=$1 package=$2
+  command -v npm >/dev/null 2>&1 || ensure_apt_packages nodejs npm
+  local stamp="$dir/.package.sha256" want
+  want="$( { sha256sum "$package" | cut -d' ' -f1; node --version; } 2>&1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x "$dir/node_modules/.bin/codex" ]; then
+    log "installing the coding agents of $package into $dir"
+    mkdir -p "$dir"
+    cp "$package" "$dir/package.json"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    printf '%s' "$want" >"$stamp"
+  fi
+}
+
 # ensure_rust_components: rustfmt and clippy for the lint steps.
 ensure_rust_components() {
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (rustup) first"

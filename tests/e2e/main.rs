@@ -10,6 +10,7 @@
 
 mod admin_isolation;
 mod admission;
+mod agents;
 mod anthropic_provider;
 mod bedrock_provider;
 mod chaos;
@@ -25,6 +26,7 @@ mod openapi;
 mod providers;
 mod proxy;
 mod reload;
+mod responses_inbound;
 mod routing;
 mod sdk;
 mod smoke;

@@ -192,7 +192,7 @@ async fn anthropic_sdk_errors_are_the_right_exceptions() {
     let resp = client()
         .post(format!("{}/v1/messages", env.data_plane().base_url()))
         .header("x-api-key", FULL_KEY)
-        .json(&json!({"model": "chat", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}))
+        .json(&json!({"model": "chat", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}))
         .send()
         .await
         .unwrap();
@@ -203,6 +203,72 @@ async fn anthropic_sdk_errors_are_the_right_exceptions() {
         .as_str()
         .unwrap()
         .contains("messages[0].role"));
+}
+
+/// What Claude Code 2.1 sends (system blocks with cache control, `role: "system"` messages in
+/// the conversation, adaptive thinking, context management, output config, betas and
+/// `?beta=true`) reaches an OpenAI-family upstream translated; the fields it cannot carry are
+/// named, and a stream's `message_start` already reports a nonzero input count.
+#[tokio::test]
+async fn claude_code_shaped_requests_reach_an_openai_upstream() {
+    let env = gateway().await;
+    let body = json!({
+        "model": "chat", "max_tokens": 32000, "stream": true,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "say hello to me", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "system", "content": "<system-reminder>cwd is /tmp</system-reminder>"},
+        ],
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+        "metadata": {"user_id": "user_x_account__session_y"},
+    });
+    let resp = client()
+        .post(format!(
+            "{}/v1/messages?beta=true",
+            env.data_plane().base_url()
+        ))
+        .header("x-api-key", FULL_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27",
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["x-switchyard-dropped-fields"],
+        "thinking, context_management, output_config"
+    );
+    let text = resp.text().await.unwrap();
+    let start: Value = text
+        .split("\n\n")
+        .find(|f| f.starts_with("event: message_start"))
+        .and_then(|f| f.lines().nth(1))
+        .and_then(|l| serde_json::from_str(l.trim_start_matches("data: ")).ok())
+        .unwrap_or_default();
+    assert!(
+        start["message"]["usage"]["input_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{text}"
+    );
+    assert!(text.contains("message_stop"), "{text}");
+    let seen = env.mock().requests().await.unwrap();
+    assert_eq!(
+        seen[0]["body"]["messages"],
+        json!([
+            {"role": "system", "content": "You are Claude Code."},
+            {"role": "user", "content": [{"type": "text", "text": "say hello to me"}]},
+            {"role": "system", "content": "<system-reminder>cwd is /tmp</system-reminder>"},
+        ])
+    );
+    assert_eq!(seen[0]["body"]["user"], "user_x_account__session_y");
+    assert!(seen[0]["body"].get("thinking").is_none());
 }
 
 #[tokio::test]

@@ -29,12 +29,12 @@ pub const SERVICE_ACCOUNT: &str = concat!(
 /// One provider family: its admin-API provider body, route alias, upstream model and price;
 /// where its chat and stream requests go upstream; how its auth looks in the mock's record;
 /// and what its tool calls look like.
-struct Family {
-    provider: Value,
-    alias: &'static str,
-    model: &'static str,
+pub(crate) struct Family {
+    pub(crate) provider: Value,
+    pub(crate) alias: &'static str,
+    pub(crate) model: &'static str,
     /// Input and output USD per million tokens.
-    price: (&'static str, &'static str),
+    pub(crate) price: (&'static str, &'static str),
     /// Upstream path of a chat and of a stream (and the stream's query, if any).
     chat_path: String,
     stream_path: String,
@@ -45,7 +45,7 @@ struct Family {
     tool_ids: Option<&'static str>,
 }
 
-fn families(mock: &str) -> Vec<Family> {
+pub(crate) fn families(mock: &str) -> Vec<Family> {
     let vertex = |model: &str, action: &str| {
         format!("/v1/projects/switchyard-test/locations/us-central1/publishers/google/models/{model}:{action}")
     };

@@ -1,4 +1,5 @@
-//! Inbound dialects: the APIs clients speak (OpenAI chat and embeddings, Anthropic Messages),
+//! Inbound dialects: the APIs clients speak (OpenAI chat and embeddings, OpenAI Responses,
+//! Anthropic Messages),
 //! each a peer module that reads the client's body into the internal (OpenAI-shaped) request
 //! and writes answers, stream events and errors back in the client's shape. Pure code, no I/O;
 //! none calls another. The pipeline (`crate::pipeline`) drives them all the same way.
@@ -9,6 +10,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 
 use axum::response::Response;
 use bytes::Bytes;
@@ -24,6 +26,9 @@ pub struct Answer<'a> {
     pub model: &'a str,
     /// The request id.
     pub id: uuid::Uuid,
+    /// The gateway's estimate of the prompt's tokens (for a dialect that reports input tokens
+    /// before the provider's count is known, as Anthropic's `message_start` does).
+    pub prompt_tokens: u64,
 }
 
 /// How the internal (OpenAI) stream, or a natively spoken one, is written for the client.
@@ -47,6 +52,16 @@ pub trait ChatDialect: 'static {
     /// The client's parsed body → the internal chat body. An error is the client's 400, unless
     /// a deployment that speaks [`Self::NATIVE`] can take the body as it is.
     fn request(body: JsonBody) -> Result<JsonBody, ApiError>;
+    /// The client's fields [`Self::request`] drops (no counterpart upstream, and dropping
+    /// them keeps the request's meaning); the response names them when it was translated.
+    fn dropped(_body: &JsonBody) -> Vec<String> {
+        Vec::new()
+    }
+    /// The fields routing and metering need, read from the client's own body when only a
+    /// deployment that speaks [`Self::NATIVE`] can take it.
+    fn native_fields(body: &JsonBody) -> Result<ChatFields, ApiError> {
+        crate::pipeline::body::chat(body)
+    }
     /// A complete answer → the client's body; `native`: it came from a deployment speaking the
     /// client's wire. `None` if it cannot be read.
     fn reply(body: Bytes, answer: &Answer<'_>, native: bool) -> Option<Bytes>;

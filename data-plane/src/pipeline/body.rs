@@ -194,6 +194,21 @@ struct StreamOptionsProbe {
     include_usage: Option<bool>,
 }
 
+/// Checks the fields routing and metering need in a Responses request (for a deployment
+/// that takes it as it is).
+pub fn responses(body: &JsonBody) -> Result<ChatFields, ApiError> {
+    let model = string(body, "model")?;
+    required(body, "input")?;
+    let stream = opt_bool(body, "stream")?.unwrap_or(false);
+    opt_count(body, "max_output_tokens")?;
+    Ok(ChatFields {
+        model,
+        stream,
+        include_usage: false,
+        max_output_tokens: count_value(body, "max_output_tokens"),
+    })
+}
+
 /// Checks a chat completion request.
 pub fn chat(body: &JsonBody) -> Result<ChatFields, ApiError> {
     let model = string(body, "model")?;

@@ -3,7 +3,7 @@
 //! stream handed to the relay).
 //!
 //! Pass-through is one rule, in [`ChatOp::send`]: a deployment whose adapter speaks the
-//! client's wire natively (`Adapter::native_wire`) is sent the client's own bytes and its
+//! client's wire natively (`Adapter::speaks`) is sent the client's own bytes and its
 //! answer is relayed as it came; every other deployment gets the internal body.
 
 use std::sync::Arc;
@@ -36,18 +36,23 @@ pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Re
     let inbound = Inbound::read(app, arrived).await?;
     // A body the translation cannot express (a block type only the provider knows) still
     // reaches a deployment of the client's own wire; for any other it is the client's 400.
-    let (json, untranslatable) = match D::request(body::parse_object(&inbound.bytes)?) {
+    let client = body::parse_object(&inbound.bytes)?;
+    let dropped = D::dropped(&client);
+    let (json, untranslatable) = match D::request(client) {
         Ok(json) => (json, None),
         Err(e) if D::NATIVE.is_some() => (body::parse_object(&inbound.bytes)?, Some(e)),
         Err(e) => return Err(e),
     };
-    let fields = body::chat(&json)?;
+    let fields = match untranslatable {
+        None => body::chat(&json)?,
+        Some(_) => D::native_fields(&json)?,
+    };
     let prepared = Prepared::chat(D::ENDPOINT, &inbound, headers, &json, &fields, trace)?;
     let Some(mut attempts) = prepared.attempts(&app.parts().health) else {
         return Err(prepared.not_found());
     };
     if untranslatable.is_some() {
-        attempts.rule_out(|d| d.provider.native_wire() != D::NATIVE);
+        attempts.rule_out(|d| !D::NATIVE.is_some_and(|wire| d.provider.speaks(wire)));
     }
     let mut op = ChatOp {
         body: json,
@@ -58,8 +63,18 @@ pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Re
     };
     drop(inbound);
     let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
-    answer::<D>(app, &prepared, &fields, op.passed_through, &attempts, won)
+    let passed_through = op.passed_through;
+    let mut response = answer::<D>(app, &prepared, &fields, passed_through, &attempts, won)?;
+    if !passed_through && !dropped.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&dropped.join(", ")) {
+            response.headers_mut().insert(DROPPED_FIELDS, value);
+        }
+    }
+    Ok(response)
 }
+
+/// Lists the client's fields a translation dropped (see each dialect's table).
+pub const DROPPED_FIELDS: &str = "x-switchyard-dropped-fields";
 
 /// Stages 8 and 9 of a chat that got an answer: a complete answer in the client's dialect,
 /// or the stream handed to the relay. `native`: the answer came in the client's own wire.
@@ -84,6 +99,7 @@ fn answer<D: ChatDialect>(
     let answer = Answer {
         model: &fields.model,
         id: trace.id,
+        prompt_tokens: prepared.prompt_tokens,
     };
     let deployment = attempt.deployment;
     let mut response = match reply {
@@ -149,7 +165,7 @@ impl Operation for ChatOp<'_> {
         let native = self
             .native
             .as_ref()
-            .filter(|(wire, _)| provider.native_wire() == Some(*wire));
+            .filter(|(wire, _)| provider.speaks(*wire));
         self.passed_through = native.is_some();
         let reply = match native {
             Some((wire, bytes)) => {

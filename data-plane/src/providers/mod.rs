@@ -7,13 +7,14 @@
 //! through with only the model name and the usage request changed.
 //!
 //! Pass-through is an adapter capability: an adapter that also speaks a client's [`Wire`]
-//! natively says so ([`Adapter::native_wire`]) and takes that client's own bytes
+//! natively says so ([`Adapter::speaks`]) and takes that client's own bytes
 //! ([`Adapter::forward`]); the pipeline applies that one rule for every dialect.
 
 pub mod anthropic;
 pub mod bedrock;
 mod common;
 mod error;
+mod forward;
 pub mod gemini;
 pub mod http;
 pub mod openai;
@@ -59,6 +60,8 @@ pub struct Call<'a> {
 pub enum Wire {
     /// Anthropic's Messages API (`/v1/messages`).
     AnthropicMessages,
+    /// OpenAI's Responses API (`/v1/responses`).
+    OpenAiResponses,
 }
 
 /// A request in the client's own wire, for an adapter that speaks it natively.
@@ -164,16 +167,18 @@ impl Adapter {
         }
     }
 
-    /// The wire, besides the internal one, this adapter takes as the client sent it.
-    pub fn native_wire(&self) -> Option<Wire> {
-        match self {
-            Self::Anthropic(_) => Some(Wire::AnthropicMessages),
-            Self::OpenAi(_) | Self::Gemini(_) | Self::Vertex(_) | Self::Bedrock(_) => None,
+    /// Whether this adapter takes a client's `wire`, besides the internal one, as the client
+    /// sent it.
+    pub fn speaks(&self, wire: Wire) -> bool {
+        match (self, wire) {
+            (Self::Anthropic(_), Wire::AnthropicMessages) => true,
+            (Self::OpenAi(p), Wire::OpenAiResponses) => p.speaks_responses(),
+            _ => false,
         }
     }
 
-    /// Sends a request in the adapter's native wire (see [`Self::native_wire`]), the body as
-    /// the client sent it but for the model.
+    /// Sends a request in a wire the adapter speaks natively (see [`Self::speaks`]), the body
+    /// as the client sent it but for the model.
     pub async fn forward(
         &self,
         call: &Call<'_>,
@@ -181,6 +186,7 @@ impl Adapter {
     ) -> Result<ChatReply, UpstreamError> {
         match (self, request.wire) {
             (Self::Anthropic(p), Wire::AnthropicMessages) => p.forward(call, request).await,
+            (Self::OpenAi(p), Wire::OpenAiResponses) => p.forward(call, request).await,
             _ => Err(UpstreamError::BadResponse {
                 provider: self.id().to_owned(),
                 detail: "the deployment does not speak the client's wire",

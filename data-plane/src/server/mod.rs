@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::dialect::anthropic::Messages;
 use crate::dialect::openai::Chat;
+use crate::dialect::responses::Responses;
 use crate::error::ApiError;
 use crate::pipeline;
 use crate::snapshot::SnapshotStore;
@@ -23,6 +24,7 @@ pub use crate::state::{App, Parts};
 pub fn api_router(app: App) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(pipeline::chat::<Chat>))
+        .route("/v1/responses", post(pipeline::chat::<Responses>))
         .route("/v1/embeddings", post(pipeline::embeddings))
         .route("/v1/messages", post(pipeline::chat::<Messages>))
         .route("/v1/messages/count_tokens", post(pipeline::count_tokens))

@@ -7,7 +7,11 @@
 //!
 //! Tokens follow the mock's word rule: `input_tokens` counts the words of `system` and of every
 //! message's text; `output_tokens` the reply's words. Replies:
-//! - When the request has `tools`, `tool_choice` is not `none` and the last message carries no
+//! - A scripted tool call (`x-mock-tool-calls` or a script's `tool_calls`; the first one) is
+//!   the answer to a request that declares tools, unless its last message carries a
+//!   `tool_result`: one `tool_use` with the
+//!   scripted name and input, `output_tokens` one plus the words of the input's JSON.
+//! - Otherwise, when the request has `tools`, `tool_choice` is not `none` and the last message carries no
 //!   `tool_result`, the answer is one `tool_use` of the first tool (or the one `tool_choice`
 //!   names) with input `{"<required property>": "mock", ...}`; `stop_reason` `tool_use`, and
 //!   `output_tokens` the words of the input's JSON.
@@ -78,6 +82,17 @@ impl MessagesRequest {
         self.messages.as_deref().unwrap_or_default()
     }
 
+    /// The last message carries a tool result (the answer to a tool call).
+    fn answered(&self) -> bool {
+        self.messages().last().is_some_and(|m| {
+            m.content.as_array().is_some_and(|blocks| {
+                blocks
+                    .iter()
+                    .any(|b| b["type"].as_str() == Some("tool_result"))
+            })
+        })
+    }
+
     /// The tool the answer calls, if it calls one.
     fn tool_to_call(&self) -> Option<&Tool> {
         let tools = self.tools.as_deref().unwrap_or_default();
@@ -85,14 +100,7 @@ impl MessagesRequest {
         if tools.is_empty() || choice.and_then(|c| c["type"].as_str()) == Some("none") {
             return None;
         }
-        let answered = self.messages().last().is_some_and(|m| {
-            m.content.as_array().is_some_and(|blocks| {
-                blocks
-                    .iter()
-                    .any(|b| b["type"].as_str() == Some("tool_result"))
-            })
-        });
-        if answered {
+        if self.answered() {
             return None;
         }
         match choice.and_then(|c| c["name"].as_str()) {
@@ -183,8 +191,25 @@ enum AnswerKind<'a> {
 impl<'a> Answer<'a> {
     fn new(admitted: &'a Admitted<MessagesRequest>) -> Self {
         let request = &admitted.request;
-        let (kind, output_tokens, stop_reason) = match request.tool_to_call() {
-            Some(tool) => {
+        let scripted = admitted
+            .behaviour
+            .tool_calls
+            .as_deref()
+            .and_then(<[_]>::first)
+            .filter(|_| {
+                request.tools.as_ref().is_some_and(|t| !t.is_empty()) && !request.answered()
+            });
+        let (kind, output_tokens, stop_reason) = match (scripted, request.tool_to_call()) {
+            (Some(call), _) => (
+                AnswerKind::ToolUse {
+                    id: format!("toolu_mock{:08x}", admitted.seq),
+                    name: &call.name,
+                    input: call.arguments_json(),
+                },
+                call.tokens(),
+                "tool_use",
+            ),
+            (None, Some(tool)) => {
                 let input: serde_json::Map<String, Value> = tool.input_schema["required"]
                     .as_array()
                     .into_iter()
@@ -205,7 +230,7 @@ impl<'a> Answer<'a> {
                     "tool_use",
                 )
             }
-            None => {
+            (None, None) => {
                 let text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
                 let reply = Reply::new(text, request.max_tokens);
                 let stop = if reply.finish_reason == "length" {

@@ -14,14 +14,14 @@ use super::conn::KillSwitch;
 use super::embedding::{self, EmbeddingsRequest, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use super::error::error_response;
 use super::openai::{
-    chunk_event, completion_json, json_response, models_json, ChatRequest, ChunkKind,
-    CompletionMeta, Usage, DONE_EVENT,
+    chunk_event, completion_json, json_response, models_json, tool_call_events,
+    tool_calls_completion_json, ChatRequest, ChunkKind, CompletionMeta, Usage, DONE_EVENT,
 };
 use super::record::{now_ms, RecordHandle};
 use super::script::Fault;
 use super::stream::{json_reply, sse_stream, Ending};
 use super::tokens::{Reply, DEFAULT_REPLY};
-use super::Shared;
+use super::{Shared, ToolCall};
 
 /// The body sent for `malformed` on non-stream requests.
 const MALFORMED_BODY: &[u8] =
@@ -140,7 +140,16 @@ async fn chat(
     };
     let reply_text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
     let reply = Reply::new(reply_text, admitted.request.token_limit());
-    let usage = Usage::new(admitted.request.prompt_tokens(), reply.completion_tokens());
+    let calls = admitted
+        .behaviour
+        .tool_calls
+        .as_deref()
+        .filter(|_| admitted.request.takes_tool_calls());
+    let completion_tokens = match calls {
+        Some(calls) => calls.iter().map(ToolCall::tokens).sum(),
+        None => reply.completion_tokens(),
+    };
+    let usage = Usage::new(admitted.request.prompt_tokens(), completion_tokens);
     admitted
         .record
         .set_completion_tokens(usage.completion_tokens);
@@ -157,11 +166,12 @@ async fn chat(
         created: now_ms() / 1000,
         model: &admitted.model,
     };
-    let built = if admitted.request.stream() {
-        stream_response(&admitted, meta, &reply, usage)
-    } else {
-        completion_json(meta, &reply.text(), reply.finish_reason, usage)
-            .map(|json| non_stream_response(&admitted, json))
+    let built = match (admitted.request.stream(), calls) {
+        (true, _) => stream_response(&admitted, meta, &reply, calls, usage),
+        (false, Some(calls)) => tool_calls_completion_json(meta, admitted.seq, calls, usage)
+            .map(|json| non_stream_response(&admitted, json)),
+        (false, None) => completion_json(meta, &reply.text(), reply.finish_reason, usage)
+            .map(|json| non_stream_response(&admitted, json)),
     };
     built.unwrap_or_else(|_| serialization_failed(&admitted.record))
 }
@@ -199,11 +209,13 @@ pub(crate) fn non_stream_response<T>(admitted: &Admitted<T>, json: Vec<u8>) -> R
     json_reply(admitted, json, MALFORMED_BODY)
 }
 
-/// An SSE stream: role chunk, one chunk per word, finish chunk, usage chunk, `[DONE]`.
+/// An SSE stream: role chunk, one chunk per word (or two per tool call), finish chunk, usage
+/// chunk, `[DONE]`.
 fn stream_response(
     admitted: &Admitted<ChatRequest>,
     meta: CompletionMeta<'_>,
     reply: &Reply<'_>,
+    calls: Option<&[ToolCall]>,
     usage: Usage,
 ) -> Result<Response, serde_json::Error> {
     let include_usage = admitted.request.include_usage();
@@ -214,6 +226,15 @@ fn stream_response(
     let mut ending = Ending::Clean;
     if fault == Some(Fault::Malformed) {
         pieces.push(Bytes::from_static(MALFORMED_EVENT));
+        pieces.push(Bytes::from_static(DONE_EVENT));
+    } else if let Some(calls) = calls {
+        for event in tool_call_events(meta, admitted.seq, calls, include_usage)? {
+            pieces.push(Bytes::from(event));
+        }
+        pieces.push(event(ChunkKind::Finish("tool_calls"))?);
+        if include_usage {
+            pieces.push(event(ChunkKind::Usage(usage))?);
+        }
         pieces.push(Bytes::from_static(DONE_EVENT));
     } else {
         let cut = matches!(fault, Some(Fault::ResetMidStream | Fault::TruncateStream));

@@ -8,7 +8,11 @@
 //! text parts of `contents` and `systemInstruction`; reply = the scripted reply (or
 //! [`DEFAULT_REPLY`]) cut to `generationConfig.maxOutputTokens` words (`MAX_TOKENS`).
 //!
-//! Tool calls: when `toolConfig.functionCallingConfig.mode` is `ANY`, the answer is one
+//! Tool calls: a scripted one (the first of `x-mock-tool-calls` / a script's `tool_calls`) is
+//! the answer to a request that declares functions, unless its last turn carries a
+//! `functionResponse`: one `functionCall` with the scripted name and args, costing one token
+//! plus the words of the args' JSON. Otherwise, when
+//! `toolConfig.functionCallingConfig.mode` is `ANY`, the answer is one
 //! `functionCall` of the first allowed (else first declared) function with
 //! `args: {"query": <text of the last user turn>}`, `finishReason: STOP` and 1 completion
 //! token.
@@ -44,9 +48,13 @@ const EVENTS_BEFORE_FAULT: usize = 2;
 type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Part {
     #[serde(default)]
     text: Option<String>,
+    /// Only whether it is there: a tool's result ends a scripted round trip.
+    #[serde(default)]
+    function_response: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,6 +155,18 @@ impl<const STREAM: bool> Generate<STREAM> {
                     .map(|f| f.name.as_str())
                     .next()
             })
+    }
+
+    /// Scripted tool calls apply: functions are declared and the last turn carries no
+    /// function response.
+    fn takes_tool_calls(&self) -> bool {
+        self.tools
+            .iter()
+            .any(|t| !t.function_declarations.is_empty())
+            && !self
+                .contents
+                .last()
+                .is_some_and(|c| c.parts.iter().any(|p| p.function_response.is_some()))
     }
 
     fn last_user_text(&self) -> String {
@@ -298,16 +318,25 @@ fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Respon
         .generation_config
         .as_ref()
         .and_then(|c| c.max_output_tokens);
-    let call = request.forced_call().map(|name| {
-        json!({ "functionCall": { "name": name, "args": { "query": request.last_user_text() } } })
-    });
+    let scripted = admitted
+        .behaviour
+        .tool_calls
+        .as_deref()
+        .and_then(<[_]>::first)
+        .filter(|_| request.takes_tool_calls());
+    let call = match scripted {
+        Some(c) => Some((json!({ "functionCall": { "name": c.name, "args": c.arguments } }), c.tokens())),
+        None => request.forced_call().map(|name| {
+            (json!({ "functionCall": { "name": name, "args": { "query": request.last_user_text() } } }), 1)
+        }),
+    };
     let reply = Reply::new(reply_text, limit);
+    let (call, completion) = match call {
+        Some((call, tokens)) => (Some(call), tokens),
+        None => (None, reply.completion_tokens()),
+    };
     let answer = Answer {
-        completion: if call.is_some() {
-            1
-        } else {
-            reply.completion_tokens()
-        },
+        completion,
         prompt: request.prompt_tokens(),
         reply,
         call,

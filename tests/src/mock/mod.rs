@@ -4,7 +4,8 @@
 //!
 //! # Routes
 //! - `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models` (OpenAI dialect,
-//!   `Authorization: Bearer KEY`).
+//!   `Authorization: Bearer KEY`), and `POST /v1/responses` (OpenAI's Responses API; see
+//!   `responses.rs`).
 //! - `POST /openai/deployments/{deployment}/chat/completions` and `.../embeddings` (Azure
 //!   dialect, `api-key: KEY` header, `api-version` query parameter required or 400). The
 //!   response `model` is the body's `model`, else the deployment name.
@@ -55,9 +56,17 @@
 //!
 //! # Scripting
 //! Per request, from `x-mock-status`, `x-mock-retry-after` (seconds), `x-mock-latency-ms`,
-//! `x-mock-chunk-delay-ms`, `x-mock-fault`, `x-mock-reply`, `x-mock-error-message` headers,
-//! and from [`Script`]s queued with `POST /__mock/script` (FIFO, consumed by matching
-//! requests; headers win per field). See [`Behaviour`] and [`Fault`].
+//! `x-mock-chunk-delay-ms`, `x-mock-fault`, `x-mock-reply`, `x-mock-error-message` and
+//! `x-mock-tool-calls` (a JSON array of `{"name", "arguments"}`) headers, and from [`Script`]s
+//! queued with `POST /__mock/script` (FIFO, consumed by matching requests; headers win per
+//! field). See [`Behaviour`] and [`Fault`].
+//!
+//! Scripted tool calls make one tool round trip in every dialect: a request that declares
+//! tools and whose conversation does not end with a tool result is answered with the calls (OpenAI chat:
+//! `tool_calls`, finish reason `tool_calls`, each call streamed as a naming chunk and an
+//! arguments chunk; Responses: `function_call` items; Anthropic: a `tool_use` block), each
+//! costing one completion token plus the words of its arguments' JSON; the request that
+//! carries the results gets the reply text.
 //!
 //! # Recording
 //! `GET /__mock/requests` lists the last [`RECORD_CAPACITY`] API requests, oldest first, as
@@ -81,6 +90,7 @@ mod gemini;
 mod google_error;
 mod openai;
 mod record;
+mod responses;
 mod script;
 mod stream;
 mod tokens;
@@ -109,7 +119,7 @@ use tokio::task::JoinHandle;
 pub use embedding::{to_base64, DEFAULT_DIMENSIONS};
 pub use openai::SYSTEM_FINGERPRINT;
 pub use record::RECORD_CAPACITY;
-pub use script::{Behaviour, Fault, Script};
+pub use script::{Behaviour, Fault, Script, ToolCall};
 pub use tokens::{count_words, Reply, DEFAULT_REPLY};
 
 use conn::{KillSwitch, MockListener};
@@ -174,6 +184,7 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(api::chat_route))
         .route("/v1/embeddings", post(api::embeddings_route))
+        .route("/v1/responses", post(responses::create))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/models", get(api::models))
         .route(AZURE_CHAT, post(api::chat_route))

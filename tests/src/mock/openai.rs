@@ -29,6 +29,9 @@ pub(crate) struct ChatRequest {
     pub max_tokens: Option<u64>,
     #[serde(default)]
     pub max_completion_tokens: Option<u64>,
+    /// Only counted: scripted tool calls answer only a request that declares tools.
+    #[serde(default)]
+    pub tools: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 impl ChatRequest {
@@ -47,6 +50,16 @@ impl ChatRequest {
         }
     }
 
+    /// Scripted tool calls apply: the request declares tools and its conversation does not
+    /// end with a tool's result (the answer to an earlier call).
+    pub(crate) fn takes_tool_calls(&self) -> bool {
+        let answered = self
+            .messages
+            .last()
+            .is_some_and(|m| m.role.as_deref() == Some("tool"));
+        self.tools.as_ref().is_some_and(|t| !t.is_empty()) && !answered
+    }
+
     pub(crate) fn include_usage(&self) -> bool {
         self.stream_options
             .as_ref()
@@ -57,6 +70,8 @@ impl ChatRequest {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ChatMessage {
+    #[serde(default)]
+    pub role: Option<String>,
     #[serde(default)]
     pub content: Option<ContentWords>,
 }
@@ -243,6 +258,68 @@ pub(crate) fn chunk_event(
     )?;
     out.extend_from_slice(b"\n\n");
     Ok(out)
+}
+
+/// The id of the `i`th tool call of answer `seq`.
+pub(crate) fn call_id(seq: u64, i: usize) -> String {
+    format!("call_mock{seq:08x}{i}")
+}
+
+/// A non-stream `chat.completion` that calls `calls` (`finish_reason` `tool_calls`).
+pub(crate) fn tool_calls_completion_json(
+    meta: CompletionMeta<'_>,
+    seq: u64,
+    calls: &[super::ToolCall],
+    usage: Usage,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let calls: Vec<_> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| serde_json::json!({"id": call_id(seq, i), "type": "function", "function": {"name": c.name, "arguments": c.arguments_json()}}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "id": meta.id,
+        "object": "chat.completion",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": null, "tool_calls": calls}, "logprobs": null, "finish_reason": "tool_calls"}],
+        "usage": usage,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }))
+}
+
+/// The stream events that call `calls`: per call, one chunk naming it and one with its
+/// arguments (as OpenAI streams them: `index`, then the argument pieces).
+pub(crate) fn tool_call_events(
+    meta: CompletionMeta<'_>,
+    seq: u64,
+    calls: &[super::ToolCall],
+    include_usage: bool,
+) -> Result<Vec<Vec<u8>>, serde_json::Error> {
+    let mut events = Vec::with_capacity(calls.len() * 2);
+    for (i, c) in calls.iter().enumerate() {
+        for delta in [
+            serde_json::json!({"index": i, "id": call_id(seq, i), "type": "function", "function": {"name": c.name, "arguments": ""}}),
+            serde_json::json!({"index": i, "function": {"arguments": c.arguments_json()}}),
+        ] {
+            let mut chunk = serde_json::json!({
+                "id": meta.id,
+                "object": "chat.completion.chunk",
+                "created": meta.created,
+                "model": meta.model,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [{"index": 0, "delta": {"tool_calls": [delta]}, "logprobs": null, "finish_reason": null}],
+            });
+            if include_usage {
+                chunk["usage"] = serde_json::Value::Null;
+            }
+            let mut out = b"data: ".to_vec();
+            serde_json::to_writer(&mut out, &chunk)?;
+            out.extend_from_slice(b"\n\n");
+            events.push(out);
+        }
+    }
+    Ok(events)
 }
 
 /// The SSE terminator.

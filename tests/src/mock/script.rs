@@ -68,6 +68,37 @@ pub struct Behaviour {
     /// `error.message` of an error status response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// Answer with these tool calls (in every dialect) unless the conversation already ends
+    /// with a tool result, which gets the reply text: one scripted tool round trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// One tool call the mock answers with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCall {
+    /// The tool's name.
+    pub name: String,
+    /// The arguments (a JSON object).
+    #[serde(default = "empty_object")]
+    pub arguments: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+impl ToolCall {
+    /// The arguments as the JSON text chat and Responses carry.
+    pub fn arguments_json(&self) -> String {
+        self.arguments.to_string()
+    }
+
+    /// Completion tokens the call costs: one for the call plus the words of its arguments.
+    pub fn tokens(&self) -> u64 {
+        1 + super::tokens::count_words(&self.arguments_json())
+    }
 }
 
 const H_STATUS: HeaderName = HeaderName::from_static("x-mock-status");
@@ -77,6 +108,7 @@ const H_CHUNK_DELAY: HeaderName = HeaderName::from_static("x-mock-chunk-delay-ms
 const H_FAULT: HeaderName = HeaderName::from_static("x-mock-fault");
 const H_REPLY: HeaderName = HeaderName::from_static("x-mock-reply");
 const H_ERROR_MESSAGE: HeaderName = HeaderName::from_static("x-mock-error-message");
+const H_TOOL_CALLS: HeaderName = HeaderName::from_static("x-mock-tool-calls");
 
 impl Behaviour {
     /// Reads the `x-mock-*` headers; an unparseable value is an error, not silently ignored.
@@ -107,6 +139,11 @@ impl Behaviour {
             fault: text(&H_FAULT)?.map(|s| s.trim().parse()).transpose()?,
             reply: text(&H_REPLY)?,
             error_message: text(&H_ERROR_MESSAGE)?,
+            tool_calls: text(&H_TOOL_CALLS)?
+                .map(|s| {
+                    serde_json::from_str(&s).map_err(|e| format!("invalid {H_TOOL_CALLS}: {e}"))
+                })
+                .transpose()?,
         };
         behaviour.validate()?;
         Ok(behaviour)
@@ -130,6 +167,7 @@ impl Behaviour {
             fault: top.fault.or(self.fault),
             reply: top.reply.or(self.reply),
             error_message: top.error_message.or(self.error_message),
+            tool_calls: top.tool_calls.or(self.tool_calls),
         }
     }
 }
@@ -169,6 +207,9 @@ pub struct Script {
     /// See [`Behaviour::error_message`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// See [`Behaviour::tool_calls`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 fn one() -> u32 {
@@ -186,6 +227,7 @@ impl Script {
             fault: self.fault,
             reply: self.reply.clone(),
             error_message: self.error_message.clone(),
+            tool_calls: self.tool_calls.clone(),
         }
     }
 
@@ -322,7 +364,23 @@ mod tests {
         assert_eq!(merged.status, Some(503));
         assert_eq!(merged.fault, Some(Fault::ResetMidStream));
         assert_eq!(merged.reply.as_deref(), Some("hi there"));
+        headers.insert(
+            H_TOOL_CALLS,
+            r#"[{"name":"Bash","arguments":{"command":"ls -l"}}]"#
+                .parse()
+                .unwrap(),
+        );
+        let calls = Behaviour::from_headers(&headers)
+            .unwrap()
+            .tool_calls
+            .unwrap();
+        assert_eq!(calls[0].name, "Bash");
+        assert_eq!(calls[0].arguments_json(), r#"{"command":"ls -l"}"#);
+        assert_eq!(calls[0].tokens(), 3);
         headers.insert(H_LATENCY, "soon".parse().unwrap());
+        assert!(Behaviour::from_headers(&headers).is_err());
+        headers.remove(H_LATENCY);
+        headers.insert(H_TOOL_CALLS, "[{\"nam\":1}]".parse().unwrap());
         assert!(Behaviour::from_headers(&headers).is_err());
     }
 }

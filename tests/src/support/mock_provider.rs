@@ -138,6 +138,17 @@ impl MockProvider {
         }
     }
 
+    /// Drops every queued script (`DELETE /__mock/script`).
+    pub async fn clear_scripts(&self) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .delete(self.control_url("script"))
+            .send()
+            .await
+            .context("DELETE /__mock/script")?;
+        check(resp, "DELETE /__mock/script").await.map(|_| ())
+    }
+
     /// Forgets the recorded requests (`DELETE /__mock/requests`).
     pub async fn clear(&self) -> anyhow::Result<()> {
         let resp = self

@@ -6,6 +6,7 @@
 //! clients with [`run_python`]. Workspace binaries must be built first
 //! (`cargo build --workspace --bins`, which deploy/local/test.sh runs).
 
+mod agents;
 mod binaries;
 mod control_plane;
 mod data_plane;
@@ -22,6 +23,7 @@ mod python;
 
 pub use crate::assert_eventually;
 
+pub use agents::{agent, run_agent, AgentRun, AGENT_TIMEOUT, ENV_AGENTS_BIN};
 pub use binaries::{bin_dir, binary, workspace_root, ENV_BIN_DIR};
 pub use control_plane::{Answer, ControlPlane, ADMIN_TOKEN, SEAL_KEY};
 pub use data_plane::{wait_until_served, DataPlane, DataPlaneSpec};

@@ -1,11 +1,13 @@
 //! Runs every sample in `fixtures/`: one JSON file per case, `kind` says which direction.
 //!
 //! - `request`: `input` (Anthropic Messages body) → `expected` (internal OpenAI chat body), or
-//!   `error` (the 400's message must contain it).
+//!   `error` (the 400's message must contain it); `dropped` lists the top-level fields the
+//!   translation drops (none when absent).
 //! - `response`: `input` (OpenAI completion), `model` → `expected` (Anthropic message, id
 //!   [`ID`]).
 //! - `stream`: `input` (OpenAI chunks, in order; the stream then ends, or fails with `error`)
-//!   → `expected` (the Anthropic events as `{"event", "data"}`, in order).
+//!   → `expected` (the Anthropic events as `{"event", "data"}`, in order); `prompt_estimate`
+//!   is the gateway's prompt estimate that `message_start` reports.
 
 use serde_json::Value;
 
@@ -18,6 +20,14 @@ const ID: &str = "msg_test";
 fn run_request(name: &str, case: &Value) {
     let body: JsonBody = serde_json::from_value(case["input"].clone())
         .unwrap_or_else(|e| panic!("{name}: input: {e}"));
+    let dropped = serde_json::to_value(request::dropped(&body)).unwrap_or_default();
+    assert_eq!(
+        dropped,
+        case.get("dropped")
+            .cloned()
+            .unwrap_or(serde_json::json!([])),
+        "{name}: dropped fields"
+    );
     match (request::to_chat(body), case.get("error")) {
         (Ok(out), None) => {
             let out = serde_json::to_value(out).unwrap_or_default();
@@ -58,7 +68,9 @@ fn events(frames: &[u8]) -> Vec<Value> {
 }
 
 fn run_stream(name: &str, case: &Value) {
-    let mut t = Events::new(ID.into(), case["model"].as_str().unwrap_or("claude").into());
+    let estimate = case["prompt_estimate"].as_u64().unwrap_or(0);
+    let model = case["model"].as_str().unwrap_or("claude");
+    let mut t = Events::new(ID.into(), model.into(), estimate);
     let mut out = Vec::new();
     for chunk in case["input"].as_array().into_iter().flatten() {
         out.extend_from_slice(&t.chunk(chunk.to_string().as_bytes()));

@@ -10,7 +10,7 @@
 //! Translation goes through the OpenAI dialect for every provider except one that speaks the
 //! Messages wire natively (`Wire::AnthropicMessages`): that deployment is sent the client's body
 //! as it is and its answer relayed byte for byte. Translated, fields with no OpenAI
-//! counterpart (`top_k`, `thinking`, cache control) are dropped.
+//! counterpart are dropped or refused by the table in [`request`].
 
 pub mod error;
 pub mod frames;
@@ -38,6 +38,10 @@ impl ChatDialect for Messages {
         request::to_chat(body)
     }
 
+    fn dropped(body: &JsonBody) -> Vec<String> {
+        request::dropped(body)
+    }
+
     fn reply(body: Bytes, answer: &Answer<'_>, native: bool) -> Option<Bytes> {
         if native {
             return Some(body);
@@ -52,6 +56,7 @@ impl ChatDialect for Messages {
         Box::new(frames::Translated(stream::Events::new(
             message_id(answer),
             answer.model.to_owned(),
+            answer.prompt_tokens,
         )))
     }
 

@@ -1,16 +1,44 @@
 //! An Anthropic Messages request → the internal OpenAI chat body.
 //!
-//! `system` becomes the first message; content blocks map to OpenAI parts (`text`, `image` →
-//! `image_url`), assistant `tool_use` blocks to `tool_calls`, user `tool_result` blocks to
-//! `tool` messages (placed before the rest of that user turn, as OpenAI requires them right
-//! after the calls). Fields without an OpenAI counterpart (`top_k`, `thinking`, `service_tier`,
-//! `cache_control`, …) are ignored; blocks the gateway cannot express (documents, server tools)
-//! are a 400 with a message that names them.
+//! `system` becomes the first message, and a `system` message in the conversation (as Claude
+//! Code sends them) a system message in its place; content blocks map to OpenAI parts (`text`,
+//! `image` → `image_url`), assistant `tool_use` blocks to `tool_calls`, user `tool_result`
+//! blocks to `tool` messages (placed before the rest of that user turn, as OpenAI requires them
+//! right after the calls). `metadata.user_id` becomes `user`.
+//!
+//! Dropped, because no translated upstream has them and the answer keeps its meaning without
+//! them (the response lists the top-level ones in `x-switchyard-dropped-fields`): `thinking`
+//! (the upstream reasons as its own model does), `context_management`, `output_config`,
+//! `top_k`, `service_tier`, `cache_control` on blocks (prompt caching is the upstream's own),
+//! thinking blocks echoed back in assistant turns, and betas. Refused with a 400 naming them,
+//! because dropping them would change the request: `mcp_servers`, `container`, tools without
+//! an `input_schema` (server tools) and blocks the gateway cannot express (documents).
 
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::providers::JsonBody;
+
+/// Top-level fields a translation drops.
+pub const DROPPED: [&str; 5] = [
+    "thinking",
+    "context_management",
+    "output_config",
+    "top_k",
+    "service_tier",
+];
+
+/// Top-level fields only Anthropic can serve: a translation refuses them.
+const NATIVE_ONLY: [&str; 2] = ["mcp_servers", "container"];
+
+/// The fields of `body` a translation drops, for the response header.
+pub fn dropped(body: &JsonBody) -> Vec<String> {
+    DROPPED
+        .into_iter()
+        .filter(|name| body.get(*name).is_some_and(|raw| raw.get() != "null"))
+        .map(str::to_owned)
+        .collect()
+}
 
 /// Translates a parsed Anthropic body. Errors are 400s naming the offending field.
 pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
@@ -70,6 +98,15 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
         }
         out.insert("stream".into(), stream);
     }
+    if let Some(name) = NATIVE_ONLY.into_iter().find(|name| {
+        body.get(*name)
+            .is_some_and(|raw| !matches!(raw.get(), "null" | "[]"))
+    }) {
+        return Err(ApiError::invalid(
+            name,
+            format!("'{name}' is only served by an Anthropic deployment; this route translates to another provider."),
+        ));
+    }
     out.into_iter()
         .map(|(k, v)| {
             serde_json::value::to_raw_value(&v)
@@ -109,10 +146,15 @@ fn text_of(value: &Value, param: &str) -> Result<String, ApiError> {
 fn message(m: &Value, param: &str, out: &mut Vec<Value>) -> Result<(), ApiError> {
     let role = match m["role"].as_str() {
         Some(r @ ("user" | "assistant")) => r,
+        Some("system") => {
+            let text = text_of(&m["content"], &format!("{param}.content"))?;
+            out.push(json!({"role": "system", "content": text}));
+            return Ok(());
+        }
         _ => {
             return Err(ApiError::invalid(
                 &format!("{param}.role"),
-                format!("'{param}.role' must be \"user\" or \"assistant\"."),
+                format!("'{param}.role' must be \"user\", \"assistant\" or \"system\"."),
             ))
         }
     };

@@ -1,6 +1,8 @@
 //! Internal OpenAI chunks → Anthropic's stream events, as SSE frames (`event:` + `data:`).
 //!
-//! Sequence: `message_start` (before the first content; usage not yet known, so zero), `ping`, per
+//! Sequence: `message_start` (before the first content; the provider's count is not known yet,
+//! so `input_tokens` is the gateway's estimate, as clients such as Claude Code read context
+//! use from it; output zero), `ping`, per
 //! content block `content_block_start` / `content_block_delta` (`text_delta`, or
 //! `input_json_delta` with the tool call's argument pieces) / `content_block_stop`, then at the
 //! end `message_delta` (stop reason, usage from the final usage chunk) and `message_stop`.
@@ -25,6 +27,8 @@ enum Open {
 pub struct Events {
     id: String,
     model: String,
+    /// The prompt estimate `message_start` reports.
+    input_tokens: u64,
     started: bool,
     open: Option<Open>,
     /// Index of the next block (the open one is `next - 1`).
@@ -34,11 +38,13 @@ pub struct Events {
 }
 
 impl Events {
-    /// `id` is the message id, `model` the alias the client asked for.
-    pub fn new(id: String, model: String) -> Self {
+    /// `id` is the message id, `model` the alias the client asked for, `input_tokens` the
+    /// gateway's estimate of the prompt.
+    pub fn new(id: String, model: String, input_tokens: u64) -> Self {
         Self {
             id,
             model,
+            input_tokens,
             started: false,
             open: None,
             next: 0,
@@ -118,7 +124,7 @@ impl Events {
         let message = json!({
             "id": self.id, "type": "message", "role": "assistant", "model": self.model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": 0},
         });
         frame(
             out,

@@ -5,6 +5,7 @@
 //! `stream_options.include_usage` is switched on so the gateway always learns the tokens. The
 //! kinds differ in URL layout and auth header, settled once when the snapshot is compiled.
 
+mod forward;
 mod request;
 mod response;
 mod stream;
@@ -28,6 +29,9 @@ pub struct OpenAiFamily {
     kind: ProviderKind,
     api_version: Option<String>,
     stream_usage: bool,
+    /// The Responses API endpoint, for the kinds that serve it (OpenAI, Azure OpenAI); the
+    /// model travels in the body for both.
+    responses: Option<reqwest::Url>,
 }
 
 impl OpenAiFamily {
@@ -38,8 +42,16 @@ impl OpenAiFamily {
             ProviderKind::AzureOpenai => Auth::Key(HeaderName::from_static("api-key")),
             _ => Auth::Bearer,
         };
+        let upstream = Upstream::new(p, seal_key, &[], auth);
+        let responses = match p.kind {
+            ProviderKind::Openai => Some(format!("{}/responses", upstream.base_url)),
+            ProviderKind::AzureOpenai => Some(format!("{}/openai/v1/responses", upstream.base_url)),
+            _ => None,
+        }
+        .and_then(|url| parse_url(&url).ok());
         Self {
-            upstream: Upstream::new(p, seal_key, &[], auth),
+            upstream,
+            responses,
             kind: p.kind,
             api_version: p.api_version.clone(),
             stream_usage: p.stream_usage.unwrap_or(p.kind != ProviderKind::Mistral),
@@ -52,6 +64,11 @@ impl OpenAiFamily {
 
     pub fn timeout(&self) -> Option<Duration> {
         self.upstream.timeout
+    }
+
+    /// Whether the deployment serves the Responses API itself (pass-through).
+    pub fn speaks_responses(&self) -> bool {
+        self.responses.is_some()
     }
 
     /// Azure puts the deployment in the path and the API version in the query; the rest of the
@@ -141,10 +158,25 @@ mod tests {
             "https://api.openai.com/v1/chat/completions"
         );
         assert!(p.stream_usage);
+        assert_eq!(
+            p.responses.as_ref().map(reqwest::Url::as_str),
+            Some("https://api.openai.com/v1/responses")
+        );
+        let az = OpenAiFamily::new_test(&provider(
+            "{id: az, kind: azure_openai, base_url: 'https://r.openai.azure.com', api_version: v}",
+        ));
+        assert_eq!(
+            az.responses.as_ref().map(reqwest::Url::as_str),
+            Some("https://r.openai.azure.com/openai/v1/responses")
+        );
         let m = OpenAiFamily::new_test(&provider("{id: m, kind: mistral}"));
         assert_eq!(
             m.endpoints("x").unwrap().embeddings.as_str(),
             "https://api.mistral.ai/v1/embeddings"
+        );
+        assert!(
+            !m.speaks_responses(),
+            "chat-only servers get the translation"
         );
         assert!(
             !m.stream_usage,

@@ -19,7 +19,10 @@
 //! Tokens follow the mock's word rule: `inputTokens` = words of the `text` blocks of `system`
 //! and `messages` (tool results and images count zero); the reply is the scripted one (or
 //! [`DEFAULT_REPLY`]) cut at `inferenceConfig.maxTokens` words (`stopReason` `max_tokens`,
-//! else `end_turn`). When `toolConfig.toolChoice` is `any` or `tool`, the answer is one
+//! else `end_turn`). A scripted tool call (the first of `x-mock-tool-calls` / a script's
+//! `tool_calls`) answers a request that declares tools unless its last turn carries a
+//! `toolResult`: one `toolUse` with the scripted name and input, one token plus the words of
+//! the input's JSON. Otherwise, when `toolConfig.toolChoice` is `any` or `tool`, the answer is one
 //! `toolUse` of the named (else first) tool with input `{"query": <text of the last user
 //! turn>}`, id `tooluse_mock<seq>`, `stopReason` `tool_use` and 1 output token.
 //!
@@ -133,6 +136,18 @@ impl<const STREAM: bool> Converse<STREAM> {
             .tools
             .iter()
             .find_map(|t| t.pointer("/toolSpec/name").and_then(Value::as_str))
+    }
+
+    /// Scripted tool calls apply: tools are declared and the last turn carries no
+    /// `toolResult`.
+    fn takes_tool_calls(&self) -> bool {
+        self.tool_config
+            .as_ref()
+            .is_some_and(|c| !c.tools.is_empty())
+            && !self
+                .messages
+                .last()
+                .is_some_and(|m| m.content.iter().any(|b| b.get("toolResult").is_some()))
     }
 
     fn last_user_text(&self) -> String {
@@ -294,12 +309,23 @@ fn answer<const STREAM: bool>(admitted: &Admitted<Converse<STREAM>>) -> Response
     let reply_text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
     let limit = request.inference_config.as_ref().and_then(|c| c.max_tokens);
     let reply = Reply::new(reply_text, limit);
-    let call = request.forced_call().map(|name| {
-        let input = json!({ "query": request.last_user_text() }).to_string();
-        (format!("tooluse_mock{:08x}", admitted.seq), name, input)
-    });
+    let id = format!("tooluse_mock{:08x}", admitted.seq);
+    let scripted = admitted
+        .behaviour
+        .tool_calls
+        .as_deref()
+        .and_then(<[_]>::first)
+        .filter(|_| request.takes_tool_calls());
+    let call = match scripted {
+        Some(c) => Some((id, c.name.as_str(), c.arguments_json())),
+        None => request.forced_call().map(|name| {
+            let input = json!({ "query": request.last_user_text() }).to_string();
+            (id, name, input)
+        }),
+    };
+    let call_tokens = scripted.map_or(1, super::ToolCall::tokens);
     let (completion, stop_reason) = match (&call, reply.finish_reason) {
-        (Some(_), _) => (1, "tool_use"),
+        (Some(_), _) => (call_tokens, "tool_use"),
         (None, "length") => (reply.completion_tokens(), "max_tokens"),
         (None, _) => (reply.completion_tokens(), "end_turn"),
     };

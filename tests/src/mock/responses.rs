@@ -1,0 +1,292 @@
+//! `POST /v1/responses`: the mock in OpenAI's Responses wire format (from OpenAI's API
+//! reference), for tests of pass-through to an OpenAI deployment.
+//!
+//! Same admission, auth, scripting, `reset` fault, error statuses and recording as the chat
+//! route. Tokens follow the mock's word rule: `input_tokens` counts the words of
+//! `instructions` and of every text in `input` (a string; message contents, as a string or
+//! `input_text`/`output_text` parts; `function_call_output` outputs); `output_tokens` the
+//! reply's words, cut at `max_output_tokens` (status `incomplete`). Scripted tool calls answer
+//! a request that declares tools as `function_call` items, unless its last input item is a
+//! `function_call_output`.
+//!
+//! Streams send `response.created`, `response.in_progress`, per item
+//! `response.output_item.added`, its deltas (`response.output_text.delta` one per word, or
+//! `response.function_call_arguments.delta`) and closing events, then `response.completed`
+//! (or `response.incomplete`) with the usage; every event carries `type` and
+//! `sequence_number`. There is no `[DONE]`.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admit::{admit, Admitted, ApiRequest, Dialect};
+use super::api::non_stream_response;
+use super::conn::KillSwitch;
+use super::record::now_ms;
+use super::stream::{sse_stream, Ending};
+use super::tokens::{count_words, Reply, DEFAULT_REPLY};
+use super::Shared;
+
+/// The Responses request fields the mock reads.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ResponsesRequest {
+    model: Option<String>,
+    #[serde(default)]
+    instructions: Option<String>,
+    input: Value,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+    #[serde(default)]
+    tools: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+fn words_of(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => count_words(s),
+        Value::Array(items) => items.iter().map(words_of).sum(),
+        Value::Object(o) => match o.get("type").and_then(Value::as_str) {
+            Some("input_text" | "output_text") => o.get("text").map_or(0, words_of),
+            Some("function_call_output") => o.get("output").map_or(0, words_of),
+            Some("message") | None => o.get("content").map_or(0, words_of),
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+impl ResponsesRequest {
+    /// Scripted tool calls apply: tools are declared and the last input item is not a
+    /// `function_call_output`.
+    fn takes_tool_calls(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| !t.is_empty())
+            && !self
+                .input
+                .as_array()
+                .and_then(|items| items.last())
+                .is_some_and(|i| i["type"] == "function_call_output")
+    }
+}
+
+impl ApiRequest for ResponsesRequest {
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+    fn stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+    fn prompt_tokens(&self) -> u64 {
+        self.instructions.as_deref().map_or(0, count_words) + words_of(&self.input)
+    }
+    fn validate(&self) -> Result<(), String> {
+        match self.input {
+            Value::String(_) | Value::Array(_) => Ok(()),
+            _ => Err("'input' must be a string or an array of input items.".to_owned()),
+        }
+    }
+}
+
+type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
+
+/// `POST /v1/responses`.
+pub(crate) async fn create(
+    (State(shared), ConnectInfo(kill)): Ctx,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let admitted =
+        match admit::<ResponsesRequest>(&shared, &kill, Dialect::OpenAi, &uri, &headers, &body)
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(rejected) => return rejected.into_response(),
+        };
+    let answer = Answer::new(&admitted);
+    admitted.record.set_completion_tokens(answer.output_tokens);
+    if admitted.behaviour.fault.is_none() {
+        admitted
+            .record
+            .set_usage_reported(answer.input_tokens, answer.output_tokens);
+    }
+    if admitted.request.stream() {
+        return answer.stream(&admitted);
+    }
+    let body = answer.response("completed_or_incomplete", answer.items(true));
+    non_stream_response(&admitted, body.to_string().into_bytes())
+}
+
+/// What one request is answered with.
+struct Answer<'a> {
+    id: String,
+    model: &'a str,
+    input_tokens: u64,
+    output_tokens: u64,
+    created_at: u64,
+    kind: Kind<'a>,
+}
+
+enum Kind<'a> {
+    Text(Reply<'a>),
+    Calls(&'a [super::ToolCall]),
+}
+
+impl<'a> Answer<'a> {
+    fn new(admitted: &'a Admitted<ResponsesRequest>) -> Self {
+        let request = &admitted.request;
+        let calls = admitted
+            .behaviour
+            .tool_calls
+            .as_deref()
+            .filter(|_| request.takes_tool_calls());
+        let (kind, output_tokens) = match calls {
+            Some(calls) => (Kind::Calls(calls), calls.iter().map(|c| c.tokens()).sum()),
+            None => {
+                let text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
+                let reply = Reply::new(text, request.max_output_tokens);
+                let tokens = reply.completion_tokens();
+                (Kind::Text(reply), tokens)
+            }
+        };
+        Self {
+            id: format!("resp_mock{:08x}", admitted.seq),
+            model: &admitted.model,
+            input_tokens: request.prompt_tokens(),
+            output_tokens,
+            created_at: now_ms() / 1000,
+            kind,
+        }
+    }
+
+    fn incomplete(&self) -> bool {
+        matches!(&self.kind, Kind::Text(r) if r.finish_reason == "length")
+    }
+
+    /// The output items, finished (`done`) or as first announced.
+    fn items(&self, done: bool) -> Vec<Value> {
+        let status = if done { "completed" } else { "in_progress" };
+        match &self.kind {
+            Kind::Text(reply) => {
+                let content = if done {
+                    json!([{"type": "output_text", "text": reply.text(), "annotations": []}])
+                } else {
+                    json!([])
+                };
+                vec![
+                    json!({"id": format!("msg_{}", self.id), "type": "message", "status": status, "role": "assistant", "content": content}),
+                ]
+            }
+            Kind::Calls(calls) => calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let arguments = if done { c.arguments_json() } else { String::new() };
+                    json!({"id": format!("fc_{}_{i}", self.id), "type": "function_call", "status": status, "call_id": format!("call_{}_{i}", self.id), "name": c.name, "arguments": arguments})
+                })
+                .collect(),
+        }
+    }
+
+    /// The `response` object; `status` `completed_or_incomplete` is decided by the reply.
+    fn response(&self, status: &str, output: Vec<Value>) -> Value {
+        let (status, details) = match status {
+            "completed_or_incomplete" if self.incomplete() => {
+                ("incomplete", json!({"reason": "max_output_tokens"}))
+            }
+            "completed_or_incomplete" => ("completed", Value::Null),
+            other => (other, Value::Null),
+        };
+        let usage = (status != "in_progress").then(|| {
+            json!({
+                "input_tokens": self.input_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": self.output_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": self.input_tokens + self.output_tokens,
+            })
+        });
+        json!({
+            "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
+            "error": null, "incomplete_details": details, "model": self.model, "output": output,
+            "parallel_tool_calls": true, "tool_choice": "auto", "tools": [], "usage": usage,
+            "metadata": {},
+        })
+    }
+
+    fn stream(&self, admitted: &Admitted<ResponsesRequest>) -> Response {
+        let mut events = Events::default();
+        let start = self.response("in_progress", Vec::new());
+        events.push("response.created", json!({"response": start}));
+        events.push("response.in_progress", json!({"response": start}));
+        let announced = self.items(false);
+        let finished = self.items(true);
+        for (at, (added, done)) in announced.iter().zip(&finished).enumerate() {
+            events.push(
+                "response.output_item.added",
+                json!({"output_index": at, "item": added}),
+            );
+            let id = &done["id"];
+            match &self.kind {
+                Kind::Text(reply) => {
+                    let part = json!({"type": "output_text", "text": "", "annotations": []});
+                    events.push("response.content_part.added", json!({"item_id": id, "output_index": at, "content_index": 0, "part": part}));
+                    for (i, word) in reply.words.iter().enumerate() {
+                        let delta = if i == 0 {
+                            (*word).to_owned()
+                        } else {
+                            format!(" {word}")
+                        };
+                        events.push("response.output_text.delta", json!({"item_id": id, "output_index": at, "content_index": 0, "delta": delta, "logprobs": []}));
+                    }
+                    let text = reply.text();
+                    events.push("response.output_text.done", json!({"item_id": id, "output_index": at, "content_index": 0, "text": text, "logprobs": []}));
+                    events.push("response.content_part.done", json!({"item_id": id, "output_index": at, "content_index": 0, "part": done["content"][0]}));
+                }
+                Kind::Calls(_) => {
+                    let arguments = &done["arguments"];
+                    events.push(
+                        "response.function_call_arguments.delta",
+                        json!({"item_id": id, "output_index": at, "delta": arguments}),
+                    );
+                    events.push(
+                        "response.function_call_arguments.done",
+                        json!({"item_id": id, "output_index": at, "arguments": arguments}),
+                    );
+                }
+            }
+            events.push(
+                "response.output_item.done",
+                json!({"output_index": at, "item": done}),
+            );
+        }
+        let end = self.response("completed_or_incomplete", finished);
+        let kind = if self.incomplete() {
+            "response.incomplete"
+        } else {
+            "response.completed"
+        };
+        events.push(kind, json!({"response": end}));
+        sse_stream(admitted, events.pieces, Ending::Clean)
+    }
+}
+
+/// SSE frames with their sequence numbers.
+#[derive(Default)]
+struct Events {
+    pieces: Vec<Bytes>,
+}
+
+impl Events {
+    fn push(&mut self, kind: &str, mut data: Value) {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(self.pieces.len());
+        self.pieces
+            .push(Bytes::from(format!("event: {kind}\ndata: {data}\n\n")));
+    }
+}
