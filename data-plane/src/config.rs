@@ -36,6 +36,8 @@ pub const ENV_CONFIG_POLL_MS: &str = "SWITCHYARD_CONFIG_POLL_MS";
 pub const ENV_UPSTREAM_TIMEOUT_MS: &str = "SWITCHYARD_UPSTREAM_TIMEOUT_MS";
 /// Upstream TCP/TLS connect timeout, in milliseconds.
 pub const ENV_CONNECT_TIMEOUT_MS: &str = "SWITCHYARD_CONNECT_TIMEOUT_MS";
+/// How long stored Responses API responses live, in seconds (default 30 days).
+pub const ENV_RESPONSES_TTL_SECS: &str = "SWITCHYARD_RESPONSES_TTL_SECS";
 /// How long open requests and streams may run after a shutdown signal, in seconds.
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "SWITCHYARD_SHUTDOWN_GRACE_SECS";
 /// Number of runtime worker threads (default: one per CPU core).
@@ -117,6 +119,11 @@ pub struct ServeArgs {
     /// Grace period for open requests after SIGTERM/SIGINT (s).
     #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// How long a stored Responses API response (`store: true`) can be read or continued (s).
+    /// With NATS it is the `switchyard_responses` bucket's max age (set when the bucket is
+    /// created).
+    #[arg(long, env = ENV_RESPONSES_TTL_SECS, default_value_t = 30 * 24 * 3600)]
+    pub responses_ttl_secs: u64,
 }
 
 impl ServeArgs {

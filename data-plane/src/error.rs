@@ -39,6 +39,12 @@ pub enum ApiError {
     UnknownPath { method: String, path: String },
     #[error("Method {method} is not allowed for {path}.")]
     MethodNotAllowed { method: String, path: String },
+    #[error("Response with id '{0}' not found.")]
+    ResponseNotFound(String),
+    #[error("Previous response with id '{0}' not found.")]
+    PreviousResponseNotFound(String),
+    #[error("Stored responses cannot be reached right now; try again shortly.")]
+    StoreUnavailable,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     /// Admission refused the request (budget, rate limit or per-request cost cap).
@@ -66,8 +72,13 @@ impl ApiError {
         match self {
             Self::MissingKey | Self::InvalidKey | Self::ExpiredKey => StatusCode::UNAUTHORIZED,
             Self::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
-            Self::ModelNotFound(_) | Self::UnknownPath { .. } => StatusCode::NOT_FOUND,
-            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::ModelNotFound(_) | Self::UnknownPath { .. } | Self::ResponseNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::InvalidRequest { .. } | Self::PreviousResponseNotFound(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -86,9 +97,11 @@ impl ApiError {
             | Self::InvalidRequest { .. }
             | Self::BodyTooLarge { .. }
             | Self::UnknownPath { .. }
+            | Self::ResponseNotFound(_)
+            | Self::PreviousResponseNotFound(_)
             | Self::MethodNotAllowed { .. } => "invalid_request_error",
             Self::ModelNotAllowed(_) => "permission_error",
-            Self::NotReady => "service_unavailable",
+            Self::NotReady | Self::StoreUnavailable => "service_unavailable",
             Self::Upstream(_) => "upstream_error",
             Self::Refused(r) => r.error_type(),
         }
@@ -106,6 +119,9 @@ impl ApiError {
             Self::NotReady => Some("not_ready"),
             Self::UnknownPath { .. } => Some("unknown_url"),
             Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
+            Self::ResponseNotFound(_) => Some("response_not_found"),
+            Self::PreviousResponseNotFound(_) => Some("previous_response_not_found"),
+            Self::StoreUnavailable => Some("store_unavailable"),
             Self::Upstream(e) => Some(e.code()),
             Self::Refused(r) => Some(r.code),
         }
@@ -123,6 +139,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest { param, .. } => param.as_deref(),
             Self::ModelNotFound(_) | Self::ModelNotAllowed(_) => Some("model"),
+            Self::PreviousResponseNotFound(_) => Some("previous_response_id"),
             _ => None,
         }
     }

@@ -23,6 +23,7 @@ pub mod seal;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod stored;
 pub mod usage;
 
 use std::net::SocketAddr;
@@ -115,6 +116,10 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         nats.clone(),
         proxy_id.to_string(),
     ));
+    let stored = Arc::new(stored::StoredResponses::new(
+        nats.clone(),
+        Duration::from_secs(args.responses_ttl_secs),
+    ));
     let (usage_sink, usage) = usage::start(
         nats,
         usage::Spool::open_exclusive(&args.spool_dir, args.spool_max_bytes)?,
@@ -156,6 +161,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         usage: usage_sink,
         proxy_id,
         health,
+        stored,
     });
 
     let api = bind(args.listen).await?;

@@ -37,6 +37,8 @@ pub struct Parts {
     /// What this proxy knows of every deployment's health (breakers, latency), kept across
     /// snapshots.
     pub health: Arc<Health>,
+    /// Stored Responses API responses (NATS key-value, or memory without NATS).
+    pub stored: Arc<crate::stored::StoredResponses>,
 }
 
 impl App {

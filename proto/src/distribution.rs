@@ -29,6 +29,9 @@ pub const SNAPSHOT_OBJECT_BUCKET: &str = "switchyard_snapshots";
 pub const SNAPSHOT_PARTS_BUCKET: &str = "switchyard_snapshot_parts";
 /// Subject on which each new pointer is pushed.
 pub const SNAPSHOT_SUBJECT: &str = "switchyard.snapshot.published";
+/// Key-value bucket of stored Responses API responses (key: the response id), shared by every
+/// proxy; entries expire with the bucket's `max_age`.
+pub const RESPONSES_KV_BUCKET: &str = "switchyard_responses";
 /// Largest encoded part the publisher produces: more keys than fit raise the number of parts
 /// (NATS refuses messages above its `max_payload`, 1 MB by default).
 pub const MAX_PART_BYTES: usize = 512 * 1024;

@@ -14,8 +14,8 @@ mod validate;
 
 pub use distribution::{
     part_bits_for, part_of, split_keys, split_keys_with_bits, EncodedParts, KeyParts, PartRef,
-    SnapshotPointer, MAX_PART_BITS, MAX_PART_BYTES, SNAPSHOT_KV_BUCKET, SNAPSHOT_KV_KEY,
-    SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_PARTS_BUCKET, SNAPSHOT_SUBJECT,
+    SnapshotPointer, MAX_PART_BITS, MAX_PART_BYTES, RESPONSES_KV_BUCKET, SNAPSHOT_KV_BUCKET,
+    SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_PARTS_BUCKET, SNAPSHOT_SUBJECT,
 };
 
 pub use health::{

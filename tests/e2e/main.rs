@@ -27,6 +27,7 @@ mod providers;
 mod proxy;
 mod reload;
 mod responses_inbound;
+mod responses_stored;
 mod routing;
 mod sdk;
 mod smoke;

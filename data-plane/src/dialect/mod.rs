@@ -39,6 +39,11 @@ pub trait Frames: std::fmt::Debug + Send + 'static {
     fn done(&mut self) -> Bytes;
     /// The bytes that end a stream which failed after it started.
     fn error(&mut self, e: &UpstreamError) -> Bytes;
+    /// After [`Frames::done`]: the whole answer as a complete (non-streamed) body of the
+    /// client's dialect, for a dialect whose answers are stored (Responses); `None` otherwise.
+    fn finished(&mut self) -> Option<Bytes> {
+        None
+    }
 }
 
 /// One inbound chat dialect (`/v1/chat/completions`, `/v1/messages`).

@@ -30,10 +30,43 @@ use crate::routing::attempts::Attempts;
 use crate::state::App;
 use crate::usage::End;
 
+/// What becomes of a finished answer, as the client got it (complete, in its dialect), when
+/// it was translated: a stored Responses turn.
+pub struct Keep(Box<dyn FnOnce(Bytes) + Send>);
+
+impl Keep {
+    pub fn new(f: impl FnOnce(Bytes) + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+
+    /// Hands over the answer.
+    pub fn run(self, answer: Bytes) {
+        (self.0)(answer)
+    }
+}
+
+impl std::fmt::Debug for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keep(..)")
+    }
+}
+
 /// Serves one chat request in dialect `D`.
 pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Response, ApiError> {
     let Arrived { headers, trace, .. } = arrived;
     let inbound = Inbound::read(app, arrived).await?;
+    serve_read::<D>(app, headers, trace, inbound, None).await
+}
+
+/// Serves a chat request in dialect `D` whose body was already read (and perhaps rewritten:
+/// a Responses turn that continues a stored one); `keep` takes the translated answer.
+pub async fn serve_read<D: ChatDialect>(
+    app: &App,
+    headers: &HeaderMap,
+    trace: &super::respond::Trace,
+    inbound: Inbound,
+    keep: Option<Keep>,
+) -> Result<Response, ApiError> {
     // A body the translation cannot express (a block type only the provider knows) still
     // reaches a deployment of the client's own wire; for any other it is the client's 400.
     let client = body::parse_object(&inbound.bytes)?;
@@ -64,7 +97,16 @@ pub async fn serve<D: ChatDialect>(app: &App, arrived: Arrived<'_>) -> Result<Re
     drop(inbound);
     let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
     let passed_through = op.passed_through;
-    let mut response = answer::<D>(app, &prepared, &fields, passed_through, &attempts, won)?;
+    let keep = keep.filter(|_| !passed_through);
+    let mut response = answer::<D>(
+        app,
+        &prepared,
+        &fields,
+        passed_through,
+        &attempts,
+        won,
+        keep,
+    )?;
     if !passed_through && !dropped.is_empty() {
         if let Ok(value) = HeaderValue::from_str(&dropped.join(", ")) {
             response.headers_mut().insert(DROPPED_FIELDS, value);
@@ -85,6 +127,7 @@ fn answer<D: ChatDialect>(
     native: bool,
     attempts: &Attempts<'_>,
     won: Won<'_, ChatReply>,
+    keep: Option<Keep>,
 ) -> Result<Response, ApiError> {
     let Won {
         reply,
@@ -120,6 +163,9 @@ fn answer<D: ChatDialect>(
                 });
                 return Err(e.into());
             };
+            if let Some(keep) = keep {
+                keep.run(body.clone());
+            }
             let reply = JsonReply { body, usage };
             served(prepared, deployment, upstream, reply, billing)
         }
@@ -135,6 +181,7 @@ fn answer<D: ChatDialect>(
                 started: trace.started,
                 billing,
                 inflight: Some(inflight),
+                keep,
             };
             streamed(app, prepared, deployment, upstream, chunks, relay)
         }

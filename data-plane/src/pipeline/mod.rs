@@ -40,6 +40,7 @@ pub mod embed;
 pub mod prepare;
 pub mod relay;
 pub mod respond;
+pub mod responses;
 pub mod route;
 
 use axum::body::Body;
@@ -111,7 +112,7 @@ pub async fn count_tokens(State(app): State<App>, headers: HeaderMap, body: Body
 }
 
 /// Counts a failure and writes it (in the client's dialect); tags the response with its id.
-fn finish(
+pub(crate) fn finish(
     endpoint: &'static str,
     trace: &Trace,
     result: Result<Response, ApiError>,

@@ -51,6 +51,8 @@ pub struct Relay {
     pub billing: Billing,
     /// Counts the stream in its deployment's in-flight requests until the relay ends.
     pub inflight: Option<crate::routing::select::InFlight>,
+    /// Takes the whole answer of a stream that finished well (a stored Responses turn).
+    pub keep: Option<super::chat::Keep>,
 }
 
 /// Starts relaying and returns the response body.
@@ -120,6 +122,11 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
     }
     if let Some(kind) = failure {
         metrics::error(relay.endpoint, kind);
+    }
+    if failure.is_none() {
+        if let (Some(keep), Some(answer)) = (relay.keep.take(), relay.frames.finished()) {
+            keep.run(answer);
+        }
     }
     let status = if failure.is_some() { 502 } else { 200 };
     metrics::request_done(labels, status, relay.started.elapsed());

@@ -14,7 +14,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::dialect::anthropic::Messages;
 use crate::dialect::openai::Chat;
-use crate::dialect::responses::Responses;
 use crate::error::ApiError;
 use crate::pipeline;
 use crate::snapshot::SnapshotStore;
@@ -24,7 +23,19 @@ pub use crate::state::{App, Parts};
 pub fn api_router(app: App) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(pipeline::chat::<Chat>))
-        .route("/v1/responses", post(pipeline::chat::<Responses>))
+        .route("/v1/responses", post(pipeline::responses::create))
+        .route(
+            "/v1/responses/input_tokens",
+            post(pipeline::responses::input_tokens),
+        )
+        .route(
+            "/v1/responses/{id}",
+            get(pipeline::responses::retrieve).delete(pipeline::responses::delete),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(pipeline::responses::input_items),
+        )
         .route("/v1/embeddings", post(pipeline::embeddings))
         .route("/v1/messages", post(pipeline::chat::<Messages>))
         .route("/v1/messages/count_tokens", post(pipeline::count_tokens))

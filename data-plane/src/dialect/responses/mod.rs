@@ -85,6 +85,10 @@ impl Frames for Translated {
     fn error(&mut self, e: &UpstreamError) -> Bytes {
         self.0.error(e.code(), &e.to_string())
     }
+
+    fn finished(&mut self) -> Option<Bytes> {
+        self.0.finished()
+    }
 }
 
 /// The events a Responses deployment sent, each chunk already a whole SSE frame; a failure

@@ -19,8 +19,10 @@
 //!   always asks for the usage chunk). `reasoning`, `store`, `include`, `prompt_cache_key`,
 //!   `truncation`, `service_tier` and `background` have no chat counterpart every upstream
 //!   takes, and are dropped (the response names them in `x-switchyard-dropped-fields`).
-//! - `previous_response_id` and `item_reference` items need a stored conversation: only a
-//!   deployment that speaks the Responses wire takes them.
+//! - `previous_response_id`: an id the gateway stored was already replaced by the
+//!   conversation it continues (`pipeline::responses`); any other is OpenAI's "not found",
+//!   unless a deployment that speaks the Responses wire (and stores responses itself) takes
+//!   the body as it is. `item_reference` items likewise need such a deployment.
 
 use serde_json::{json, Map, Value};
 
@@ -48,10 +50,11 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
             .map_err(|_| ApiError::invalid(name, format!("Invalid JSON in '{name}'.")))
             .map(|v| v.filter(|v| !v.is_null()))
     };
-    if field("previous_response_id")?.is_some() {
-        return Err(ApiError::invalid(
-            "previous_response_id",
-            "'previous_response_id' needs a stored response: it is only served by a deployment that speaks the Responses API (OpenAI, Azure OpenAI).",
+    // The pipeline replaced an id the gateway stored by the conversation it continues; one
+    // still here is not the gateway's (a deployment that stores responses itself may know it).
+    if let Some(id) = field("previous_response_id")? {
+        return Err(ApiError::PreviousResponseNotFound(
+            id.as_str().unwrap_or_default().to_owned(),
         ));
     }
     let mut out = Map::new();

@@ -52,6 +52,8 @@ pub struct Events {
     items: Vec<Item>,
     finish: Option<String>,
     usage: Option<Value>,
+    /// The response `response.completed` (or `.incomplete`) carried.
+    last: Option<Value>,
 }
 
 impl Events {
@@ -66,6 +68,7 @@ impl Events {
             items: Vec::new(),
             finish: None,
             usage: None,
+            last: None,
         }
     }
 
@@ -150,7 +153,14 @@ impl Events {
             "response.incomplete"
         };
         self.event(kind, json!({"response": body}), &mut out);
+        self.last = Some(body);
         out.freeze()
+    }
+
+    /// After [`Events::done`]: the finished response object, as a non-streamed answer's body.
+    pub fn finished(&mut self) -> Option<Bytes> {
+        let body = self.last.take()?;
+        serde_json::to_vec(&body).ok().map(Bytes::from)
     }
 
     /// `response.failed`: the stream broke off after it started.
@@ -164,7 +174,7 @@ impl Events {
     }
 
     fn envelope(&self, status: &str, incomplete: Value, usage: Value) -> Value {
-        let output = (0..self.items.len()).map(|at| self.finished(at)).collect();
+        let output = (0..self.items.len()).map(|at| self.item(at)).collect();
         response::envelope(
             &self.ids,
             &self.model,
@@ -317,7 +327,7 @@ impl Events {
                 );
             }
         }
-        let item = self.finished(at);
+        let item = self.item(at);
         self.event(
             "response.output_item.done",
             json!({"output_index": at, "item": item}),
@@ -326,7 +336,7 @@ impl Events {
     }
 
     /// Item `at` as it stands finished.
-    fn finished(&self, at: usize) -> Value {
+    fn item(&self, at: usize) -> Value {
         let item = &self.items[at];
         match &item.kind {
             Kind::Reasoning => response::reasoning_item(&self.ids, at, &item.text),
