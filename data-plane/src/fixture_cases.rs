@@ -61,3 +61,53 @@ pub fn check_response<E: std::fmt::Debug>(
         "{name}: reported usage"
     );
 }
+
+/// A dialect `request` case: `input` (the client's body) → `expected` (the internal chat
+/// body), or `error` (the 400's message must contain it); `dropped` lists the fields the
+/// translation drops (none when absent).
+pub fn check_dialect_request(
+    name: &str,
+    case: &Value,
+    translate: fn(
+        crate::providers::JsonBody,
+    ) -> Result<crate::providers::JsonBody, crate::error::ApiError>,
+    dropped: fn(&crate::providers::JsonBody) -> Vec<String>,
+) {
+    let input = body(&case["input"]);
+    let names = serde_json::to_value(dropped(&input)).unwrap_or_default();
+    let none = Value::Array(Vec::new());
+    assert_eq!(
+        &names,
+        case.get("dropped").unwrap_or(&none),
+        "{name}: dropped fields"
+    );
+    match (translate(input), case.get("error")) {
+        (Ok(out), None) => {
+            let out = serde_json::to_value(out).unwrap_or_default();
+            assert_eq!(out, case["expected"], "{name}");
+        }
+        (Err(e), Some(expected)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(expected.as_str().unwrap_or("?")),
+                "{name}: {text}"
+            );
+            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{name}");
+        }
+        (got, _) => panic!("{name}: unexpected {got:?}"),
+    }
+}
+
+/// SSE frames (`event:` and `data:` lines) back into `{"event", "data"}` pairs, in order.
+pub fn sse_events(frames: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(frames)
+        .split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let mut lines = f.lines();
+            let event = lines.next().unwrap_or_default().trim_start_matches("event: ");
+            let data = lines.next().unwrap_or_default().trim_start_matches("data: ");
+            serde_json::json!({"event": event, "data": serde_json::from_str::<Value>(data).unwrap_or_default()})
+        })
+        .collect()
+}

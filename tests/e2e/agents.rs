@@ -14,17 +14,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
-use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use switchyard_tests::support::{
-    decimal, eventually, run_agent, wait_until_served, MockProviderOptions, TestEnv,
-};
+use switchyard_tests::support::{run_agent, wait_until_served, MockProviderOptions, TestEnv};
 
 use crate::control_plane::{stack_with, Stack};
 use crate::fixture::{all_models_key, UPSTREAM_KEY};
-use crate::providers::{families, SERVICE_ACCOUNT};
+use crate::providers::{assert_ledger_by_provider, families, Expected, SERVICE_ACCOUNT};
 
 const TASK: &str = "Create proof.txt containing the word done.";
 
@@ -204,60 +200,23 @@ async fn codex_finishes_a_tool_task_on_every_provider_family() {
     assert_ledger_is_exact(&stack, &all).await;
 }
 
-/// What the ledger should hold for one provider.
-#[derive(Debug, Default, PartialEq)]
-struct Expected {
-    requests: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cost: Decimal,
-}
-
 /// The spend ledger by provider equals the mock's record of what it billed × price.
 async fn assert_ledger_is_exact(stack: &Stack, all: &[Target]) {
     let seen = stack.env.mock().requests().await.unwrap();
     let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
     for r in seen.iter().filter(|r| r["path"] != "/token") {
         let model = r["model"].as_str().unwrap_or_default();
-        let f = all
+        let t = all
             .iter()
-            .find(|f| model == f.model || model == f.model.replace(':', "%3A"))
-            .unwrap_or_else(|| panic!("a request no family sent: {r}"));
+            .find(|t| model == t.model || model == t.model.replace(':', "%3A"))
+            .unwrap_or_else(|| panic!("a request no deployment sent: {r}"));
         let billed = &r["billed"];
         assert!(!billed.is_null(), "an unbilled answer: {r}");
-        let (prompt, completion) = (
+        expected.entry(t.provider.clone()).or_default().add(
             billed["prompt_tokens"].as_u64().unwrap(),
             billed["completion_tokens"].as_u64().unwrap(),
-        );
-        let e = expected.entry(f.provider.clone()).or_default();
-        e.requests += 1;
-        e.prompt_tokens += prompt;
-        e.completion_tokens += completion;
-        e.cost += (Decimal::from(prompt) * decimal(&json!(f.price.0)).unwrap()
-            + Decimal::from(completion) * decimal(&json!(f.price.1)).unwrap())
-            / Decimal::from(1_000_000u64);
-    }
-    let sent: u64 = expected.values().map(|e| e.requests).sum();
-    let spend = "/admin/spend?group_by=provider&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z";
-    let ledger = eventually(Duration::from_secs(60), || async {
-        let report = stack.cp.get(spend).await?;
-        let folded = report["total"]["requests"].as_u64().unwrap_or(0);
-        anyhow::ensure!(folded >= sent, "folded {folded} of {sent}");
-        Ok(report)
-    })
-    .await
-    .unwrap();
-    let mut got: BTreeMap<String, Expected> = BTreeMap::new();
-    for row in ledger["rows"].as_array().unwrap() {
-        got.insert(
-            row["provider"].as_str().unwrap().to_owned(),
-            Expected {
-                requests: row["requests"].as_u64().unwrap(),
-                prompt_tokens: row["prompt_tokens"].as_u64().unwrap(),
-                completion_tokens: row["completion_tokens"].as_u64().unwrap(),
-                cost: decimal(&row["cost_usd"]).unwrap(),
-            },
+            t.price,
         );
     }
-    assert_eq!(got, expected, "ledger by provider vs the mock's billing");
+    assert_ledger_by_provider(&stack.cp, &expected).await;
 }

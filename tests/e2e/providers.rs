@@ -368,11 +368,23 @@ print(json.dumps({"sent": sent}))
 
 /// What the ledger should hold for one provider, from the mock's record.
 #[derive(Debug, Default, PartialEq)]
-struct Expected {
-    requests: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cost: Decimal,
+pub(crate) struct Expected {
+    pub(crate) requests: u64,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    pub(crate) cost: Decimal,
+}
+
+impl Expected {
+    /// Adds one billed answer at `price` (input and output USD per million tokens).
+    pub(crate) fn add(&mut self, prompt: u64, completion: u64, price: (&str, &str)) {
+        self.requests += 1;
+        self.prompt_tokens += prompt;
+        self.completion_tokens += completion;
+        self.cost += (Decimal::from(prompt) * decimal(&json!(price.0)).unwrap()
+            + Decimal::from(completion) * decimal(&json!(price.1)).unwrap())
+            / Decimal::from(1_000_000u64);
+    }
 }
 
 #[tokio::test]
@@ -418,15 +430,10 @@ async fn provider_matrix_every_dialect_meters_into_the_ledger_exactly() {
             billed["prompt_tokens"].as_u64().unwrap(),
             billed["completion_tokens"].as_u64().unwrap(),
         );
-        let e = expected
+        expected
             .entry(f.provider["id"].as_str().unwrap().to_owned())
-            .or_default();
-        e.requests += 1;
-        e.prompt_tokens += prompt;
-        e.completion_tokens += completion;
-        e.cost += (Decimal::from(prompt) * decimal(&json!(f.price.0)).unwrap()
-            + Decimal::from(completion) * decimal(&json!(f.price.1)).unwrap())
-            / Decimal::from(1_000_000u64);
+            .or_default()
+            .add(prompt, completion, f.price);
     }
     assert_eq!(
         expected.values().map(|e| e.requests).sum::<u64>(),
@@ -438,9 +445,19 @@ async fn provider_matrix_every_dialect_meters_into_the_ledger_exactly() {
         assert!(expected[id].cost > Decimal::ZERO, "{expected:?}");
     }
 
+    assert_ledger_by_provider(&m.cp, &expected).await;
+}
+
+/// Waits for the spend ledger to hold every request of `expected` and checks it, by
+/// provider, to the last decimal.
+pub(crate) async fn assert_ledger_by_provider(
+    cp: &ControlPlane,
+    expected: &BTreeMap<String, Expected>,
+) {
+    let sent: u64 = expected.values().map(|e| e.requests).sum();
     let spend = "/admin/spend?group_by=provider&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z";
     let ledger = eventually(Duration::from_secs(60), || async {
-        let report = m.cp.get(spend).await?;
+        let report = cp.get(spend).await?;
         let folded = report["total"]["requests"].as_u64().unwrap_or(0);
         anyhow::ensure!(folded >= sent, "folded {folded} of {sent}");
         Ok(report)
@@ -460,5 +477,5 @@ async fn provider_matrix_every_dialect_meters_into_the_ledger_exactly() {
             },
         );
     }
-    assert_eq!(got, expected, "ledger by provider vs the mock's billing");
+    assert_eq!(&got, expected, "ledger by provider vs the mock's billing");
 }

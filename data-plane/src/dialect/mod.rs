@@ -19,6 +19,40 @@ use crate::error::ApiError;
 use crate::pipeline::body::ChatFields;
 use crate::providers::{Chunk, JsonBody, UpstreamError, Wire};
 
+/// One top-level field of a client's body, parsed; `null` counts as absent. Invalid JSON is
+/// the client's 400 naming the field.
+pub fn field(body: &JsonBody, name: &str) -> Result<Option<serde_json::Value>, ApiError> {
+    body.get(name)
+        .map(|raw| serde_json::from_str::<serde_json::Value>(raw.get()))
+        .transpose()
+        .map_err(|_| ApiError::invalid(name, format!("Invalid JSON in '{name}'.")))
+        .map(|v| v.filter(|v| !v.is_null()))
+}
+
+/// A translated body's members as the internal request body.
+pub fn into_body(
+    members: serde_json::Map<String, serde_json::Value>,
+) -> Result<JsonBody, ApiError> {
+    members
+        .into_iter()
+        .map(|(k, v)| {
+            serde_json::value::to_raw_value(&v)
+                .map(|raw| (k, raw))
+                .map_err(|_| ApiError::invalid("body", "The request body could not be translated."))
+        })
+        .collect()
+}
+
+/// The top-level fields in `names` that `body` sets (not `null`), for the dropped-fields
+/// header.
+pub fn present(body: &JsonBody, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|name| body.get(**name).is_some_and(|raw| raw.get() != "null"))
+        .map(|name| (*name).to_owned())
+        .collect()
+}
+
 /// What an answer in the client's dialect may need to know about its request.
 #[derive(Debug)]
 pub struct Answer<'a> {

@@ -13,37 +13,9 @@ use serde_json::Value;
 
 use super::stream::Events;
 use super::{request, response};
-use crate::providers::JsonBody;
+use crate::fixture_cases::{check_dialect_request, sse_events};
 
 const ID: &str = "msg_test";
-
-fn run_request(name: &str, case: &Value) {
-    let body: JsonBody = serde_json::from_value(case["input"].clone())
-        .unwrap_or_else(|e| panic!("{name}: input: {e}"));
-    let dropped = serde_json::to_value(request::dropped(&body)).unwrap_or_default();
-    assert_eq!(
-        dropped,
-        case.get("dropped")
-            .cloned()
-            .unwrap_or(serde_json::json!([])),
-        "{name}: dropped fields"
-    );
-    match (request::to_chat(body), case.get("error")) {
-        (Ok(out), None) => {
-            let out = serde_json::to_value(out).unwrap_or_default();
-            assert_eq!(out, case["expected"], "{name}");
-        }
-        (Err(e), Some(expected)) => {
-            let text = e.to_string();
-            assert!(
-                text.contains(expected.as_str().unwrap_or("?")),
-                "{name}: {text}"
-            );
-            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{name}");
-        }
-        (got, _) => panic!("{name}: unexpected {got:?}"),
-    }
-}
 
 fn run_response(name: &str, case: &Value) {
     let input = serde_json::to_vec(&case["input"]).unwrap_or_default();
@@ -51,20 +23,6 @@ fn run_response(name: &str, case: &Value) {
     let out = response::to_message(&input, model, ID).unwrap_or_else(|| panic!("{name}: None"));
     let out: Value = serde_json::from_slice(&out).unwrap_or_default();
     assert_eq!(out, case["expected"], "{name}");
-}
-
-/// Splits SSE frames back into `{"event", "data"}` pairs.
-fn events(frames: &[u8]) -> Vec<Value> {
-    let text = String::from_utf8_lossy(frames);
-    text.split("\n\n")
-        .filter(|f| !f.is_empty())
-        .map(|f| {
-            let mut lines = f.lines();
-            let event = lines.next().unwrap_or_default().trim_start_matches("event: ");
-            let data = lines.next().unwrap_or_default().trim_start_matches("data: ");
-            serde_json::json!({"event": event, "data": serde_json::from_str::<Value>(data).unwrap_or_default()})
-        })
-        .collect()
 }
 
 fn run_stream(name: &str, case: &Value) {
@@ -79,14 +37,16 @@ fn run_stream(name: &str, case: &Value) {
         Some(message) => out.extend_from_slice(&t.error("api_error", message)),
         None => out.extend_from_slice(&t.done()),
     }
-    assert_eq!(Value::Array(events(&out)), case["expected"], "{name}");
+    assert_eq!(Value::Array(sse_events(&out)), case["expected"], "{name}");
 }
 
 #[test]
 fn every_fixture_translates_as_recorded() {
     for (name, case) in crate::fixture_cases::load("src/dialect/anthropic/fixtures", 8) {
         match case["kind"].as_str() {
-            Some("request") => run_request(&name, &case),
+            Some("request") => {
+                check_dialect_request(&name, &case, request::to_chat, request::dropped)
+            }
             Some("response") => run_response(&name, &case),
             Some("stream") => run_stream(&name, &case),
             other => panic!("{name}: unknown kind {other:?}"),

@@ -33,22 +33,12 @@ const NATIVE_ONLY: [&str; 2] = ["mcp_servers", "container"];
 
 /// The fields of `body` a translation drops, for the response header.
 pub fn dropped(body: &JsonBody) -> Vec<String> {
-    DROPPED
-        .into_iter()
-        .filter(|name| body.get(*name).is_some_and(|raw| raw.get() != "null"))
-        .map(str::to_owned)
-        .collect()
+    super::super::present(body, &DROPPED)
 }
 
 /// Translates a parsed Anthropic body. Errors are 400s naming the offending field.
 pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
-    let field = |name: &str| -> Result<Option<Value>, ApiError> {
-        body.get(name)
-            .map(|raw| serde_json::from_str::<Value>(raw.get()))
-            .transpose()
-            .map_err(|_| ApiError::invalid(name, format!("Invalid JSON in '{name}'.")))
-            .map(|v| v.filter(|v| !v.is_null()))
-    };
+    let field = |name: &str| super::super::field(&body, name);
     let mut out = Map::new();
     if let Some(model) = field("model")? {
         out.insert("model".into(), model);
@@ -107,13 +97,7 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
             format!("'{name}' is only served by an Anthropic deployment; this route translates to another provider."),
         ));
     }
-    out.into_iter()
-        .map(|(k, v)| {
-            serde_json::value::to_raw_value(&v)
-                .map(|raw| (k, raw))
-                .map_err(|_| ApiError::invalid("body", "The request body could not be translated."))
-        })
-        .collect()
+    super::super::into_body(out)
 }
 
 /// A `system` prompt or tool result: a string, or text blocks joined by blank lines.

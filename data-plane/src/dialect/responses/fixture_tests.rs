@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::request;
 use super::response::{self, Ids};
 use super::stream::Events;
-use crate::providers::JsonBody;
+use crate::fixture_cases::{check_dialect_request, sse_events};
 
 fn ids() -> Ids {
     Ids::from_base("test")
@@ -36,32 +36,6 @@ fn holds(actual: &Value, expected: &Value) -> bool {
     }
 }
 
-fn run_request(name: &str, case: &Value) {
-    let body: JsonBody = serde_json::from_value(case["input"].clone())
-        .unwrap_or_else(|e| panic!("{name}: input: {e}"));
-    let dropped = serde_json::to_value(request::dropped(&body)).unwrap_or_default();
-    assert_eq!(
-        dropped,
-        case.get("dropped").cloned().unwrap_or(json!([])),
-        "{name}: dropped fields"
-    );
-    match (request::to_chat(body), case.get("error")) {
-        (Ok(out), None) => {
-            let out = serde_json::to_value(out).unwrap_or_default();
-            assert_eq!(out, case["expected"], "{name}");
-        }
-        (Err(e), Some(expected)) => {
-            let text = e.to_string();
-            assert!(
-                text.contains(expected.as_str().unwrap_or("?")),
-                "{name}: {text}"
-            );
-            assert_eq!(e.status(), http::StatusCode::BAD_REQUEST, "{name}");
-        }
-        (got, _) => panic!("{name}: unexpected {got:?}"),
-    }
-}
-
 fn run_response(name: &str, case: &Value) {
     let input = serde_json::to_vec(&case["input"]).unwrap_or_default();
     let model = case["model"].as_str().unwrap_or("m");
@@ -71,26 +45,6 @@ fn run_response(name: &str, case: &Value) {
         Some(expected) => assert_eq!(&out, expected, "{name}"),
         None => assert!(holds(&out, &case["expected_subset"]), "{name}: {out:#}"),
     }
-}
-
-/// Splits SSE frames back into `{"event", "data"}` pairs.
-fn events(frames: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(frames)
-        .split("\n\n")
-        .filter(|f| !f.is_empty())
-        .map(|f| {
-            let mut lines = f.lines();
-            let event = lines
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("event: ");
-            let data = lines
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("data: ");
-            json!({"event": event, "data": serde_json::from_str::<Value>(data).unwrap_or_default()})
-        })
-        .collect()
 }
 
 fn run_stream(name: &str, case: &Value) {
@@ -103,7 +57,7 @@ fn run_stream(name: &str, case: &Value) {
         Some(message) => out.extend_from_slice(&t.error("server_error", message)),
         None => out.extend_from_slice(&t.done()),
     }
-    let got = events(&out);
+    let got = sse_events(&out);
     let expected = case["expected"].as_array().cloned().unwrap_or_default();
     assert_eq!(got.len(), expected.len(), "{name}: {got:#?}");
     for (i, (got, want)) in got.iter().zip(&expected).enumerate() {
@@ -125,7 +79,9 @@ fn run_stream(name: &str, case: &Value) {
 fn every_fixture_translates_as_the_reference_shows() {
     for (name, case) in crate::fixture_cases::load("src/dialect/responses/fixtures", 12) {
         match case["kind"].as_str() {
-            Some("request") => run_request(&name, &case),
+            Some("request") => {
+                check_dialect_request(&name, &case, request::to_chat, request::dropped)
+            }
             Some("response") => run_response(&name, &case),
             Some("stream") => run_stream(&name, &case),
             other => panic!("{name}: unknown kind {other:?}"),

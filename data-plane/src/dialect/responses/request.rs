@@ -43,13 +43,7 @@ pub const DROPPED: [&str; 8] = [
 
 /// Translates a parsed Responses body. Errors are 400s naming the offending field.
 pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
-    let field = |name: &str| -> Result<Option<Value>, ApiError> {
-        body.get(name)
-            .map(|raw| serde_json::from_str::<Value>(raw.get()))
-            .transpose()
-            .map_err(|_| ApiError::invalid(name, format!("Invalid JSON in '{name}'.")))
-            .map(|v| v.filter(|v| !v.is_null()))
-    };
+    let field = |name: &str| super::super::field(&body, name);
     // The pipeline replaced an id the gateway stored by the conversation it continues; one
     // still here is not the gateway's (a deployment that stores responses itself may know it).
     if let Some(id) = field("previous_response_id")? {
@@ -130,23 +124,13 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
         }
         out.insert("stream".into(), stream);
     }
-    out.into_iter()
-        .map(|(k, v)| {
-            serde_json::value::to_raw_value(&v)
-                .map(|raw| (k, raw))
-                .map_err(|_| ApiError::invalid("body", "The request body could not be translated."))
-        })
-        .collect()
+    super::super::into_body(out)
 }
 
 /// The fields of `body` a translation drops, for the response header: top-level names, and
 /// `tools.<type>` for each built-in tool type offered.
 pub fn dropped(body: &JsonBody) -> Vec<String> {
-    let mut names: Vec<String> = DROPPED
-        .into_iter()
-        .filter(|name| body.get(*name).is_some_and(|raw| raw.get() != "null"))
-        .map(str::to_owned)
-        .collect();
+    let mut names = super::super::present(body, &DROPPED);
     let tools = body
         .get("tools")
         .and_then(|raw| serde_json::from_str::<Vec<Value>>(raw.get()).ok())
