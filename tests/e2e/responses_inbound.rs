@@ -273,6 +273,53 @@ async fn responses_api_passes_through_to_an_openai_deployment() {
     assert_eq!(output, billed);
 }
 
+/// The OpenAI Agents SDK (Responses API by default) runs an agent with a function tool
+/// through the gateway on a chat-only upstream: the model calls the tool, the SDK runs it and
+/// sends the result back, and the agent's final output is the model's answer.
+const AGENTS_SDK: &str = r#"
+import json, os
+from openai import AsyncOpenAI
+from agents import Agent, Runner, function_tool, set_default_openai_client, set_tracing_disabled
+
+set_tracing_disabled(True)
+set_default_openai_client(AsyncOpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_API_KEY"], max_retries=0))
+ran = []
+
+@function_tool
+def shell(command: str) -> str:
+    """Runs a command."""
+    ran.append(command)
+    return "a.txt b.txt"
+
+agent = Agent(name="coder", instructions="You run commands.", tools=[shell], model=os.environ["MODEL"])
+result = Runner.run_sync(agent, "list the files")
+print(json.dumps({"final": result.final_output, "ran": ran}))
+"#;
+
+#[tokio::test]
+async fn openai_agents_sdk_runs_a_tool_through_the_gateway() {
+    let env = gateway().await;
+    script_tool_call(&env).await;
+    let base = format!("{}/v1", env.data_plane().base_url());
+    let out = python_json(
+        AGENTS_SDK,
+        &[
+            ("OPENAI_BASE_URL", &base),
+            ("OPENAI_API_KEY", FULL_KEY),
+            ("MODEL", "chat"),
+        ],
+    )
+    .await;
+    assert_eq!(out["ran"], json!(["ls"]), "{out}");
+    assert_eq!(out["final"], "Hello from the mock provider.", "{out}");
+    let seen = env.mock().requests().await.unwrap();
+    let last = &seen.last().unwrap()["body"];
+    let tool = last["messages"].as_array().unwrap().last().unwrap();
+    assert_eq!(tool["role"], "tool", "{last}");
+    assert_eq!(tool["content"], "a.txt b.txt");
+    metered(&env, seen.len()).await;
+}
+
 /// Waits for exactly `n` usage events of the Responses endpoint in the proxy's spool.
 async fn metered(env: &TestEnv, n: usize) -> Vec<proto::UsageEvent> {
     let spool = env.data_plane().spool_dir().to_owned();
