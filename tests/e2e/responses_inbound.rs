@@ -320,6 +320,69 @@ async fn openai_agents_sdk_runs_a_tool_through_the_gateway() {
     metered(&env, seen.len()).await;
 }
 
+/// Reasoning a chat-only upstream reports (`reasoning_content`) reaches a Responses client as
+/// a `reasoning` item (and its summary events) and a Messages client as a `thinking` block,
+/// streamed and not, through the official SDKs; the reasoning tokens are metered.
+const REASONING: &str = r#"
+import json, os
+import anthropic, openai
+
+oa = openai.OpenAI(base_url=os.environ["BASE"] + "/v1", api_key=os.environ["KEY"], max_retries=0)
+an = anthropic.Anthropic(base_url=os.environ["BASE"], api_key=os.environ["KEY"], max_retries=0)
+r = oa.responses.create(model="chat", input="say hello to me")
+reasoning = [i for i in r.output if i.type == "reasoning"]
+with oa.responses.stream(model="chat", input="say hello to me") as s:
+    types = [e.type for e in s]
+    streamed = s.get_final_response()
+m = an.messages.create(model="chat", max_tokens=100, messages=[{"role": "user", "content": "say hello to me"}])
+with an.messages.stream(model="chat", max_tokens=100, messages=[{"role": "user", "content": "say hello to me"}]) as s:
+    final = s.get_final_message()
+print(json.dumps({
+    "summary": reasoning[0].summary[0].text, "text": r.output_text,
+    "reasoning_tokens": r.usage.output_tokens_details.reasoning_tokens,
+    "streamed_summary": [i for i in streamed.output if i.type == "reasoning"][0].summary[0].text,
+    "summary_events": [t for t in types if t.startswith("response.reasoning_summary")],
+    "thinking": [b.model_dump() for b in m.content if b.type == "thinking"],
+    "streamed_thinking": [b.thinking for b in final.content if b.type == "thinking"],
+    "message_text": "".join(b.text for b in m.content if b.type == "text"),
+}))
+"#;
+
+#[tokio::test]
+async fn reasoning_from_a_chat_upstream_reaches_responses_and_messages_clients() {
+    let env = gateway().await;
+    let script = json!({"times": 4, "reasoning": "The user greets me."});
+    env.mock().script(&script).await.unwrap();
+    let base = env.data_plane().base_url();
+    let out = python_json(REASONING, &[("BASE", &base), ("KEY", FULL_KEY)]).await;
+    assert_eq!(out["summary"], "The user greets me.", "{out}");
+    assert_eq!(out["text"], "Hello from the mock provider.");
+    assert_eq!(out["reasoning_tokens"], 4, "{out}");
+    assert_eq!(out["streamed_summary"], "The user greets me.");
+    assert_eq!(
+        out["summary_events"],
+        json!([
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done"
+        ]),
+        "{out}"
+    );
+    assert_eq!(
+        out["thinking"],
+        json!([{"type": "thinking", "thinking": "The user greets me.", "signature": ""}])
+    );
+    assert_eq!(out["streamed_thinking"], json!(["The user greets me."]));
+    assert_eq!(out["message_text"], "Hello from the mock provider.");
+    // Metered with the reasoning inside the completion: 5 reply words + 4 reasoning words.
+    let events = metered(&env, 2).await;
+    for e in &events {
+        assert_eq!(e.usage.completion_tokens, 9, "{e:?}");
+        assert_eq!(e.usage.reasoning_tokens, 4, "{e:?}");
+    }
+}
+
 /// Waits for exactly `n` usage events of the Responses endpoint in the proxy's spool.
 async fn metered(env: &TestEnv, n: usize) -> Vec<proto::UsageEvent> {
     let spool = env.data_plane().spool_dir().to_owned();

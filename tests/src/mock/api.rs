@@ -20,7 +20,7 @@ use super::openai::{
 use super::record::{now_ms, RecordHandle};
 use super::script::Fault;
 use super::stream::{json_reply, sse_stream, Ending};
-use super::tokens::{Reply, DEFAULT_REPLY};
+use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::{Shared, ToolCall};
 
 /// The body sent for `malformed` on non-stream requests.
@@ -149,7 +149,9 @@ async fn chat(
         Some(calls) => calls.iter().map(ToolCall::tokens).sum(),
         None => reply.completion_tokens(),
     };
-    let usage = Usage::new(admitted.request.prompt_tokens(), completion_tokens);
+    let reasoning = admitted.behaviour.reasoning.as_deref();
+    let usage = Usage::new(admitted.request.prompt_tokens(), completion_tokens)
+        .with_reasoning(reasoning.map_or(0, count_words));
     admitted
         .record
         .set_completion_tokens(usage.completion_tokens);
@@ -170,8 +172,10 @@ async fn chat(
         (true, _) => stream_response(&admitted, meta, &reply, calls, usage),
         (false, Some(calls)) => tool_calls_completion_json(meta, admitted.seq, calls, usage)
             .map(|json| non_stream_response(&admitted, json)),
-        (false, None) => completion_json(meta, &reply.text(), reply.finish_reason, usage)
-            .map(|json| non_stream_response(&admitted, json)),
+        (false, None) => {
+            completion_json(meta, &reply.text(), reasoning, reply.finish_reason, usage)
+                .map(|json| non_stream_response(&admitted, json))
+        }
     };
     built.unwrap_or_else(|_| serialization_failed(&admitted.record))
 }
@@ -223,6 +227,9 @@ fn stream_response(
     let event = |kind: ChunkKind<'_>| chunk_event(meta, kind, include_usage).map(Bytes::from);
     let mut pieces = Vec::with_capacity(reply.words.len() + 4);
     pieces.push(event(ChunkKind::Role)?);
+    if let Some(reasoning) = admitted.behaviour.reasoning.as_deref() {
+        pieces.push(event(ChunkKind::Reasoning(reasoning))?);
+    }
     let mut ending = Ending::Clean;
     if fault == Some(Fault::Malformed) {
         pieces.push(Bytes::from_static(MALFORMED_EVENT));

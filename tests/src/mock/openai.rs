@@ -88,6 +88,15 @@ pub(crate) struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Only when the answer reasoned (scripted reasoning).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<ReasoningTokens>,
+}
+
+/// `completion_tokens_details`: the reasoning tokens inside `completion_tokens`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct ReasoningTokens {
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -96,7 +105,20 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            completion_tokens_details: None,
         }
+    }
+
+    /// Adds `reasoning` tokens to the completion (and reports them as reasoning).
+    pub(crate) fn with_reasoning(mut self, reasoning: u64) -> Self {
+        if reasoning > 0 {
+            self.completion_tokens += reasoning;
+            self.total_tokens += reasoning;
+            self.completion_tokens_details = Some(ReasoningTokens {
+                reasoning_tokens: reasoning,
+            });
+        }
+        self
     }
 }
 
@@ -132,12 +154,15 @@ struct AssistantMessage<'a> {
     role: &'static str,
     content: &'a str,
     refusal: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
 }
 
 /// A non-stream `chat.completion` body.
 pub(crate) fn completion_json(
     meta: CompletionMeta<'_>,
     content: &str,
+    reasoning: Option<&str>,
     finish_reason: &str,
     usage: Usage,
 ) -> Result<Vec<u8>, serde_json::Error> {
@@ -152,6 +177,7 @@ pub(crate) fn completion_json(
                 role: "assistant",
                 content,
                 refusal: None,
+                reasoning_content: reasoning,
             },
             logprobs: None,
             finish_reason,
@@ -168,6 +194,8 @@ pub(crate) enum ChunkKind<'a> {
     Role,
     /// `delta: {"content": ...}`.
     Content(&'a str),
+    /// `delta: {"reasoning_content": ...}`.
+    Reasoning(&'a str),
     /// Empty delta with the finish reason.
     Finish(&'a str),
     /// `choices: []` with the usage (only with `stream_options.include_usage`).
@@ -201,6 +229,8 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
 }
 
 /// One SSE event `data: <chunk json>\n\n`.
@@ -212,20 +242,30 @@ pub(crate) fn chunk_event(
     let empty = Delta {
         role: None,
         content: None,
+        reasoning_content: None,
     };
     let (delta, finish_reason, usage) = match kind {
         ChunkKind::Role => (
             Delta {
                 role: Some("assistant"),
                 content: Some(""),
+                reasoning_content: None,
             },
             None,
             None,
         ),
         ChunkKind::Content(text) => (
             Delta {
-                role: None,
                 content: Some(text),
+                ..empty
+            },
+            None,
+            None,
+        ),
+        ChunkKind::Reasoning(text) => (
+            Delta {
+                reasoning_content: Some(text),
+                ..empty
             },
             None,
             None,
@@ -393,7 +433,7 @@ mod tests {
 
     #[test]
     fn completion_shape() {
-        let body = completion_json(META, "a b", "stop", Usage::new(1, 2)).unwrap();
+        let body = completion_json(META, "a b", None, "stop", Usage::new(1, 2)).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(
@@ -402,6 +442,23 @@ mod tests {
                    "logprobs":null,"finish_reason":"stop"})
         );
         assert_eq!(v["usage"]["total_tokens"], 3);
+        let usage = Usage::new(1, 2).with_reasoning(4);
+        let body = completion_json(META, "a b", Some("think hard"), "stop", usage).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["reasoning_content"],
+            "think hard"
+        );
+        assert_eq!(v["usage"]["completion_tokens"], 6);
+        assert_eq!(
+            v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            4
+        );
+        let thought = event_json(ChunkKind::Reasoning("hmm"), false);
+        assert_eq!(
+            thought["choices"][0]["delta"],
+            json!({"reasoning_content": "hmm"})
+        );
         assert_eq!(v["system_fingerprint"], SYSTEM_FINGERPRINT);
     }
 }

@@ -72,6 +72,11 @@ pub struct Behaviour {
     /// with a tool result, which gets the reply text: one scripted tool round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// Reasoning the answer carries before its text (OpenAI chat: `reasoning_content`, as
+    /// OpenAI-compatible reasoning servers send it); its words are reasoning tokens, counted
+    /// in the completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 /// One tool call the mock answers with.
@@ -109,6 +114,7 @@ const H_FAULT: HeaderName = HeaderName::from_static("x-mock-fault");
 const H_REPLY: HeaderName = HeaderName::from_static("x-mock-reply");
 const H_ERROR_MESSAGE: HeaderName = HeaderName::from_static("x-mock-error-message");
 const H_TOOL_CALLS: HeaderName = HeaderName::from_static("x-mock-tool-calls");
+const H_REASONING: HeaderName = HeaderName::from_static("x-mock-reasoning");
 
 impl Behaviour {
     /// Reads the `x-mock-*` headers; an unparseable value is an error, not silently ignored.
@@ -144,6 +150,7 @@ impl Behaviour {
                     serde_json::from_str(&s).map_err(|e| format!("invalid {H_TOOL_CALLS}: {e}"))
                 })
                 .transpose()?,
+            reasoning: text(&H_REASONING)?,
         };
         behaviour.validate()?;
         Ok(behaviour)
@@ -168,6 +175,7 @@ impl Behaviour {
             reply: top.reply.or(self.reply),
             error_message: top.error_message.or(self.error_message),
             tool_calls: top.tool_calls.or(self.tool_calls),
+            reasoning: top.reasoning.or(self.reasoning),
         }
     }
 }
@@ -210,6 +218,9 @@ pub struct Script {
     /// See [`Behaviour::tool_calls`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// See [`Behaviour::reasoning`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 fn one() -> u32 {
@@ -228,6 +239,7 @@ impl Script {
             reply: self.reply.clone(),
             error_message: self.error_message.clone(),
             tool_calls: self.tool_calls.clone(),
+            reasoning: self.reasoning.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! An internal OpenAI chat completion → an Anthropic message.
 //!
-//! The first choice is the answer: its text (or refusal) becomes a `text` block and its tool
+//! The first choice is the answer: its reasoning (`reasoning_content`) a `thinking` block
+//! (without a signature: only Anthropic signs thinking), its text (or refusal) a `text` block and its tool
 //! calls `tool_use` blocks whose `input` is the parsed `arguments`. Usage is Anthropic's split:
 //! `input_tokens` excludes cache reads, which are `cache_read_input_tokens`.
 
@@ -32,6 +33,9 @@ pub fn to_message(completion: &[u8], model: &str, id: &str) -> Option<Bytes> {
     let choice = choices.first().unwrap_or(&Value::Null);
     let msg = &choice["message"];
     let mut content = Vec::new();
+    if let Some(r) = msg["reasoning_content"].as_str().filter(|r| !r.is_empty()) {
+        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    }
     for text in [&msg["content"], &msg["refusal"]] {
         if let Some(t) = text.as_str().filter(|t| !t.is_empty()) {
             content.push(json!({"type": "text", "text": t}));

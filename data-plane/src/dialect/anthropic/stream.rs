@@ -4,7 +4,8 @@
 //! so `input_tokens` is the gateway's estimate, as clients such as Claude Code read context
 //! use from it; output zero), `ping`, per
 //! content block `content_block_start` / `content_block_delta` (`text_delta`, or
-//! `input_json_delta` with the tool call's argument pieces) / `content_block_stop`, then at the
+//! `input_json_delta` with the tool call's argument pieces, or `thinking_delta` with the
+//! provider's reasoning, `reasoning_content`, in a `thinking` block without a signature) / `content_block_stop`, then at the
 //! end `message_delta` (stop reason, usage from the final usage chunk) and `message_stop`.
 //! Anthropic allows one open block at a time, so a new tool call (or text after a tool call)
 //! closes the open block first. A failure after the start ends with an `error` event.
@@ -17,6 +18,7 @@ use super::{response, stop_reason};
 /// The block currently open.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Open {
+    Thinking,
     Text,
     /// A tool call, by its OpenAI `index`.
     Tool(u64),
@@ -66,6 +68,14 @@ impl Events {
         }
         let choice = &chunk["choices"][0];
         let delta = &choice["delta"];
+        if let Some(t) = delta["reasoning_content"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+        {
+            let block = json!({"type": "thinking", "thinking": "", "signature": ""});
+            self.open_block(Open::Thinking, block, &mut out);
+            self.delta(json!({"type": "thinking_delta", "thinking": t}), &mut out);
+        }
         for text in [&delta["content"], &delta["refusal"]] {
             if let Some(t) = text.as_str().filter(|t| !t.is_empty()) {
                 self.open_block(Open::Text, json!({"type": "text", "text": ""}), &mut out);

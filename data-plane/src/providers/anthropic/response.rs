@@ -1,7 +1,8 @@
 //! Anthropic Messages responses translated into OpenAI chat completions.
 //!
 //! Text blocks are joined into `message.content`, `tool_use` blocks become `tool_calls` (the
-//! `input` object serialized as the `arguments` string), `thinking` blocks are dropped, and the
+//! `input` object serialized as the `arguments` string), `thinking` blocks become `reasoning_content` (as OpenAI-compatible reasoning servers report
+//! it; redacted thinking is dropped), and the
 //! stop reason and usage are mapped (see [`finish_reason`] and [`AnthropicUsage`]).
 
 use bytes::Bytes;
@@ -82,10 +83,14 @@ pub fn chat(provider: &str, body: &[u8], created: u64) -> Result<JsonReply, Upst
             detail: "message is not an Anthropic message object",
         })?;
     let mut text = String::new();
+    let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
     for block in &message.content {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("thinking") => {
+                reasoning.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or(""))
+            }
             Some("tool_use") => tool_calls.push(json!({
                 "id": block.get("id").cloned().unwrap_or(Value::Null),
                 "type": "function",
@@ -104,6 +109,9 @@ pub fn chat(provider: &str, body: &[u8], created: u64) -> Result<JsonReply, Upst
     });
     if !tool_calls.is_empty() {
         msg["tool_calls"] = Value::Array(tool_calls);
+    }
+    if !reasoning.is_empty() {
+        msg["reasoning_content"] = Value::from(reasoning);
     }
     let usage = message.usage.normalised();
     let out = json!({

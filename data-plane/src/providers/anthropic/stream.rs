@@ -5,8 +5,9 @@
 //! `tool_use` block start → a `tool_calls` delta with id and name, its `input_json_delta`s →
 //! argument deltas (tool calls are numbered in order of appearance); `message_delta` → the
 //! finish chunk, then a usage-only chunk (`choices: []`, marked [`Chunk::usage_only`]) carrying
-//! the tokens of `message_start` and `message_delta` together. `ping`, block stops and
-//! `thinking` deltas yield nothing. The stream ends cleanly at `message_stop` (or at end of body
+//! the tokens of `message_start` and `message_delta` together; a `thinking_delta` → a
+//! `reasoning_content` delta (signatures are dropped). `ping` and block stops yield nothing.
+//! The stream ends cleanly at `message_stop` (or at end of body
 //! after `message_delta`); an `error` event, garbage or a body that breaks off earlier ends it
 //! with an error, so a truncated answer is never presented as complete.
 
@@ -146,6 +147,12 @@ impl Translator {
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         Ok(vec![self.chunk(json!({"content": text("text")}), None)])
+                    }
+                    Some("thinking_delta") if !text("thinking").is_empty() => {
+                        Ok(vec![self.chunk(
+                            json!({"reasoning_content": text("thinking")}),
+                            None,
+                        )])
                     }
                     Some("input_json_delta") => {
                         let Some(call) = event.index.and_then(|i| self.tools.get(&i)) else {

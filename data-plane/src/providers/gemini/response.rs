@@ -2,7 +2,7 @@
 //! the stream translation live here too: finish reasons, function calls, usage).
 //!
 //! - Each candidate becomes a choice; its text parts (thought summaries excluded) are joined
-//!   into `content`, its `functionCall` parts become `tool_calls` with ids `call_<n>` (or
+//!   into `content`, its thought summaries into `reasoning_content`, its `functionCall` parts become `tool_calls` with ids `call_<n>` (or
 //!   Gemini's own id when it sends one) and the arguments re-encoded as a JSON string.
 //! - `finishReason`: `STOP` → `stop` (`tool_calls` when the candidate called a function),
 //!   `MAX_TOKENS` → `length`, safety-type reasons → `content_filter`, anything else → `stop`.
@@ -73,7 +73,11 @@ pub fn chat_response(
                 .map(|call| tool_call(call, &mut calls))
                 .collect();
             let called = !tool_calls.is_empty();
-            let message = assistant_message(&text, tool_calls);
+            let mut message = assistant_message(&text, tool_calls);
+            let thoughts = thoughts_of(parts);
+            if !thoughts.is_empty() {
+                message.insert("reasoning_content".into(), json!(thoughts));
+            }
             json!({
                 "index": candidate_index(candidate, position),
                 "message": message,
@@ -128,9 +132,18 @@ pub(super) fn parts(candidate: &Value) -> &[Value] {
 
 /// The answer text: text parts that are not thought summaries, joined.
 pub(super) fn text_of(parts: &[Value]) -> String {
+    texts(parts, false)
+}
+
+/// The thought summaries (`thought: true` text parts), joined: the answer's reasoning.
+pub(super) fn thoughts_of(parts: &[Value]) -> String {
+    texts(parts, true)
+}
+
+fn texts(parts: &[Value], thoughts: bool) -> String {
     parts
         .iter()
-        .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
+        .filter(|p| (p.get("thought").and_then(Value::as_bool) == Some(true)) == thoughts)
         .filter_map(|p| p.get("text").and_then(Value::as_str))
         .collect()
 }

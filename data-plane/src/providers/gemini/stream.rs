@@ -14,8 +14,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::response::{
-    block_reason, candidate_index, candidates, finish_reason, parts, text_of, tool_call, usage,
-    Meta,
+    block_reason, candidate_index, candidates, finish_reason, parts, text_of, thoughts_of,
+    tool_call, usage, Meta,
 };
 use crate::providers::sse::{SseBody, SseEvent};
 use crate::providers::stream::{drive, interrupted, Translate};
@@ -92,6 +92,10 @@ impl Translator {
             let index = candidate_index(candidate, position);
             self.start(index, &mut out);
             let parts = parts(candidate);
+            let thoughts = thoughts_of(parts);
+            if !thoughts.is_empty() {
+                out.push(self.chunk(index, json!({ "reasoning_content": thoughts }), None));
+            }
             let text = text_of(parts);
             if !text.is_empty() {
                 out.push(self.chunk(index, json!({ "content": text }), None));
