@@ -43,6 +43,21 @@ pub fn resolve(
     }
 }
 
+/// Every name `key` may address, in name order: the aliases it is allowed, and the
+/// `provider/model` names of priced models it is allowed (`snapshot::direct` says which are
+/// offered). What `/v1/models` lists.
+pub fn visible<'s>(snapshot: &'s CompiledSnapshot, key: &KeyPolicy) -> Vec<&'s str> {
+    let mut names: Vec<&str> = snapshot
+        .aliases()
+        .iter()
+        .chain(snapshot.direct_names())
+        .map(String::as_str)
+        .filter(|name| key.allows(name))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 /// Where a request goes: the route that serves it and what chose that route.
 #[derive(Debug)]
 pub struct Resolved {
@@ -269,5 +284,14 @@ keys:
         // oa (openai): its family's priced model; local (vllm): what a route deploys there.
         // `oa/gpt-4o` is an alias and `oa/claude-sonnet-4-5` is not OpenAI's.
         assert_eq!(s.direct_names(), ["local/llama", "oa/gpt-4o-mini"]);
+        assert_eq!(
+            visible(&s, &key(&s, 1)),
+            ["chat", "local/llama", "oa/gpt-4o", "oa/gpt-4o-mini"]
+        );
+        assert_eq!(
+            visible(&s, &key(&s, 2)),
+            ["chat", "oa/gpt-4o", "oa/gpt-4o-mini"]
+        );
+        assert_eq!(visible(&s, &key(&s, 3)), ["chat"]);
     }
 }
