@@ -22,6 +22,7 @@ mod leases;
 mod messages_inbound;
 mod metering_fold;
 mod metering_proofs;
+mod models_and_addressing;
 mod openapi;
 mod providers;
 mod proxy;

@@ -133,7 +133,7 @@ fn failed(
 }
 
 /// The deployment's timeout, else the route's, else the provider's, else the process default.
-fn timeout_for(app: &App, route: &Route, deployment: &Deployment) -> Duration {
+pub(super) fn timeout_for(app: &App, route: &Route, deployment: &Deployment) -> Duration {
     deployment
         .timeout
         .or(route.timeout)

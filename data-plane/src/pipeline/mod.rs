@@ -36,6 +36,7 @@ pub mod auth;
 pub mod billing;
 pub mod body;
 pub mod chat;
+pub mod count;
 pub mod embed;
 pub mod prepare;
 pub mod relay;
@@ -86,29 +87,17 @@ pub async fn embeddings(State(app): State<App>, headers: HeaderMap, body: Body) 
     finish(embed::ENDPOINT, &trace, result, IntoResponse::into_response)
 }
 
-/// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`.
-///
-/// N is the gateway's own estimate (the same generous body-size estimate admission reserves
-/// with, see `usage::estimate`), not the provider's tokenizer count: it errs high. The request
-/// goes through stages 1–4 like any other; no provider is called and nothing is metered.
+/// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`, the provider's count where the
+/// chosen deployment's provider has one, else the gateway's estimate (see [`count`]).
 pub async fn count_tokens(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     let trace = Trace::start();
-    let result = async {
-        let arrived = Arrived {
-            headers: &headers,
-            body,
-            trace: &trace,
-        };
-        let read = prepare::Inbound::read(&app, arrived).await?;
-        let json = Messages::request(body::parse_object(&read.bytes)?)?;
-        let fields = body::chat(&json)?;
-        let prepared =
-            prepare::Prepared::chat("count_tokens", &read, &headers, &json, &fields, &trace)?;
-        let n = prepared.prompt_tokens;
-        Ok(axum::Json(serde_json::json!({ "input_tokens": n })).into_response())
-    }
-    .await;
-    finish("count_tokens", &trace, result, Messages::error)
+    let arrived = Arrived {
+        headers: &headers,
+        body,
+        trace: &trace,
+    };
+    let result = count::serve(&app, arrived).await;
+    finish(count::ENDPOINT, &trace, result, Messages::error)
 }
 
 /// Counts a failure and writes it (in the client's dialect); tags the response with its id.

@@ -12,7 +12,7 @@
 //!   `GET /v1/responses/{id}/input_items`: the stored response, its removal, its input
 //!   items; another team's id is "not found", exactly like an unknown or expired one.
 //! - `POST /v1/responses/input_tokens`: the gateway's estimate of the input (stages 1–4, no
-//!   provider call, nothing metered), like `/v1/messages/count_tokens`.
+//!   provider call, nothing metered; `x-switchyard-token-count: estimate`).
 
 use std::sync::Arc;
 
@@ -270,7 +270,13 @@ pub async fn input_tokens(State(app): State<App>, headers: HeaderMap, body: Body
             &trace,
         )?;
         let n = prepared.prompt_tokens;
-        Ok(Json(json!({"object": "response.input_tokens", "input_tokens": n})).into_response())
+        let mut response =
+            Json(json!({"object": "response.input_tokens", "input_tokens": n})).into_response();
+        response.headers_mut().insert(
+            super::count::TOKEN_COUNT,
+            http::HeaderValue::from_static("estimate"),
+        );
+        Ok(response)
     }
     .await;
     super::finish("input_tokens", &trace, result, Responses::error)

@@ -1,5 +1,10 @@
 //! Stage 3, resolving the route, in one place: the caller's preference header, the body's
 //! model, the key's allow-list, the route's rules, and the fallback chain the attempts walk.
+//!
+//! A model name is a route alias first; a name no alias claims that reads as
+//! `provider/model` of a configured provider is served directly by that provider (see
+//! `snapshot::direct`: one deployment, default retries, no fallbacks). The key's allow-list
+//! is matched against the name as the caller wrote it in both cases.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,19 +20,42 @@ use crate::usage::Tags;
 /// else the body's `model`.
 pub const MODEL_PREFERENCE: HeaderName = HeaderName::from_static("x-switchyard-models");
 
-/// The route for `model` if it exists (404) and the key may use it (403).
+/// The route for `model` (an alias, else a `provider/model` name) if it exists (404) and the
+/// key may use it (403).
 pub fn resolve(
     snapshot: &CompiledSnapshot,
     key: &KeyPolicy,
     model: &str,
 ) -> Result<Arc<Route>, ApiError> {
-    let route = snapshot
-        .route(model)
-        .ok_or_else(|| ApiError::ModelNotFound(model.to_owned()))?;
+    let not_found = || ApiError::ModelNotFound(model.to_owned());
+    let alias = snapshot.route(model);
+    if alias.is_none() && !snapshot.addresses_directly(model) {
+        return Err(not_found());
+    }
+    // Checked before a direct route is built, so a key cannot fill the snapshot's table of
+    // built routes with names it may not use.
     if !key.allows(model) {
         return Err(ApiError::ModelNotAllowed(model.to_owned()));
     }
-    Ok(Arc::clone(route))
+    match alias {
+        Some(route) => Ok(Arc::clone(route)),
+        None => snapshot.direct_route(model).ok_or_else(not_found),
+    }
+}
+
+/// Every name `key` may address, in name order: the aliases it is allowed, and the
+/// `provider/model` names of priced models it is allowed (`snapshot::direct` says which are
+/// offered). What `/v1/models` lists.
+pub fn visible<'s>(snapshot: &'s CompiledSnapshot, key: &KeyPolicy) -> Vec<&'s str> {
+    let mut names: Vec<&str> = snapshot
+        .aliases()
+        .iter()
+        .chain(snapshot.direct_names())
+        .map(String::as_str)
+        .filter(|name| key.allows(name))
+        .collect();
+    names.sort_unstable();
+    names
 }
 
 /// Where a request goes: the route that serves it and what chose that route.
@@ -155,4 +183,115 @@ fn apply_rules(
             .flatten()
             .map(Arc::clone)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> CompiledSnapshot {
+        let key = |n: u8| format!("{:064x}", n);
+        let yaml = format!(
+            r#"
+providers:
+  - {{id: oa, kind: openai, base_url: "http://127.0.0.1:1/v1"}}
+  - {{id: local, kind: vllm, base_url: "http://127.0.0.1:2/v1"}}
+pricing:
+  - {{model: gpt-4o-mini, input_per_mtok: "0.15", output_per_mtok: "0.60"}}
+  - {{model: claude-sonnet-4-5, input_per_mtok: "3", output_per_mtok: "15"}}
+  - {{model: llama, input_per_mtok: "0.1", output_per_mtok: "0.1"}}
+routes:
+  - {{alias: oa/gpt-4o, deployments: [{{provider: local, model: llama}}]}}
+  - {{alias: chat, deployments: [{{provider: local, model: llama}}]}}
+keys:
+  - {{name: all, sha256: "{}", models: ["*"]}}
+  - {{name: oa-only, sha256: "{}", models: ["oa/*", "chat"]}}
+  - {{name: aliases, sha256: "{}", models: ["chat", "gpt-*"]}}
+"#,
+            key(1),
+            key(2),
+            key(3)
+        );
+        let s: proto::Snapshot = serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}"));
+        crate::snapshot::compile(s, &crate::snapshot::Context::default())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn key(s: &CompiledSnapshot, n: u8) -> Arc<KeyPolicy> {
+        let mut d = [0u8; 32];
+        d[31] = n;
+        Arc::clone(s.key(&d).unwrap_or_else(|| panic!("no key {n}")))
+    }
+
+    #[test]
+    fn provider_model_names_are_served_without_a_route() {
+        let s = snapshot();
+        let all = key(&s, 1);
+        let route = resolve(&s, &all, "oa/gpt-4o-mini").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(route.alias, "oa/gpt-4o-mini");
+        assert!(route.fallbacks.is_empty() && route.rules.is_empty());
+        let [d] = &route.deployments[..] else {
+            panic!("one deployment expected")
+        };
+        assert_eq!(
+            (d.id.as_str(), d.model.as_str()),
+            ("oa/gpt-4o-mini", "gpt-4o-mini")
+        );
+        assert_eq!(d.provider.id(), "oa");
+        assert_eq!(
+            d.price.as_ref().map(|p| p.output_per_mtok.to_string()),
+            Some("0.60".into())
+        );
+        assert_eq!(
+            d.endpoints.chat.as_str(),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
+        // The model part may itself hold `/` (Hugging Face names on vLLM); unpriced is served.
+        let hf = resolve(&s, &all, "local/meta/Llama-3").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hf.deployments[0].model, "meta/Llama-3");
+        assert!(hf.deployments[0].price.is_none());
+        // Built once per snapshot: the same route (and breaker) serves the next request.
+        let again = resolve(&s, &all, "oa/gpt-4o-mini").unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&route, &again));
+    }
+
+    #[test]
+    fn an_alias_with_a_slash_wins_and_the_allow_list_decides() {
+        let s = snapshot();
+        let (all, oa_only, aliases) = (key(&s, 1), key(&s, 2), key(&s, 3));
+        let alias = resolve(&s, &all, "oa/gpt-4o").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(alias.deployments[0].id, "local/llama");
+        assert!(resolve(&s, &oa_only, "oa/gpt-4o-mini").is_ok());
+        assert!(matches!(
+            resolve(&s, &oa_only, "local/llama"),
+            Err(ApiError::ModelNotAllowed(_))
+        ));
+        assert!(matches!(
+            resolve(&s, &aliases, "oa/gpt-4o-mini"),
+            Err(ApiError::ModelNotAllowed(_))
+        ));
+        for unknown in ["nope/gpt-4o", "oa/", "gpt-4o-mini"] {
+            assert!(
+                matches!(resolve(&s, &all, unknown), Err(ApiError::ModelNotFound(_))),
+                "{unknown}"
+            );
+        }
+    }
+
+    #[test]
+    fn listed_names_are_priced_models_of_each_provider_family_or_deployed_there() {
+        let s = snapshot();
+        // oa (openai): its family's priced model; local (vllm): what a route deploys there.
+        // `oa/gpt-4o` is an alias and `oa/claude-sonnet-4-5` is not OpenAI's.
+        assert_eq!(s.direct_names(), ["local/llama", "oa/gpt-4o-mini"]);
+        assert_eq!(
+            visible(&s, &key(&s, 1)),
+            ["chat", "local/llama", "oa/gpt-4o", "oa/gpt-4o-mini"]
+        );
+        assert_eq!(
+            visible(&s, &key(&s, 2)),
+            ["chat", "oa/gpt-4o", "oa/gpt-4o-mini"]
+        );
+        assert_eq!(visible(&s, &key(&s, 3)), ["chat"]);
+    }
 }

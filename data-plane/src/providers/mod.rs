@@ -194,6 +194,37 @@ impl Adapter {
         }
     }
 
+    /// Whether the provider counts a request's input tokens itself (`count_tokens`): Anthropic
+    /// from the client's own Messages body, Gemini from the translated one. `native_only`: the
+    /// body has no translation, so only the client's own wire can be sent.
+    pub fn counts_tokens(&self, native_only: bool) -> bool {
+        match self {
+            Self::Anthropic(_) => true,
+            Self::Gemini(_) => !native_only,
+            Self::OpenAi(_) | Self::Vertex(_) | Self::Bedrock(_) => false,
+        }
+    }
+
+    /// The provider's count of a Messages request's input tokens (see
+    /// [`Self::counts_tokens`]): `internal` is the translated body, `client` the client's own.
+    pub async fn count_tokens(
+        &self,
+        call: &Call<'_>,
+        internal: &JsonBody,
+        client: &NativeRequest<'_>,
+    ) -> Result<u64, UpstreamError> {
+        match self {
+            Self::Anthropic(p) => p.count_tokens(call, client).await,
+            Self::Gemini(p) => p.count_tokens(call, internal).await,
+            Self::OpenAi(_) | Self::Vertex(_) | Self::Bedrock(_) => {
+                Err(UpstreamError::BadResponse {
+                    provider: self.id().to_owned(),
+                    detail: "the provider has no token count the gateway uses",
+                })
+            }
+        }
+    }
+
     /// Provider id from the snapshot.
     pub fn id(&self) -> &str {
         match self {

@@ -1,14 +1,17 @@
-//! `GET /v1/models`: the aliases the calling key may use, in OpenAI's list shape.
+//! `GET /v1/models` and `GET /v1/models/{id}`: the names the calling key may address
+//! (`pipeline::route::visible`), in OpenAI's shape, or in Anthropic's when the request carries
+//! `anthropic-version` (Claude Code's model discovery, the `anthropic` SDK).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::HeaderMap;
 use serde::Serialize;
 
+use crate::dialect::anthropic::{self, models as anthropic_models};
 use crate::error::ApiError;
 use crate::pipeline::respond::Trace;
-use crate::pipeline::{self, auth};
+use crate::pipeline::{self, auth, route};
 use crate::state::App;
 
 #[derive(Serialize)]
@@ -28,22 +31,28 @@ fn model(id: &str) -> Model<'_> {
     }
 }
 
-pub async fn list(State(app): State<App>, headers: HeaderMap) -> Response {
-    let trace = Trace::start();
-    let mut response = (|| {
+/// Whether the client speaks Anthropic's API (every Anthropic client sends the version).
+fn anthropic(headers: &HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
+}
+
+pub async fn list(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let anthropic = anthropic(&headers);
+    respond(anthropic, || {
         let snapshot = app.parts().snapshots.get().ok_or(ApiError::NotReady)?;
         let key = auth::authenticate(&snapshot, &headers)?;
-        let data: Vec<Model<'_>> = snapshot
-            .aliases()
-            .iter()
-            .filter(|a| key.allows(a))
-            .map(|a| model(a))
-            .collect();
-        Ok::<_, ApiError>(Json(serde_json::json!({"object": "list", "data": data})).into_response())
-    })()
-    .unwrap_or_else(IntoResponse::into_response);
-    trace.tag(&mut response);
-    response
+        let names = route::visible(&snapshot, &key);
+        if anthropic {
+            let page = anthropic_models::Page::parse(query.as_deref())?;
+            return Ok(Json(anthropic_models::list(&names, &page)).into_response());
+        }
+        let data: Vec<Model<'_>> = names.into_iter().map(model).collect();
+        Ok(Json(serde_json::json!({"object": "list", "data": data})).into_response())
+    })
 }
 
 pub async fn retrieve(
@@ -51,14 +60,28 @@ pub async fn retrieve(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let trace = Trace::start();
-    let mut response = (|| {
+    let anthropic = anthropic(&headers);
+    respond(anthropic, || {
         let snapshot = app.parts().snapshots.get().ok_or(ApiError::NotReady)?;
         let key = auth::authenticate(&snapshot, &headers)?;
         let route = pipeline::resolve(&snapshot, &key, &id)?;
-        Ok::<_, ApiError>(Json(model(&route.alias)).into_response())
-    })()
-    .unwrap_or_else(IntoResponse::into_response);
+        if anthropic {
+            return Ok(Json(anthropic_models::model(&route.alias)).into_response());
+        }
+        Ok(Json(model(&route.alias)).into_response())
+    })
+}
+
+/// The answer, or the error in the client's dialect, tagged with the request id.
+fn respond(anthropic: bool, answer: impl FnOnce() -> Result<Response, ApiError>) -> Response {
+    let trace = Trace::start();
+    let mut response = answer().unwrap_or_else(|e| {
+        if anthropic {
+            anthropic::error::into_response(e)
+        } else {
+            e.into_response()
+        }
+    });
     trace.tag(&mut response);
     response
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use proto::{ModelPrice, Snapshot, ValidationError};
 
+use super::direct::{Direct, ProviderEntry};
 use super::keys::{KeyPart, KeyPolicy, KeyTable};
 use super::Context;
 use crate::providers::{Adapter, Deployment};
@@ -30,6 +31,8 @@ pub struct CompiledSnapshot {
     pub budgets: Vec<Arc<proto::Budget>>,
     /// What the routes were compiled from.
     sources: RouteSources,
+    /// `provider/model` names served without a route (see [`super::direct`]).
+    direct: Direct,
 }
 
 /// What a snapshot's routes were compiled from, so that the next snapshot reuses every route
@@ -118,6 +121,27 @@ impl CompiledSnapshot {
     pub fn aliases(&self) -> &[String] {
         &self.aliases
     }
+
+    /// The route serving `name` as `provider/model` when no alias is `name` (see
+    /// [`super::direct`]). Route choice itself stays in `pipeline::route`.
+    pub fn direct_route(&self, name: &str) -> Option<Arc<Route>> {
+        self.direct.route(name)
+    }
+
+    /// Whether `name` reads as `provider/model` of a configured provider.
+    pub fn addresses_directly(&self, name: &str) -> bool {
+        self.direct.addresses(name)
+    }
+
+    /// The `provider/model` names `/v1/models` offers besides the aliases, in name order.
+    pub fn direct_names(&self) -> &[String] {
+        self.direct.listed()
+    }
+
+    /// The configured provider `id`'s adapter.
+    pub fn provider(&self, id: &str) -> Option<&Arc<Adapter>> {
+        self.direct.provider(id).map(|p| &p.adapter)
+    }
 }
 
 /// Validates and compiles a snapshot with its keys inline; `seal_key` opens sealed provider
@@ -161,21 +185,22 @@ fn compile_validated(
     let reusable = previous.filter(|p| {
         p.sources.providers == snapshot.providers && p.sources.pricing == snapshot.pricing
     });
-    let providers: HashMap<&str, (Arc<Adapter>, &proto::Provider)> = snapshot
+    let providers: HashMap<String, ProviderEntry> = snapshot
         .providers
         .iter()
         .map(|p| {
-            (
-                p.id.as_str(),
-                (Arc::new(Adapter::new(p, ctx.seal_key.as_ref())), p),
-            )
+            let entry = ProviderEntry {
+                adapter: Arc::new(Adapter::new(p, ctx.seal_key.as_ref())),
+                kind: p.kind,
+                health_check: p.health_check_ms.map(Duration::from_millis),
+            };
+            (p.id.clone(), entry)
         })
         .collect();
-
-    let prices: HashMap<&str, Arc<ModelPrice>> = snapshot
+    let prices: HashMap<String, Arc<ModelPrice>> = snapshot
         .pricing
         .iter()
-        .map(|p| (p.model.as_str(), Arc::new(p.clone())))
+        .map(|p| (p.model.clone(), Arc::new(p.clone())))
         .collect();
     let mut routes = HashMap::with_capacity(snapshot.routes.len());
     for (i, r) in snapshot.routes.iter().enumerate() {
@@ -193,7 +218,12 @@ fn compile_validated(
         let mut deployments = Vec::with_capacity(r.deployments.len());
         for (j, d) in r.deployments.iter().enumerate() {
             // Validation guarantees the provider exists.
-            let Some((adapter, provider)) = providers.get(d.provider.as_str()) else {
+            let Some(ProviderEntry {
+                adapter,
+                health_check,
+                ..
+            }) = providers.get(d.provider.as_str())
+            else {
                 continue;
             };
             let invalid = |reason: String| {
@@ -208,7 +238,7 @@ fn compile_validated(
             deployments.push(Deployment {
                 stats: ctx.health.stats_for(&id),
                 timeout: d.timeout_ms.map(Duration::from_millis),
-                health_check: provider.health_check_ms.map(Duration::from_millis),
+                health_check: *health_check,
                 weight: d.weight.unwrap_or(1),
                 priority: d.priority.unwrap_or(0),
                 id,
@@ -237,10 +267,21 @@ fn compile_validated(
         routes.insert(r.alias.clone(), Arc::new(route));
     }
 
-    drop(providers);
-    drop(prices);
     let mut aliases: Vec<String> = routes.keys().cloned().collect();
     aliases.sort_unstable();
+    let deployed: Vec<(String, String)> = snapshot
+        .routes
+        .iter()
+        .flat_map(|r| r.deployments.iter())
+        .map(|d| (d.provider.clone(), d.model.clone()))
+        .collect();
+    let direct = Direct::new(
+        providers,
+        prices,
+        Arc::clone(&ctx.health),
+        &deployed,
+        &aliases,
+    );
     let sources = RouteSources {
         specs: snapshot
             .routes
@@ -256,6 +297,7 @@ fn compile_validated(
         keys,
         routes,
         aliases,
+        direct,
         teams: snapshot
             .teams
             .into_iter()

@@ -9,6 +9,7 @@
 
 pub mod cache;
 mod compile;
+mod direct;
 pub mod file;
 mod keys;
 pub mod nats;

@@ -82,6 +82,11 @@ impl MessagesRequest {
         self.messages.as_deref().unwrap_or_default()
     }
 
+    /// `messages` is there and not empty.
+    pub(crate) fn has_messages(&self) -> bool {
+        !self.messages().is_empty()
+    }
+
     /// The last message carries a tool result (the answer to a tool call).
     fn answered(&self) -> bool {
         self.messages().last().is_some_and(|m| {
@@ -374,7 +379,7 @@ fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
 }
 
 /// Anthropic's error shape.
-struct Shape;
+pub(crate) struct Shape;
 
 impl ErrorShape for Shape {
     fn error(&self, status: StatusCode, kind: &str, message: &str) -> Response {

@@ -42,6 +42,9 @@ use super::stream::{json_reply, sse_stream, Ending};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
 
+/// A `GenerateContentRequest` as `countTokens` carries it.
+pub(crate) type GenerateRequest = Generate<false>;
+
 /// Content events sent before `reset_mid_stream` / `truncate_stream` cut a stream.
 const EVENTS_BEFORE_FAULT: usize = 2;
 
@@ -58,7 +61,7 @@ struct Part {
 }
 
 #[derive(Debug, Deserialize)]
-struct Content {
+pub(crate) struct Content {
     #[serde(default)]
     role: Option<String>,
     #[serde(default)]
@@ -66,7 +69,7 @@ struct Content {
 }
 
 impl Content {
-    fn words(&self) -> u64 {
+    pub(crate) fn words(&self) -> u64 {
         self.parts
             .iter()
             .filter_map(|p| p.text.as_deref())
@@ -121,7 +124,7 @@ struct CallingConfig {
 /// A `GenerateContentRequest`; `STREAM` tells which action it arrived on.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Generate<const STREAM: bool> {
+pub(crate) struct Generate<const STREAM: bool> {
     contents: Vec<Content>,
     #[serde(default)]
     system_instruction: Option<Content>,
@@ -253,6 +256,9 @@ pub(crate) async fn models_action(
         return not_found(&target);
     };
     let dialect = Dialect::Gemini { model };
+    if action == "countTokens" {
+        return super::count::gemini(&shared, &kill, dialect, &uri, &headers, &body).await;
+    }
     if action == "batchEmbedContents" {
         return match admit::<BatchEmbed>(&shared, &kill, dialect, &uri, &headers, &body).await {
             Ok(admitted) => embed(&admitted),

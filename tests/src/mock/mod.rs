@@ -10,9 +10,11 @@
 //!   dialect, `api-key: KEY` header, `api-version` query parameter required or 400). The
 //!   response `model` is the body's `model`, else the deployment name.
 //! - `POST /v1/messages` (Anthropic Messages dialect, `x-api-key: KEY`, `anthropic-version`
-//!   required; Anthropic's error shape; see `anthropic.rs`).
-//! - `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse` and
-//!   `:batchEmbedContents` (Gemini dialect, `x-goog-api-key: KEY`; see `gemini.rs`).
+//!   required; Anthropic's error shape; see `anthropic.rs`) and
+//!   `POST /v1/messages/count_tokens` (see `count.rs`).
+//! - `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent?alt=sse`,
+//!   `:batchEmbedContents` (Gemini dialect, `x-goog-api-key: KEY`; see `gemini.rs`) and
+//!   `:countTokens` (see `count.rs`).
 //! - `POST /model/{modelId}/converse` and `/model/{modelId}/converse-stream` (AWS Bedrock
 //!   Converse dialect, SigV4-signed with KEY as the secret access key; binary event-stream
 //!   answers and Bedrock's error shape; see `bedrock/`).
@@ -38,6 +40,8 @@
 //!   `max_tokens` or `max_completion_tokens` (the smaller, if both) is below the word count,
 //!   the reply is cut to that many words and `finish_reason` is `"length"`, else `"stop"`.
 //!   `completion_tokens` = words in the (cut) reply; `total_tokens` = prompt + completion.
+//! - Token counting endpoints (`count.rs`) answer the prompt tokens the same body's chat
+//!   request would count, and bill nothing.
 //! - Embeddings `prompt_tokens` (= `total_tokens`): words of each string input, or the number
 //!   of ids of each token-array input, summed.
 //!
@@ -84,6 +88,7 @@ mod api;
 mod bedrock;
 mod conn;
 mod control;
+mod count;
 mod embedding;
 mod error;
 mod gemini;
@@ -186,6 +191,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/embeddings", post(api::embeddings_route))
         .route("/v1/responses", post(responses::create))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(count::anthropic))
         .route("/v1/models", get(api::models))
         .route(AZURE_CHAT, post(api::chat_route))
         .route(AZURE_EMBEDDINGS, post(api::embeddings_route))

@@ -6,6 +6,8 @@
 //!   `message_stop`).
 //! - [`error`]: the gateway's errors in Anthropic's error shape.
 //! - [`frames`]: the stream writers (translated, or the upstream's own events).
+//! - [`models`]: the Models API's list and model objects (`GET /v1/models` with
+//!   `anthropic-version`).
 //!
 //! Translation goes through the OpenAI dialect for every provider except one that speaks the
 //! Messages wire natively (`Wire::AnthropicMessages`): that deployment is sent the client's body
@@ -14,6 +16,7 @@
 
 pub mod error;
 pub mod frames;
+pub mod models;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -30,6 +30,14 @@ const FORWARDED: [HeaderName; 2] = [
     HeaderName::from_static("anthropic-beta"),
 ];
 
+/// The client's headers of [`FORWARDED`] it sent, to send upstream.
+pub(super) fn forwarded_headers(client: &http::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    FORWARDED
+        .iter()
+        .filter_map(|name| Some((name.clone(), client.get(name)?.clone())))
+        .collect()
+}
+
 #[derive(Deserialize)]
 struct Probe {
     #[serde(default, rename = "type")]
@@ -58,10 +66,7 @@ impl Anthropic {
     ) -> Result<ChatReply, UpstreamError> {
         let start = Instant::now();
         let up = &self.upstream;
-        let headers: Vec<(HeaderName, HeaderValue)> = FORWARDED
-            .iter()
-            .filter_map(|name| Some((name.clone(), request.headers.get(name)?.clone())))
-            .collect();
+        let headers = forwarded_headers(request.headers);
         let body = with_model(&request.body, call.deployment.model_json.get())
             .ok_or_else(|| up.bad("request could not be encoded"))?;
         let url = call.deployment.endpoints.chat.clone();

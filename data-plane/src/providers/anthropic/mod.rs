@@ -5,6 +5,7 @@
 //! Anthropic has no embeddings API: an embeddings call is a 400 in the OpenAI dialect and never
 //! reaches the provider. Translation is pure code, covered by the wire samples in `fixtures/`.
 
+mod count;
 mod error;
 pub mod forward;
 mod request;

@@ -15,6 +15,7 @@
 //!   to the client as its own mistake. Requests the translation cannot express are 400s.
 //! - Usage: from `usageMetadata` (see `response`); embeddings carry none (see `embeddings`).
 
+mod count;
 pub(super) mod embeddings;
 pub(super) mod request;
 pub(super) mod response;
