@@ -88,6 +88,16 @@ pub(crate) struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Only when the scripted cache reads are some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptDetails>,
+}
+
+/// `cached_tokens`: prompt tokens read from the cache (part of `prompt_tokens`, as OpenAI
+/// counts them).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct PromptDetails {
+    pub cached_tokens: u64,
 }
 
 impl Usage {
@@ -96,7 +106,18 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: None,
         }
+    }
+
+    /// With `cached` prompt tokens read from the cache (none: unchanged).
+    pub(crate) fn with_cached(mut self, cached: u64) -> Self {
+        if cached > 0 {
+            self.prompt_tokens_details = Some(PromptDetails {
+                cached_tokens: cached,
+            });
+        }
+        self
     }
 }
 

@@ -72,6 +72,16 @@ pub struct Behaviour {
     /// with a tool result, which gets the reply text: one scripted tool round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// Prompt tokens to report as read from the provider's cache (see `cache.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<u64>,
+    /// Prompt tokens to report as written to the cache for 5 minutes (Anthropic, Bedrock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_5m_tokens: Option<u64>,
+    /// Prompt tokens to report as written to the cache for 1 hour (Anthropic; Bedrock reports
+    /// writes without their lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h_tokens: Option<u64>,
 }
 
 /// One tool call the mock answers with.
@@ -109,6 +119,9 @@ const H_FAULT: HeaderName = HeaderName::from_static("x-mock-fault");
 const H_REPLY: HeaderName = HeaderName::from_static("x-mock-reply");
 const H_ERROR_MESSAGE: HeaderName = HeaderName::from_static("x-mock-error-message");
 const H_TOOL_CALLS: HeaderName = HeaderName::from_static("x-mock-tool-calls");
+const H_CACHE_READ: HeaderName = HeaderName::from_static("x-mock-cache-read-tokens");
+const H_CACHE_WRITE_5M: HeaderName = HeaderName::from_static("x-mock-cache-write-5m-tokens");
+const H_CACHE_WRITE_1H: HeaderName = HeaderName::from_static("x-mock-cache-write-1h-tokens");
 
 impl Behaviour {
     /// Reads the `x-mock-*` headers; an unparseable value is an error, not silently ignored.
@@ -144,6 +157,9 @@ impl Behaviour {
                     serde_json::from_str(&s).map_err(|e| format!("invalid {H_TOOL_CALLS}: {e}"))
                 })
                 .transpose()?,
+            cache_read_tokens: parsed(&H_CACHE_READ, text(&H_CACHE_READ)?)?,
+            cache_write_5m_tokens: parsed(&H_CACHE_WRITE_5M, text(&H_CACHE_WRITE_5M)?)?,
+            cache_write_1h_tokens: parsed(&H_CACHE_WRITE_1H, text(&H_CACHE_WRITE_1H)?)?,
         };
         behaviour.validate()?;
         Ok(behaviour)
@@ -168,6 +184,9 @@ impl Behaviour {
             reply: top.reply.or(self.reply),
             error_message: top.error_message.or(self.error_message),
             tool_calls: top.tool_calls.or(self.tool_calls),
+            cache_read_tokens: top.cache_read_tokens.or(self.cache_read_tokens),
+            cache_write_5m_tokens: top.cache_write_5m_tokens.or(self.cache_write_5m_tokens),
+            cache_write_1h_tokens: top.cache_write_1h_tokens.or(self.cache_write_1h_tokens),
         }
     }
 }
@@ -210,6 +229,15 @@ pub struct Script {
     /// See [`Behaviour::tool_calls`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// See [`Behaviour::cache_read_tokens`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<u64>,
+    /// See [`Behaviour::cache_write_5m_tokens`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_5m_tokens: Option<u64>,
+    /// See [`Behaviour::cache_write_1h_tokens`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h_tokens: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -228,6 +256,9 @@ impl Script {
             reply: self.reply.clone(),
             error_message: self.error_message.clone(),
             tool_calls: self.tool_calls.clone(),
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_5m_tokens: self.cache_write_5m_tokens,
+            cache_write_1h_tokens: self.cache_write_1h_tokens,
         }
     }
 
@@ -381,6 +412,21 @@ mod tests {
         assert!(Behaviour::from_headers(&headers).is_err());
         headers.remove(H_LATENCY);
         headers.insert(H_TOOL_CALLS, "[{\"nam\":1}]".parse().unwrap());
+        assert!(Behaviour::from_headers(&headers).is_err());
+        headers.remove(H_TOOL_CALLS);
+        headers.insert(H_CACHE_WRITE_1H, "30".parse().unwrap());
+        let cached = script(r#"{"cache_read_tokens":5,"cache_write_1h_tokens":7}"#)
+            .behaviour()
+            .overlaid_with(Behaviour::from_headers(&headers).unwrap());
+        assert_eq!(
+            (
+                cached.cache_read_tokens,
+                cached.cache_write_5m_tokens,
+                cached.cache_write_1h_tokens
+            ),
+            (Some(5), None, Some(30))
+        );
+        headers.insert(H_CACHE_READ, "-1".parse().unwrap());
         assert!(Behaviour::from_headers(&headers).is_err());
     }
 }
