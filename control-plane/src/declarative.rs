@@ -34,7 +34,7 @@ pub use plan::{
 use crate::api::ApiError;
 use crate::domain::budget::{Budget, BudgetSpec};
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
-use crate::domain::pricing::{Price, PriceSpec};
+use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
 use crate::domain::resource::ResourceCommand;
 use crate::domain::route::Route;
@@ -42,6 +42,7 @@ use crate::domain::team::{NewTeam, Team, TeamCommand};
 use crate::domain::FieldError;
 use crate::seal::SealKey;
 use crate::store::{Project, Store, StoreError};
+use crate::usage::pricing::{spec_from_row, PRICE_COLUMNS};
 
 /// Prefix recorded for secrets imported by hash (the real prefix is unknown).
 const IMPORTED_PREFIX: &str = "imported";
@@ -416,20 +417,13 @@ pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
         });
     }
     let prices = tx
-        .query(
-            "SELECT model, input_per_mtok, output_per_mtok, cached_input_per_mtok FROM pricing",
-            &[],
-        )
+        .query(&format!("SELECT model, {PRICE_COLUMNS} FROM pricing"), &[])
         .await?;
     for r in prices {
-        // NUMERIC(20, 10) comes back with ten decimals; keep the value as it was written.
-        let amount = |d: rust_decimal::Decimal| d.normalize();
-        let spec = PriceSpec {
-            input_per_mtok: amount(r.get(1)),
-            output_per_mtok: amount(r.get(2)),
-            cached_input_per_mtok: r.get::<_, Option<rust_decimal::Decimal>>(3).map(amount),
-        };
-        current.prices.insert(r.get(0), spec);
+        // Values as they were written (see spec_from_row).
+        if let Some(spec) = spec_from_row(&r, 1) {
+            current.prices.insert(r.get(0), spec);
+        }
     }
     tx.commit().await?;
     Ok(current)

@@ -11,7 +11,6 @@ use std::fmt::Display;
 
 use chrono::{DateTime, Utc};
 use proto::Snapshot;
-use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -21,6 +20,7 @@ use crate::domain::pricing::built_in;
 use crate::domain::provider::ProviderSpec;
 use crate::domain::route::RouteSpec;
 use crate::store::{Store, StoreError};
+use crate::usage::pricing::{spec_from_row, PRICE_COLUMNS};
 
 type Transaction<'a> = deadpool_postgres::Transaction<'a>;
 
@@ -211,31 +211,19 @@ async fn pricing(tx: &Transaction<'_>) -> Result<Vec<proto::ModelPrice>, StoreEr
     let mut prices: BTreeMap<String, proto::ModelPrice> = built_in()
         .into_iter()
         .map(|(model, p)| {
-            let price = proto::ModelPrice {
-                model: model.clone(),
-                input_per_mtok: p.input_per_mtok,
-                output_per_mtok: p.output_per_mtok,
-                cached_input_per_mtok: p.cached_input_per_mtok,
-            };
+            let price = p.price(&model);
             (model, price)
         })
         .collect();
     for r in tx
-        .query(
-            "SELECT model, input_per_mtok, output_per_mtok, cached_input_per_mtok FROM pricing",
-            &[],
-        )
+        .query(&format!("SELECT model, {PRICE_COLUMNS} FROM pricing"), &[])
         .await?
     {
         let model: String = r.get(0);
-        // NUMERIC(20, 10) comes back with ten decimals; send the value as it was written.
-        let price = proto::ModelPrice {
-            model: model.clone(),
-            input_per_mtok: r.get::<_, Decimal>(1).normalize(),
-            output_per_mtok: r.get::<_, Decimal>(2).normalize(),
-            cached_input_per_mtok: r.get::<_, Option<Decimal>>(3).map(|d| d.normalize()),
-        };
-        prices.insert(model, price);
+        // Values as they were written (see spec_from_row).
+        if let Some(spec) = spec_from_row(&r, 1) {
+            prices.insert(model.clone(), spec.price(&model));
+        }
     }
     Ok(prices.into_values().collect())
 }

@@ -8,6 +8,7 @@ mod distribution;
 mod health;
 mod keycodec;
 mod lease;
+mod price;
 mod snapshot;
 mod usage;
 mod validate;
@@ -29,13 +30,13 @@ pub use lease::{
     period_bounds, rate_window, LeaseReply, LeaseRequest, PoolKey, RateUnit, LEASE_QUEUE,
     LEASE_SUBJECT,
 };
+pub use price::{ModelPrice, Rates};
 pub use snapshot::{
-    Budget, BudgetPeriod, BudgetScope, Credential, Deployment, ModelPrice, Provider, ProviderKind,
-    RetryPolicy, Route, RouteRule, Snapshot, Strategy, TeamPolicy, Trigger, VirtualKey,
-    SCHEMA_VERSION,
+    Budget, BudgetPeriod, BudgetScope, Credential, Deployment, Provider, ProviderKind, RetryPolicy,
+    Route, RouteRule, Snapshot, Strategy, TeamPolicy, Trigger, VirtualKey, SCHEMA_VERSION,
 };
 pub use usage::{
-    usage_subject, BudgetAlert, Outcome, Refusal, TokenUsage, UsageEvent, BUDGET_ALERT_SUBJECT,
-    USAGE_FOLD_CONSUMER, USAGE_REPLAYED_HEADER, USAGE_STREAM, USAGE_SUBJECTS,
+    usage_subject, BudgetAlert, Outcome, Refusal, TokenClasses, TokenUsage, UsageEvent,
+    BUDGET_ALERT_SUBJECT, USAGE_FOLD_CONSUMER, USAGE_REPLAYED_HEADER, USAGE_STREAM, USAGE_SUBJECTS,
 };
 pub use validate::ValidationError;

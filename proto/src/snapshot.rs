@@ -44,7 +44,7 @@ pub struct Snapshot {
     /// Prices per upstream model (the built-in table with overrides applied), used to reserve
     /// a request's cost before it is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pricing: Vec<ModelPrice>,
+    pub pricing: Vec<crate::ModelPrice>,
     /// Deployments some proxy saw go down in the last few minutes, as of when the snapshot was
     /// built (live changes travel as health announcements, not as snapshots). A proxy opens its
     /// breaker for each, as of the reported time.
@@ -99,30 +99,6 @@ pub struct Budget {
     pub period: BudgetPeriod,
     /// Hard budgets refuse requests; soft budgets alert.
     pub hard: bool,
-}
-
-/// USD per million tokens for one upstream model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelPrice {
-    pub model: String,
-    pub input_per_mtok: Decimal,
-    pub output_per_mtok: Decimal,
-    /// Price of cached prompt tokens; the input price when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cached_input_per_mtok: Option<Decimal>,
-}
-
-impl ModelPrice {
-    /// Exact cost of `usage` at this price.
-    pub fn cost(&self, usage: &crate::TokenUsage) -> Decimal {
-        let cached = usage.cached_input_tokens.min(usage.prompt_tokens);
-        let uncached = usage.prompt_tokens - cached;
-        let million = Decimal::from(1_000_000u64);
-        (Decimal::from(uncached) * self.input_per_mtok
-            + Decimal::from(cached) * self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
-            + Decimal::from(usage.completion_tokens) * self.output_per_mtok)
-            / million
-    }
 }
 
 fn default_schema_version() -> u32 {

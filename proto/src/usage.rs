@@ -29,18 +29,76 @@ pub fn usage_subject(team: Option<&str>) -> String {
 
 /// Tokens of one request as the provider reported them (or as estimated, see
 /// [`UsageEvent::usage_estimated`]).
+///
+/// `prompt_tokens` is every input token, cache reads and cache writes included, whatever the
+/// provider's own convention (Anthropic's and Bedrock's `input_tokens` exclude them and are
+/// added back; OpenAI's and Gemini's prompt counts include cache reads already). The cache
+/// counts are subsets of it, and disjoint: [`TokenUsage::classes`] splits the whole.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
     #[serde(default)]
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
-    /// Prompt tokens served from the provider's cache (a subset of `prompt_tokens`).
+    /// Prompt tokens read from the provider's cache (a subset of `prompt_tokens`): OpenAI
+    /// `cached_tokens`, Anthropic `cache_read_input_tokens`, Bedrock `cacheReadInputTokens`,
+    /// Gemini `cachedContentTokenCount`.
     #[serde(default)]
     pub cached_input_tokens: u64,
-    /// Reasoning tokens (a subset of `completion_tokens`).
+    /// Reasoning tokens (a subset of `completion_tokens`, billed as output).
     #[serde(default)]
     pub reasoning_tokens: u64,
+    /// Prompt tokens written to the provider's cache to be kept 5 minutes (a subset of
+    /// `prompt_tokens`): Anthropic `cache_creation.ephemeral_5m_input_tokens` (or the whole
+    /// `cache_creation_input_tokens` when it comes without a split), Bedrock
+    /// `cacheWriteInputTokens`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_5m_tokens: u64,
+    /// Prompt tokens written to the provider's cache to be kept 1 hour (a subset of
+    /// `prompt_tokens`): Anthropic `cache_creation.ephemeral_1h_input_tokens`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_1h_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A request's tokens split into the classes a provider bills at different rates; the five
+/// add up to prompt plus completion tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenClasses {
+    /// Prompt tokens neither read from nor written to the cache.
+    pub input: u64,
+    pub cache_read: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    /// Completion tokens, reasoning included.
+    pub output: u64,
+}
+
+impl TokenUsage {
+    /// The disjoint classes. Cache counts that add up to more than `prompt_tokens` (a provider
+    /// bug) are cut in the order reads, 5-minute writes, 1-hour writes, so the classes never
+    /// count more input than there was.
+    pub fn classes(&self) -> TokenClasses {
+        let mut left = self.prompt_tokens;
+        let mut take = |n: u64| {
+            let n = n.min(left);
+            left -= n;
+            n
+        };
+        let cache_read = take(self.cached_input_tokens);
+        let cache_write_5m = take(self.cache_write_5m_tokens);
+        let cache_write_1h = take(self.cache_write_1h_tokens);
+        TokenClasses {
+            input: left,
+            cache_read,
+            cache_write_5m,
+            cache_write_1h,
+            output: self.completion_tokens,
+        }
+    }
 }
 
 /// How a request ended.
@@ -145,4 +203,65 @@ pub struct BudgetAlert {
     pub period_start: i64,
     pub amount_usd: Decimal,
     pub spent_usd: Decimal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD_EVENT: &str = r#"{"id":"01936f5e-0000-7000-8000-000000000001","time_ms":1795275000000,"proxy":"p","endpoint":"messages","alias":"claude","model":"claude-sonnet-4-5","usage":{"prompt_tokens":100,"completion_tokens":5,"cached_input_tokens":40,"reasoning_tokens":0},"cost_usd":"0.001","latency_ms":3,"status":200,"outcome":"ok"}"#;
+
+    #[test]
+    fn an_event_without_cache_writes_reads_and_writes_as_before() {
+        let e: UsageEvent = serde_json::from_str(OLD_EVENT).unwrap();
+        assert_eq!(e.usage.cache_write_5m_tokens, 0);
+        assert_eq!(e.usage.cache_write_1h_tokens, 0);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["usage"],
+            serde_json::json!({"prompt_tokens":100,"completion_tokens":5,"cached_input_tokens":40,"reasoning_tokens":0})
+        );
+    }
+
+    #[test]
+    fn cache_writes_travel_split_by_lifetime() {
+        let mut e: UsageEvent = serde_json::from_str(OLD_EVENT).unwrap();
+        e.usage.cache_write_5m_tokens = 30;
+        e.usage.cache_write_1h_tokens = 20;
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["usage"],
+            serde_json::json!({"prompt_tokens":100,"completion_tokens":5,"cached_input_tokens":40,
+                               "reasoning_tokens":0,"cache_write_5m_tokens":30,"cache_write_1h_tokens":20})
+        );
+        let back: UsageEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(
+            back.usage.classes(),
+            TokenClasses {
+                input: 10,
+                cache_read: 40,
+                cache_write_5m: 30,
+                cache_write_1h: 20,
+                output: 5
+            }
+        );
+    }
+
+    #[test]
+    fn classes_never_count_more_input_than_the_prompt() {
+        let u = TokenUsage {
+            prompt_tokens: 50,
+            completion_tokens: 1,
+            cached_input_tokens: 40,
+            cache_write_5m_tokens: 30,
+            cache_write_1h_tokens: 20,
+            ..TokenUsage::default()
+        };
+        let c = u.classes();
+        assert_eq!(
+            (c.input, c.cache_read, c.cache_write_5m, c.cache_write_1h),
+            (0, 40, 10, 0)
+        );
+    }
 }

@@ -118,6 +118,7 @@ fn event(
             completion_tokens: completion,
             cached_input_tokens: cached,
             reasoning_tokens: completion / 4,
+            ..TokenUsage::default()
         },
         usage_estimated: false,
         cost_usd: Decimal::new(1, 2),
@@ -169,12 +170,7 @@ fn built_in(model: &str) -> Option<ModelPrice> {
     control_plane::domain::pricing::built_in()
         .into_iter()
         .find(|(m, _)| m == model)
-        .map(|(m, s)| ModelPrice {
-            model: m,
-            input_per_mtok: s.input_per_mtok,
-            output_per_mtok: s.output_per_mtok,
-            cached_input_per_mtok: s.cached_input_per_mtok,
-        })
+        .map(|(m, s)| s.price(&m))
 }
 
 fn cost(e: &UsageEvent) -> Decimal {
@@ -537,6 +533,8 @@ async fn a_price_change_applies_only_to_events_after_it() {
         input_per_mtok: "0.37".parse().unwrap(),
         output_per_mtok: "1.13".parse().unwrap(),
         cached_input_per_mtok: Some("0.05".parse().unwrap()),
+        cache_write_5m_per_mtok: None,
+        cache_write_1h_per_mtok: None,
     };
     // 1M × 2.50 + 0.1M × 10.00 = 3.5 at the old price.
     assert_eq!(cost(&early), Decimal::from_str("3.5").unwrap());

@@ -1,5 +1,6 @@
 //! `/admin/pricing`: the built-in price table merged with overrides, and setting or removing
-//! an override (global tokens only).
+//! an override (global tokens only). Each row names the cache classes it has no price for
+//! (`input_price_fallbacks`): those are charged at the input price.
 //!
 //! Also home of money parsing for the admin API ([`decimal`], [`opt_decimal`]): amounts are
 //! exact decimals end to end. A JSON string (`"12.50"`) is parsed as written; a JSON number is
@@ -97,9 +98,21 @@ pub struct PriceView {
     #[serde(with = "rust_decimal::serde::str")]
     #[schema(value_type = String, example = "10.00")]
     pub output_per_mtok: Decimal,
+    /// Cache reads; null: charged at the input price.
     #[serde(with = "rust_decimal::serde::str_option")]
     #[schema(value_type = Option<String>, example = "1.25")]
     pub cached_input_per_mtok: Option<Decimal>,
+    /// 5-minute cache writes; null: charged at the input price.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>, example = "3.75")]
+    pub cache_write_5m_per_mtok: Option<Decimal>,
+    /// 1-hour cache writes; null: charged at the input price.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>, example = "6.00")]
+    pub cache_write_1h_per_mtok: Option<Decimal>,
+    /// The cache classes without a price of their own, charged at the input price
+    /// (`cache_read`, `cache_write_5m`, `cache_write_1h`).
+    pub input_price_fallbacks: Vec<String>,
     pub source: PriceSource,
     /// Stream version of an override; null for built-in rows.
     pub version: Option<i32>,
@@ -114,11 +127,20 @@ impl PriceView {
         version: Option<i32>,
         updated_at: Option<DateTime<Utc>>,
     ) -> Self {
+        let input_price_fallbacks = s
+            .price(&model)
+            .fallbacks()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         Self {
             model,
             input_per_mtok: s.input_per_mtok,
             output_per_mtok: s.output_per_mtok,
             cached_input_per_mtok: s.cached_input_per_mtok,
+            cache_write_5m_per_mtok: s.cache_write_5m_per_mtok,
+            cache_write_1h_per_mtok: s.cache_write_1h_per_mtok,
+            input_price_fallbacks,
             source,
             version,
             updated_at,
@@ -135,9 +157,22 @@ pub struct SetPrice {
     #[serde(deserialize_with = "decimal")]
     #[schema(value_type = String, example = "10.00")]
     pub output_per_mtok: Decimal,
-    #[serde(default, deserialize_with = "opt_decimal")]
+    /// Cache reads (also accepted as `cache_read_per_mtok`); absent: the input price.
+    #[serde(
+        default,
+        alias = "cache_read_per_mtok",
+        deserialize_with = "opt_decimal"
+    )]
     #[schema(value_type = Option<String>, example = "1.25")]
     pub cached_input_per_mtok: Option<Decimal>,
+    /// 5-minute cache writes; absent: the input price.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    #[schema(value_type = Option<String>, example = "3.75")]
+    pub cache_write_5m_per_mtok: Option<Decimal>,
+    /// 1-hour cache writes; absent: the input price.
+    #[serde(default, deserialize_with = "opt_decimal")]
+    #[schema(value_type = Option<String>, example = "6.00")]
+    pub cache_write_1h_per_mtok: Option<Decimal>,
 }
 
 /// The built-in table with the overrides laid over it, by model.
@@ -215,6 +250,8 @@ pub async fn put(
         input_per_mtok: body.input_per_mtok,
         output_per_mtok: body.output_per_mtok,
         cached_input_per_mtok: body.cached_input_per_mtok,
+        cache_write_5m_per_mtok: body.cache_write_5m_per_mtok,
+        cache_write_1h_per_mtok: body.cache_write_1h_per_mtok,
     };
     let command = ResourceCommand::Put {
         id: model.clone(),
@@ -312,11 +349,31 @@ mod tests {
     }
 
     #[test]
+    fn a_price_body_takes_every_class_and_refuses_a_class_named_twice() {
+        let body: SetPrice = serde_json::from_str(
+            r#"{"input_per_mtok":"3","output_per_mtok":"15","cache_read_per_mtok":"0.30",
+                "cache_write_5m_per_mtok":"3.75","cache_write_1h_per_mtok":6}"#,
+        )
+        .unwrap();
+        assert_eq!(body.cached_input_per_mtok.unwrap().to_string(), "0.30");
+        assert_eq!(body.cache_write_5m_per_mtok.unwrap().to_string(), "3.75");
+        assert_eq!(body.cache_write_1h_per_mtok.unwrap(), Decimal::from(6));
+        for bad in [
+            r#"{"input_per_mtok":"3","output_per_mtok":"15","cache_read_per_mtok":"1","cached_input_per_mtok":"1"}"#,
+            r#"{"input_per_mtok":"3","output_per_mtok":"15","cache_write_per_mtok":"1"}"#,
+            r#"{"input_per_mtok":"3","output_per_mtok":"15","cache_write_1h_per_mtok":"lots"}"#,
+        ] {
+            assert!(serde_json::from_str::<SetPrice>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn amounts_serialize_as_strings_and_overrides_win() {
         let spec = PriceSpec {
             input_per_mtok: "9.99".parse().unwrap(),
             output_per_mtok: Decimal::ONE,
-            cached_input_per_mtok: None,
+            cache_write_1h_per_mtok: Some(Decimal::TWO),
+            ..PriceSpec::default()
         };
         let row = PriceView::new("gpt-4o".into(), &spec, PriceSource::Override, Some(1), None);
         let rows = merge(vec![row]);
@@ -324,7 +381,21 @@ mod tests {
         assert_eq!(json["input_per_mtok"], "9.99");
         assert_eq!(json["source"], "override");
         assert_eq!(json["cached_input_per_mtok"], serde_json::Value::Null);
+        assert_eq!(json["cache_write_1h_per_mtok"], "2");
+        assert_eq!(
+            json["input_price_fallbacks"],
+            serde_json::json!(["cache_read", "cache_write_5m"])
+        );
         assert_eq!(rows["gpt-4o-mini"].source, PriceSource::BuiltIn);
+        let sonnet = serde_json::to_value(&rows["claude-sonnet-4-5"]).unwrap();
+        assert_eq!(
+            (
+                &sonnet["cache_write_5m_per_mtok"],
+                &sonnet["cache_write_1h_per_mtok"]
+            ),
+            (&serde_json::json!("3.75"), &serde_json::json!("6.00"))
+        );
+        assert_eq!(sonnet["input_price_fallbacks"], serde_json::json!([]));
         assert_eq!(rows.len(), built_in().len());
     }
 }

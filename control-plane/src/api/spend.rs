@@ -128,11 +128,18 @@ pub struct SpendTotals {
     pub requests: i64,
     /// Requests refused by admission.
     pub refused: i64,
+    /// Every input token, cache reads and writes included.
     pub prompt_tokens: i64,
+    /// Every output token, reasoning included.
     pub completion_tokens: i64,
+    /// Prompt tokens read from the provider's cache.
     pub cached_input_tokens: i64,
     pub reasoning_tokens: i64,
-    /// Exact USD.
+    /// Prompt tokens written to the provider's cache for 5 minutes.
+    pub cache_write_5m_tokens: i64,
+    /// Prompt tokens written to the provider's cache for 1 hour.
+    pub cache_write_1h_tokens: i64,
+    /// Exact USD: each token class at its own rate, at the price valid when it was used.
     #[serde(with = "rust_decimal::serde::str")]
     #[schema(value_type = String, example = "12.345")]
     pub cost_usd: Decimal,
@@ -180,6 +187,7 @@ pub struct SpendReport {
 const SUMS: &str = "COALESCE(SUM(requests), 0)::int8, COALESCE(SUM(refused), 0)::int8,
     COALESCE(SUM(prompt_tokens), 0)::int8, COALESCE(SUM(completion_tokens), 0)::int8,
     COALESCE(SUM(cached_input_tokens), 0)::int8, COALESCE(SUM(reasoning_tokens), 0)::int8,
+    COALESCE(SUM(cache_write_5m_tokens), 0)::int8, COALESCE(SUM(cache_write_1h_tokens), 0)::int8,
     COALESCE(SUM(cost_usd), 0)";
 
 fn totals(r: &tokio_postgres::Row, at: usize) -> SpendTotals {
@@ -190,7 +198,9 @@ fn totals(r: &tokio_postgres::Row, at: usize) -> SpendTotals {
         completion_tokens: r.get(at + 3),
         cached_input_tokens: r.get(at + 4),
         reasoning_tokens: r.get(at + 5),
-        cost_usd: r.get::<_, Decimal>(at + 6).normalize(),
+        cache_write_5m_tokens: r.get(at + 6),
+        cache_write_1h_tokens: r.get(at + 7),
+        cost_usd: r.get::<_, Decimal>(at + 8).normalize(),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Filters: `team_id`, `key_id`, `model`, `outcome`, `from` (inclusive), `to` (exclusive). A
 //! team-scoped token only sees its own team's events. `cost_usd` is what the ledger charged
-//! (the price valid at the event's time), `proxy_cost_usd` what the proxy estimated.
+//! (each token class at its own rate, at the price valid at the event's time),
+//! `proxy_cost_usd` what the proxy estimated.
 
 use std::collections::BTreeMap;
 
@@ -36,10 +37,16 @@ pub struct UsageView {
     pub provider: Option<String>,
     pub deployment: Option<String>,
     pub model: Option<String>,
+    /// Every input token, cache reads and writes included.
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Prompt tokens read from the provider's cache.
     pub cached_input_tokens: i64,
     pub reasoning_tokens: i64,
+    /// Prompt tokens written to the provider's cache for 5 minutes.
+    pub cache_write_5m_tokens: i64,
+    /// Prompt tokens written to the provider's cache for 1 hour.
+    pub cache_write_1h_tokens: i64,
     pub usage_estimated: bool,
     #[serde(with = "rust_decimal::serde::str")]
     #[schema(value_type = String, example = "0.00125")]
@@ -85,7 +92,8 @@ fn parse_cursor(after: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
 const COLUMNS: &str = "id, time, proxy, key_id, key_name, team_id, tags, endpoint, alias, provider,
     deployment, model, prompt_tokens, completion_tokens, cached_input_tokens, reasoning_tokens,
     usage_estimated, cost_usd, proxy_cost_usd, latency_ms, ttft_ms, status, outcome, refused_code,
-    refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit, folded_at, route_reason";
+    refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit, folded_at, route_reason,
+    cache_write_5m_tokens, cache_write_1h_tokens";
 
 fn view(r: &tokio_postgres::Row) -> UsageView {
     let tags: serde_json::Value = r.get(6);
@@ -106,6 +114,8 @@ fn view(r: &tokio_postgres::Row) -> UsageView {
         completion_tokens: r.get(13),
         cached_input_tokens: r.get(14),
         reasoning_tokens: r.get(15),
+        cache_write_5m_tokens: r.get(32),
+        cache_write_1h_tokens: r.get(33),
         usage_estimated: r.get(16),
         cost_usd: r.get::<_, Decimal>(17).normalize(),
         proxy_cost_usd: r.get::<_, Decimal>(18).normalize(),

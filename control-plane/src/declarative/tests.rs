@@ -727,14 +727,9 @@ fn prices_are_set_changed_and_pruned_but_built_ins_are_not_overrides() {
     let mut published = String::from("pricing:\n");
     for (model, spec) in crate::domain::pricing::built_in() {
         let spec = current.prices.get(&model).cloned().unwrap_or(spec);
-        let cached = spec
-            .cached_input_per_mtok
-            .map(|c| format!(", cached_input_per_mtok: \"{c}\""))
-            .unwrap_or_default();
-        published.push_str(&format!(
-            "  - {{ model: {model}, input_per_mtok: \"{}\", output_per_mtok: \"{}\"{cached} }}\n",
-            spec.input_per_mtok, spec.output_per_mtok
-        ));
+        // As the snapshot carries it (JSON is YAML), cache prices included.
+        let price = serde_json::to_string(&spec.price(&model)).unwrap();
+        published.push_str(&format!("  - {price}\n"));
     }
     published
         .push_str("  - { model: local-llama, input_per_mtok: \"0\", output_per_mtok: \"0.2\" }\n");

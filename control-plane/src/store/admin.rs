@@ -19,6 +19,7 @@ use crate::domain::pricing::PriceSpec;
 use crate::domain::resource::{Resource, Spec};
 use crate::domain::team::Team;
 use crate::domain::token::AdminToken;
+use crate::usage::pricing::{spec_from_row, PRICE_COLUMNS};
 
 /// A query parameter.
 pub type Param<'a> = &'a (dyn ToSql + Sync);
@@ -224,20 +225,20 @@ impl Store {
     /// decimals).
     pub async fn price_overrides(&self) -> Result<Vec<PriceRow>, StoreError> {
         let rows = self
-            .rows("SELECT model, input_per_mtok, output_per_mtok, cached_input_per_mtok, version, updated_at FROM pricing", &[])
+            .rows(
+                &format!("SELECT model, version, updated_at, {PRICE_COLUMNS} FROM pricing"),
+                &[],
+            )
             .await?;
-        let amount = |d: rust_decimal::Decimal| d.normalize();
         Ok(rows
             .iter()
-            .map(|r| PriceRow {
-                model: r.get(0),
-                spec: PriceSpec {
-                    input_per_mtok: amount(r.get(1)),
-                    output_per_mtok: amount(r.get(2)),
-                    cached_input_per_mtok: r.get::<_, Option<rust_decimal::Decimal>>(3).map(amount),
-                },
-                version: r.get(4),
-                updated_at: r.get(5),
+            .filter_map(|r| {
+                Some(PriceRow {
+                    model: r.get(0),
+                    spec: spec_from_row(r, 3)?,
+                    version: r.get(1),
+                    updated_at: r.get(2),
+                })
             })
             .collect())
     }

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_route_reason.sql",
         include_str!("../../../migrations/0005_route_reason.sql"),
     ),
+    (
+        6,
+        "0006_cache_money.sql",
+        include_str!("../../../migrations/0006_cache_money.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5357_4954_4348_0002;

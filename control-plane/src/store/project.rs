@@ -212,18 +212,23 @@ impl Project for Resource<PriceSpec> {
             // Every price the model ever had, so usage is costed at the price of its time.
             let model = stream.strip_prefix("price-").unwrap_or(&self.id);
             crate::usage::pricing::project_history(&**tx, stream, model).await?;
-            let row: [Param<'_>; 6] = [
+            let s = &self.spec;
+            let row: [Param<'_>; 8] = [
                 &self.id,
-                &self.spec.input_per_mtok,
-                &self.spec.output_per_mtok,
-                &self.spec.cached_input_per_mtok,
+                &s.input_per_mtok,
+                &s.output_per_mtok,
+                &s.cached_input_per_mtok,
+                &s.cache_write_5m_per_mtok,
+                &s.cache_write_1h_per_mtok,
                 &version,
                 &self.updated_at,
             ];
-            let upsert = "INSERT INTO pricing (model, input_per_mtok, output_per_mtok, cached_input_per_mtok, version, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+            let upsert = "INSERT INTO pricing (model, input_per_mtok, output_per_mtok, cached_input_per_mtok,
+                     cache_write_5m_per_mtok, cache_write_1h_per_mtok, version, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (model) DO UPDATE SET input_per_mtok = $2, output_per_mtok = $3,
-                     cached_input_per_mtok = $4, version = $5, updated_at = $6";
+                     cached_input_per_mtok = $4, cache_write_5m_per_mtok = $5,
+                     cache_write_1h_per_mtok = $6, version = $7, updated_at = $8";
             let delete = "DELETE FROM pricing WHERE model = $1";
             upsert_or_delete(tx, self.live, (upsert, &row), (delete, &self.id)).await
         })

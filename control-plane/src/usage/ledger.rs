@@ -32,8 +32,11 @@ pub struct Counters {
     pub refused: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Cache reads.
     pub cached_input_tokens: i64,
     pub reasoning_tokens: i64,
+    pub cache_write_5m_tokens: i64,
+    pub cache_write_1h_tokens: i64,
     pub cost_usd: Decimal,
 }
 
@@ -46,6 +49,8 @@ impl Counters {
         self.completion_tokens += tokens(e.usage.completion_tokens);
         self.cached_input_tokens += tokens(e.usage.cached_input_tokens);
         self.reasoning_tokens += tokens(e.usage.reasoning_tokens);
+        self.cache_write_5m_tokens += tokens(e.usage.cache_write_5m_tokens);
+        self.cache_write_1h_tokens += tokens(e.usage.cache_write_1h_tokens);
         self.cost_usd += cost;
     }
 }
@@ -96,9 +101,11 @@ pub fn aggregate<'a>(
 
 const UPSERT: &str = "
 INSERT INTO spend_ledger AS l (day, team_id, key_id, model, provider, tag, requests, refused,
-    prompt_tokens, completion_tokens, cached_input_tokens, reasoning_tokens, cost_usd)
+    prompt_tokens, completion_tokens, cached_input_tokens, reasoning_tokens,
+    cache_write_5m_tokens, cache_write_1h_tokens, cost_usd)
 SELECT * FROM UNNEST($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::numeric[])
+    $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
+    $14::int8[], $15::numeric[])
 ON CONFLICT (day, team_id, key_id, model, provider, tag) DO UPDATE SET
     requests = l.requests + EXCLUDED.requests,
     refused = l.refused + EXCLUDED.refused,
@@ -106,6 +113,8 @@ ON CONFLICT (day, team_id, key_id, model, provider, tag) DO UPDATE SET
     completion_tokens = l.completion_tokens + EXCLUDED.completion_tokens,
     cached_input_tokens = l.cached_input_tokens + EXCLUDED.cached_input_tokens,
     reasoning_tokens = l.reasoning_tokens + EXCLUDED.reasoning_tokens,
+    cache_write_5m_tokens = l.cache_write_5m_tokens + EXCLUDED.cache_write_5m_tokens,
+    cache_write_1h_tokens = l.cache_write_1h_tokens + EXCLUDED.cache_write_1h_tokens,
     cost_usd = l.cost_usd + EXCLUDED.cost_usd";
 
 /// Adds `rows` to `spend_ledger` in one statement.
@@ -129,6 +138,8 @@ pub async fn upsert(
     let mut completion = Vec::with_capacity(n);
     let mut cached = Vec::with_capacity(n);
     let mut reasoning = Vec::with_capacity(n);
+    let mut write_5m = Vec::with_capacity(n);
+    let mut write_1h = Vec::with_capacity(n);
     let mut cost = Vec::with_capacity(n);
     for (k, c) in rows {
         day.push(k.day);
@@ -143,6 +154,8 @@ pub async fn upsert(
         completion.push(c.completion_tokens);
         cached.push(c.cached_input_tokens);
         reasoning.push(c.reasoning_tokens);
+        write_5m.push(c.cache_write_5m_tokens);
+        write_1h.push(c.cache_write_1h_tokens);
         cost.push(c.cost_usd);
     }
     let statement = tx.prepare_cached(UPSERT).await?;
@@ -161,6 +174,8 @@ pub async fn upsert(
             &completion,
             &cached,
             &reasoning,
+            &write_5m,
+            &write_1h,
             &cost,
         ],
     )

@@ -13,7 +13,7 @@
 //!
 //! Other series: `switchyard_usage_requests_total{team,model,provider,outcome}`,
 //! `switchyard_usage_tokens_total{team,model,provider,kind}` (kind: prompt, completion,
-//! cached_input, reasoning), `switchyard_fold_events_total` (events newly folded),
+//! cached_input, reasoning, cache_write_5m, cache_write_1h), `switchyard_fold_events_total` (events newly folded),
 //! `switchyard_fold_duplicates_total`, `switchyard_fold_batch_seconds`,
 //! `switchyard_fold_lag_seconds` (now minus the time of the newest event of the last batch),
 //! `switchyard_usage_undecodable_total`, `switchyard_usage_unpriced_total`,
@@ -64,7 +64,7 @@ pub struct SpendMetrics {
 #[derive(Default)]
 struct Sums {
     cost: Decimal,
-    tokens: [u64; 4],
+    tokens: [u64; 6],
     outcomes: HashMap<&'static str, u64>,
 }
 
@@ -86,6 +86,8 @@ impl SpendMetrics {
                 u.completion_tokens,
                 u.cached_input_tokens,
                 u.reasoning_tokens,
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens,
             ]
             .into_iter()
             .enumerate()
@@ -98,10 +100,15 @@ impl SpendMetrics {
             let labels = [("team", team), ("model", model), ("provider", provider)];
             metrics::gauge!("switchyard_spend_usd_total", &labels)
                 .increment(s.cost.to_f64().unwrap_or(0.0));
-            for (kind, n) in ["prompt", "completion", "cached_input", "reasoning"]
-                .into_iter()
-                .zip(s.tokens)
-            {
+            let kinds = [
+                "prompt",
+                "completion",
+                "cached_input",
+                "reasoning",
+                "cache_write_5m",
+                "cache_write_1h",
+            ];
+            for (kind, n) in kinds.into_iter().zip(s.tokens) {
                 if n > 0 {
                     let mut l = labels.to_vec();
                     l.push(("kind", kind.to_owned()));

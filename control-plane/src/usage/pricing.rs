@@ -19,6 +19,26 @@ use tokio_postgres::GenericClient;
 use crate::domain::pricing::{built_in, PriceSpec};
 use crate::domain::resource::ResourceEvent;
 
+/// The price columns of `pricing` and `price_history`, in the order [`spec_from_row`] reads
+/// them.
+pub const PRICE_COLUMNS: &str =
+    "input_per_mtok, output_per_mtok, cached_input_per_mtok, cache_write_5m_per_mtok, cache_write_1h_per_mtok";
+
+/// The spec from a `pricing` or `price_history` row whose price columns start at `at`, in the
+/// order of [`PRICE_COLUMNS`]; `None` when the input or output price is NULL (a removed
+/// override). NUMERIC(20, 10) comes back with ten decimals; the values are normalized back to
+/// what was written.
+pub fn spec_from_row(r: &tokio_postgres::Row, at: usize) -> Option<PriceSpec> {
+    let amount = |i: usize| r.get::<_, Option<Decimal>>(at + i).map(|d| d.normalize());
+    Some(PriceSpec {
+        input_per_mtok: amount(0)?,
+        output_per_mtok: amount(1)?,
+        cached_input_per_mtok: amount(2),
+        cache_write_5m_per_mtok: amount(3),
+        cache_write_1h_per_mtok: amount(4),
+    })
+}
+
 /// Rewrites the price history of `model` from its event stream (called by the pricing
 /// projection, inside the append or rebuild transaction).
 pub async fn project_history<C: GenericClient>(
@@ -45,18 +65,28 @@ pub async fn project_history<C: GenericClient>(
             ResourceEvent::Created { spec, .. } | ResourceEvent::Updated { spec } => Some(spec),
             ResourceEvent::Deleted => None,
         };
-        let (input, output, cached) = match &current {
-            Some(s) => (
-                Some(s.input_per_mtok),
-                Some(s.output_per_mtok),
-                s.cached_input_per_mtok,
-            ),
-            None => (None, None, None),
-        };
+        // A removed override is a row with NULL prices.
+        let live = current.is_some();
+        let spec = current.unwrap_or_default();
+        let (input, output) = (
+            live.then_some(spec.input_per_mtok),
+            live.then_some(spec.output_per_mtok),
+        );
         tx.execute(
-            "INSERT INTO price_history (position, model, valid_from, input_per_mtok, output_per_mtok, cached_input_per_mtok)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&position, &model, &at, &input, &output, &cached],
+            &format!(
+                "INSERT INTO price_history (position, model, valid_from, {PRICE_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            &[
+                &position,
+                &model,
+                &at,
+                &input,
+                &output,
+                &spec.cached_input_per_mtok,
+                &spec.cache_write_5m_per_mtok,
+                &spec.cache_write_1h_per_mtok,
+            ],
         )
         .await?;
     }
@@ -116,8 +146,10 @@ impl PriceBook {
         }
         let rows = db
             .query(
-                "SELECT model, valid_from, input_per_mtok, output_per_mtok, cached_input_per_mtok
-                 FROM price_history ORDER BY model, valid_from, position",
+                &format!(
+                    "SELECT model, valid_from, {PRICE_COLUMNS}
+                     FROM price_history ORDER BY model, valid_from, position"
+                ),
                 &[],
             )
             .await?;
@@ -125,17 +157,7 @@ impl PriceBook {
         for r in rows {
             let model: String = r.get(0);
             let from: DateTime<Utc> = r.get(1);
-            let input: Option<Decimal> = r.get(2);
-            let output: Option<Decimal> = r.get(3);
-            let price = match (input, output) {
-                (Some(input_per_mtok), Some(output_per_mtok)) => Some(ModelPrice {
-                    model: model.clone(),
-                    input_per_mtok,
-                    output_per_mtok,
-                    cached_input_per_mtok: r.get(4),
-                }),
-                _ => None,
-            };
+            let price = spec_from_row(&r, 2).map(|s| s.price(&model));
             history.entry(model).or_default().push(Entry {
                 from_ms: from.timestamp_millis(),
                 price,
@@ -197,12 +219,7 @@ impl PriceBook {
 }
 
 fn model_price(model: &str, s: &PriceSpec) -> ModelPrice {
-    ModelPrice {
-        model: model.to_owned(),
-        input_per_mtok: s.input_per_mtok,
-        output_per_mtok: s.output_per_mtok,
-        cached_input_per_mtok: s.cached_input_per_mtok,
-    }
+    s.price(model)
 }
 
 #[cfg(test)]
@@ -213,7 +230,7 @@ mod tests {
         PriceSpec {
             input_per_mtok: input.parse().unwrap(),
             output_per_mtok: output.parse().unwrap(),
-            cached_input_per_mtok: None,
+            ..PriceSpec::default()
         }
     }
 

@@ -53,6 +53,8 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, DecodeError> {
         u.completion_tokens,
         u.cached_input_tokens,
         u.reasoning_tokens,
+        u.cache_write_5m_tokens,
+        u.cache_write_1h_tokens,
         event.latency_ms,
         event.ttft_ms.unwrap_or(0),
     ];
@@ -76,12 +78,13 @@ INSERT INTO usage_events (id, time, proxy, key_id, key_name, team_id, tags, endp
     provider, deployment, model, prompt_tokens, completion_tokens, cached_input_tokens,
     reasoning_tokens, usage_estimated, cost_usd, proxy_cost_usd, latency_ms, ttft_ms, status,
     outcome, refused_code, refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit,
-    route_reason)
+    route_reason, cache_write_5m_tokens, cache_write_1h_tokens)
 SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
     $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
     $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::bool[], $18::numeric[],
     $19::numeric[], $20::int8[], $21::int8[], $22::int4[], $23::text[], $24::text[],
-    $25::text[], $26::bool[], $27::bool[], $28::int4[], $29::int4[], $30::bool[], $31::text[])
+    $25::text[], $26::bool[], $27::bool[], $28::int4[], $29::int4[], $30::bool[], $31::text[],
+    $32::int8[], $33::int8[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id";
 
@@ -131,6 +134,8 @@ pub async fn insert(
     let fallbacks = col!(|(d, _)| i32::try_from(d.event.fallbacks).unwrap_or(i32::MAX));
     let cache_hit = col!(|(d, _)| d.event.cache_hit);
     let route_reason = col!(|(d, _)| d.event.route_reason.as_deref());
+    let write_5m = col!(|(d, _)| tokens(d.event.usage.cache_write_5m_tokens));
+    let write_1h = col!(|(d, _)| tokens(d.event.usage.cache_write_1h_tokens));
     let statement = tx.prepare_cached(INSERT).await?;
     let rows = tx
         .query(
@@ -167,6 +172,8 @@ pub async fn insert(
                 &fallbacks,
                 &cache_hit,
                 &route_reason,
+                &write_5m,
+                &write_1h,
             ],
         )
         .await?;

@@ -1,4 +1,9 @@
 //! Token usage as a provider reports it, normalised to one shape.
+//!
+//! The shape is OpenAI's: `prompt_tokens` counts every input token, cache reads and writes
+//! included, and the cache counts are disjoint subsets of it. Each adapter converts its
+//! provider's convention (Anthropic and Bedrock count cache reads and writes apart from
+//! `input_tokens`, so they are added back; OpenAI and Gemini include cache reads already).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -12,6 +17,10 @@ pub struct Usage {
     pub cached_tokens: u64,
     /// Reasoning tokens (a subset of `completion_tokens`).
     pub reasoning_tokens: u64,
+    /// Prompt tokens written to the cache for 5 minutes (a subset of `prompt_tokens`).
+    pub cache_write_5m_tokens: u64,
+    /// Prompt tokens written to the cache for 1 hour (a subset of `prompt_tokens`).
+    pub cache_write_1h_tokens: u64,
 }
 
 impl Usage {
@@ -70,6 +79,8 @@ impl From<OpenAiUsage> for Usage {
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            // OpenAI does not charge for writing its cache, and does not report it.
+            ..Usage::default()
         }
     }
 }

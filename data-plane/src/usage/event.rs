@@ -202,6 +202,8 @@ pub fn token_usage(u: Usage) -> TokenUsage {
         completion_tokens: u.completion_tokens,
         cached_input_tokens: u.cached_tokens,
         reasoning_tokens: u.reasoning_tokens,
+        cache_write_5m_tokens: u.cache_write_5m_tokens,
+        cache_write_1h_tokens: u.cache_write_1h_tokens,
     }
 }
 
@@ -239,7 +241,8 @@ routes:
 keys:
   - {{name: k, id: key-1, team: t1, sha256: "{KEY_HASH}", models: ["*"], tags: {{env: prod}}}}
 pricing:
-  - {{model: m, input_per_mtok: "2", output_per_mtok: "10", cached_input_per_mtok: "1"}}
+  - {{model: m, input_per_mtok: "2", output_per_mtok: "10", cached_input_per_mtok: "1",
+     cache_write_5m_per_mtok: "2.5", cache_write_1h_per_mtok: "4"}}
 "#
         ))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -280,6 +283,8 @@ pricing:
                 completion_tokens: 100,
                 cached_tokens: 400,
                 reasoning_tokens: 10,
+                cache_write_5m_tokens: 100,
+                cache_write_1h_tokens: 50,
             }),
             estimated_completion: None,
             ttft: None,
@@ -292,11 +297,14 @@ pricing:
                 prompt_tokens: 1_000,
                 completion_tokens: 100,
                 cached_input_tokens: 400,
-                reasoning_tokens: 10
+                reasoning_tokens: 10,
+                cache_write_5m_tokens: 100,
+                cache_write_1h_tokens: 50,
             }
         );
-        // 600 × 2 + 400 × 1 + 100 × 10 = 2600 per million.
-        assert_eq!(event.cost_usd, Decimal::new(26, 4));
+        // 450 × 2 + 400 × 1 + 100 × 2.5 + 50 × 4 + 100 × 10 (reasoning is output) = 2750 per
+        // million.
+        assert_eq!(event.cost_usd, Decimal::new(275, 5));
         assert!(!event.usage_estimated);
         assert_eq!(
             (

@@ -196,6 +196,7 @@ fn event(i: usize, now: i64) -> UsageEvent {
             completion_tokens: 20 + (i as u64 % 700),
             cached_input_tokens: i as u64 % 50,
             reasoning_tokens: 0,
+            ..TokenUsage::default()
         },
         usage_estimated: false,
         cost_usd: Decimal::new(123, 5),

@@ -5,8 +5,10 @@
 //! and a non-empty `messages` required. Errors use Anthropic's
 //! `{"type":"error","error":{"type","message"}}`.
 //!
-//! Tokens follow the mock's word rule: `input_tokens` counts the words of `system` and of every
-//! message's text; `output_tokens` the reply's words. Replies:
+//! Tokens follow the mock's word rule: the prompt is the words of `system` and of every
+//! message's text; `input_tokens` is the prompt less the scripted cache reads and writes, which
+//! come as `cache_read_input_tokens` and `cache_creation_input_tokens` (split by lifetime in
+//! `cache_creation`; see `cache.rs`); `output_tokens` the reply's words. Replies:
 //! - A scripted tool call (`x-mock-tool-calls` or a script's `tool_calls`; the first one) is
 //!   the answer to a request that declares tools, unless its last message carries a
 //!   `tool_result`: one `tool_use` with the
@@ -34,6 +36,7 @@ use serde_json::{json, Value};
 
 use super::admit::{admit, Admitted, ApiRequest, Dialect};
 use super::api::non_stream_response;
+use super::cache::CacheTokens;
 use super::conn::KillSwitch;
 use super::openai::json_response;
 use super::script::Fault;
@@ -180,6 +183,7 @@ struct Answer<'a> {
     model: &'a str,
     input_tokens: u64,
     output_tokens: u64,
+    cache: CacheTokens,
     stop_reason: &'static str,
     kind: AnswerKind<'a>,
 }
@@ -252,6 +256,7 @@ impl<'a> Answer<'a> {
             model: &admitted.model,
             input_tokens: request.prompt_tokens(),
             output_tokens,
+            cache: CacheTokens::of(&admitted.behaviour, request.prompt_tokens()),
             stop_reason,
             kind,
         }
@@ -278,12 +283,7 @@ impl<'a> Answer<'a> {
             "content": content,
             "stop_reason": if streaming_start { Value::Null } else { Value::from(self.stop_reason) },
             "stop_sequence": null,
-            "usage": {
-                "input_tokens": self.input_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-                "output_tokens": output_tokens,
-            },
+            "usage": self.cache.anthropic_usage(self.input_tokens, output_tokens),
         })
     }
 }

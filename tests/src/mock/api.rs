@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::admit::{admit, authorize, Admitted, ApiRequest, Dialect};
+use super::cache::CacheTokens;
 use super::conn::KillSwitch;
 use super::embedding::{self, EmbeddingsRequest, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use super::error::error_response;
@@ -150,7 +151,10 @@ async fn chat(
         None => reply.completion_tokens(),
     };
     let reasoning = admitted.behaviour.reasoning.as_deref();
-    let usage = Usage::new(admitted.request.prompt_tokens(), completion_tokens)
+    let prompt_tokens = admitted.request.prompt_tokens();
+    let cache = CacheTokens::of(&admitted.behaviour, prompt_tokens);
+    let usage = Usage::new(prompt_tokens, completion_tokens)
+        .with_cached(cache.read)
         .with_reasoning(reasoning.map_or(0, count_words));
     admitted
         .record

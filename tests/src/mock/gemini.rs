@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::admit::{admit, Admitted, ApiRequest, Dialect};
+use super::cache::CacheTokens;
 use super::conn::KillSwitch;
 use super::embedding::{self, Item, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use super::google_error::{error_from, gemini_error};
@@ -315,6 +316,8 @@ struct Answer<'a> {
     call: Option<Value>,
     prompt: u64,
     completion: u64,
+    /// Scripted cache reads (part of `prompt`, as Gemini counts them).
+    cached: u64,
 }
 
 fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Response {
@@ -344,6 +347,7 @@ fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Respon
     let answer = Answer {
         completion,
         prompt: request.prompt_tokens(),
+        cached: CacheTokens::of(&admitted.behaviour, request.prompt_tokens()).read,
         reply,
         call,
     };
@@ -359,14 +363,18 @@ fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Respon
         if let (Some(f), Some(c)) = (finish, candidate.as_object_mut()) {
             c.insert("finishReason".into(), json!(f));
         }
+        let mut usage = json!({
+            "promptTokenCount": answer.prompt,
+            "candidatesTokenCount": completion,
+            "totalTokenCount": answer.prompt + completion,
+            "promptTokensDetails": [{ "modality": "TEXT", "tokenCount": answer.prompt }],
+        });
+        if answer.cached > 0 {
+            usage["cachedContentTokenCount"] = json!(answer.cached);
+        }
         json!({
             "candidates": [candidate],
-            "usageMetadata": {
-                "promptTokenCount": answer.prompt,
-                "candidatesTokenCount": completion,
-                "totalTokenCount": answer.prompt + completion,
-                "promptTokensDetails": [{ "modality": "TEXT", "tokenCount": answer.prompt }],
-            },
+            "usageMetadata": usage,
             "modelVersion": admitted.model,
             "responseId": id,
         })

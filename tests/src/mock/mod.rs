@@ -65,6 +65,19 @@
 //! queued with `POST /__mock/script` (FIFO, consumed by matching requests; headers win per
 //! field). See [`Behaviour`] and [`Fault`].
 //!
+//! Scripted prompt-cache usage (`x-mock-cache-read-tokens`, `x-mock-cache-write-5m-tokens`,
+//! `x-mock-cache-write-1h-tokens`, or a script's `cache_read_tokens`, `cache_write_5m_tokens`,
+//! `cache_write_1h_tokens`) reports that many of the prompt's words as read from or written to
+//! the provider's cache; the prompt's word count is unchanged and stays what is billed as
+//! `prompt_tokens`. The counts are cut, in the order reads, 5-minute writes, 1-hour writes, to
+//! the prompt's words. Each wire reports them its own way (`cache.rs`): Anthropic takes them
+//! out of `input_tokens` into `cache_read_input_tokens`, `cache_creation_input_tokens` and
+//! `cache_creation.ephemeral_5m_input_tokens`/`ephemeral_1h_input_tokens`; Bedrock takes them
+//! out of `inputTokens` into `cacheReadInputTokens` and `cacheWriteInputTokens` (5m + 1h);
+//! OpenAI chat (`prompt_tokens_details.cached_tokens`), the Responses API
+//! (`input_tokens_details.cached_tokens`) and Gemini (`cachedContentTokenCount`) report the
+//! reads inside the prompt count and have no writes.
+//!
 //! Scripted tool calls make one tool round trip in every dialect: a request that declares
 //! tools and whose conversation does not end with a tool result is answered with the calls (OpenAI chat:
 //! `tool_calls`, finish reason `tool_calls`, each call streamed as a naming chunk and an
@@ -86,6 +99,7 @@ mod admit;
 mod anthropic;
 mod api;
 mod bedrock;
+mod cache;
 mod conn;
 mod control;
 mod count;

@@ -88,9 +88,19 @@ pub(crate) struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Only when the scripted cache reads are some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptDetails>,
     /// Only when the answer reasoned (scripted reasoning).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<ReasoningTokens>,
+}
+
+/// `cached_tokens`: prompt tokens read from the cache (part of `prompt_tokens`, as OpenAI
+/// counts them).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct PromptDetails {
+    pub cached_tokens: u64,
 }
 
 /// `completion_tokens_details`: the reasoning tokens inside `completion_tokens`.
@@ -105,8 +115,19 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: None,
             completion_tokens_details: None,
         }
+    }
+
+    /// With `cached` prompt tokens read from the cache (none: unchanged).
+    pub(crate) fn with_cached(mut self, cached: u64) -> Self {
+        if cached > 0 {
+            self.prompt_tokens_details = Some(PromptDetails {
+                cached_tokens: cached,
+            });
+        }
+        self
     }
 
     /// Adds `reasoning` tokens to the completion (and reports them as reasoning).

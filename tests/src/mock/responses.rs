@@ -5,7 +5,9 @@
 //! route. Tokens follow the mock's word rule: `input_tokens` counts the words of
 //! `instructions` and of every text in `input` (a string; message contents, as a string or
 //! `input_text`/`output_text` parts; `function_call_output` outputs); `output_tokens` the
-//! reply's words, cut at `max_output_tokens` (status `incomplete`). Scripted tool calls answer
+//! reply's words, cut at `max_output_tokens` (status `incomplete`);
+//! `input_tokens_details.cached_tokens` the scripted cache reads (part of `input_tokens`, see
+//! `cache.rs`). Scripted tool calls answer
 //! a request that declares tools as `function_call` items, unless its last input item is a
 //! `function_call_output`.
 //!
@@ -26,6 +28,7 @@ use serde_json::{json, Value};
 
 use super::admit::{admit, Admitted, ApiRequest, Dialect};
 use super::api::non_stream_response;
+use super::cache::CacheTokens;
 use super::conn::KillSwitch;
 use super::record::now_ms;
 use super::stream::{sse_stream, Ending};
@@ -127,6 +130,8 @@ struct Answer<'a> {
     id: String,
     model: &'a str,
     input_tokens: u64,
+    /// Scripted cache reads (part of `input_tokens`).
+    cached_tokens: u64,
     output_tokens: u64,
     created_at: u64,
     kind: Kind<'a>,
@@ -158,6 +163,7 @@ impl<'a> Answer<'a> {
             id: format!("resp_mock{:08x}", admitted.seq),
             model: &admitted.model,
             input_tokens: request.prompt_tokens(),
+            cached_tokens: CacheTokens::of(&admitted.behaviour, request.prompt_tokens()).read,
             output_tokens,
             created_at: now_ms() / 1000,
             kind,
@@ -205,7 +211,7 @@ impl<'a> Answer<'a> {
         let usage = (status != "in_progress").then(|| {
             json!({
                 "input_tokens": self.input_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": self.cached_tokens},
                 "output_tokens": self.output_tokens,
                 "output_tokens_details": {"reasoning_tokens": 0},
                 "total_tokens": self.input_tokens + self.output_tokens,

@@ -77,6 +77,16 @@ pub struct Behaviour {
     /// in the completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
+    /// Prompt tokens to report as read from the provider's cache (see `cache.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<u64>,
+    /// Prompt tokens to report as written to the cache for 5 minutes (Anthropic, Bedrock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_5m_tokens: Option<u64>,
+    /// Prompt tokens to report as written to the cache for 1 hour (Anthropic; Bedrock reports
+    /// writes without their lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h_tokens: Option<u64>,
 }
 
 /// One tool call the mock answers with.
@@ -115,6 +125,9 @@ const H_REPLY: HeaderName = HeaderName::from_static("x-mock-reply");
 const H_ERROR_MESSAGE: HeaderName = HeaderName::from_static("x-mock-error-message");
 const H_TOOL_CALLS: HeaderName = HeaderName::from_static("x-mock-tool-calls");
 const H_REASONING: HeaderName = HeaderName::from_static("x-mock-reasoning");
+const H_CACHE_READ: HeaderName = HeaderName::from_static("x-mock-cache-read-tokens");
+const H_CACHE_WRITE_5M: HeaderName = HeaderName::from_static("x-mock-cache-write-5m-tokens");
+const H_CACHE_WRITE_1H: HeaderName = HeaderName::from_static("x-mock-cache-write-1h-tokens");
 
 impl Behaviour {
     /// Reads the `x-mock-*` headers; an unparseable value is an error, not silently ignored.
@@ -151,6 +164,9 @@ impl Behaviour {
                 })
                 .transpose()?,
             reasoning: text(&H_REASONING)?,
+            cache_read_tokens: parsed(&H_CACHE_READ, text(&H_CACHE_READ)?)?,
+            cache_write_5m_tokens: parsed(&H_CACHE_WRITE_5M, text(&H_CACHE_WRITE_5M)?)?,
+            cache_write_1h_tokens: parsed(&H_CACHE_WRITE_1H, text(&H_CACHE_WRITE_1H)?)?,
         };
         behaviour.validate()?;
         Ok(behaviour)
@@ -176,6 +192,9 @@ impl Behaviour {
             error_message: top.error_message.or(self.error_message),
             tool_calls: top.tool_calls.or(self.tool_calls),
             reasoning: top.reasoning.or(self.reasoning),
+            cache_read_tokens: top.cache_read_tokens.or(self.cache_read_tokens),
+            cache_write_5m_tokens: top.cache_write_5m_tokens.or(self.cache_write_5m_tokens),
+            cache_write_1h_tokens: top.cache_write_1h_tokens.or(self.cache_write_1h_tokens),
         }
     }
 }
@@ -221,6 +240,15 @@ pub struct Script {
     /// See [`Behaviour::reasoning`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
+    /// See [`Behaviour::cache_read_tokens`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<u64>,
+    /// See [`Behaviour::cache_write_5m_tokens`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_5m_tokens: Option<u64>,
+    /// See [`Behaviour::cache_write_1h_tokens`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h_tokens: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -240,6 +268,9 @@ impl Script {
             error_message: self.error_message.clone(),
             tool_calls: self.tool_calls.clone(),
             reasoning: self.reasoning.clone(),
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_5m_tokens: self.cache_write_5m_tokens,
+            cache_write_1h_tokens: self.cache_write_1h_tokens,
         }
     }
 
@@ -393,6 +424,21 @@ mod tests {
         assert!(Behaviour::from_headers(&headers).is_err());
         headers.remove(H_LATENCY);
         headers.insert(H_TOOL_CALLS, "[{\"nam\":1}]".parse().unwrap());
+        assert!(Behaviour::from_headers(&headers).is_err());
+        headers.remove(H_TOOL_CALLS);
+        headers.insert(H_CACHE_WRITE_1H, "30".parse().unwrap());
+        let cached = script(r#"{"cache_read_tokens":5,"cache_write_1h_tokens":7}"#)
+            .behaviour()
+            .overlaid_with(Behaviour::from_headers(&headers).unwrap());
+        assert_eq!(
+            (
+                cached.cache_read_tokens,
+                cached.cache_write_5m_tokens,
+                cached.cache_write_1h_tokens
+            ),
+            (Some(5), None, Some(30))
+        );
+        headers.insert(H_CACHE_READ, "-1".parse().unwrap());
         assert!(Behaviour::from_headers(&headers).is_err());
     }
 }

@@ -37,11 +37,7 @@ pub(super) fn desired_prices(
         if let Err(DomainError::Invalid(list)) = check.done() {
             errors.extend(list);
         }
-        let spec = PriceSpec {
-            input_per_mtok: p.input_per_mtok,
-            output_per_mtok: p.output_per_mtok,
-            cached_input_per_mtok: p.cached_input_per_mtok,
-        };
+        let spec = PriceSpec::of(p);
         if let Err(e) = spec.validate() {
             errors.extend(prefixed(e, &at));
         }

@@ -24,6 +24,8 @@ fn usage_of(v: &Value) -> Usage {
         completion_tokens: n("completion_tokens"),
         cached_tokens: n("cached_tokens"),
         reasoning_tokens: 0,
+        cache_write_5m_tokens: n("cache_write_5m_tokens"),
+        cache_write_1h_tokens: n("cache_write_1h_tokens"),
     }
 }
 

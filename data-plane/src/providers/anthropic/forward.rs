@@ -179,7 +179,7 @@ mod tests {
         let mut usage = AnthropicUsage::default();
         let start = event(
             "message_start",
-            r#"{"type":"message_start","message":{"usage":{"input_tokens":7,"cache_read_input_tokens":3,"output_tokens":1}}}"#,
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":7,"cache_read_input_tokens":3,"cache_creation_input_tokens":9,"cache_creation":{"ephemeral_5m_input_tokens":4,"ephemeral_1h_input_tokens":5},"output_tokens":1}}}"#,
         );
         let (c, last) = chunk("p", &mut usage, &start);
         let c = c.unwrap_or_else(|e| panic!("{e}"));
@@ -200,8 +200,9 @@ mod tests {
         let u = c.ok().and_then(|c| c.usage).unwrap_or_default();
         assert_eq!(
             (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
-            (10, 12, 3)
+            (19, 12, 3)
         );
+        assert_eq!((u.cache_write_5m_tokens, u.cache_write_1h_tokens), (4, 5));
         let (c, last) = chunk(
             "p",
             &mut usage,

@@ -13,6 +13,8 @@ use crate::providers::{JsonReply, UpstreamError, Usage};
 
 /// Anthropic's `usage` object. Anthropic counts cache reads and cache writes apart from
 /// `input_tokens`; OpenAI's `prompt_tokens` includes them, so they are added back.
+/// `cache_creation` splits the writes by lifetime; writes reported without it (older API
+/// versions, Bedrock-style reports) are 5-minute writes, Anthropic's default lifetime.
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 pub struct AnthropicUsage {
     #[serde(default)]
@@ -23,6 +25,17 @@ pub struct AnthropicUsage {
     pub cache_read_input_tokens: Option<u64>,
     #[serde(default)]
     pub cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreation>,
+}
+
+/// Anthropic's split of cache writes by lifetime.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct CacheCreation {
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: u64,
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: u64,
 }
 
 impl AnthropicUsage {
@@ -36,17 +49,25 @@ impl AnthropicUsage {
         self.cache_creation_input_tokens = later
             .cache_creation_input_tokens
             .or(self.cache_creation_input_tokens);
+        self.cache_creation = later.cache_creation.or(self.cache_creation);
     }
 
     pub fn normalised(self) -> Usage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
+        let split = self.cache_creation.unwrap_or_default();
+        let one_hour = split.ephemeral_1h_input_tokens;
+        // The total wins over its split; what the split leaves unnamed is the default lifetime.
+        let written = self
+            .cache_creation_input_tokens
+            .unwrap_or(split.ephemeral_5m_input_tokens + one_hour)
+            .max(one_hour);
         Usage {
-            prompt_tokens: self.input_tokens.unwrap_or(0)
-                + cached
-                + self.cache_creation_input_tokens.unwrap_or(0),
+            prompt_tokens: self.input_tokens.unwrap_or(0) + cached + written,
             completion_tokens: self.output_tokens.unwrap_or(0),
             cached_tokens: cached,
             reasoning_tokens: 0,
+            cache_write_5m_tokens: written - one_hour,
+            cache_write_1h_tokens: one_hour,
         }
     }
 }
@@ -135,4 +156,81 @@ pub fn chat(provider: &str, body: &[u8], created: u64) -> Result<JsonReply, Upst
         body: Bytes::from(body),
         usage: Some(usage),
     })
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+
+    fn normalised(json: &str) -> Usage {
+        serde_json::from_str::<AnthropicUsage>(json)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .normalised()
+    }
+
+    #[test]
+    fn cache_reads_and_writes_are_added_back_and_writes_split_by_lifetime() {
+        let u = normalised(
+            r#"{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":50,
+                "cache_creation":{"ephemeral_5m_input_tokens":20,"ephemeral_1h_input_tokens":30},"output_tokens":7}"#,
+        );
+        assert_eq!(
+            u,
+            Usage {
+                prompt_tokens: 160,
+                completion_tokens: 7,
+                cached_tokens: 100,
+                reasoning_tokens: 0,
+                cache_write_5m_tokens: 20,
+                cache_write_1h_tokens: 30,
+            }
+        );
+    }
+
+    #[test]
+    fn writes_without_a_split_are_five_minute_writes() {
+        let u = normalised(r#"{"input_tokens":1,"cache_creation_input_tokens":40}"#);
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens
+            ),
+            (41, 40, 0)
+        );
+        // A split without the total is the sum of its parts.
+        let u = normalised(
+            r#"{"input_tokens":1,"cache_creation":{"ephemeral_5m_input_tokens":2,"ephemeral_1h_input_tokens":3}}"#,
+        );
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cache_write_5m_tokens,
+                u.cache_write_1h_tokens
+            ),
+            (6, 2, 3)
+        );
+    }
+
+    #[test]
+    fn a_later_report_keeps_the_split_it_does_not_repeat() {
+        let mut u: AnthropicUsage = serde_json::from_str(
+            r#"{"input_tokens":5,"cache_creation_input_tokens":8,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":8}}"#,
+        )
+        .unwrap_or_default();
+        u.update(
+            serde_json::from_str(r#"{"output_tokens":3,"cache_creation_input_tokens":8}"#)
+                .unwrap_or_default(),
+        );
+        let n = u.normalised();
+        assert_eq!(
+            (
+                n.prompt_tokens,
+                n.completion_tokens,
+                n.cache_write_1h_tokens,
+                n.cache_write_5m_tokens
+            ),
+            (13, 3, 8, 0)
+        );
+    }
 }

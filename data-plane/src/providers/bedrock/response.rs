@@ -10,7 +10,8 @@
 //! - `usage`: Bedrock counts cache reads and writes apart from `inputTokens` (its
 //!   `totalTokens` adds them); OpenAI's `prompt_tokens` includes them, so `prompt_tokens` =
 //!   `inputTokens` + `cacheReadInputTokens` + `cacheWriteInputTokens`, `cached_tokens` =
-//!   `cacheReadInputTokens`, `completion_tokens` = `outputTokens`.
+//!   `cacheReadInputTokens`, `cache_write_5m_tokens` = `cacheWriteInputTokens` (Converse does
+//!   not say the lifetime; 5 minutes is the default), `completion_tokens` = `outputTokens`.
 
 use serde_json::{json, Value};
 
@@ -96,5 +97,32 @@ pub fn usage(u: &Value) -> Usage {
         completion_tokens: count("outputTokens"),
         cached_tokens: cached,
         reasoning_tokens: 0,
+        // Converse reports writes without their lifetime: the default, 5 minutes.
+        cache_write_5m_tokens: count("cacheWriteInputTokens"),
+        cache_write_1h_tokens: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_reads_and_writes_are_added_back_and_writes_are_five_minute_writes() {
+        let u = usage(
+            &json!({"inputTokens": 12, "outputTokens": 40, "totalTokens": 1552,
+                              "cacheReadInputTokens": 1000, "cacheWriteInputTokens": 500}),
+        );
+        assert_eq!(
+            u,
+            Usage {
+                prompt_tokens: 1512,
+                completion_tokens: 40,
+                cached_tokens: 1000,
+                reasoning_tokens: 0,
+                cache_write_5m_tokens: 500,
+                cache_write_1h_tokens: 0,
+            }
+        );
     }
 }

@@ -188,6 +188,7 @@ pub(super) fn usage(response: &Value) -> Option<Usage> {
         completion_tokens: count("candidatesTokenCount") + thoughts,
         cached_tokens: count("cachedContentTokenCount"),
         reasoning_tokens: thoughts,
+        ..Usage::default()
     })
 }
 

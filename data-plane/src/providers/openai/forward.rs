@@ -56,6 +56,7 @@ impl From<ResponsesUsage> for Usage {
                 .output_tokens_details
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
+            ..Usage::default()
         }
     }
 }

@@ -50,7 +50,8 @@ mod tests {
                 prompt_tokens: 19,
                 completion_tokens: 10,
                 cached_tokens: 3,
-                reasoning_tokens: 2
+                reasoning_tokens: 2,
+                ..Usage::default()
             })
         );
         assert_eq!(reply.body, body, "the body is passed on byte for byte");

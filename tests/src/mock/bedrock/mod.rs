@@ -16,8 +16,10 @@
 //! empty, starting with `user` and alternating roles, no blank text blocks (tool results
 //! included), and `toolConfig` present whenever a turn holds `toolUse`/`toolResult` blocks.
 //!
-//! Tokens follow the mock's word rule: `inputTokens` = words of the `text` blocks of `system`
-//! and `messages` (tool results and images count zero); the reply is the scripted one (or
+//! Tokens follow the mock's word rule: the prompt = words of the `text` blocks of `system`
+//! and `messages` (tool results and images count zero); `inputTokens` is the prompt less the
+//! scripted cache reads and writes, reported as `cacheReadInputTokens` and
+//! `cacheWriteInputTokens` (see `cache.rs`); the reply is the scripted one (or
 //! [`DEFAULT_REPLY`]) cut at `inferenceConfig.maxTokens` words (`stopReason` `max_tokens`,
 //! else `end_turn`). A scripted tool call (the first of `x-mock-tool-calls` / a script's
 //! `tool_calls`) answers a request that declares tools unless its last turn carries a
@@ -60,6 +62,7 @@ use serde_json::{json, Value};
 
 use super::admit::{admit, Admitted, ApiRequest, Dialect, Rejected};
 use super::api::non_stream_response;
+use super::cache::CacheTokens;
 use super::conn::KillSwitch;
 use super::script::Fault;
 use super::stream::{event_stream, Ending};
@@ -301,6 +304,7 @@ struct Answer<'a> {
     call: Option<(String, &'a str, String)>,
     prompt: u64,
     completion: u64,
+    cache: CacheTokens,
     stop_reason: &'static str,
 }
 
@@ -332,6 +336,7 @@ fn answer<const STREAM: bool>(admitted: &Admitted<Converse<STREAM>>) -> Response
     let answer = Answer {
         prompt: request.prompt_tokens(),
         completion,
+        cache: CacheTokens::of(&admitted.behaviour, request.prompt_tokens()),
         stop_reason,
         reply,
         call,
@@ -365,11 +370,7 @@ fn answer<const STREAM: bool>(admitted: &Admitted<Converse<STREAM>>) -> Response
 }
 
 fn usage(answer: &Answer<'_>) -> Value {
-    json!({
-        "inputTokens": answer.prompt,
-        "outputTokens": answer.completion,
-        "totalTokens": answer.prompt + answer.completion,
-    })
+    answer.cache.bedrock_usage(answer.prompt, answer.completion)
 }
 
 fn stream_response<const STREAM: bool>(
