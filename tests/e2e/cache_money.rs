@@ -78,16 +78,19 @@ impl Price {
     }
 }
 
+/// Cache reads, 5-minute writes, 1-hour writes.
+type Cache = (u64, u64, u64);
+
 /// One request: where it goes, and the cache usage its provider is scripted to report.
 struct Case {
     alias: &'static str,
     path: &'static str,
     stream: bool,
-    /// Scripted: cache reads, 5-minute writes, 1-hour writes.
-    script: (u64, u64, u64),
+    /// Scripted.
+    script: Cache,
     /// What the gateway must record: Anthropic reports all three; Bedrock reports writes
     /// without their lifetime (5 minutes); OpenAI reports reads only.
-    recorded: fn((u64, u64, u64)) -> (u64, u64, u64),
+    recorded: fn(Cache) -> Cache,
 }
 
 /// The token classes of one request.
@@ -121,7 +124,7 @@ impl Classes {
     }
 }
 
-fn as_is(c: (u64, u64, u64)) -> (u64, u64, u64) {
+fn as_is(c: Cache) -> Cache {
     c
 }
 
