@@ -13,6 +13,7 @@ mod admission;
 mod agents;
 mod anthropic_provider;
 mod bedrock_provider;
+mod cache_money;
 mod chaos;
 mod control_plane;
 mod fixture;
