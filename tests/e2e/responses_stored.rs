@@ -129,3 +129,78 @@ async fn stored_responses_continue_across_proxies_and_stay_in_their_team() {
     assert_eq!(out["unstored"]["status"], 404, "store: false is not stored");
     assert_eq!(out["after_delete"]["status"], 404, "{out}");
 }
+
+/// `POST /v1/responses/compact` on a chat-only upstream: the stored conversation and the new
+/// input are summarised by the routed model (a metered call), and the compacted output (user
+/// messages, then the summary) is a valid input for the next turn.
+#[tokio::test]
+async fn a_conversation_compacts_into_user_messages_and_a_summary() {
+    let mock = MockProviderOptions::new().api_key(UPSTREAM_KEY);
+    let Stack { cp, env } = stack_with([mock], 1).await;
+    let base = env.mock().base_url();
+    let provider = json!({"id": "mock", "kind": "openai_compatible",
+                          "base_url": format!("{base}/v1"), "api_key": UPSTREAM_KEY});
+    cp.post("/admin/providers", &provider).await.unwrap();
+    let route =
+        json!({"alias": "chat", "deployments": [{"provider": "mock", "model": "mock-chat"}]});
+    cp.post("/admin/routes", &route).await.unwrap();
+    let team = cp
+        .post("/admin/teams", &json!({"name": "a"}))
+        .await
+        .unwrap();
+    let key = all_models_key(&cp, &team).await;
+    let proxy = env.data_plane().base_url();
+    wait_until_served(&proxy, &key, "chat").await.unwrap();
+    let call = |path: &str, body: Value| {
+        let request = reqwest::Client::new()
+            .post(format!("{proxy}{path}"))
+            .bearer_auth(&key)
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, first) = call(
+        "/v1/responses",
+        json!({"model": "chat", "input": "fix the bug"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let (status, compacted) = call(
+        "/v1/responses/compact",
+        json!({"model": "chat", "previous_response_id": first["id"], "input": [{"role": "user", "content": "and add a test"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{compacted}");
+    assert_eq!(compacted["object"], "response.compaction");
+    let output = compacted["output"].as_array().unwrap();
+    assert_eq!(output.len(), 3, "{compacted}");
+    assert_eq!(output[0]["content"], "fix the bug");
+    assert_eq!(output[1]["content"], "and add a test");
+    assert_eq!(
+        output[2]["content"][0]["text"],
+        "Summary of the conversation so far:\nHello from the mock provider."
+    );
+    assert!(
+        compacted["usage"]["input_tokens"].as_u64() > Some(0),
+        "{compacted}"
+    );
+    // The model was asked for the summary after the whole conversation.
+    let seen = env.mock().requests().await.unwrap();
+    let messages = seen.last().unwrap()["body"]["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    assert_eq!(messages[1]["role"], "assistant");
+    assert!(messages[3]["content"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("Summarize the conversation")));
+    // The compacted output continues the conversation.
+    let mut next = output.clone();
+    next.push(json!({"role": "user", "content": "go on"}));
+    let (status, after) = call("/v1/responses", json!({"model": "chat", "input": next})).await;
+    assert_eq!(status, 200, "{after}");
+}

@@ -36,6 +36,7 @@ pub mod auth;
 pub mod billing;
 pub mod body;
 pub mod chat;
+pub mod compact;
 pub mod count;
 pub mod embed;
 pub mod prepare;

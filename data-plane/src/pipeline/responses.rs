@@ -52,12 +52,9 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> R
         let team = inbound.key.team.clone();
         let turn = Turn::read(&inbound.bytes)?;
         let stored = &app.parts().stored;
-        let mut conversation = Vec::new();
-        if let Some(id) = &turn.previous {
-            if let Some(record) = stored.get(id, team.as_deref()).await.map_err(store_error)? {
-                conversation = record.conversation();
-                inbound.bytes = turn.continued(&inbound.bytes, &conversation)?;
-            }
+        let mut conversation = turn.history(&app, team.as_deref()).await?;
+        if !conversation.is_empty() {
+            inbound.bytes = turn.continued(&inbound.bytes, &conversation)?;
         }
         conversation.extend(turn.input);
         let keep = turn
@@ -70,16 +67,16 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> R
 }
 
 /// What this turn says about stored state.
-struct Turn {
+pub(super) struct Turn {
     previous: Option<String>,
     /// `store` (OpenAI's default is `true`).
     store: bool,
     /// This turn's input as items (a string input is one user message).
-    input: Vec<Value>,
+    pub(super) input: Vec<Value>,
 }
 
 impl Turn {
-    fn read(bytes: &[u8]) -> Result<Self, ApiError> {
+    pub(super) fn read(bytes: &[u8]) -> Result<Self, ApiError> {
         let body = body::parse_object(bytes)?;
         let value = |name: &str| -> Option<Value> {
             body.get(name)
@@ -109,6 +106,25 @@ impl Turn {
             store: value("store") != Some(Value::Bool(false)),
             input,
         })
+    }
+
+    /// The conversation `previous_response_id` continues, if the gateway stored it for
+    /// `team` (empty without one, or for an id the gateway does not know).
+    pub(super) async fn history(
+        &self,
+        app: &App,
+        team: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        let Some(id) = &self.previous else {
+            return Ok(Vec::new());
+        };
+        let record = app
+            .parts()
+            .stored
+            .get(id, team)
+            .await
+            .map_err(store_error)?;
+        Ok(record.map(|r| r.conversation()).unwrap_or_default())
     }
 
     /// The client's body with `previous_response_id` replaced by the conversation it
