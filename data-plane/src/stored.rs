@@ -5,7 +5,8 @@
 //! With NATS the store is a JetStream key-value bucket ([`proto::RESPONSES_KV_BUCKET`]) whose
 //! entries expire with the bucket's `max_age`, so every proxy sees every stored response and a
 //! conversation's next turn may land on any proxy. Without NATS (a proxy run from a file) it is
-//! this process's memory, with the same expiry. Nothing here is a new database.
+//! this process's memory, with the same expiry and at most 10,000 entries (the oldest are
+//! forgotten first). Nothing here is a new database.
 //!
 //! An entry that cannot be written (NATS away, larger than a NATS message) is logged and
 //! counted; the response itself was already served, and a later turn naming it gets the
@@ -20,6 +21,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
+
+/// Most responses a proxy without NATS keeps in memory (the oldest go first).
+const MEMORY_ENTRIES: usize = 10_000;
 
 /// One stored response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +110,17 @@ impl StoredResponses {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let now = Instant::now();
                 map.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+                // Bounded: a proxy without NATS forgets its oldest entries first.
+                while map.len() >= MEMORY_ENTRIES {
+                    let oldest = map
+                        .iter()
+                        .min_by_key(|(_, (at, _))| *at)
+                        .map(|(k, _)| k.clone());
+                    match oldest {
+                        Some(key) => map.remove(&key),
+                        None => break,
+                    };
+                }
                 map.insert(id.to_owned(), (now, bytes));
                 Ok(())
             }
