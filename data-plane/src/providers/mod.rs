@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use crate::seal::SealKey;
 
 pub use error::{ConfigError, UpstreamError};
-pub use usage::{OpenAiUsage, Usage};
+pub use usage::{OpenAiUsage, ResponsesUsage, Usage};
 
 /// A request body as top-level fields with their values left as raw JSON: fields the gateway
 /// does not interpret are forwarded without being parsed into a tree and re-built.

@@ -49,38 +49,57 @@ pub struct OpenAiUsage {
     #[serde(default)]
     completion_tokens: u64,
     #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
+    prompt_tokens_details: Option<Details>,
     #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
+    completion_tokens_details: Option<Details>,
 }
 
+/// The Responses API's `usage` object: OpenAI's counts under other names.
 #[derive(Debug, Default, Deserialize)]
-struct PromptDetails {
+pub struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<Details>,
+    #[serde(default)]
+    output_tokens_details: Option<Details>,
+}
+
+/// The detail object of either side (input: `cached_tokens`; output: `reasoning_tokens`).
+#[derive(Debug, Default, Deserialize)]
+struct Details {
     #[serde(default)]
     cached_tokens: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct CompletionDetails {
     #[serde(default)]
     reasoning_tokens: Option<u64>,
 }
 
-impl From<OpenAiUsage> for Usage {
-    fn from(u: OpenAiUsage) -> Self {
+impl Usage {
+    /// OpenAI's convention: the input count includes cache reads, the output count reasoning.
+    fn openai(input: u64, output: u64, inp: Option<Details>, out: Option<Details>) -> Self {
         Self {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            cached_tokens: u
-                .prompt_tokens_details
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0),
-            reasoning_tokens: u
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
+            prompt_tokens: input,
+            completion_tokens: output,
+            cached_tokens: inp.and_then(|d| d.cached_tokens).unwrap_or(0),
+            reasoning_tokens: out.and_then(|d| d.reasoning_tokens).unwrap_or(0),
             // OpenAI does not charge for writing its cache, and does not report it.
             ..Usage::default()
         }
+    }
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Self {
+        let details = (u.prompt_tokens_details, u.completion_tokens_details);
+        Usage::openai(u.prompt_tokens, u.completion_tokens, details.0, details.1)
+    }
+}
+
+impl From<ResponsesUsage> for Usage {
+    fn from(u: ResponsesUsage) -> Self {
+        let details = (u.input_tokens_details, u.output_tokens_details);
+        Usage::openai(u.input_tokens, u.output_tokens, details.0, details.1)
     }
 }
