@@ -78,6 +78,29 @@ pub struct TokenClasses {
 }
 
 impl TokenUsage {
+    /// The names of the six counters, in field order: the columns of `usage_events` and
+    /// `spend_ledger`, and the fields of the admin API's usage and spend views.
+    pub const COUNTERS: [&'static str; 6] = [
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_input_tokens",
+        "reasoning_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+    ];
+
+    /// The six counters, in the order of [`TokenUsage::COUNTERS`].
+    pub fn counts(&self) -> [u64; 6] {
+        [
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_input_tokens,
+            self.reasoning_tokens,
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+        ]
+    }
+
     /// The disjoint classes. Cache counts that add up to more than `prompt_tokens` (a provider
     /// bug) are cut in the order reads, 5-minute writes, 1-hour writes, so the classes never
     /// count more input than there was.

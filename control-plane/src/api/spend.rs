@@ -12,11 +12,11 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::extract::Page;
 use super::{ApiError, AppState, Principal};
+pub use crate::usage::ledger::SpendTotals;
 
 /// Most rows one answer carries (`truncated` says when there were more).
 const MAX_ROWS: i64 = 10_000;
@@ -121,30 +121,6 @@ pub fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> (NaiveDate, NaiveDate) {
     (first, end)
 }
 
-/// Counters summed over ledger rows.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct SpendTotals {
-    /// Every metered request, refused ones included.
-    pub requests: i64,
-    /// Requests refused by admission.
-    pub refused: i64,
-    /// Every input token, cache reads and writes included.
-    pub prompt_tokens: i64,
-    /// Every output token, reasoning included.
-    pub completion_tokens: i64,
-    /// Prompt tokens read from the provider's cache.
-    pub cached_input_tokens: i64,
-    pub reasoning_tokens: i64,
-    /// Prompt tokens written to the provider's cache for 5 minutes.
-    pub cache_write_5m_tokens: i64,
-    /// Prompt tokens written to the provider's cache for 1 hour.
-    pub cache_write_1h_tokens: i64,
-    /// Exact USD: each token class at its own rate, at the price valid when it was used.
-    #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = String, example = "12.345")]
-    pub cost_usd: Decimal,
-}
-
 /// One group. Only the grouped dimensions are present; `null` means "none" (no team, key,
 /// model or provider on those events).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -182,26 +158,6 @@ pub struct SpendReport {
     pub total: SpendTotals,
     /// More than 10,000 groups: `rows` holds the first ones (by cost), `total` is complete.
     pub truncated: bool,
-}
-
-const SUMS: &str = "COALESCE(SUM(requests), 0)::int8, COALESCE(SUM(refused), 0)::int8,
-    COALESCE(SUM(prompt_tokens), 0)::int8, COALESCE(SUM(completion_tokens), 0)::int8,
-    COALESCE(SUM(cached_input_tokens), 0)::int8, COALESCE(SUM(reasoning_tokens), 0)::int8,
-    COALESCE(SUM(cache_write_5m_tokens), 0)::int8, COALESCE(SUM(cache_write_1h_tokens), 0)::int8,
-    COALESCE(SUM(cost_usd), 0)";
-
-fn totals(r: &tokio_postgres::Row, at: usize) -> SpendTotals {
-    SpendTotals {
-        requests: r.get(at),
-        refused: r.get(at + 1),
-        prompt_tokens: r.get(at + 2),
-        completion_tokens: r.get(at + 3),
-        cached_input_tokens: r.get(at + 4),
-        reasoning_tokens: r.get(at + 5),
-        cache_write_5m_tokens: r.get(at + 6),
-        cache_write_1h_tokens: r.get(at + 7),
-        cost_usd: r.get::<_, Decimal>(at + 8).normalize(),
-    }
 }
 
 fn none_if_empty(s: String) -> Option<String> {
@@ -254,20 +210,21 @@ pub async fn spend(
         &tag_key,
     ];
     let client = state.store().pool().get().await?;
+    let sums = SpendTotals::sums();
     let total_row = client
         .query_one(
-            &format!("SELECT {SUMS} FROM spend_ledger WHERE {filter}"),
+            &format!("SELECT {sums} FROM spend_ledger WHERE {filter}"),
             &params,
         )
         .await?;
-    let total = totals(&total_row, 0);
+    let total = SpendTotals::read(&total_row, 0);
     let mut rows = Vec::new();
     let mut truncated = false;
     if !dims.is_empty() {
         let cols: Vec<&str> = dims.iter().map(|d| d.column()).collect();
         let cols = cols.join(", ");
         let sql = format!(
-            "SELECT {cols}, {SUMS} FROM spend_ledger WHERE {filter} GROUP BY {cols}
+            "SELECT {cols}, {sums} FROM spend_ledger WHERE {filter} GROUP BY {cols}
              ORDER BY SUM(cost_usd) DESC, {cols} LIMIT {}",
             MAX_ROWS + 1
         );
@@ -281,7 +238,7 @@ pub async fn spend(
                 provider: None,
                 tag: None,
                 day: None,
-                totals: totals(r, dims.len()),
+                totals: SpendTotals::read(r, dims.len()),
             };
             for (i, d) in dims.iter().enumerate() {
                 match d {

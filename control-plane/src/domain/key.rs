@@ -61,44 +61,26 @@ pub struct VirtualKey {
     pub live: bool,
 }
 
-/// A partial update: `None` keeps a field; `Some(None)` clears a nullable one.
+/// A partial update: `None` keeps a field; `Some(None)` clears a nullable one. An absent field
+/// reads as `None` (the struct's default), a `null` one as `Some(None)`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct KeyPatch {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub expires_at: Option<Option<DateTime<Utc>>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub rpm: Option<Option<u64>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub tpm: Option<Option<u64>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub budget_id: Option<Option<Uuid>>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "nullable"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub max_request_cost_usd: Option<Option<Decimal>>,
 }
 

@@ -88,22 +88,25 @@ struct Listed {
     cache_write_1h: Option<&'static str>,
 }
 
-/// An Anthropic model: 5-minute cache writes at 1.25× input, 1-hour writes at 2×, reads at
-/// 0.1× (Anthropic's pricing page; the same on Bedrock and Vertex AI).
-const fn claude(
-    model: &'static str,
-    input: &'static str,
-    output: &'static str,
-    [read, write_5m, write_1h]: [&'static str; 3],
-) -> Listed {
-    Listed {
+/// Anthropic's prices of one model family, USD per million tokens: input, output, cache
+/// reads (0.1× input), 5-minute cache writes (1.25×) and 1-hour cache writes (2×), as on
+/// Anthropic's pricing page; the same on Bedrock and Vertex AI.
+type ClaudePrices = [&'static str; 5];
+
+const OPUS_4_5: ClaudePrices = ["5.00", "25.00", "0.50", "6.25", "10.00"];
+const OPUS_4_1: ClaudePrices = ["15.00", "75.00", "1.50", "18.75", "30.00"];
+const SONNET_4: ClaudePrices = ["3.00", "15.00", "0.30", "3.75", "6.00"];
+const HAIKU_4_5: ClaudePrices = ["1.00", "5.00", "0.10", "1.25", "2.00"];
+const HAIKU_3_5: ClaudePrices = ["0.80", "4.00", "0.08", "1.00", "1.60"];
+
+/// An Anthropic model, under Anthropic's name or Bedrock's, at its family's prices.
+const fn claude(model: &'static str, prices: ClaudePrices) -> Listed {
+    let [input, output, read, write_5m, write_1h] = prices;
+    listed(
         model,
-        input,
-        output,
-        cache_read: Some(read),
-        cache_write_5m: Some(write_5m),
-        cache_write_1h: Some(write_1h),
-    }
+        [input, output],
+        [Some(read), Some(write_5m), Some(write_1h)],
+    )
 }
 
 /// A model whose provider discounts cache reads only (OpenAI cached input, Gemini cached
@@ -112,15 +115,24 @@ const fn reads(
     model: &'static str,
     input: &'static str,
     output: &'static str,
-    cache_read: Option<&'static str>,
+    read: Option<&'static str>,
+) -> Listed {
+    listed(model, [input, output], [read, None, None])
+}
+
+/// A model's prices: `[input, output]`, then `[cache read, 5-minute write, 1-hour write]`.
+const fn listed(
+    model: &'static str,
+    [input, output]: [&'static str; 2],
+    [cache_read, cache_write_5m, cache_write_1h]: [Option<&'static str>; 3],
 ) -> Listed {
     Listed {
         model,
         input,
         output,
         cache_read,
-        cache_write_5m: None,
-        cache_write_1h: None,
+        cache_write_5m,
+        cache_write_1h,
     }
 }
 
@@ -139,63 +151,18 @@ const BUILT_IN: &[Listed] = &[
     reads("o4-mini", "1.10", "4.40", Some("0.275")),
     reads("text-embedding-3-small", "0.02", "0", None),
     reads("text-embedding-3-large", "0.13", "0", None),
-    claude(
-        "claude-opus-4-6",
-        "5.00",
-        "25.00",
-        ["0.50", "6.25", "10.00"],
-    ),
-    claude(
-        "claude-opus-4-5",
-        "5.00",
-        "25.00",
-        ["0.50", "6.25", "10.00"],
-    ),
-    claude(
-        "claude-opus-4-1",
-        "15.00",
-        "75.00",
-        ["1.50", "18.75", "30.00"],
-    ),
-    claude(
-        "claude-sonnet-4-5",
-        "3.00",
-        "15.00",
-        ["0.30", "3.75", "6.00"],
-    ),
-    claude("claude-sonnet-4", "3.00", "15.00", ["0.30", "3.75", "6.00"]),
-    claude("claude-haiku-4-5", "1.00", "5.00", ["0.10", "1.25", "2.00"]),
-    claude("claude-3-5-haiku", "0.80", "4.00", ["0.08", "1.00", "1.60"]),
-    claude(
-        "anthropic.claude-opus-4-1-20250805-v1:0",
-        "15.00",
-        "75.00",
-        ["1.50", "18.75", "30.00"],
-    ),
-    claude(
-        "anthropic.claude-sonnet-4-5-20250929-v1:0",
-        "3.00",
-        "15.00",
-        ["0.30", "3.75", "6.00"],
-    ),
-    claude(
-        "anthropic.claude-sonnet-4-20250514-v1:0",
-        "3.00",
-        "15.00",
-        ["0.30", "3.75", "6.00"],
-    ),
-    claude(
-        "anthropic.claude-haiku-4-5-20251001-v1:0",
-        "1.00",
-        "5.00",
-        ["0.10", "1.25", "2.00"],
-    ),
-    claude(
-        "anthropic.claude-3-5-haiku-20241022-v1:0",
-        "0.80",
-        "4.00",
-        ["0.08", "1.00", "1.60"],
-    ),
+    claude("claude-opus-4-6", OPUS_4_5),
+    claude("claude-opus-4-5", OPUS_4_5),
+    claude("claude-opus-4-1", OPUS_4_1),
+    claude("claude-sonnet-4-5", SONNET_4),
+    claude("claude-sonnet-4", SONNET_4),
+    claude("claude-haiku-4-5", HAIKU_4_5),
+    claude("claude-3-5-haiku", HAIKU_3_5),
+    claude("anthropic.claude-opus-4-1-20250805-v1:0", OPUS_4_1),
+    claude("anthropic.claude-sonnet-4-5-20250929-v1:0", SONNET_4),
+    claude("anthropic.claude-sonnet-4-20250514-v1:0", SONNET_4),
+    claude("anthropic.claude-haiku-4-5-20251001-v1:0", HAIKU_4_5),
+    claude("anthropic.claude-3-5-haiku-20241022-v1:0", HAIKU_3_5),
     reads("amazon.nova-pro-v1:0", "0.80", "3.20", Some("0.20")),
     reads("amazon.nova-lite-v1:0", "0.06", "0.24", Some("0.015")),
     reads("amazon.nova-micro-v1:0", "0.035", "0.14", Some("0.00875")),

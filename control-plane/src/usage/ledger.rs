@@ -6,10 +6,13 @@
 //! counted twice (see migrations/0002_metering.sql).
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate};
-use proto::{Outcome, UsageEvent};
+use proto::{Outcome, TokenUsage, UsageEvent};
 use rust_decimal::Decimal;
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
 
 /// One ledger row's identity. Text dimensions are `''` for none.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,35 +26,85 @@ pub struct LedgerKey {
     pub tag: String,
 }
 
-/// What a ledger row adds up.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Every event, refused ones included.
+/// What a ledger row adds up, and what `GET /admin/spend` shows summed over rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SpendTotals {
+    /// Every metered request, refused ones included.
     pub requests: i64,
-    /// Events refused by admission.
+    /// Requests refused by admission.
     pub refused: i64,
+    /// Every input token, cache reads and writes included.
     pub prompt_tokens: i64,
+    /// Every output token, reasoning included.
     pub completion_tokens: i64,
-    /// Cache reads.
+    /// Prompt tokens read from the provider's cache.
     pub cached_input_tokens: i64,
     pub reasoning_tokens: i64,
+    /// Prompt tokens written to the provider's cache for 5 minutes.
     pub cache_write_5m_tokens: i64,
+    /// Prompt tokens written to the provider's cache for 1 hour.
     pub cache_write_1h_tokens: i64,
+    /// Exact USD: each token class at its own rate, at the price valid when it was used.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String, example = "12.345")]
     pub cost_usd: Decimal,
 }
 
-impl Counters {
+/// The integer counters of [`SpendTotals`] in field order: `spend_ledger`'s columns (its
+/// `cost_usd` comes after them).
+fn counters() -> impl Iterator<Item = &'static str> {
+    ["requests", "refused"]
+        .into_iter()
+        .chain(TokenUsage::COUNTERS)
+}
+
+impl SpendTotals {
     /// Adds one event costed at `cost`.
     pub fn add_event(&mut self, e: &UsageEvent, cost: Decimal) {
-        self.requests += 1;
-        self.refused += i64::from(e.outcome == Outcome::Refused);
-        self.prompt_tokens += tokens(e.usage.prompt_tokens);
-        self.completion_tokens += tokens(e.usage.completion_tokens);
-        self.cached_input_tokens += tokens(e.usage.cached_input_tokens);
-        self.reasoning_tokens += tokens(e.usage.reasoning_tokens);
-        self.cache_write_5m_tokens += tokens(e.usage.cache_write_5m_tokens);
-        self.cache_write_1h_tokens += tokens(e.usage.cache_write_1h_tokens);
+        let refused = i64::from(e.outcome == Outcome::Refused);
+        let event = [1, refused].into_iter().chain(e.usage.counts().map(tokens));
+        for (total, n) in self.counts_mut().into_iter().zip(event) {
+            *total += n;
+        }
         self.cost_usd += cost;
+    }
+
+    /// The integer counters, in the order of [`counters`].
+    fn counts(&self) -> [i64; 8] {
+        self.clone().counts_mut().map(|n| *n)
+    }
+
+    fn counts_mut(&mut self) -> [&mut i64; 8] {
+        [
+            &mut self.requests,
+            &mut self.refused,
+            &mut self.prompt_tokens,
+            &mut self.completion_tokens,
+            &mut self.cached_input_tokens,
+            &mut self.reasoning_tokens,
+            &mut self.cache_write_5m_tokens,
+            &mut self.cache_write_1h_tokens,
+        ]
+    }
+
+    /// `SELECT` expressions summing ledger rows into totals, read back by [`SpendTotals::read`].
+    pub fn sums() -> String {
+        counters()
+            .map(|c| format!("COALESCE(SUM({c}), 0)::int8, "))
+            .chain(["COALESCE(SUM(cost_usd), 0)".to_owned()])
+            .collect()
+    }
+
+    /// The totals selected by [`SpendTotals::sums`] from column `at` of `r` on.
+    pub fn read(r: &tokio_postgres::Row, at: usize) -> Self {
+        let mut totals = Self {
+            cost_usd: r.get::<_, Decimal>(at + 8).normalize(),
+            ..Self::default()
+        };
+        for (i, n) in totals.counts_mut().into_iter().enumerate() {
+            *n = r.get(at + i);
+        }
+        totals
     }
 }
 
@@ -76,8 +129,8 @@ pub fn tag_row(key: &str, value: &str) -> String {
 /// so two replicas folding at once lock rows in the same order and never deadlock).
 pub fn aggregate<'a>(
     events: impl IntoIterator<Item = (&'a UsageEvent, Decimal)>,
-) -> BTreeMap<LedgerKey, Counters> {
-    let mut rows: BTreeMap<LedgerKey, Counters> = BTreeMap::new();
+) -> BTreeMap<LedgerKey, SpendTotals> {
+    let mut rows: BTreeMap<LedgerKey, SpendTotals> = BTreeMap::new();
     for (e, cost) in events {
         let base = LedgerKey {
             day: day_of(e.time_ms),
@@ -99,87 +152,57 @@ pub fn aggregate<'a>(
     rows
 }
 
-const UPSERT: &str = "
-INSERT INTO spend_ledger AS l (day, team_id, key_id, model, provider, tag, requests, refused,
-    prompt_tokens, completion_tokens, cached_input_tokens, reasoning_tokens,
-    cache_write_5m_tokens, cache_write_1h_tokens, cost_usd)
-SELECT * FROM UNNEST($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-    $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[],
-    $14::int8[], $15::numeric[])
-ON CONFLICT (day, team_id, key_id, model, provider, tag) DO UPDATE SET
-    requests = l.requests + EXCLUDED.requests,
-    refused = l.refused + EXCLUDED.refused,
-    prompt_tokens = l.prompt_tokens + EXCLUDED.prompt_tokens,
-    completion_tokens = l.completion_tokens + EXCLUDED.completion_tokens,
-    cached_input_tokens = l.cached_input_tokens + EXCLUDED.cached_input_tokens,
-    reasoning_tokens = l.reasoning_tokens + EXCLUDED.reasoning_tokens,
-    cache_write_5m_tokens = l.cache_write_5m_tokens + EXCLUDED.cache_write_5m_tokens,
-    cache_write_1h_tokens = l.cache_write_1h_tokens + EXCLUDED.cache_write_1h_tokens,
-    cost_usd = l.cost_usd + EXCLUDED.cost_usd";
+/// Adds rows to `spend_ledger`: one array per column, unnested, each row upserted.
+static UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<&str> = counters().chain(["cost_usd"]).collect();
+    // $1-$6 are the row's identity; then one int8 array per counter, and the cost.
+    let last = 6 + columns.len();
+    let arrays: String = (7..last).map(|n| format!(", ${n}::int8[]")).collect();
+    let arrays = format!("{arrays}, ${last}::numeric[]");
+    let sets: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{c} = l.{c} + EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO spend_ledger AS l (day, team_id, key_id, model, provider, tag, {})
+         SELECT * FROM UNNEST($1::date[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::text[]{arrays})
+         ON CONFLICT (day, team_id, key_id, model, provider, tag) DO UPDATE SET {}",
+        columns.join(", "),
+        sets.join(", ")
+    )
+});
 
 /// Adds `rows` to `spend_ledger` in one statement.
 pub async fn upsert(
     tx: &deadpool_postgres::Transaction<'_>,
-    rows: &BTreeMap<LedgerKey, Counters>,
+    rows: &BTreeMap<LedgerKey, SpendTotals>,
 ) -> Result<(), tokio_postgres::Error> {
     if rows.is_empty() {
         return Ok(());
     }
     let n = rows.len();
     let mut day = Vec::with_capacity(n);
-    let mut team = Vec::with_capacity(n);
-    let mut key = Vec::with_capacity(n);
-    let mut model = Vec::with_capacity(n);
-    let mut provider = Vec::with_capacity(n);
-    let mut tag = Vec::with_capacity(n);
-    let mut requests = Vec::with_capacity(n);
-    let mut refused = Vec::with_capacity(n);
-    let mut prompt = Vec::with_capacity(n);
-    let mut completion = Vec::with_capacity(n);
-    let mut cached = Vec::with_capacity(n);
-    let mut reasoning = Vec::with_capacity(n);
-    let mut write_5m = Vec::with_capacity(n);
-    let mut write_1h = Vec::with_capacity(n);
+    let mut text: [Vec<&str>; 5] = Default::default();
+    let mut counts: [Vec<i64>; 8] = Default::default();
     let mut cost = Vec::with_capacity(n);
     for (k, c) in rows {
         day.push(k.day);
-        team.push(k.team_id.as_str());
-        key.push(k.key_id.as_str());
-        model.push(k.model.as_str());
-        provider.push(k.provider.as_str());
-        tag.push(k.tag.as_str());
-        requests.push(c.requests);
-        refused.push(c.refused);
-        prompt.push(c.prompt_tokens);
-        completion.push(c.completion_tokens);
-        cached.push(c.cached_input_tokens);
-        reasoning.push(c.reasoning_tokens);
-        write_5m.push(c.cache_write_5m_tokens);
-        write_1h.push(c.cache_write_1h_tokens);
+        let dims = [&k.team_id, &k.key_id, &k.model, &k.provider, &k.tag];
+        for (column, v) in text.iter_mut().zip(dims) {
+            column.push(v.as_str());
+        }
+        for (column, v) in counts.iter_mut().zip(c.counts()) {
+            column.push(v);
+        }
         cost.push(c.cost_usd);
     }
-    let statement = tx.prepare_cached(UPSERT).await?;
-    tx.execute(
-        &statement,
-        &[
-            &day,
-            &team,
-            &key,
-            &model,
-            &provider,
-            &tag,
-            &requests,
-            &refused,
-            &prompt,
-            &completion,
-            &cached,
-            &reasoning,
-            &write_5m,
-            &write_1h,
-            &cost,
-        ],
-    )
-    .await?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&day];
+    params.extend(text.iter().map(|c| c as &(dyn ToSql + Sync)));
+    params.extend(counts.iter().map(|c| c as &(dyn ToSql + Sync)));
+    params.push(&cost);
+    let statement = tx.prepare_cached(&UPSERT).await?;
+    tx.execute(&statement, &params).await?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use proto::UsageEvent;
+use proto::{TokenUsage, UsageEvent};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
@@ -80,19 +80,8 @@ impl SpendMetrics {
             );
             let s = by.entry(key).or_default();
             s.cost += cost;
-            let u = &e.usage;
-            for (i, n) in [
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.cached_input_tokens,
-                u.reasoning_tokens,
-                u.cache_write_5m_tokens,
-                u.cache_write_1h_tokens,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                s.tokens[i] = s.tokens[i].saturating_add(n);
+            for (sum, n) in s.tokens.iter_mut().zip(e.usage.counts()) {
+                *sum = sum.saturating_add(n);
             }
             *s.outcomes.entry(outcome_str(e.outcome)).or_default() += 1;
         }
@@ -100,16 +89,10 @@ impl SpendMetrics {
             let labels = [("team", team), ("model", model), ("provider", provider)];
             metrics::gauge!("switchyard_spend_usd_total", &labels)
                 .increment(s.cost.to_f64().unwrap_or(0.0));
-            let kinds = [
-                "prompt",
-                "completion",
-                "cached_input",
-                "reasoning",
-                "cache_write_5m",
-                "cache_write_1h",
-            ];
-            for (kind, n) in kinds.into_iter().zip(s.tokens) {
+            for (counter, n) in TokenUsage::COUNTERS.into_iter().zip(s.tokens) {
                 if n > 0 {
+                    // The counter's name without `_tokens`: `prompt`, `cache_write_5m`, ...
+                    let kind = counter.trim_end_matches("_tokens");
                     let mut l = labels.to_vec();
                     l.push(("kind", kind.to_owned()));
                     metrics::counter!("switchyard_usage_tokens_total", &l).increment(n);

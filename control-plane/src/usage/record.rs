@@ -47,18 +47,9 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, DecodeError> {
     let time = DateTime::from_timestamp_millis(event.time_ms)
         .filter(|t| t.timestamp() > 0 && t.timestamp() < 253_402_300_799)
         .ok_or(DecodeError::Time(event.time_ms))?;
-    let u = &event.usage;
-    let counts = [
-        u.prompt_tokens,
-        u.completion_tokens,
-        u.cached_input_tokens,
-        u.reasoning_tokens,
-        u.cache_write_5m_tokens,
-        u.cache_write_1h_tokens,
-        event.latency_ms,
-        event.ttft_ms.unwrap_or(0),
-    ];
-    if counts.iter().any(|n| i64::try_from(*n).is_err()) {
+    let times = [event.latency_ms, event.ttft_ms.unwrap_or(0)];
+    let mut counts = event.usage.counts().into_iter().chain(times);
+    if counts.any(|n| i64::try_from(n).is_err()) {
         return Err(DecodeError::Range);
     }
     Ok(Decoded { id, time, event })
