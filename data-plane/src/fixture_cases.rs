@@ -98,6 +98,58 @@ pub fn check_dialect_request(
     }
 }
 
+/// Checks every case of dialect `D` in `dir` (at least `min` of them) by its `kind`:
+/// `request` with [`check_dialect_request`], `response` and `stream` with the dialect's own
+/// checks; an unknown `kind` fails.
+pub fn check_dialect<D: crate::dialect::ChatDialect>(
+    dir: &str,
+    min: usize,
+    response: fn(&str, &Value),
+    stream: fn(&str, &Value),
+) {
+    for (name, case) in load(dir, min) {
+        match case["kind"].as_str() {
+            Some("request") => check_dialect_request(&name, &case, D::request, D::dropped),
+            Some("response") => response(&name, &case),
+            Some("stream") => stream(&name, &case),
+            other => panic!("{name}: unknown kind {other:?}"),
+        }
+    }
+}
+
+/// A dialect `response` case: `input` (an internal chat completion) through `translate` with
+/// the case's `model` (`default_model` when absent), as JSON.
+pub fn dialect_response(
+    name: &str,
+    case: &Value,
+    default_model: &str,
+    translate: impl Fn(&[u8], &str) -> Option<bytes::Bytes>,
+) -> Value {
+    let input = serde_json::to_vec(&case["input"]).unwrap_or_default();
+    let model = case["model"].as_str().unwrap_or(default_model);
+    let out = translate(&input, model).unwrap_or_else(|| panic!("{name}: None"));
+    serde_json::from_slice(&out).unwrap_or_default()
+}
+
+/// A dialect `stream` case: `input` (internal chunks, in order) through the dialect's
+/// `writer`, then the end, or a failure with `error` (written with `code`), as
+/// `{"event", "data"}` pairs.
+pub fn dialect_stream<W: crate::dialect::frames::EventWriter>(
+    mut writer: W,
+    case: &Value,
+    code: &str,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for chunk in case["input"].as_array().into_iter().flatten() {
+        out.extend_from_slice(&writer.chunk(chunk.to_string().as_bytes()));
+    }
+    match case["error"].as_str() {
+        Some(message) => out.extend_from_slice(&writer.error(code, message)),
+        None => out.extend_from_slice(&writer.done()),
+    }
+    sse_events(&out)
+}
+
 /// SSE frames (`event:` and `data:` lines) back into `{"event", "data"}` pairs, in order.
 pub fn sse_events(frames: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(frames)

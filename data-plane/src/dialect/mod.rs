@@ -9,6 +9,7 @@
 //! answer as it came instead of translating it.
 
 pub mod anthropic;
+pub mod frames;
 pub mod openai;
 pub mod responses;
 

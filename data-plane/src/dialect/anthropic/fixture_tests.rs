@@ -12,44 +12,32 @@
 use serde_json::Value;
 
 use super::stream::Events;
-use super::{request, response};
-use crate::fixture_cases::{check_dialect_request, sse_events};
+use super::{response, Messages};
+use crate::fixture_cases::{check_dialect, dialect_response, dialect_stream};
 
 const ID: &str = "msg_test";
 
 fn run_response(name: &str, case: &Value) {
-    let input = serde_json::to_vec(&case["input"]).unwrap_or_default();
-    let model = case["model"].as_str().unwrap_or("claude");
-    let out = response::to_message(&input, model, ID).unwrap_or_else(|| panic!("{name}: None"));
-    let out: Value = serde_json::from_slice(&out).unwrap_or_default();
+    let out = dialect_response(name, case, "claude", |input, model| {
+        response::to_message(input, model, ID)
+    });
     assert_eq!(out, case["expected"], "{name}");
 }
 
 fn run_stream(name: &str, case: &Value) {
     let estimate = case["prompt_estimate"].as_u64().unwrap_or(0);
     let model = case["model"].as_str().unwrap_or("claude");
-    let mut t = Events::new(ID.into(), model.into(), estimate);
-    let mut out = Vec::new();
-    for chunk in case["input"].as_array().into_iter().flatten() {
-        out.extend_from_slice(&t.chunk(chunk.to_string().as_bytes()));
-    }
-    match case["error"].as_str() {
-        Some(message) => out.extend_from_slice(&t.error("api_error", message)),
-        None => out.extend_from_slice(&t.done()),
-    }
-    assert_eq!(Value::Array(sse_events(&out)), case["expected"], "{name}");
+    let events = Events::new(ID.into(), model.into(), estimate);
+    let got = dialect_stream(events, case, "api_error");
+    assert_eq!(Value::Array(got), case["expected"], "{name}");
 }
 
 #[test]
 fn every_fixture_translates_as_recorded() {
-    for (name, case) in crate::fixture_cases::load("src/dialect/anthropic/fixtures", 8) {
-        match case["kind"].as_str() {
-            Some("request") => {
-                check_dialect_request(&name, &case, request::to_chat, request::dropped)
-            }
-            Some("response") => run_response(&name, &case),
-            Some("stream") => run_stream(&name, &case),
-            other => panic!("{name}: unknown kind {other:?}"),
-        }
-    }
+    check_dialect::<Messages>(
+        "src/dialect/anthropic/fixtures",
+        8,
+        run_response,
+        run_stream,
+    );
 }

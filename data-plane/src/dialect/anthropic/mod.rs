@@ -5,7 +5,6 @@
 //! - [`stream`]: internal OpenAI chunks → Anthropic's SSE events (`message_start` …
 //!   `message_stop`).
 //! - [`error`]: the gateway's errors in Anthropic's error shape.
-//! - [`frames`]: the stream writers (translated, or the upstream's own events).
 //! - [`models`]: the Models API's list and model objects (`GET /v1/models` with
 //!   `anthropic-version`).
 //!
@@ -15,7 +14,6 @@
 //! counterpart are dropped or refused by the table in [`request`].
 
 pub mod error;
-pub mod frames;
 pub mod models;
 pub mod request;
 pub mod response;
@@ -24,6 +22,7 @@ pub mod stream;
 use axum::response::Response;
 use bytes::Bytes;
 
+use super::frames::{Native, Translated};
 use super::{Answer, ChatDialect, Frames};
 use crate::error::ApiError;
 use crate::pipeline::body::ChatFields;
@@ -53,14 +52,12 @@ impl ChatDialect for Messages {
     }
 
     fn frames(_: &ChatFields, answer: &Answer<'_>, native: bool) -> Box<dyn Frames> {
+        let model = answer.model.to_owned();
+        let events = stream::Events::new(message_id(answer), model, answer.prompt_tokens);
         if native {
-            return Box::new(frames::Native);
+            return Box::new(Native(events));
         }
-        Box::new(frames::Translated(stream::Events::new(
-            message_id(answer),
-            answer.model.to_owned(),
-            answer.prompt_tokens,
-        )))
+        Box::new(Translated(events))
     }
 
     fn error(e: ApiError) -> Response {

@@ -13,7 +13,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Value};
 
-use super::{response, stop_reason};
+use super::{error, response, stop_reason};
+use crate::dialect::frames::EventWriter;
+use crate::providers::UpstreamError;
 
 /// The block currently open.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,7 +26,7 @@ enum Open {
     Tool(u64),
 }
 
-/// Translates one stream; feed it every chunk in order, then [`Events::done`].
+/// Translates one stream; feed it every chunk in order, then [`EventWriter::done`].
 #[derive(Debug)]
 pub struct Events {
     id: String,
@@ -54,79 +56,9 @@ impl Events {
             usage: None,
         }
     }
+}
 
-    /// The frames for one OpenAI chunk (the JSON after `data: `); empty when it carries
-    /// nothing for the client. A chunk that does not parse is skipped.
-    pub fn chunk(&mut self, data: &[u8]) -> Bytes {
-        let mut out = BytesMut::new();
-        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
-            return out.freeze();
-        };
-        self.start(&mut out);
-        if chunk["usage"].is_object() {
-            self.usage = Some(response::usage(&chunk["usage"]));
-        }
-        let choice = &chunk["choices"][0];
-        let delta = &choice["delta"];
-        if let Some(t) = delta["reasoning_content"]
-            .as_str()
-            .filter(|t| !t.is_empty())
-        {
-            let block = json!({"type": "thinking", "thinking": "", "signature": ""});
-            self.open_block(Open::Thinking, block, &mut out);
-            self.delta(json!({"type": "thinking_delta", "thinking": t}), &mut out);
-        }
-        for text in [&delta["content"], &delta["refusal"]] {
-            if let Some(t) = text.as_str().filter(|t| !t.is_empty()) {
-                self.open_block(Open::Text, json!({"type": "text", "text": ""}), &mut out);
-                let d = json!({"type": "text_delta", "text": t});
-                self.delta(d, &mut out);
-            }
-        }
-        for call in delta["tool_calls"].as_array().into_iter().flatten() {
-            let index = call["index"].as_u64().unwrap_or(0);
-            let block = json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}});
-            self.open_block(Open::Tool(index), block, &mut out);
-            if let Some(args) = call["function"]["arguments"]
-                .as_str()
-                .filter(|a| !a.is_empty())
-            {
-                let d = json!({"type": "input_json_delta", "partial_json": args});
-                self.delta(d, &mut out);
-            }
-        }
-        if let Some(reason) = choice["finish_reason"].as_str() {
-            self.stop = Some(stop_reason(reason));
-            self.close(&mut out);
-        }
-        out.freeze()
-    }
-
-    /// The frames after the last chunk: closes the open block, then `message_delta` and
-    /// `message_stop`.
-    pub fn done(&mut self) -> Bytes {
-        let mut out = BytesMut::new();
-        self.start(&mut out);
-        self.close(&mut out);
-        let usage = self
-            .usage
-            .take()
-            .unwrap_or_else(|| json!({"output_tokens": 0}));
-        let stop = self.stop.unwrap_or("end_turn");
-        frame(
-            &mut out,
-            "message_delta",
-            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": usage}),
-        );
-        frame(&mut out, "message_stop", &json!({"type": "message_stop"}));
-        out.freeze()
-    }
-
-    /// An `error` event (`kind` is Anthropic's error type).
-    pub fn error(&mut self, kind: &str, message: &str) -> Bytes {
-        error_event(kind, message)
-    }
-
+impl EventWriter for Events {
     fn start(&mut self, out: &mut BytesMut) {
         if std::mem::replace(&mut self.started, true) {
             return;
@@ -145,6 +77,75 @@ impl Events {
         frame(out, "ping", &json!({"type": "ping"}));
     }
 
+    fn usage(&mut self, usage: &Value) {
+        self.usage = Some(response::usage(usage));
+    }
+
+    fn reasoning(&mut self, text: &str, out: &mut BytesMut) {
+        let block = json!({"type": "thinking", "thinking": "", "signature": ""});
+        self.open_block(Open::Thinking, block, out);
+        self.delta(json!({"type": "thinking_delta", "thinking": text}), out);
+    }
+
+    fn text(&mut self, text: &str, out: &mut BytesMut) {
+        self.open_block(Open::Text, json!({"type": "text", "text": ""}), out);
+        self.delta(json!({"type": "text_delta", "text": text}), out);
+    }
+
+    fn tool_call(&mut self, index: u64, call: &Value, out: &mut BytesMut) {
+        let block = json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}});
+        self.open_block(Open::Tool(index), block, out);
+        if let Some(args) = call["function"]["arguments"]
+            .as_str()
+            .filter(|a| !a.is_empty())
+        {
+            let d = json!({"type": "input_json_delta", "partial_json": args});
+            self.delta(d, out);
+        }
+    }
+
+    fn finish(&mut self, reason: &str, out: &mut BytesMut) {
+        self.stop = Some(stop_reason(reason));
+        self.close(out);
+    }
+
+    /// Closes the open block, then `message_delta` and `message_stop`.
+    fn done(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.start(&mut out);
+        self.close(&mut out);
+        let usage = self
+            .usage
+            .take()
+            .unwrap_or_else(|| json!({"output_tokens": 0}));
+        let stop = self.stop.unwrap_or("end_turn");
+        frame(
+            &mut out,
+            "message_delta",
+            &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": usage}),
+        );
+        frame(&mut out, "message_stop", &json!({"type": "message_stop"}));
+        out.freeze()
+    }
+
+    /// An `error` event (`kind` is Anthropic's error type); the same whether or not the
+    /// stream was translated.
+    fn error(&mut self, kind: &str, message: &str) -> Bytes {
+        let mut out = BytesMut::new();
+        frame(
+            &mut out,
+            "error",
+            &json!({"type": "error", "error": {"type": kind, "message": message}}),
+        );
+        out.freeze()
+    }
+
+    fn code(e: &UpstreamError) -> &'static str {
+        error::error_type(e.status())
+    }
+}
+
+impl Events {
     /// Opens `kind` unless it is the open block (closing any other first).
     fn open_block(&mut self, kind: Open, block: Value, out: &mut BytesMut) {
         if self.open == Some(kind) {
@@ -180,17 +181,6 @@ impl Events {
             );
         }
     }
-}
-
-/// Anthropic's `error` event (`kind` is Anthropic's error type).
-pub fn error_event(kind: &str, message: &str) -> Bytes {
-    let mut out = BytesMut::new();
-    frame(
-        &mut out,
-        "error",
-        &json!({"type": "error", "error": {"type": kind, "message": message}}),
-    );
-    out.freeze()
 }
 
 fn frame(out: &mut BytesMut, event: &str, data: &Value) {

@@ -13,10 +13,10 @@
 
 use serde_json::{json, Value};
 
-use super::request;
 use super::response::{self, Ids};
 use super::stream::Events;
-use crate::fixture_cases::{check_dialect_request, sse_events};
+use super::Responses;
+use crate::fixture_cases::{check_dialect, dialect_response, dialect_stream};
 
 fn ids() -> Ids {
     Ids::from_base("test")
@@ -37,10 +37,9 @@ fn holds(actual: &Value, expected: &Value) -> bool {
 }
 
 fn run_response(name: &str, case: &Value) {
-    let input = serde_json::to_vec(&case["input"]).unwrap_or_default();
-    let model = case["model"].as_str().unwrap_or("m");
-    let out = response::to_response(&input, model, &ids()).unwrap_or_else(|| panic!("{name}"));
-    let out: Value = serde_json::from_slice(&out).unwrap_or_default();
+    let out = dialect_response(name, case, "m", |input, model| {
+        response::to_response(input, model, &ids())
+    });
     match case.get("expected") {
         Some(expected) => assert_eq!(&out, expected, "{name}"),
         None => assert!(holds(&out, &case["expected_subset"]), "{name}: {out:#}"),
@@ -48,16 +47,8 @@ fn run_response(name: &str, case: &Value) {
 }
 
 fn run_stream(name: &str, case: &Value) {
-    let mut t = Events::new(ids(), case["model"].as_str().unwrap_or("m").into());
-    let mut out = Vec::new();
-    for chunk in case["input"].as_array().into_iter().flatten() {
-        out.extend_from_slice(&t.chunk(chunk.to_string().as_bytes()));
-    }
-    match case["error"].as_str() {
-        Some(message) => out.extend_from_slice(&t.error("server_error", message)),
-        None => out.extend_from_slice(&t.done()),
-    }
-    let got = sse_events(&out);
+    let events = Events::new(ids(), case["model"].as_str().unwrap_or("m").into());
+    let got = dialect_stream(events, case, "server_error");
     let expected = case["expected"].as_array().cloned().unwrap_or_default();
     assert_eq!(got.len(), expected.len(), "{name}: {got:#?}");
     for (i, (got, want)) in got.iter().zip(&expected).enumerate() {
@@ -77,16 +68,12 @@ fn run_stream(name: &str, case: &Value) {
 
 #[test]
 fn every_fixture_translates_as_the_reference_shows() {
-    for (name, case) in crate::fixture_cases::load("src/dialect/responses/fixtures", 12) {
-        match case["kind"].as_str() {
-            Some("request") => {
-                check_dialect_request(&name, &case, request::to_chat, request::dropped)
-            }
-            Some("response") => run_response(&name, &case),
-            Some("stream") => run_stream(&name, &case),
-            other => panic!("{name}: unknown kind {other:?}"),
-        }
-    }
+    check_dialect::<Responses>(
+        "src/dialect/responses/fixtures",
+        12,
+        run_response,
+        run_stream,
+    );
 }
 
 #[test]

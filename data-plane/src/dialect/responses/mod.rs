@@ -21,10 +21,11 @@ mod fixture_tests;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use super::frames::{Native, Translated};
 use super::{Answer, ChatDialect, Frames};
 use crate::error::ApiError;
 use crate::pipeline::body::ChatFields;
-use crate::providers::{Chunk, JsonBody, UpstreamError, Wire};
+use crate::providers::{JsonBody, Wire};
 use response::Ids;
 use stream::Events;
 
@@ -66,46 +67,5 @@ impl ChatDialect for Responses {
 
     fn error(e: ApiError) -> Response {
         e.into_response()
-    }
-}
-
-/// Internal chat chunks → Responses stream events.
-#[derive(Debug)]
-struct Translated(Events);
-
-impl Frames for Translated {
-    fn chunk(&mut self, chunk: &Chunk) -> Option<Bytes> {
-        Some(self.0.chunk(&chunk.data)).filter(|b| !b.is_empty())
-    }
-
-    fn done(&mut self) -> Bytes {
-        self.0.done()
-    }
-
-    fn error(&mut self, e: &UpstreamError) -> Bytes {
-        self.0.error(e.code(), &e.to_string())
-    }
-
-    fn finished(&mut self) -> Option<Bytes> {
-        self.0.finished()
-    }
-}
-
-/// The events a Responses deployment sent, each chunk already a whole SSE frame; a failure
-/// after the start is written as `response.failed`.
-#[derive(Debug)]
-struct Native(Events);
-
-impl Frames for Native {
-    fn chunk(&mut self, chunk: &Chunk) -> Option<Bytes> {
-        Some(chunk.data.clone())
-    }
-
-    fn done(&mut self) -> Bytes {
-        Bytes::new()
-    }
-
-    fn error(&mut self, e: &UpstreamError) -> Bytes {
-        self.0.error(e.code(), &e.to_string())
     }
 }

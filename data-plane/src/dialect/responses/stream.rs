@@ -19,6 +19,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Value};
 
 use super::response::{self, Ids};
+use crate::dialect::frames::EventWriter;
+use crate::providers::UpstreamError;
 
 /// What an output item is.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +43,7 @@ struct Item {
     open: bool,
 }
 
-/// Translates one stream; feed it every chunk in order, then [`Events::done`].
+/// Translates one stream; feed it every chunk in order, then [`EventWriter::done`].
 #[derive(Debug)]
 pub struct Events {
     ids: Ids,
@@ -73,69 +75,74 @@ impl Events {
     }
 
     /// A writer for a stream that is already under way in the client's wire (a deployment
-    /// that speaks it natively): only [`Events::error`] is used, without the opening events.
+    /// that speaks it natively): only [`EventWriter::error`] is used, without the opening events.
     pub fn resumed(ids: Ids, model: String) -> Self {
         Self {
             started: true,
             ..Self::new(ids, model)
         }
     }
+}
 
-    /// The frames for one OpenAI chunk (the JSON after `data: `); empty when it carries
-    /// nothing for the client. A chunk that does not parse is skipped.
-    pub fn chunk(&mut self, data: &[u8]) -> Bytes {
-        let mut out = BytesMut::new();
-        let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
-            return out.freeze();
-        };
-        self.start(&mut out);
-        if chunk["usage"].is_object() {
-            self.usage = Some(response::usage(&chunk["usage"]));
+impl EventWriter for Events {
+    fn start(&mut self, out: &mut BytesMut) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
         }
-        let choice = &chunk["choices"][0];
-        let delta = &choice["delta"];
-        if let Some(r) = delta["reasoning_content"]
-            .as_str()
-            .filter(|r| !r.is_empty())
-        {
-            self.append(Kind::Reasoning, r, &mut out);
-        }
-        for text in [&delta["content"], &delta["refusal"]] {
-            if let Some(t) = text.as_str().filter(|t| !t.is_empty()) {
-                self.append(Kind::Text, t, &mut out);
-            }
-        }
-        for call in delta["tool_calls"].as_array().into_iter().flatten() {
-            let index = call["index"].as_u64().unwrap_or(0);
-            let known = self
-                .items
-                .iter()
-                .position(|i| matches!(&i.kind, Kind::Call { index: x, .. } if *x == index));
-            let args = call["function"]["arguments"].as_str().unwrap_or_default();
-            match known {
-                Some(at) => self.delta(at, args, &mut out),
-                None => {
-                    let kind = Kind::Call {
-                        index,
-                        call_id: call["id"].as_str().unwrap_or_default().to_owned(),
-                        name: call["function"]["name"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    };
-                    self.append(kind, args, &mut out);
-                }
-            }
-        }
-        if let Some(reason) = choice["finish_reason"].as_str() {
-            self.finish = Some(reason.to_owned());
-        }
-        out.freeze()
+        let body = response::envelope(
+            &self.ids,
+            &self.model,
+            self.created_at,
+            "in_progress",
+            Value::Null,
+            Vec::new(),
+            Value::Null,
+        );
+        self.event("response.created", json!({"response": body}), out);
+        self.event("response.in_progress", json!({"response": body}), out);
     }
 
-    /// The frames after the last chunk: every open item closed, then `response.completed`
-    /// (or `response.incomplete`) with the whole response.
-    pub fn done(&mut self) -> Bytes {
+    fn usage(&mut self, usage: &Value) {
+        self.usage = Some(response::usage(usage));
+    }
+
+    fn reasoning(&mut self, text: &str, out: &mut BytesMut) {
+        self.append(Kind::Reasoning, text, out);
+    }
+
+    fn text(&mut self, text: &str, out: &mut BytesMut) {
+        self.append(Kind::Text, text, out);
+    }
+
+    fn tool_call(&mut self, index: u64, call: &Value, out: &mut BytesMut) {
+        let known = self
+            .items
+            .iter()
+            .position(|i| matches!(&i.kind, Kind::Call { index: x, .. } if *x == index));
+        let args = call["function"]["arguments"].as_str().unwrap_or_default();
+        match known {
+            Some(at) => self.delta(at, args, out),
+            None => {
+                let kind = Kind::Call {
+                    index,
+                    call_id: call["id"].as_str().unwrap_or_default().to_owned(),
+                    name: call["function"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                };
+                self.append(kind, args, out);
+            }
+        }
+    }
+
+    fn finish(&mut self, reason: &str, _: &mut BytesMut) {
+        self.finish = Some(reason.to_owned());
+    }
+
+    /// Every open item closed, then `response.completed` (or `response.incomplete`) with the
+    /// whole response.
+    fn done(&mut self) -> Bytes {
         let mut out = BytesMut::new();
         self.start(&mut out);
         for at in 0..self.items.len() {
@@ -157,14 +164,8 @@ impl Events {
         out.freeze()
     }
 
-    /// After [`Events::done`]: the finished response object, as a non-streamed answer's body.
-    pub fn finished(&mut self) -> Option<Bytes> {
-        let body = self.last.take()?;
-        serde_json::to_vec(&body).ok().map(Bytes::from)
-    }
-
     /// `response.failed`: the stream broke off after it started.
-    pub fn error(&mut self, code: &str, message: &str) -> Bytes {
+    fn error(&mut self, code: &str, message: &str) -> Bytes {
         let mut out = BytesMut::new();
         self.start(&mut out);
         let mut body = self.envelope("failed", Value::Null, Value::Null);
@@ -173,6 +174,19 @@ impl Events {
         out.freeze()
     }
 
+    fn code(e: &UpstreamError) -> &'static str {
+        e.code()
+    }
+
+    /// After [`EventWriter::done`]: the finished response object, as a non-streamed answer's
+    /// body.
+    fn finished(&mut self) -> Option<Bytes> {
+        let body = self.last.take()?;
+        serde_json::to_vec(&body).ok().map(Bytes::from)
+    }
+}
+
+impl Events {
     fn envelope(&self, status: &str, incomplete: Value, usage: Value) -> Value {
         let output = (0..self.items.len()).map(|at| self.item(at)).collect();
         response::envelope(
@@ -184,23 +198,6 @@ impl Events {
             output,
             usage,
         )
-    }
-
-    fn start(&mut self, out: &mut BytesMut) {
-        if std::mem::replace(&mut self.started, true) {
-            return;
-        }
-        let body = response::envelope(
-            &self.ids,
-            &self.model,
-            self.created_at,
-            "in_progress",
-            Value::Null,
-            Vec::new(),
-            Value::Null,
-        );
-        self.event("response.created", json!({"response": body}), out);
-        self.event("response.in_progress", json!({"response": body}), out);
     }
 
     /// Output for an item of `kind`: to the last item if it is that open item, else to a new
