@@ -5,15 +5,19 @@
 //! Order matters and mirrors a real provider: auth is checked before the body, the body before
 //! any scripted behaviour, and a request rejected early does not consume a script.
 
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::{error::Category, Value};
 
 use super::conn::KillSwitch;
 use super::error::{render, OpenAi};
 use super::record::{now_ms, RecordHandle, RecordInit};
-use super::script::{Behaviour, Fault};
+use super::script::{Behaviour, Fault, ToolCall};
 use super::Shared;
 
 /// Which provider API dialect a route speaks.
@@ -72,11 +76,79 @@ impl IntoResponse for Rejected {
 
 /// A provider API request body the mock understands.
 pub(crate) trait ApiRequest: DeserializeOwned {
-    fn model(&self) -> Option<&str>;
-    fn stream(&self) -> bool;
+    /// The body's `model`; none where the dialect names the model in the path.
+    fn model(&self) -> Option<&str> {
+        None
+    }
+    /// Whether the reply streams; dialects that stream from their own path say so by type.
+    fn stream(&self) -> bool {
+        false
+    }
     fn prompt_tokens(&self) -> u64;
     /// Field checks beyond the JSON shape; the message becomes a 400.
-    fn validate(&self) -> Result<(), String>;
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Scripted tool calls apply: the request declares tools and its conversation does not
+    /// end with a tool's result (the answer to an earlier call). Dialects without tools: never.
+    fn takes_tool_calls(&self) -> bool {
+        false
+    }
+}
+
+/// One provider API request as every route receives it: the mock's state, the connection's
+/// kill switch, and the request itself. It reads the body, so it is a route's last argument.
+pub(crate) struct Inbound {
+    pub shared: Arc<Shared>,
+    pub kill: KillSwitch,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// When the request was read in full.
+    pub received_at_ms: u64,
+}
+
+impl FromRequest<Arc<Shared>> for Inbound {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &Arc<Shared>) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let (State(shared), ConnectInfo(kill)) =
+            <(State<Arc<Shared>>, ConnectInfo<KillSwitch>)>::from_request_parts(&mut parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            shared,
+            kill,
+            uri,
+            headers,
+            body,
+            received_at_ms: now_ms(),
+        })
+    }
+}
+
+impl Inbound {
+    /// The start of this request's record: the next sequence number and the request as
+    /// received. The route fills in what it made of the body (`..inbound.record_init()`).
+    pub(crate) fn record_init(&self) -> RecordInit<'_> {
+        RecordInit {
+            seq: self.shared.next_seq(),
+            path: self.uri.path(),
+            query: self.uri.query(),
+            headers: &self.headers,
+            body: Value::Null,
+            raw: &self.body,
+            model: None,
+            stream: false,
+            prompt_tokens: 0,
+            received_at_ms: self.received_at_ms,
+        }
+    }
 }
 
 /// A request that passed every check; the caller builds the successful reply.
@@ -92,31 +164,54 @@ pub(crate) struct Admitted<T> {
     pub record: RecordHandle,
 }
 
+impl<T: ApiRequest> Admitted<T> {
+    /// The scripted tool calls, where they apply to this request.
+    pub(crate) fn tool_calls(&self) -> Option<&[ToolCall]> {
+        self.behaviour
+            .tool_calls
+            .as_deref()
+            .filter(|_| self.request.takes_tool_calls())
+    }
+
+    /// Notes what the reply bills: its completion tokens, and the usage it reports.
+    pub(crate) fn bill(&self, prompt_tokens: u64, completion_tokens: u64) {
+        self.record.set_completion_tokens(completion_tokens);
+        self.report_usage(prompt_tokens, completion_tokens);
+    }
+
+    /// Notes the usage the reply reports, unless a scripted fault cuts the reply before it.
+    pub(crate) fn report_usage(&self, prompt_tokens: u64, completion_tokens: u64) {
+        if self.behaviour.fault.is_none() {
+            self.record
+                .set_usage_reported(prompt_tokens, completion_tokens);
+        }
+    }
+}
+
 /// Runs the common steps; `Err` is why the request gets no normal reply.
 pub(crate) async fn admit<T: ApiRequest>(
-    shared: &Shared,
-    kill: &KillSwitch,
+    inbound: &Inbound,
     dialect: Dialect<'_>,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
 ) -> Result<Admitted<T>, Rejected> {
-    let received_at_ms = now_ms();
-    let seq = shared.next_seq();
+    let Inbound {
+        shared,
+        kill,
+        uri,
+        headers,
+        body,
+        ..
+    } = inbound;
+    let init = inbound.record_init();
+    let seq = init.seq;
     let (recorded_body, parsed) = parse_body::<T>(shared.records.enabled(), body);
     let request = parsed.as_ref().ok();
     let model = request.and_then(T::model).or(dialect.deployment());
     let record = shared.records.start(RecordInit {
-        seq,
-        path: uri.path(),
-        query: uri.query(),
-        headers,
         body: recorded_body,
-        raw: body,
         model,
         stream: request.is_some_and(T::stream),
         prompt_tokens: request.map_or(0, T::prompt_tokens),
-        received_at_ms,
+        ..init
     });
     let model = model.map(str::to_owned);
     let checked = check(shared, dialect, uri, headers, parsed, model);

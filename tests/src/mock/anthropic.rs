@@ -25,28 +25,21 @@
 //! halves), `content_block_stop`, `message_delta` (stop reason, usage), `message_stop`.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect};
+use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound};
 use super::api::non_stream_response;
 use super::cache::CacheTokens;
-use super::conn::KillSwitch;
 use super::openai::json_response;
 use super::script::Fault;
 use super::stream::{sse_stream, Ending};
 use super::tokens::{count_words, ContentWords, Reply, DEFAULT_REPLY};
-use super::Shared;
 use crate::mock::error::{render, ErrorShape};
-
-/// Content deltas sent before `reset_mid_stream` / `truncate_stream` cut a stream.
-const CHUNKS_BEFORE_FAULT: usize = 2;
 
 /// The Messages request fields the mock reads.
 #[derive(Debug, Deserialize)]
@@ -145,29 +138,14 @@ impl ApiRequest for MessagesRequest {
     }
 }
 
-type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
-
 /// `POST /v1/messages`.
-pub(crate) async fn messages(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let admitted =
-        match admit::<MessagesRequest>(&shared, &kill, Dialect::Anthropic, &uri, &headers, &body)
-            .await
-        {
-            Ok(admitted) => admitted,
-            Err(rejected) => return render(rejected, &Shape),
-        };
+pub(crate) async fn messages(inbound: Inbound) -> Response {
+    let admitted = match admit::<MessagesRequest>(&inbound, Dialect::Anthropic).await {
+        Ok(admitted) => admitted,
+        Err(rejected) => return render(rejected, &Shape),
+    };
     let answer = Answer::new(&admitted);
-    admitted.record.set_completion_tokens(answer.output_tokens);
-    if admitted.behaviour.fault.is_none() {
-        admitted
-            .record
-            .set_usage_reported(answer.input_tokens, answer.output_tokens);
-    }
+    admitted.bill(answer.input_tokens, answer.output_tokens);
     if admitted.request.stream() {
         stream_response(&admitted, &answer)
     } else {
@@ -339,13 +317,8 @@ fn stream_response(admitted: &Admitted<MessagesRequest>, answer: &Answer<'_>) ->
             &json!({ "type": "content_block_start", "index": 0, "content_block": block }),
         ));
         pieces.push(event("ping", &json!({ "type": "ping" })));
-        let cut = matches!(fault, Some(Fault::ResetMidStream | Fault::TruncateStream));
-        let shown = if cut {
-            deltas.len().min(CHUNKS_BEFORE_FAULT)
-        } else {
-            deltas.len()
-        };
-        for delta in &deltas[..shown] {
+        let cut = Fault::cuts(fault);
+        for delta in Fault::shown(fault, &deltas) {
             pieces.push(event(
                 "content_block_delta",
                 &json!({ "type": "content_block_delta", "index": 0, "delta": delta }),

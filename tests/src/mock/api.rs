@@ -4,14 +4,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::admit::{admit, authorize, Admitted, ApiRequest, Dialect};
+use super::admit::{admit, authorize, Admitted, ApiRequest, Dialect, Inbound};
 use super::cache::CacheTokens;
-use super::conn::KillSwitch;
 use super::embedding::{self, EmbeddingsRequest, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use super::error::error_response;
 use super::openai::{
@@ -29,34 +28,6 @@ const MALFORMED_BODY: &[u8] =
     b"{\"object\": \"chat.completion\", \"choices\": [ <malformed by mock>";
 /// The event sent for `malformed` on streams, after the role chunk.
 const MALFORMED_EVENT: &[u8] = b"data: {\"object\": \"chat.completion.chunk\", <malformed>\n\n";
-/// Content chunks sent before `reset_mid_stream` / `truncate_stream` cut a stream.
-const CHUNKS_BEFORE_FAULT: usize = 2;
-
-type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
-
-/// `POST /v1/chat/completions`, and Azure's `POST /openai/deployments/{deployment}/chat/completions`.
-pub(crate) async fn chat_route(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    deployment: Option<Path<String>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let dialect = openai_or_azure(deployment.as_deref());
-    chat(&shared, &kill, dialect, &uri, &headers, &body).await
-}
-
-/// `POST /v1/embeddings`, and Azure's `POST /openai/deployments/{deployment}/embeddings`.
-pub(crate) async fn embeddings_route(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    deployment: Option<Path<String>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let dialect = openai_or_azure(deployment.as_deref());
-    embeddings(&shared, &kill, dialect, &uri, &headers, &body).await
-}
 
 /// Azure's dialect when the route names a deployment, else OpenAI's.
 fn openai_or_azure(deployment: Option<&String>) -> Dialect<'_> {
@@ -93,17 +64,20 @@ impl ApiRequest for ChatRequest {
     fn prompt_tokens(&self) -> u64 {
         ChatRequest::prompt_tokens(self)
     }
-    fn validate(&self) -> Result<(), String> {
-        Ok(())
+    /// Scripted tool calls apply: the request declares tools and its conversation does not
+    /// end with a tool's result (the answer to an earlier call).
+    fn takes_tool_calls(&self) -> bool {
+        let answered = self
+            .messages
+            .last()
+            .is_some_and(|m| m.role.as_deref() == Some("tool"));
+        self.tools.as_ref().is_some_and(|t| !t.is_empty()) && !answered
     }
 }
 
 impl ApiRequest for EmbeddingsRequest {
     fn model(&self) -> Option<&str> {
         self.model.as_deref()
-    }
-    fn stream(&self) -> bool {
-        false
     }
     fn prompt_tokens(&self) -> u64 {
         self.input.items().iter().map(|i| i.tokens()).sum()
@@ -127,25 +101,16 @@ impl ApiRequest for EmbeddingsRequest {
     }
 }
 
-async fn chat(
-    shared: &Shared,
-    kill: &KillSwitch,
-    dialect: Dialect<'_>,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
-    let admitted = match admit::<ChatRequest>(shared, kill, dialect, uri, headers, body).await {
+/// `POST /v1/chat/completions`, and Azure's `POST /openai/deployments/{deployment}/chat/completions`.
+pub(crate) async fn chat(deployment: Option<Path<String>>, inbound: Inbound) -> Response {
+    let dialect = openai_or_azure(deployment.as_deref());
+    let admitted = match admit::<ChatRequest>(&inbound, dialect).await {
         Ok(admitted) => admitted,
         Err(rejected) => return rejected.into_response(),
     };
     let reply_text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
     let reply = Reply::new(reply_text, admitted.request.token_limit());
-    let calls = admitted
-        .behaviour
-        .tool_calls
-        .as_deref()
-        .filter(|_| admitted.request.takes_tool_calls());
+    let calls = admitted.tool_calls();
     let completion_tokens = match calls {
         Some(calls) => calls.iter().map(ToolCall::tokens).sum(),
         None => reply.completion_tokens(),
@@ -159,12 +124,8 @@ async fn chat(
     admitted
         .record
         .set_completion_tokens(usage.completion_tokens);
-    let reports_usage = admitted.behaviour.fault.is_none()
-        && (!admitted.request.stream() || admitted.request.include_usage());
-    if reports_usage {
-        admitted
-            .record
-            .set_usage_reported(usage.prompt_tokens, usage.completion_tokens);
+    if !admitted.request.stream() || admitted.request.include_usage() {
+        admitted.report_usage(usage.prompt_tokens, usage.completion_tokens);
     }
     let id = format!("chatcmpl-mock{:08x}", admitted.seq);
     let meta = CompletionMeta {
@@ -184,16 +145,10 @@ async fn chat(
     built.unwrap_or_else(|_| serialization_failed(&admitted.record))
 }
 
-async fn embeddings(
-    shared: &Shared,
-    kill: &KillSwitch,
-    dialect: Dialect<'_>,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
-    let admitted = match admit::<EmbeddingsRequest>(shared, kill, dialect, uri, headers, body).await
-    {
+/// `POST /v1/embeddings`, and Azure's `POST /openai/deployments/{deployment}/embeddings`.
+pub(crate) async fn embeddings(deployment: Option<Path<String>>, inbound: Inbound) -> Response {
+    let dialect = openai_or_azure(deployment.as_deref());
+    let admitted = match admit::<EmbeddingsRequest>(&inbound, dialect).await {
         Ok(admitted) => admitted,
         Err(rejected) => return rejected.into_response(),
     };
@@ -203,9 +158,7 @@ async fn embeddings(
     let items = request.input.items();
     match embedding::response_json(&items, dimensions, base64, &admitted.model) {
         Ok((json, prompt_tokens)) => {
-            if admitted.behaviour.fault.is_none() {
-                admitted.record.set_usage_reported(prompt_tokens, 0);
-            }
+            admitted.report_usage(prompt_tokens, 0);
             non_stream_response(&admitted, json)
         }
         Err(_) => serialization_failed(&admitted.record),
@@ -248,13 +201,8 @@ fn stream_response(
         }
         pieces.push(Bytes::from_static(DONE_EVENT));
     } else {
-        let cut = matches!(fault, Some(Fault::ResetMidStream | Fault::TruncateStream));
-        let words = if cut {
-            &reply.words[..reply.words.len().min(CHUNKS_BEFORE_FAULT)]
-        } else {
-            &reply.words[..]
-        };
-        for (i, word) in words.iter().enumerate() {
+        let cut = Fault::cuts(fault);
+        for (i, word) in Fault::shown(fault, &reply.words).iter().enumerate() {
             let text = if i == 0 {
                 Cow::Borrowed(*word)
             } else {

@@ -10,23 +10,16 @@
 //!   `contents` or a whole `generateContentRequest` (then `systemInstruction` counts too);
 //!   exactly one of the two. Errors in Gemini's shape.
 
-use std::sync::Arc;
-
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect};
+use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound};
 use super::anthropic::MessagesRequest;
 use super::api::non_stream_response;
-use super::conn::KillSwitch;
 use super::error::render;
 use super::gemini::{Content, GenerateRequest};
 use super::google_error::error_from;
-use super::Shared;
 
 /// An Anthropic count_tokens body: a Messages body without `max_tokens`.
 #[derive(Debug, Deserialize)]
@@ -36,9 +29,6 @@ pub(crate) struct CountMessages(MessagesRequest);
 impl ApiRequest for CountMessages {
     fn model(&self) -> Option<&str> {
         self.0.model()
-    }
-    fn stream(&self) -> bool {
-        false
     }
     fn prompt_tokens(&self) -> u64 {
         self.0.prompt_tokens()
@@ -53,13 +43,8 @@ impl ApiRequest for CountMessages {
 }
 
 /// `POST /v1/messages/count_tokens`.
-pub(crate) async fn anthropic(
-    (State(shared), ConnectInfo(kill)): (State<Arc<Shared>>, ConnectInfo<KillSwitch>),
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match admit::<CountMessages>(&shared, &kill, Dialect::Anthropic, &uri, &headers, &body).await {
+pub(crate) async fn anthropic(inbound: Inbound) -> Response {
+    match admit::<CountMessages>(&inbound, Dialect::Anthropic).await {
         Ok(admitted) => count_reply(&admitted, "input_tokens"),
         Err(rejected) => render(rejected, &super::anthropic::Shape),
     }
@@ -76,12 +61,6 @@ pub(crate) struct CountContents {
 }
 
 impl ApiRequest for CountContents {
-    fn model(&self) -> Option<&str> {
-        None
-    }
-    fn stream(&self) -> bool {
-        false
-    }
     fn prompt_tokens(&self) -> u64 {
         let contents = self
             .contents
@@ -105,15 +84,8 @@ impl ApiRequest for CountContents {
 }
 
 /// `POST /v1beta/models/{model}:countTokens` (dispatched by `gemini::models_action`).
-pub(crate) async fn gemini(
-    shared: &Shared,
-    kill: &KillSwitch,
-    dialect: Dialect<'_>,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
-    match admit::<CountContents>(shared, kill, dialect, uri, headers, body).await {
+pub(crate) async fn gemini(inbound: &Inbound, dialect: Dialect<'_>) -> Response {
+    match admit::<CountContents>(inbound, dialect).await {
         Ok(admitted) => count_reply(&admitted, "totalTokens"),
         Err(rejected) => error_from(rejected),
     }

@@ -24,32 +24,23 @@
 //! Errors use Gemini's `{"error":{"code","message","status"}}`; a wrong or missing key is
 //! Gemini's 400 `INVALID_ARGUMENT` with reason `API_KEY_INVALID`.
 
-use std::sync::Arc;
-
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect};
+use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound};
 use super::cache::CacheTokens;
-use super::conn::KillSwitch;
 use super::embedding::{self, Item, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use super::google_error::{error_from, gemini_error};
 use super::script::Fault;
 use super::stream::{json_reply, sse_stream, Ending};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
-use super::Shared;
 
 /// A `GenerateContentRequest` as `countTokens` carries it.
 pub(crate) type GenerateRequest = Generate<false>;
-
-/// Content events sent before `reset_mid_stream` / `truncate_stream` cut a stream.
-const EVENTS_BEFORE_FAULT: usize = 2;
-
-type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -161,18 +152,6 @@ impl<const STREAM: bool> Generate<STREAM> {
             })
     }
 
-    /// Scripted tool calls apply: functions are declared and the last turn carries no
-    /// function response.
-    fn takes_tool_calls(&self) -> bool {
-        self.tools
-            .iter()
-            .any(|t| !t.function_declarations.is_empty())
-            && !self
-                .contents
-                .last()
-                .is_some_and(|c| c.parts.iter().any(|p| p.function_response.is_some()))
-    }
-
     fn last_user_text(&self) -> String {
         self.contents
             .iter()
@@ -184,8 +163,16 @@ impl<const STREAM: bool> Generate<STREAM> {
 }
 
 impl<const STREAM: bool> ApiRequest for Generate<STREAM> {
-    fn model(&self) -> Option<&str> {
-        None
+    /// Scripted tool calls apply: functions are declared and the last turn carries no
+    /// function response.
+    fn takes_tool_calls(&self) -> bool {
+        self.tools
+            .iter()
+            .any(|t| !t.function_declarations.is_empty())
+            && !self
+                .contents
+                .last()
+                .is_some_and(|c| c.parts.iter().any(|p| p.function_response.is_some()))
     }
     fn stream(&self) -> bool {
         STREAM
@@ -218,12 +205,6 @@ struct BatchEmbed {
 }
 
 impl ApiRequest for BatchEmbed {
-    fn model(&self) -> Option<&str> {
-        None
-    }
-    fn stream(&self) -> bool {
-        false
-    }
     fn prompt_tokens(&self) -> u64 {
         self.requests.iter().map(|r| r.content.words()).sum()
     }
@@ -246,52 +227,36 @@ impl ApiRequest for BatchEmbed {
 }
 
 /// `POST /v1beta/models/{model}:{action}`.
-pub(crate) async fn models_action(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    Path(target): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn models_action(Path(target): Path<String>, inbound: Inbound) -> Response {
     let Some((model, action)) = target.rsplit_once(':') else {
         return not_found(&target);
     };
     let dialect = Dialect::Gemini { model };
-    if action == "countTokens" {
-        return super::count::gemini(&shared, &kill, dialect, &uri, &headers, &body).await;
-    }
-    if action == "batchEmbedContents" {
-        return match admit::<BatchEmbed>(&shared, &kill, dialect, &uri, &headers, &body).await {
-            Ok(admitted) => embed(&admitted),
-            Err(rejected) => error_from(rejected),
-        };
-    }
-    match generate_action(&shared, &kill, dialect, action, &uri, &headers, &body).await {
-        Some(response) => response,
-        None => not_found(&target),
+    match action {
+        "countTokens" => super::count::gemini(&inbound, dialect).await,
+        "batchEmbedContents" => admit::<BatchEmbed>(&inbound, dialect)
+            .await
+            .map_or_else(error_from, |admitted| embed(&admitted)),
+        _ => generate_action(&inbound, dialect, action)
+            .await
+            .unwrap_or_else(|| not_found(&target)),
     }
 }
 
 /// `generateContent` / `streamGenerateContent` for the Gemini API and Vertex AI routes (the
 /// dialect says which auth admission checks); `None` for any other action.
 pub(crate) async fn generate_action(
-    shared: &Shared,
-    kill: &KillSwitch,
+    inbound: &Inbound,
     dialect: Dialect<'_>,
     action: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
 ) -> Option<Response> {
     Some(match action {
-        "generateContent" => {
-            match admit::<Generate<false>>(shared, kill, dialect, uri, headers, body).await {
-                Ok(admitted) => generate(&admitted),
-                Err(rejected) => error_from(rejected),
-            }
-        }
+        "generateContent" => admit::<Generate<false>>(inbound, dialect)
+            .await
+            .map_or_else(error_from, |admitted| generate(&admitted)),
         "streamGenerateContent" => {
-            if !uri
+            if !inbound
+                .uri
                 .query()
                 .is_some_and(|q| q.split('&').any(|p| p == "alt=sse"))
             {
@@ -301,10 +266,9 @@ pub(crate) async fn generate_action(
                     None,
                 ));
             }
-            match admit::<Generate<true>>(shared, kill, dialect, uri, headers, body).await {
-                Ok(admitted) => generate(&admitted),
-                Err(rejected) => error_from(rejected),
-            }
+            admit::<Generate<true>>(inbound, dialect)
+                .await
+                .map_or_else(error_from, |admitted| generate(&admitted))
         }
         _ => return None,
     })
@@ -327,12 +291,7 @@ fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Respon
         .generation_config
         .as_ref()
         .and_then(|c| c.max_output_tokens);
-    let scripted = admitted
-        .behaviour
-        .tool_calls
-        .as_deref()
-        .and_then(<[_]>::first)
-        .filter(|_| request.takes_tool_calls());
+    let scripted = admitted.tool_calls().and_then(<[_]>::first);
     let call = match scripted {
         Some(c) => Some((json!({ "functionCall": { "name": c.name, "args": c.arguments } }), c.tokens())),
         None => request.forced_call().map(|name| {
@@ -351,12 +310,7 @@ fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Respon
         reply,
         call,
     };
-    admitted.record.set_completion_tokens(answer.completion);
-    if admitted.behaviour.fault.is_none() {
-        admitted
-            .record
-            .set_usage_reported(answer.prompt, answer.completion);
-    }
+    admitted.bill(answer.prompt, answer.completion);
     let id = format!("mock{:08x}", admitted.seq);
     let event = |parts: Value, finish: Option<&str>, completion: u64| {
         let mut candidate = json!({ "content": { "parts": parts, "role": "model" }, "index": 0 });
@@ -409,13 +363,8 @@ fn generate<const STREAM: bool>(admitted: &Admitted<Generate<STREAM>>) -> Respon
         }
     } else {
         let words = &answer.reply.words;
-        let cut = matches!(fault, Some(Fault::ResetMidStream | Fault::TruncateStream));
-        let sent = if cut {
-            words.len().min(EVENTS_BEFORE_FAULT)
-        } else {
-            words.len()
-        };
-        for (i, word) in words[..sent].iter().enumerate() {
+        let cut = Fault::cuts(fault);
+        for (i, word) in Fault::shown(fault, words).iter().enumerate() {
             let text = if i == 0 {
                 (*word).to_owned()
             } else {
@@ -463,11 +412,7 @@ fn embed(admitted: &Admitted<BatchEmbed>) -> Response {
             json!({ "values": embedding::vector(Item::Text(&text), dims) })
         })
         .collect();
-    if admitted.behaviour.fault.is_none() {
-        admitted
-            .record
-            .set_usage_reported(admitted.request.prompt_tokens(), 0);
-    }
+    admitted.report_usage(admitted.request.prompt_tokens(), 0);
     let body = json!({ "embeddings": embeddings }).to_string();
     non_stream(admitted, body.into_bytes())
 }

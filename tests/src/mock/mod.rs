@@ -201,14 +201,14 @@ fn router(shared: Arc<Shared>) -> Router {
     const AZURE_CHAT: &str = "/openai/deployments/{deployment}/chat/completions";
     const AZURE_EMBEDDINGS: &str = "/openai/deployments/{deployment}/embeddings";
     Router::new()
-        .route("/v1/chat/completions", post(api::chat_route))
-        .route("/v1/embeddings", post(api::embeddings_route))
+        .route("/v1/chat/completions", post(api::chat))
+        .route("/v1/embeddings", post(api::embeddings))
         .route("/v1/responses", post(responses::create))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(count::anthropic))
         .route("/v1/models", get(api::models))
-        .route(AZURE_CHAT, post(api::chat_route))
-        .route(AZURE_EMBEDDINGS, post(api::embeddings_route))
+        .route(AZURE_CHAT, post(api::chat))
+        .route(AZURE_EMBEDDINGS, post(api::embeddings))
         .route("/v1beta/models/{target}", post(gemini::models_action))
         .merge(vertex::routes())
         .merge(bedrock::routes())

@@ -50,16 +50,6 @@ impl ChatRequest {
         }
     }
 
-    /// Scripted tool calls apply: the request declares tools and its conversation does not
-    /// end with a tool's result (the answer to an earlier call).
-    pub(crate) fn takes_tool_calls(&self) -> bool {
-        let answered = self
-            .messages
-            .last()
-            .is_some_and(|m| m.role.as_deref() == Some("tool"));
-        self.tools.as_ref().is_some_and(|t| !t.is_empty()) && !answered
-    }
-
     pub(crate) fn include_usage(&self) -> bool {
         self.stream_options
             .as_ref()

@@ -17,23 +17,17 @@
 //! (or `response.incomplete`) with the usage; every event carries `type` and
 //! `sequence_number`. There is no `[DONE]`.
 
-use std::sync::Arc;
-
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect};
+use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound};
 use super::api::non_stream_response;
 use super::cache::CacheTokens;
-use super::conn::KillSwitch;
 use super::record::now_ms;
 use super::stream::{sse_stream, Ending};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
-use super::Shared;
 
 /// The Responses request fields the mock reads.
 #[derive(Debug, Deserialize)]
@@ -64,19 +58,6 @@ fn words_of(v: &Value) -> u64 {
     }
 }
 
-impl ResponsesRequest {
-    /// Scripted tool calls apply: tools are declared and the last input item is not a
-    /// `function_call_output`.
-    fn takes_tool_calls(&self) -> bool {
-        self.tools.as_ref().is_some_and(|t| !t.is_empty())
-            && !self
-                .input
-                .as_array()
-                .and_then(|items| items.last())
-                .is_some_and(|i| i["type"] == "function_call_output")
-    }
-}
-
 impl ApiRequest for ResponsesRequest {
     fn model(&self) -> Option<&str> {
         self.model.as_deref()
@@ -87,6 +68,16 @@ impl ApiRequest for ResponsesRequest {
     fn prompt_tokens(&self) -> u64 {
         self.instructions.as_deref().map_or(0, count_words) + words_of(&self.input)
     }
+    /// Scripted tool calls apply: tools are declared and the last input item is not a
+    /// `function_call_output`.
+    fn takes_tool_calls(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| !t.is_empty())
+            && !self
+                .input
+                .as_array()
+                .and_then(|items| items.last())
+                .is_some_and(|i| i["type"] == "function_call_output")
+    }
     fn validate(&self) -> Result<(), String> {
         match self.input {
             Value::String(_) | Value::Array(_) => Ok(()),
@@ -95,29 +86,14 @@ impl ApiRequest for ResponsesRequest {
     }
 }
 
-type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
-
 /// `POST /v1/responses`.
-pub(crate) async fn create(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let admitted =
-        match admit::<ResponsesRequest>(&shared, &kill, Dialect::OpenAi, &uri, &headers, &body)
-            .await
-        {
-            Ok(admitted) => admitted,
-            Err(rejected) => return rejected.into_response(),
-        };
+pub(crate) async fn create(inbound: Inbound) -> Response {
+    let admitted = match admit::<ResponsesRequest>(&inbound, Dialect::OpenAi).await {
+        Ok(admitted) => admitted,
+        Err(rejected) => return rejected.into_response(),
+    };
     let answer = Answer::new(&admitted);
-    admitted.record.set_completion_tokens(answer.output_tokens);
-    if admitted.behaviour.fault.is_none() {
-        admitted
-            .record
-            .set_usage_reported(answer.input_tokens, answer.output_tokens);
-    }
+    admitted.bill(answer.input_tokens, answer.output_tokens);
     if admitted.request.stream() {
         return answer.stream(&admitted);
     }
@@ -145,11 +121,7 @@ enum Kind<'a> {
 impl<'a> Answer<'a> {
     fn new(admitted: &'a Admitted<ResponsesRequest>) -> Self {
         let request = &admitted.request;
-        let calls = admitted
-            .behaviour
-            .tool_calls
-            .as_deref()
-            .filter(|_| request.takes_tool_calls());
+        let calls = admitted.tool_calls();
         let (kind, output_tokens) = match calls {
             Some(calls) => (Kind::Calls(calls), calls.iter().map(|c| c.tokens()).sum()),
             None => {

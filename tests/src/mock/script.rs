@@ -29,6 +29,26 @@ pub enum Fault {
     Malformed,
 }
 
+/// Content events a stream sends before `reset_mid_stream` / `truncate_stream` cut it.
+const EVENTS_BEFORE_CUT: usize = 2;
+
+impl Fault {
+    /// The fault cuts a stream short after its first content events.
+    pub fn cuts(fault: Option<Self>) -> bool {
+        matches!(fault, Some(Self::ResetMidStream | Self::TruncateStream))
+    }
+
+    /// The content events a stream sends under `fault`: the first two when it cuts the
+    /// stream, else all of them.
+    pub fn shown<T>(fault: Option<Self>, events: &[T]) -> &[T] {
+        if Self::cuts(fault) {
+            &events[..events.len().min(EVENTS_BEFORE_CUT)]
+        } else {
+            events
+        }
+    }
+}
+
 impl FromStr for Fault {
     type Err = String;
 
@@ -199,9 +219,10 @@ impl Behaviour {
     }
 }
 
-/// The JSON body of `POST /__mock/script`.
+/// The JSON body of `POST /__mock/script`: which requests it applies to, and the behaviour's
+/// fields beside those.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ScriptJson")]
 pub struct Script {
     /// Only requests for this model (body `model` or Azure deployment) consume the script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -213,42 +234,37 @@ pub struct Script {
     /// passes over goes on to later scripts and uses none of its `times`. Default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
-    /// Reply text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply: Option<String>,
-    /// See [`Behaviour::status`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// See [`Behaviour::retry_after`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<u64>,
-    /// See [`Behaviour::latency_ms`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
-    /// See [`Behaviour::chunk_delay_ms`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chunk_delay_ms: Option<u64>,
-    /// See [`Behaviour::fault`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fault: Option<Fault>,
-    /// See [`Behaviour::error_message`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
-    /// See [`Behaviour::tool_calls`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Vec<ToolCall>>,
-    /// See [`Behaviour::reasoning`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning: Option<String>,
-    /// See [`Behaviour::cache_read_tokens`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_read_tokens: Option<u64>,
-    /// See [`Behaviour::cache_write_5m_tokens`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_write_5m_tokens: Option<u64>,
-    /// See [`Behaviour::cache_write_1h_tokens`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_write_1h_tokens: Option<u64>,
+    /// What a request it applies to gets.
+    #[serde(flatten)]
+    pub behaviour: Behaviour,
+}
+
+/// A [`Script`] as sent. serde's `flatten` cannot refuse unknown fields, so the fields beside
+/// `model`, `times` and `percent` are collected here and read as a [`Behaviour`], which
+/// refuses any it does not know.
+#[derive(Deserialize)]
+struct ScriptJson {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default = "one")]
+    times: u32,
+    #[serde(default)]
+    percent: Option<u8>,
+    #[serde(flatten)]
+    behaviour: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TryFrom<ScriptJson> for Script {
+    type Error = serde_json::Error;
+
+    fn try_from(json: ScriptJson) -> Result<Self, Self::Error> {
+        Ok(Self {
+            model: json.model,
+            times: json.times,
+            percent: json.percent,
+            behaviour: Behaviour::deserialize(serde_json::Value::Object(json.behaviour))?,
+        })
+    }
 }
 
 fn one() -> u32 {
@@ -256,24 +272,6 @@ fn one() -> u32 {
 }
 
 impl Script {
-    /// The behaviour this script applies.
-    pub fn behaviour(&self) -> Behaviour {
-        Behaviour {
-            status: self.status,
-            retry_after: self.retry_after,
-            latency_ms: self.latency_ms,
-            chunk_delay_ms: self.chunk_delay_ms,
-            fault: self.fault,
-            reply: self.reply.clone(),
-            error_message: self.error_message.clone(),
-            tool_calls: self.tool_calls.clone(),
-            reasoning: self.reasoning.clone(),
-            cache_read_tokens: self.cache_read_tokens,
-            cache_write_5m_tokens: self.cache_write_5m_tokens,
-            cache_write_1h_tokens: self.cache_write_1h_tokens,
-        }
-    }
-
     fn matches(&self, body_model: Option<&str>, deployment: Option<&str>) -> bool {
         match self.model.as_deref() {
             None => true,
@@ -300,7 +298,7 @@ impl ScriptQueue {
         if script.percent.is_some_and(|p| p == 0 || p > 100) {
             return Err("percent must be 1-100".to_owned());
         }
-        script.behaviour().validate()?;
+        script.behaviour.validate()?;
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.push_back(script);
         self.len.store(queue.len(), Ordering::Release);
@@ -321,7 +319,7 @@ impl ScriptQueue {
             s.matches(body_model, deployment) && s.percent.is_none_or(|p| self.roll() < p)
         })?;
         let script = queue.get_mut(index)?;
-        let behaviour = script.behaviour();
+        let behaviour = script.behaviour.clone();
         script.times -= 1;
         if script.times == 0 {
             queue.remove(index);
@@ -381,6 +379,13 @@ mod tests {
         assert!(q.push(script(r#"{"times":0}"#)).is_err());
         assert!(q.push(script(r#"{"status":99}"#)).is_err());
         assert!(serde_json::from_str::<Script>(r#"{"stauts":500}"#).is_err());
+        let listed = script(r#"{"model":"m","times":2,"reply":"hi","fault":"reset"}"#);
+        let json = serde_json::to_value(&listed).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"model": "m", "times": 2, "reply": "hi", "fault": "reset"})
+        );
+        assert_eq!(serde_json::from_value::<Script>(json).unwrap(), listed);
     }
 
     #[test]
@@ -402,7 +407,7 @@ mod tests {
         headers.insert(H_STATUS, "503".parse().unwrap());
         headers.insert(H_FAULT, "reset_mid_stream".parse().unwrap());
         let from_headers = Behaviour::from_headers(&headers).unwrap();
-        let scripted = script(r#"{"status":429,"reply":"hi there"}"#).behaviour();
+        let scripted = script(r#"{"status":429,"reply":"hi there"}"#).behaviour;
         let merged = scripted.overlaid_with(from_headers);
         assert_eq!(merged.status, Some(503));
         assert_eq!(merged.fault, Some(Fault::ResetMidStream));
@@ -428,7 +433,7 @@ mod tests {
         headers.remove(H_TOOL_CALLS);
         headers.insert(H_CACHE_WRITE_1H, "30".parse().unwrap());
         let cached = script(r#"{"cache_read_tokens":5,"cache_write_1h_tokens":7}"#)
-            .behaviour()
+            .behaviour
             .overlaid_with(Behaviour::from_headers(&headers).unwrap());
         assert_eq!(
             (

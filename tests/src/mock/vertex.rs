@@ -28,21 +28,19 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::Path;
 use axum::http::header::{AUTHORIZATION, HOST};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Extension, Router};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use bytes::Bytes;
 use ring::signature::{KeyPair as _, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect};
-use super::conn::KillSwitch;
+use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound};
 use super::embedding::{self, Item, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
 use super::gemini::{generate_action, non_stream};
 use super::google_error::{error_from, gemini_error};
@@ -74,12 +72,6 @@ struct Account {
     public_key: Vec<u8>,
 }
 
-type Ctx = (
-    State<Arc<Shared>>,
-    ConnectInfo<KillSwitch>,
-    Extension<Arc<Tokens>>,
-);
-
 /// The Vertex routes, merged into the mock's router.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -89,28 +81,16 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
 }
 
 /// `POST /token`.
-async fn token(
-    (State(shared), _, Extension(tokens)): Ctx,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form = parse_form(&body);
+async fn token(Extension(tokens): Extension<Arc<Tokens>>, inbound: Inbound) -> Response {
+    let (shared, headers) = (&inbound.shared, &inbound.headers);
+    let form = parse_form(&inbound.body);
     let record = shared.records.start(RecordInit {
-        seq: shared.next_seq(),
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
         body: Value::Object(
             form.iter()
                 .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                 .collect::<Map<_, _>>(),
         ),
-        raw: &body,
-        model: None,
-        stream: false,
-        prompt_tokens: 0,
-        received_at_ms: now_ms(),
+        ..inbound.record_init()
     });
     let account = tokens
         .account
@@ -121,7 +101,7 @@ async fn token(
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or_default(),
-        uri.path()
+        inbound.uri.path()
     );
     let response = match grant(account, &form, &audience) {
         Ok(()) => {
@@ -212,28 +192,21 @@ fn grant(
 
 /// `POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:{action}`.
 async fn models_action(
-    (State(shared), ConnectInfo(kill), Extension(tokens)): Ctx,
+    Extension(tokens): Extension<Arc<Tokens>>,
     Path((_project, _location, target)): Path<(String, String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    inbound: Inbound,
 ) -> Response {
     let Some((model, action)) = target.rsplit_once(':') else {
         return not_found(&target);
     };
-    if !tokens.valid(&headers) {
-        let record = shared.records.start(RecordInit {
-            seq: shared.next_seq(),
-            path: uri.path(),
-            query: uri.query(),
-            headers: &headers,
-            body: serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
-            raw: &body,
+    if !tokens.valid(&inbound.headers) {
+        let body = &inbound.body;
+        let record = inbound.shared.records.start(RecordInit {
+            body: serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
             model: Some(model),
             stream: action == "streamGenerateContent",
-            prompt_tokens: 0,
-            received_at_ms: now_ms(),
+            ..inbound.record_init()
         });
         record.completed();
         return gemini_error(
@@ -244,15 +217,13 @@ async fn models_action(
         );
     }
     let dialect = Dialect::Vertex { model };
-    if action == "predict" {
-        return match admit::<Predict>(&shared, &kill, dialect, &uri, &headers, &body).await {
-            Ok(admitted) => predict(&admitted),
-            Err(rejected) => error_from(rejected),
-        };
-    }
-    match generate_action(&shared, &kill, dialect, action, &uri, &headers, &body).await {
-        Some(response) => response,
-        None => not_found(&target),
+    match action {
+        "predict" => admit::<Predict>(&inbound, dialect)
+            .await
+            .map_or_else(error_from, |admitted| predict(&admitted)),
+        _ => generate_action(&inbound, dialect, action)
+            .await
+            .unwrap_or_else(|| not_found(&target)),
     }
 }
 
@@ -298,12 +269,6 @@ impl Predict {
 }
 
 impl ApiRequest for Predict {
-    fn model(&self) -> Option<&str> {
-        None
-    }
-    fn stream(&self) -> bool {
-        false
-    }
     fn prompt_tokens(&self) -> u64 {
         self.instances.iter().map(|i| count_words(&i.content)).sum()
     }
@@ -338,11 +303,7 @@ fn predict(admitted: &Admitted<Predict>) -> Response {
         .iter()
         .map(|i| i.content.chars().count())
         .sum();
-    if admitted.behaviour.fault.is_none() {
-        admitted
-            .record
-            .set_usage_reported(request.prompt_tokens(), 0);
-    }
+    admitted.report_usage(request.prompt_tokens(), 0);
     let body = json!({
         "predictions": predictions,
         "metadata": { "billableCharacterCount": characters },

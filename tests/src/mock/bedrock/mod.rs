@@ -50,34 +50,29 @@ mod sigv4;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::Path;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect, Rejected};
+use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound, Rejected};
 use super::api::non_stream_response;
 use super::cache::CacheTokens;
-use super::conn::KillSwitch;
 use super::script::Fault;
 use super::stream::{event_stream, Ending};
 use super::tokens::{count_words, Reply, DEFAULT_REPLY};
 use super::Shared;
 use crate::mock::error::render;
 
-/// Content deltas sent before `reset_mid_stream` / `truncate_stream` cut a stream.
-const DELTAS_BEFORE_FAULT: usize = 2;
-
 /// The bedrock routes, merged into the mock's router.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        .route("/model/{model_id}/converse", post(converse))
-        .route("/model/{model_id}/converse-stream", post(converse_stream))
+        .route("/model/{model_id}/converse", post(converse::<false>))
+        .route("/model/{model_id}/converse-stream", post(converse::<true>))
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,18 +136,6 @@ impl<const STREAM: bool> Converse<STREAM> {
             .find_map(|t| t.pointer("/toolSpec/name").and_then(Value::as_str))
     }
 
-    /// Scripted tool calls apply: tools are declared and the last turn carries no
-    /// `toolResult`.
-    fn takes_tool_calls(&self) -> bool {
-        self.tool_config
-            .as_ref()
-            .is_some_and(|c| !c.tools.is_empty())
-            && !self
-                .messages
-                .last()
-                .is_some_and(|m| m.content.iter().any(|b| b.get("toolResult").is_some()))
-    }
-
     fn last_user_text(&self) -> String {
         self.messages
             .iter()
@@ -164,8 +147,16 @@ impl<const STREAM: bool> Converse<STREAM> {
 }
 
 impl<const STREAM: bool> ApiRequest for Converse<STREAM> {
-    fn model(&self) -> Option<&str> {
-        None
+    /// Scripted tool calls apply: tools are declared and the last turn carries no
+    /// `toolResult`.
+    fn takes_tool_calls(&self) -> bool {
+        self.tool_config
+            .as_ref()
+            .is_some_and(|c| !c.tools.is_empty())
+            && !self
+                .messages
+                .last()
+                .is_some_and(|m| m.content.iter().any(|b| b.get("toolResult").is_some()))
     }
     fn stream(&self) -> bool {
         STREAM
@@ -245,46 +236,25 @@ fn check_conversation(messages: &[Message], has_tool_config: bool) -> Result<(),
     Ok(())
 }
 
-type Ctx = (State<Arc<Shared>>, ConnectInfo<KillSwitch>);
-
-/// `POST /model/{modelId}/converse`.
-async fn converse(
-    ctx: Ctx,
-    Path(model): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle::<false>(ctx, &model, &uri, &headers, &body).await
-}
-
-/// `POST /model/{modelId}/converse-stream`.
-async fn converse_stream(
-    ctx: Ctx,
-    Path(model): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle::<true>(ctx, &model, &uri, &headers, &body).await
-}
-
-async fn handle<const STREAM: bool>(
-    (State(shared), ConnectInfo(kill)): Ctx,
-    model: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
-    let signature = match shared.options.api_key.as_deref() {
-        Some(secret) => sigv4::verify(secret, "POST", uri, headers, body, SystemTime::now()),
+/// `POST /model/{modelId}/converse` (`STREAM` false) and `.../converse-stream` (true).
+async fn converse<const STREAM: bool>(Path(model): Path<String>, inbound: Inbound) -> Response {
+    let Inbound { uri, headers, .. } = &inbound;
+    let signature = match inbound.shared.options.api_key.as_deref() {
+        Some(secret) => sigv4::verify(
+            secret,
+            "POST",
+            uri,
+            headers,
+            &inbound.body,
+            SystemTime::now(),
+        ),
         None => Ok(()),
     };
     let dialect = Dialect::Bedrock {
-        model,
+        model: &model,
         signed: signature.is_ok(),
     };
-    match admit::<Converse<STREAM>>(&shared, &kill, dialect, uri, headers, body).await {
+    match admit::<Converse<STREAM>>(&inbound, dialect).await {
         Ok(admitted) => answer(&admitted),
         Err(Rejected::Unauthorized) => {
             let (kind, message) = signature
@@ -314,12 +284,7 @@ fn answer<const STREAM: bool>(admitted: &Admitted<Converse<STREAM>>) -> Response
     let limit = request.inference_config.as_ref().and_then(|c| c.max_tokens);
     let reply = Reply::new(reply_text, limit);
     let id = format!("tooluse_mock{:08x}", admitted.seq);
-    let scripted = admitted
-        .behaviour
-        .tool_calls
-        .as_deref()
-        .and_then(<[_]>::first)
-        .filter(|_| request.takes_tool_calls());
+    let scripted = admitted.tool_calls().and_then(<[_]>::first);
     let call = match scripted {
         Some(c) => Some((id, c.name.as_str(), c.arguments_json())),
         None => request.forced_call().map(|name| {
@@ -341,12 +306,7 @@ fn answer<const STREAM: bool>(admitted: &Admitted<Converse<STREAM>>) -> Response
         reply,
         call,
     };
-    admitted.record.set_completion_tokens(answer.completion);
-    if admitted.behaviour.fault.is_none() {
-        admitted
-            .record
-            .set_usage_reported(answer.prompt, answer.completion);
-    }
+    admitted.bill(answer.prompt, answer.completion);
     if STREAM {
         return stream_response(admitted, &answer);
     }
@@ -416,13 +376,8 @@ fn stream_response<const STREAM: bool>(
                 })
                 .collect(),
         };
-        let cut = matches!(fault, Some(Fault::ResetMidStream | Fault::TruncateStream));
-        let shown = if cut {
-            deltas.len().min(DELTAS_BEFORE_FAULT)
-        } else {
-            deltas.len()
-        };
-        for delta in &deltas[..shown] {
+        let cut = Fault::cuts(fault);
+        for delta in Fault::shown(fault, &deltas) {
             pieces.push(frames::event(
                 "contentBlockDelta",
                 &json!({ "contentBlockIndex": 0, "delta": delta }),
