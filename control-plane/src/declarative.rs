@@ -36,9 +36,10 @@ use crate::domain::budget::{Budget, BudgetSpec};
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
 use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
-use crate::domain::resource::ResourceCommand;
+use crate::domain::resource::{Resource, ResourceCommand, Spec};
 use crate::domain::route::Route;
 use crate::domain::team::{NewTeam, Team, TeamCommand};
+use crate::domain::Aggregate;
 use crate::domain::FieldError;
 use crate::seal::SealKey;
 use crate::store::{Project, Store, StoreError};
@@ -150,24 +151,23 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Puts a global (team-less) spec resource, whatever its version.
+    async fn put<S: Spec>(&mut self, id: String, spec: S) -> Result<(), ApiError>
+    where
+        Resource<S>: Project + Aggregate<Command = ResourceCommand<S>>,
+    {
+        let command = ResourceCommand::Put {
+            id: id.clone(),
+            team_id: None,
+            spec,
+        };
+        self.exec::<Resource<S>>(&id, None, command).await
+    }
+
     async fn run(&mut self, change: Change) -> Result<(), ApiError> {
         match change {
-            Change::PutProvider { id, spec, .. } => {
-                let command = ResourceCommand::Put {
-                    id: id.clone(),
-                    team_id: None,
-                    spec,
-                };
-                self.exec::<Provider>(&id, None, command).await
-            }
-            Change::PutRoute { alias, spec, .. } => {
-                let command = ResourceCommand::Put {
-                    id: alias.clone(),
-                    team_id: None,
-                    spec,
-                };
-                self.exec::<Route>(&alias, None, command).await
-            }
+            Change::PutProvider { id, spec, .. } => self.put(id, spec).await,
+            Change::PutRoute { alias, spec, .. } => self.put(alias, spec).await,
             Change::CreateTeam { name, limits } => {
                 let id = Uuid::now_v7();
                 let command = TeamCommand::Create(NewTeam {

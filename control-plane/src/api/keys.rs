@@ -37,23 +37,15 @@ impl AdminResource for VirtualKey {
     const UUID_IDS: bool = true;
 
     fn view(k: &VirtualKey, version: i32) -> KeyView {
-        let s = &k.settings;
         KeyView {
             id: k.id,
             team_id: k.team_id,
-            name: s.name.clone(),
+            settings: k.settings.clone(),
             prefixes: if k.live {
                 k.secrets.iter().map(|x| x.prefix.clone()).collect()
             } else {
                 vec![]
             },
-            models: s.models.clone(),
-            expires_at: s.expires_at,
-            tags: s.tags.clone(),
-            rpm: s.rpm,
-            tpm: s.tpm,
-            budget_id: s.budget_id,
-            max_request_cost_usd: s.max_request_cost_usd,
             revoked_at: k.revoked_at,
             version,
             created_at: k.created_at,
@@ -62,24 +54,18 @@ impl AdminResource for VirtualKey {
     }
 }
 
-/// A virtual key as responses show it: prefixes of its secrets, never the secrets.
+/// A virtual key as responses show it: its settings and the prefixes of its secrets, never the
+/// secrets.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: Uuid,
     pub team_id: Uuid,
-    pub name: String,
+    /// `name`, `models`, `expires_at`, `tags`, `rpm`, `tpm`, `budget_id`,
+    /// `max_request_cost_usd`.
+    #[serde(flatten)]
+    pub settings: KeySettings,
     /// Prefixes of the secrets that currently work (two during a rotation's grace period).
     pub prefixes: Vec<String>,
-    pub models: Vec<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub tags: BTreeMap<String, String>,
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub budget_id: Option<Uuid>,
-    /// The most one request may cost (USD); null: no cap.
-    #[serde(with = "rust_decimal::serde::str_option")]
-    #[schema(value_type = Option<String>, example = "0.50")]
-    pub max_request_cost_usd: Option<Decimal>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,

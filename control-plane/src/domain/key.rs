@@ -22,8 +22,8 @@ pub struct Secret {
     pub valid_until: Option<DateTime<Utc>>,
 }
 
-/// Settings of a key that callers may change.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Settings of a key that callers may change; the admin API shows them as they are stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeySettings {
     pub name: String,
     pub models: Vec<String>,
@@ -32,8 +32,10 @@ pub struct KeySettings {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub budget_id: Option<Uuid>,
-    /// The most one request may cost (USD); absent in events recorded before it existed.
+    /// The most one request may cost (USD); null: no cap. Absent in events recorded before it
+    /// existed.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "0.50")]
     pub max_request_cost_usd: Option<Decimal>,
 }
 

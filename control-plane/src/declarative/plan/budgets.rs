@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::keys::{key_budget, lists_key, BudgetRef};
 use super::teams::{creates_team, resolve_team, TeamRef};
-use super::{prefixed, Change, Current, CurrentKey, Desired, DesiredBudget, DesiredKey};
+use super::{by_id_or_name, prefixed, Change, Current, Desired, DesiredBudget, DesiredKey};
 use crate::domain::budget::{BudgetPeriod, BudgetScope, BudgetSpec};
 use crate::domain::resource::Spec;
 use crate::domain::FieldError;
@@ -133,19 +133,7 @@ fn key_target(current: &Current, desired: &Desired, target: &str) -> Result<Budg
         [] => {}
         _ => return Err(format!("several keys of the file are named `{target}`")),
     }
-    // Files exported from a control plane name keys by id.
-    let by_id = target
-        .parse::<Uuid>()
-        .ok()
-        .and_then(|id| current.keys.iter().find(|c| c.id == id));
-    let live: Vec<&CurrentKey> = match by_id {
-        Some(c) => vec![c],
-        None => current
-            .keys
-            .iter()
-            .filter(|c| c.settings.name == target)
-            .collect(),
-    };
+    let live = by_id_or_name(&current.keys, target, |c| c.id, |c| &c.settings.name);
     match live[..] {
         [c] => Ok(BudgetTarget::Key {
             id: c.id,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::teams::{resolve_team, TeamRef};
 use super::{
-    prefixed, Change, Current, CurrentBudget, CurrentKey, Desired, DesiredKey, DEFAULT_TEAM,
+    by_id_or_name, prefixed, Change, Current, CurrentKey, Desired, DesiredKey, DEFAULT_TEAM,
 };
 use crate::domain::key::{check_settings, KeyPatch, KeySettings};
 use crate::domain::{Check, DomainError, FieldError};
@@ -129,18 +129,7 @@ pub(super) fn key_budget<'a>(
     if let Some(b) = file {
         return Ok(BudgetRef::File(&b.spec.name));
     }
-    let by_id = budget
-        .parse::<Uuid>()
-        .ok()
-        .and_then(|id| current.budgets.iter().find(|b| b.id == id));
-    let stored: Vec<&CurrentBudget> = match by_id {
-        Some(b) => vec![b],
-        None => current
-            .budgets
-            .iter()
-            .filter(|b| b.spec.name == budget)
-            .collect(),
-    };
+    let stored = by_id_or_name(&current.budgets, budget, |b| b.id, |b| &b.spec.name);
     match stored[..] {
         // The file lists it under its name: follow the file's (it may replace this one).
         [b] => Ok(in_file(&b.spec.name)

@@ -218,6 +218,24 @@ pub struct ApplyReport {
 }
 
 /// A domain error's field paths under `prefix`.
+/// The stored items a file names by `target`: the one whose id it is (files exported from a
+/// control plane name things by id), else every one of that name.
+fn by_id_or_name<'a, T>(
+    items: &'a [T],
+    target: &str,
+    id: impl Fn(&T) -> Uuid,
+    name: impl Fn(&T) -> &str,
+) -> Vec<&'a T> {
+    let by_id = target
+        .parse::<Uuid>()
+        .ok()
+        .and_then(|want| items.iter().find(|i| id(i) == want));
+    match by_id {
+        Some(item) => vec![item],
+        None => items.iter().filter(|i| name(i) == target).collect(),
+    }
+}
+
 fn prefixed(e: DomainError, prefix: &str) -> Vec<FieldError> {
     match e {
         DomainError::Invalid(list) => list

@@ -1,6 +1,8 @@
 //! Providers and routes: their specs from the file, sealed credentials that must open, and the
 //! puts that make the store's match.
 
+use std::collections::BTreeMap;
+
 use proto::{Credential, Snapshot};
 
 use super::{prefixed, Change, Current, Desired};
@@ -53,26 +55,29 @@ pub(super) fn provider_spec(p: &proto::Provider) -> ProviderSpec {
 
 /// Providers, then routes, that are missing or differ.
 pub(super) fn plan_puts(current: &Current, desired: &Desired) -> Vec<Change> {
-    let mut changes = Vec::new();
-    for (id, spec) in &desired.providers {
-        let cur = current.providers.get(id);
-        if cur != Some(spec) {
-            changes.push(Change::PutProvider {
-                id: id.clone(),
-                spec: spec.clone(),
-                create: cur.is_none(),
-            });
+    let providers = puts(
+        &current.providers,
+        &desired.providers,
+        |id, spec, create| Change::PutProvider { id, spec, create },
+    );
+    let routes = puts(&current.routes, &desired.routes, |alias, spec, create| {
+        Change::PutRoute {
+            alias,
+            spec,
+            create,
         }
-    }
-    for (alias, spec) in &desired.routes {
-        let cur = current.routes.get(alias);
-        if cur != Some(spec) {
-            changes.push(Change::PutRoute {
-                alias: alias.clone(),
-                spec: spec.clone(),
-                create: cur.is_none(),
-            });
-        }
-    }
-    changes
+    });
+    providers.chain(routes).collect()
+}
+
+/// A put for each desired spec that is missing from `current` (`create`) or differs from it.
+fn puts<'a, S: Clone + PartialEq>(
+    current: &'a BTreeMap<String, S>,
+    desired: &'a [(String, S)],
+    put: impl Fn(String, S, bool) -> Change + 'a,
+) -> impl Iterator<Item = Change> + 'a {
+    desired.iter().filter_map(move |(id, spec)| {
+        let cur = current.get(id);
+        (cur != Some(spec)).then(|| put(id.clone(), spec.clone(), cur.is_none()))
+    })
 }
