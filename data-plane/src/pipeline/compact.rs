@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 use super::body;
 use super::chat;
 use super::prepare::{Arrived, Inbound};
-use super::respond::Trace;
 use super::responses::Turn;
 use crate::dialect::responses::Responses;
 use crate::dialect::ChatDialect;
@@ -40,13 +39,8 @@ const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 /// `POST /v1/responses/compact`.
 pub async fn compact(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
-    let trace = Trace::start();
-    let arrived = Arrived {
-        headers: &headers,
-        body,
-        trace: &trace,
-    };
-    let result = async {
+    let serve = async |arrived: Arrived<'_>| -> Result<Response, ApiError> {
+        let (headers, trace) = (arrived.headers, arrived.trace);
         let mut inbound = Inbound::read(&app, arrived).await?;
         let turn = Turn::read(&inbound.bytes)?;
         let mut conversation = turn.history(&app, inbound.key.team.as_deref()).await?;
@@ -69,7 +63,7 @@ pub async fn compact(State(app): State<App>, headers: HeaderMap, body: Body) -> 
             Bytes::from(serde_json::to_vec(&summarise).map_err(|_| {
                 ApiError::invalid("input", "The conversation could not be compacted.")
             })?);
-        let answered = chat::serve_read::<Responses>(&app, &headers, &trace, inbound, None).await?;
+        let answered = chat::serve_read::<Responses>(&app, headers, trace, inbound, None).await?;
         if !answered.status().is_success() {
             return Ok(answered);
         }
@@ -81,9 +75,8 @@ pub async fn compact(State(app): State<App>, headers: HeaderMap, body: Body) -> 
         let compacted = compaction(&conversation, &answer);
         parts.headers.remove(http::header::CONTENT_LENGTH);
         Ok((parts, Json(compacted)).into_response())
-    }
-    .await;
-    super::finish("compact", &trace, result, Responses::error)
+    };
+    super::handle(&headers, body, "compact", Responses::error, serve).await
 }
 
 fn unreadable() -> ApiError {

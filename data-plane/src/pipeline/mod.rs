@@ -66,49 +66,41 @@ pub async fn chat<D: ChatDialect>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let trace = Trace::start();
-    let arrived = Arrived {
-        headers: &headers,
-        body,
-        trace: &trace,
-    };
-    let result = chat::serve::<D>(&app, arrived).await;
-    finish(D::ENDPOINT, &trace, result, D::error)
+    let serve = async |arrived: Arrived<'_>| chat::serve::<D>(&app, arrived).await;
+    handle(&headers, body, D::ENDPOINT, D::error, serve).await
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
-    let trace = Trace::start();
-    let arrived = Arrived {
-        headers: &headers,
-        body,
-        trace: &trace,
-    };
-    let result = embed::serve(&app, arrived).await;
-    finish(embed::ENDPOINT, &trace, result, IntoResponse::into_response)
+    let serve = async |arrived: Arrived<'_>| embed::serve(&app, arrived).await;
+    let render = IntoResponse::into_response;
+    handle(&headers, body, embed::ENDPOINT, render, serve).await
 }
 
 /// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`, the provider's count where the
 /// chosen deployment's provider has one, else the gateway's estimate (see [`count`]).
 pub async fn count_tokens(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    let serve = async |arrived: Arrived<'_>| count::serve(&app, arrived).await;
+    handle(&headers, body, count::ENDPOINT, Messages::error, serve).await
+}
+
+/// One request through `serve`: its trace (id, arrival time) started first; a failure counted
+/// under `endpoint` and written by `render` (in the client's dialect); the response tagged
+/// with the request id.
+pub(crate) async fn handle(
+    headers: &HeaderMap,
+    body: Body,
+    endpoint: &'static str,
+    render: fn(ApiError) -> Response,
+    serve: impl AsyncFnOnce(Arrived<'_>) -> Result<Response, ApiError>,
+) -> Response {
     let trace = Trace::start();
     let arrived = Arrived {
-        headers: &headers,
+        headers,
         body,
         trace: &trace,
     };
-    let result = count::serve(&app, arrived).await;
-    finish(count::ENDPOINT, &trace, result, Messages::error)
-}
-
-/// Counts a failure and writes it (in the client's dialect); tags the response with its id.
-pub(crate) fn finish(
-    endpoint: &'static str,
-    trace: &Trace,
-    result: Result<Response, ApiError>,
-    render: fn(ApiError) -> Response,
-) -> Response {
-    let mut response = result.unwrap_or_else(|e| {
+    let mut response = serve(arrived).await.unwrap_or_else(|e| {
         metrics::error(endpoint, e.kind());
         render(e)
     });

@@ -28,7 +28,6 @@ use serde_json::{json, Value};
 use super::body;
 use super::chat::{self, Keep};
 use super::prepare::{Arrived, Inbound};
-use super::respond::Trace;
 use crate::dialect::responses::Responses;
 use crate::dialect::ChatDialect;
 use crate::error::ApiError;
@@ -41,13 +40,8 @@ const ENDPOINT: &str = "responses";
 
 /// `POST /v1/responses`.
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
-    let trace = Trace::start();
-    let arrived = Arrived {
-        headers: &headers,
-        body,
-        trace: &trace,
-    };
-    let result = async {
+    let serve = async |arrived: Arrived<'_>| -> Result<Response, ApiError> {
+        let (headers, trace) = (arrived.headers, arrived.trace);
         let mut inbound = Inbound::read(&app, arrived).await?;
         let team = inbound.key.team.clone();
         let turn = Turn::read(&inbound.bytes)?;
@@ -60,10 +54,9 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> R
         let keep = turn
             .store
             .then(|| keeper(&app, Arc::clone(stored), team, conversation));
-        chat::serve_read::<Responses>(&app, &headers, &trace, inbound, keep).await
-    }
-    .await;
-    super::finish(Responses::ENDPOINT, &trace, result, Responses::error)
+        chat::serve_read::<Responses>(&app, headers, trace, inbound, keep).await
+    };
+    super::handle(&headers, body, Responses::ENDPOINT, Responses::error, serve).await
 }
 
 /// What this turn says about stored state.
@@ -267,24 +260,13 @@ pub async fn input_items(
 
 /// `POST /v1/responses/input_tokens`: `{"object": "response.input_tokens", "input_tokens": N}`.
 pub async fn input_tokens(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
-    let trace = Trace::start();
-    let result = async {
-        let arrived = Arrived {
-            headers: &headers,
-            body,
-            trace: &trace,
-        };
+    let serve = async |arrived: Arrived<'_>| -> Result<Response, ApiError> {
+        let (headers, trace) = (arrived.headers, arrived.trace);
         let read = Inbound::read(&app, arrived).await?;
         let json = Responses::request(body::parse_object(&read.bytes)?)?;
         let fields = body::chat(&json)?;
-        let prepared = super::prepare::Prepared::chat(
-            "input_tokens",
-            &read,
-            &headers,
-            &json,
-            &fields,
-            &trace,
-        )?;
+        let prepared =
+            super::prepare::Prepared::chat("input_tokens", &read, headers, &json, &fields, trace)?;
         let n = prepared.prompt_tokens;
         let mut response =
             Json(json!({"object": "response.input_tokens", "input_tokens": n})).into_response();
@@ -293,9 +275,8 @@ pub async fn input_tokens(State(app): State<App>, headers: HeaderMap, body: Body
             http::HeaderValue::from_static("estimate"),
         );
         Ok(response)
-    }
-    .await;
-    super::finish("input_tokens", &trace, result, Responses::error)
+    };
+    super::handle(&headers, body, "input_tokens", Responses::error, serve).await
 }
 
 fn answered(result: Result<Response, ApiError>) -> Response {

@@ -12,6 +12,7 @@ use crate::dialect::anthropic::{self, models as anthropic_models};
 use crate::error::ApiError;
 use crate::pipeline::respond::Trace;
 use crate::pipeline::{self, auth, route};
+use crate::snapshot::{CompiledSnapshot, KeyPolicy};
 use crate::state::App;
 
 #[derive(Serialize)]
@@ -41,11 +42,8 @@ pub async fn list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let anthropic = anthropic(&headers);
-    respond(anthropic, || {
-        let snapshot = app.parts().snapshots.get().ok_or(ApiError::NotReady)?;
-        let key = auth::authenticate(&snapshot, &headers)?;
-        let names = route::visible(&snapshot, &key);
+    respond(&app, &headers, |snapshot, key, anthropic| {
+        let names = route::visible(snapshot, key);
         if anthropic {
             let page = anthropic_models::Page::parse(query.as_deref())?;
             return Ok(Json(anthropic_models::list(&names, &page)).into_response());
@@ -60,11 +58,8 @@ pub async fn retrieve(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let anthropic = anthropic(&headers);
-    respond(anthropic, || {
-        let snapshot = app.parts().snapshots.get().ok_or(ApiError::NotReady)?;
-        let key = auth::authenticate(&snapshot, &headers)?;
-        let route = pipeline::resolve(&snapshot, &key, &id)?;
+    respond(&app, &headers, |snapshot, key, anthropic| {
+        let route = pipeline::resolve(snapshot, key, &id)?;
         if anthropic {
             return Ok(Json(anthropic_models::model(&route.alias)).into_response());
         }
@@ -72,10 +67,21 @@ pub async fn retrieve(
     })
 }
 
-/// The answer, or the error in the client's dialect, tagged with the request id.
-fn respond(anthropic: bool, answer: impl FnOnce() -> Result<Response, ApiError>) -> Response {
+/// `answer(snapshot, the caller's key, whether the client speaks Anthropic's API)` for an
+/// authenticated caller, or the error in the client's dialect; tagged with the request id.
+fn respond(
+    app: &App,
+    headers: &HeaderMap,
+    answer: impl FnOnce(&CompiledSnapshot, &KeyPolicy, bool) -> Result<Response, ApiError>,
+) -> Response {
     let trace = Trace::start();
-    let mut response = answer().unwrap_or_else(|e| {
+    let anthropic = anthropic(headers);
+    let authenticated = || {
+        let snapshot = app.parts().snapshots.get().ok_or(ApiError::NotReady)?;
+        let key = auth::authenticate(&snapshot, headers)?;
+        answer(&snapshot, &key, anthropic)
+    };
+    let mut response = authenticated().unwrap_or_else(|e| {
         if anthropic {
             anthropic::error::into_response(e)
         } else {
