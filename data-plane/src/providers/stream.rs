@@ -100,6 +100,16 @@ pub fn interrupted(provider: &str) -> UpstreamError {
     }
 }
 
+/// The end of the body for a translator whose answer is complete once it saw the chunk that
+/// `finished` it: nothing more, or the error of a stream that broke off.
+pub fn ended(finished: bool, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
+    if finished {
+        Ok(Vec::new())
+    } else {
+        Err(interrupted(provider))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use futures_util::StreamExt as _;

@@ -11,15 +11,14 @@
 //! after `message_delta`); an `error` event, garbage or a body that breaks off earlier ends it
 //! with an error, so a truncated answer is never presented as complete.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::response::{finish_reason, AnthropicUsage};
 use crate::providers::sse::{SseBody, SseEvent};
-use crate::providers::stream::{drive, interrupted, Translate};
+use crate::providers::stream::{drive, ended, Translate};
+use crate::providers::translate::StreamedCalls;
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// The fields of any Anthropic stream event that the translation reads.
@@ -68,7 +67,7 @@ pub struct Translator {
     model: String,
     usage: AnthropicUsage,
     /// Anthropic content block index → OpenAI tool call index.
-    tools: HashMap<u64, u64>,
+    tools: StreamedCalls,
     /// `message_delta` was seen: the answer is complete.
     pub finished: bool,
     /// `message_stop` was seen: nothing more will come.
@@ -84,7 +83,7 @@ impl Translator {
             id: String::new(),
             model: String::new(),
             usage: AnthropicUsage::default(),
-            tools: HashMap::new(),
+            tools: StreamedCalls::default(),
             finished: false,
             ended: false,
         }
@@ -119,17 +118,8 @@ impl Translator {
                 let block = event.content_block.unwrap_or(Value::Null);
                 match block.get("type").and_then(Value::as_str) {
                     Some("tool_use") => {
-                        let call = self.tools.len() as u64;
-                        self.tools.insert(event.index.unwrap_or(0), call);
-                        let delta = json!({"tool_calls": [{
-                            "index": call,
-                            "id": block.get("id").cloned().unwrap_or(Value::Null),
-                            "type": "function",
-                            "function": {
-                                "name": block.get("name").cloned().unwrap_or(Value::Null),
-                                "arguments": "",
-                            },
-                        }]});
+                        let index = event.index.unwrap_or(0);
+                        let delta = self.tools.open(index, block.get("id"), block.get("name"));
                         Ok(vec![self.chunk(delta, None)])
                     }
                     Some("text") => match block.get("text").and_then(Value::as_str) {
@@ -155,13 +145,11 @@ impl Translator {
                         )])
                     }
                     Some("input_json_delta") => {
-                        let Some(call) = event.index.and_then(|i| self.tools.get(&i)) else {
+                        let piece = text("partial_json");
+                        let Some(delta) = event.index.and_then(|i| self.tools.arguments(i, piece))
+                        else {
                             return Err(self.bad("input_json_delta outside a tool_use block"));
                         };
-                        let delta = json!({"tool_calls": [{
-                            "index": call,
-                            "function": {"arguments": text("partial_json")},
-                        }]});
                         Ok(vec![self.chunk(delta, None)])
                     }
                     _ => Ok(Vec::new()),
@@ -249,10 +237,6 @@ impl Translate<SseEvent> for Translator {
     }
 
     fn finish(&mut self, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
-        if self.finished {
-            Ok(Vec::new())
-        } else {
-            Err(interrupted(provider))
-        }
+        ended(self.finished, provider)
     }
 }

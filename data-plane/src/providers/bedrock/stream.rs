@@ -12,14 +12,13 @@
 //! (`:message-type: exception`), a frame with a bad CRC, garbage, or a body that ends earlier
 //! ends it with an error, so a truncated answer is never presented as complete.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::eventstream::{Frame, FrameBody};
 use super::response::{finish_reason, usage, Meta};
-use crate::providers::stream::{drive, interrupted, Translate};
+use crate::providers::stream::{drive, ended, interrupted, Translate};
+use crate::providers::translate::StreamedCalls;
 use crate::providers::{Chunk, ChunkStream, UpstreamError};
 
 /// Why a frame cannot be translated.
@@ -36,7 +35,7 @@ pub enum EventError {
 pub struct Translator {
     meta: Meta,
     /// Bedrock content block index → OpenAI tool call index.
-    tools: HashMap<u64, u64>,
+    tools: StreamedCalls,
     started: bool,
     /// `messageStop` was seen: the answer is complete.
     pub finished: bool,
@@ -46,7 +45,7 @@ impl Translator {
     pub fn new(meta: Meta) -> Self {
         Self {
             meta,
-            tools: HashMap::new(),
+            tools: StreamedCalls::default(),
             started: false,
             finished: false,
         }
@@ -88,20 +87,11 @@ impl Translator {
             "contentBlockStart" => {
                 self.start(&mut out);
                 if let Some(tool) = event.pointer("/start/toolUse") {
-                    let call = self.tools.len() as u64;
-                    self.tools.insert(block_index(&event), call);
-                    out.push(self.chunk(
-                        json!({"tool_calls": [{
-                            "index": call,
-                            "id": tool.get("toolUseId").cloned().unwrap_or(Value::Null),
-                            "type": "function",
-                            "function": {
-                                "name": tool.get("name").cloned().unwrap_or(Value::Null),
-                                "arguments": "",
-                            },
-                        }]}),
-                        None,
-                    ));
+                    let block = block_index(&event);
+                    let delta = self
+                        .tools
+                        .open(block, tool.get("toolUseId"), tool.get("name"));
+                    out.push(self.chunk(delta, None));
                 }
             }
             "contentBlockDelta" => {
@@ -112,16 +102,13 @@ impl Translator {
                         out.push(self.chunk(json!({ "content": text }), None));
                     }
                 } else if let Some(tool) = delta.get("toolUse") {
-                    let Some(call) = self.tools.get(&block_index(&event)).copied() else {
+                    let fragment = tool.get("input").and_then(Value::as_str).unwrap_or("");
+                    let Some(delta) = self.tools.arguments(block_index(&event), fragment) else {
                         return Err(EventError::Malformed(
                             "toolUse delta outside a toolUse block",
                         ));
                     };
-                    let fragment = tool.get("input").and_then(Value::as_str).unwrap_or("");
-                    out.push(self.chunk(
-                        json!({"tool_calls": [{"index": call, "function": {"arguments": fragment}}]}),
-                        None,
-                    ));
+                    out.push(self.chunk(delta, None));
                 }
             }
             "messageStop" => {
@@ -208,10 +195,6 @@ impl Translate<Frame> for Translator {
     }
 
     fn finish(&mut self, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
-        if self.finished {
-            Ok(Vec::new())
-        } else {
-            Err(interrupted(provider))
-        }
+        ended(self.finished, provider)
     }
 }

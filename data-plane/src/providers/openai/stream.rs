@@ -10,7 +10,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::providers::sse::{SseBody, SseEvent};
-use crate::providers::stream::{drive, interrupted, Translate};
+use crate::providers::stream::{drive, ended, interrupted, Translate};
 use crate::providers::{Chunk, ChunkStream, OpenAiUsage, UpstreamError};
 
 #[derive(Deserialize)]
@@ -63,11 +63,7 @@ impl Translate<SseEvent> for Classify {
 
     /// A body may end without `[DONE]` after a chunk that finished (some servers omit it).
     fn finish(&mut self, provider: &str) -> Result<Vec<Chunk>, UpstreamError> {
-        if self.finished {
-            Ok(Vec::new())
-        } else {
-            Err(interrupted(provider))
-        }
+        ended(self.finished, provider)
     }
 }
 

@@ -6,11 +6,14 @@
 //!   image parts, tool calls and results, merging consecutive turns); each target supplies
 //!   only its block builders ([`messages::Target`]).
 //! - [`Untranslatable`]: the one error of a translation in either direction.
+//! - [`StreamedCalls`]: a stream's tool calls, numbered as OpenAI's chunks number them.
 //!
 //! Stream translation has its own shared driver, `providers::sse::translated`.
 
 pub mod body;
 pub mod messages;
+
+use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
@@ -32,6 +35,36 @@ pub fn assistant_message(text: &str, tool_calls: Vec<Value>) -> Map<String, Valu
     }
     message.insert("refusal".into(), Value::Null);
     message
+}
+
+/// The tool calls of one translated stream: each provider content block that opens a tool
+/// call gets the next OpenAI call `index`, and the argument pieces of that block carry it.
+#[derive(Debug, Default)]
+pub struct StreamedCalls(HashMap<u64, u64>);
+
+impl StreamedCalls {
+    /// The chunk delta that opens a call in the provider's content block `block`, with the
+    /// provider's call id and function name.
+    pub fn open(&mut self, block: u64, id: Option<&Value>, name: Option<&Value>) -> Value {
+        let call = self.0.len() as u64;
+        self.0.insert(block, call);
+        json!({"tool_calls": [{
+            "index": call,
+            "id": id.cloned().unwrap_or(Value::Null),
+            "type": "function",
+            "function": {
+                "name": name.cloned().unwrap_or(Value::Null),
+                "arguments": "",
+            },
+        }]})
+    }
+
+    /// The chunk delta with a piece of the arguments of the call in block `block`; `None` if
+    /// no call was opened there.
+    pub fn arguments(&self, block: u64, piece: &str) -> Option<Value> {
+        let call = self.0.get(&block)?;
+        Some(json!({"tool_calls": [{"index": call, "function": {"arguments": piece}}]}))
+    }
 }
 
 /// Why a translation could not be made.
