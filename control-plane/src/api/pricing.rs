@@ -194,12 +194,7 @@ fn merge(overrides: Vec<PriceView>) -> BTreeMap<String, PriceView> {
 
 fn check_model(model: &str) -> Result<(), ApiError> {
     let mut check = Check::new();
-    if model.is_empty()
-        || model.len() > 256
-        || model.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        check.fail("model", "must be 1-256 characters without whitespace");
-    }
+    check.model("model", model);
     Ok(check.done()?)
 }
 

@@ -123,6 +123,22 @@ impl Check {
         }
     }
 
+    /// An upstream model name (a price's key): 1-256 characters, no whitespace or control
+    /// characters.
+    pub fn model(&mut self, path: &str, value: &str) {
+        if value.is_empty()
+            || value.len() > 256
+            || value.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            self.fail(path, "must be 1-256 characters without whitespace");
+        }
+    }
+
+    /// Adds failures found elsewhere (a spec's own validation), after those found so far.
+    pub fn extend(&mut self, errors: impl IntoIterator<Item = FieldError>) {
+        self.0.extend(errors);
+    }
+
     pub fn done(self) -> Result<(), DomainError> {
         if self.0.is_empty() {
             Ok(())

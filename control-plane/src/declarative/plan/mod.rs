@@ -23,7 +23,7 @@ use crate::domain::key::{KeyPatch, KeySettings};
 use crate::domain::pricing::PriceSpec;
 use crate::domain::provider::ProviderSpec;
 use crate::domain::route::RouteSpec;
-use crate::domain::{DomainError, FieldError};
+use crate::domain::{Check, DomainError, FieldError};
 
 pub use budgets::{budget_target, reference_errors, BudgetTarget};
 pub use keys::revoked_names;
@@ -234,6 +234,38 @@ fn by_id_or_name<'a, T>(
         Some(item) => vec![item],
         None => items.iter().filter(|i| name(i) == target).collect(),
     }
+}
+
+/// A list of the file keyed by one field of each item (`list[i].field`): each key checked by
+/// `key_check` and refused when listed twice (a duplicate `what`), then the item by `rest`
+/// (given its path `list[i]`); the failures go to `errors`, in that order. Returns each item's
+/// key and what `rest` made of it.
+fn unique_items<'a, T, V>(
+    items: &'a [T],
+    [list, field, what]: [&str; 3],
+    key: impl Fn(&'a T) -> &'a str,
+    key_check: fn(&mut Check, &str, &str),
+    mut rest: impl FnMut(&mut Check, &str, &'a T) -> V,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(String, V)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{list}[{i}]");
+        let path = format!("{at}.{field}");
+        let id = key(item);
+        let mut check = Check::new();
+        key_check(&mut check, &path, id);
+        if !seen.insert(id) {
+            check.fail(&path, format!("duplicate {what} `{id}`"));
+        }
+        let value = rest(&mut check, &at, item);
+        if let Err(DomainError::Invalid(list)) = check.done() {
+            errors.extend(list);
+        }
+        out.push((id.to_owned(), value));
+    }
+    out
 }
 
 fn prefixed(e: DomainError, prefix: &str) -> Vec<FieldError> {

@@ -3,10 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{prefixed, Change, Current, Desired};
+use super::{prefixed, unique_items, Change, Current, Desired};
 use crate::domain::pricing::{built_in, PriceSpec};
 use crate::domain::resource::Spec;
-use crate::domain::{Check, DomainError, FieldError};
+use crate::domain::{Check, FieldError};
 
 /// The file's prices, checked like `PUT /admin/pricing/{model}`; a model listed twice is an
 /// error.
@@ -14,36 +14,15 @@ pub(super) fn desired_prices(
     prices: &[proto::ModelPrice],
     errors: &mut Vec<FieldError>,
 ) -> Vec<(String, PriceSpec)> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for (i, p) in prices.iter().enumerate() {
-        let at = format!("pricing[{i}]");
-        let mut check = Check::new();
-        if p.model.is_empty()
-            || p.model.len() > 256
-            || p.model.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            check.fail(
-                &format!("{at}.model"),
-                "must be 1-256 characters without whitespace",
-            );
-        }
-        if !seen.insert(p.model.as_str()) {
-            check.fail(
-                &format!("{at}.model"),
-                format!("duplicate model `{}`", p.model),
-            );
-        }
-        if let Err(DomainError::Invalid(list)) = check.done() {
-            errors.extend(list);
-        }
+    let keys = ["pricing", "model", "model"];
+    let spec = |check: &mut Check, at: &str, p: &proto::ModelPrice| {
         let spec = PriceSpec::of(p);
         if let Err(e) = spec.validate() {
-            errors.extend(prefixed(e, &at));
+            check.extend(prefixed(e, at));
         }
-        out.push((p.model.clone(), spec));
-    }
-    out
+        spec
+    };
+    unique_items(prices, keys, |p| &p.model, Check::model, spec, errors)
 }
 
 /// Price overrides to set, except where the file repeats a built-in price that has no override

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::{Change, Current, Desired, TeamLimits};
+use super::{unique_items, Change, Current, Desired, TeamLimits};
 use crate::domain::team::check_limits;
-use crate::domain::{Check, DomainError, FieldError};
+use crate::domain::{Check, FieldError};
 
 /// A team a key goes to: one that exists, or one the plan creates first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,26 +21,21 @@ pub(super) fn desired_teams(
     teams: &[proto::TeamPolicy],
     errors: &mut Vec<FieldError>,
 ) -> Vec<(String, TeamLimits)> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for (i, t) in teams.iter().enumerate() {
-        let at = format!("teams[{i}]");
-        let mut check = Check::new();
-        check.name(&format!("{at}.id"), &t.id);
-        if !seen.insert(t.id.as_str()) {
-            check.fail(&format!("{at}.id"), format!("duplicate team `{}`", t.id));
-        }
-        check_limits(&mut check, &format!("{at}."), t.rpm, t.tpm);
-        if let Err(DomainError::Invalid(list)) = check.done() {
-            errors.extend(list);
-        }
-        let limits = TeamLimits {
+    let limits = |check: &mut Check, at: &str, t: &proto::TeamPolicy| {
+        check_limits(check, &format!("{at}."), t.rpm, t.tpm);
+        TeamLimits {
             rpm: t.rpm,
             tpm: t.tpm,
-        };
-        out.push((t.id.clone(), limits));
-    }
-    out
+        }
+    };
+    unique_items(
+        teams,
+        ["teams", "id", "team"],
+        |t| &t.id,
+        Check::name,
+        limits,
+        errors,
+    )
 }
 
 /// A team named in the file: by name, else by id (files exported from a control plane carry
