@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use switchyard_tests::support::{DataPlaneSpec, TestEnv};
 
 use crate::fixture::{
-    assert_billed, config, error_of, gateway_with, post, python_json, sse_data, FULL_KEY,
+    assert_billed, config, error_of, gateway_with, openai_check, post, sse_data, FULL_KEY,
     UPSTREAM_KEY,
 };
 
@@ -90,24 +90,10 @@ def embeddings():
 
 CHECKS = {"chat": chat, "stream": stream, "stream_without_usage": stream_without_usage, "tools": tools,
           "embeddings": embeddings}
-try:
-    out = CHECKS[os.environ["CHECK"]]()
-except openai.APIStatusError as e:
-    out = {"exception": type(e).__name__, "status": e.status_code, "message": e.message}
-print(json.dumps(out))
 "#;
 
 async fn sdk(env: &TestEnv, check: &str) -> Value {
-    let base = format!("{}/v1", env.data_plane().base_url());
-    python_json(
-        SDK_CHECKS,
-        &[
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", FULL_KEY),
-            ("CHECK", check),
-        ],
-    )
-    .await
+    openai_check(env, SDK_CHECKS, FULL_KEY, check, &[]).await
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use switchyard_tests::support::{openai_sdk, DataPlaneSpec, TestEnv};
 
-use crate::fixture::{assert_billed, gateway_requiring, python_json, sha256_hex, FULL_KEY};
+use crate::fixture::{anthropic_script, assert_billed, gateway_requiring, sha256_hex, FULL_KEY};
 
 const MODEL: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
 const MODEL_PATH: &str = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0";
@@ -191,15 +191,7 @@ print(json.dumps({"text": text_of(m), "stop_reason": m.stop_reason,
 #[tokio::test]
 async fn anthropic_sdk_messages_reach_bedrock_translated_both_ways() {
     let env = bedrock_gateway().await;
-    let base = env.data_plane().base_url();
-    let out = python_json(
-        ANTHROPIC_SDK,
-        &[
-            ("ANTHROPIC_BASE_URL", &base),
-            ("ANTHROPIC_API_KEY", FULL_KEY),
-        ],
-    )
-    .await;
+    let out = anthropic_script(&env, ANTHROPIC_SDK, FULL_KEY, &[]).await;
     assert_eq!(out["text"], "Hello from the mock provider.", "{out}");
     assert_eq!(out["stop_reason"], "end_turn");
     // "Be brief." (2 words) + "say hello to me" (4 words); the reply is 5 words.

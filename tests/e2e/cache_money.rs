@@ -234,10 +234,7 @@ async fn every_cache_class_is_costed_at_its_own_rate_to_the_last_decimal() {
         .await
         .unwrap();
     for f in &families {
-        cp.post("/admin/providers", &f.provider).await.unwrap();
-        let route = json!({"alias": f.alias,
-                           "deployments": [{"provider": f.provider["id"], "model": f.model}]});
-        cp.post("/admin/routes", &route).await.unwrap();
+        f.create_in(&cp).await;
     }
     let key = all_models_key(&cp, &team).await;
     let base = env.data_plane().base_url();

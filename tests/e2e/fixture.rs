@@ -88,6 +88,11 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// Sends `request` and reads its answer's JSON body (whatever the status).
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// A chat body for `model` with a 4-word prompt.
 pub fn chat_body(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "say hello to me"}]})
@@ -155,6 +160,73 @@ pub async fn python_json(source: &str, envs: &[(&str, &str)]) -> Value {
     out.ensure_success().unwrap();
     serde_json::from_str(out.stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("bad output ({e}): {}\n{}", out.stdout, out.stderr))
+}
+
+/// Runs an OpenAI SDK check script against `env`'s data plane: `OPENAI_BASE_URL` (its `/v1`)
+/// and `OPENAI_API_KEY` (`key`), plus `vars`.
+pub async fn openai_script(env: &TestEnv, source: &str, key: &str, vars: &[(&str, &str)]) -> Value {
+    let base = format!("{}/v1", env.data_plane().base_url());
+    let sdk = [("OPENAI_BASE_URL", base.as_str()), ("OPENAI_API_KEY", key)];
+    python_json(source, &[&sdk, vars].concat()).await
+}
+
+/// Runs an Anthropic SDK check script against `env`'s data plane: `ANTHROPIC_BASE_URL` and
+/// `ANTHROPIC_API_KEY` (`key`), plus `vars`.
+pub async fn anthropic_script(
+    env: &TestEnv,
+    source: &str,
+    key: &str,
+    vars: &[(&str, &str)],
+) -> Value {
+    let base = env.data_plane().base_url();
+    let sdk = [
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+        ("ANTHROPIC_API_KEY", key),
+    ];
+    python_json(source, &[&sdk, vars].concat()).await
+}
+
+/// Runs check `check` of an OpenAI SDK check script (see [`check_runner`]) against `env`'s
+/// data plane, as [`openai_script`] does.
+pub async fn openai_check(
+    env: &TestEnv,
+    checks: &str,
+    key: &str,
+    check: &str,
+    vars: &[(&str, &str)],
+) -> Value {
+    let source = format!("{checks}{}", check_runner("openai"));
+    openai_script(env, &source, key, &[&[("CHECK", check)], vars].concat()).await
+}
+
+/// Runs check `check` of an Anthropic SDK check script (see [`check_runner`]) against `env`'s
+/// data plane, as [`anthropic_script`] does.
+pub async fn anthropic_check(
+    env: &TestEnv,
+    checks: &str,
+    key: &str,
+    check: &str,
+    vars: &[(&str, &str)],
+) -> Value {
+    let source = format!("{checks}{}", check_runner("anthropic"));
+    anthropic_script(env, &source, key, &[&[("CHECK", check)], vars].concat()).await
+}
+
+/// The end of an SDK check script (one that imports `json`, `os` and the `sdk` module and
+/// defines its checks as functions, named in a `CHECKS` dict or by their own names): runs the
+/// check that `CHECK` names and prints what it returns, or the API error it raised
+/// (`exception`, `status`, `body`, `message`).
+fn check_runner(sdk: &str) -> String {
+    format!(
+        r#"
+checks = globals().get("CHECKS") or globals()
+try:
+    out = checks[os.environ["CHECK"]]()
+except {sdk}.APIStatusError as e:
+    out = {{"exception": type(e).__name__, "status": e.status_code, "body": e.body, "message": e.message}}
+print(json.dumps(out))
+"#
+    )
 }
 
 /// The snapshot the control plane last published (the KV pointer's object), as text.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use switchyard_tests::support::TestEnv;
 
 use crate::anthropic_provider::gateway;
-use crate::fixture::{client, python_json, FULL_KEY, UPSTREAM_KEY};
+use crate::fixture::{anthropic_check, client, FULL_KEY, UPSTREAM_KEY};
 use crate::usage_events::spooled_events;
 
 const SDK_CHECKS: &str = r#"
@@ -76,24 +76,10 @@ def unknown_model():
 
 CHECKS = {"native": native, "message": message, "stream": stream, "tools": tools, "count": count,
           "unknown_model": unknown_model}
-try:
-    out = CHECKS[os.environ["CHECK"]]()
-except anthropic.APIStatusError as e:
-    out = {"exception": type(e).__name__, "status": e.status_code, "body": e.body}
-print(json.dumps(out))
 "#;
 
 async fn sdk(env: &TestEnv, check: &str, key: &str) -> Value {
-    let base = env.data_plane().base_url();
-    python_json(
-        SDK_CHECKS,
-        &[
-            ("ANTHROPIC_BASE_URL", &base),
-            ("ANTHROPIC_API_KEY", key),
-            ("CHECK", check),
-        ],
-    )
-    .await
+    anthropic_check(env, SDK_CHECKS, key, check, &[]).await
 }
 
 #[tokio::test]

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use switchyard_tests::support::{eventually, DataPlaneSpec, TestEnv};
 
 use crate::fixture::{
-    client, config, gateway_with, python_json, sha256_hex, FULL_KEY, LIMITED_KEY, UPSTREAM_KEY,
+    anthropic_check, client, config, gateway_with, json_of, openai_check, sha256_hex, FULL_KEY,
+    LIMITED_KEY, UPSTREAM_KEY,
 };
 use crate::usage_events::spooled_events;
 
@@ -80,11 +81,6 @@ def message():
     m = client.messages.create(model=os.environ["MODEL"], max_tokens=50, messages=ASK)
     return {"model": m.model, "text": "".join(b.text for b in m.content if b.type == "text")}
 
-try:
-    out = globals()[os.environ["CHECK"]]()
-except anthropic.APIStatusError as e:
-    out = {"exception": type(e).__name__, "status": e.status_code, "body": e.body}
-print(json.dumps(out))
 "#;
 
 const OPENAI_CHECKS: &str = r#"
@@ -101,33 +97,14 @@ def chat():
                                        messages=[{"role": "user", "content": "say hello to me"}])
     return {"content": r.choices[0].message.content, "model": r.model}
 
-try:
-    out = globals()[os.environ["CHECK"]]()
-except openai.APIStatusError as e:
-    out = {"exception": type(e).__name__, "status": e.status_code, "body": e.body}
-print(json.dumps(out))
 "#;
 
 async fn anthropic_sdk(env: &TestEnv, check: &str, key: &str, model: &str) -> Value {
-    let base = env.data_plane().base_url();
-    let vars = [
-        ("ANTHROPIC_BASE_URL", base.as_str()),
-        ("ANTHROPIC_API_KEY", key),
-        ("CHECK", check),
-        ("MODEL", model),
-    ];
-    python_json(ANTHROPIC_CHECKS, &vars).await
+    anthropic_check(env, ANTHROPIC_CHECKS, key, check, &[("MODEL", model)]).await
 }
 
 async fn openai_sdk(env: &TestEnv, check: &str, key: &str, model: &str) -> Value {
-    let base = format!("{}/v1", env.data_plane().base_url());
-    let vars = [
-        ("OPENAI_BASE_URL", base.as_str()),
-        ("OPENAI_API_KEY", key),
-        ("CHECK", check),
-        ("MODEL", model),
-    ];
-    python_json(OPENAI_CHECKS, &vars).await
+    openai_check(env, OPENAI_CHECKS, key, check, &[("MODEL", model)]).await
 }
 
 fn ids(models: &Value) -> Vec<&str> {
@@ -217,15 +194,8 @@ async fn openai_listing_is_unchanged_in_shape_and_shows_provider_model_names() {
     let mut sorted = names.clone();
     sorted.sort_unstable();
     assert_eq!(names, sorted);
-    let raw: Value = client()
-        .get(env.data_plane().url("/v1/models"))
-        .bearer_auth(FULL_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = client().get(env.data_plane().url("/v1/models"));
+    let raw = json_of(models.bearer_auth(FULL_KEY)).await;
     assert_eq!(raw["object"], "list", "{raw}");
     assert_eq!(raw["data"][0]["object"], "model");
 }

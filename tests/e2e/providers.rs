@@ -45,6 +45,16 @@ pub(crate) struct Family {
     tool_ids: Option<&'static str>,
 }
 
+impl Family {
+    /// Creates the family's provider, and its route to the family's model, through `cp`.
+    pub(crate) async fn create_in(&self, cp: &ControlPlane) {
+        cp.post("/admin/providers", &self.provider).await.unwrap();
+        let route = json!({"alias": self.alias,
+                           "deployments": [{"provider": self.provider["id"], "model": self.model}]});
+        cp.post("/admin/routes", &route).await.unwrap();
+    }
+}
+
 pub(crate) fn families(mock: &str) -> Vec<Family> {
     let vertex = |model: &str, action: &str| {
         format!("/v1/projects/switchyard-test/locations/us-central1/publishers/google/models/{model}:{action}")
@@ -165,10 +175,7 @@ async fn matrix() -> Matrix {
         .await
         .unwrap();
     for f in &families {
-        cp.post("/admin/providers", &f.provider).await.unwrap();
-        let route = json!({"alias": f.alias,
-                           "deployments": [{"provider": f.provider["id"], "model": f.model}]});
-        cp.post("/admin/routes", &route).await.unwrap();
+        f.create_in(&cp).await;
         let price = json!({"input_per_mtok": f.price.0, "output_per_mtok": f.price.1});
         let path = format!("/admin/pricing/{}", f.model);
         let answer = cp

@@ -4,7 +4,8 @@
 use serde_json::{json, Value};
 
 use crate::fixture::{
-    chat_body, client, error_of, gateway, post, sse_data, FULL_KEY, LIMITED_KEY, UPSTREAM_KEY,
+    chat_body, client, error_of, gateway, json_of, post, sse_data, FULL_KEY, LIMITED_KEY,
+    UPSTREAM_KEY,
 };
 
 #[tokio::test]
@@ -161,15 +162,7 @@ async fn models_lists_only_what_the_key_may_use() {
     let list = |key: &'static str| {
         let url = env.data_plane().url("/v1/models");
         async move {
-            let v: Value = client()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = json_of(client().get(url).bearer_auth(key)).await;
             assert_eq!(v["object"], "list");
             v["data"]
                 .as_array()

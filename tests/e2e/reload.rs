@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::fixture::{chat_body, client, config, gateway, post, FULL_KEY};
+use crate::fixture::{chat_body, client, config, gateway, json_of, post, FULL_KEY};
 
 #[tokio::test]
 async fn a_changed_file_is_swapped_in_and_an_invalid_one_is_refused() {
@@ -91,14 +91,7 @@ async fn ops_endpoints_report_health_readiness_and_metrics() {
             .status(),
         200
     );
-    let ready: serde_json::Value = client()
-        .get(format!("{ops}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = json_of(client().get(format!("{ops}/readyz"))).await;
     assert_eq!(ready["ready"], json!(true));
     post(&env, "/v1/chat/completions", FULL_KEY, &chat_body("chat")).await;
     let text = env.data_plane().metrics().await.unwrap();

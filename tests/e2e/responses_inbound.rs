@@ -7,7 +7,9 @@
 use serde_json::{json, Value};
 use switchyard_tests::support::{DataPlaneSpec, TestEnv};
 
-use crate::fixture::{client, config, gateway_with, python_json, FULL_KEY, UPSTREAM_KEY};
+use crate::fixture::{
+    client, config, gateway_with, openai_check, openai_script, python_json, FULL_KEY, UPSTREAM_KEY,
+};
 use crate::usage_events::spooled_events;
 
 const SDK_CHECKS: &str = r#"
@@ -59,11 +61,6 @@ def builtin():
                             tool_choice={"type": "web_search_preview"})
 
 CHECKS = {"plain": plain, "stream": stream, "tools": tools, "builtin": builtin}
-try:
-    out = CHECKS[os.environ["CHECK"]]()
-except openai.APIStatusError as e:
-    out = {"exception": type(e).__name__, "status": e.status_code, "body": e.body}
-print(json.dumps(out))
 "#;
 
 /// The standard gateway plus alias `gpt` on an `openai` provider (the mock's Responses API).
@@ -91,17 +88,7 @@ async fn script_tool_call(env: &TestEnv) {
 }
 
 async fn sdk(env: &TestEnv, model: &str, check: &str) -> Value {
-    let base = format!("{}/v1", env.data_plane().base_url());
-    python_json(
-        SDK_CHECKS,
-        &[
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", FULL_KEY),
-            ("MODEL", model),
-            ("CHECK", check),
-        ],
-    )
-    .await
+    openai_check(env, SDK_CHECKS, FULL_KEY, check, &[("MODEL", model)]).await
 }
 
 #[tokio::test]
@@ -300,16 +287,7 @@ print(json.dumps({"final": result.final_output, "ran": ran}))
 async fn openai_agents_sdk_runs_a_tool_through_the_gateway() {
     let env = gateway().await;
     script_tool_call(&env).await;
-    let base = format!("{}/v1", env.data_plane().base_url());
-    let out = python_json(
-        AGENTS_SDK,
-        &[
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", FULL_KEY),
-            ("MODEL", "chat"),
-        ],
-    )
-    .await;
+    let out = openai_script(&env, AGENTS_SDK, FULL_KEY, &[("MODEL", "chat")]).await;
     assert_eq!(out["ran"], json!(["ls"]), "{out}");
     assert_eq!(out["final"], "Hello from the mock provider.", "{out}");
     let seen = env.mock().requests().await.unwrap();

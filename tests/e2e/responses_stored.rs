@@ -45,10 +45,11 @@ out["after_delete"] = status_of(lambda: one.responses.retrieve(first.id))
 print(json.dumps(out))
 "#;
 
-#[tokio::test]
-async fn stored_responses_continue_across_proxies_and_stay_in_their_team() {
+/// A control plane and `proxies` data planes routing `chat` to the mock's `mock-chat`, and a
+/// team `a` (its JSON) to hold keys.
+async fn chat_stack(proxies: usize) -> (Stack, Value) {
     let mock = MockProviderOptions::new().api_key(UPSTREAM_KEY);
-    let Stack { cp, env } = stack_with([mock], 2).await;
+    let Stack { cp, env } = stack_with([mock], proxies).await;
     let base = env.mock().base_url();
     let provider = json!({"id": "mock", "kind": "openai_compatible",
                           "base_url": format!("{base}/v1"), "api_key": UPSTREAM_KEY});
@@ -60,6 +61,12 @@ async fn stored_responses_continue_across_proxies_and_stay_in_their_team() {
         .post("/admin/teams", &json!({"name": "a"}))
         .await
         .unwrap();
+    (Stack { cp, env }, team)
+}
+
+#[tokio::test]
+async fn stored_responses_continue_across_proxies_and_stay_in_their_team() {
+    let (Stack { cp, env }, team) = chat_stack(2).await;
     let other_team = cp
         .post("/admin/teams", &json!({"name": "b"}))
         .await
@@ -135,19 +142,7 @@ async fn stored_responses_continue_across_proxies_and_stay_in_their_team() {
 /// messages, then the summary) is a valid input for the next turn.
 #[tokio::test]
 async fn a_conversation_compacts_into_user_messages_and_a_summary() {
-    let mock = MockProviderOptions::new().api_key(UPSTREAM_KEY);
-    let Stack { cp, env } = stack_with([mock], 1).await;
-    let base = env.mock().base_url();
-    let provider = json!({"id": "mock", "kind": "openai_compatible",
-                          "base_url": format!("{base}/v1"), "api_key": UPSTREAM_KEY});
-    cp.post("/admin/providers", &provider).await.unwrap();
-    let route =
-        json!({"alias": "chat", "deployments": [{"provider": "mock", "model": "mock-chat"}]});
-    cp.post("/admin/routes", &route).await.unwrap();
-    let team = cp
-        .post("/admin/teams", &json!({"name": "a"}))
-        .await
-        .unwrap();
+    let (Stack { cp, env }, team) = chat_stack(1).await;
     let key = all_models_key(&cp, &team).await;
     let proxy = env.data_plane().base_url();
     wait_until_served(&proxy, &key, "chat").await.unwrap();

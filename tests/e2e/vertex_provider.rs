@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use switchyard_tests::support::{openai_sdk, DataPlaneSpec, MockProviderOptions, TestEnv};
 
-use crate::fixture::{assert_billed, python_json, sha256_hex, FULL_KEY};
+use crate::fixture::{assert_billed, openai_script, sha256_hex, FULL_KEY};
 use crate::providers::SERVICE_ACCOUNT;
 
 const CHAT_MODEL: &str = "gemini-2.5-flash";
@@ -89,12 +89,7 @@ async fn sdk(env: &TestEnv, model: &str, check: &str) -> Value {
 }
 
 async fn python(env: &TestEnv, source: &str) -> Value {
-    let base = format!("{}/v1", env.data_plane().base_url());
-    let vars = [
-        ("OPENAI_BASE_URL", base.as_str()),
-        ("OPENAI_API_KEY", FULL_KEY),
-    ];
-    python_json(source, &vars).await
+    openai_script(env, source, FULL_KEY, &[]).await
 }
 
 /// The mock's records split into token requests and Vertex API requests.

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 
 use super::binaries;
 use super::fsutil::{self, STARTUP_TIMEOUT};
-use super::process::{ChildProcess, ProcessSpec};
+use super::process::{extra_env_and_args, ChildProcess, ProcessSpec};
 use super::TestEnv;
 
 type ConfigFn = Box<dyn FnOnce(&TestEnv) -> String + Send>;
@@ -78,17 +78,7 @@ impl DataPlaneSpec {
         Self::nats().env("SWITCHYARD_SEAL_KEY", super::SEAL_KEY)
     }
 
-    /// Adds an environment variable for the process.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.envs.push((key.into(), value.into()));
-        self
-    }
-
-    /// Adds a command-line argument after the ones the harness passes.
-    pub fn arg(mut self, arg: impl Into<String>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
+    extra_env_and_args!();
 
     /// The config text (`None` for NATS), environment and arguments.
     pub(crate) fn render(

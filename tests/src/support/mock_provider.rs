@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use reqwest::Method;
 
 use super::binaries;
 use super::fsutil::{self, STARTUP_TIMEOUT};
-use super::process::{ChildProcess, ProcessSpec};
+use super::process::{extra_env_and_args, ChildProcess, ProcessSpec};
 
 /// How to start one mock provider.
 #[derive(Clone, Debug, Default)]
@@ -33,17 +34,7 @@ impl MockProviderOptions {
         self
     }
 
-    /// Adds an environment variable for the process.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.envs.push((key.into(), value.into()));
-        self
-    }
-
-    /// Adds a command-line argument after the ones the harness passes.
-    pub fn arg(mut self, arg: impl Into<String>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
+    extra_env_and_args!();
 }
 
 /// A running mock provider.
@@ -107,25 +98,15 @@ impl MockProvider {
     /// Installs a script: `POST /__mock/script` with the given JSON (a `serde_json::Value` or
     /// any of the mock's typed script structs).
     pub async fn script(&self, script: &impl serde::Serialize) -> anyhow::Result<()> {
-        let resp = self
-            .http
-            .post(self.control_url("script"))
-            .json(script)
-            .send()
+        let json = serde_json::to_value(script).context("POST /__mock/script: the script")?;
+        self.control(Method::POST, "script", Some(json))
             .await
-            .context("POST /__mock/script")?;
-        check(resp, "POST /__mock/script").await.map(|_| ())
+            .map(|_| ())
     }
 
     /// The requests the mock has received so far (`GET /__mock/requests`), oldest first.
     pub async fn requests(&self) -> anyhow::Result<Vec<serde_json::Value>> {
-        let resp = self
-            .http
-            .get(self.control_url("requests"))
-            .send()
-            .await
-            .context("GET /__mock/requests")?;
-        let body = check(resp, "GET /__mock/requests").await?;
+        let body = self.control(Method::GET, "requests", None).await?;
         let json: serde_json::Value =
             serde_json::from_str(&body).context("GET /__mock/requests: body is not JSON")?;
         match json {
@@ -140,24 +121,16 @@ impl MockProvider {
 
     /// Drops every queued script (`DELETE /__mock/script`).
     pub async fn clear_scripts(&self) -> anyhow::Result<()> {
-        let resp = self
-            .http
-            .delete(self.control_url("script"))
-            .send()
+        self.control(Method::DELETE, "script", None)
             .await
-            .context("DELETE /__mock/script")?;
-        check(resp, "DELETE /__mock/script").await.map(|_| ())
+            .map(|_| ())
     }
 
     /// Forgets the recorded requests (`DELETE /__mock/requests`).
     pub async fn clear(&self) -> anyhow::Result<()> {
-        let resp = self
-            .http
-            .delete(self.control_url("requests"))
-            .send()
+        self.control(Method::DELETE, "requests", None)
             .await
-            .context("DELETE /__mock/requests")?;
-        check(resp, "DELETE /__mock/requests").await.map(|_| ())
+            .map(|_| ())
     }
 
     /// SIGKILL the mock, as in a provider outage; the port then refuses connections.
@@ -175,8 +148,22 @@ impl MockProvider {
         (self.process.stdout_path(), self.process.stderr_path())
     }
 
-    fn control_url(&self, what: &str) -> String {
-        format!("{}/__mock/{what}", self.base_url())
+    /// Calls the control API: `method` on `/__mock/{what}`, with `json` as the body if any.
+    /// The answer's body; an error naming the call unless it is 2xx.
+    async fn control(
+        &self,
+        method: Method,
+        what: &str,
+        json: Option<serde_json::Value>,
+    ) -> anyhow::Result<String> {
+        let call = format!("{method} /__mock/{what}");
+        let url = format!("{}/__mock/{what}", self.base_url());
+        let mut request = self.http.request(method, url);
+        if let Some(json) = json {
+            request = request.json(&json);
+        }
+        let resp = request.send().await.with_context(|| call.clone())?;
+        check(resp, &call).await
     }
 }
 

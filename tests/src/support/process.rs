@@ -29,6 +29,25 @@ pub struct ProcessSpec {
     pub log_dir: PathBuf,
 }
 
+/// The `env` and `arg` builder methods of a harness spec (a type with `envs: Vec<(String,
+/// String)>` and `args: Vec<String>` fields), for use inside its `impl` block.
+macro_rules! extra_env_and_args {
+    () => {
+        /// Adds an environment variable for the process.
+        pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+            self.envs.push((key.into(), value.into()));
+            self
+        }
+
+        /// Adds a command-line argument after the ones the harness passes.
+        pub fn arg(mut self, arg: impl Into<String>) -> Self {
+            self.args.push(arg.into());
+            self
+        }
+    };
+}
+pub(crate) use extra_env_and_args;
+
 /// A running (or exited) child process whose output goes to log files.
 #[derive(Debug)]
 pub struct ChildProcess {
