@@ -5,12 +5,9 @@
 //! `\n`, `\r\n` and `\r` line endings, multi-line `data:` fields, comments and `event:` names.
 //! [`SseBody`] feeds the decoder from an upstream response, for every streaming adapter.
 
-use std::pin::Pin;
-
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
 
-use super::http::classify_read;
+use super::stream::{Body, Decode};
 use super::UpstreamError;
 
 /// One decoded event.
@@ -72,41 +69,23 @@ impl SseDecoder {
     }
 }
 
-/// Events read off an upstream SSE response as its bytes arrive.
-pub struct SseBody {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    decoder: SseDecoder,
-}
+/// Events read off an upstream SSE response as its bytes arrive; an oversized event or a
+/// body that breaks off is an error, and a body that ends mid-event simply ends (the
+/// default [`Decode::ended`]).
+pub type SseBody = Body<SseDecoder>;
 
-impl SseBody {
-    pub fn new(response: reqwest::Response) -> Self {
-        Self {
-            body: Box::pin(response.bytes_stream()),
-            decoder: SseDecoder::default(),
-        }
+impl Decode for SseDecoder {
+    type Event = SseEvent;
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.push(bytes);
     }
 
-    /// The next complete event, `Ok(None)` once the body has ended; an oversized event or a
-    /// body that breaks off is an error for `provider`. After `Ok(None)` or an error the caller
-    /// ends its stream.
-    pub async fn next_event(&mut self, provider: &str) -> Result<Option<SseEvent>, UpstreamError> {
-        loop {
-            match self.decoder.next_event() {
-                Ok(Some(event)) => return Ok(Some(event)),
-                Ok(None) => {}
-                Err(_) => {
-                    return Err(UpstreamError::BadResponse {
-                        provider: provider.to_owned(),
-                        detail: "stream event too large",
-                    })
-                }
-            }
-            match self.body.next().await {
-                Some(Ok(bytes)) => self.decoder.push(&bytes),
-                Some(Err(e)) => return Err(classify_read(provider, e)),
-                None => return Ok(None),
-            }
-        }
+    fn decoded(&mut self, provider: &str) -> Result<Option<SseEvent>, UpstreamError> {
+        self.next_event().map_err(|_| UpstreamError::BadResponse {
+            provider: provider.to_owned(),
+            detail: "stream event too large",
+        })
     }
 }
 
@@ -166,14 +145,6 @@ fn parse_block(block: &[u8]) -> Option<SseEvent> {
         event,
         data: Bytes::from(d),
     })
-}
-
-impl super::stream::Events for SseBody {
-    type Event = SseEvent;
-
-    async fn next_event(&mut self, provider: &str) -> Result<Option<SseEvent>, UpstreamError> {
-        SseBody::next_event(self, provider).await
-    }
 }
 
 #[cfg(test)]

@@ -7,12 +7,19 @@
 //! the stream (after which nothing more is read), a translator that saw its end event stops the
 //! reading, and a body that ends before the translator saw the end is an error, so the relay
 //! never presents a truncated answer as complete.
+//!
+//! Both wires' events come off the response the same way ([`Body`]): bytes are fed to the
+//! wire's incremental decoder ([`Decode`]: SSE, or Bedrock's eventstream frames) as they
+//! arrive, and each whole event is handed on at once.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
 
-use futures_util::stream;
+use bytes::Bytes;
+use futures_util::{stream, Stream, StreamExt};
 
+use super::http::classify_read;
 use super::{Chunk, ChunkStream, UpstreamError};
 
 /// Where a stream's events come from.
@@ -23,6 +30,55 @@ pub trait Events: Send + 'static {
         &mut self,
         provider: &str,
     ) -> impl Future<Output = Result<Option<Self::Event>, UpstreamError>> + Send;
+}
+
+/// An incremental decoder of a streamed body: bytes go in as the network delivers them, whole
+/// events come out as soon as their last byte has arrived.
+pub trait Decode: Default + Send + 'static {
+    type Event: Send;
+    /// Bytes as they arrived.
+    fn feed(&mut self, bytes: &[u8]);
+    /// The next whole event, `Ok(None)` if more bytes are needed; an error if the bytes are
+    /// not the wire format.
+    fn decoded(&mut self, provider: &str) -> Result<Option<Self::Event>, UpstreamError>;
+    /// The body ended: fine, or the error of a body that ended in the middle of an event. By
+    /// default a body may end anywhere (bytes of an unfinished event are dropped).
+    fn ended(&self, _provider: &str) -> Result<(), UpstreamError> {
+        Ok(())
+    }
+}
+
+/// Events decoded off an upstream response as its bytes arrive (see [`Decode`]); a body that
+/// breaks off is an error. After `Ok(None)` or an error the driver ends the stream.
+pub struct Body<D> {
+    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    decoder: D,
+}
+
+impl<D: Decode> Body<D> {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            decoder: D::default(),
+        }
+    }
+}
+
+impl<D: Decode> Events for Body<D> {
+    type Event = D::Event;
+
+    async fn next_event(&mut self, provider: &str) -> Result<Option<D::Event>, UpstreamError> {
+        loop {
+            if let Some(event) = self.decoder.decoded(provider)? {
+                return Ok(Some(event));
+            }
+            match self.body.next().await {
+                Some(Ok(bytes)) => self.decoder.feed(&bytes),
+                Some(Err(e)) => return Err(classify_read(provider, e)),
+                None => return self.decoder.ended(provider).map(|()| None),
+            }
+        }
+    }
 }
 
 /// How one provider's events become chunks in the OpenAI dialect.

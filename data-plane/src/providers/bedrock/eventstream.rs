@@ -12,12 +12,9 @@
 //! kept (`:event-type`, `:message-type`, `:exception-type`, `:content-type`); others are
 //! skipped by their declared size.
 
-use std::pin::Pin;
-
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
 
-use crate::providers::http::classify_read;
+use crate::providers::stream::{Body, Decode};
 use crate::providers::UpstreamError;
 
 /// Prelude (12 bytes) plus the message CRC (4 bytes).
@@ -164,54 +161,35 @@ fn parse_headers(mut b: &[u8]) -> Result<Vec<(String, String)>, FrameError> {
     Ok(out)
 }
 
-/// Frames read off an upstream event-stream response as its bytes arrive.
-pub struct FrameBody {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    decoder: Decoder,
-}
+/// Frames read off an upstream event-stream response as its bytes arrive; a bad frame, a body
+/// that ends mid-frame or breaks off is an error.
+pub type FrameBody = Body<Decoder>;
 
-impl FrameBody {
-    pub fn new(response: reqwest::Response) -> Self {
-        Self {
-            body: Box::pin(response.bytes_stream()),
-            decoder: Decoder::default(),
-        }
-    }
-
-    /// The next frame, `Ok(None)` once the body has ended on a frame boundary. A bad frame, a
-    /// body that ends mid-frame or breaks off is an error for `provider`.
-    pub async fn next_frame(&mut self, provider: &str) -> Result<Option<Frame>, UpstreamError> {
-        loop {
-            match self.decoder.next_frame() {
-                Ok(Some(frame)) => return Ok(Some(frame)),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(provider, error = %e, "bad event stream frame");
-                    return Err(UpstreamError::BadResponse {
-                        provider: provider.to_owned(),
-                        detail: "invalid event stream frame",
-                    });
-                }
-            }
-            match self.body.next().await {
-                Some(Ok(bytes)) => self.decoder.push(&bytes),
-                Some(Err(e)) => return Err(classify_read(provider, e)),
-                None if self.decoder.pending() == 0 => return Ok(None),
-                None => {
-                    return Err(UpstreamError::Interrupted {
-                        provider: provider.to_owned(),
-                    })
-                }
-            }
-        }
-    }
-}
-
-impl crate::providers::stream::Events for FrameBody {
+impl Decode for Decoder {
     type Event = Frame;
 
-    async fn next_event(&mut self, provider: &str) -> Result<Option<Frame>, UpstreamError> {
-        self.next_frame(provider).await
+    fn feed(&mut self, bytes: &[u8]) {
+        self.push(bytes);
+    }
+
+    fn decoded(&mut self, provider: &str) -> Result<Option<Frame>, UpstreamError> {
+        self.next_frame().map_err(|e| {
+            tracing::warn!(provider, error = %e, "bad event stream frame");
+            UpstreamError::BadResponse {
+                provider: provider.to_owned(),
+                detail: "invalid event stream frame",
+            }
+        })
+    }
+
+    fn ended(&self, provider: &str) -> Result<(), UpstreamError> {
+        if self.pending() == 0 {
+            Ok(())
+        } else {
+            Err(UpstreamError::Interrupted {
+                provider: provider.to_owned(),
+            })
+        }
     }
 }
 
