@@ -1,7 +1,6 @@
 //! Small pieces every admin handler module shares: path ids, PATCH-style optional fields and
 //! the owner team of a new resource.
 
-use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 use super::{ApiError, AppState};
@@ -12,12 +11,8 @@ pub fn parse_id(id: &str, what: &str) -> Result<Uuid, ApiError> {
 }
 
 /// Deserializes a field that distinguishes absent (`None`, with `#[serde(default)]`) from
-/// `null` (`Some(None)`, "clear it").
-pub fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
+/// `null` (`Some(None)`, "clear it"): the rule the domain's patches are replayed with.
+pub use crate::domain::key::nullable as double_option;
 
 /// A new resource's owner team must exist (422 on `team_id` otherwise).
 pub async fn ensure_team(state: &AppState, team: Option<Uuid>) -> Result<(), ApiError> {
