@@ -54,6 +54,29 @@ pub fn present(body: &JsonBody, names: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// A message's `content` (the message at `at`): a string is the whole turn, pushed to `out`
+/// as one chat message of `role` (`None`); an array is its blocks, for the caller to
+/// translate; anything else is the client's 400 (`what`: what the array holds).
+pub fn content_array<'v>(
+    content: &'v serde_json::Value,
+    role: &str,
+    at: &str,
+    what: &str,
+    out: &mut Vec<serde_json::Value>,
+) -> Result<Option<&'v Vec<serde_json::Value>>, ApiError> {
+    match content {
+        serde_json::Value::String(text) => {
+            out.push(serde_json::json!({"role": role, "content": text}));
+            Ok(None)
+        }
+        serde_json::Value::Array(blocks) => Ok(Some(blocks)),
+        _ => Err(ApiError::invalid(
+            &format!("{at}.content"),
+            format!("'{at}.content' must be a string or an array of {what}."),
+        )),
+    }
+}
+
 /// What an answer in the client's dialect may need to know about its request.
 #[derive(Debug)]
 pub struct Answer<'a> {

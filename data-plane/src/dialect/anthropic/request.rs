@@ -16,7 +16,9 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::dialect::content_array;
 use crate::error::ApiError;
+use crate::providers::translate::body::renamed;
 use crate::providers::JsonBody;
 
 /// Top-level fields a translation drops.
@@ -57,16 +59,13 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
         message(m, &format!("messages[{i}]"), &mut messages)?;
     }
     out.insert("messages".into(), Value::Array(messages));
-    for (from, to) in [
+    let names = [
         ("max_tokens", "max_tokens"),
         ("temperature", "temperature"),
         ("top_p", "top_p"),
         ("stop_sequences", "stop"),
-    ] {
-        if let Some(v) = field(from)? {
-            out.insert(to.into(), v);
-        }
-    }
+    ];
+    renamed(field, &names, &mut out)?;
     if let Some(user) = field("metadata")?.and_then(|m| m.get("user_id").cloned()) {
         if !user.is_null() {
             out.insert("user".into(), user);
@@ -142,18 +141,8 @@ fn message(m: &Value, param: &str, out: &mut Vec<Value>) -> Result<(), ApiError>
             ))
         }
     };
-    let blocks = match &m["content"] {
-        Value::String(s) => {
-            out.push(json!({"role": role, "content": s}));
-            return Ok(());
-        }
-        Value::Array(blocks) => blocks,
-        _ => {
-            return Err(ApiError::invalid(
-                &format!("{param}.content"),
-                format!("'{param}.content' must be a string or an array of content blocks."),
-            ))
-        }
+    let Some(blocks) = content_array(&m["content"], role, param, "content blocks", out)? else {
+        return Ok(());
     };
     let mut parts = Vec::new();
     let mut calls = Vec::new();

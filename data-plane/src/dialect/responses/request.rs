@@ -26,7 +26,9 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::dialect::content_array;
 use crate::error::ApiError;
+use crate::providers::translate::body::renamed;
 use crate::providers::JsonBody;
 
 /// Fields a translation drops (they change no answer a chat upstream could give).
@@ -86,18 +88,15 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
         }
     }
     out.insert("messages".into(), Value::Array(messages));
-    for (from, to) in [
+    let names = [
         ("max_output_tokens", "max_tokens"),
         ("temperature", "temperature"),
         ("top_p", "top_p"),
         ("parallel_tool_calls", "parallel_tool_calls"),
         ("user", "user"),
         ("metadata", "metadata"),
-    ] {
-        if let Some(v) = field(from)? {
-            out.insert(to.into(), v);
-        }
-    }
+    ];
+    renamed(field, &names, &mut out)?;
     let mut has_tools = false;
     if let Some(tools) = field("tools")? {
         let tools = self::tools(&tools)?;
@@ -226,18 +225,8 @@ fn message(item: &Value, at: &str, out: &mut Vec<Value>) -> Result<(), ApiError>
             ))
         }
     };
-    let parts = match &item["content"] {
-        Value::String(text) => {
-            out.push(json!({"role": role, "content": text}));
-            return Ok(());
-        }
-        Value::Array(parts) => parts,
-        _ => {
-            return Err(ApiError::invalid(
-                &format!("{at}.content"),
-                format!("'{at}.content' must be a string or an array of content parts."),
-            ))
-        }
+    let Some(parts) = content_array(&item["content"], role, at, "content parts", out)? else {
+        return Ok(());
     };
     if role != "user" {
         // System and assistant turns are text in chat.

@@ -83,18 +83,15 @@ pub fn chat_request(body: &JsonBody) -> Result<Value, Untranslatable> {
 
 fn generation_config(field: &Field<'_>) -> Result<Map<String, Value>, Untranslatable> {
     let mut config = Map::new();
-    for (from, to) in [
+    let names = [
         ("temperature", "temperature"),
         ("top_p", "topP"),
         ("n", "candidateCount"),
         ("presence_penalty", "presencePenalty"),
         ("frequency_penalty", "frequencyPenalty"),
         ("seed", "seed"),
-    ] {
-        if let Some(v) = field(from)? {
-            config.insert(to.into(), v);
-        }
-    }
+    ];
+    openai::renamed(field, &names, &mut config)?;
     // `max_completion_tokens` supersedes the deprecated `max_tokens`.
     if let Some(v) = field("max_completion_tokens")?.or(field("max_tokens")?) {
         config.insert("maxOutputTokens".into(), v);

@@ -2,7 +2,7 @@
 //! values, the message list, and message text, with the client's mistakes as an
 //! [`Untranslatable`] (a 400 naming the field) rather than a wrong request upstream.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use serde_json::json;
 
@@ -11,6 +11,21 @@ use crate::providers::JsonBody;
 
 /// How translations read one top-level field (`null` counts as absent).
 pub type Field<'a> = dyn Fn(&str) -> Result<Option<Value>, Untranslatable> + 'a;
+
+/// Copies each `(from, to)` field the body sets (`field` reads it) into `out` under the name
+/// `to`, its value as it was.
+pub fn renamed<E>(
+    field: impl Fn(&str) -> Result<Option<Value>, E>,
+    names: &[(&str, &str)],
+    out: &mut Map<String, Value>,
+) -> Result<(), E> {
+    for (from, to) in names {
+        if let Some(v) = field(from)? {
+            out.insert((*to).into(), v);
+        }
+    }
+    Ok(())
+}
 
 /// Top-level field `name` of `body`, parsed; `null` counts as absent.
 pub fn field(body: &JsonBody, name: &str) -> Result<Option<Value>, Untranslatable> {
