@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use switchyard_tests::support::{DataPlaneSpec, TestEnv};
 
 use crate::fixture::{
-    assert_billed, config, error_of, gateway_with, openai_check, post, sse_data, FULL_KEY,
+    assert_billed, config, error_of, gateway_with, post, sdk_check, sse_data, Sdk, FULL_KEY,
     UPSTREAM_KEY,
 };
 
@@ -93,7 +93,7 @@ CHECKS = {"chat": chat, "stream": stream, "stream_without_usage": stream_without
 "#;
 
 async fn sdk(env: &TestEnv, check: &str) -> Value {
-    openai_check(env, SDK_CHECKS, FULL_KEY, check, &[]).await
+    sdk_check(env, Sdk::OpenAi, SDK_CHECKS, FULL_KEY, check, &[]).await
 }
 
 #[tokio::test]

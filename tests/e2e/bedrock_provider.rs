@@ -6,7 +6,10 @@
 use serde_json::{json, Value};
 use switchyard_tests::support::{openai_sdk, DataPlaneSpec, TestEnv};
 
-use crate::fixture::{anthropic_script, assert_billed, gateway_requiring, sha256_hex, FULL_KEY};
+use crate::fixture::{
+    assert_billed, assert_default_chat, assert_default_stream, gateway_requiring, sdk_script,
+    sha256_hex, Sdk, FULL_KEY,
+};
 
 const MODEL: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
 const MODEL_PATH: &str = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0";
@@ -70,12 +73,7 @@ async fn bedrock_chat_stream_and_tools_through_the_openai_sdk() {
     let env = bedrock_gateway().await;
 
     let chat = sdk(&env, "bedrock-chat", "chat").await;
-    assert_eq!(chat["content"], "Hello from the mock provider.", "{chat}");
-    assert_eq!(chat["finish_reason"], "stop");
-    assert_eq!(
-        chat["usage"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9})
-    );
+    assert_default_chat(&chat);
     let seen = env.mock().requests().await.unwrap();
     assert_eq!(seen[0]["path"], format!("{MODEL_PATH}/converse"));
     assert_eq!(seen[0]["model"], MODEL);
@@ -87,14 +85,7 @@ async fn bedrock_chat_stream_and_tools_through_the_openai_sdk() {
     assert_billed(&seen[0], 4, 5);
 
     let stream = sdk(&env, "bedrock-chat", "stream").await;
-    assert_eq!(
-        stream["content"], "Hello from the mock provider.",
-        "{stream}"
-    );
-    assert_eq!(
-        stream["usage"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5})
-    );
+    assert_default_stream(&stream);
     let seen = env.mock().requests().await.unwrap();
     assert_eq!(seen[1]["path"], format!("{MODEL_PATH}/converse-stream"));
     assert_signed(&seen[1]);
@@ -191,7 +182,7 @@ print(json.dumps({"text": text_of(m), "stop_reason": m.stop_reason,
 #[tokio::test]
 async fn anthropic_sdk_messages_reach_bedrock_translated_both_ways() {
     let env = bedrock_gateway().await;
-    let out = anthropic_script(&env, ANTHROPIC_SDK, FULL_KEY, &[]).await;
+    let out = sdk_script(&env, Sdk::Anthropic, ANTHROPIC_SDK, FULL_KEY, &[]).await;
     assert_eq!(out["text"], "Hello from the mock provider.", "{out}");
     assert_eq!(out["stop_reason"], "end_turn");
     // "Be brief." (2 words) + "say hello to me" (4 words); the reply is 5 words.

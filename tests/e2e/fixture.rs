@@ -162,54 +162,81 @@ pub async fn python_json(source: &str, envs: &[(&str, &str)]) -> Value {
         .unwrap_or_else(|e| panic!("bad output ({e}): {}\n{}", out.stdout, out.stderr))
 }
 
-/// Runs an OpenAI SDK check script against `env`'s data plane: `OPENAI_BASE_URL` (its `/v1`)
-/// and `OPENAI_API_KEY` (`key`), plus `vars`.
-pub async fn openai_script(env: &TestEnv, source: &str, key: &str, vars: &[(&str, &str)]) -> Value {
-    let base = format!("{}/v1", env.data_plane().base_url());
-    let sdk = [("OPENAI_BASE_URL", base.as_str()), ("OPENAI_API_KEY", key)];
-    python_json(source, &[&sdk, vars].concat()).await
+/// The official Python SDK a script drives.
+#[derive(Debug, Clone, Copy)]
+pub enum Sdk {
+    /// `openai`: `OPENAI_BASE_URL` is the data plane's `/v1`.
+    OpenAi,
+    /// `anthropic`: `ANTHROPIC_BASE_URL` is the data plane itself.
+    Anthropic,
 }
 
-/// Runs an Anthropic SDK check script against `env`'s data plane: `ANTHROPIC_BASE_URL` and
-/// `ANTHROPIC_API_KEY` (`key`), plus `vars`.
-pub async fn anthropic_script(
+/// Runs an SDK script against `env`'s data plane: the SDK's base URL and API key (`key`)
+/// variables, plus `vars`.
+pub async fn sdk_script(
     env: &TestEnv,
+    sdk: Sdk,
     source: &str,
     key: &str,
     vars: &[(&str, &str)],
 ) -> Value {
     let base = env.data_plane().base_url();
-    let sdk = [
-        ("ANTHROPIC_BASE_URL", base.as_str()),
-        ("ANTHROPIC_API_KEY", key),
-    ];
-    python_json(source, &[&sdk, vars].concat()).await
+    let (base, url_var, key_var) = match sdk {
+        Sdk::OpenAi => (format!("{base}/v1"), "OPENAI_BASE_URL", "OPENAI_API_KEY"),
+        Sdk::Anthropic => (base, "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"),
+    };
+    let sdk_vars = [(url_var, base.as_str()), (key_var, key)];
+    python_json(source, &[&sdk_vars, vars].concat()).await
 }
 
-/// Runs check `check` of an OpenAI SDK check script (see [`check_runner`]) against `env`'s
-/// data plane, as [`openai_script`] does.
-pub async fn openai_check(
+/// Runs check `check` of an SDK check script (see [`check_runner`]), as [`sdk_script`] does.
+pub async fn sdk_check(
     env: &TestEnv,
+    sdk: Sdk,
     checks: &str,
     key: &str,
     check: &str,
     vars: &[(&str, &str)],
 ) -> Value {
-    let source = format!("{checks}{}", check_runner("openai"));
-    openai_script(env, &source, key, &[&[("CHECK", check)], vars].concat()).await
+    let module = match sdk {
+        Sdk::OpenAi => "openai",
+        Sdk::Anthropic => "anthropic",
+    };
+    let source = format!("{checks}{}", check_runner(module));
+    sdk_script(
+        env,
+        sdk,
+        &source,
+        key,
+        &[&[("CHECK", check)], vars].concat(),
+    )
+    .await
 }
 
-/// Runs check `check` of an Anthropic SDK check script (see [`check_runner`]) against `env`'s
-/// data plane, as [`anthropic_script`] does.
-pub async fn anthropic_check(
-    env: &TestEnv,
-    checks: &str,
-    key: &str,
-    check: &str,
-    vars: &[(&str, &str)],
-) -> Value {
-    let source = format!("{checks}{}", check_runner("anthropic"));
-    anthropic_script(env, &source, key, &[&[("CHECK", check)], vars].concat()).await
+/// The `chat` check of [`openai_sdk`](switchyard_tests::support::openai_sdk) answered with the
+/// mock's default reply to its 4-word prompt: 5 words, `stop`, and that usage.
+pub fn assert_default_chat(chat: &Value) {
+    assert_eq!(chat["content"], "Hello from the mock provider.", "{chat}");
+    assert_eq!(chat["finish_reason"], "stop", "{chat}");
+    assert_eq!(
+        chat["usage"],
+        json!({"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}),
+        "{chat}"
+    );
+}
+
+/// The `stream` check of [`openai_sdk`](switchyard_tests::support::openai_sdk) streamed the
+/// mock's default reply and its usage.
+pub fn assert_default_stream(stream: &Value) {
+    assert_eq!(
+        stream["content"], "Hello from the mock provider.",
+        "{stream}"
+    );
+    assert_eq!(
+        stream["usage"],
+        json!({"prompt_tokens": 4, "completion_tokens": 5}),
+        "{stream}"
+    );
 }
 
 /// The end of an SDK check script (one that imports `json`, `os` and the `sdk` module and

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use switchyard_tests::support::TestEnv;
 
 use crate::anthropic_provider::gateway;
-use crate::fixture::{anthropic_check, client, FULL_KEY, UPSTREAM_KEY};
+use crate::fixture::{client, sdk_check, Sdk, FULL_KEY, UPSTREAM_KEY};
 use crate::usage_events::spooled_events;
 
 const SDK_CHECKS: &str = r#"
@@ -79,7 +79,7 @@ CHECKS = {"native": native, "message": message, "stream": stream, "tools": tools
 "#;
 
 async fn sdk(env: &TestEnv, check: &str, key: &str) -> Value {
-    anthropic_check(env, SDK_CHECKS, key, check, &[]).await
+    sdk_check(env, Sdk::Anthropic, SDK_CHECKS, key, check, &[]).await
 }
 
 #[tokio::test]

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use switchyard_tests::support::{eventually, DataPlaneSpec, TestEnv};
 
 use crate::fixture::{
-    anthropic_check, client, config, gateway_with, json_of, openai_check, sha256_hex, FULL_KEY,
-    LIMITED_KEY, UPSTREAM_KEY,
+    client, config, gateway_with, json_of, sdk_check, sha256_hex, Sdk, FULL_KEY, LIMITED_KEY,
+    UPSTREAM_KEY,
 };
 use crate::usage_events::spooled_events;
 
@@ -100,11 +100,27 @@ def chat():
 "#;
 
 async fn anthropic_sdk(env: &TestEnv, check: &str, key: &str, model: &str) -> Value {
-    anthropic_check(env, ANTHROPIC_CHECKS, key, check, &[("MODEL", model)]).await
+    sdk_check(
+        env,
+        Sdk::Anthropic,
+        ANTHROPIC_CHECKS,
+        key,
+        check,
+        &[("MODEL", model)],
+    )
+    .await
 }
 
 async fn openai_sdk(env: &TestEnv, check: &str, key: &str, model: &str) -> Value {
-    openai_check(env, OPENAI_CHECKS, key, check, &[("MODEL", model)]).await
+    sdk_check(
+        env,
+        Sdk::OpenAi,
+        OPENAI_CHECKS,
+        key,
+        check,
+        &[("MODEL", model)],
+    )
+    .await
 }
 
 fn ids(models: &Value) -> Vec<&str> {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use switchyard_tests::support::{DataPlaneSpec, TestEnv};
 
 use crate::fixture::{
-    client, config, gateway_with, openai_check, openai_script, python_json, FULL_KEY, UPSTREAM_KEY,
+    client, config, gateway_with, python_json, sdk_check, sdk_script, Sdk, FULL_KEY, UPSTREAM_KEY,
 };
 use crate::usage_events::spooled_events;
 
@@ -88,7 +88,15 @@ async fn script_tool_call(env: &TestEnv) {
 }
 
 async fn sdk(env: &TestEnv, model: &str, check: &str) -> Value {
-    openai_check(env, SDK_CHECKS, FULL_KEY, check, &[("MODEL", model)]).await
+    sdk_check(
+        env,
+        Sdk::OpenAi,
+        SDK_CHECKS,
+        FULL_KEY,
+        check,
+        &[("MODEL", model)],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -287,7 +295,14 @@ print(json.dumps({"final": result.final_output, "ran": ran}))
 async fn openai_agents_sdk_runs_a_tool_through_the_gateway() {
     let env = gateway().await;
     script_tool_call(&env).await;
-    let out = openai_script(&env, AGENTS_SDK, FULL_KEY, &[("MODEL", "chat")]).await;
+    let out = sdk_script(
+        &env,
+        Sdk::OpenAi,
+        AGENTS_SDK,
+        FULL_KEY,
+        &[("MODEL", "chat")],
+    )
+    .await;
     assert_eq!(out["ran"], json!(["ls"]), "{out}");
     assert_eq!(out["final"], "Hello from the mock provider.", "{out}");
     let seen = env.mock().requests().await.unwrap();

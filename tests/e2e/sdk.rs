@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use switchyard_tests::support::{openai_sdk, TestEnv};
 
-use crate::fixture::{gateway, FULL_KEY};
+use crate::fixture::{assert_default_chat, assert_default_stream, gateway, FULL_KEY};
 
 async fn sdk(env: &TestEnv, check: &str, key: &str) -> Value {
     let base = env.data_plane().base_url();
@@ -14,12 +14,7 @@ async fn sdk(env: &TestEnv, check: &str, key: &str) -> Value {
 async fn chat_embeddings_and_models_through_the_sdk() {
     let env = gateway(&[]).await;
     let chat = sdk(&env, "chat", FULL_KEY).await;
-    assert_eq!(chat["content"], "Hello from the mock provider.");
-    assert_eq!(chat["finish_reason"], "stop");
-    assert_eq!(
-        chat["usage"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9})
-    );
+    assert_default_chat(&chat);
 
     // The SDK asks for base64 embeddings by default and decodes them.
     let emb = sdk(&env, "embeddings", FULL_KEY).await;
@@ -58,11 +53,7 @@ async fn stream_chunks_reach_the_sdk_before_the_provider_sends_the_last() {
         .await
         .unwrap();
     let out = sdk(&env, "stream", FULL_KEY).await;
-    assert_eq!(out["content"], "Hello from the mock provider.");
-    assert_eq!(
-        out["usage"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5})
-    );
+    assert_default_stream(&out);
 
     let seen = env.mock().requests().await.unwrap();
     let sent: Vec<f64> = seen[0]["chunk_sent_at_ms"]

@@ -6,7 +6,10 @@
 use serde_json::{json, Value};
 use switchyard_tests::support::{openai_sdk, DataPlaneSpec, MockProviderOptions, TestEnv};
 
-use crate::fixture::{assert_billed, openai_script, sha256_hex, FULL_KEY};
+use crate::fixture::{
+    assert_billed, assert_default_chat, assert_default_stream, sdk_script, sha256_hex, Sdk,
+    FULL_KEY,
+};
 use crate::providers::SERVICE_ACCOUNT;
 
 const CHAT_MODEL: &str = "gemini-2.5-flash";
@@ -89,7 +92,7 @@ async fn sdk(env: &TestEnv, model: &str, check: &str) -> Value {
 }
 
 async fn python(env: &TestEnv, source: &str) -> Value {
-    openai_script(env, source, FULL_KEY, &[]).await
+    sdk_script(env, Sdk::OpenAi, source, FULL_KEY, &[]).await
 }
 
 /// The mock's records split into token requests and Vertex API requests.
@@ -107,22 +110,10 @@ async fn vertex_chat_stream_tools_and_embeddings_with_one_cached_token() {
     let env = vertex_gateway(3600).await;
 
     let chat = sdk(&env, "vertex-chat", "chat").await;
-    assert_eq!(chat["content"], "Hello from the mock provider.", "{chat}");
-    assert_eq!(chat["finish_reason"], "stop");
-    assert_eq!(
-        chat["usage"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9})
-    );
+    assert_default_chat(&chat);
 
     let stream = sdk(&env, "vertex-chat", "stream").await;
-    assert_eq!(
-        stream["content"], "Hello from the mock provider.",
-        "{stream}"
-    );
-    assert_eq!(
-        stream["usage"],
-        json!({"prompt_tokens": 4, "completion_tokens": 5})
-    );
+    assert_default_stream(&stream);
 
     let tool = sdk(&env, "vertex-chat", "tools").await;
     assert_eq!(tool["finish_reason"], "tool_calls", "{tool}");

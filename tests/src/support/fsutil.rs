@@ -33,25 +33,17 @@ pub async fn wait_for_file(
     child: &mut ChildProcess,
     timeout: Duration,
 ) -> anyhow::Result<String> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match std::fs::read_to_string(path) {
-            Ok(text) if !text.trim().is_empty() => return Ok(text),
-            Ok(_) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
-        }
-        child.ensure_running()?;
-        if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!(
-                "{} did not write {} within {timeout:?}\n{}",
-                child.spec().name,
-                path.display(),
-                child.log_tails(super::logs::TAIL_LINES)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let waiting = format!("{} did not write {}", child.spec().name, path.display());
+    child
+        .wait_for(timeout, &waiting, || {
+            std::future::ready(match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => Ok(Some(text)),
+                Ok(_) => Ok(None),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+            })
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -139,45 +139,32 @@ impl Nats {
     /// Waits for the ports file the server writes once it accepts clients; returns
     /// (client, monitoring) ports.
     async fn wait_for_ports(&mut self) -> anyhow::Result<(u16, u16)> {
-        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(ports) = read_ports_file(&self.ports_dir)? {
-                return Ok(ports);
-            }
-            self.process.ensure_running()?;
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "nats-server wrote no ports file within {STARTUP_TIMEOUT:?}\n{}",
-                self.process.log_tails(super::logs::TAIL_LINES)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let dir = &self.ports_dir;
+        let waiting = "nats-server wrote no ports file";
+        self.process
+            .wait_for(STARTUP_TIMEOUT, waiting, || {
+                std::future::ready(read_ports_file(dir))
+            })
+            .await
     }
 
     async fn wait_for_jetstream(&mut self) -> anyhow::Result<()> {
         let url = format!("{}/jsz", self.monitor_url());
         let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let ready = match http.get(&url).send().await {
-                Ok(resp) if resp.status().is_success() => resp
-                    .json::<serde_json::Value>()
-                    .await
-                    .map(|v| v.get("config").is_some_and(|c| !c.is_null()))
-                    .unwrap_or(false),
-                _ => false,
-            };
-            if ready {
-                return Ok(());
-            }
-            self.process.ensure_running()?;
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "JetStream not ready at {url} within {STARTUP_TIMEOUT:?}\n{}",
-                self.process.log_tails(super::logs::TAIL_LINES)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let waiting = format!("JetStream not ready at {url}");
+        self.process
+            .wait_for(STARTUP_TIMEOUT, &waiting, || async {
+                let ready = match http.get(&url).send().await {
+                    Ok(resp) if resp.status().is_success() => resp
+                        .json::<serde_json::Value>()
+                        .await
+                        .map(|v| v.get("config").is_some_and(|c| !c.is_null()))
+                        .unwrap_or(false),
+                    _ => false,
+                };
+                Ok(ready.then_some(()))
+            })
+            .await
     }
 }
 

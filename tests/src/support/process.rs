@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -190,6 +191,34 @@ impl ChildProcess {
             ));
         }
         out
+    }
+
+    /// Polls `probe` every 20 ms until it yields a value. Fails early, with the log tails, if
+    /// the process exits first, and with them too once `timeout` passes; `waiting` says what
+    /// did not happen ("nats-server wrote no ports file").
+    pub async fn wait_for<T, F, Fut>(
+        &mut self,
+        timeout: Duration,
+        waiting: &str,
+        mut probe: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = anyhow::Result<Option<T>>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(value) = probe().await? {
+                return Ok(value);
+            }
+            self.ensure_running()?;
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{waiting} within {timeout:?}\n{}",
+                self.log_tails(logs::TAIL_LINES)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
