@@ -18,13 +18,13 @@ mod fixture_tests;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue};
-use http::StatusCode;
 
 use super::common::{parse_url, unix_now, Auth, Upstream};
 use super::{
     Call, ChatReply, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonResult,
-    Provider, UpstreamError,
+    Provider,
 };
+use crate::providers::translate::rejected;
 use crate::seal::SealKey;
 
 pub use request::DEFAULT_MAX_TOKENS;
@@ -69,14 +69,6 @@ impl Anthropic {
             chat,
         })
     }
-
-    fn rejected(message: &str) -> UpstreamError {
-        UpstreamError::Rejected {
-            status: StatusCode::BAD_REQUEST,
-            body: crate::error::error_json(message, "invalid_request_error", None, None),
-            retry_after: None,
-        }
-    }
 }
 
 impl Provider for Anthropic {
@@ -85,7 +77,7 @@ impl Provider for Anthropic {
         let up = &self.upstream;
         let stream = request.stream;
         let body = request::messages_body(&request.body, &call.deployment.model, stream)
-            .map_err(|e| Self::rejected(&e.to_string()))?;
+            .map_err(|e| rejected(&e.to_string()))?;
         let body = serde_json::to_vec(&body).map_err(|_| up.bad("request could not be encoded"))?;
         let url = call.deployment.endpoints.chat.clone();
         let response = up.post(call, url, body, error::adapt).await?;
@@ -102,7 +94,7 @@ impl Provider for Anthropic {
     }
 
     async fn embeddings(&self, _call: &Call<'_>, _body: JsonBody) -> JsonResult {
-        Err(Self::rejected("model does not support embeddings"))
+        Err(rejected("model does not support embeddings"))
     }
 }
 

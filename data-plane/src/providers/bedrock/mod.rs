@@ -31,7 +31,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -41,6 +40,7 @@ use super::{
     Call, ChatReply, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonReply,
     JsonResult, Provider, UpstreamError,
 };
+use crate::providers::translate::rejected;
 use crate::seal::SealKey;
 
 use sigv4::AwsKeys;
@@ -156,14 +156,6 @@ impl Bedrock {
             .await
             .map_err(|e| error::adapt(&self.upstream.id, e, kind.as_deref()))
     }
-
-    fn rejected(message: &str) -> UpstreamError {
-        UpstreamError::Rejected {
-            status: StatusCode::BAD_REQUEST,
-            body: crate::error::error_json(message, "invalid_request_error", None, None),
-            retry_after: None,
-        }
-    }
 }
 
 impl Provider for Bedrock {
@@ -207,7 +199,7 @@ impl Provider for Bedrock {
     }
 
     async fn embeddings(&self, _call: &Call<'_>, _body: JsonBody) -> JsonResult {
-        Err(Self::rejected(
+        Err(rejected(
             "embeddings are not supported for bedrock providers",
         ))
     }

@@ -105,10 +105,21 @@ impl Untranslatable {
                 }
             }
         };
-        UpstreamError::Rejected {
-            status: http::StatusCode::BAD_REQUEST,
-            body: crate::error::error_json(&message, "invalid_request_error", None, code),
-            retry_after: None,
-        }
+        rejected_with(&message, code)
+    }
+}
+
+/// A request the provider cannot take, refused before it is sent: the client's 400 in the
+/// OpenAI dialect, as adapters answer.
+pub fn rejected(message: &str) -> UpstreamError {
+    rejected_with(message, None)
+}
+
+/// [`rejected`] with an OpenAI error `code`.
+fn rejected_with(message: &str, code: Option<&str>) -> UpstreamError {
+    UpstreamError::Rejected {
+        status: http::StatusCode::BAD_REQUEST,
+        body: crate::error::error_json(message, "invalid_request_error", None, code),
+        retry_after: None,
     }
 }
