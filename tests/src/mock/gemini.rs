@@ -234,9 +234,7 @@ pub(crate) async fn models_action(Path(target): Path<String>, inbound: Inbound) 
     let dialect = Dialect::Gemini { model };
     match action {
         "countTokens" => super::count::gemini(&inbound, dialect).await,
-        "batchEmbedContents" => admit::<BatchEmbed>(&inbound, dialect)
-            .await
-            .map_or_else(error_from, |admitted| embed(&admitted)),
+        "batchEmbedContents" => google_answer(&inbound, dialect, embed).await,
         _ => generate_action(&inbound, dialect, action)
             .await
             .unwrap_or_else(|| not_found(&target)),
@@ -251,9 +249,7 @@ pub(crate) async fn generate_action(
     action: &str,
 ) -> Option<Response> {
     Some(match action {
-        "generateContent" => admit::<Generate<false>>(inbound, dialect)
-            .await
-            .map_or_else(error_from, |admitted| generate(&admitted)),
+        "generateContent" => google_answer(inbound, dialect, generate::<false>).await,
         "streamGenerateContent" => {
             if !inbound
                 .uri
@@ -266,12 +262,22 @@ pub(crate) async fn generate_action(
                     None,
                 ));
             }
-            admit::<Generate<true>>(inbound, dialect)
-                .await
-                .map_or_else(error_from, |admitted| generate(&admitted))
+            google_answer(inbound, dialect, generate::<true>).await
         }
         _ => return None,
     })
+}
+
+/// Admits a Gemini API or Vertex AI request and answers it with `reply`, or with the Google
+/// error its rejection calls for.
+pub(crate) async fn google_answer<T: ApiRequest>(
+    inbound: &Inbound,
+    dialect: Dialect<'_>,
+    reply: fn(&Admitted<T>) -> Response,
+) -> Response {
+    admit::<T>(inbound, dialect)
+        .await
+        .map_or_else(error_from, |admitted| reply(&admitted))
 }
 
 /// What one answer holds: reply words or a function call, and the token counts.

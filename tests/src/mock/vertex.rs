@@ -40,10 +40,10 @@ use ring::signature::{KeyPair as _, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_204
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound};
+use super::admit::{Admitted, ApiRequest, Dialect, Inbound};
 use super::embedding::{self, Item, DEFAULT_DIMENSIONS, MAX_DIMENSIONS};
-use super::gemini::{generate_action, non_stream};
-use super::google_error::{error_from, gemini_error};
+use super::gemini::{generate_action, google_answer, non_stream};
+use super::google_error::gemini_error;
 use super::openai::json_response;
 use super::record::{now_ms, RecordInit};
 use super::tokens::count_words;
@@ -218,9 +218,7 @@ async fn models_action(
     }
     let dialect = Dialect::Vertex { model };
     match action {
-        "predict" => admit::<Predict>(&inbound, dialect)
-            .await
-            .map_or_else(error_from, |admitted| predict(&admitted)),
+        "predict" => google_answer(&inbound, dialect, predict).await,
         _ => generate_action(&inbound, dialect, action)
             .await
             .unwrap_or_else(|| not_found(&target)),
