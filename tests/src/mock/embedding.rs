@@ -169,6 +169,18 @@ pub(crate) fn response_json(
     Ok((body, prompt_tokens))
 }
 
+/// The vector [`to_base64`] encoded (the mock's own tests read base64 replies with it).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn from_base64(text: &str) -> Vec<f32> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -178,14 +190,7 @@ mod tests {
     fn base64_is_little_endian_f32() {
         assert_eq!(to_base64(&[1.0]), "AACAPw==");
         let values = vector(Item::Text("hello world"), 8);
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(to_base64(&values))
-            .unwrap();
-        let back: Vec<f32> = decoded
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        assert_eq!(back, values);
+        assert_eq!(from_base64(&to_base64(&values)), values);
     }
 
     #[test]

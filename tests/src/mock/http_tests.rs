@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 
@@ -190,13 +189,7 @@ async fn embeddings_float_and_base64() {
     assert_eq!(first.len(), 4);
     let body = json!({"model": "e", "input": "a b", "dimensions": 4, "encoding_format": "base64"});
     let b64 = mock.post_json(url, &[], &body).await;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64["data"][0]["embedding"].as_str().unwrap())
-        .unwrap();
-    let decoded: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let decoded = super::embedding::from_base64(b64["data"][0]["embedding"].as_str().unwrap());
     assert_eq!(decoded, first);
 }
 
