@@ -74,8 +74,28 @@ def count():
 def unknown_model():
     client.messages.create(model="no-such-model", max_tokens=10, messages=ASK)
 
+def tool_loop():
+    """Two user turns on the OpenAI-family route, each a tool round trip the (scripted)
+    model drives: the call, the result sent back, the answer; the second streamed."""
+    messages, turns = [], []
+    for ask, stream in (("weather in Paris please", False), ("and in Rome?", True)):
+        messages.append({"role": "user", "content": ask})
+        first = client.messages.create(model="chat", max_tokens=50, messages=messages, tools=TOOLS)
+        call = next(b for b in first.content if b.type == "tool_use")
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]})
+        messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]})
+        if stream:
+            with client.messages.stream(model="chat", max_tokens=50, messages=messages, tools=TOOLS) as s:
+                answer = s.get_final_message()
+        else:
+            answer = client.messages.create(model="chat", max_tokens=50, messages=messages, tools=TOOLS)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in answer.content]})
+        turns.append({"stop": first.stop_reason, "name": call.name, "input": call.input,
+                      "answer_stop": answer.stop_reason, "answer": text_of(answer)})
+    return {"turns": turns}
+
 CHECKS = {"native": native, "message": message, "stream": stream, "tools": tools, "count": count,
-          "unknown_model": unknown_model}
+          "unknown_model": unknown_model, "tool_loop": tool_loop}
 "#;
 
 async fn sdk(env: &TestEnv, check: &str, key: &str) -> Value {
@@ -189,6 +209,32 @@ async fn anthropic_sdk_errors_are_the_right_exceptions() {
         .as_str()
         .unwrap()
         .contains("messages[0].role"));
+}
+
+/// The Anthropic SDK drives a multi-turn tool loop through an OpenAI-family deployment: the
+/// mock (OpenAI wire) is scripted to call `get_weather` until the result comes back.
+#[tokio::test]
+async fn anthropic_sdk_multi_turn_tool_loop_on_an_openai_route() {
+    let env = gateway().await;
+    let calls = json!({"times": 4, "tool_calls": [{"name": "get_weather", "arguments": {"location": "Paris"}}]});
+    env.mock().script(&calls).await.unwrap();
+    let out = sdk(&env, "tool_loop", FULL_KEY).await;
+    let turns = out["turns"].as_array().unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(turns.len(), 2, "{out}");
+    for turn in turns {
+        assert_eq!(turn["stop"], "tool_use", "{out}");
+        assert_eq!(turn["name"], "get_weather");
+        assert_eq!(turn["input"], json!({"location": "Paris"}));
+        assert_eq!(turn["answer_stop"], "end_turn");
+        assert_eq!(turn["answer"], "Hello from the mock provider.");
+    }
+    // The last request carried the whole conversation to the OpenAI wire: two tool rounds.
+    let seen = env.mock().requests().await.unwrap();
+    let last = seen.last().unwrap();
+    assert_eq!(last["path"], "/v1/chat/completions");
+    let messages = last["body"]["messages"].as_array().unwrap();
+    let tool_results = messages.iter().filter(|m| m["role"] == "tool").count();
+    assert_eq!(tool_results, 2, "{messages:?}");
 }
 
 /// What Claude Code 2.1 sends (system blocks with cache control, `role: "system"` messages in
