@@ -42,7 +42,7 @@ pub async fn compact(State(app): State<App>, headers: HeaderMap, body: Body) -> 
     let serve = async |arrived: Arrived<'_>| -> Result<Response, ApiError> {
         let (headers, trace) = (arrived.headers, arrived.trace);
         let mut inbound = Inbound::read(&app, arrived).await?;
-        let turn = Turn::read(&inbound.bytes)?;
+        let turn = Turn::read(&inbound.bytes, true)?;
         let mut conversation = turn.history(&app, inbound.key.team.as_deref()).await?;
         conversation.extend(turn.input.iter().cloned());
         let client = body::parse_object(&inbound.bytes)?;

@@ -44,7 +44,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> R
         let (headers, trace) = (arrived.headers, arrived.trace);
         let mut inbound = Inbound::read(&app, arrived).await?;
         let team = inbound.key.team.clone();
-        let turn = Turn::read(&inbound.bytes)?;
+        let turn = Turn::read(&inbound.bytes, false)?;
         let stored = &app.parts().stored;
         let mut conversation = turn.history(&app, team.as_deref()).await?;
         if !conversation.is_empty() {
@@ -69,7 +69,10 @@ pub(super) struct Turn {
 }
 
 impl Turn {
-    pub(super) fn read(bytes: &[u8]) -> Result<Self, ApiError> {
+    /// Reads the turn; its input items are parsed only when something uses them (`always`, a
+    /// stored turn, or one continuing another): a `store: false` turn, as Codex sends, pays
+    /// for no second parse of its conversation.
+    pub(super) fn read(bytes: &[u8], always: bool) -> Result<Self, ApiError> {
         let body = body::parse_object(bytes)?;
         let value = |name: &str| -> Option<Value> {
             body.get(name)
@@ -86,7 +89,9 @@ impl Turn {
                 ))
             }
         };
-        let input = match value("input") {
+        let store = value("store") != Some(Value::Bool(false));
+        let needed = always || store || previous.is_some();
+        let input = match needed.then(|| value("input")).flatten() {
             Some(Value::String(text)) => {
                 vec![json!({"type": "message", "role": "user", "content": text})]
             }
@@ -96,7 +101,7 @@ impl Turn {
         };
         Ok(Self {
             previous,
-            store: value("store") != Some(Value::Bool(false)),
+            store,
             input,
         })
     }
