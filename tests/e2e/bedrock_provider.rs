@@ -179,6 +179,21 @@ print(json.dumps({"text": text_of(m), "stop_reason": m.stop_reason,
                   "stream_usage": {"input_tokens": final.usage.input_tokens, "output_tokens": final.usage.output_tokens}}))
 "#;
 
+/// Claude Code's breakpoints: on system blocks (one with a 1-hour lifetime), a user block, a
+/// tool.
+const ANTHROPIC_SDK_CACHED: &str = r#"
+import json, anthropic
+client = anthropic.Anthropic(max_retries=0, timeout=30)
+cached = client.messages.create(
+    model="bedrock-chat", max_tokens=100,
+    system=[{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+            {"type": "text", "text": "Be brief."}],
+    messages=[{"role": "user", "content": [{"type": "text", "text": "say hello to me", "cache_control": {"type": "ephemeral"}}]}],
+    tools=[{"name": "Bash", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral", "ttl": "1h"}}])
+print(json.dumps({"input": cached.usage.input_tokens, "read": cached.usage.cache_read_input_tokens,
+                  "written": cached.usage.cache_creation_input_tokens}))
+"#;
+
 #[tokio::test]
 async fn anthropic_sdk_messages_reach_bedrock_translated_both_ways() {
     let env = bedrock_gateway().await;
@@ -200,4 +215,25 @@ async fn anthropic_sdk_messages_reach_bedrock_translated_both_ways() {
     assert_signed(&seen[0]);
     assert_eq!(seen[1]["path"], format!("{MODEL_PATH}/converse-stream"));
     assert_billed(&seen[1], 4, 3);
+    // The breakpoints reach Bedrock as cachePoint blocks after what they mark, and what
+    // Bedrock reports read and written comes back in Anthropic's usage fields.
+    let cache = json!({"cache_read_tokens": 2, "cache_write_5m_tokens": 3});
+    env.mock().script(&cache).await.unwrap();
+    let out = sdk_script(&env, Sdk::Anthropic, ANTHROPIC_SDK_CACHED, FULL_KEY, &[]).await;
+    let seen = env.mock().requests().await.unwrap();
+    let body = &seen[2]["body"];
+    assert_eq!(
+        body["system"],
+        json!([{"text": "You are Claude Code."}, {"cachePoint": {"type": "default", "ttl": "1h"}}, {"text": "Be brief."}])
+    );
+    assert_eq!(
+        body["messages"][0]["content"],
+        json!([{"text": "say hello to me"}, {"cachePoint": {"type": "default"}}])
+    );
+    assert_eq!(
+        body["toolConfig"]["tools"][1],
+        json!({"cachePoint": {"type": "default", "ttl": "1h"}})
+    );
+    // "You are Claude Code." (4) + "Be brief." (2) + "say hello to me" (4): 10 in all.
+    assert_eq!(out, json!({"input": 5, "read": 2, "written": 3}));
 }

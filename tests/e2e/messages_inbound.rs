@@ -294,13 +294,18 @@ async fn claude_code_shaped_requests_reach_an_openai_upstream() {
     assert_eq!(
         seen[0]["body"]["messages"],
         json!([
-            {"role": "system", "content": "You are Claude Code."},
+            {"role": "system", "content": [{"type": "text", "text": "You are Claude Code."}]},
             {"role": "user", "content": [{"type": "text", "text": "say hello to me"}]},
             {"role": "system", "content": "<system-reminder>cwd is /tmp</system-reminder>"},
         ])
     );
     assert_eq!(seen[0]["body"]["user"], "user_x_account__session_y");
     assert!(seen[0]["body"].get("thinking").is_none());
+    let sent = seen[0]["body"].to_string();
+    assert!(
+        !sent.contains("cache_control"),
+        "breakpoints reach no OpenAI-family upstream: {sent}"
+    );
 }
 
 #[tokio::test]

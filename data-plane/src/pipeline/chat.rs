@@ -233,6 +233,7 @@ impl Operation for ChatOp<'_> {
                 let request = ChatRequest {
                     body,
                     stream: self.stream,
+                    cache_marks: matches!(self.native, Some((Wire::AnthropicMessages, _))),
                 };
                 provider.chat(call, request).await
             }

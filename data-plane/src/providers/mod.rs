@@ -82,6 +82,10 @@ pub struct ChatRequest {
     pub body: JsonBody,
     /// The client asked for a stream.
     pub stream: bool,
+    /// The body holds prompt-cache marks (`cache_control`) the gateway's own translation put
+    /// there (from the Messages dialect): an adapter whose provider has no such field removes
+    /// them. Marks an OpenAI-dialect client sent itself are its own, and pass.
+    pub cache_marks: bool,
 }
 
 /// A complete JSON answer in the OpenAI dialect.

@@ -25,7 +25,9 @@ pub struct Usage {
 
 impl Usage {
     /// As OpenAI's `usage` object; `reasoning`: with `completion_tokens_details` (for a
-    /// provider that reports reasoning tokens).
+    /// provider that reports reasoning tokens). Cache writes, which OpenAI does not report,
+    /// are `prompt_tokens_details.cache_write_tokens` when there are some (as OpenRouter
+    /// reports them), so a Messages client gets its `cache_creation_input_tokens` back.
     pub fn openai_json(&self, reasoning: bool) -> Value {
         let mut usage = json!({
             "prompt_tokens": self.prompt_tokens,
@@ -33,6 +35,10 @@ impl Usage {
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "prompt_tokens_details": { "cached_tokens": self.cached_tokens },
         });
+        let written = self.cache_write_5m_tokens + self.cache_write_1h_tokens;
+        if written > 0 {
+            usage["prompt_tokens_details"]["cache_write_tokens"] = json!(written);
+        }
         if reasoning {
             usage["completion_tokens_details"] =
                 json!({ "reasoning_tokens": self.reasoning_tokens });

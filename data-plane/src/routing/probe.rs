@@ -115,5 +115,6 @@ fn ping(model: &RawValue) -> ChatRequest {
     ChatRequest {
         body,
         stream: false,
+        cache_marks: false,
     }
 }

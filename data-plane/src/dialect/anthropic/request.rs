@@ -6,11 +6,18 @@
 //! blocks to `tool` messages (placed before the rest of that user turn, as OpenAI requires them
 //! right after the calls). `metadata.user_id` becomes `user`.
 //!
+//! Prompt-cache breakpoints (`cache_control` on system, text, image and `tool_result` blocks and
+//! on tools) are kept as the same `cache_control` on the OpenAI part, tool message or tool they
+//! mark (a marked system list becomes one system message per block): the Anthropic and Bedrock
+//! adapters turn them back into breakpoints (Bedrock `cachePoint` blocks), every other adapter
+//! drops them, as their providers cache prompts on their own.
+//!
 //! Dropped, because no translated upstream has them and the answer keeps its meaning without
 //! them (the response lists the top-level ones in `x-switchyard-dropped-fields`): `thinking`
-//! (the upstream reasons as its own model does), `context_management`, `output_config`,
-//! `top_k`, `service_tier`, `cache_control` on blocks (prompt caching is the upstream's own),
-//! thinking blocks echoed back in assistant turns, and betas. Refused with a 400 naming them,
+//! (the upstream reasons as its own model does: the budget of one model family means nothing
+//! to another, and a thinking turn's signed blocks cannot be replayed to another provider),
+//! `context_management`, `output_config`, `top_k`, `service_tier`, a breakpoint on a
+//! `tool_use` block, thinking blocks echoed back in assistant turns, and betas. Refused with a 400 naming them,
 //! because dropping them would change the request: `mcp_servers`, `container`, tools without
 //! an `input_schema` (server tools) and blocks the gateway cannot express (documents).
 
@@ -47,7 +54,7 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
     }
     let mut messages = Vec::new();
     if let Some(system) = field("system")? {
-        messages.push(json!({"role": "system", "content": text_of(&system, "system")?}));
+        system_messages(&system, &mut messages)?;
     }
     let Some(Value::Array(list)) = field("messages")? else {
         return Err(ApiError::invalid(
@@ -97,6 +104,37 @@ pub fn to_chat(body: JsonBody) -> Result<JsonBody, ApiError> {
         ));
     }
     super::super::into_body(out)
+}
+
+/// `system` as system messages: one joined message, or, when a block carries a cache
+/// breakpoint, one message per block with the breakpoint on its part.
+fn system_messages(system: &Value, out: &mut Vec<Value>) -> Result<(), ApiError> {
+    let text = text_of(system, "system")?;
+    let Some(blocks) = system
+        .as_array()
+        .filter(|b| b.iter().any(|b| marked(b).is_some()))
+    else {
+        out.push(json!({"role": "system", "content": text}));
+        return Ok(());
+    };
+    for block in blocks {
+        let mut part = json!({"type": "text", "text": block["text"]});
+        keep_mark(block, &mut part);
+        out.push(json!({"role": "system", "content": [part]}));
+    }
+    Ok(())
+}
+
+/// A block's `cache_control` breakpoint, if it has one.
+fn marked(block: &Value) -> Option<&Value> {
+    block.get("cache_control").filter(|m| !m.is_null())
+}
+
+/// Copies `block`'s breakpoint onto `into`.
+fn keep_mark(block: &Value, into: &mut Value) {
+    if let Some(mark) = marked(block) {
+        into["cache_control"] = mark.clone();
+    }
 }
 
 /// A `system` prompt or tool result: a string, or text blocks joined by blank lines.
@@ -149,8 +187,16 @@ fn message(m: &Value, param: &str, out: &mut Vec<Value>) -> Result<(), ApiError>
     for (i, block) in blocks.iter().enumerate() {
         let at = format!("{param}.content[{i}]");
         match (role, block["type"].as_str().unwrap_or_default()) {
-            (_, "text") => parts.push(json!({"type": "text", "text": str_field(block, "text", &at)?})),
-            ("user", "image") => parts.push(image(block, &at)?),
+            (_, "text") => {
+                let mut part = json!({"type": "text", "text": str_field(block, "text", &at)?});
+                keep_mark(block, &mut part);
+                parts.push(part);
+            }
+            ("user", "image") => {
+                let mut part = image(block, &at)?;
+                keep_mark(block, &mut part);
+                parts.push(part);
+            }
             ("user", "tool_result") => out.push(tool_result(block, &at)?),
             ("assistant", "tool_use") => calls.push(json!({
                 "id": str_field(block, "id", &at)?,
@@ -222,6 +268,13 @@ fn tool_result(block: &Value, at: &str) -> Result<Value, ApiError> {
     if block["is_error"] == Value::Bool(true) {
         content = format!("[tool error] {content}");
     }
+    let inner = block["content"]
+        .as_array()
+        .and_then(|b| b.iter().rev().find_map(marked));
+    if let Some(mark) = marked(block).or(inner) {
+        let part = json!({"type": "text", "text": content, "cache_control": mark});
+        return Ok(json!({"role": "tool", "tool_call_id": id, "content": [part]}));
+    }
     Ok(json!({"role": "tool", "tool_call_id": id, "content": content}))
 }
 
@@ -243,7 +296,9 @@ fn tools(tools: &Value) -> Result<Value, ApiError> {
             if let Some(d) = t.get("description").filter(|d| !d.is_null()) {
                 function["description"] = d.clone();
             }
-            Ok(json!({"type": "function", "function": function}))
+            let mut tool = json!({"type": "function", "function": function});
+            keep_mark(t, &mut tool);
+            Ok(tool)
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Value::Array)

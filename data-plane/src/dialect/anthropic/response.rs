@@ -3,7 +3,8 @@
 //! The first choice is the answer: its reasoning (`reasoning_content`) a `thinking` block
 //! (without a signature: only Anthropic signs thinking), its text (or refusal) a `text` block and its tool
 //! calls `tool_use` blocks whose `input` is the parsed `arguments`. Usage is Anthropic's split:
-//! `input_tokens` excludes cache reads, which are `cache_read_input_tokens`.
+//! `input_tokens` excludes cache reads and writes, which are `cache_read_input_tokens` and
+//! `cache_creation_input_tokens` (`prompt_tokens_details.cache_write_tokens`).
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -14,14 +15,18 @@ use super::stop_reason;
 pub fn usage(u: &Value) -> Value {
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     let cached = n(&u["prompt_tokens_details"]["cached_tokens"]);
+    let written = n(&u["prompt_tokens_details"]["cache_write_tokens"]);
     let mut out = Map::new();
     out.insert(
         "input_tokens".into(),
-        json!(n(&u["prompt_tokens"]).saturating_sub(cached)),
+        json!(n(&u["prompt_tokens"]).saturating_sub(cached + written)),
     );
     out.insert("output_tokens".into(), json!(n(&u["completion_tokens"])));
     if cached > 0 {
         out.insert("cache_read_input_tokens".into(), json!(cached));
+    }
+    if written > 0 {
+        out.insert("cache_creation_input_tokens".into(), json!(written));
     }
     Value::Object(out)
 }

@@ -11,13 +11,18 @@
 //!   `stop` → `stop_sequences`, `temperature`, `top_p`, `user` → `metadata.user_id`.
 //! - `response_format` `json_object`/`json_schema` has no Anthropic equivalent: best effort, an
 //!   instruction (with the schema) appended to `system`. The answer is not validated.
+//! - Prompt-cache marks (`cache_control` on parts, messages or tools, as the Messages dialect
+//!   and OpenAI-compatible clients send them) stay `cache_control` on the block they mark; a
+//!   marked system text makes `system` a list of text blocks (else it is one string).
 //!
 //! Fields with no Anthropic meaning (`seed`, penalties, `logprobs`, `stream_options`, ...) are
 //! dropped; `n` above 1 is refused because a single Anthropic call yields one choice.
 
 use serde_json::{json, Map, Value};
 
-use crate::providers::translate::messages::{required_id, walk, At, Target, ToolCall, ToolResult};
+use crate::providers::translate::messages::{
+    required_id, walk, At, SystemText, Target, ToolCall, ToolResult,
+};
 use crate::providers::translate::{self, bad, Untranslatable};
 use crate::providers::JsonBody;
 
@@ -64,12 +69,12 @@ pub fn messages_body(body: &JsonBody, model: &str, stream: bool) -> Result<Value
         out.insert("tool_choice".into(), choice);
     }
     if let Some(format) = field("response_format")? {
-        if let Some(instruction) = format_instruction(&format)? {
-            system.push(instruction);
+        if let Some(text) = format_instruction(&format)? {
+            system.push(SystemText { text, cache: None });
         }
     }
     if !system.is_empty() {
-        out.insert("system".into(), Value::from(system.join("\n\n")));
+        out.insert("system".into(), system_field(system));
     }
     if stream {
         out.insert("stream".into(), Value::Bool(true));
@@ -77,8 +82,24 @@ pub fn messages_body(body: &JsonBody, model: &str, stream: bool) -> Result<Value
     Ok(Value::Object(out))
 }
 
+/// `system`: one string, or text blocks when one carries a cache mark.
+fn system_field(system: Vec<SystemText>) -> Value {
+    if system.iter().all(|s| s.cache.is_none()) {
+        let texts: Vec<String> = system.into_iter().map(|s| s.text).collect();
+        return Value::from(texts.join("\n\n"));
+    }
+    let blocks = system.into_iter().map(|s| {
+        let mut block = json!({ "type": "text", "text": s.text });
+        if let Some(mark) = s.cache {
+            block["cache_control"] = mark;
+        }
+        block
+    });
+    Value::Array(blocks.collect())
+}
+
 /// System texts and Anthropic turns (each `{role, content: [blocks]}`).
-fn translate_messages(messages: &[Value]) -> Result<(Vec<String>, Vec<Value>), Untranslatable> {
+fn translate_messages(messages: &[Value]) -> Result<(Vec<SystemText>, Vec<Value>), Untranslatable> {
     let mut conversation = walk(messages, &mut Blocks)?;
     if conversation.turns.is_empty() {
         return Err(bad(
@@ -132,6 +153,11 @@ impl Target for Blocks {
     fn refusal(&mut self, text: &str, _: At) -> Result<Option<Value>, Untranslatable> {
         Ok(Some(self.text(text)))
     }
+
+    fn cache(&mut self, block: &mut Value, mark: &Value) -> Option<Value> {
+        block["cache_control"] = mark.clone();
+        None
+    }
 }
 
 fn translate_tools(tools: &Value) -> Result<Value, Untranslatable> {
@@ -149,6 +175,9 @@ fn translate_tools(tools: &Value) -> Result<Value, Untranslatable> {
                 "input_schema".into(),
                 schema.unwrap_or_else(translate::body::no_parameters),
             );
+            if let Some(mark) = f.cache {
+                t.insert("cache_control".into(), mark.clone());
+            }
             Value::Object(t)
         })
         .collect();

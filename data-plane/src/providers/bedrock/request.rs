@@ -21,6 +21,10 @@
 //!   not forbidden to call one);
 //! - `response_format` `json_object`/`json_schema` is a 400: Converse has no JSON mode, and a
 //!   prompt instruction would promise what the gateway cannot guarantee. `text` is accepted.
+//! - prompt-cache marks (`cache_control` on parts, messages or tools, as the Messages dialect
+//!   and OpenAI-compatible clients send them) → a `{cachePoint: {type: "default"}}` block
+//!   right after the marked block, system text or tool spec, with the mark's `ttl` (`5m`,
+//!   `1h`) when it names one;
 //! - Fields Converse has no equivalent for (`user`, `seed`, penalties, `logprobs`,
 //!   `parallel_tool_calls`, `stream_options`, ...) are dropped.
 //!
@@ -101,7 +105,21 @@ type Translated = (Vec<Value>, Vec<Value>, bool);
 fn translate_messages(messages: &[Value]) -> Result<Translated, Untranslatable> {
     let mut conversation = walk(messages, &mut Blocks)?;
     let turns = conversation.turns_json(["user", "assistant"], "content");
-    Ok((conversation.system_blocks(), turns, conversation.uses_tools))
+    let mut system = Vec::with_capacity(conversation.system.len());
+    for s in &conversation.system {
+        system.push(json!({ "text": s.text }));
+        system.extend(s.cache.as_ref().map(cache_point));
+    }
+    Ok((system, turns, conversation.uses_tools))
+}
+
+/// The Converse block standing for an Anthropic-style cache mark.
+fn cache_point(mark: &Value) -> Value {
+    let mut point = json!({ "type": "default" });
+    if let Some(ttl) = mark.get("ttl").filter(|t| t.is_string()) {
+        point["ttl"] = ttl.clone();
+    }
+    json!({ "cachePoint": point })
 }
 
 /// Converse's content blocks.
@@ -133,6 +151,10 @@ impl Target for Blocks {
             result.text
         };
         Ok(json!({ "toolResult": { "toolUseId": id, "content": [{ "text": text }] } }))
+    }
+
+    fn cache(&mut self, _: &mut Value, mark: &Value) -> Option<Value> {
+        Some(cache_point(mark))
     }
 }
 
@@ -175,7 +197,12 @@ fn tool_config(
     if tools.is_empty() {
         return Ok(None);
     }
-    let specs: Vec<Value> = tools.into_iter().map(tool_spec).collect();
+    let mut specs = Vec::with_capacity(tools.len());
+    for tool in tools {
+        let mark = tool.cache;
+        specs.push(tool_spec(tool));
+        specs.extend(mark.map(cache_point));
+    }
     let choice = match choice {
         None => None,
         Some(Value::String(s)) => match s.as_str() {

@@ -100,8 +100,13 @@ impl Provider for OpenAiFamily {
         let start = Instant::now();
         let up = &self.upstream;
         let stream = request.stream;
+        let mut body = request.body;
+        if request.cache_marks {
+            request::drop_cache_marks(&mut body)
+                .map_err(|_| up.bad("request could not be encoded"))?;
+        }
         let body = request::chat_body(
-            request.body,
+            body,
             &call.deployment.model_json,
             stream && self.stream_usage,
         )

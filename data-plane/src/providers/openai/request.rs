@@ -29,6 +29,32 @@ pub fn chat_body(
     serde_json::to_vec(&body)
 }
 
+/// Removes the `cache_control` marks of `messages` (messages and their parts) and `tools`;
+/// fields without one are left as they were.
+pub fn drop_cache_marks(body: &mut JsonBody) -> serde_json::Result<()> {
+    for name in ["messages", "tools"] {
+        let Some(raw) = body
+            .get(name)
+            .filter(|r| r.get().contains("\"cache_control\""))
+        else {
+            continue;
+        };
+        let mut list: Value = serde_json::from_str(raw.get())?;
+        for item in list.as_array_mut().into_iter().flatten() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            item.remove("cache_control");
+            let parts = item.get_mut("content").and_then(Value::as_array_mut);
+            for part in parts.into_iter().flatten().filter_map(Value::as_object_mut) {
+                part.remove("cache_control");
+            }
+        }
+        body.insert(name.into(), serde_json::value::to_raw_value(&list)?);
+    }
+    Ok(())
+}
+
 /// The embeddings body with the upstream model.
 pub fn embeddings_body(mut body: JsonBody, model: &RawValue) -> serde_json::Result<Vec<u8>> {
     body.insert("model".into(), model.to_owned());
@@ -59,6 +85,20 @@ mod tests {
             "unknown fields pass through untouched"
         );
         assert!(v.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn cache_marks_are_dropped_from_messages_parts_and_tools_only() {
+        let mut b = body(
+            r#"{"messages":[{"role":"system","content":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]},{"role":"tool","tool_call_id":"t","content":"r","cache_control":{"type":"ephemeral","ttl":"1h"}}],"tools":[{"type":"function","function":{"name":"f"},"cache_control":{"type":"ephemeral"}}],"metadata":{"cache_control":1}}"#,
+        );
+        drop_cache_marks(&mut b).unwrap_or_default();
+        let out = serde_json::to_string(&b).unwrap_or_default();
+        assert_eq!(out.matches("cache_control").count(), 1, "{out}");
+        let v: Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(v["messages"][0]["content"][0]["text"], "s");
+        assert_eq!(v["tools"][0]["function"]["name"], "f");
+        assert_eq!(v["metadata"]["cache_control"], 1);
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct FunctionTool<'a> {
     pub description: Option<&'a Value>,
     /// `function.parameters`, if present and not null.
     pub parameters: Option<&'a Value>,
+    /// The tool's prompt-cache mark (`cache_control` beside `function`), if any.
+    pub cache: Option<&'a Value>,
 }
 
 /// The function tools of `tools` (an array); a tool of another type is refused, naming
@@ -98,6 +100,7 @@ pub fn function_tools<'a>(
                 name,
                 description: present("description"),
                 parameters: present("parameters"),
+                cache: super::messages::cache_mark(tool),
             })
         })
         .collect()

@@ -8,6 +8,12 @@
 //! in the conversation; consecutive turns of one role merged, so parallel tool results answer in
 //! one turn. A [`Target`] supplies only its block builders; the client's mistakes, and what a
 //! target cannot express, are an [`Untranslatable`] naming the message and part.
+//!
+//! Prompt-cache marks: a `cache_control` object on a content part (Anthropic's breakpoint, as
+//! the Messages dialect translates it and as OpenAI-compatible clients such as OpenCode send
+//! it), or on a whole message (then it marks the message's last block), is handed to
+//! [`Target::cache`] with the block it marks. A target whose provider caches by breakpoint
+//! (Anthropic, Bedrock) keeps it; the others drop it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -81,6 +87,13 @@ pub trait Target {
         result: ToolResult<'_>,
         at: At,
     ) -> Result<Self::Block, Untranslatable>;
+    /// A prompt-cache mark (`cache_control`) on `block`, the block just built: the target marks
+    /// the block itself, or returns a block to place after it. By default the mark is dropped
+    /// (the provider caches on its own, or not at all).
+    fn cache(&mut self, block: &mut Self::Block, mark: &Value) -> Option<Self::Block> {
+        let _ = (block, mark);
+        None
+    }
     /// An assistant's `refusal` part; refused unless the target has a block for it.
     fn refusal(&mut self, text: &str, at: At) -> Result<Option<Self::Block>, Untranslatable> {
         let _ = text;
@@ -88,11 +101,36 @@ pub trait Target {
     }
 }
 
+/// A system or developer message's text, with the prompt-cache mark the message or one of its
+/// parts carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemText {
+    pub text: String,
+    pub cache: Option<Value>,
+}
+
+/// The `cache_control` mark of a message or part, if it has one (`null` is none).
+pub fn cache_mark(value: &Value) -> Option<&Value> {
+    value.get("cache_control").filter(|m| !m.is_null())
+}
+
+/// A message's own mark, else the last mark among its content parts.
+fn message_mark(message: &Value) -> Option<&Value> {
+    cache_mark(message).or_else(|| {
+        message
+            .get("content")
+            .and_then(Value::as_array)?
+            .iter()
+            .rev()
+            .find_map(cache_mark)
+    })
+}
+
 /// A walked conversation.
 #[derive(Debug)]
 pub struct Conversation<B> {
     /// The system and developer texts, in order (empty ones dropped).
-    pub system: Vec<String>,
+    pub system: Vec<SystemText>,
     /// The turns, consecutive ones of a role merged, empty ones dropped.
     pub turns: Vec<(Role, Vec<B>)>,
     /// The conversation holds tool calls or tool results.
@@ -114,9 +152,12 @@ impl<B: serde::Serialize> Conversation<B> {
             .collect()
     }
 
-    /// The system texts as `{"text": ...}` blocks.
+    /// The system texts as `{"text": ...}` blocks (their marks dropped).
     pub fn system_blocks(&self) -> Vec<Value> {
-        self.system.iter().map(|t| json!({ "text": t })).collect()
+        self.system
+            .iter()
+            .map(|t| json!({ "text": t.text }))
+            .collect()
     }
 }
 
@@ -144,12 +185,16 @@ pub fn walk<T: Target>(
         let (role, blocks) = match role {
             "system" | "developer" => {
                 let text = content.map(|c| text_of(c, i)).transpose()?;
-                conversation.system.extend(text.filter(|t| !t.is_empty()));
+                let cache = message_mark(message).cloned();
+                conversation.system.extend(
+                    text.filter(|t| !t.is_empty())
+                        .map(|text| SystemText { text, cache }),
+                );
                 continue;
             }
-            "user" => (Role::User, content_blocks(target, content, i)?),
+            "user" => (Role::User, content_blocks(target, message, content, i)?),
             "assistant" => {
-                let mut blocks = content_blocks(target, content, i)?;
+                let mut blocks = content_blocks(target, message, content, i)?;
                 for call in tool_calls(message, i)? {
                     let call = tool_call(call, i)?;
                     if let Some(id) = call.id {
@@ -172,7 +217,10 @@ pub fn walk<T: Target>(
                     text: text.unwrap_or_default(),
                 };
                 conversation.uses_tools = true;
-                (Role::User, vec![target.tool_result(result, at)?])
+                let mut blocks = Vec::with_capacity(1);
+                let block = target.tool_result(result, at)?;
+                marked(target, &mut blocks, block, message_mark(message));
+                (Role::User, blocks)
             }
             other => {
                 return Err(bad(format!(
@@ -192,31 +240,58 @@ pub fn walk<T: Target>(
     Ok(conversation)
 }
 
-/// A user's or assistant's content as blocks: a string, or an array of parts.
+/// `block` into `blocks`, with the block its mark asks the target for, if any.
+fn marked<T: Target>(
+    target: &mut T,
+    blocks: &mut Vec<T::Block>,
+    mut block: T::Block,
+    mark: Option<&Value>,
+) {
+    let after = mark.and_then(|mark| target.cache(&mut block, mark));
+    blocks.push(block);
+    blocks.extend(after);
+}
+
+/// A user's or assistant's content as blocks: a string, or an array of parts. A mark on the
+/// message itself marks its last content block, unless a part carries its own.
 fn content_blocks<T: Target>(
     target: &mut T,
+    message: &Value,
     content: Option<&Value>,
     i: usize,
 ) -> Result<Vec<T::Block>, Untranslatable> {
+    let mut blocks = Vec::new();
+    let mut own_marks = false;
     match content {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) if s.is_empty() => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![target.text(s)]),
+        None => {}
+        Some(Value::String(s)) if s.is_empty() => {}
+        Some(Value::String(s)) => blocks.push(target.text(s)),
         Some(Value::Array(parts)) => {
-            let mut blocks = Vec::with_capacity(parts.len());
+            blocks.reserve(parts.len());
             for (j, part) in parts.iter().enumerate() {
                 let at = At {
                     message: i,
                     part: Some(j),
                 };
-                blocks.extend(content_block(target, part, at)?);
+                if let Some(block) = content_block(target, part, at)? {
+                    let mark = cache_mark(part);
+                    own_marks |= mark.is_some();
+                    marked(target, &mut blocks, block, mark);
+                }
             }
-            Ok(blocks)
         }
-        Some(_) => Err(bad(format!(
-            "messages[{i}].content must be a string or an array"
-        ))),
+        Some(_) => {
+            return Err(bad(format!(
+                "messages[{i}].content must be a string or an array"
+            )))
+        }
     }
+    if let (false, Some(mark)) = (own_marks, cache_mark(message)) {
+        if let Some(last) = blocks.pop() {
+            marked(target, &mut blocks, last, Some(mark));
+        }
+    }
+    Ok(blocks)
 }
 
 fn content_block<T: Target>(
@@ -335,7 +410,8 @@ mod tests {
             panic!("an array")
         };
         let c = walk(&messages, &mut Plain).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.system, ["be brief", "and kind"]);
+        let system: Vec<&str> = c.system.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(system, ["be brief", "and kind"]);
         assert!(c.uses_tools);
         let turns: Vec<(Role, Vec<String>)> = c.turns;
         assert_eq!(
