@@ -96,6 +96,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
                 .clone()
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
+            log_payloads: None,
         });
     }
     let teams = teams(&tx).await?;
@@ -133,6 +134,7 @@ async fn teams(tx: &Transaction<'_>) -> Result<Vec<proto::TeamPolicy>, StoreErro
             id: r.get::<_, Uuid>(0).to_string(),
             rpm: limit(r.get(1)),
             tpm: limit(r.get(2)),
+            log_payloads: None,
         })
         .collect())
 }

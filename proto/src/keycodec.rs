@@ -9,22 +9,24 @@
 //! part   = "SYK1" count:varint key*
 //! key    = digest:32 bytes  fields:u8  name:str
 //!          [team:str] [id:str] [expires_at:zigzag] [rpm:varint] [tpm:varint]
-//!          [max_request_cost_usd:str] [budget:str]          (present when their bit is set)
+//!          [max_request_cost_usd:str] [budget:str] [log_payloads:u8]
+//!                                                           (present when their bit is set)
 //!          models:varint str*  tags:varint (str str)*
 //! str    = length:varint utf-8 bytes
 //! varint = unsigned LEB128 (at most 10 bytes)
 //! ```
 //!
 //! The `fields` bits, lowest first: team, id, expires_at, rpm, tpm, max_request_cost_usd,
-//! budget. A bit this build does not know, or any byte left over, makes the part unreadable:
-//! a field added later needs a new magic, so an older proxy refuses the part instead of
-//! dropping a restriction.
+//! budget, log_payloads (a byte: 0 off, 1 metadata, 2 full). A bit this build does not know,
+//! or any byte left over, makes the part unreadable; all eight bits are now taken, so a field
+//! added later needs a new magic, and an older proxy refuses the part instead of dropping a
+//! restriction.
 
 use std::str::FromStr as _;
 
 use rust_decimal::Decimal;
 
-use crate::VirtualKey;
+use crate::{LogPayloads, VirtualKey};
 
 /// First bytes of a binary key part.
 pub const KEY_PART_MAGIC: &[u8; 4] = b"SYK1";
@@ -36,7 +38,8 @@ const RPM: u8 = 1 << 3;
 const TPM: u8 = 1 << 4;
 const MAX_COST: u8 = 1 << 5;
 const BUDGET: u8 = 1 << 6;
-const KNOWN: u8 = TEAM | ID | EXPIRES_AT | RPM | TPM | MAX_COST | BUDGET;
+const LOG_PAYLOADS: u8 = 1 << 7;
+const KNOWN: u8 = TEAM | ID | EXPIRES_AT | RPM | TPM | MAX_COST | BUDGET | LOG_PAYLOADS;
 
 /// Bytes a key takes at the least (digest, fields, empty name, no models, no tags).
 const MIN_KEY_BYTES: usize = 32 + 1 + 1 + 1 + 1;
@@ -74,6 +77,7 @@ pub fn encode_keys(keys: &[&VirtualKey]) -> Result<Vec<u8>, KeyPartError> {
             (TPM, k.tpm.is_some()),
             (MAX_COST, k.max_request_cost_usd.is_some()),
             (BUDGET, k.budget.is_some()),
+            (LOG_PAYLOADS, k.log_payloads.is_some()),
         ]
         .iter()
         .filter(|(_, present)| *present)
@@ -100,6 +104,13 @@ pub fn encode_keys(keys: &[&VirtualKey]) -> Result<Vec<u8>, KeyPartError> {
         }
         if let Some(budget) = &k.budget {
             put_str(&mut out, budget);
+        }
+        if let Some(policy) = k.log_payloads {
+            out.push(match policy {
+                LogPayloads::Off => 0,
+                LogPayloads::Metadata => 1,
+                LogPayloads::Full => 2,
+            });
         }
         put_varint(&mut out, k.models.len() as u64);
         for m in &k.models {
@@ -132,6 +143,7 @@ pub struct KeyView<'a> {
     pub tpm: Option<u64>,
     pub max_request_cost_usd: Option<Decimal>,
     pub budget: Option<&'a str>,
+    pub log_payloads: Option<LogPayloads>,
     pub models: Vec<&'a str>,
     pub tags: Vec<(&'a str, &'a str)>,
 }
@@ -151,6 +163,7 @@ impl KeyView<'_> {
             tpm: self.tpm,
             max_request_cost_usd: self.max_request_cost_usd,
             budget: owned(self.budget),
+            log_payloads: self.log_payloads,
             tags: self
                 .tags
                 .iter()
@@ -281,6 +294,13 @@ impl<'a> Reader<'a> {
             false => None,
         };
         let budget = has(BUDGET).then(|| self.string()).transpose()?;
+        let log_payloads = match has(LOG_PAYLOADS).then(|| self.byte()).transpose()? {
+            None => None,
+            Some(0) => Some(LogPayloads::Off),
+            Some(1) => Some(LogPayloads::Metadata),
+            Some(2) => Some(LogPayloads::Full),
+            Some(_) => return Err(self.fail("log_payloads is not 0, 1 or 2")),
+        };
         let models = (0..self.count(1)?)
             .map(|_| self.string())
             .collect::<Result<Vec<_>, _>>()?;
@@ -297,6 +317,7 @@ impl<'a> Reader<'a> {
             tpm,
             max_request_cost_usd,
             budget,
+            log_payloads,
             models,
             tags,
         })
@@ -343,6 +364,7 @@ mod tests {
             max_request_cost_usd: Some(Decimal::from_str("0.0125").unwrap()),
             budget: Some("budget_7".into()),
             tags: BTreeMap::from([("env".into(), "prod".into()), ("t".into(), String::new())]),
+            log_payloads: Some(LogPayloads::Full),
         }
     }
 
@@ -352,9 +374,14 @@ mod tests {
             models: Vec::new(),
             ..VirtualKey::allowing_all("", hex::encode(Sha256::digest(b"bare")))
         };
+        let off = VirtualKey {
+            log_payloads: Some(LogPayloads::Off),
+            ..VirtualKey::allowing_all("off", hex::encode(Sha256::digest(b"off")))
+        };
         let keys = vec![
             full_key(),
             bare,
+            off,
             VirtualKey::allowing_all("k", "00".repeat(32)),
         ];
         let refs: Vec<&VirtualKey> = keys.iter().collect();
@@ -416,13 +443,21 @@ mod tests {
                 let _ = decode_keys(&bad);
             }
         }
-        let mut unknown = bytes.clone();
-        unknown[4 + 1 + 32] |= 0x80;
+        // One nameless key with only a log policy: magic, count, digest, fields, name length,
+        // then the policy byte, which must be 0, 1 or 2.
+        let policy_only = VirtualKey {
+            models: Vec::new(),
+            log_payloads: Some(LogPayloads::Metadata),
+            ..VirtualKey::allowing_all("", "00".repeat(32))
+        };
+        let mut unknown = encode_keys(&[&policy_only]).unwrap();
+        assert_eq!(unknown[4 + 1 + 32], LOG_PAYLOADS);
+        unknown[4 + 1 + 32 + 2] = 3;
         assert!(matches!(
             decode_keys(&unknown),
             Err(KeyPartError::Malformed {
                 index: 0,
-                reason: "a field this build does not know",
+                reason: "log_payloads is not 0, 1 or 2",
                 ..
             })
         ));

@@ -9,6 +9,7 @@ mod health;
 mod keycodec;
 mod lease;
 mod price;
+mod requestlog;
 mod snapshot;
 mod usage;
 mod validate;
@@ -31,6 +32,10 @@ pub use lease::{
     LEASE_SUBJECT,
 };
 pub use price::{ModelPrice, Rates};
+pub use requestlog::{
+    loggable_header, requests_subject, LogPayloads, LoggedBody, RequestPayload,
+    REQUESTS_FOLD_CONSUMER, REQUESTS_STREAM, REQUESTS_SUBJECTS,
+};
 pub use snapshot::{
     Budget, BudgetPeriod, BudgetScope, Credential, Deployment, Provider, ProviderKind, RetryPolicy,
     Route, RouteRule, Snapshot, Strategy, TeamPolicy, Trigger, VirtualKey, SCHEMA_VERSION,

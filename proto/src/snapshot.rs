@@ -62,6 +62,9 @@ pub struct TeamPolicy {
     /// Tokens per minute across the team's keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    /// What the request log keeps of the team's requests (a key's own setting wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_payloads: Option<crate::LogPayloads>,
 }
 
 /// What a budget applies to.
@@ -454,6 +457,9 @@ pub struct VirtualKey {
     /// Tags forced onto every request made with this key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// What the request log keeps of this key's requests (else its team's setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_payloads: Option<crate::LogPayloads>,
 }
 
 impl VirtualKey {
@@ -471,6 +477,7 @@ impl VirtualKey {
             max_request_cost_usd: None,
             budget: None,
             tags: BTreeMap::new(),
+            log_payloads: None,
         }
     }
 }

@@ -490,7 +490,8 @@ async fn the_snapshot_carries_budgets_prices_team_limits_and_cost_caps() {
         vec![proto::TeamPolicy {
             id: team_id.clone(),
             rpm: Some(120),
-            tpm: Some(50000)
+            tpm: Some(50000),
+            log_payloads: None,
         }],
         "only teams with limits ({plain} has none)"
     );
