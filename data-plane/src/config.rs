@@ -20,6 +20,7 @@ pub const ENV_PROXY_ID: &str = "SWITCHYARD_PROXY_ID";
 /// Directory of the usage-event spool (events not yet acknowledged by NATS).
 pub const ENV_SPOOL_DIR: &str = "SWITCHYARD_SPOOL_DIR";
 /// Most bytes the usage spool may hold; events beyond are dropped, counted and logged.
+pub const ENV_LOG_PAYLOAD_MAX_BYTES: &str = "SWITCHYARD_LOG_PAYLOAD_MAX_BYTES";
 pub const ENV_SPOOL_MAX_BYTES: &str = "SWITCHYARD_SPOOL_MAX_BYTES";
 /// Base64 of the 32-byte key that opens sealed provider credentials (never a flag: argv is
 /// visible to every user of the machine).
@@ -94,6 +95,12 @@ pub struct ServeArgs {
     /// (`switchyard_usage_spool_dropped_total`) and logged as errors.
     #[arg(long, env = ENV_SPOOL_MAX_BYTES, default_value_t = 256 * 1024 * 1024)]
     pub spool_max_bytes: u64,
+    /// Most bytes of each body (request, response) a `full` request-log entry keeps; a longer
+    /// body is cut there and flagged as truncated. At most 262144 (a JetStream message holds
+    /// both bodies).
+    #[arg(long, env = ENV_LOG_PAYLOAD_MAX_BYTES, default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(0..=262_144))]
+    pub log_payload_max_bytes: u32,
     /// Client-facing API listener.
     #[arg(long, env = ENV_LISTEN, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,

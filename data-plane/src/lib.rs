@@ -121,8 +121,22 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         Duration::from_secs(args.responses_ttl_secs),
     ));
     let (usage_sink, usage) = usage::start(
+        &usage::USAGE,
+        nats.clone(),
+        usage::Spool::open_exclusive(
+            &args.spool_dir,
+            args.spool_max_bytes,
+            &metrics::USAGE_STREAM,
+        )?,
+    );
+    let (log_sink, request_log) = usage::start(
+        &usage::REQUESTS,
         nats,
-        usage::Spool::open_exclusive(&args.spool_dir, args.spool_max_bytes)?,
+        usage::Spool::open_exclusive(
+            &args.spool_dir.join("requests"),
+            args.spool_max_bytes,
+            &metrics::REQUEST_LOG_STREAM,
+        )?,
     );
     {
         let metrics = metrics.clone();
@@ -159,6 +173,8 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         tasks: tasks.clone(),
         admission: Arc::clone(&admission),
         usage: usage_sink,
+        request_log: log_sink,
+        log_payload_max_bytes: args.log_payload_max_bytes as usize,
         proxy_id,
         health,
         stored,
@@ -208,6 +224,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
     }
     // Every relay has ended (or the grace is over): their events are queued or spooled.
     usage.shutdown(SHUTDOWN_REPLAY).await;
+    request_log.shutdown(SHUTDOWN_REPLAY).await;
     admission.release_all().await;
     served
 }

@@ -52,6 +52,10 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(GATEWAY_OVERHEAD.into()), OVERHEAD_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(SNAPSHOT_SWAP.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(USAGE_PUBLISH_LATENCY.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(REQUEST_LOG_STREAM.publish_seconds.into()),
+            LATENCY_BUCKETS,
+        )?
         .install_recorder()
 }
 
@@ -151,44 +155,84 @@ pub fn usage_event(outcome: &'static str) {
     counter!(USAGE_EVENTS, "outcome" => outcome).increment(1);
 }
 
-/// `n` usage events were acknowledged by JetStream; `source` is `live` or `replay`.
-pub fn usage_published(source: &'static str, n: u64) {
-    counter!(USAGE_PUBLISHED, "source" => source).increment(n);
+/// The metric names of one stream the proxy publishes with acknowledgement and spools for
+/// (usage events, request-log entries): each has the same series under its own prefix.
+#[derive(Debug)]
+pub struct Published {
+    pub published: &'static str,
+    pub publish_failures: &'static str,
+    pub publish_seconds: &'static str,
+    pub spooled: &'static str,
+    pub replayed: &'static str,
+    pub spool_dropped: &'static str,
+    pub spool_bytes: &'static str,
+    pub queue_full: &'static str,
 }
 
-/// One publish of a usage event failed (not acknowledged in time, or refused).
-pub fn usage_publish_failure() {
-    counter!(USAGE_PUBLISH_FAILURES).increment(1);
-}
+/// Usage events.
+pub static USAGE_STREAM: Published = Published {
+    published: USAGE_PUBLISHED,
+    publish_failures: USAGE_PUBLISH_FAILURES,
+    publish_seconds: USAGE_PUBLISH_LATENCY,
+    spooled: USAGE_SPOOLED,
+    replayed: USAGE_REPLAYED,
+    spool_dropped: USAGE_SPOOL_DROPPED,
+    spool_bytes: USAGE_SPOOL_BYTES,
+    queue_full: USAGE_QUEUE_FULL,
+};
 
-/// Time from sending a usage event to its JetStream acknowledgement.
-pub fn usage_publish_latency(d: Duration) {
-    histogram!(USAGE_PUBLISH_LATENCY).record(d.as_secs_f64());
-}
+/// Request-log payload entries.
+pub static REQUEST_LOG_STREAM: Published = Published {
+    published: "switchyard_request_log_published_total",
+    publish_failures: "switchyard_request_log_publish_failures_total",
+    publish_seconds: "switchyard_request_log_publish_seconds",
+    spooled: "switchyard_request_log_spooled_total",
+    replayed: "switchyard_request_log_replayed_total",
+    spool_dropped: "switchyard_request_log_spool_dropped_total",
+    spool_bytes: "switchyard_request_log_spool_bytes",
+    queue_full: "switchyard_request_log_queue_full_total",
+};
 
-/// A usage event was written to the on-disk spool.
-pub fn usage_spooled() {
-    counter!(USAGE_SPOOLED).increment(1);
-}
+impl Published {
+    /// `n` items were acknowledged by JetStream; `source` is `live` or `replay`.
+    pub fn published(&self, source: &'static str, n: u64) {
+        counter!(self.published, "source" => source).increment(n);
+    }
 
-/// `n` spooled usage events were acknowledged on replay and their segment removed.
-pub fn usage_replayed(n: u64) {
-    counter!(USAGE_REPLAYED).increment(n);
-}
+    /// One publish failed (not acknowledged in time, or refused).
+    pub fn publish_failure(&self) {
+        counter!(self.publish_failures).increment(1);
+    }
 
-/// A usage event was lost: the spool was full or could not be written (`reason`).
-pub fn usage_spool_dropped(reason: &'static str) {
-    counter!(USAGE_SPOOL_DROPPED, "reason" => reason).increment(1);
-}
+    /// Time from sending an item to its JetStream acknowledgement.
+    pub fn publish_latency(&self, d: Duration) {
+        histogram!(self.publish_seconds).record(d.as_secs_f64());
+    }
 
-/// Bytes currently held in the spool directory.
-pub fn usage_spool_bytes(bytes: u64) {
-    gauge!(USAGE_SPOOL_BYTES).set(bytes as f64);
-}
+    /// An item was written to the on-disk spool.
+    pub fn spooled(&self) {
+        counter!(self.spooled).increment(1);
+    }
 
-/// The handler-to-publisher queue was full (or closed); the event went to the spool directly.
-pub fn usage_queue_full() {
-    counter!(USAGE_QUEUE_FULL).increment(1);
+    /// `n` spooled items were acknowledged on replay and their segment removed.
+    pub fn replayed(&self, n: u64) {
+        counter!(self.replayed).increment(n);
+    }
+
+    /// An item was lost: the spool was full or could not be written (`reason`).
+    pub fn spool_dropped(&self, reason: &'static str) {
+        counter!(self.spool_dropped, "reason" => reason).increment(1);
+    }
+
+    /// Bytes currently held in the spool directory.
+    pub fn spool_bytes(&self, bytes: u64) {
+        gauge!(self.spool_bytes).set(bytes as f64);
+    }
+
+    /// The handler-to-publisher queue was full (or closed); the item went to the spool.
+    pub fn queue_full(&self) {
+        counter!(self.queue_full).increment(1);
+    }
 }
 
 fn status_class(status: u16) -> &'static str {

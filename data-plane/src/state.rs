@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::routing::Health;
 use crate::snapshot::SnapshotStore;
-use crate::usage::UsageSink;
+use crate::usage::{LogSink, UsageSink};
 
 /// State shared by all handlers. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -32,6 +32,9 @@ pub struct Parts {
     pub admission: Arc<Admission>,
     /// Where each request's usage event goes.
     pub usage: UsageSink,
+    /// Where the bodies of `full` request-log entries go, and each body's cap in bytes.
+    pub request_log: LogSink,
+    pub log_payload_max_bytes: usize,
     /// This proxy's id in usage events.
     pub proxy_id: Arc<str>,
     /// What this proxy knows of every deployment's health (breakers, latency), kept across

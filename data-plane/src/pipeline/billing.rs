@@ -230,7 +230,8 @@ pricing:
             streamed: false,
             prompt_estimate: 100,
         });
-        let spool = Spool::open_exclusive(dir, 1 << 20).unwrap_or_else(|e| panic!("{e}"));
+        let spool = Spool::open_exclusive(dir, 1 << 20, &crate::metrics::USAGE_STREAM)
+            .unwrap_or_else(|e| panic!("{e}"));
         let (sink, rx) = UsageSink::channel(spool);
         (Billing::new(meter, admitted, sink), rx)
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_nats::{ConnectOptions, Event, ServerAddr};
 
 pub use event::{End, Meter, Start};
-pub use publisher::{start, Usage, UsageSink};
+pub use publisher::{start, LogSink, Sink, Usage, UsageSink, REQUESTS, USAGE};
 pub use spool::{Spool, SpoolInUse};
 pub use tags::Tags;
 

@@ -1,16 +1,17 @@
-//! Getting usage events from the handlers to JetStream, or to the spool until NATS takes them.
+//! Getting usage events (and request-log entries: the same machinery on a [`Channel`] of its
+//! own) from the handlers to JetStream, or to the spool until NATS takes them.
 //!
-//! - Handlers call [`UsageSink::emit`]: a `try_send` into a bounded queue, never blocking. A
+//! - Handlers call [`Sink::emit`]: a `try_send` into a bounded queue, never blocking. A
 //!   full (or, during shutdown, closed) queue sends the event straight to the spool.
-//! - The publisher task sends each event to `usage_subject(team)` with `Nats-Msg-Id` = the
-//!   event id, keeping up to [`MAX_IN_FLIGHT`] publishes un-acknowledged at once (pipelined),
+//! - The publisher task sends each event to the channel's subject for its team with
+//!   `Nats-Msg-Id` = the event id, keeping up to [`MAX_IN_FLIGHT`] publishes un-acknowledged at once (pipelined),
 //!   and retries a failed one while connected; an event NATS does not acknowledge (not
 //!   connected, no ack within [`ACK_TIMEOUT`], retries used up) goes to the spool.
 //! - The replay task re-publishes sealed spool segments while connected and deletes a segment
 //!   only once every event in it is acknowledged. A replayed event that JetStream already has
 //!   is dropped by the stream's duplicate window (and past it by the ledger's primary key).
-//! - The data plane ensures the usage stream exists (idempotently) before its first publish
-//!   on a connection, so proxies work without a control plane.
+//! - The data plane ensures the channel's stream exists (idempotently) before its first
+//!   publish on a connection, so proxies work without a control plane.
 
 use std::future::IntoFuture as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +25,8 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
-use proto::{usage_subject, UsageEvent, USAGE_STREAM, USAGE_SUBJECTS};
+use proto::{RequestPayload, UsageEvent};
+use serde::Serialize;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -32,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::spool::{self, Spool};
 use crate::background::Ticks;
-use crate::metrics;
+use crate::metrics::{self, Published};
 
 /// Events queued between the handlers and the publisher task.
 pub const QUEUE_CAPACITY: usize = 16_384;
@@ -48,20 +50,92 @@ const REPLAY_EVERY: Duration = Duration::from_secs(1);
 const STREAM_RETRY: Duration = Duration::from_secs(1);
 /// The JetStream duplicate window of the usage stream.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// How long the usage stream keeps events (the control plane folds them within seconds).
+/// How long a stream keeps events (the control plane folds them within seconds).
 const STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A JetStream stream the proxy publishes to with acknowledgement, spooling what NATS does
+/// not take.
+#[derive(Debug)]
+pub struct Channel {
+    pub stream: &'static str,
+    pub subjects: &'static str,
+    pub description: &'static str,
+    /// The subject of an item of `team`.
+    pub subject: fn(Option<&str>) -> String,
+    /// What one item is called in log lines.
+    pub item: &'static str,
+    pub metrics: &'static Published,
+}
+
+/// Usage events: one per request, folded into the ledgers.
+pub static USAGE: Channel = Channel {
+    stream: proto::USAGE_STREAM,
+    subjects: proto::USAGE_SUBJECTS,
+    description: "Switchyard: usage events from the data planes",
+    subject: proto::usage_subject,
+    item: "usage event",
+    metrics: &metrics::USAGE_STREAM,
+};
+
+/// Request-log payloads: the bodies of `full` requests.
+pub static REQUESTS: Channel = Channel {
+    stream: proto::REQUESTS_STREAM,
+    subjects: proto::REQUESTS_SUBJECTS,
+    description: "Switchyard: request and response bodies for the request log",
+    subject: proto::requests_subject,
+    item: "request-log entry",
+    metrics: &metrics::REQUEST_LOG_STREAM,
+};
+
+/// What a channel carries: JSON with an id (the `Nats-Msg-Id`) and a team (the subject).
+pub trait Item: Serialize + Send + Sync + 'static {
+    fn id(&self) -> &str;
+    fn team(&self) -> Option<&str>;
+}
+
+impl Item for UsageEvent {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn team(&self) -> Option<&str> {
+        self.team.as_deref()
+    }
+}
+
+impl Item for RequestPayload {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn team(&self) -> Option<&str> {
+        self.team.as_deref()
+    }
+}
+
 /// The handlers' side: cheap to clone, never blocks.
-#[derive(Debug, Clone)]
-pub struct UsageSink {
-    tx: mpsc::Sender<UsageEvent>,
+#[derive(Debug)]
+pub struct Sink<T> {
+    tx: mpsc::Sender<T>,
     spool: Arc<Spool>,
 }
 
-impl UsageSink {
+impl<T> Clone for Sink<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            spool: Arc::clone(&self.spool),
+        }
+    }
+}
+
+/// Where handlers emit usage events.
+pub type UsageSink = Sink<UsageEvent>;
+/// Where handlers emit request-log payloads.
+pub type LogSink = Sink<RequestPayload>;
+
+impl<T: Item> Sink<T> {
     /// A sink whose events arrive on the returned receiver, for tests of what a request emits.
     #[cfg(test)]
-    pub fn channel(spool: Spool) -> (Self, mpsc::Receiver<UsageEvent>) {
+    pub fn channel(spool: Spool) -> (Self, mpsc::Receiver<T>) {
         let (tx, rx) = mpsc::channel(64);
         let sink = Self {
             tx,
@@ -71,25 +145,27 @@ impl UsageSink {
     }
 
     /// Hands an event to the publisher; if its queue is full, writes it to the spool.
-    pub fn emit(&self, event: UsageEvent) {
+    pub fn emit(&self, event: T) {
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(event) | TrySendError::Closed(event)) => {
-                metrics::usage_queue_full();
-                spool_event(&self.spool, &event);
+                self.spool.metrics().queue_full();
+                if let Some(json) = encoded(&self.spool, &event) {
+                    self.spool.append(&json);
+                }
             }
         }
     }
 }
 
-fn spool_event(spool: &Spool, event: &UsageEvent) {
+/// The item's JSON; one that cannot be encoded is counted as dropped and logged.
+fn encoded<T: Item>(spool: &Spool, event: &T) -> Option<Bytes> {
     match serde_json::to_vec(event) {
-        Ok(json) => {
-            spool.append(&json);
-        }
+        Ok(json) => Some(Bytes::from(json)),
         Err(e) => {
-            metrics::usage_spool_dropped("encode");
-            tracing::error!(id = %event.id, error = %e, "usage event LOST: it cannot be encoded");
+            spool.metrics().spool_dropped("encode");
+            tracing::error!(id = %event.id(), error = %e, "event LOST: it cannot be encoded");
+            None
         }
     }
 }
@@ -97,6 +173,7 @@ fn spool_event(spool: &Spool, event: &UsageEvent) {
 /// The NATS side shared by the publisher and the replay task.
 #[derive(Debug)]
 struct Link {
+    channel: &'static Channel,
     client: async_nats::Client,
     js: jetstream::Context,
     /// The usage stream is known to exist on this server.
@@ -129,9 +206,9 @@ impl Link {
             *retry_at = Some(now + STREAM_RETRY);
         }
         let config = jetstream::stream::Config {
-            name: USAGE_STREAM.to_owned(),
-            description: Some("Switchyard: usage events from the data planes".to_owned()),
-            subjects: vec![USAGE_SUBJECTS.to_owned()],
+            name: self.channel.stream.to_owned(),
+            description: Some(self.channel.description.to_owned()),
+            subjects: vec![self.channel.subjects.to_owned()],
             duplicate_window: DUPLICATE_WINDOW,
             max_age: STREAM_MAX_AGE,
             storage: jetstream::stream::StorageType::File,
@@ -143,7 +220,7 @@ impl Link {
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, stream = USAGE_STREAM, "cannot open or create the usage stream; spooling events");
+                tracing::warn!(error = %e, stream = self.channel.stream, "cannot open or create the stream; spooling to disk");
                 false
             }
         }
@@ -162,7 +239,7 @@ impl Link {
             publish = publish.header(proto::USAGE_REPLAYED_HEADER, "1");
         }
         self.js
-            .send_publish(usage_subject(team), publish)
+            .send_publish((self.channel.subject)(team), publish)
             .await
             .map_err(|e| e.to_string())
     }
@@ -197,8 +274,12 @@ pub struct Usage {
     replayer: Option<JoinHandle<()>>,
 }
 
-/// Starts the publisher (and, with NATS, the replay task) on the current runtime.
-pub fn start(nats: Option<async_nats::Client>, spool: Spool) -> (UsageSink, Usage) {
+/// Starts the publisher of `channel` (and, with NATS, the replay task) on the current runtime.
+pub fn start<T: Item>(
+    channel: &'static Channel,
+    nats: Option<async_nats::Client>,
+    spool: Spool,
+) -> (Sink<T>, Usage) {
     let spool = Arc::new(spool);
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let link = nats.map(|client| {
@@ -207,6 +288,7 @@ pub fn start(nats: Option<async_nats::Client>, spool: Spool) -> (UsageSink, Usag
             .max_ack_inflight(MAX_IN_FLIGHT * 4)
             .build(client.clone());
         Arc::new(Link {
+            channel,
             client,
             js,
             stream_ready: AtomicBool::new(false),
@@ -214,7 +296,7 @@ pub fn start(nats: Option<async_nats::Client>, spool: Spool) -> (UsageSink, Usag
         })
     });
     if link.is_none() {
-        tracing::info!(path = %spool.dir().display(), "no NATS configured: usage events are written to the spool directory only (replayed when the proxy runs with --nats)");
+        tracing::info!(path = %spool.dir().display(), stream = channel.stream, "no NATS configured: events are written to the spool directory only (replayed when the proxy runs with --nats)");
     }
     let flush = CancellationToken::new();
     let stop_replay = CancellationToken::new();
@@ -231,7 +313,7 @@ pub fn start(nats: Option<async_nats::Client>, spool: Spool) -> (UsageSink, Usag
     let replayer = link
         .clone()
         .map(|link| tokio::spawn(replay_loop(link, Arc::clone(&spool), stop_replay.clone())));
-    let sink = UsageSink {
+    let sink = Sink {
         tx,
         spool: Arc::clone(&spool),
     };
@@ -269,15 +351,15 @@ impl Usage {
         }
         let left = self.spool.bytes();
         if left > 0 {
-            tracing::warn!(bytes = left, path = %self.spool.dir().display(), "usage events remain in the spool; they are replayed at the next start with NATS");
+            tracing::warn!(bytes = left, path = %self.spool.dir().display(), "events remain in the spool; they are replayed at the next start with NATS");
         } else {
-            tracing::info!("usage events flushed");
+            tracing::info!(path = %self.spool.dir().display(), "spool flushed");
         }
     }
 }
 
-struct Publisher {
-    rx: mpsc::Receiver<UsageEvent>,
+struct Publisher<T> {
+    rx: mpsc::Receiver<T>,
     link: Option<Arc<Link>>,
     spool: Arc<Spool>,
     in_flight: FuturesUnordered<BoxFuture<'static, Acked>>,
@@ -285,7 +367,7 @@ struct Publisher {
     draining: bool,
 }
 
-impl Publisher {
+impl<T: Item> Publisher<T> {
     async fn run(mut self, flush: CancellationToken) {
         loop {
             tokio::select! {
@@ -316,18 +398,13 @@ impl Publisher {
         }
     }
 
-    async fn submit_event(&mut self, event: &UsageEvent) {
-        let json = match serde_json::to_vec(event) {
-            Ok(json) => Bytes::from(json),
-            Err(e) => {
-                metrics::usage_spool_dropped("encode");
-                tracing::error!(id = %event.id, error = %e, "usage event LOST: it cannot be encoded");
-                return;
-            }
+    async fn submit_event(&mut self, event: &T) {
+        let Some(json) = encoded(&self.spool, event) else {
+            return;
         };
         let pending = Pending {
-            id: event.id.clone(),
-            team: event.team.clone(),
+            id: event.id().to_owned(),
+            team: event.team().map(str::to_owned),
             json,
             sent: Instant::now(),
             attempt: 1,
@@ -362,8 +439,8 @@ impl Publisher {
                 .boxed(),
             ),
             Err(e) => {
-                metrics::usage_publish_failure();
-                tracing::warn!(id = %pending.id, error = %e, "cannot publish a usage event; spooling it");
+                self.spool.metrics().publish_failure();
+                tracing::warn!(id = %pending.id, error = %e, stream = link.channel.stream, "cannot publish; spooling it");
                 self.spool.append(&pending.json);
             }
         }
@@ -372,11 +449,11 @@ impl Publisher {
     async fn acked(&mut self, mut pending: Pending, result: Result<(), PublishErrorKind>) {
         match result {
             Ok(()) => {
-                metrics::usage_published("live", 1);
-                metrics::usage_publish_latency(pending.sent.elapsed());
+                self.spool.metrics().published("live", 1);
+                self.spool.metrics().publish_latency(pending.sent.elapsed());
             }
             Err(kind) => {
-                metrics::usage_publish_failure();
+                self.spool.metrics().publish_failure();
                 let retry = !self.draining
                     && pending.attempt < MAX_ATTEMPTS
                     && self.link.as_ref().is_some_and(|l| {
@@ -387,7 +464,7 @@ impl Publisher {
                     pending.attempt += 1;
                     self.submit(pending).await;
                 } else {
-                    tracing::debug!(id = %pending.id, error = %kind, "usage event not acknowledged; spooling it");
+                    tracing::debug!(id = %pending.id, error = %kind, "not acknowledged; spooling it");
                     self.spool.append(&pending.json);
                 }
             }
@@ -417,7 +494,10 @@ async fn replay_pass(link: &Link, spool: &Arc<Spool>, deadline: Option<Instant>)
             return;
         }
         let path = segment.clone();
-        let events = match tokio::task::spawn_blocking(move || spool::read_segment(&path)).await {
+        let metrics = spool.metrics();
+        let events = match tokio::task::spawn_blocking(move || spool::read_segment(&path, metrics))
+            .await
+        {
             Ok(Ok(events)) => events,
             Ok(Err(e)) => {
                 tracing::warn!(path = %segment.display(), error = %e, "cannot read a spool segment; retrying later");
@@ -459,7 +539,7 @@ async fn replay_pass(link: &Link, spool: &Arc<Spool>, deadline: Option<Instant>)
             }
         }
         if failed {
-            metrics::usage_publish_failure();
+            metrics.publish_failure();
             tracing::info!(path = %segment.display(), "replaying a spool segment failed; retrying later");
             return;
         }
@@ -467,8 +547,8 @@ async fn replay_pass(link: &Link, spool: &Arc<Spool>, deadline: Option<Instant>)
             tracing::warn!(path = %segment.display(), error = %e, "cannot delete a replayed spool segment; it will be replayed again (harmless)");
             return;
         }
-        metrics::usage_replayed(acked);
-        metrics::usage_published("replay", acked);
-        tracing::info!(events = acked, path = %segment.display(), "replayed spooled usage events");
+        metrics.replayed(acked);
+        metrics.published("replay", acked);
+        tracing::info!(events = acked, path = %segment.display(), stream = link.channel.stream, "replayed spooled events");
     }
 }

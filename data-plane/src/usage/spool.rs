@@ -1,4 +1,5 @@
-//! The on-disk spool: usage events that NATS has not acknowledged yet.
+//! The on-disk spool: usage events (or request-log entries, in a spool of their own) that NATS
+//! has not acknowledged yet.
 //!
 //! A directory of append-only JSON-lines segment files named `<UUIDv7>.jsonl`, so names sort
 //! in write order across restarts. One segment is active (appended to) at a time; it is
@@ -9,7 +10,8 @@
 //! lose the last moments.
 //!
 //! Guarantees: the directory never holds more than `max_bytes`; an event that would exceed it
-//! (or cannot be written) is dropped, counted in `switchyard_usage_spool_dropped_total` and
+//! (or cannot be written) is dropped, counted in `switchyard_usage_spool_dropped_total` (the
+//! request log's `switchyard_request_log_spool_dropped_total`) and
 //! logged at error level, never silently. The spool is shared by the publisher task and the
 //! request handlers (queue overflow); a short `std` mutex guards it and is never held across
 //! an `.await`.
@@ -24,7 +26,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::metrics;
+use crate::metrics::Published;
 
 /// Extension of segment files.
 const SEGMENT_EXT: &str = "jsonl";
@@ -35,6 +37,8 @@ const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
+    /// The metric series of the stream it spools for.
+    metrics: &'static Published,
     max_bytes: u64,
     /// A segment is sealed once it holds this much.
     segment_bytes: u64,
@@ -87,14 +91,18 @@ impl Spool {
     /// Opens (creating if needed) the spool directory and counts what it holds. Never fails:
     /// an unusable directory is logged, and each event that cannot be written is counted as
     /// dropped.
-    pub fn open(dir: &Path, max_bytes: u64) -> Self {
-        Self::open_inner(dir, max_bytes, None)
+    pub fn open(dir: &Path, max_bytes: u64, metrics: &'static Published) -> Self {
+        Self::open_inner(dir, max_bytes, None, metrics)
     }
 
     /// Like [`Spool::open`], and takes an exclusive lock on the directory (`.lock`, released
     /// when the process exits), so two proxies never replay and delete each other's
     /// segments. Fails only if another process holds the lock.
-    pub fn open_exclusive(dir: &Path, max_bytes: u64) -> Result<Self, SpoolInUse> {
+    pub fn open_exclusive(
+        dir: &Path,
+        max_bytes: u64,
+        metrics: &'static Published,
+    ) -> Result<Self, SpoolInUse> {
         let _ = fs::create_dir_all(dir);
         let lock = match File::options()
             .create(true)
@@ -117,10 +125,15 @@ impl Spool {
                 None
             }
         };
-        Ok(Self::open_inner(dir, max_bytes, lock))
+        Ok(Self::open_inner(dir, max_bytes, lock, metrics))
     }
 
-    fn open_inner(dir: &Path, max_bytes: u64, lock: Option<File>) -> Self {
+    fn open_inner(
+        dir: &Path,
+        max_bytes: u64,
+        lock: Option<File>,
+        metrics: &'static Published,
+    ) -> Self {
         if let Err(e) = fs::create_dir_all(dir) {
             tracing::error!(path = %dir.display(), error = %e, "cannot create the usage spool directory; events NATS does not take will be lost");
         }
@@ -129,9 +142,10 @@ impl Spool {
             .filter_map(|p| fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();
-        metrics::usage_spool_bytes(total);
+        metrics.spool_bytes(total);
         Self {
             dir: dir.to_owned(),
+            metrics,
             max_bytes,
             segment_bytes: (max_bytes / 16).clamp(4 * 1024, 16 * 1024 * 1024),
             state: Mutex::new(State {
@@ -145,6 +159,11 @@ impl Spool {
     }
 
     /// The spool directory.
+    /// The metric series of the stream it spools for.
+    pub fn metrics(&self) -> &'static Published {
+        self.metrics
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -190,8 +209,8 @@ impl Spool {
             Ok(()) => {
                 active.bytes += len;
                 st.total += len;
-                metrics::usage_spooled();
-                metrics::usage_spool_bytes(st.total);
+                self.metrics.spooled();
+                self.metrics.spool_bytes(st.total);
                 true
             }
             Err(e) => {
@@ -220,7 +239,7 @@ impl Spool {
     }
 
     fn dropped(&self, st: &mut State, reason: &'static str) {
-        metrics::usage_spool_dropped(reason);
+        self.metrics.spool_dropped(reason);
         st.unlogged_drops += 1;
         let due = st
             .last_drop_log
@@ -232,7 +251,7 @@ impl Spool {
                 spool_bytes = st.total,
                 max_bytes = self.max_bytes,
                 path = %self.dir.display(),
-                "usage events LOST: the spool is full or cannot be written (see switchyard_usage_spool_dropped_total)"
+                "spooled items LOST: the spool is full or cannot be written (see {})", self.metrics.spool_dropped
             );
             st.unlogged_drops = 0;
             st.last_drop_log = Some(Instant::now());
@@ -260,7 +279,7 @@ impl Spool {
         fs::remove_file(segment)?;
         let mut st = self.state();
         st.total = st.total.saturating_sub(len);
-        metrics::usage_spool_bytes(st.total);
+        self.metrics.spool_bytes(st.total);
         Ok(())
     }
 
@@ -286,7 +305,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 /// Reads a segment; lines that are not events (a partial last line after a crash) are
 /// skipped, counted as dropped and logged.
-pub fn read_segment(path: &Path) -> io::Result<Vec<Spooled>> {
+pub fn read_segment(path: &Path, metrics: &Published) -> io::Result<Vec<Spooled>> {
     let bytes = Bytes::from(fs::read(path)?);
     let mut events = Vec::new();
     let mut start = 0;
@@ -307,8 +326,8 @@ pub fn read_segment(path: &Path) -> io::Result<Vec<Spooled>> {
                 json: line,
             }),
             Err(e) => {
-                metrics::usage_spool_dropped("corrupt");
-                tracing::error!(path = %path.display(), error = %e, "skipping a spooled line that is not a usage event");
+                metrics.spool_dropped("corrupt");
+                tracing::error!(path = %path.display(), error = %e, "skipping a spooled line that is not an event");
             }
         }
     }
@@ -318,6 +337,7 @@ pub fn read_segment(path: &Path) -> io::Result<Vec<Spooled>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::USAGE_STREAM;
 
     fn event(id: &str, team: Option<&str>) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({"id": id, "team": team, "pad": "x".repeat(200)}))
@@ -329,7 +349,7 @@ mod tests {
         spool
             .sealed()
             .iter()
-            .flat_map(|p| read_segment(p).unwrap_or_default())
+            .flat_map(|p| read_segment(p, &USAGE_STREAM).unwrap_or_default())
             .map(|e| e.id)
             .collect()
     }
@@ -337,12 +357,12 @@ mod tests {
     #[test]
     fn a_spool_directory_serves_one_process_at_a_time() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let first = Spool::open_exclusive(dir.path(), 1 << 20);
+        let first = Spool::open_exclusive(dir.path(), 1 << 20, &USAGE_STREAM);
         assert!(first.is_ok());
-        let second = Spool::open_exclusive(dir.path(), 1 << 20);
+        let second = Spool::open_exclusive(dir.path(), 1 << 20, &USAGE_STREAM);
         assert!(second.is_err_and(|e| e.to_string().contains("in use")));
         drop(first);
-        assert!(Spool::open_exclusive(dir.path(), 1 << 20).is_ok());
+        assert!(Spool::open_exclusive(dir.path(), 1 << 20, &USAGE_STREAM).is_ok());
         assert!(
             segments(dir.path()).is_empty(),
             "the lock file is not a segment"
@@ -352,7 +372,7 @@ mod tests {
     #[test]
     fn events_round_trip_in_order_across_segments() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let spool = Spool::open(dir.path(), 1 << 20);
+        let spool = Spool::open(dir.path(), 1 << 20, &USAGE_STREAM);
         let ids: Vec<String> = (0..100).map(|i| format!("id-{i:03}")).collect();
         for (i, id) in ids.iter().enumerate() {
             let team = (i % 2 == 0).then_some("t");
@@ -365,7 +385,7 @@ mod tests {
         let mut expected = ids.clone();
         expected.push("id-100".into());
         assert_eq!(all_ids(&spool), expected);
-        let first = read_segment(&spool.sealed()[0]).unwrap_or_default();
+        let first = read_segment(&spool.sealed()[0], &USAGE_STREAM).unwrap_or_default();
         assert_eq!(first[0].team.as_deref(), Some("t"));
         assert_eq!(first[1].team, None);
         assert!(serde_json::from_slice::<serde_json::Value>(&first[0].json).is_ok());
@@ -375,7 +395,7 @@ mod tests {
     fn segments_rotate_at_their_size_and_removal_frees_bytes() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         // Segments of 4 KiB (the floor): ~16 events each.
-        let spool = Spool::open(dir.path(), 64 * 1024);
+        let spool = Spool::open(dir.path(), 64 * 1024, &USAGE_STREAM);
         for i in 0..100 {
             assert!(spool.append(&event(&format!("{i}"), None)));
         }
@@ -391,7 +411,7 @@ mod tests {
         assert_eq!(spool.bytes(), before - first_len);
         // A new process sees what is left.
         assert_eq!(
-            Spool::open(dir.path(), 64 * 1024).bytes(),
+            Spool::open(dir.path(), 64 * 1024, &USAGE_STREAM).bytes(),
             before - first_len
         );
     }
@@ -400,7 +420,7 @@ mod tests {
     fn the_bound_is_never_exceeded() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let max = 8 * 1024;
-        let spool = Spool::open(dir.path(), max);
+        let spool = Spool::open(dir.path(), max, &USAGE_STREAM);
         let written = (0..100)
             .filter(|i| spool.append(&event(&format!("{i}"), None)))
             .count();
@@ -417,7 +437,7 @@ mod tests {
     #[test]
     fn a_partial_last_line_is_skipped() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let spool = Spool::open(dir.path(), 1 << 20);
+        let spool = Spool::open(dir.path(), 1 << 20, &USAGE_STREAM);
         assert!(spool.append(&event("a", None)));
         spool.seal();
         let path = &spool.sealed()[0];
@@ -427,7 +447,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         f.write_all(br#"{"id":"b","te"#)
             .unwrap_or_else(|e| panic!("{e}"));
-        let read = read_segment(path).unwrap_or_default();
+        let read = read_segment(path, &USAGE_STREAM).unwrap_or_default();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].id, "a");
     }
