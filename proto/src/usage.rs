@@ -214,6 +214,10 @@ pub struct UsageEvent {
     /// `fallback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_reason: Option<String>,
+    /// What the request log keeps of it (`metadata` when absent): `off` requests are metered
+    /// but not listed; `full` ones have a [`crate::RequestPayload`] with the same id.
+    #[serde(default, skip_serializing_if = "crate::LogPayloads::is_metadata")]
+    pub log: crate::LogPayloads,
 }
 
 /// Announced when spend under a soft budget crosses its amount (once per budget, scope value

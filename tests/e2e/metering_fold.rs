@@ -133,6 +133,7 @@ fn event(
         fallbacks: 0,
         cache_hit: false,
         route_reason: None,
+        log: proto::LogPayloads::Metadata,
     }
 }
 

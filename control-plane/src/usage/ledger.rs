@@ -246,6 +246,7 @@ mod tests {
             fallbacks: 0,
             cache_hit: false,
             route_reason: None,
+            log: proto::LogPayloads::Metadata,
         }
     }
 

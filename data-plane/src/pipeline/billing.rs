@@ -10,6 +10,8 @@
 //! settles it as abandoned with the prompt estimate and counts
 //! `switchyard_billing_unsettled_total`: no event is lost and none is doubled.
 
+use std::sync::Arc;
+
 use http::{HeaderName, HeaderValue};
 use rust_decimal::Decimal;
 
@@ -20,7 +22,8 @@ use crate::metrics;
 use crate::routing::attempts::Attempt;
 use crate::state::App;
 use crate::usage::event::total_tokens;
-use crate::usage::{End, Meter, Start, UsageSink};
+use crate::usage::payload::Capture;
+use crate::usage::{End, LogSink, Meter, Start, UsageSink};
 
 /// One admitted attempt's meter and reservation, settled together exactly once.
 #[derive(Debug)]
@@ -29,6 +32,8 @@ pub struct Billing {
     /// Both are `Some` until the billing is consumed.
     open: Option<(Meter, Admitted)>,
     usage: UsageSink,
+    /// A `full` request's bodies, emitted with its event.
+    capture: Option<(Box<Capture>, LogSink)>,
 }
 
 /// What admission decided for one attempt.
@@ -66,6 +71,11 @@ impl Billing {
             deployment,
             streamed: p.ask.streamed,
             prompt_estimate: p.prompt_tokens,
+            log: p.log,
+        });
+        let capture = p.logged.as_ref().map(|request| {
+            let capture = Capture::new(Arc::clone(request), parts.log_payload_max_bytes);
+            (Box::new(capture), parts.request_log.clone())
         });
         let decision = parts
             .admission
@@ -83,17 +93,19 @@ impl Billing {
         match decision {
             Ok(admitted) => {
                 meter.routed(attempt.number, attempt.reason());
-                Ok(Admit::Admitted(Self::new(
-                    meter,
-                    admitted,
-                    parts.usage.clone(),
-                )))
+                let mut billing = Self::new(meter, admitted, parts.usage.clone());
+                billing.capture = capture;
+                Ok(Admit::Admitted(billing))
             }
             Err(refused) if may_skip && refused.deployment_scoped() => {
                 Ok(Admit::DeploymentFull(refused.into()))
             }
             Err(refused) => {
-                parts.usage.emit(meter.refused(&refused));
+                let event = meter.refused(&refused);
+                if let Some((capture, log)) = capture {
+                    log.emit(capture.finish(&event));
+                }
+                parts.usage.emit(event);
                 Err(refused.into())
             }
         }
@@ -103,6 +115,14 @@ impl Billing {
         Self {
             open: Some((meter, admitted)),
             usage,
+            capture: None,
+        }
+    }
+
+    /// Response bytes the client is sent next, for a `full` request's log entry.
+    pub fn capture_response(&mut self, bytes: &[u8]) {
+        if let Some((capture, _)) = &mut self.capture {
+            capture.response(bytes);
         }
     }
 
@@ -130,6 +150,9 @@ impl Billing {
         if let Some((meter, admitted)) = self.open.take() {
             let event = meter.finish(end);
             admitted.settle(event.cost_usd, total_tokens(&event.usage));
+            if let Some((capture, log)) = self.capture.take() {
+                log.emit(capture.finish(&event));
+            }
             self.usage.emit(event);
         }
     }
@@ -229,6 +252,7 @@ pricing:
             deployment,
             streamed: false,
             prompt_estimate: 100,
+            log: proto::LogPayloads::Metadata,
         });
         let spool = Spool::open_exclusive(dir, 1 << 20, &crate::metrics::USAGE_STREAM)
             .unwrap_or_else(|e| panic!("{e}"));

@@ -274,9 +274,10 @@ pub(super) fn served(
     deployment: &crate::providers::Deployment,
     upstream: std::time::Duration,
     reply: JsonReply,
-    billing: billing::Billing,
+    mut billing: billing::Billing,
 ) -> Response {
     let labels = p.labels(deployment);
+    billing.capture_response(&reply.body);
     let usage = reply.usage;
     if let Some(u) = usage {
         metrics::tokens(labels, u.prompt_tokens, u.completion_tokens);

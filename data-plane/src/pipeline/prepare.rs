@@ -21,6 +21,7 @@ use crate::routing::attempts::Attempts;
 use crate::routing::Health;
 use crate::snapshot::{CompiledSnapshot, KeyPolicy};
 use crate::state::App;
+use crate::usage::payload::LoggedRequest;
 use crate::usage::{estimate, tags, Tags};
 
 /// Header with the most (USD, decimal) the caller allows this request to cost.
@@ -87,6 +88,10 @@ pub struct Prepared {
     pub cost_cap: Option<Decimal>,
     /// Estimated prompt tokens (from the body's size).
     pub prompt_tokens: u64,
+    /// What the request log keeps of it (the key's, else the team's policy).
+    pub log: proto::LogPayloads,
+    /// The request as sent, when the log keeps bodies (`full`).
+    pub logged: Option<Arc<LoggedRequest>>,
 }
 
 impl Prepared {
@@ -103,6 +108,9 @@ impl Prepared {
         let tags = tags::effective(tags::from_headers(headers)?, body::tags(json)?, &key.tags)?;
         let cost_cap = cost_cap(headers)?;
         let prompt_tokens = estimate::prompt_tokens(inbound.bytes.len());
+        let log = snapshot.log_payloads(key);
+        let logged = (log == proto::LogPayloads::Full)
+            .then(|| Arc::new(LoggedRequest::new(headers, &inbound.bytes)));
         Ok(Self {
             trace: *trace,
             route: requested.with_rules(snapshot, key, &tags, prompt_tokens),
@@ -112,6 +120,8 @@ impl Prepared {
             tags,
             cost_cap,
             prompt_tokens,
+            log,
+            logged,
         })
     }
 

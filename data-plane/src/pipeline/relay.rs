@@ -97,6 +97,7 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
                 (frame, false)
             }
         };
+        relay.billing.capture_response(&frame);
         // An empty frame (a dialect with nothing to write at the end) is not sent.
         if let Some(tx) = client.as_ref().filter(|_| !frame.is_empty()) {
             if tx.send(frame).await.is_ok() {

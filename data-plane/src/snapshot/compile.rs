@@ -97,6 +97,13 @@ impl Route {
 }
 
 impl CompiledSnapshot {
+    /// What the request log keeps of `key`'s requests: its own setting, else its team's, else
+    /// metadata.
+    pub fn log_payloads(&self, key: &KeyPolicy) -> proto::LogPayloads {
+        let team = key.team.as_ref().and_then(|t| self.teams.get(t));
+        proto::LogPayloads::effective(key.log_payloads, team.and_then(|t| t.log_payloads))
+    }
+
     /// The key whose SHA-256 digest is `digest`.
     pub fn key(&self, digest: &[u8; 32]) -> Option<&Arc<KeyPolicy>> {
         self.keys.get(digest)

@@ -187,6 +187,7 @@ impl KeyPolicy {
             tpm: k.tpm,
             max_request_cost_usd: k.max_request_cost_usd,
             budget: owned(k.budget),
+            log_payloads: k.log_payloads,
             models: ModelAccess::new(k.models.iter().copied()),
             expires_at: k.expires_at,
         }
@@ -205,6 +206,7 @@ impl From<VirtualKey> for KeyPolicy {
             tpm: k.tpm,
             max_request_cost_usd: k.max_request_cost_usd,
             budget: k.budget,
+            log_payloads: k.log_payloads,
             models,
             expires_at: k.expires_at,
         }
@@ -261,6 +263,8 @@ pub struct KeyPolicy {
     pub max_request_cost_usd: Option<Decimal>,
     /// A budget this key spends from besides those matched by scope.
     pub budget: Option<String>,
+    /// What the request log keeps of this key's requests, if the key says.
+    pub log_payloads: Option<proto::LogPayloads>,
     models: ModelAccess,
     /// The secret stops working at this time (Unix seconds).
     expires_at: Option<i64>,

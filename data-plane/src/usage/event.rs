@@ -40,6 +40,7 @@ pub struct Meter {
     /// Attempts made so far (this one included) and why this deployment was chosen.
     attempts: u32,
     route_reason: Option<&'static str>,
+    log: proto::LogPayloads,
 }
 
 /// Where one request started and what it asked for.
@@ -58,6 +59,8 @@ pub struct Start<'a> {
     pub streamed: bool,
     /// The pre-call prompt estimate (used only if a stream ends without usage).
     pub prompt_estimate: u64,
+    /// What the request log keeps of it.
+    pub log: proto::LogPayloads,
 }
 
 /// How a request that reached a provider ended.
@@ -96,6 +99,7 @@ impl Meter {
             prompt_estimate: start.prompt_estimate,
             attempts: 1,
             route_reason: None,
+            log: start.log,
         }
     }
 
@@ -191,6 +195,7 @@ impl Meter {
             fallbacks: self.attempts.saturating_sub(1),
             cache_hit: false,
             route_reason: self.route_reason.map(str::to_owned),
+            log: self.log,
         }
     }
 }
@@ -269,6 +274,7 @@ pricing:
             deployment,
             streamed,
             prompt_estimate: 40,
+            log: proto::LogPayloads::Metadata,
         })
     }
 

@@ -7,6 +7,7 @@
 //! - `event`: building the event of one request ([`Meter`]).
 //! - `publisher`: the handler-side [`UsageSink`], the publisher and replay tasks ([`Usage`]).
 //! - `spool`: the on-disk spool.
+//! - `payload`: the bodies of a `full` request for the request log, emitted with its event.
 //!
 //! Without NATS (`--config` only) events go to the spool directory only and stay there until
 //! the proxy runs with `--nats`. Nothing on the request path waits for NATS or the disk: a
@@ -14,6 +15,7 @@
 
 pub mod estimate;
 pub mod event;
+pub mod payload;
 pub mod publisher;
 pub mod spool;
 pub mod tags;

@@ -211,5 +211,6 @@ fn event(i: usize, now: i64) -> UsageEvent {
         fallbacks: 0,
         cache_hit: false,
         route_reason: None,
+        log: proto::LogPayloads::Metadata,
     }
 }
