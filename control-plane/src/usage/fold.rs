@@ -46,10 +46,58 @@ pub const WRITERS: usize = 2;
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// One pulled batch: the messages, and what each decoded to.
-struct Pulled {
-    messages: Vec<jetstream::Message>,
-    decoded: Vec<Result<Decoded, DecodeError>>,
+pub struct Pulled<T, E> {
+    pub messages: Vec<jetstream::Message>,
+    pub decoded: Vec<Result<T, E>>,
 }
+
+impl<T, E: std::fmt::Display> Pulled<T, E> {
+    /// The decoded items, and the messages that did not decode (index and why).
+    pub fn split(&mut self) -> (Vec<T>, Vec<(usize, E)>) {
+        let mut good = Vec::with_capacity(self.decoded.len());
+        let mut bad = Vec::new();
+        for (i, d) in std::mem::take(&mut self.decoded).into_iter().enumerate() {
+            match d {
+                Ok(d) => good.push(d),
+                Err(e) => bad.push((i, e)),
+            }
+        }
+        (good, bad)
+    }
+
+    /// Settles every message once its batch is written (`Ok`): acknowledged, or terminated if
+    /// it did not decode (`bad`); after a failed write nothing is acknowledged and every
+    /// message is delivered again soon. `what` names the items in log lines.
+    pub async fn settle(&self, written: bool, bad: &[(usize, E)], what: &str) {
+        if !written {
+            for m in &self.messages {
+                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+            return;
+        }
+        let bad_index: HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
+        for (i, m) in self.messages.iter().enumerate() {
+            let kind = if bad_index.contains(&i) {
+                AckKind::Term
+            } else {
+                AckKind::Ack
+            };
+            if let Err(e) = m.ack_with(kind).await {
+                // The batch is committed; a lost ack means a harmless redelivery.
+                tracing::debug!(error = %e, what, "acknowledging a message failed");
+            }
+        }
+        if let Some((i, e)) = bad.first() {
+            tracing::warn!(
+                subject = %self.messages[*i].subject, error = %e, count = bad.len(), what,
+                "dropped messages that do not decode"
+            );
+        }
+    }
+}
+
+/// A usage batch.
+type UsageBatch = Pulled<Decoded, DecodeError>;
 
 /// What folding one batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -83,10 +131,15 @@ async fn session(store: &Store, nats_url: &str, cancel: &CancellationToken) -> a
         consumer = proto::USAGE_FOLD_CONSUMER,
         "folding usage events"
     );
-    let (tx, rx) = mpsc::channel::<Pulled>(WRITERS);
+    let (tx, rx) = mpsc::channel::<UsageBatch>(WRITERS);
     let rx = Arc::new(Mutex::new(rx));
     let spend = Arc::new(std::sync::Mutex::new(SpendMetrics::default()));
-    let mut tasks = vec![tokio::spawn(fetch_loop(consumer, tx, cancel.clone()))];
+    let mut tasks = vec![tokio::spawn(fetch_loop(
+        consumer,
+        record::decode,
+        tx,
+        cancel.clone(),
+    ))];
     for _ in 0..WRITERS {
         let folder = Folder::new(store.clone(), nats.clone(), Arc::clone(&spend));
         tasks.push(tokio::spawn(write_loop(
@@ -106,7 +159,7 @@ async fn session(store: &Store, nats_url: &str, cancel: &CancellationToken) -> a
 /// negatively acknowledged (delivered again soon) and the writer backs off.
 async fn write_loop(
     mut folder: Folder,
-    rx: Arc<Mutex<mpsc::Receiver<Pulled>>>,
+    rx: Arc<Mutex<mpsc::Receiver<UsageBatch>>>,
     cancel: CancellationToken,
 ) {
     let mut failures = 0u32;
@@ -134,8 +187,13 @@ async fn write_loop(
     }
 }
 
-/// Pulls batches until cancelled or the channel closes.
-async fn fetch_loop(consumer: PullConsumer, tx: mpsc::Sender<Pulled>, cancel: CancellationToken) {
+/// Pulls batches, decoding each message with `decode`, until cancelled or the channel closes.
+pub async fn fetch_loop<T, E>(
+    consumer: PullConsumer,
+    decode: fn(&[u8]) -> Result<T, E>,
+    tx: mpsc::Sender<Pulled<T, E>>,
+    cancel: CancellationToken,
+) {
     let mut carry: Vec<jetstream::Message> = Vec::new();
     loop {
         let pulled = tokio::select! {
@@ -145,16 +203,13 @@ async fn fetch_loop(consumer: PullConsumer, tx: mpsc::Sender<Pulled>, cancel: Ca
         match pulled {
             Ok(messages) if messages.is_empty() => continue,
             Ok(messages) => {
-                let decoded = messages
-                    .iter()
-                    .map(|m| record::decode(&m.payload))
-                    .collect();
+                let decoded = messages.iter().map(|m| decode(&m.payload)).collect();
                 if tx.send(Pulled { messages, decoded }).await.is_err() {
                     return;
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "pulling usage events failed");
+                tracing::warn!(error = %e, "pulling from JetStream failed");
                 tokio::select! {
                     () = cancel.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -235,9 +290,9 @@ impl Folder {
 
     /// Folds a pulled batch and settles every message: acknowledged after the commit, or
     /// terminated if it did not decode. On a database error nothing is acknowledged.
-    async fn fold_pulled(&mut self, pulled: Pulled) -> anyhow::Result<()> {
-        let Pulled { messages, decoded } = pulled;
-        let replayed = messages
+    async fn fold_pulled(&mut self, mut pulled: UsageBatch) -> anyhow::Result<()> {
+        let replayed = pulled
+            .messages
             .iter()
             .filter(|m| {
                 m.headers
@@ -249,38 +304,12 @@ impl Folder {
             // Events a data plane had spooled while NATS was away (duplicates included).
             metrics::counter!("switchyard_usage_spool_replays_total").increment(replayed as u64);
         }
-        let mut good = Vec::with_capacity(decoded.len());
-        let mut bad = Vec::new();
-        for (i, d) in decoded.into_iter().enumerate() {
-            match d {
-                Ok(d) => good.push(d),
-                Err(e) => bad.push((i, e)),
-            }
-        }
-        if let Err(e) = self.fold(good).await {
-            for m in &messages {
-                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            }
-            return Err(e);
-        }
-        let bad_index: HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
-        for (i, m) in messages.iter().enumerate() {
-            let kind = if bad_index.contains(&i) {
-                AckKind::Term
-            } else {
-                AckKind::Ack
-            };
-            if let Err(e) = m.ack_with(kind).await {
-                // The events are committed; a lost ack means a harmless redelivery.
-                tracing::debug!(error = %e, "acknowledging a usage event failed");
-            }
-        }
-        if let Some((i, e)) = bad.first() {
+        let (good, bad) = pulled.split();
+        let folded = self.fold(good).await;
+        pulled.settle(folded.is_ok(), &bad, "usage events").await;
+        folded?;
+        if !bad.is_empty() {
             metrics::counter!("switchyard_usage_undecodable_total").increment(bad.len() as u64);
-            tracing::warn!(
-                subject = %messages[*i].subject, error = %e, count = bad.len(),
-                "dropped usage messages that are not valid events"
-            );
         }
         Ok(())
     }
