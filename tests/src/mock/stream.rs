@@ -89,6 +89,50 @@ pub(crate) fn sse_stream<T>(
     response
 }
 
+/// One content block of a block-structured stream (Anthropic's, Bedrock's): the events that
+/// open it, its deltas, and the event that closes it.
+#[derive(Debug, Default)]
+pub(crate) struct StreamBlock {
+    pub opening: Vec<Bytes>,
+    pub deltas: Vec<Bytes>,
+    pub closing: Bytes,
+}
+
+/// Content deltas a stream cut by a scripted fault sends.
+const DELTAS_BEFORE_CUT: usize = 2;
+
+/// The events of `blocks` in order. Under a fault that cuts the stream only up to its first
+/// two deltas (nothing after them); the stream then ends as the fault says, and `Some` is that
+/// ending: the caller sends no closing events.
+pub(crate) fn block_events(
+    blocks: Vec<StreamBlock>,
+    fault: Option<Fault>,
+    pieces: &mut Vec<Bytes>,
+) -> Option<Ending> {
+    let limit = if Fault::cuts(fault) {
+        DELTAS_BEFORE_CUT
+    } else {
+        usize::MAX
+    };
+    let mut sent = 0;
+    'blocks: for block in blocks {
+        pieces.extend(block.opening);
+        for delta in block.deltas {
+            pieces.push(delta);
+            sent += 1;
+            if sent == limit {
+                break 'blocks;
+            }
+        }
+        pieces.push(block.closing);
+    }
+    match fault {
+        Some(Fault::ResetMidStream) => Some(Ending::Abort),
+        Some(Fault::TruncateStream) => Some(Ending::Clean),
+        _ => None,
+    }
+}
+
 /// The complete JSON reply to `admitted`, or its scripted body fault applied to `json`: cut in
 /// half (`truncate_stream`), cut in half and then the connection reset (`reset_mid_stream`), or
 /// `malformed` sent instead (`malformed`).
