@@ -137,6 +137,9 @@ mod http_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod test_client;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod wire_tests;
 
 use std::future::Future;
 use std::io;

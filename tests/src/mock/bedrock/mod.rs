@@ -54,6 +54,8 @@ mod reply;
 mod sigv4;
 
 use errors::{bedrock_error, Shape};
+#[cfg(test)]
+pub(crate) use frames::decode_all as decode_frames;
 
 use std::sync::Arc;
 use std::time::SystemTime;
