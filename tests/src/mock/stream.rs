@@ -201,6 +201,36 @@ mod tests {
     use super::*;
     use futures_util::StreamExt as _;
 
+    #[test]
+    fn block_streams_are_cut_after_two_deltas_whatever_block_they_are_in() {
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let blocks = || {
+            vec![
+                StreamBlock {
+                    opening: vec![b("start0"), b("ping")],
+                    deltas: vec![b("a")],
+                    closing: b("stop0"),
+                },
+                StreamBlock {
+                    opening: vec![b("start1")],
+                    deltas: vec![b("b"), b("c")],
+                    closing: b("stop1"),
+                },
+            ]
+        };
+        let mut whole = Vec::new();
+        assert_eq!(block_events(blocks(), None, &mut whole), None);
+        let names = ["start0", "ping", "a", "stop0", "start1", "b", "c", "stop1"];
+        assert_eq!(whole, names.map(b));
+        let mut cut = Vec::new();
+        let ending = block_events(blocks(), Some(Fault::ResetMidStream), &mut cut);
+        assert_eq!(ending, Some(Ending::Abort));
+        assert_eq!(cut, ["start0", "ping", "a", "stop0", "start1", "b"].map(b));
+        let mut truncated = Vec::new();
+        let ending = block_events(blocks(), Some(Fault::TruncateStream), &mut truncated);
+        assert_eq!((ending, truncated.len()), (Some(Ending::Clean), 6));
+    }
+
     #[tokio::test]
     async fn pieces_then_abort() {
         let plan = Piecewise {
