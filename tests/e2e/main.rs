@@ -14,6 +14,7 @@ mod agents;
 mod anthropic_provider;
 mod bedrock_provider;
 mod cache_money;
+mod calls_and_reasoning;
 mod chaos;
 mod control_plane;
 mod fixture;

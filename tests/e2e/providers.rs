@@ -145,6 +145,24 @@ pub(crate) fn families(mock: &str) -> Vec<Family> {
     ]
 }
 
+/// An `openai` provider on the mock (alias `gpt`): chat goes to the mock's chat completions,
+/// and a Responses client's request passes through to the mock's own `/v1/responses`. Not in
+/// [`families`]: only the tests that need a native Responses upstream add it.
+pub(crate) fn openai_family(mock: &str) -> Family {
+    Family {
+        provider: json!({"id": "openai-native", "kind": "openai", "base_url": format!("{mock}/v1"),
+                         "api_key": UPSTREAM_KEY}),
+        alias: "gpt",
+        model: "gpt-mock",
+        price: ("1.25", "10.00"),
+        chat_path: "/v1/chat/completions".into(),
+        stream_path: "/v1/chat/completions".into(),
+        stream_query: None,
+        auth: |h| assert_eq!(h["authorization"], format!("Bearer {UPSTREAM_KEY}")),
+        tool_ids: None,
+    }
+}
+
 /// The test-only service account, with its token endpoint on the mock.
 pub fn vertex_key(mock: &str) -> String {
     let text = std::fs::read_to_string(SERVICE_ACCOUNT).expect("fixture key file");
@@ -155,21 +173,26 @@ pub fn vertex_key(mock: &str) -> String {
 
 /// Postgres, NATS, the mock (trusting the test service account), a control plane with every
 /// family configured and priced through the admin API, and a data plane fed by it.
-struct Matrix {
-    env: TestEnv,
-    cp: ControlPlane,
-    families: Vec<Family>,
+pub(crate) struct Matrix {
+    pub(crate) env: TestEnv,
+    pub(crate) cp: ControlPlane,
+    pub(crate) families: Vec<Family>,
     /// A key of team `matrix` allowed every alias.
-    key: String,
+    pub(crate) key: String,
 }
 
 async fn matrix() -> Matrix {
+    matrix_of(families).await
+}
+
+/// A [`Matrix`] of the families `of` names for the mock's base URL.
+pub(crate) async fn matrix_of(of: fn(&str) -> Vec<Family>) -> Matrix {
     let mock = MockProviderOptions::new()
         .api_key(UPSTREAM_KEY)
         .arg("--google-service-account")
         .arg(SERVICE_ACCOUNT);
     let Stack { cp, env } = stack_with([mock], 1).await;
-    let families = families(&env.mock().base_url());
+    let families = of(&env.mock().base_url());
     let team = cp
         .post("/admin/teams", &json!({"name": "matrix"}))
         .await
@@ -205,7 +228,7 @@ impl Matrix {
     }
 
     /// The mock's record of API requests (token requests left out).
-    async fn upstream(&self) -> Vec<Value> {
+    pub(crate) async fn upstream(&self) -> Vec<Value> {
         let seen = self.env.mock().requests().await.unwrap();
         seen.into_iter().filter(|r| r["path"] != "/token").collect()
     }
@@ -420,15 +443,30 @@ async fn provider_matrix_every_dialect_meters_into_the_ledger_exactly() {
     let sent = out["sent"].as_u64().unwrap_or_else(|| panic!("{out}"));
 
     // What each provider billed, by the mock's record of its own answers.
+    let expected = billed_by_provider(&m.upstream().await, &m.families);
+    assert_eq!(
+        expected.values().map(|e| e.requests).sum::<u64>(),
+        sent,
+        "{expected:?}"
+    );
+    for f in &m.families {
+        let id = f.provider["id"].as_str().unwrap();
+        assert!(expected[id].cost > Decimal::ZERO, "{expected:?}");
+    }
+
+    assert_ledger_by_provider(&m.cp, &expected).await;
+}
+
+/// What each family's provider billed (by provider id), from the mock's records of its answers
+/// (`upstream`, token requests left out); a record is the family's whose upstream model it
+/// names.
+pub(crate) fn billed_by_provider(
+    upstream: &[Value],
+    families: &[Family],
+) -> BTreeMap<String, Expected> {
     let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
-    for r in m.upstream().await {
-        let path = r["path"].as_str().unwrap_or_default();
-        let family = m.families.iter().find(|f| {
-            [&f.chat_path, &f.stream_path]
-                .iter()
-                .any(|p| path == p.as_str())
-        });
-        let Some(f) = family else {
+    for r in upstream {
+        let Some(f) = families.iter().find(|f| r["model"] == f.model) else {
             panic!("a request no family sent: {r}")
         };
         let billed = &r["billed"];
@@ -442,17 +480,7 @@ async fn provider_matrix_every_dialect_meters_into_the_ledger_exactly() {
             .or_default()
             .add(prompt, completion, f.price);
     }
-    assert_eq!(
-        expected.values().map(|e| e.requests).sum::<u64>(),
-        sent,
-        "{expected:?}"
-    );
-    for f in &m.families {
-        let id = f.provider["id"].as_str().unwrap();
-        assert!(expected[id].cost > Decimal::ZERO, "{expected:?}");
-    }
-
-    assert_ledger_by_provider(&m.cp, &expected).await;
+    expected
 }
 
 /// Waits for the spend ledger to hold every request of `expected` and checks it, by

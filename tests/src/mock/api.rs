@@ -1,7 +1,6 @@
 //! Provider API handlers: chat completions and embeddings in the OpenAI and Azure dialects,
 //! and the models list. Common checks live in [`super::admit`]; this module builds replies.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -17,11 +16,11 @@ use super::openai::{
     chunk_event, completion_json, json_response, models_json, tool_call_events,
     tool_calls_completion_json, ChatRequest, ChunkKind, CompletionMeta, Usage, DONE_EVENT,
 };
+use super::output::{Content, Output};
 use super::record::{now_ms, RecordHandle};
 use super::script::Fault;
 use super::stream::{json_reply, sse_stream, Ending};
-use super::tokens::{count_words, Reply, DEFAULT_REPLY};
-use super::{Shared, ToolCall};
+use super::Shared;
 
 /// The body sent for `malformed` on non-stream requests.
 const MALFORMED_BODY: &[u8] =
@@ -108,19 +107,13 @@ pub(crate) async fn chat(deployment: Option<Path<String>>, inbound: Inbound) -> 
         Ok(admitted) => admitted,
         Err(rejected) => return rejected.into_response(),
     };
-    let reply_text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
-    let reply = Reply::new(reply_text, admitted.request.token_limit());
-    let calls = admitted.tool_calls();
-    let completion_tokens = match calls {
-        Some(calls) => calls.iter().map(ToolCall::tokens).sum(),
-        None => reply.completion_tokens(),
-    };
-    let reasoning = admitted.behaviour.reasoning.as_deref();
+    let calls = Output::scripted(admitted.tool_calls());
+    let output = Output::new(&admitted.behaviour, calls, admitted.request.token_limit());
     let prompt_tokens = admitted.request.prompt_tokens();
     let cache = CacheTokens::of(&admitted.behaviour, prompt_tokens);
-    let usage = Usage::new(prompt_tokens, completion_tokens)
+    let usage = Usage::new(prompt_tokens, output.content_tokens())
         .with_cached(cache.read)
-        .with_reasoning(reasoning.map_or(0, count_words));
+        .with_reasoning(output.reasoning_tokens());
     admitted
         .record
         .set_completion_tokens(usage.completion_tokens);
@@ -133,14 +126,21 @@ pub(crate) async fn chat(deployment: Option<Path<String>>, inbound: Inbound) -> 
         created: now_ms() / 1000,
         model: &admitted.model,
     };
-    let built = match (admitted.request.stream(), calls) {
-        (true, _) => stream_response(&admitted, meta, &reply, calls, usage),
-        (false, Some(calls)) => tool_calls_completion_json(meta, admitted.seq, calls, usage)
-            .map(|json| non_stream_response(&admitted, json)),
-        (false, None) => {
-            completion_json(meta, &reply.text(), reasoning, reply.finish_reason, usage)
+    let reasoning = output.reasoning_text();
+    let built = match (admitted.request.stream(), &output.content) {
+        (true, _) => stream_response(&admitted, meta, &output, usage),
+        (false, Content::Calls(calls)) => {
+            tool_calls_completion_json(meta, admitted.seq, reasoning.as_deref(), calls, usage)
                 .map(|json| non_stream_response(&admitted, json))
         }
+        (false, Content::Text(reply)) => completion_json(
+            meta,
+            &reply.text(),
+            reasoning.as_deref(),
+            reply.finish_reason,
+            usage,
+        )
+        .map(|json| non_stream_response(&admitted, json)),
     };
     built.unwrap_or_else(|_| serialization_failed(&admitted.record))
 }
@@ -170,54 +170,51 @@ pub(crate) fn non_stream_response<T>(admitted: &Admitted<T>, json: Vec<u8>) -> R
     json_reply(admitted, json, MALFORMED_BODY)
 }
 
-/// An SSE stream: role chunk, one chunk per word (or two per tool call), finish chunk, usage
-/// chunk, `[DONE]`.
+/// An SSE stream: role chunk, the reasoning chunk, one chunk per word (or two per tool call),
+/// finish chunk, usage chunk, `[DONE]`.
 fn stream_response(
     admitted: &Admitted<ChatRequest>,
     meta: CompletionMeta<'_>,
-    reply: &Reply<'_>,
-    calls: Option<&[ToolCall]>,
+    output: &Output<'_>,
     usage: Usage,
 ) -> Result<Response, serde_json::Error> {
     let include_usage = admitted.request.include_usage();
     let fault = admitted.behaviour.fault;
     let event = |kind: ChunkKind<'_>| chunk_event(meta, kind, include_usage).map(Bytes::from);
-    let mut pieces = Vec::with_capacity(reply.words.len() + 4);
-    pieces.push(event(ChunkKind::Role)?);
-    if let Some(reasoning) = admitted.behaviour.reasoning.as_deref() {
-        pieces.push(event(ChunkKind::Reasoning(reasoning))?);
+    let mut pieces = vec![event(ChunkKind::Role)?];
+    if let Some(reasoning) = output.reasoning_text() {
+        pieces.push(event(ChunkKind::Reasoning(&reasoning))?);
     }
     let mut ending = Ending::Clean;
-    if fault == Some(Fault::Malformed) {
-        pieces.push(Bytes::from_static(MALFORMED_EVENT));
-        pieces.push(Bytes::from_static(DONE_EVENT));
-    } else if let Some(calls) = calls {
-        for event in tool_call_events(meta, admitted.seq, calls, include_usage)? {
-            pieces.push(Bytes::from(event));
+    match &output.content {
+        _ if fault == Some(Fault::Malformed) => {
+            pieces.push(Bytes::from_static(MALFORMED_EVENT));
+            pieces.push(Bytes::from_static(DONE_EVENT));
         }
-        pieces.push(event(ChunkKind::Finish("tool_calls"))?);
-        if include_usage {
-            pieces.push(event(ChunkKind::Usage(usage))?);
-        }
-        pieces.push(Bytes::from_static(DONE_EVENT));
-    } else {
-        let cut = Fault::cuts(fault);
-        for (i, word) in Fault::shown(fault, &reply.words).iter().enumerate() {
-            let text = if i == 0 {
-                Cow::Borrowed(*word)
-            } else {
-                Cow::Owned(format!(" {word}"))
-            };
-            pieces.push(event(ChunkKind::Content(&text))?);
-        }
-        if fault == Some(Fault::ResetMidStream) {
-            ending = Ending::Abort;
-        } else if !cut {
-            pieces.push(event(ChunkKind::Finish(reply.finish_reason))?);
+        Content::Calls(calls) => {
+            for event in tool_call_events(meta, admitted.seq, calls, include_usage)? {
+                pieces.push(Bytes::from(event));
+            }
+            pieces.push(event(ChunkKind::Finish("tool_calls"))?);
             if include_usage {
                 pieces.push(event(ChunkKind::Usage(usage))?);
             }
             pieces.push(Bytes::from_static(DONE_EVENT));
+        }
+        Content::Text(reply) => {
+            let deltas: Vec<_> = reply.deltas().collect();
+            for text in Fault::shown(fault, &deltas) {
+                pieces.push(event(ChunkKind::Content(text))?);
+            }
+            if fault == Some(Fault::ResetMidStream) {
+                ending = Ending::Abort;
+            } else if !Fault::cuts(fault) {
+                pieces.push(event(ChunkKind::Finish(reply.finish_reason))?);
+                if include_usage {
+                    pieces.push(event(ChunkKind::Usage(usage))?);
+                }
+                pieces.push(Bytes::from_static(DONE_EVENT));
+            }
         }
     }
     Ok(sse_stream(admitted, pieces, ending))

@@ -60,10 +60,10 @@
 //!
 //! # Scripting
 //! Per request, from `x-mock-status`, `x-mock-retry-after` (seconds), `x-mock-latency-ms`,
-//! `x-mock-chunk-delay-ms`, `x-mock-fault`, `x-mock-reply`, `x-mock-error-message` and
-//! `x-mock-tool-calls` (a JSON array of `{"name", "arguments"}`) headers, and from [`Script`]s
-//! queued with `POST /__mock/script` (FIFO, consumed by matching requests; headers win per
-//! field). See [`Behaviour`] and [`Fault`].
+//! `x-mock-chunk-delay-ms`, `x-mock-fault`, `x-mock-reply`, `x-mock-error-message`,
+//! `x-mock-tool-calls` (a JSON array of `{"name", "arguments"}`), `x-mock-reasoning` and the
+//! cache headers below, and from [`Script`]s queued with `POST /__mock/script` (FIFO, consumed
+//! by matching requests; headers win per field). See [`Behaviour`] and [`Fault`].
 //!
 //! Scripted prompt-cache usage (`x-mock-cache-read-tokens`, `x-mock-cache-write-5m-tokens`,
 //! `x-mock-cache-write-1h-tokens`, or a script's `cache_read_tokens`, `cache_write_5m_tokens`,
@@ -78,12 +78,27 @@
 //! (`input_tokens_details.cached_tokens`) and Gemini (`cachedContentTokenCount`) report the
 //! reads inside the prompt count and have no writes.
 //!
-//! Scripted tool calls make one tool round trip in every dialect: a request that declares
-//! tools and whose conversation does not end with a tool result is answered with the calls (OpenAI chat:
-//! `tool_calls`, finish reason `tool_calls`, each call streamed as a naming chunk and an
-//! arguments chunk; Responses: `function_call` items; Anthropic: a `tool_use` block), each
-//! costing one completion token plus the words of its arguments' JSON; the request that
-//! carries the results gets the reply text.
+//! Every dialect answers a generation request from one plan (`output.rs`): scripted reasoning
+//! first, then the scripted tool calls or the reply text.
+//! - Scripted tool calls make one tool round trip in every dialect: a request that declares
+//!   tools and whose conversation does not end with a tool result is answered with every
+//!   scripted call, in order (parallel tool calls), each costing one completion token plus
+//!   the words of its arguments' JSON; the request that carries the results gets the reply
+//!   text. OpenAI chat: `tool_calls` (finish reason `tool_calls`; each call streamed as a
+//!   naming chunk and an arguments chunk, with its `index`); Responses: one `function_call`
+//!   item each; Anthropic: one `tool_use` block each (its own block index, the input in two
+//!   `input_json_delta`s); Gemini and Vertex: one `functionCall` part each; Bedrock: one
+//!   `toolUse` block each.
+//! - Scripted reasoning comes before everything else; its words (joined by single spaces)
+//!   are completion tokens, never cut by the output limit. OpenAI chat: `reasoning_content`
+//!   and `completion_tokens_details.reasoning_tokens`; Responses: a `reasoning` item with a
+//!   `summary_text` part and `output_tokens_details.reasoning_tokens`; Anthropic: a `thinking`
+//!   block with a `signature` (streamed as `thinking_delta`s and a `signature_delta`), inside
+//!   `output_tokens`; Gemini and Vertex: a `thought: true` part, counted apart in
+//!   `thoughtsTokenCount` (not in `candidatesTokenCount`); Bedrock: a `reasoningContent`
+//!   block (`reasoningText` with a `signature`; streamed as `reasoningContent` deltas), inside
+//!   `outputTokens`. A record's `billed` completion tokens are always reasoning plus the rest,
+//!   which is what the gateway must bill from each wire's report.
 //!
 //! # Recording
 //! `GET /__mock/requests` lists the last [`RECORD_CAPACITY`] API requests, oldest first, as
@@ -108,6 +123,7 @@ mod error;
 mod gemini;
 mod google_error;
 mod openai;
+mod output;
 mod record;
 mod responses;
 mod script;
@@ -121,6 +137,9 @@ mod http_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod test_client;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod wire_tests;
 
 use std::future::Future;
 use std::io;

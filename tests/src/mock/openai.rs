@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use super::output::Call;
 use super::tokens::ContentWords;
 
 /// `system_fingerprint` of every completion and chunk.
@@ -316,24 +317,30 @@ pub(crate) fn call_id(seq: u64, i: usize) -> String {
     format!("call_mock{seq:08x}{i}")
 }
 
-/// A non-stream `chat.completion` that calls `calls` (`finish_reason` `tool_calls`).
+/// A non-stream `chat.completion` that calls `calls` (`finish_reason` `tool_calls`), after
+/// its `reasoning`, if any.
 pub(crate) fn tool_calls_completion_json(
     meta: CompletionMeta<'_>,
     seq: u64,
-    calls: &[super::ToolCall],
+    reasoning: Option<&str>,
+    calls: &[Call<'_>],
     usage: Usage,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let calls: Vec<_> = calls
         .iter()
         .enumerate()
-        .map(|(i, c)| serde_json::json!({"id": call_id(seq, i), "type": "function", "function": {"name": c.name, "arguments": c.arguments_json()}}))
+        .map(|(i, c)| serde_json::json!({"id": call_id(seq, i), "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
         .collect();
+    let mut message = serde_json::json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": calls});
+    if let Some(reasoning) = reasoning {
+        message["reasoning_content"] = serde_json::json!(reasoning);
+    }
     serde_json::to_vec(&serde_json::json!({
         "id": meta.id,
         "object": "chat.completion",
         "created": meta.created,
         "model": meta.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": null, "tool_calls": calls}, "logprobs": null, "finish_reason": "tool_calls"}],
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": "tool_calls"}],
         "usage": usage,
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }))
@@ -344,14 +351,14 @@ pub(crate) fn tool_calls_completion_json(
 pub(crate) fn tool_call_events(
     meta: CompletionMeta<'_>,
     seq: u64,
-    calls: &[super::ToolCall],
+    calls: &[Call<'_>],
     include_usage: bool,
 ) -> Result<Vec<Vec<u8>>, serde_json::Error> {
     let mut events = Vec::with_capacity(calls.len() * 2);
     for (i, c) in calls.iter().enumerate() {
         for delta in [
             serde_json::json!({"index": i, "id": call_id(seq, i), "type": "function", "function": {"name": c.name, "arguments": ""}}),
-            serde_json::json!({"index": i, "function": {"arguments": c.arguments_json()}}),
+            serde_json::json!({"index": i, "function": {"arguments": c.arguments}}),
         ] {
             let mut chunk = serde_json::json!({
                 "id": meta.id,

@@ -4,16 +4,20 @@
 //! Same admission, auth, scripting, `reset` fault, error statuses and recording as the chat
 //! route. Tokens follow the mock's word rule: `input_tokens` counts the words of
 //! `instructions` and of every text in `input` (a string; message contents, as a string or
-//! `input_text`/`output_text` parts; `function_call_output` outputs); `output_tokens` the
-//! reply's words, cut at `max_output_tokens` (status `incomplete`);
+//! `input_text`/`output_text` parts; `function_call_output` outputs); `output_tokens` every
+//! output token: the reasoning's words (also `output_tokens_details.reasoning_tokens`) and the
+//! reply's, cut at `max_output_tokens` (status `incomplete`), or the calls';
 //! `input_tokens_details.cached_tokens` the scripted cache reads (part of `input_tokens`, see
-//! `cache.rs`). Scripted tool calls answer
-//! a request that declares tools as `function_call` items, unless its last input item is a
-//! `function_call_output`.
+//! `cache.rs`). Output items, in order: scripted reasoning as a `reasoning` item with one
+//! `summary_text` part; then the reply as a `message`, or scripted tool calls as one
+//! `function_call` item each, for a request that declares tools unless its last input item is
+//! a `function_call_output`.
 //!
 //! Streams send `response.created`, `response.in_progress`, per item
-//! `response.output_item.added`, its deltas (`response.output_text.delta` one per word, or
-//! `response.function_call_arguments.delta`) and closing events, then `response.completed`
+//! `response.output_item.added`, its part and deltas (`response.reasoning_summary_part.added`
+//! and a `response.reasoning_summary_text.delta` per word; `response.content_part.added` and
+//! a `response.output_text.delta` per word; or one `response.function_call_arguments.delta`)
+//! and closing events, then `response.completed`
 //! (or `response.incomplete`) with the usage; every event carries `type` and
 //! `sequence_number`. There is no `[DONE]`.
 
@@ -25,9 +29,10 @@ use serde_json::{json, Value};
 use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound};
 use super::api::non_stream_response;
 use super::cache::CacheTokens;
+use super::output::{Content, Output};
 use super::record::now_ms;
 use super::stream::{sse_stream, Ending};
-use super::tokens::{count_words, Reply, DEFAULT_REPLY};
+use super::tokens::{count_words, Reply};
 
 /// The Responses request fields the mock reads.
 #[derive(Debug, Deserialize)]
@@ -93,7 +98,7 @@ pub(crate) async fn create(inbound: Inbound) -> Response {
         Err(rejected) => return rejected.into_response(),
     };
     let answer = Answer::new(&admitted);
-    admitted.bill(answer.input_tokens, answer.output_tokens);
+    admitted.bill(answer.input_tokens, answer.output.completion_tokens());
     if admitted.request.stream() {
         return answer.stream(&admitted);
     }
@@ -108,85 +113,75 @@ struct Answer<'a> {
     input_tokens: u64,
     /// Scripted cache reads (part of `input_tokens`).
     cached_tokens: u64,
-    output_tokens: u64,
+    output: Output<'a>,
     created_at: u64,
-    kind: Kind<'a>,
-}
-
-enum Kind<'a> {
-    Text(Reply<'a>),
-    Calls(&'a [super::ToolCall]),
 }
 
 impl<'a> Answer<'a> {
     fn new(admitted: &'a Admitted<ResponsesRequest>) -> Self {
         let request = &admitted.request;
-        let calls = admitted.tool_calls();
-        let (kind, output_tokens) = match calls {
-            Some(calls) => (Kind::Calls(calls), calls.iter().map(|c| c.tokens()).sum()),
-            None => {
-                let text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
-                let reply = Reply::new(text, request.max_output_tokens);
-                let tokens = reply.completion_tokens();
-                (Kind::Text(reply), tokens)
-            }
-        };
+        let calls = Output::scripted(admitted.tool_calls());
         Self {
             id: format!("resp_mock{:08x}", admitted.seq),
             model: &admitted.model,
             input_tokens: request.prompt_tokens(),
             cached_tokens: CacheTokens::of(&admitted.behaviour, request.prompt_tokens()).read,
-            output_tokens,
+            output: Output::new(&admitted.behaviour, calls, request.max_output_tokens),
             created_at: now_ms() / 1000,
-            kind,
         }
     }
 
-    fn incomplete(&self) -> bool {
-        matches!(&self.kind, Kind::Text(r) if r.finish_reason == "length")
-    }
-
-    /// The output items, finished (`done`) or as first announced.
+    /// The output items, finished (`done`) or as first announced: the reasoning, then the
+    /// message or the function calls.
     fn items(&self, done: bool) -> Vec<Value> {
         let status = if done { "completed" } else { "in_progress" };
-        match &self.kind {
-            Kind::Text(reply) => {
+        let mut items = Vec::new();
+        if let Some(text) = self.output.reasoning_text() {
+            let summary = if done {
+                json!([{"type": "summary_text", "text": text}])
+            } else {
+                json!([])
+            };
+            items.push(
+                json!({"id": format!("rs_{}", self.id), "type": "reasoning", "summary": summary}),
+            );
+        }
+        match &self.output.content {
+            Content::Text(reply) => {
                 let content = if done {
                     json!([{"type": "output_text", "text": reply.text(), "annotations": []}])
                 } else {
                     json!([])
                 };
-                vec![
-                    json!({"id": format!("msg_{}", self.id), "type": "message", "status": status, "role": "assistant", "content": content}),
-                ]
+                items.push(json!({"id": format!("msg_{}", self.id), "type": "message", "status": status, "role": "assistant", "content": content}));
             }
-            Kind::Calls(calls) => calls
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let arguments = if done { c.arguments_json() } else { String::new() };
-                    json!({"id": format!("fc_{}_{i}", self.id), "type": "function_call", "status": status, "call_id": format!("call_{}_{i}", self.id), "name": c.name, "arguments": arguments})
-                })
-                .collect(),
+            Content::Calls(calls) => {
+                for (i, c) in calls.iter().enumerate() {
+                    let arguments = if done { c.arguments.as_str() } else { "" };
+                    items.push(json!({"id": format!("fc_{}_{i}", self.id), "type": "function_call", "status": status, "call_id": format!("call_{}_{i}", self.id), "name": c.name, "arguments": arguments}));
+                }
+            }
         }
+        items
     }
 
     /// The `response` object; `status` `completed_or_incomplete` is decided by the reply.
     fn response(&self, status: &str, output: Vec<Value>) -> Value {
         let (status, details) = match status {
-            "completed_or_incomplete" if self.incomplete() => {
+            "completed_or_incomplete" if self.output.cut() => {
                 ("incomplete", json!({"reason": "max_output_tokens"}))
             }
             "completed_or_incomplete" => ("completed", Value::Null),
             other => (other, Value::Null),
         };
+        let output_tokens = self.output.completion_tokens();
         let usage = (status != "in_progress").then(|| {
             json!({
                 "input_tokens": self.input_tokens,
                 "input_tokens_details": {"cached_tokens": self.cached_tokens},
-                "output_tokens": self.output_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": self.input_tokens + self.output_tokens,
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": self.output.reasoning_tokens()},
+                "total_tokens": self.input_tokens + output_tokens,
             })
         });
         json!({
@@ -210,31 +205,69 @@ impl<'a> Answer<'a> {
                 json!({"output_index": at, "item": added}),
             );
             let id = &done["id"];
-            match &self.kind {
-                Kind::Text(reply) => {
-                    let part = json!({"type": "output_text", "text": "", "annotations": []});
-                    events.push("response.content_part.added", json!({"item_id": id, "output_index": at, "content_index": 0, "part": part}));
-                    for (i, word) in reply.words.iter().enumerate() {
-                        let delta = if i == 0 {
-                            (*word).to_owned()
-                        } else {
-                            format!(" {word}")
-                        };
-                        events.push("response.output_text.delta", json!({"item_id": id, "output_index": at, "content_index": 0, "delta": delta, "logprobs": []}));
-                    }
-                    let text = reply.text();
-                    events.push("response.output_text.done", json!({"item_id": id, "output_index": at, "content_index": 0, "text": text, "logprobs": []}));
-                    events.push("response.content_part.done", json!({"item_id": id, "output_index": at, "content_index": 0, "part": done["content"][0]}));
-                }
-                Kind::Calls(_) => {
-                    let arguments = &done["arguments"];
-                    events.push(
-                        "response.function_call_arguments.delta",
-                        json!({"item_id": id, "output_index": at, "delta": arguments}),
+            match done["type"].as_str() {
+                Some("reasoning") => {
+                    let part = &done["summary"][0];
+                    let at = json!({"item_id": id, "output_index": at, "summary_index": 0});
+                    events.push_with(
+                        "response.reasoning_summary_part.added",
+                        &at,
+                        json!({"part": {"type": "summary_text", "text": ""}}),
                     );
-                    events.push(
+                    for delta in self.output.reasoning.iter().flat_map(Reply::deltas) {
+                        events.push_with(
+                            "response.reasoning_summary_text.delta",
+                            &at,
+                            json!({"delta": delta}),
+                        );
+                    }
+                    events.push_with(
+                        "response.reasoning_summary_text.done",
+                        &at,
+                        json!({"text": part["text"]}),
+                    );
+                    events.push_with(
+                        "response.reasoning_summary_part.done",
+                        &at,
+                        json!({"part": part}),
+                    );
+                }
+                Some("message") => {
+                    let part = &done["content"][0];
+                    let at = json!({"item_id": id, "output_index": at, "content_index": 0});
+                    events.push_with(
+                        "response.content_part.added",
+                        &at,
+                        json!({"part": {"type": "output_text", "text": "", "annotations": []}}),
+                    );
+                    if let Content::Text(reply) = &self.output.content {
+                        for delta in reply.deltas() {
+                            events.push_with(
+                                "response.output_text.delta",
+                                &at,
+                                json!({"delta": delta, "logprobs": []}),
+                            );
+                        }
+                    }
+                    events.push_with(
+                        "response.output_text.done",
+                        &at,
+                        json!({"text": part["text"], "logprobs": []}),
+                    );
+                    events.push_with("response.content_part.done", &at, json!({"part": part}));
+                }
+                _ => {
+                    let arguments = &done["arguments"];
+                    let at = json!({"item_id": id, "output_index": at});
+                    events.push_with(
+                        "response.function_call_arguments.delta",
+                        &at,
+                        json!({"delta": arguments}),
+                    );
+                    events.push_with(
                         "response.function_call_arguments.done",
-                        json!({"item_id": id, "output_index": at, "arguments": arguments}),
+                        &at,
+                        json!({"arguments": arguments}),
                     );
                 }
             }
@@ -244,7 +277,7 @@ impl<'a> Answer<'a> {
             );
         }
         let end = self.response("completed_or_incomplete", finished);
-        let kind = if self.incomplete() {
+        let kind = if self.output.cut() {
             "response.incomplete"
         } else {
             "response.completed"
@@ -261,6 +294,15 @@ struct Events {
 }
 
 impl Events {
+    /// An event about one part of an item: `at` (its item id, output index and part index)
+    /// and `data`'s fields.
+    fn push_with(&mut self, kind: &str, at: &Value, mut data: Value) {
+        if let (Some(fields), Some(at)) = (data.as_object_mut(), at.as_object()) {
+            fields.extend(at.clone());
+        }
+        self.push(kind, data);
+    }
+
     fn push(&mut self, kind: &str, mut data: Value) {
         data["type"] = json!(kind);
         data["sequence_number"] = json!(self.pieces.len());

@@ -88,13 +88,14 @@ pub struct Behaviour {
     /// `error.message` of an error status response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
-    /// Answer with these tool calls (in every dialect) unless the conversation already ends
-    /// with a tool result, which gets the reply text: one scripted tool round trip.
+    /// Answer with all these tool calls, in order (in every dialect; several are parallel
+    /// calls), unless the conversation already ends with a tool result, which gets the reply
+    /// text: one scripted tool round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
-    /// Reasoning the answer carries before its text (OpenAI chat: `reasoning_content`, as
-    /// OpenAI-compatible reasoning servers send it); its words are reasoning tokens, counted
-    /// in the completion.
+    /// Reasoning the answer carries before its text or calls, in every dialect's own form
+    /// (`reasoning_content`, a `reasoning` item, a `thinking` block, a thought part, a
+    /// `reasoningContent` block); its words are reasoning tokens, billed as completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
     /// Prompt tokens to report as read from the provider's cache (see `cache.rs`).

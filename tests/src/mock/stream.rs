@@ -89,6 +89,50 @@ pub(crate) fn sse_stream<T>(
     response
 }
 
+/// One content block of a block-structured stream (Anthropic's, Bedrock's): the events that
+/// open it, its deltas, and the event that closes it.
+#[derive(Debug, Default)]
+pub(crate) struct StreamBlock {
+    pub opening: Vec<Bytes>,
+    pub deltas: Vec<Bytes>,
+    pub closing: Bytes,
+}
+
+/// Content deltas a stream cut by a scripted fault sends.
+const DELTAS_BEFORE_CUT: usize = 2;
+
+/// The events of `blocks` in order. Under a fault that cuts the stream only up to its first
+/// two deltas (nothing after them); the stream then ends as the fault says, and `Some` is that
+/// ending: the caller sends no closing events.
+pub(crate) fn block_events(
+    blocks: Vec<StreamBlock>,
+    fault: Option<Fault>,
+    pieces: &mut Vec<Bytes>,
+) -> Option<Ending> {
+    let limit = if Fault::cuts(fault) {
+        DELTAS_BEFORE_CUT
+    } else {
+        usize::MAX
+    };
+    let mut sent = 0;
+    'blocks: for block in blocks {
+        pieces.extend(block.opening);
+        for delta in block.deltas {
+            pieces.push(delta);
+            sent += 1;
+            if sent == limit {
+                break 'blocks;
+            }
+        }
+        pieces.push(block.closing);
+    }
+    match fault {
+        Some(Fault::ResetMidStream) => Some(Ending::Abort),
+        Some(Fault::TruncateStream) => Some(Ending::Clean),
+        _ => None,
+    }
+}
+
 /// The complete JSON reply to `admitted`, or its scripted body fault applied to `json`: cut in
 /// half (`truncate_stream`), cut in half and then the connection reset (`reset_mid_stream`), or
 /// `malformed` sent instead (`malformed`).
@@ -156,6 +200,36 @@ async fn step(mut st: State) -> Option<(Result<Bytes, io::Error>, State)> {
 mod tests {
     use super::*;
     use futures_util::StreamExt as _;
+
+    #[test]
+    fn block_streams_are_cut_after_two_deltas_whatever_block_they_are_in() {
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let blocks = || {
+            vec![
+                StreamBlock {
+                    opening: vec![b("start0"), b("ping")],
+                    deltas: vec![b("a")],
+                    closing: b("stop0"),
+                },
+                StreamBlock {
+                    opening: vec![b("start1")],
+                    deltas: vec![b("b"), b("c")],
+                    closing: b("stop1"),
+                },
+            ]
+        };
+        let mut whole = Vec::new();
+        assert_eq!(block_events(blocks(), None, &mut whole), None);
+        let names = ["start0", "ping", "a", "stop0", "start1", "b", "c", "stop1"];
+        assert_eq!(whole, names.map(b));
+        let mut cut = Vec::new();
+        let ending = block_events(blocks(), Some(Fault::ResetMidStream), &mut cut);
+        assert_eq!(ending, Some(Ending::Abort));
+        assert_eq!(cut, ["start0", "ping", "a", "stop0", "start1", "b"].map(b));
+        let mut truncated = Vec::new();
+        let ending = block_events(blocks(), Some(Fault::TruncateStream), &mut truncated);
+        assert_eq!((ending, truncated.len()), (Some(Ending::Clean), 6));
+    }
 
     #[tokio::test]
     async fn pieces_then_abort() {

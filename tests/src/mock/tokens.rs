@@ -53,6 +53,18 @@ impl<'a> Reply<'a> {
     pub fn text(&self) -> String {
         self.words.join(" ")
     }
+
+    /// The words as stream deltas: the first as it is, each later one with a leading space,
+    /// so the deltas concatenate to [`Self::text`].
+    pub fn deltas(&self) -> impl Iterator<Item = Cow<'a, str>> + '_ {
+        self.words.iter().enumerate().map(|(i, word)| {
+            if i == 0 {
+                Cow::Borrowed(*word)
+            } else {
+                Cow::Owned(format!(" {word}"))
+            }
+        })
+    }
 }
 
 /// The word count of a chat message's `content`, computed during deserialization.
@@ -185,6 +197,7 @@ mod tests {
         let full = Reply::new(DEFAULT_REPLY, None);
         assert_eq!((full.completion_tokens(), full.finish_reason), (5, "stop"));
         assert_eq!(full.text(), DEFAULT_REPLY);
+        assert_eq!(full.deltas().collect::<String>(), DEFAULT_REPLY);
         let exact = Reply::new(DEFAULT_REPLY, Some(5));
         assert_eq!(exact.finish_reason, "stop");
         let cut = Reply::new(DEFAULT_REPLY, Some(2));

@@ -75,7 +75,7 @@ fn run(name: &str, case: &Value) {
 
 #[test]
 fn every_fixture_translates_as_recorded() {
-    for (name, case) in crate::fixture_cases::load("src/providers/bedrock/fixtures", 8) {
+    for (name, case) in crate::fixture_cases::load("src/providers/bedrock/fixtures", 11) {
         run(&name, &case);
     }
 }

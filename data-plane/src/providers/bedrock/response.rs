@@ -3,7 +3,9 @@
 //!
 //! - `output.message.content`: text blocks are joined into `content`; `toolUse` blocks become
 //!   `tool_calls` (Bedrock's `toolUseId` as id, `input` re-encoded as the `arguments` string);
-//!   reasoning and other blocks are dropped.
+//!   `reasoningContent` blocks' `reasoningText.text` becomes `reasoning_content` (as the other
+//!   translated providers report reasoning; signatures and redacted reasoning are dropped);
+//!   other blocks are dropped.
 //! - `stopReason`: `end_turn`/`stop_sequence` → `stop`, `tool_use` → `tool_calls`,
 //!   `max_tokens`/`model_context_window_exceeded` → `length`,
 //!   `guardrail_intervened`/`content_filtered` → `content_filter`.
@@ -57,7 +59,15 @@ pub fn chat_response(
             })
         })
         .collect();
-    let message = assistant_message(&text, tool_calls);
+    let mut message = assistant_message(&text, tool_calls);
+    let reasoning: String = content
+        .iter()
+        .filter_map(|b| b.pointer("/reasoningContent/reasoningText/text"))
+        .filter_map(Value::as_str)
+        .collect();
+    if !reasoning.is_empty() {
+        message.insert("reasoning_content".into(), json!(reasoning));
+    }
     let usage = response.get("usage").map(usage);
     let mut out = json!({
         "id": meta.id,

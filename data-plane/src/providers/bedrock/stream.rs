@@ -4,9 +4,10 @@
 //! soon as it arrives: `messageStart` → the role chunk; a text `contentBlockDelta` → a content
 //! delta; a `contentBlockStart` with `toolUse` → a `tool_calls` delta with index, id and name,
 //! and its `toolUse.input` deltas → argument fragments (tool calls numbered in order of
-//! appearance); `messageStop` → the finish chunk; `metadata` → a usage-only chunk
-//! (`choices: []`, marked [`Chunk::usage_only`]). Block stops, reasoning deltas and event types
-//! added later yield nothing.
+//! appearance); a `reasoningContent` delta's `text` → a `reasoning_content` delta (its
+//! `signature` and redacted reasoning are dropped); `messageStop` → the finish chunk;
+//! `metadata` → a usage-only chunk (`choices: []`, marked [`Chunk::usage_only`]). Block stops
+//! and event types added later yield nothing.
 //!
 //! The stream ends cleanly when the body ends after `messageStop`. An exception frame
 //! (`:message-type: exception`), a frame with a bad CRC, garbage, or a body that ends earlier
@@ -100,6 +101,11 @@ impl Translator {
                 if let Some(text) = delta.get("text").and_then(Value::as_str) {
                     if !text.is_empty() {
                         out.push(self.chunk(json!({ "content": text }), None));
+                    }
+                } else if let Some(reasoning) = delta.get("reasoningContent") {
+                    let text = reasoning.get("text").and_then(Value::as_str);
+                    if let Some(text) = text.filter(|t| !t.is_empty()) {
+                        out.push(self.chunk(json!({ "reasoning_content": text }), None));
                     }
                 } else if let Some(tool) = delta.get("toolUse") {
                     let fragment = tool.get("input").and_then(Value::as_str).unwrap_or("");

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
-use super::with_request_id;
+use super::reply::with_request_id;
 use crate::mock::error::ErrorShape;
 use crate::mock::openai::json_response;
 

@@ -19,21 +19,28 @@
 //! Tokens follow the mock's word rule: the prompt = words of the `text` blocks of `system`
 //! and `messages` (tool results and images count zero); `inputTokens` is the prompt less the
 //! scripted cache reads and writes, reported as `cacheReadInputTokens` and
-//! `cacheWriteInputTokens` (see `cache.rs`); the reply is the scripted one (or
-//! [`DEFAULT_REPLY`]) cut at `inferenceConfig.maxTokens` words (`stopReason` `max_tokens`,
-//! else `end_turn`). A scripted tool call (the first of `x-mock-tool-calls` / a script's
-//! `tool_calls`) answers a request that declares tools unless its last turn carries a
-//! `toolResult`: one `toolUse` with the scripted name and input, one token plus the words of
-//! the input's JSON. Otherwise, when `toolConfig.toolChoice` is `any` or `tool`, the answer is one
-//! `toolUse` of the named (else first) tool with input `{"query": <text of the last user
-//! turn>}`, id `tooluse_mock<seq>`, `stopReason` `tool_use` and 1 output token.
+//! `cacheWriteInputTokens` (see `cache.rs`); `outputTokens` every output token, reasoning
+//! included (as Bedrock counts it). Content blocks of the answer (built in `reply.rs`), in
+//! order:
+//! - Scripted reasoning: a `reasoningContent` block (`reasoningText` with `text` and a
+//!   `signature`) first.
+//! - Scripted tool calls answer a request that declares tools unless its last turn carries a
+//!   `toolResult` (one scripted round trip): one `toolUse` block per call (ids
+//!   `tooluse_mock<seq>`, then `…_1`, `…_2`) with the scripted name and input, each costing one
+//!   token plus the words of its input's JSON. Otherwise, when `toolConfig.toolChoice` is `any`
+//!   or `tool`, one `toolUse` of the named (else first) tool with input
+//!   `{"query": <text of the last user turn>}`, id `tooluse_mock<seq>` and 1 output token.
+//!   `stopReason` `tool_use` either way.
+//! - Otherwise a `text` block: the scripted reply (or [`super::DEFAULT_REPLY`]) cut at
+//!   `inferenceConfig.maxTokens` words (`stopReason` `max_tokens`, else `end_turn`).
 //!
-//! Streams: one frame per event, each its own write: `messageStart`, then per reply word a
-//! `contentBlockDelta` (words after the first with a leading space) — or, for a tool call,
-//! `contentBlockStart` with the `toolUse` id and name and two `contentBlockDelta` halves of the
-//! input JSON — then `contentBlockStop`, `messageStop` (stop reason) and `metadata` (usage,
-//! metrics). `truncate_stream` ends the body cleanly after two deltas, `reset_mid_stream`
-//! aborts it there, `malformed` sends a frame with a bad CRC.
+//! Streams: one frame per event, each its own write: `messageStart`, then per block its
+//! `contentBlockDelta`s (a `reasoningContent.text` per reasoning word and one
+//! `reasoningContent.signature`; a `text` per reply word, words after the first with a leading
+//! space; a call's block opens with a `contentBlockStart` naming its `toolUse` id and name and
+//! sends two `toolUse.input` halves) and its `contentBlockStop`, then `messageStop` (stop
+//! reason) and `metadata` (usage, metrics). `truncate_stream` ends the body cleanly after two
+//! deltas, `reset_mid_stream` aborts it there, `malformed` sends a frame with a bad CRC.
 //!
 //! Errors use Bedrock's shape: body `{"message": "..."}`, error type in `x-amzn-errortype`.
 //! Scripted statuses map to types: 400 `ValidationException`, 403 `AccessDeniedException`,
@@ -43,30 +50,30 @@
 
 mod errors;
 mod frames;
+mod reply;
+mod sigv4;
 
 use errors::{bedrock_error, Shape};
-mod sigv4;
+#[cfg(test)]
+pub(crate) use frames::decode_all as decode_frames;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::Path;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admit::{admit, Admitted, ApiRequest, Dialect, Inbound, Rejected};
-use super::api::non_stream_response;
-use super::cache::CacheTokens;
-use super::script::Fault;
-use super::stream::{event_stream, Ending};
-use super::tokens::{count_words, Reply, DEFAULT_REPLY};
+use super::admit::{admit, ApiRequest, Dialect, Inbound, Rejected};
+use super::output::Call;
+use super::tokens::count_words;
 use super::Shared;
 use crate::mock::error::render;
+use reply::answer;
 
 /// The bedrock routes, merged into the mock's router.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
@@ -122,8 +129,20 @@ struct Converse<const STREAM: bool> {
 }
 
 impl<const STREAM: bool> Converse<STREAM> {
+    /// The call the answer makes unscripted, when the request forces one: of the named (else
+    /// the first) tool, with the last user turn's text as `query`, costing 1 token.
+    fn forced_call(&self) -> Option<Call<'_>> {
+        let name = self.forced_tool()?;
+        let arguments = json!({ "query": self.last_user_text() }).to_string();
+        Some(Call {
+            name,
+            arguments,
+            tokens: 1,
+        })
+    }
+
     /// The tool to call when the request forces one (`toolChoice` `any` or `tool`).
-    fn forced_call(&self) -> Option<&str> {
+    fn forced_tool(&self) -> Option<&str> {
         let config = self.tool_config.as_ref()?;
         let choice = config.tool_choice.as_ref()?;
         if let Some(name) = choice.pointer("/tool/name").and_then(Value::as_str) {
@@ -265,155 +284,6 @@ async fn converse<const STREAM: bool>(Path(model): Path<String>, inbound: Inboun
         }
         Err(rejected) => render(rejected, &Shape),
     }
-}
-
-/// What one answer holds: reply words or a tool call, and the token counts.
-struct Answer<'a> {
-    reply: Reply<'a>,
-    /// `(toolUseId, name, input JSON)`.
-    call: Option<(String, &'a str, String)>,
-    prompt: u64,
-    completion: u64,
-    cache: CacheTokens,
-    stop_reason: &'static str,
-}
-
-fn answer<const STREAM: bool>(admitted: &Admitted<Converse<STREAM>>) -> Response {
-    let request = &admitted.request;
-    let reply_text = admitted.behaviour.reply.as_deref().unwrap_or(DEFAULT_REPLY);
-    let limit = request.inference_config.as_ref().and_then(|c| c.max_tokens);
-    let reply = Reply::new(reply_text, limit);
-    let id = format!("tooluse_mock{:08x}", admitted.seq);
-    let scripted = admitted.tool_calls().and_then(<[_]>::first);
-    let call = match scripted {
-        Some(c) => Some((id, c.name.as_str(), c.arguments_json())),
-        None => request.forced_call().map(|name| {
-            let input = json!({ "query": request.last_user_text() }).to_string();
-            (id, name, input)
-        }),
-    };
-    let call_tokens = scripted.map_or(1, super::ToolCall::tokens);
-    let (completion, stop_reason) = match (&call, reply.finish_reason) {
-        (Some(_), _) => (call_tokens, "tool_use"),
-        (None, "length") => (reply.completion_tokens(), "max_tokens"),
-        (None, _) => (reply.completion_tokens(), "end_turn"),
-    };
-    let answer = Answer {
-        prompt: request.prompt_tokens(),
-        completion,
-        cache: CacheTokens::of(&admitted.behaviour, request.prompt_tokens()),
-        stop_reason,
-        reply,
-        call,
-    };
-    admitted.bill(answer.prompt, answer.completion);
-    if STREAM {
-        return stream_response(admitted, &answer);
-    }
-    let content = match &answer.call {
-        Some((id, name, input)) => {
-            let input: Value = serde_json::from_str(input).unwrap_or_default();
-            json!([{ "toolUse": { "toolUseId": id, "name": name, "input": input } }])
-        }
-        None => json!([{ "text": answer.reply.text() }]),
-    };
-    let body = json!({
-        "output": { "message": { "role": "assistant", "content": content } },
-        "stopReason": answer.stop_reason,
-        "usage": usage(&answer),
-        "metrics": { "latencyMs": admitted.behaviour.latency_ms.unwrap_or(0) },
-    });
-    with_request_id(non_stream_response(
-        admitted,
-        serde_json::to_vec(&body).unwrap_or_default(),
-    ))
-}
-
-fn usage(answer: &Answer<'_>) -> Value {
-    answer.cache.bedrock_usage(answer.prompt, answer.completion)
-}
-
-fn stream_response<const STREAM: bool>(
-    admitted: &Admitted<Converse<STREAM>>,
-    answer: &Answer<'_>,
-) -> Response {
-    let fault = admitted.behaviour.fault;
-    let mut pieces = vec![frames::event(
-        "messageStart",
-        &json!({ "role": "assistant" }),
-    )];
-    let mut ending = Ending::Clean;
-    if fault == Some(Fault::Malformed) {
-        pieces.push(frames::corrupt(
-            "contentBlockDelta",
-            &json!({ "contentBlockIndex": 0, "delta": { "text": "malformed" } }),
-        ));
-    } else {
-        let deltas: Vec<Value> = match &answer.call {
-            Some((id, name, input)) => {
-                pieces.push(frames::event(
-                    "contentBlockStart",
-                    &json!({ "contentBlockIndex": 0, "start": { "toolUse": { "toolUseId": id, "name": name } } }),
-                ));
-                let (a, b) = input.split_at(input.floor_char_boundary(input.len() / 2));
-                [a, b]
-                    .iter()
-                    .map(|part| json!({ "toolUse": { "input": part } }))
-                    .collect()
-            }
-            None => answer
-                .reply
-                .words
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    let text = if i == 0 {
-                        (*w).to_owned()
-                    } else {
-                        format!(" {w}")
-                    };
-                    json!({ "text": text })
-                })
-                .collect(),
-        };
-        let cut = Fault::cuts(fault);
-        for delta in Fault::shown(fault, &deltas) {
-            pieces.push(frames::event(
-                "contentBlockDelta",
-                &json!({ "contentBlockIndex": 0, "delta": delta }),
-            ));
-        }
-        if fault == Some(Fault::ResetMidStream) {
-            ending = Ending::Abort;
-        } else if !cut {
-            pieces.push(frames::event(
-                "contentBlockStop",
-                &json!({ "contentBlockIndex": 0 }),
-            ));
-            pieces.push(frames::event(
-                "messageStop",
-                &json!({ "stopReason": answer.stop_reason }),
-            ));
-            pieces.push(frames::event(
-                "metadata",
-                &json!({ "usage": usage(answer), "metrics": { "latencyMs": 0 } }),
-            ));
-        }
-    }
-    let mut response = event_stream(admitted, pieces, ending);
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.amazon.eventstream"),
-    );
-    with_request_id(response)
-}
-
-fn with_request_id(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        "x-amzn-requestid",
-        HeaderValue::from_static("00000000-0000-0000-0000-000000000000"),
-    );
-    response
 }
 
 #[cfg(test)]
