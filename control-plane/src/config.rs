@@ -15,6 +15,10 @@ pub const ENV_ADMIN_TOKEN: &str = "SWITCHYARD_ADMIN_TOKEN";
 pub const ENV_SEAL_KEY: &str = "SWITCHYARD_SEAL_KEY";
 /// Admin API listener.
 pub const ENV_ADMIN_LISTEN: &str = "SWITCHYARD_ADMIN_LISTEN";
+/// Days the request log keeps bodies.
+pub const ENV_REQUEST_LOG_RETENTION_DAYS: &str = "SWITCHYARD_REQUEST_LOG_RETENTION_DAYS";
+/// How often expired request-log partitions are looked for (seconds).
+pub const ENV_REQUEST_LOG_SWEEP_SECS: &str = "SWITCHYARD_REQUEST_LOG_SWEEP_SECS";
 /// `tracing` filter.
 pub const ENV_LOG: &str = "SWITCHYARD_LOG";
 /// `json` for JSON log lines.
@@ -63,4 +67,12 @@ pub struct ServeArgs {
     /// Write `{"listen": "..."}` here once bound (for port 0).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Days the request log keeps bodies (`full` requests): older daily partitions are
+    /// dropped whole. 0 keeps them forever.
+    #[arg(long, env = ENV_REQUEST_LOG_RETENTION_DAYS, default_value_t = 30)]
+    pub request_log_retention_days: u32,
+    /// How often expired request-log partitions are looked for, in seconds.
+    #[arg(long, env = ENV_REQUEST_LOG_SWEEP_SECS, default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_log_sweep_secs: u64,
 }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod health;
 pub mod lease;
 pub mod outbox;
+pub mod requestlog;
 pub mod seal;
 pub mod serve;
 pub mod snapshot;

@@ -45,6 +45,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 nats_url: cli.serve.nats_url.clone(),
                 listen: cli.serve.listen,
                 addr_file: cli.serve.addr_file.clone(),
+                request_log: control_plane::requestlog::Retention {
+                    days: cli.serve.request_log_retention_days,
+                    sweep_every: std::time::Duration::from_secs(cli.serve.request_log_sweep_secs),
+                },
             };
             serve::serve(settings, metrics).await
         }

@@ -23,6 +23,8 @@ pub struct Settings {
     pub nats_url: Option<String>,
     pub listen: SocketAddr,
     pub addr_file: Option<PathBuf>,
+    /// How long the request log keeps bodies.
+    pub request_log: crate::requestlog::Retention,
 }
 
 /// A connection pool for `url`.
@@ -108,6 +110,12 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
             tasks.spawn(crate::usage::fold::run(
                 store.clone(),
                 nats_url.clone(),
+                cancel.clone(),
+            ));
+            tasks.spawn(crate::requestlog::run(
+                store.clone(),
+                nats_url.clone(),
+                settings.request_log,
                 cancel.clone(),
             ));
             tasks.spawn(crate::health::run(

@@ -123,7 +123,8 @@ async fn session(store: &Store, nats_url: &str, cancel: &CancellationToken) -> a
         c = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(nats_url) => c?,
     };
     let js = jetstream::new(nats.clone());
-    let consumer = super::stream::open(&js)
+    let consumer = super::stream::USAGE
+        .open(&js)
         .await
         .map_err(|e| anyhow::anyhow!("opening the usage stream and consumer: {e}"))?;
     tracing::info!(

@@ -1,13 +1,13 @@
-//! The usage stream and the fold consumer, created if absent.
+//! The streams the data planes publish to (usage events, request-log payloads) and their
+//! shared durable consumers, created if absent.
 //!
 //! Both are created with plain stream/consumer calls, which nats-server 2.9 (Debian bookworm's)
 //! accepts. An existing stream or consumer is used as it is, so an operator's tuning (replicas,
-//! limits) survives restarts; the data planes may create the stream first with the same names.
+//! limits) survives restarts; the data planes may create a stream first with the same names.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
-use proto::{USAGE_FOLD_CONSUMER, USAGE_STREAM, USAGE_SUBJECTS};
 
 /// How long JetStream drops a re-published event id by itself (the table's key does after).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -18,37 +18,70 @@ pub const ACK_WAIT: Duration = Duration::from_secs(30);
 /// Messages delivered and not yet acknowledged, across all replicas.
 pub const MAX_ACK_PENDING: i64 = 50_000;
 
-/// The stream's configuration when we create it.
-pub fn stream_config() -> stream::Config {
-    stream::Config {
-        name: USAGE_STREAM.to_owned(),
-        description: Some("Switchyard: usage events from the data planes".to_owned()),
-        subjects: vec![USAGE_SUBJECTS.to_owned()],
-        storage: stream::StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
-        max_age: MAX_AGE,
-        ..Default::default()
-    }
+/// One stream and the consumer every replica shares.
+#[derive(Debug)]
+pub struct Spec {
+    pub stream: &'static str,
+    pub subjects: &'static str,
+    pub description: &'static str,
+    pub consumer: &'static str,
+    pub consumer_description: &'static str,
 }
 
-/// The fold consumer's configuration when we create it.
-pub fn consumer_config() -> consumer::pull::Config {
-    consumer::pull::Config {
-        durable_name: Some(USAGE_FOLD_CONSUMER.to_owned()),
-        description: Some("Switchyard: folds usage into spend ledgers".to_owned()),
-        ack_policy: consumer::AckPolicy::Explicit,
-        ack_wait: ACK_WAIT,
-        max_ack_pending: MAX_ACK_PENDING,
-        deliver_policy: consumer::DeliverPolicy::All,
-        ..Default::default()
-    }
-}
+/// Usage events, folded into the ledgers.
+pub const USAGE: Spec = Spec {
+    stream: proto::USAGE_STREAM,
+    subjects: proto::USAGE_SUBJECTS,
+    description: "Switchyard: usage events from the data planes",
+    consumer: proto::USAGE_FOLD_CONSUMER,
+    consumer_description: "Switchyard: folds usage into spend ledgers",
+};
 
-/// Opens (creating if needed) the usage stream and the shared fold consumer.
-pub async fn open(js: &jetstream::Context) -> Result<consumer::PullConsumer, async_nats::Error> {
-    let stream = js.get_or_create_stream(stream_config()).await?;
-    let consumer = stream
-        .get_or_create_consumer(USAGE_FOLD_CONSUMER, consumer_config())
-        .await?;
-    Ok(consumer)
+/// Request-log payloads, stored in `request_payloads`.
+pub const REQUESTS: Spec = Spec {
+    stream: proto::REQUESTS_STREAM,
+    subjects: proto::REQUESTS_SUBJECTS,
+    description: "Switchyard: request and response bodies for the request log",
+    consumer: proto::REQUESTS_FOLD_CONSUMER,
+    consumer_description: "Switchyard: stores request-log bodies",
+};
+
+impl Spec {
+    /// The stream's configuration when we create it.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.to_owned(),
+            description: Some(self.description.to_owned()),
+            subjects: vec![self.subjects.to_owned()],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            max_age: MAX_AGE,
+            ..Default::default()
+        }
+    }
+
+    /// The consumer's configuration when we create it.
+    pub fn consumer_config(&self) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(self.consumer.to_owned()),
+            description: Some(self.consumer_description.to_owned()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: ACK_WAIT,
+            max_ack_pending: MAX_ACK_PENDING,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        }
+    }
+
+    /// Opens (creating if needed) the stream and the shared consumer.
+    pub async fn open(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<consumer::PullConsumer, async_nats::Error> {
+        let stream = js.get_or_create_stream(self.stream_config()).await?;
+        let consumer = stream
+            .get_or_create_consumer(self.consumer, self.consumer_config())
+            .await?;
+        Ok(consumer)
+    }
 }
