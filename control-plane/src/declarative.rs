@@ -38,7 +38,7 @@ use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
 use crate::domain::resource::{Resource, ResourceCommand, Spec};
 use crate::domain::route::Route;
-use crate::domain::team::{NewTeam, Team, TeamCommand};
+use crate::domain::team::{NewTeam, Team, TeamCommand, TeamPatch};
 use crate::domain::Aggregate;
 use crate::domain::FieldError;
 use crate::seal::SealKey;
@@ -182,12 +182,11 @@ impl Runner<'_> {
                 Ok(())
             }
             Change::SetTeamLimits { id, limits, .. } => {
-                let command = TeamCommand::Update {
-                    name: None,
-                    metadata: None,
+                let command = TeamCommand::Update(TeamPatch {
                     rpm: Some(limits.rpm),
                     tpm: Some(limits.tpm),
-                };
+                    ..TeamPatch::default()
+                });
                 self.exec::<Team>(&id.to_string(), None, command).await
             }
             Change::RevokeKey { id } => {

@@ -17,7 +17,7 @@ use super::crud::{
 };
 use super::extract::Page;
 use super::{ApiError, List, Principal};
-use crate::domain::team::{NewTeam, Team, TeamCommand};
+use crate::domain::team::{NewTeam, Team, TeamCommand, TeamPatch};
 
 crud::handlers!(Team, TeamView, "teams";
     create("create_team", "/admin/teams", CreateTeam, responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
@@ -116,12 +116,12 @@ impl Updatable for Team {
 
     async fn merge(cx: Cx<'_>, _: Team, body: UpdateTeam) -> Decided<Self> {
         cx.who.require_global()?;
-        Ok(TeamCommand::Update {
+        Ok(TeamCommand::Update(TeamPatch {
             name: body.name,
             metadata: body.metadata,
             rpm: body.rpm,
             tpm: body.tpm,
-        })
+        }))
     }
 }
 

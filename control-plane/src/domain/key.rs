@@ -93,30 +93,7 @@ impl KeyPatch {
 
     /// Drops the fields that would not change `s`.
     fn minus(mut self, s: &KeySettings) -> Self {
-        if self.name.as_ref() == Some(&s.name) {
-            self.name = None;
-        }
-        if self.models.as_ref() == Some(&s.models) {
-            self.models = None;
-        }
-        if self.expires_at == Some(s.expires_at) {
-            self.expires_at = None;
-        }
-        if self.tags.as_ref() == Some(&s.tags) {
-            self.tags = None;
-        }
-        if self.rpm == Some(s.rpm) {
-            self.rpm = None;
-        }
-        if self.tpm == Some(s.tpm) {
-            self.tpm = None;
-        }
-        if self.budget_id == Some(s.budget_id) {
-            self.budget_id = None;
-        }
-        if self.max_request_cost_usd == Some(s.max_request_cost_usd) {
-            self.max_request_cost_usd = None;
-        }
+        super::drop_unchanged!(self, s; name, models, expires_at, tags, rpm, tpm, budget_id, max_request_cost_usd);
         self
     }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::key::nullable;
 use super::{Aggregate, Check, Ctx, DomainError, EventName};
 
 /// Current state of a team stream.
@@ -42,16 +43,43 @@ pub struct NewTeam {
     pub tpm: Option<u64>,
 }
 
+/// A partial update: `None` keeps a field; for the limits `Some(None)` removes the limit.
+/// Recorded as it is (flat under the event's type): an absent field reads as `None`, a `null`
+/// one as `Some(None)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TeamPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub rpm: Option<Option<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub tpm: Option<Option<u64>>,
+}
+
+impl TeamPatch {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Drops the fields that would not change `t`.
+    fn minus(mut self, t: &Team) -> Self {
+        super::drop_unchanged!(self, t; name, metadata, rpm, tpm);
+        self
+    }
+
+    fn apply(&self, t: &mut Team) {
+        let patch = self.clone();
+        super::assign_present!(t, patch; name, metadata, rpm, tpm);
+    }
+}
+
 #[derive(Debug)]
 pub enum TeamCommand {
     Create(NewTeam),
-    /// `None` keeps a field; for the limits `Some(None)` removes the limit.
-    Update {
-        name: Option<String>,
-        metadata: Option<BTreeMap<String, String>>,
-        rpm: Option<Option<u64>>,
-        tpm: Option<Option<u64>>,
-    },
+    Update(TeamPatch),
     Delete,
 }
 
@@ -61,25 +89,7 @@ pub enum TeamEvent {
     #[serde(rename = "team.created")]
     Created(NewTeam),
     #[serde(rename = "team.updated")]
-    Updated {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        metadata: Option<BTreeMap<String, String>>,
-        /// Absent: unchanged; `null`: limit removed.
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "super::key::nullable"
-        )]
-        rpm: Option<Option<u64>>,
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "super::key::nullable"
-        )]
-        tpm: Option<Option<u64>>,
-    },
+    Updated(TeamPatch),
     #[serde(rename = "team.deleted")]
     Deleted,
 }
@@ -141,35 +151,22 @@ impl Aggregate for Team {
                 check.done()?;
                 Ok(vec![TeamEvent::Created(new)])
             }
-            TeamCommand::Update {
-                name,
-                metadata,
-                rpm,
-                tpm,
-            } => {
+            TeamCommand::Update(patch) => {
                 DomainError::unless_live(self.live, "team")?;
                 let mut check = Check::new();
-                if let Some(n) = &name {
+                if let Some(n) = &patch.name {
                     check.name("name", n);
                 }
-                if let Some(m) = &metadata {
+                if let Some(m) = &patch.metadata {
                     check_metadata(&mut check, m);
                 }
-                check_limits(&mut check, "", rpm.flatten(), tpm.flatten());
+                check_limits(&mut check, "", patch.rpm.flatten(), patch.tpm.flatten());
                 check.done()?;
-                let name = name.filter(|n| *n != self.name);
-                let metadata = metadata.filter(|m| *m != self.metadata);
-                let rpm = rpm.filter(|v| *v != self.rpm);
-                let tpm = tpm.filter(|v| *v != self.tpm);
-                if name.is_none() && metadata.is_none() && rpm.is_none() && tpm.is_none() {
+                let patch = patch.minus(self);
+                if patch.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![TeamEvent::Updated {
-                    name,
-                    metadata,
-                    rpm,
-                    tpm,
-                }])
+                Ok(vec![TeamEvent::Updated(patch)])
             }
             TeamCommand::Delete => {
                 DomainError::unless_live(self.live, "team")?;
@@ -192,13 +189,8 @@ impl Aggregate for Team {
                     live: true,
                 };
             }
-            TeamEvent::Updated {
-                name,
-                metadata,
-                rpm,
-                tpm,
-            } => {
-                super::assign_present!(self; name = name.clone(), metadata = metadata.clone(), rpm = *rpm, tpm = *tpm);
+            TeamEvent::Updated(patch) => {
+                patch.apply(self);
                 self.updated_at = Some(at);
             }
             TeamEvent::Deleted => {
@@ -252,12 +244,10 @@ mod tests {
         assert!(matches!(again, Err(DomainError::Conflict(_))));
         let same = team
             .decide(
-                TeamCommand::Update {
+                TeamCommand::Update(TeamPatch {
                     name: Some("payments".into()),
-                    metadata: None,
-                    rpm: None,
-                    tpm: None,
-                },
+                    ..Default::default()
+                }),
                 &ctx(),
             )
             .unwrap();
@@ -266,12 +256,10 @@ mod tests {
             "an update that changes nothing records nothing"
         );
         let bad = team.decide(
-            TeamCommand::Update {
+            TeamCommand::Update(TeamPatch {
                 name: Some(" ".into()),
-                metadata: None,
-                rpm: None,
-                tpm: None,
-            },
+                ..Default::default()
+            }),
             &ctx(),
         );
         assert_eq!(
@@ -323,17 +311,21 @@ mod tests {
         assert_eq!((team.rpm, team.tpm), (Some(100), None));
         let clear = team
             .decide(
-                TeamCommand::Update {
-                    name: None,
-                    metadata: None,
+                TeamCommand::Update(TeamPatch {
                     rpm: Some(None),
                     tpm: Some(Some(5000)),
-                },
+                    ..Default::default()
+                }),
                 &ctx(),
             )
             .unwrap();
         // The event goes through JSON as the store keeps it: `null` must still mean "clear".
         let json = serde_json::to_value(&clear[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "team.updated", "rpm": null, "tpm": 5000}),
+            "stored flat under its type, only the changed fields"
+        );
         let replayed: TeamEvent = serde_json::from_value(json).unwrap();
         assert_eq!(replayed, clear[0]);
         team.evolve(&replayed, Utc::now());
