@@ -96,7 +96,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
                 .clone()
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
-            log_payloads: None,
+            log_payloads: settings.log_payloads,
         });
     }
     let teams = teams(&tx).await?;

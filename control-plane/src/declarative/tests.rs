@@ -66,6 +66,7 @@ fn simulate(current: &mut Current, changes: &[Change]) {
                         tpm: p.tpm.unwrap(),
                         budget_id: p.budget_id.unwrap(),
                         max_request_cost_usd: p.max_request_cost_usd.unwrap(),
+                        log_payloads: p.log_payloads.unwrap(),
                     };
                 }
                 key.sha256 = rotate.or(key.sha256.take());

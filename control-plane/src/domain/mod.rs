@@ -9,6 +9,7 @@
 
 pub mod budget;
 pub mod key;
+pub mod log_payloads;
 pub mod pricing;
 pub mod provider;
 pub mod resource;
