@@ -108,7 +108,14 @@ mod tests {
             schemas["LogPayloads"]["enum"],
             json!(["off", "metadata", "full"])
         );
-        for owner in ["KeySettings", "CreateKey", "UpdateKey"] {
+        for owner in [
+            "KeySettings",
+            "CreateKey",
+            "UpdateKey",
+            "TeamView",
+            "CreateTeam",
+            "UpdateTeam",
+        ] {
             let field = &schemas[owner]["properties"]["log_payloads"]["oneOf"];
             assert_eq!(field[0], json!({"type": "null"}), "{owner}");
             assert_eq!(

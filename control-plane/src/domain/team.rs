@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use proto::LogPayloads;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -22,6 +23,10 @@ pub struct Team {
     /// Tokens per minute across all of the team's keys.
     #[serde(default)]
     pub tpm: Option<u64>,
+    /// What the request log keeps of the requests of the team's keys that set none themselves
+    /// (`None`: `metadata`).
+    #[serde(default)]
+    pub log_payloads: Option<LogPayloads>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub live: bool,
@@ -36,14 +41,17 @@ pub struct NewTeam {
     pub id: Uuid,
     pub name: String,
     pub metadata: BTreeMap<String, String>,
-    // Defaults keep events recorded before teams had limits readable.
+    // Defaults keep events recorded before teams had limits or a log policy readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_payloads: Option<LogPayloads>,
 }
 
-/// A partial update: `None` keeps a field; for the limits `Some(None)` removes the limit.
+/// A partial update: `None` keeps a field; for the limits and the log policy `Some(None)`
+/// removes it.
 /// Recorded as it is (flat under the event's type): an absent field reads as `None`, a `null`
 /// one as `Some(None)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +65,8 @@ pub struct TeamPatch {
     pub rpm: Option<Option<u64>>,
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub tpm: Option<Option<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub log_payloads: Option<Option<LogPayloads>>,
 }
 
 impl TeamPatch {
@@ -66,13 +76,13 @@ impl TeamPatch {
 
     /// Drops the fields that would not change `t`.
     fn minus(mut self, t: &Team) -> Self {
-        super::drop_unchanged!(self, t; name, metadata, rpm, tpm);
+        super::drop_unchanged!(self, t; name, metadata, rpm, tpm, log_payloads);
         self
     }
 
     fn apply(&self, t: &mut Team) {
         let patch = self.clone();
-        super::assign_present!(t, patch; name, metadata, rpm, tpm);
+        super::assign_present!(t, patch; name, metadata, rpm, tpm, log_payloads);
     }
 }
 
@@ -184,6 +194,7 @@ impl Aggregate for Team {
                     metadata: new.metadata.clone(),
                     rpm: new.rpm,
                     tpm: new.tpm,
+                    log_payloads: new.log_payloads,
                     created_at: Some(at),
                     updated_at: Some(at),
                     live: true,
@@ -225,6 +236,7 @@ mod tests {
                     metadata: BTreeMap::new(),
                     rpm: None,
                     tpm: None,
+                    log_payloads: None,
                 }),
                 &ctx(),
             )
@@ -238,6 +250,7 @@ mod tests {
                 metadata: BTreeMap::new(),
                 rpm: None,
                 tpm: None,
+                log_payloads: None,
             }),
             &ctx(),
         );
@@ -288,6 +301,7 @@ mod tests {
                 metadata: BTreeMap::new(),
                 rpm: Some(0),
                 tpm: Some(MAX_LIMIT + 1),
+                log_payloads: None,
             }),
             &ctx(),
         );
@@ -303,6 +317,7 @@ mod tests {
                     metadata: BTreeMap::new(),
                     rpm: Some(100),
                     tpm: None,
+                    log_payloads: None,
                 }),
                 &ctx(),
             )
@@ -339,6 +354,7 @@ mod tests {
             TeamEvent::Created(NewTeam {
                 rpm: None,
                 tpm: None,
+                log_payloads: None,
                 ..
             })
         ));
@@ -346,6 +362,54 @@ mod tests {
             serde_json::to_string(&old).unwrap(),
             r#"{"type":"team.created","id":"0190a6a4-0000-7000-8000-000000000000","name":"n","metadata":{}}"#,
             "stored flat under its type, as before"
+        );
+    }
+
+    #[test]
+    fn the_log_policy_is_set_changed_cleared_and_absent_from_old_events() {
+        let mut team = Team::default();
+        let new = NewTeam {
+            id: Uuid::now_v7(),
+            name: "t".into(),
+            metadata: BTreeMap::new(),
+            rpm: None,
+            tpm: None,
+            log_payloads: Some(LogPayloads::Off),
+        };
+        let run = |team: &mut Team, command| {
+            let events = team.decide(command, &ctx()).unwrap();
+            for e in &events {
+                // Through JSON, as the store keeps it.
+                let json = serde_json::to_value(e).unwrap();
+                team.evolve(&serde_json::from_value(json).unwrap(), Utc::now());
+            }
+            events.len()
+        };
+        assert_eq!(run(&mut team, TeamCommand::Create(new)), 1);
+        assert_eq!(team.log_payloads, Some(LogPayloads::Off));
+        let policy = |p| {
+            TeamCommand::Update(TeamPatch {
+                log_payloads: Some(p),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            run(&mut team, policy(Some(LogPayloads::Off))),
+            0,
+            "unchanged"
+        );
+        assert_eq!(run(&mut team, policy(Some(LogPayloads::Full))), 1);
+        assert_eq!(team.log_payloads, Some(LogPayloads::Full));
+        assert_eq!(run(&mut team, policy(None)), 1);
+        assert_eq!(team.log_payloads, None, "cleared: `null` survives the log");
+        // Events recorded before the policy existed replay with none, and change none.
+        team.log_payloads = Some(LogPayloads::Full);
+        let old: TeamEvent =
+            serde_json::from_str(r#"{"type":"team.updated","rpm":null,"name":"renamed"}"#).unwrap();
+        team.evolve(&old, Utc::now());
+        assert_eq!(
+            (team.name.as_str(), team.log_payloads),
+            ("renamed", Some(LogPayloads::Full))
         );
     }
 }

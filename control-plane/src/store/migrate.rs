@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_cache_money.sql",
         include_str!("../../../migrations/0006_cache_money.sql"),
     ),
+    (
+        7,
+        "0007_team_log_payloads.sql",
+        include_str!("../../../migrations/0007_team_log_payloads.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5357_4954_4348_0002;
