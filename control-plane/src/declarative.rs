@@ -6,11 +6,11 @@
 //! routes created/updated → team limits set, teams created → price overrides set/removed →
 //! budgets created/updated → keys revoked, updated, created → budgets deleted → routes deleted
 //! → providers deleted. Anything in the store that the file does not mention (providers,
-//! routes, keys, budgets, price overrides, the limits of teams its `teams` list leaves out) is
-//! removed. Budgets are matched by name (see [`DesiredBudget`]); a price equal to the built-in
-//! one, for a model with no override, is not made an override. Applying the same file twice
-//! records no events: the plan is empty, and every command decides nothing when nothing
-//! changes anyway.
+//! routes, keys, budgets, price overrides, the limits and log policy of teams its `teams` list
+//! leaves out) is removed. Budgets are matched by name (see [`DesiredBudget`]); a price equal
+//! to the built-in one, for a model with no override, is not made an override. Applying the
+//! same file twice records no events: the plan is empty, and every command decides nothing
+//! when nothing changes anyway.
 //!
 //! Each command is its own transaction: if one fails midway, the earlier ones stay applied and
 //! applying the file again converges.
@@ -38,7 +38,7 @@ use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
 use crate::domain::resource::{Resource, ResourceCommand, Spec};
 use crate::domain::route::Route;
-use crate::domain::team::{NewTeam, Team, TeamCommand};
+use crate::domain::team::{NewTeam, Team, TeamCommand, TeamPatch};
 use crate::domain::Aggregate;
 use crate::domain::FieldError;
 use crate::seal::SealKey;
@@ -176,18 +176,19 @@ impl Runner<'_> {
                     metadata: BTreeMap::new(),
                     rpm: limits.rpm,
                     tpm: limits.tpm,
+                    log_payloads: limits.log_payloads,
                 });
                 self.exec::<Team>(&id.to_string(), Some(0), command).await?;
                 self.new_teams.insert(name, id);
                 Ok(())
             }
             Change::SetTeamLimits { id, limits, .. } => {
-                let command = TeamCommand::Update {
-                    name: None,
-                    metadata: None,
+                let command = TeamCommand::Update(TeamPatch {
                     rpm: Some(limits.rpm),
                     tpm: Some(limits.tpm),
-                };
+                    log_payloads: Some(limits.log_payloads),
+                    ..TeamPatch::default()
+                });
                 self.exec::<Team>(&id.to_string(), None, command).await
             }
             Change::RevokeKey { id } => {
@@ -362,7 +363,7 @@ pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
         current.routes.insert(alias, spec);
     }
     for r in tx
-        .query("SELECT id, name, rpm, tpm FROM teams", &[])
+        .query("SELECT id, name, rpm, tpm, log_payloads FROM teams", &[])
         .await?
     {
         let id: Uuid = r.get(0);
@@ -374,6 +375,7 @@ pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
         let limits = TeamLimits {
             rpm: limit(2),
             tpm: limit(3),
+            log_payloads: crate::store::admin::log_payloads(r.get(4))?,
         };
         if limits != TeamLimits::default() {
             current.team_limits.insert(id, limits);

@@ -2,9 +2,9 @@
 //!
 //! Read in one repeatable-read transaction, so the snapshot is the state as of exactly one
 //! position of the log, and that position is its version. Besides providers, routes and keys it
-//! carries what admission needs: teams with limits, every budget (the data plane enforces hard
-//! ones through leases), and prices (the built-in table with the API's overrides on top); and
-//! the deployments some proxy saw go down in the last few minutes.
+//! carries what admission needs: teams with limits or a request-log policy, every budget (the
+//! data plane enforces hard ones through leases), and prices (the built-in table with the API's
+//! overrides on top); and the deployments some proxy saw go down in the last few minutes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
@@ -19,6 +19,7 @@ use crate::domain::key::KeySettings;
 use crate::domain::pricing::built_in;
 use crate::domain::provider::ProviderSpec;
 use crate::domain::route::RouteSpec;
+use crate::store::admin::log_payloads;
 use crate::store::{Store, StoreError};
 use crate::usage::pricing::{spec_from_row, PRICE_COLUMNS};
 
@@ -96,7 +97,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
                 .clone()
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
-            log_payloads: None,
+            log_payloads: settings.log_payloads,
         });
     }
     let teams = teams(&tx).await?;
@@ -119,24 +120,26 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
     })
 }
 
-/// Teams that have a limit of their own.
+/// Teams that have a limit or a request-log policy of their own.
 async fn teams(tx: &Transaction<'_>) -> Result<Vec<proto::TeamPolicy>, StoreError> {
     let rows = tx
         .query(
-            "SELECT id, rpm, tpm FROM teams WHERE rpm IS NOT NULL OR tpm IS NOT NULL ORDER BY id",
+            "SELECT id, rpm, tpm, log_payloads FROM teams
+             WHERE rpm IS NOT NULL OR tpm IS NOT NULL OR log_payloads IS NOT NULL ORDER BY id",
             &[],
         )
         .await?;
     let limit = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-    Ok(rows
-        .iter()
-        .map(|r| proto::TeamPolicy {
-            id: r.get::<_, Uuid>(0).to_string(),
-            rpm: limit(r.get(1)),
-            tpm: limit(r.get(2)),
-            log_payloads: None,
+    rows.iter()
+        .map(|r| {
+            Ok(proto::TeamPolicy {
+                id: r.get::<_, Uuid>(0).to_string(),
+                rpm: limit(r.get(1)),
+                tpm: limit(r.get(2)),
+                log_payloads: log_payloads(r.get(3))?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 async fn budgets(tx: &Transaction<'_>) -> Result<Vec<proto::Budget>, StoreError> {

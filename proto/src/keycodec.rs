@@ -39,6 +39,10 @@ const TPM: u8 = 1 << 4;
 const MAX_COST: u8 = 1 << 5;
 const BUDGET: u8 = 1 << 6;
 const LOG_PAYLOADS: u8 = 1 << 7;
+// Every bit of `fields` is taken, so a reader has no unknown bit to refuse; a field added
+// later needs a new magic (see the module docs).
+const _: () =
+    assert!(TEAM | ID | EXPIRES_AT | RPM | TPM | MAX_COST | BUDGET | LOG_PAYLOADS == u8::MAX);
 
 /// Bytes a key takes at the least (digest, fields, empty name, no models, no tags).
 const MIN_KEY_BYTES: usize = 32 + 1 + 1 + 1 + 1;
@@ -273,7 +277,6 @@ impl<'a> Reader<'a> {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(self.take(32)?);
         let fields = self.byte()?;
-        // Every bit of `fields` is a field this build knows (see the module doc).
         let name = self.string()?;
         let has = |bit: u8| fields & bit != 0;
         let team = has(TEAM).then(|| self.string()).transpose()?;

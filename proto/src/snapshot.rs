@@ -35,7 +35,7 @@ pub struct Snapshot {
     /// Virtual keys callers authenticate with.
     #[serde(default)]
     pub keys: Vec<VirtualKey>,
-    /// Teams that carry limits of their own.
+    /// Teams that carry limits or a request-log policy of their own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams: Vec<TeamPolicy>,
     /// Budgets (hard ones are enforced by leases, soft ones only alert).
@@ -52,7 +52,7 @@ pub struct Snapshot {
     pub health: Vec<crate::HealthEvent>,
 }
 
-/// Limits shared by all of a team's keys.
+/// Limits shared by all of a team's keys, and the request-log policy of those that set none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TeamPolicy {
     pub id: String,

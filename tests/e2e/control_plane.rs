@@ -519,3 +519,111 @@ async fn a_rotated_key_keeps_working_for_its_grace_period_only() {
         "the secret is shown only once"
     );
 }
+
+/// The snapshot the relay would publish now.
+async fn built_snapshot(env: &TestEnv) -> proto::Snapshot {
+    let pool = control_plane::serve::pool(&env.postgres().database_url()).unwrap();
+    let store = control_plane::store::Store::new(pool);
+    control_plane::snapshot::build(&store).await.unwrap()
+}
+
+#[tokio::test]
+async fn log_policies_reach_the_snapshot_and_survive_the_declarative_round_trip() {
+    use proto::LogPayloads::{Full, Metadata, Off};
+    let s = stack(0).await;
+    let (team_id, key_id, secret) = demo(&s).await;
+    let cp = &s.cp;
+    let key_path = format!("/admin/keys/{key_id}");
+    let team_path = format!("/admin/teams/{team_id}");
+
+    // A team token sets its key's policy like any key setting; the team's own settings stay
+    // with global tokens.
+    let token = crate::fixture::created(
+        cp,
+        "/admin/tokens",
+        &json!({"name": "payments-admin", "team_id": team_id}),
+        "/secret",
+    )
+    .await;
+    let patch = |path: &str, body: Value| {
+        let (path, token) = (path.to_owned(), token.clone());
+        async move {
+            let answer = cp.call(Method::PATCH, &path, Some(&token), Some(&body));
+            let answer = answer.await.unwrap();
+            (answer.status, answer.body)
+        }
+    };
+    let (status, key) = patch(&key_path, json!({"log_payloads": "full"})).await;
+    assert_eq!(
+        (status, &key["log_payloads"]),
+        (200, &json!("full")),
+        "{key}"
+    );
+    let (status, refused) = patch(&team_path, json!({"log_payloads": "off"})).await;
+    assert_eq!(status, 403, "{refused}");
+    let (status, refused) = patch(&key_path, json!({"log_payloads": "everything"})).await;
+    assert_eq!(status, 422, "{refused}");
+    let team = cp
+        .patch(&team_path, &json!({"log_payloads": "off"}))
+        .await
+        .unwrap();
+    assert_eq!(team["log_payloads"], "off", "{team}");
+
+    // The snapshot carries both; the team is listed for its policy alone (it has no limits).
+    let snapshot = built_snapshot(&s.env).await;
+    let key = snapshot
+        .keys
+        .iter()
+        .find(|k| k.id.as_deref() == Some(&key_id));
+    assert_eq!(key.unwrap().log_payloads, Some(Full));
+    assert_eq!(
+        snapshot.teams,
+        vec![proto::TeamPolicy {
+            id: team_id.clone(),
+            rpm: None,
+            tpm: None,
+            log_payloads: Some(Off),
+        }]
+    );
+
+    // PUT /admin/config: the same policies record nothing; changed ones are applied.
+    let sha256 = crate::fixture::sha256_hex(&secret);
+    let file = |key: &str, team: &str| {
+        format!(
+            "keys:\n  - {{ name: svc, team: payments, sha256: \"{sha256}\", models: [chat], log_payloads: {key} }}\n\
+             teams:\n  - {{ id: payments, log_payloads: {team} }}\n"
+        )
+    };
+    let apply = |body: String| async move {
+        let r = client()
+            .put(format!("{}/admin/config?prune=false", cp.base_url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/yaml")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let same = apply(file("full", "off")).await;
+    assert_eq!(same["events"], 0, "{same}");
+    let changed = apply(file("metadata", "full")).await;
+    assert_eq!(
+        (
+            &changed["events"],
+            &changed["keys"]["updated"],
+            &changed["teams_updated"]
+        ),
+        (&json!(2), &json!(1), &json!(1)),
+        "{changed}"
+    );
+    let snapshot = built_snapshot(&s.env).await;
+    assert_eq!(snapshot.keys[0].log_payloads, Some(Metadata));
+    assert_eq!(snapshot.teams[0].log_payloads, Some(Full));
+    assert_eq!(apply(file("metadata", "full")).await["events"], 0);
+    assert_eq!(cp.get(&team_path).await.unwrap()["log_payloads"], "full");
+
+    // And the projections, the new column included, rebuild from the log as they are.
+    rebuild_changes_nothing(&s.env).await;
+}

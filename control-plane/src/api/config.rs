@@ -123,7 +123,7 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     operation_id = "apply_config", tag = "config", security(("bearer" = [])),
     params(("prune" = Option<bool>, Query, description = "delete and revoke what the file leaves out (default true)")),
     request_body(description = "The whole desired configuration: providers, routes and keys (keys by SHA-256; `team` is a team name, \
-        created if missing; keys without one go to team `default`), team limits, budgets (identified by `name`; `target` is a team name, \
+        created if missing; keys without one go to team `default`), team limits and log policies, budgets (identified by `name`; `target` is a team name, \
         a key name or a tag; a key's `budget` names one) and price overrides (an entry equal to the built-in price is not an override). \
         What the store holds beyond it is deleted or revoked.",
         content(("application/yaml"), ("application/json"))),

@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
+use proto::LogPayloads;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
@@ -20,6 +21,7 @@ use super::secrets::{display_prefix, generate};
 use super::{ApiError, AppState, List, Principal};
 use crate::api::auth::token_hash;
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
+use crate::domain::log_payloads::LogPayloadsSchema;
 use crate::domain::team::Team;
 
 crud::handlers!(VirtualKey, KeyView, "keys";
@@ -61,7 +63,7 @@ pub struct KeyView {
     pub id: Uuid,
     pub team_id: Uuid,
     /// `name`, `models`, `expires_at`, `tags`, `rpm`, `tpm`, `budget_id`,
-    /// `max_request_cost_usd`.
+    /// `max_request_cost_usd`, `log_payloads`.
     #[serde(flatten)]
     pub settings: KeySettings,
     /// Prefixes of the secrets that currently work (two during a rotation's grace period).
@@ -106,6 +108,10 @@ pub struct CreateKey {
     #[serde(default, deserialize_with = "opt_decimal")]
     #[schema(value_type = Option<String>, example = "0.50")]
     pub max_request_cost_usd: Option<Decimal>,
+    /// What the request log keeps of this key's requests. Default: its team's policy, else
+    /// `metadata`.
+    #[schema(value_type = Option<LogPayloadsSchema>)]
+    pub log_payloads: Option<LogPayloads>,
 }
 
 /// `deserialize_with` for a nullable amount of a patch: `null` clears it.
@@ -136,6 +142,10 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "nullable_decimal")]
     #[schema(value_type = Option<String>, example = "0.50")]
     pub max_request_cost_usd: Option<Option<Decimal>>,
+    /// `null` removes the key's own policy (its team's applies).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<LogPayloadsSchema>)]
+    pub log_payloads: Option<Option<LogPayloads>>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -205,6 +215,7 @@ impl Creatable for VirtualKey {
             tpm: body.tpm,
             budget_id: body.budget_id,
             max_request_cost_usd: body.max_request_cost_usd,
+            log_payloads: body.log_payloads,
         };
         let command = KeyCommand::Create {
             id,
@@ -236,6 +247,7 @@ impl Updatable for VirtualKey {
             tpm: body.tpm,
             budget_id: body.budget_id,
             max_request_cost_usd: body.max_request_cost_usd,
+            log_payloads: body.log_payloads,
         }))
     }
 }

@@ -92,3 +92,36 @@ fn add_errors(op: &mut Operation) {
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_log_policy_is_one_nullable_string_enum_wherever_it_is_set_or_shown() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["LogPayloads"]["type"], "string");
+        assert_eq!(
+            schemas["LogPayloads"]["enum"],
+            json!(["off", "metadata", "full"])
+        );
+        for owner in [
+            "KeySettings",
+            "CreateKey",
+            "UpdateKey",
+            "TeamView",
+            "CreateTeam",
+            "UpdateTeam",
+        ] {
+            let field = &schemas[owner]["properties"]["log_payloads"]["oneOf"];
+            assert_eq!(field[0], json!({"type": "null"}), "{owner}");
+            assert_eq!(
+                field[1]["$ref"], "#/components/schemas/LogPayloads",
+                "{owner}"
+            );
+        }
+    }
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use http::StatusCode;
+use proto::LogPayloads;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,7 +18,8 @@ use super::crud::{
 };
 use super::extract::Page;
 use super::{ApiError, List, Principal};
-use crate::domain::team::{NewTeam, Team, TeamCommand};
+use crate::domain::log_payloads::LogPayloadsSchema;
+use crate::domain::team::{NewTeam, Team, TeamCommand, TeamPatch};
 
 crud::handlers!(Team, TeamView, "teams";
     create("create_team", "/admin/teams", CreateTeam, responses((status = 201, body = TeamView), (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody))),
@@ -36,6 +38,7 @@ impl AdminResource for Team {
             metadata: t.metadata.clone(),
             rpm: t.rpm,
             tpm: t.tpm,
+            log_payloads: t.log_payloads,
             version,
             created_at: t.created_at,
             updated_at: t.updated_at,
@@ -43,7 +46,7 @@ impl AdminResource for Team {
     }
 }
 
-/// A team with its limits.
+/// A team with its limits and request-log policy.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TeamView {
     pub id: Uuid,
@@ -53,6 +56,10 @@ pub struct TeamView {
     pub rpm: Option<u64>,
     /// Tokens per minute across all of the team's keys (null: no limit).
     pub tpm: Option<u64>,
+    /// What the request log keeps of the requests of the team's keys that set none themselves
+    /// (null: `metadata`).
+    #[schema(value_type = Option<LogPayloadsSchema>)]
+    pub log_payloads: Option<LogPayloads>,
     pub version: i32,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -75,6 +82,10 @@ pub struct CreateTeam {
     pub rpm: Option<u64>,
     /// Tokens per minute across all of the team's keys, 1-1000000000000.
     pub tpm: Option<u64>,
+    /// What the request log keeps of the requests of the team's keys that set none themselves.
+    /// Default: `metadata`.
+    #[schema(value_type = Option<LogPayloadsSchema>)]
+    pub log_payloads: Option<LogPayloads>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -90,6 +101,10 @@ pub struct UpdateTeam {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub tpm: Option<Option<u64>>,
+    /// `null` removes the team's policy (its keys without one get `metadata`).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<LogPayloadsSchema>)]
+    pub log_payloads: Option<Option<LogPayloads>>,
 }
 
 impl Creatable for Team {
@@ -104,6 +119,7 @@ impl Creatable for Team {
             metadata: body.metadata,
             rpm: body.rpm,
             tpm: body.tpm,
+            log_payloads: body.log_payloads,
         });
         crud::run::<Self>(cx, &id.to_string(), Some(0), command, StatusCode::CREATED).await
     }
@@ -116,12 +132,13 @@ impl Updatable for Team {
 
     async fn merge(cx: Cx<'_>, _: Team, body: UpdateTeam) -> Decided<Self> {
         cx.who.require_global()?;
-        Ok(TeamCommand::Update {
+        Ok(TeamCommand::Update(TeamPatch {
             name: body.name,
             metadata: body.metadata,
             rpm: body.rpm,
             tpm: body.tpm,
-        })
+            log_payloads: body.log_payloads,
+        }))
     }
 }
 

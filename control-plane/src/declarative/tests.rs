@@ -66,6 +66,7 @@ fn simulate(current: &mut Current, changes: &[Change]) {
                         tpm: p.tpm.unwrap(),
                         budget_id: p.budget_id.unwrap(),
                         max_request_cost_usd: p.max_request_cost_usd.unwrap(),
+                        log_payloads: p.log_payloads.unwrap(),
                     };
                 }
                 key.sha256 = rotate.or(key.sha256.take());
@@ -382,15 +383,15 @@ fn team_limits_and_key_cost_caps_are_planned_and_converge() {
         name: "payments".into(),
         limits: TeamLimits {
             rpm: Some(100),
-            tpm: None
+            ..TeamLimits::default()
         },
     }));
     assert!(
         changes.contains(&Change::CreateTeam {
             name: "research".into(),
             limits: TeamLimits {
-                rpm: None,
-                tpm: Some(5000)
+                tpm: Some(5000),
+                ..TeamLimits::default()
             },
         }),
         "a team listed only for its limits is created"
@@ -424,7 +425,7 @@ fn team_limits_and_key_cost_caps_are_planned_and_converge() {
                 id: payments,
                 limits: TeamLimits {
                     rpm: Some(50),
-                    tpm: None
+                    ..TeamLimits::default()
                 },
                 unlisted: false
             },
@@ -685,6 +686,49 @@ budgets:
             "keys[0].budget",
         ]
     );
+}
+
+#[test]
+fn log_policies_of_keys_and_teams_are_planned_and_converge() {
+    use proto::LogPayloads::{Full, Metadata, Off};
+    let mut current = Current::default();
+    let svc = |policy: &str| {
+        FILE.replace(
+            r#"team: payments, models: ["*"] }"#,
+            &format!(r#"team: payments, models: ["*"], log_payloads: {policy} }}"#),
+        )
+    };
+    let file = format!(
+        "{}teams:\n  - {{ id: payments, log_payloads: off }}\n",
+        svc("full")
+    );
+    let changes = plan(&current, &desired(&file));
+    assert!(
+        changes.contains(&Change::CreateTeam {
+            name: "payments".into(),
+            limits: TeamLimits {
+                log_payloads: Some(Off),
+                ..TeamLimits::default()
+            },
+        }),
+        "{changes:?}"
+    );
+    simulate(&mut current, &changes);
+    let policy = |current: &Current| {
+        let key = current.keys.iter().find(|k| k.settings.name == "svc");
+        key.unwrap().settings.log_payloads
+    };
+    assert_eq!(policy(&current), Some(Full));
+    assert!(plan(&current, &desired(&file)).is_empty());
+
+    // The key's policy changed; the team's removed with the team no longer listed.
+    let changed = svc("metadata");
+    let changes = plan(&current, &desired(&changed));
+    assert_eq!(kinds(&changes), ["clear team limits", "update key"]);
+    simulate(&mut current, &changes);
+    assert_eq!(policy(&current), Some(Metadata));
+    assert!(current.team_limits.is_empty());
+    assert!(plan(&current, &desired(&changed)).is_empty());
 }
 
 #[test]

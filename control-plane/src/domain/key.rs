@@ -7,10 +7,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
+use proto::LogPayloads;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
+use super::log_payloads::LogPayloadsSchema;
 use super::{Aggregate, Check, Ctx, DomainError, EventName};
 
 /// One secret of a key.
@@ -37,6 +39,11 @@ pub struct KeySettings {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "0.50")]
     pub max_request_cost_usd: Option<Decimal>,
+    /// What the request log keeps of this key's requests; null: its team's policy (else
+    /// `metadata`). Absent in events recorded before it existed.
+    #[serde(default)]
+    #[schema(value_type = Option<LogPayloadsSchema>)]
+    pub log_payloads: Option<LogPayloads>,
 }
 
 /// The largest per-request cost cap accepted (USD).
@@ -84,6 +91,8 @@ pub struct KeyPatch {
     pub budget_id: Option<Option<Uuid>>,
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
     pub max_request_cost_usd: Option<Option<Decimal>>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub log_payloads: Option<Option<LogPayloads>>,
 }
 
 impl KeyPatch {
@@ -93,36 +102,13 @@ impl KeyPatch {
 
     /// Drops the fields that would not change `s`.
     fn minus(mut self, s: &KeySettings) -> Self {
-        if self.name.as_ref() == Some(&s.name) {
-            self.name = None;
-        }
-        if self.models.as_ref() == Some(&s.models) {
-            self.models = None;
-        }
-        if self.expires_at == Some(s.expires_at) {
-            self.expires_at = None;
-        }
-        if self.tags.as_ref() == Some(&s.tags) {
-            self.tags = None;
-        }
-        if self.rpm == Some(s.rpm) {
-            self.rpm = None;
-        }
-        if self.tpm == Some(s.tpm) {
-            self.tpm = None;
-        }
-        if self.budget_id == Some(s.budget_id) {
-            self.budget_id = None;
-        }
-        if self.max_request_cost_usd == Some(s.max_request_cost_usd) {
-            self.max_request_cost_usd = None;
-        }
+        super::drop_unchanged!(self, s; name, models, expires_at, tags, rpm, tpm, budget_id, max_request_cost_usd, log_payloads);
         self
     }
 
     fn apply(&self, s: &mut KeySettings) {
         let patch = self.clone();
-        super::assign_present!(s, patch; name, models, expires_at, tags, rpm, tpm, budget_id, max_request_cost_usd);
+        super::assign_present!(s, patch; name, models, expires_at, tags, rpm, tpm, budget_id, max_request_cost_usd, log_payloads);
     }
 }
 

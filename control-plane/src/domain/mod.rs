@@ -9,6 +9,7 @@
 
 pub mod budget;
 pub mod key;
+pub mod log_payloads;
 pub mod pricing;
 pub mod provider;
 pub mod resource;
@@ -32,6 +33,15 @@ macro_rules! assign_present {
     };
 }
 pub(crate) use assign_present;
+
+/// The other half of a patch's merge: each named field of `$patch` whose new value equals the
+/// current one in `$current` becomes `None`, so that only real changes are recorded.
+macro_rules! drop_unchanged {
+    ($patch:expr, $current:expr; $($field:ident),+ $(,)?) => {
+        $( if $patch.$field.as_ref() == Some(&$current.$field) { $patch.$field = None; } )+
+    };
+}
+pub(crate) use drop_unchanged;
 
 /// Facts a decision may depend on besides state and command (kept explicit so `decide` stays
 /// pure and testable).

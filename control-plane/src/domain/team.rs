@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use proto::LogPayloads;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::key::nullable;
 use super::{Aggregate, Check, Ctx, DomainError, EventName};
 
 /// Current state of a team stream.
@@ -21,6 +23,10 @@ pub struct Team {
     /// Tokens per minute across all of the team's keys.
     #[serde(default)]
     pub tpm: Option<u64>,
+    /// What the request log keeps of the requests of the team's keys that set none themselves
+    /// (`None`: `metadata`).
+    #[serde(default)]
+    pub log_payloads: Option<LogPayloads>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub live: bool,
@@ -35,23 +41,55 @@ pub struct NewTeam {
     pub id: Uuid,
     pub name: String,
     pub metadata: BTreeMap<String, String>,
-    // Defaults keep events recorded before teams had limits readable.
+    // Defaults keep events recorded before teams had limits or a log policy readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_payloads: Option<LogPayloads>,
+}
+
+/// A partial update: `None` keeps a field; for the limits and the log policy `Some(None)`
+/// removes it.
+/// Recorded as it is (flat under the event's type): an absent field reads as `None`, a `null`
+/// one as `Some(None)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TeamPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub rpm: Option<Option<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub tpm: Option<Option<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "nullable")]
+    pub log_payloads: Option<Option<LogPayloads>>,
+}
+
+impl TeamPatch {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Drops the fields that would not change `t`.
+    fn minus(mut self, t: &Team) -> Self {
+        super::drop_unchanged!(self, t; name, metadata, rpm, tpm, log_payloads);
+        self
+    }
+
+    fn apply(&self, t: &mut Team) {
+        let patch = self.clone();
+        super::assign_present!(t, patch; name, metadata, rpm, tpm, log_payloads);
+    }
 }
 
 #[derive(Debug)]
 pub enum TeamCommand {
     Create(NewTeam),
-    /// `None` keeps a field; for the limits `Some(None)` removes the limit.
-    Update {
-        name: Option<String>,
-        metadata: Option<BTreeMap<String, String>>,
-        rpm: Option<Option<u64>>,
-        tpm: Option<Option<u64>>,
-    },
+    Update(TeamPatch),
     Delete,
 }
 
@@ -61,25 +99,7 @@ pub enum TeamEvent {
     #[serde(rename = "team.created")]
     Created(NewTeam),
     #[serde(rename = "team.updated")]
-    Updated {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        metadata: Option<BTreeMap<String, String>>,
-        /// Absent: unchanged; `null`: limit removed.
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "super::key::nullable"
-        )]
-        rpm: Option<Option<u64>>,
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "super::key::nullable"
-        )]
-        tpm: Option<Option<u64>>,
-    },
+    Updated(TeamPatch),
     #[serde(rename = "team.deleted")]
     Deleted,
 }
@@ -141,35 +161,22 @@ impl Aggregate for Team {
                 check.done()?;
                 Ok(vec![TeamEvent::Created(new)])
             }
-            TeamCommand::Update {
-                name,
-                metadata,
-                rpm,
-                tpm,
-            } => {
+            TeamCommand::Update(patch) => {
                 DomainError::unless_live(self.live, "team")?;
                 let mut check = Check::new();
-                if let Some(n) = &name {
+                if let Some(n) = &patch.name {
                     check.name("name", n);
                 }
-                if let Some(m) = &metadata {
+                if let Some(m) = &patch.metadata {
                     check_metadata(&mut check, m);
                 }
-                check_limits(&mut check, "", rpm.flatten(), tpm.flatten());
+                check_limits(&mut check, "", patch.rpm.flatten(), patch.tpm.flatten());
                 check.done()?;
-                let name = name.filter(|n| *n != self.name);
-                let metadata = metadata.filter(|m| *m != self.metadata);
-                let rpm = rpm.filter(|v| *v != self.rpm);
-                let tpm = tpm.filter(|v| *v != self.tpm);
-                if name.is_none() && metadata.is_none() && rpm.is_none() && tpm.is_none() {
+                let patch = patch.minus(self);
+                if patch.is_empty() {
                     return Ok(vec![]);
                 }
-                Ok(vec![TeamEvent::Updated {
-                    name,
-                    metadata,
-                    rpm,
-                    tpm,
-                }])
+                Ok(vec![TeamEvent::Updated(patch)])
             }
             TeamCommand::Delete => {
                 DomainError::unless_live(self.live, "team")?;
@@ -187,18 +194,14 @@ impl Aggregate for Team {
                     metadata: new.metadata.clone(),
                     rpm: new.rpm,
                     tpm: new.tpm,
+                    log_payloads: new.log_payloads,
                     created_at: Some(at),
                     updated_at: Some(at),
                     live: true,
                 };
             }
-            TeamEvent::Updated {
-                name,
-                metadata,
-                rpm,
-                tpm,
-            } => {
-                super::assign_present!(self; name = name.clone(), metadata = metadata.clone(), rpm = *rpm, tpm = *tpm);
+            TeamEvent::Updated(patch) => {
+                patch.apply(self);
                 self.updated_at = Some(at);
             }
             TeamEvent::Deleted => {
@@ -233,6 +236,7 @@ mod tests {
                     metadata: BTreeMap::new(),
                     rpm: None,
                     tpm: None,
+                    log_payloads: None,
                 }),
                 &ctx(),
             )
@@ -246,18 +250,17 @@ mod tests {
                 metadata: BTreeMap::new(),
                 rpm: None,
                 tpm: None,
+                log_payloads: None,
             }),
             &ctx(),
         );
         assert!(matches!(again, Err(DomainError::Conflict(_))));
         let same = team
             .decide(
-                TeamCommand::Update {
+                TeamCommand::Update(TeamPatch {
                     name: Some("payments".into()),
-                    metadata: None,
-                    rpm: None,
-                    tpm: None,
-                },
+                    ..Default::default()
+                }),
                 &ctx(),
             )
             .unwrap();
@@ -266,12 +269,10 @@ mod tests {
             "an update that changes nothing records nothing"
         );
         let bad = team.decide(
-            TeamCommand::Update {
+            TeamCommand::Update(TeamPatch {
                 name: Some(" ".into()),
-                metadata: None,
-                rpm: None,
-                tpm: None,
-            },
+                ..Default::default()
+            }),
             &ctx(),
         );
         assert_eq!(
@@ -300,6 +301,7 @@ mod tests {
                 metadata: BTreeMap::new(),
                 rpm: Some(0),
                 tpm: Some(MAX_LIMIT + 1),
+                log_payloads: None,
             }),
             &ctx(),
         );
@@ -315,6 +317,7 @@ mod tests {
                     metadata: BTreeMap::new(),
                     rpm: Some(100),
                     tpm: None,
+                    log_payloads: None,
                 }),
                 &ctx(),
             )
@@ -323,17 +326,21 @@ mod tests {
         assert_eq!((team.rpm, team.tpm), (Some(100), None));
         let clear = team
             .decide(
-                TeamCommand::Update {
-                    name: None,
-                    metadata: None,
+                TeamCommand::Update(TeamPatch {
                     rpm: Some(None),
                     tpm: Some(Some(5000)),
-                },
+                    ..Default::default()
+                }),
                 &ctx(),
             )
             .unwrap();
         // The event goes through JSON as the store keeps it: `null` must still mean "clear".
         let json = serde_json::to_value(&clear[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "team.updated", "rpm": null, "tpm": 5000}),
+            "stored flat under its type, only the changed fields"
+        );
         let replayed: TeamEvent = serde_json::from_value(json).unwrap();
         assert_eq!(replayed, clear[0]);
         team.evolve(&replayed, Utc::now());
@@ -347,6 +354,7 @@ mod tests {
             TeamEvent::Created(NewTeam {
                 rpm: None,
                 tpm: None,
+                log_payloads: None,
                 ..
             })
         ));
@@ -354,6 +362,54 @@ mod tests {
             serde_json::to_string(&old).unwrap(),
             r#"{"type":"team.created","id":"0190a6a4-0000-7000-8000-000000000000","name":"n","metadata":{}}"#,
             "stored flat under its type, as before"
+        );
+    }
+
+    #[test]
+    fn the_log_policy_is_set_changed_cleared_and_absent_from_old_events() {
+        let mut team = Team::default();
+        let new = NewTeam {
+            id: Uuid::now_v7(),
+            name: "t".into(),
+            metadata: BTreeMap::new(),
+            rpm: None,
+            tpm: None,
+            log_payloads: Some(LogPayloads::Off),
+        };
+        let run = |team: &mut Team, command| {
+            let events = team.decide(command, &ctx()).unwrap();
+            for e in &events {
+                // Through JSON, as the store keeps it.
+                let json = serde_json::to_value(e).unwrap();
+                team.evolve(&serde_json::from_value(json).unwrap(), Utc::now());
+            }
+            events.len()
+        };
+        assert_eq!(run(&mut team, TeamCommand::Create(new)), 1);
+        assert_eq!(team.log_payloads, Some(LogPayloads::Off));
+        let policy = |p| {
+            TeamCommand::Update(TeamPatch {
+                log_payloads: Some(p),
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            run(&mut team, policy(Some(LogPayloads::Off))),
+            0,
+            "unchanged"
+        );
+        assert_eq!(run(&mut team, policy(Some(LogPayloads::Full))), 1);
+        assert_eq!(team.log_payloads, Some(LogPayloads::Full));
+        assert_eq!(run(&mut team, policy(None)), 1);
+        assert_eq!(team.log_payloads, None, "cleared: `null` survives the log");
+        // Events recorded before the policy existed replay with none, and change none.
+        team.log_payloads = Some(LogPayloads::Full);
+        let old: TeamEvent =
+            serde_json::from_str(r#"{"type":"team.updated","rpm":null,"name":"renamed"}"#).unwrap();
+        team.evolve(&old, Utc::now());
+        assert_eq!(
+            (team.name.as_str(), team.log_payloads),
+            ("renamed", Some(LogPayloads::Full))
         );
     }
 }

@@ -96,7 +96,7 @@ async fn session(
         match stored {
             Ok(n) => {
                 failures = 0;
-                metrics::counter!("switchyard_request_log_stored_total").increment(n as u64);
+                metrics::counter!("switchyard_request_log_stored_total").increment(n);
             }
             Err(e) => {
                 failures += 1;

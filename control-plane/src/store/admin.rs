@@ -9,6 +9,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use proto::LogPayloads;
+use serde::de::IntoDeserializer;
+use serde::Deserialize;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -77,6 +80,16 @@ fn unsigned(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
+/// A `log_payloads` column read back (NULL: not set). Its CHECK admits only the policies'
+/// names, so anything else is a corrupt row.
+pub fn log_payloads(v: Option<String>) -> Result<Option<LogPayloads>, StoreError> {
+    let Some(name) = v else { return Ok(None) };
+    let read: Result<LogPayloads, serde::de::value::Error> =
+        LogPayloads::deserialize(name.as_str().into_deserializer());
+    read.map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("log_payloads `{name}`: {e}")))
+}
+
 impl Store {
     async fn rows(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         let client = self.pool.get().await?;
@@ -129,13 +142,12 @@ impl Store {
     ) -> Result<Vec<(Team, i32)>, StoreError> {
         let rows = self
             .rows(
-                "SELECT id, name, spec, version, created_at, updated_at, rpm, tpm FROM teams
+                "SELECT id, name, spec, version, created_at, updated_at, rpm, tpm, log_payloads FROM teams
                  WHERE ($1::uuid IS NULL OR id = $1) AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
                 &[&team, &after, &limit],
             )
             .await?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
                 let team = Team {
                     id: r.get(0),
@@ -143,13 +155,14 @@ impl Store {
                     metadata: serde_json::from_value(r.get(2)).unwrap_or_default(),
                     rpm: unsigned(r.get(6)),
                     tpm: unsigned(r.get(7)),
+                    log_payloads: log_payloads(r.get(8))?,
                     created_at: r.get(4),
                     updated_at: r.get(5),
                     live: true,
                 };
-                (team, r.get(3))
+                Ok((team, r.get(3)))
             })
-            .collect())
+            .collect()
     }
 
     /// A page of admin tokens, revoked ones included. Their hashes are not read.

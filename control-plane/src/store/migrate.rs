@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0006_cache_money.sql"),
     ),
     (
+        7,
+        "0007_team_log_payloads.sql",
+        include_str!("../../../migrations/0007_team_log_payloads.sql"),
+    ),
+    (
         8,
         "0008_request_log.sql",
         include_str!("../../../migrations/0008_request_log.sql"),

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use proto::LogPayloads;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -65,10 +66,12 @@ impl Project for Team {
                 tx,
                 self.live,
                 (
-                    "INSERT INTO teams (id, name, spec, version, created_at, updated_at, rpm, tpm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (id) DO UPDATE SET name = $2, spec = $3, version = $4, updated_at = $6, rpm = $7, tpm = $8",
+                    "INSERT INTO teams (id, name, spec, version, created_at, updated_at, rpm, tpm, log_payloads)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (id) DO UPDATE SET name = $2, spec = $3, version = $4, updated_at = $6, rpm = $7, tpm = $8,
+                         log_payloads = $9",
                     &[&self.id, &self.name, &json(&self.metadata), &version, &self.created_at, &self.updated_at,
-                      &self.rpm.map(bigint), &self.tpm.map(bigint)],
+                      &self.rpm.map(bigint), &self.tpm.map(bigint), &self.log_payloads.map(LogPayloads::as_str)],
                 ),
                 ("DELETE FROM teams WHERE id = $1", &self.id),
             )

@@ -77,6 +77,7 @@ pub(super) fn desired_key(
         tpm: k.tpm,
         budget_id: None,
         max_request_cost_usd: k.max_request_cost_usd,
+        log_payloads: k.log_payloads,
     };
     errors.extend(
         check_settings(&settings)
@@ -226,5 +227,6 @@ fn full_patch(s: &KeySettings) -> KeyPatch {
         tpm: Some(s.tpm),
         budget_id: Some(s.budget_id),
         max_request_cost_usd: Some(s.max_request_cost_usd),
+        log_payloads: Some(s.log_payloads),
     }
 }

@@ -46,7 +46,7 @@ pub struct Current {
     pub routes: BTreeMap<String, RouteSpec>,
     /// Team name → id.
     pub teams: BTreeMap<String, Uuid>,
-    /// Limits of the teams that have any.
+    /// Limits and log policy of the teams that have any.
     pub team_limits: BTreeMap<Uuid, TeamLimits>,
     /// Live keys only.
     pub keys: Vec<CurrentKey>,
@@ -74,11 +74,13 @@ pub struct CurrentKey {
     pub sha256: Option<String>,
 }
 
-/// A team's requests and tokens per minute (`None`: no limit).
+/// A team's requests and tokens per minute (`None`: no limit) and its request-log policy
+/// (`None`: not set), as the file's `teams` list sets them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TeamLimits {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    pub log_payloads: Option<proto::LogPayloads>,
 }
 
 /// The file, in store terms.
@@ -87,8 +89,8 @@ pub struct Desired {
     pub providers: Vec<(String, ProviderSpec)>,
     pub routes: Vec<(String, RouteSpec)>,
     pub keys: Vec<DesiredKey>,
-    /// Teams with limits, by name (or an existing team's id). A team the file does not list
-    /// has no limits.
+    /// Teams with limits or a log policy, by name (or an existing team's id). A team the file
+    /// does not list has neither.
     pub teams: Vec<(String, TeamLimits)>,
     pub budgets: Vec<DesiredBudget>,
     /// Price overrides by model.
@@ -133,8 +135,8 @@ pub enum Change {
         name: String,
         limits: TeamLimits,
     },
-    /// Sets an existing team's limits. `unlisted`: the file does not mention the team, so its
-    /// limits are removed (pruning only).
+    /// Sets an existing team's limits and log policy. `unlisted`: the file does not mention the
+    /// team, so they are removed (pruning only).
     SetTeamLimits {
         id: Uuid,
         limits: TeamLimits,
@@ -205,7 +207,7 @@ pub struct ApplyReport {
     pub routes: Counts,
     pub keys: Counts,
     pub teams_created: u32,
-    /// Teams whose limits changed.
+    /// Teams whose limits or log policy changed.
     pub teams_updated: u32,
     /// A budget whose scope or target changed is replaced, and counted as updated.
     pub budgets: Counts,

@@ -1,5 +1,5 @@
-//! Teams: how the file names them (by name or id, existing or new), their limits, and the
-//! commands that create teams and set or remove limits.
+//! Teams: how the file names them (by name or id, existing or new), their limits and log
+//! policy, and the commands that create teams and set or remove them.
 
 use std::collections::HashSet;
 
@@ -16,7 +16,8 @@ pub enum TeamRef {
     New(String),
 }
 
-/// The file's team limits, validated like the API's; a team listed twice is an error.
+/// The file's team limits and log policies, validated like the API's; a team listed twice is
+/// an error.
 pub(super) fn desired_teams(
     teams: &[proto::TeamPolicy],
     errors: &mut Vec<FieldError>,
@@ -26,6 +27,7 @@ pub(super) fn desired_teams(
         TeamLimits {
             rpm: t.rpm,
             tpm: t.tpm,
+            log_payloads: t.log_payloads,
         }
     };
     unique_items(
@@ -55,8 +57,9 @@ pub(super) fn creates_team(desired: &Desired, name: &str) -> bool {
     desired.teams.iter().any(|(t, _)| t == name) || desired.keys.iter().any(|k| k.team == name)
 }
 
-/// Teams to create (those the file lists with limits, then those its keys name), and limits
-/// of existing teams to set or, for teams the file does not list, to remove.
+/// Teams to create (those the file lists with limits or a log policy, then those its keys
+/// name), and limits and log policies of existing teams to set or, for teams the file does not
+/// list, to remove.
 pub(super) fn plan_teams(current: &Current, desired: &Desired, changes: &mut Vec<Change>) {
     let mut new_teams: Vec<(&str, TeamLimits)> = Vec::new();
     let mut listed = HashSet::new();

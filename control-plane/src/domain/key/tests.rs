@@ -122,3 +122,49 @@ fn the_request_cost_cap_must_be_positive() {
             .unwrap();
     assert_eq!(old.max_request_cost_usd, None);
 }
+
+#[test]
+fn the_log_policy_is_set_changed_cleared_and_absent_from_old_events() {
+    let ctx = Ctx { now: Utc::now() };
+    let settings = KeySettings {
+        name: "svc".into(),
+        log_payloads: Some(LogPayloads::Full),
+        ..Default::default()
+    };
+    let mut key = created(settings, &ctx);
+    assert_eq!(key.settings.log_payloads, Some(LogPayloads::Full));
+    let patch = |p| KeyPatch {
+        log_payloads: Some(p),
+        ..Default::default()
+    };
+    let same = key.decide(KeyCommand::Update(patch(Some(LogPayloads::Full))), &ctx);
+    assert!(same.unwrap().is_empty(), "the same policy records nothing");
+    run(
+        &mut key,
+        KeyCommand::Update(patch(Some(LogPayloads::Off))),
+        &ctx,
+    );
+    assert_eq!(key.settings.log_payloads, Some(LogPayloads::Off));
+    // Cleared, and through the log as the store keeps it: `null` still means "clear".
+    let events = key.decide(KeyCommand::Update(patch(None)), &ctx).unwrap();
+    let json = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"type": "key.updated", "patch": {"log_payloads": null}})
+    );
+    let replayed: KeyEvent = serde_json::from_value(json).unwrap();
+    key.evolve(&replayed, ctx.now);
+    assert_eq!(key.settings.log_payloads, None);
+    // A key created before the policy existed replays with none.
+    let old: KeyEvent = serde_json::from_str(
+        r#"{"type":"key.created","id":"0190a6a4-0000-7000-8000-000000000000","team_id":"0190a6a4-0000-7000-8000-000000000001",
+            "settings":{"name":"n","models":["*"],"expires_at":null,"tags":{},"rpm":null,"tpm":null,"budget_id":null,"max_request_cost_usd":null},
+            "sha256":"a","prefix":"a"}"#,
+    )
+    .unwrap();
+    let mut legacy = VirtualKey::default();
+    legacy.evolve(&old, ctx.now);
+    assert_eq!(legacy.settings.log_payloads, None);
+    let stored = serde_json::to_value(&legacy.settings).unwrap();
+    assert_eq!(stored["log_payloads"], serde_json::Value::Null);
+}
