@@ -29,6 +29,7 @@ mod openapi;
 mod providers;
 mod proxy;
 mod reload;
+mod request_log;
 mod responses_inbound;
 mod responses_stored;
 mod routing;

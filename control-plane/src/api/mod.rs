@@ -17,6 +17,7 @@ pub mod keys;
 pub mod openapi;
 pub mod pricing;
 pub mod providers;
+pub mod requests;
 pub mod routes;
 pub mod secrets;
 pub mod spend;
@@ -85,7 +86,7 @@ pub fn router(state: AppState) -> Router {
     #[rustfmt::skip]
     let resources = [
         teams::routes(), keys::routes(), tokens::routes(), providers::routes(), routes::routes(),
-        budgets::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(),
+        budgets::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(), requests::routes(),
         health::routes(), config::routes(),
     ];
     resources

@@ -72,7 +72,7 @@ pub struct UsageView {
 }
 
 /// The `after` cursor: the last row's time (µs since the epoch) and id.
-fn cursor(v: &UsageView) -> String {
+pub fn cursor(v: &UsageView) -> String {
     format!("{}_{}", v.time.timestamp_micros(), v.id)
 }
 
@@ -89,13 +89,18 @@ fn parse_cursor(after: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     Ok((t, id.parse().map_err(|_| bad())?))
 }
 
-const COLUMNS: &str = "id, time, proxy, key_id, key_name, team_id, tags, endpoint, alias, provider,
+/// The columns [`view`] reads, in its order; [`query`] appends `log_policy` after them.
+pub const COLUMNS: &str =
+    "id, time, proxy, key_id, key_name, team_id, tags, endpoint, alias, provider,
     deployment, model, prompt_tokens, completion_tokens, cached_input_tokens, reasoning_tokens,
     usage_estimated, cost_usd, proxy_cost_usd, latency_ms, ttft_ms, status, outcome, refused_code,
     refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit, folded_at, route_reason,
     cache_write_5m_tokens, cache_write_1h_tokens";
 
-fn view(r: &tokio_postgres::Row) -> UsageView {
+/// How many columns [`COLUMNS`] names.
+pub const COLUMN_COUNT: usize = 34;
+
+pub fn view(r: &tokio_postgres::Row) -> UsageView {
     let tags: serde_json::Value = r.get(6);
     UsageView {
         id: r.get(0),
@@ -151,6 +156,32 @@ pub async fn list(
     who: Principal,
     page: Page,
 ) -> Result<Json<List<UsageView>>, ApiError> {
+    let rows = query(&state, &who, &page, &Filters::default()).await?;
+    let events = rows.iter().map(view).collect();
+    Ok(Json(List::page(events, page.limit, cursor)))
+}
+
+/// What a list of events is narrowed to beyond `/admin/usage`'s filters.
+#[derive(Debug, Default)]
+pub struct Filters {
+    pub provider: Option<String>,
+    /// The HTTP status the client got.
+    pub status: Option<i32>,
+    /// Events carrying this tag (`{name: value}`).
+    pub tag: Option<serde_json::Value>,
+    /// Only events the request log lists (its policy is not `off`).
+    pub logged: bool,
+}
+
+/// The page of events (`COLUMNS`, then `log_policy`) the query parameters (`team_id`,
+/// `key_id`, `model`, `outcome`, `from`, `to`, `after`) and `filters` select, newest first,
+/// `limit + 1` rows at most. A team-scoped token only sees its own team's events.
+pub async fn query(
+    state: &AppState,
+    who: &Principal,
+    page: &Page,
+    filters: &Filters,
+) -> Result<Vec<tokio_postgres::Row>, ApiError> {
     let text = |n: &str| page.text(n);
     let time = |n: &str| page.time(n);
     let outcome = text("outcome");
@@ -171,12 +202,14 @@ pub async fn list(
     let rows = client
         .query(
             &format!(
-                "SELECT {COLUMNS} FROM usage_events
+                "SELECT {COLUMNS}, log_policy FROM usage_events
                  WHERE ($1::text IS NULL OR team_id = $1) AND ($2::text IS NULL OR team_id = $2)
                    AND ($3::text IS NULL OR key_id = $3) AND ($4::text IS NULL OR model = $4)
                    AND ($5::text IS NULL OR outcome = $5)
                    AND ($6::timestamptz IS NULL OR time >= $6) AND ($7::timestamptz IS NULL OR time < $7)
                    AND ($8::timestamptz IS NULL OR (time, id) < ($8, $9::uuid))
+                   AND ($11::text IS NULL OR provider = $11) AND ($12::int4 IS NULL OR status = $12)
+                   AND ($13::jsonb IS NULL OR tags @> $13) AND (NOT $14 OR log_policy <> 'off')
                  ORDER BY time DESC, id DESC LIMIT $10"
             ),
             &[
@@ -190,11 +223,14 @@ pub async fn list(
                 &after_time,
                 &after_id,
                 &(page.limit + 1),
+                &filters.provider,
+                &filters.status,
+                &filters.tag,
+                &filters.logged,
             ],
         )
         .await?;
-    let events = rows.iter().map(view).collect();
-    Ok(Json(List::page(events, page.limit, cursor)))
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ pub const MAX_BATCH: usize = 2000;
 pub const WRITERS: usize = 2;
 /// How long an idle fetcher waits for the first message of the next batch.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Longest a pull (a fetch, or the idle wait) may take before it is given up.
+const PULL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One pulled batch: the messages, and what each decoded to.
 pub struct Pulled<T, E> {
@@ -199,7 +201,12 @@ pub async fn fetch_loop<T, E>(
     loop {
         let pulled = tokio::select! {
             () = cancel.cancelled() => return,
-            m = pull(&consumer, &mut carry) => m,
+            // A pull whose server went away mid-request may never be answered: give it up
+            // and pull again (on the reconnected client) rather than wait forever.
+            m = tokio::time::timeout(PULL_TIMEOUT, pull(&consumer, &mut carry)) => match m {
+                Ok(m) => m,
+                Err(_) => Err("a pull was not answered in time".into()),
+            },
         };
         match pulled {
             Ok(messages) if messages.is_empty() => continue,

@@ -70,6 +70,7 @@ where
     let deadline = start + timeout;
     let mut pause = Duration::from_millis(10);
     let mut attempts = 0u32;
+    let mut last: Option<String> = None;
     loop {
         attempts += 1;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -78,7 +79,11 @@ where
                 Ok(value) => return Ok(value),
                 Err(why) => why,
             },
-            Err(_) => "the check itself did not finish in time".to_owned(),
+            // The deadline cut this check short: the one before says why it was failing.
+            Err(_) => match last.take() {
+                Some(before) => format!("{before} (and the final check was cut by the deadline)"),
+                None => "the check itself did not finish in time".to_owned(),
+            },
         };
         let now = tokio::time::Instant::now();
         if now >= deadline {
@@ -87,6 +92,7 @@ where
                 now - start
             );
         }
+        last = Some(failure);
         tokio::time::sleep(pause.min(deadline - now)).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
