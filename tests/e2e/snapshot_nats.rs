@@ -146,6 +146,7 @@ async fn put_body(js: &jetstream::Context, snapshot: &Snapshot) -> SnapshotPoint
         sha256: hex::encode(sha2::Sha256::digest(&body)),
         size: body.len() as u64,
         keys: None,
+        published_at_ms: None,
     };
     let objects = js.get_object_store(SNAPSHOT_OBJECT_BUCKET).await.unwrap();
     objects

@@ -310,6 +310,7 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
             sha256: hex::encode(Sha256::digest(&body)),
             size: body.len() as u64,
             keys: None,
+            published_at_ms: None,
         };
         (pointer, body)
     }
