@@ -43,6 +43,7 @@ pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
 pub const USAGE_QUEUE_FULL: &str = "switchyard_usage_queue_full_total";
 pub const FALLBACKS: &str = "switchyard_fallbacks_total";
 pub const BREAKER_STATE: &str = "switchyard_breaker_state";
+pub const RESPONSES: &str = "switchyard_responses_total";
 pub const ATTEMPTS: &str = "switchyard_attempts_total";
 pub const CACHE_REQUESTS: &str = "switchyard_cache_requests_total";
 pub const DEPENDENCY_UP: &str = "switchyard_dependency_up";
@@ -100,6 +101,13 @@ pub fn request_done(l: RequestLabels<'_>, status: u16, total: Duration) {
     counter!(REQUESTS, "endpoint" => l.endpoint, "route" => route.clone(), "provider" => l.provider.to_owned(), "status" => status_class(status)).increment(1);
     histogram!(REQUEST_DURATION, "endpoint" => l.endpoint, "route" => route)
         .record(total.as_secs_f64());
+}
+
+/// A response head left for the client with `status`: every request of the API endpoints,
+/// refused and failed ones included (a stream counts with its 200 head, even if it breaks
+/// later; `switchyard_requests_total` has its end).
+pub fn response(endpoint: &'static str, status: u16) {
+    counter!(RESPONSES, "endpoint" => endpoint, "status" => status_class(status)).increment(1);
 }
 
 /// Time the gateway itself spent on a request (total minus waiting for the provider).
