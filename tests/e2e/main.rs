@@ -16,6 +16,7 @@ mod bedrock_provider;
 mod cache_money;
 mod chaos;
 mod control_plane;
+mod dashboards;
 mod fixture;
 mod gemini_provider;
 mod health;
