@@ -312,6 +312,18 @@ async fn snapshot_nats_a_restart_without_nats_serves_from_the_cache() {
         log.contains("serving the cached snapshot until NATS answers"),
         "{log}"
     );
+    // The cache kept when the snapshot was published (the fleet dashboard's age and the
+    // stale-snapshot alert read it); published before this process started, it is no
+    // propagation.
+    let text = metrics(dp).await;
+    assert!(
+        text.contains("switchyard_snapshot_published_timestamp_seconds "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("switchyard_snapshot_propagation_seconds_count"),
+        "{text}"
+    );
 
     // NATS comes back: the data plane connects on its own and follows new publishes.
     env.nats_mut().restart().await.unwrap();
