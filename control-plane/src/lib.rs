@@ -9,6 +9,7 @@ pub mod background;
 pub mod config;
 pub mod declarative;
 pub mod domain;
+pub mod gauges;
 pub mod health;
 pub mod lease;
 pub mod outbox;

@@ -128,6 +128,11 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
             tracing::warn!("{ENV_NATS_URL} is not set: snapshots are not published to data planes")
         }
     }
+    tasks.spawn(crate::gauges::run(
+        store.clone(),
+        settings.nats_url.clone(),
+        cancel.clone(),
+    ));
     if let Some(m) = metrics.clone() {
         let cancel = cancel.clone();
         tasks.spawn(async move {

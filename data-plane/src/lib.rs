@@ -268,6 +268,7 @@ fn start_snapshot_source(
                     tracing::info!(path = %cache.display(), version = s.version, keys = s.key_count(), routes = s.aliases().len(), "serving the cached snapshot until NATS answers");
                     if snapshots.install(cached.snapshot).is_ok() {
                         parts = cached.parts;
+                        metrics::snapshot_published(cached.published_at_ms);
                     }
                 }
                 Ok(None) => {

@@ -1,9 +1,16 @@
-//! Prometheus metrics of the data plane: names, labels and the recorder.
+//! Prometheus metrics of the data plane: names, labels and the recorder. Every series and its
+//! label limits are listed in docs/METRICS.md.
 //!
-//! Labels are bounded: route and provider labels come from the snapshot (never from what a
-//! client typed), status is the HTTP status class, error kinds are a closed set.
+//! Labels are bounded: provider labels come from the snapshot, route, model and deployment
+//! labels too except for `provider/model` names a caller typed, which are capped
+//! ([`labels`]); status is the HTTP status class, error kinds are a closed set. The
+//! OpenTelemetry GenAI series live in [`gen_ai`].
 
-use std::time::Duration;
+pub mod gen_ai;
+pub mod labels;
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
@@ -36,6 +43,17 @@ pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
 pub const USAGE_QUEUE_FULL: &str = "switchyard_usage_queue_full_total";
 pub const FALLBACKS: &str = "switchyard_fallbacks_total";
 pub const BREAKER_STATE: &str = "switchyard_breaker_state";
+pub const RESPONSES: &str = "switchyard_responses_total";
+pub const ATTEMPTS: &str = "switchyard_attempts_total";
+pub const CACHE_REQUESTS: &str = "switchyard_cache_requests_total";
+pub const DEPENDENCY_UP: &str = "switchyard_dependency_up";
+pub const SNAPSHOT_INSTALLED_AT: &str = "switchyard_snapshot_installed_timestamp_seconds";
+pub const SNAPSHOT_PUBLISHED_AT: &str = "switchyard_snapshot_published_timestamp_seconds";
+pub const SNAPSHOT_PROPAGATION: &str = "switchyard_snapshot_propagation_seconds";
+
+/// When this process installed its recorder: snapshots published before it are not counted in
+/// [`SNAPSHOT_PROPAGATION`] (a proxy that starts reads an old pointer; that is not propagation).
+static STARTED: LazyLock<SystemTime> = LazyLock::new(SystemTime::now);
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -46,6 +64,7 @@ const OVERHEAD_BUCKETS: &[f64] = &[
 
 /// Installs the global recorder; call once per process.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
+    LazyLock::force(&STARTED);
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(UPSTREAM_FIRST_BYTE.into()), LATENCY_BUCKETS)?
@@ -55,6 +74,19 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(
             Matcher::Full(REQUEST_LOG_STREAM.publish_seconds.into()),
             LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(Matcher::Full(SNAPSHOT_PROPAGATION.into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(gen_ai::OPERATION_DURATION.into()),
+            gen_ai::DURATION_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(gen_ai::TOKEN_USAGE.into()),
+            gen_ai::TOKEN_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(gen_ai::TIME_TO_FIRST_TOKEN.into()),
+            gen_ai::TTFT_BUCKETS,
         )?
         .install_recorder()
 }
@@ -69,9 +101,17 @@ pub struct RequestLabels<'a> {
 
 /// A request finished with `status`.
 pub fn request_done(l: RequestLabels<'_>, status: u16, total: Duration) {
-    counter!(REQUESTS, "endpoint" => l.endpoint, "route" => l.route.to_owned(), "provider" => l.provider.to_owned(), "status" => status_class(status)).increment(1);
-    histogram!(REQUEST_DURATION, "endpoint" => l.endpoint, "route" => l.route.to_owned())
+    let route = labels::ROUTES.label(l.route);
+    counter!(REQUESTS, "endpoint" => l.endpoint, "route" => route.clone(), "provider" => l.provider.to_owned(), "status" => status_class(status)).increment(1);
+    histogram!(REQUEST_DURATION, "endpoint" => l.endpoint, "route" => route)
         .record(total.as_secs_f64());
+}
+
+/// A response head left for the client with `status`: every request of the API endpoints,
+/// refused and failed ones included (a stream counts with its 200 head, even if it breaks
+/// later; `switchyard_requests_total` has its end).
+pub fn response(endpoint: &'static str, status: u16) {
+    counter!(RESPONSES, "endpoint" => endpoint, "status" => status_class(status)).increment(1);
 }
 
 /// Time the gateway itself spent on a request (total minus waiting for the provider).
@@ -86,7 +126,7 @@ pub fn upstream_first_byte(provider: &str, d: Duration) {
 
 /// An attempt failed and the request moved on to another deployment.
 pub fn fallback(route: &str, from_provider: &str, kind: &'static str) {
-    counter!(FALLBACKS, "route" => route.to_owned(), "provider" => from_provider.to_owned(), "error" => kind).increment(1);
+    counter!(FALLBACKS, "route" => labels::ROUTES.label(route), "provider" => from_provider.to_owned(), "error" => kind).increment(1);
 }
 
 /// A deployment's breaker state after an outcome: 0 closed, 1 half-open, 2 open.
@@ -96,13 +136,15 @@ pub fn breaker(deployment: &str, state: &'static str) {
         "half_open" => 1.0,
         _ => 2.0,
     };
-    gauge!(BREAKER_STATE, "deployment" => deployment.to_owned()).set(value);
+    gauge!(BREAKER_STATE, "deployment" => labels::DEPLOYMENTS.label(deployment)).set(value);
 }
 
 /// Tokens the provider reported.
 pub fn tokens(l: RequestLabels<'_>, prompt: u64, completion: u64) {
-    counter!(TOKENS, "route" => l.route.to_owned(), "provider" => l.provider.to_owned(), "type" => "prompt").increment(prompt);
-    counter!(TOKENS, "route" => l.route.to_owned(), "provider" => l.provider.to_owned(), "type" => "completion").increment(completion);
+    let route = labels::ROUTES.label(l.route);
+    counter!(TOKENS, "route" => route.clone(), "provider" => l.provider.to_owned(), "type" => "prompt").increment(prompt);
+    counter!(TOKENS, "route" => route, "provider" => l.provider.to_owned(), "type" => "completion")
+        .increment(completion);
 }
 
 /// A request failed; `kind` is the error's closed-set label.
@@ -112,7 +154,7 @@ pub fn error(endpoint: &'static str, kind: &'static str) {
 
 /// The client went away before the stream ended.
 pub fn stream_abandoned(route: &str) {
-    counter!(STREAMS_ABANDONED, "route" => route.to_owned()).increment(1);
+    counter!(STREAMS_ABANDONED, "route" => labels::ROUTES.label(route)).increment(1);
 }
 
 /// A request's billing was dropped without being settled (settled then as abandoned).
@@ -130,6 +172,25 @@ pub fn snapshot_installed(s: &CompiledSnapshot) {
     gauge!(SNAPSHOT_VERSION).set(s.version as f64);
     gauge!(SNAPSHOT_KEYS).set(s.key_count() as f64);
     gauge!(SNAPSHOT_ROUTES).set(s.aliases().len() as f64);
+    gauge!(SNAPSHOT_INSTALLED_AT).set(unix_seconds(SystemTime::now()));
+}
+
+/// A snapshot the control plane published at `published_at_ms` (Unix milliseconds; `None`
+/// from a control plane that does not say) was installed from NATS just now. Its publication
+/// time is exported, and the time it took to get here is recorded if it was published while
+/// this proxy ran.
+pub fn snapshot_published(published_at_ms: Option<i64>) {
+    let Some(ms) = published_at_ms.and_then(|ms| u64::try_from(ms).ok()) else {
+        return;
+    };
+    let published = UNIX_EPOCH + Duration::from_millis(ms);
+    gauge!(SNAPSHOT_PUBLISHED_AT).set(unix_seconds(published));
+    if published >= *STARTED {
+        let took = SystemTime::now()
+            .duration_since(published)
+            .unwrap_or_default();
+        histogram!(SNAPSHOT_PROPAGATION).record(took.as_secs_f64());
+    }
 }
 
 /// Background work of one snapshot swap: download, then parse + check + compile.
@@ -233,6 +294,28 @@ impl Published {
     pub fn queue_full(&self) {
         counter!(self.queue_full).increment(1);
     }
+}
+
+/// One attempt at a provider ended: `result` is `ok` or the failure's kind.
+pub fn attempt(provider: &str, result: &'static str) {
+    counter!(ATTEMPTS, "provider" => provider.to_owned(), "result" => result).increment(1);
+}
+
+/// A request passed the response-cache stage with `result` `hit`, `miss` or `bypass`. There is
+/// no cache yet, so every request that reaches a provider counts as `bypass`.
+pub fn cache_lookup(result: &'static str) {
+    counter!(CACHE_REQUESTS, "result" => result).increment(1);
+}
+
+/// Whether this proxy's connection to `dependency` (`nats`) is up.
+pub fn dependency_up(dependency: &'static str, up: bool) {
+    gauge!(DEPENDENCY_UP, "dependency" => dependency).set(if up { 1.0 } else { 0.0 });
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 fn status_class(status: u16) -> &'static str {

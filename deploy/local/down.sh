@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops everything deploy/local/up.sh started (data plane, mock provider, NATS, PostgreSQL).
+# Stops everything deploy/local/up.sh started (Prometheus, data plane, control plane, mock
+# provider, NATS, PostgreSQL).
 # State (database, JetStream store, demo key) stays in .switchyard/ for the next start.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -11,7 +12,7 @@ LOGS=$PWD/.switchyard/logs
 PG_BIN=${SWITCHYARD_PG_BIN_DIR:-$SWITCHYARD_PG_BIN_DIR_DEFAULT}
 [ -d "$RUN" ] || { log "nothing to stop"; exit 0; }
 
-for name in data-plane control-plane mock-provider nats; do
+for name in prometheus data-plane control-plane mock-provider nats; do
   pidfile=$RUN/$name.pid
   [ -s "$pidfile" ] || continue
   pid=$(cat "$pidfile")

@@ -46,6 +46,18 @@ ensure_postgres() {
   ensure_apt_packages postgresql-15
 }
 
+# ensure_prometheus: prometheus and promtool (Debian's package, 2.42 on bookworm) without the
+# package's own service: the stack and the tests run their own servers on their own ports, and
+# the packaged one would hold 9090, the data plane's default ops port. The service is stopped
+# and disabled only right after this installs the package, never when it was there before.
+ensure_prometheus() {
+  [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] && return 0
+  ensure_apt_packages prometheus
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+}
+
 # ensure_system_deps: every system program the stack and its tests run.
 ensure_system_deps() {
   # Debian splits venv's pip bootstrap out of python3 into python3-venv.
@@ -54,6 +66,7 @@ ensure_system_deps() {
   [ -x /usr/bin/kill ] || [ -x /bin/kill ] || pkgs+=(procps)
   ensure_apt_packages "${pkgs[@]}"
   ensure_postgres
+  ensure_prometheus
 }
 
 # ensure_agents DIR PACKAGE_JSON: the coding agents of PACKAGE_JSON (pinned versions of

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Starts the whole Switchyard stack on this machine: PostgreSQL, NATS (JetStream), the control
-# plane, a demo upstream (the scripted mock provider) and a data plane fed by NATS. The demo
+# plane, a demo upstream (the scripted mock provider), a data plane fed by NATS, and Prometheus
+# scraping both planes with the alert rules of deploy/prometheus/. The demo
 # team, providers, routes and key are created through the admin API (PUT /admin/config), so
 # they are in the event log like any other change.
 #
 #   deploy/local/up.sh            run in the foreground until Ctrl-C, then stop everything
 #   deploy/local/up.sh --detach   leave the stack running; stop it with deploy/local/down.sh
 #
-# Installs what is missing (apt: nats-server, postgresql-15) and builds in release mode.
+# Installs what is missing (apt: nats-server, postgresql-15, prometheus) and builds in release
+# mode.
 # With OPENAI_API_KEY (or MISTRAL_API_KEY) set, that real provider is configured too.
 # Ports: SWITCHYARD_PORT (8080), SWITCHYARD_OPS_PORT (9090), SWITCHYARD_ADMIN_PORT (8081),
-# SWITCHYARD_MOCK_PORT (8099),
+# SWITCHYARD_MOCK_PORT (8099), SWITCHYARD_PROMETHEUS_PORT (9091),
 # SWITCHYARD_PG_PORT (55432), SWITCHYARD_NATS_PORT (4222), SWITCHYARD_NATS_MONITOR_PORT (8222).
 # State, logs and the generated config live in .switchyard/ (gitignored).
 set -euo pipefail
@@ -22,7 +24,7 @@ DETACH=0
 for arg in "$@"; do
   case "$arg" in
     --detach|-d) DETACH=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) die "unknown argument: $arg (use --detach)" ;;
   esac
 done
@@ -35,6 +37,7 @@ MOCK_PORT=${SWITCHYARD_MOCK_PORT:-8099}
 PG_PORT=${SWITCHYARD_PG_PORT:-55432}
 NATS_PORT=${SWITCHYARD_NATS_PORT:-4222}
 NATS_MONITOR_PORT=${SWITCHYARD_NATS_MONITOR_PORT:-8222}
+PROM_PORT=${SWITCHYARD_PROMETHEUS_PORT:-9091}
 STATE=$PWD/.switchyard
 RUN=$STATE/run
 LOGS=$STATE/logs
@@ -56,7 +59,7 @@ cargo build --release -q -p switchyard-data-plane -p switchyard-control-plane -p
 BIN=$PWD/target/release
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$PORT" "$OPS_PORT" "$ADMIN_PORT" "$MOCK_PORT" "$PG_PORT" "$NATS_PORT" "$NATS_MONITOR_PORT"; do
+for p in "$PORT" "$OPS_PORT" "$ADMIN_PORT" "$MOCK_PORT" "$PG_PORT" "$NATS_PORT" "$NATS_MONITOR_PORT" "$PROM_PORT"; do
   port_free "$p" || die "port $p is in use; override it (see the top of $0)"
 done
 
@@ -161,6 +164,19 @@ SWITCHYARD_SEAL_KEY=$SEAL_KEY start data-plane "$BIN/data-plane" --nats "$NATS_U
   --snapshot-cache "$STATE/data-plane-snapshot.json" --spool-dir "$STATE/usage-spool" --listen "$HOST:$PORT" --ops-listen "$HOST:$OPS_PORT"
 wait_http "http://$HOST:$OPS_PORT/readyz" data-plane
 
+# Prometheus: the shipped config (deploy/prometheus/prometheus.yml) with this stack's ports,
+# and its alert rules beside it.
+PROM_URL=http://127.0.0.1:$PROM_PORT
+log "starting Prometheus on $PROM_URL, scraping both planes"
+mkdir -p "$STATE/prometheus"
+rm -rf "$STATE/prometheus/rules"
+cp -r deploy/prometheus/rules "$STATE/prometheus/rules"
+sed -e "s/127.0.0.1:9090/$HOST:$OPS_PORT/" -e "s/127.0.0.1:8081/$HOST:$ADMIN_PORT/" \
+  deploy/prometheus/prometheus.yml >"$STATE/prometheus/prometheus.yml"
+start prometheus prometheus --config.file="$STATE/prometheus/prometheus.yml" \
+  --storage.tsdb.path="$STATE/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT"
+wait_http "$PROM_URL/-/ready" prometheus
+
 BASE_URL="http://$HOST:$PORT/v1"
 cat >"$STATE/env" <<ENV
 # Written by deploy/local/up.sh. Source it: . .switchyard/env
@@ -171,6 +187,7 @@ export SWITCHYARD_ADMIN_URL=$ADMIN_URL
 export SWITCHYARD_ADMIN_TOKEN=$ADMIN_TOKEN
 export DATABASE_URL=$DATABASE_URL
 export NATS_URL=$NATS_URL
+export SWITCHYARD_PROMETHEUS_URL=$PROM_URL
 ENV
 chmod 600 "$STATE/env"
 trap - ERR
@@ -181,6 +198,7 @@ Switchyard is up.
   API:      $BASE_URL   (key in .switchyard/env)
   admin:    $ADMIN_URL/admin   (token in .switchyard/env; OpenAPI at $ADMIN_URL/openapi.json)
   ops:      http://$HOST:$OPS_PORT/metrics
+  metrics:  $PROM_URL   (Prometheus scraping both planes, alert rules at $PROM_URL/alerts)
   config:   $CONFIG
   logs:     $LOGS/ (PostgreSQL: $STATE/pg/postgres.log)
 
@@ -188,6 +206,12 @@ Try it:
   . .switchyard/env
   curl -sS \$SWITCHYARD_BASE_URL/chat/completions -H "Authorization: Bearer \$SWITCHYARD_API_KEY" \\
     -H 'content-type: application/json' -d '{"model":"demo-chat","messages":[{"role":"user","content":"Hello!"}]}'
+
+Dashboards: point a Grafana at this Prometheus with the provisioning files (no clicks), e.g.
+  SWITCHYARD_PROMETHEUS_URL=$PROM_URL SWITCHYARD_DASHBOARDS_DIR=$PWD/dashboards \\
+    GF_PATHS_PROVISIONING=$PWD/dashboards/provisioning grafana server --homepath /usr/share/grafana
+  (or copy dashboards/provisioning/*/switchyard.yml into your Grafana's provisioning directories
+  with those two variables set); the dashboards are in its "Switchyard" folder.
 
 MSG
 

@@ -52,6 +52,10 @@ pub struct SnapshotPointer {
     /// The snapshot's keys, when they travel as parts (the body then carries none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<KeyParts>,
+    /// When the control plane moved the pointer to this snapshot (Unix milliseconds): proxies
+    /// export it and measure propagation against it. Absent from older control planes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at_ms: Option<i64>,
 }
 
 impl SnapshotPointer {

@@ -17,6 +17,7 @@ mod cache_money;
 mod calls_and_reasoning;
 mod chaos;
 mod control_plane;
+mod dashboards;
 mod fixture;
 mod gemini_provider;
 mod health;

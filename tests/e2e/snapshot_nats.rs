@@ -146,6 +146,7 @@ async fn put_body(js: &jetstream::Context, snapshot: &Snapshot) -> SnapshotPoint
         sha256: hex::encode(sha2::Sha256::digest(&body)),
         size: body.len() as u64,
         keys: None,
+        published_at_ms: None,
     };
     let objects = js.get_object_store(SNAPSHOT_OBJECT_BUCKET).await.unwrap();
     objects
@@ -310,6 +311,18 @@ async fn snapshot_nats_a_restart_without_nats_serves_from_the_cache() {
     assert!(
         log.contains("serving the cached snapshot until NATS answers"),
         "{log}"
+    );
+    // The cache kept when the snapshot was published (the fleet dashboard's age and the
+    // stale-snapshot alert read it); published before this process started, it is no
+    // propagation.
+    let text = metrics(dp).await;
+    assert!(
+        text.contains("switchyard_snapshot_published_timestamp_seconds "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("switchyard_snapshot_propagation_seconds_count"),
+        "{text}"
     );
 
     // NATS comes back: the data plane connects on its own and follows new publishes.

@@ -206,6 +206,7 @@ impl Publisher {
             sha256: hex::encode(Sha256::digest(&body)),
             size: body.len() as u64,
             keys: Some(encoded.layout),
+            published_at_ms: None,
         };
         let mut reader = body.as_slice();
         self.objects
@@ -233,6 +234,10 @@ impl Publisher {
                 return Ok(p.clone());
             }
         }
+        let pointer = SnapshotPointer {
+            published_at_ms: Some(chrono::Utc::now().timestamp_millis()),
+            ..pointer
+        };
         let value = serde_json::to_vec(&pointer).map_err(|e| err("encode pointer", &e))?;
         let put = match &current {
             Some((_, revision)) => self

@@ -111,6 +111,9 @@ pub async fn publish_pending(store: &Store, publisher: &Publisher) -> anyhow::Re
         )
         .await?
         .get(0);
+    // Exported also when nothing is pending, so a relay that just started says which version
+    // is in force (the stale-snapshot alert compares proxies with it).
+    metrics::gauge!("switchyard_snapshot_published_version").set(published as f64);
     let head: i64 = client
         .query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[])
         .await?

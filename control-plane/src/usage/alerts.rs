@@ -20,7 +20,8 @@ use uuid::Uuid;
 use super::ledger::tag_row;
 use crate::domain::budget::{BudgetPeriod, BudgetScope, BudgetSpec};
 
-/// A soft budget as loaded from the projection.
+/// A budget as loaded from the projection (soft ones here; every one for the gauges of
+/// [`super::budget_use`]).
 #[derive(Debug, Clone)]
 pub struct SoftBudget {
     pub id: Uuid,
@@ -104,7 +105,7 @@ impl SoftBudgets {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let budgets = load(db).await?;
+        let budgets = load(db, true).await?;
         let mut announced = Vec::new();
         for pool in touched(&budgets, events.iter().copied()) {
             let key = (pool.budget, pool.scope_value.clone(), pool.period_start);
@@ -143,7 +144,8 @@ impl SoftBudgets {
                 amount_usd = %alert.amount_usd, spent_usd = %alert.spent_usd,
                 "soft budget reached"
             );
-            metrics::counter!("switchyard_budget_soft_alerts_total").increment(1);
+            metrics::counter!("switchyard_budget_soft_alerts_total", "budget" => budget.spec.name.clone())
+                .increment(1);
             match serde_json::to_vec(&alert) {
                 Ok(body) => {
                     if let Err(e) = nats.publish(BUDGET_ALERT_SUBJECT, body.into()).await {
@@ -158,11 +160,15 @@ impl SoftBudgets {
     }
 }
 
-async fn load<C: GenericClient>(db: &C) -> Result<Vec<SoftBudget>, tokio_postgres::Error> {
+/// The budgets of the projection; only the soft ones if `soft_only`.
+pub async fn load<C: GenericClient>(
+    db: &C,
+    soft_only: bool,
+) -> Result<Vec<SoftBudget>, tokio_postgres::Error> {
     let rows = db
         .query(
-            "SELECT id, team_id, spec FROM budgets WHERE spec->>'hard' = 'false'",
-            &[],
+            "SELECT id, team_id, spec FROM budgets WHERE NOT $1 OR spec->>'hard' = 'false' ORDER BY id",
+            &[&soft_only],
         )
         .await?;
     Ok(rows
@@ -178,14 +184,18 @@ async fn load<C: GenericClient>(db: &C) -> Result<Vec<SoftBudget>, tokio_postgre
         .collect())
 }
 
+/// The ledger's first day of a period starting at `start` and the first day after it (UTC).
+pub fn days(start: i64, end: Option<i64>) -> (NaiveDate, Option<NaiveDate>) {
+    (day(start), end.map(day))
+}
+
 /// Spend of one pool, from the ledger's daily rows (periods start on UTC day boundaries).
-async fn spent<C: GenericClient>(
+pub async fn spent<C: GenericClient>(
     db: &C,
     budget: &SoftBudget,
     pool: &Pool,
 ) -> Result<Decimal, tokio_postgres::Error> {
-    let from = day(pool.period_start);
-    let to = pool.period_end.map(day);
+    let (from, to) = days(pool.period_start, pool.period_end);
     let range = "day >= $1 AND ($2::date IS NULL OR day < $2)";
     let row = match budget.spec.scope {
         BudgetScope::Team => {

@@ -234,9 +234,13 @@ async fn pull(
     carry: &mut Vec<jetstream::Message>,
 ) -> Result<Vec<jetstream::Message>, async_nats::Error> {
     let mut out = std::mem::take(carry);
+    // The expiry arms the client's own timer: a fetch whose request NATS never answers (sent
+    // while a restarted server's JetStream is still recovering) would otherwise wait forever,
+    // and folding with it.
     let mut batch = consumer
         .fetch()
         .max_messages(MAX_BATCH - out.len())
+        .expires(IDLE_WAIT)
         .messages()
         .await?;
     while let Some(m) = batch.next().await {

@@ -11,6 +11,12 @@
 //! and providers of the configured routes), capped at [`MAX_VALUES`] distinct values per label
 //! per process; later newcomers are reported as `other`.
 //!
+//! Spend by key and by tag are series of their own, so the main one does not multiply by
+//! them: `switchyard_key_spend_usd_total{team,key_id,key_name}` (`key_id` capped like the
+//! others; `key_name` follows it, `other` past the cap) and
+//! `switchyard_tag_spend_usd_total{team,tag}` (`tag` is `name=value`, one series per tag of
+//! each event, as in the ledger's tag rows; capped).
+//!
 //! Other series: `switchyard_usage_requests_total{team,model,provider,outcome}`,
 //! `switchyard_usage_tokens_total{team,model,provider,kind}` (kind: prompt, completion,
 //! cached_input, reasoning, cache_write_5m, cache_write_1h), `switchyard_fold_events_total` (events newly folded),
@@ -59,6 +65,8 @@ pub struct SpendMetrics {
     team: LabelCap,
     model: LabelCap,
     provider: LabelCap,
+    key: LabelCap,
+    tag: LabelCap,
 }
 
 #[derive(Default)]
@@ -72,9 +80,30 @@ impl SpendMetrics {
     /// Records newly folded events (aggregated first: one update per series per batch).
     pub fn record<'a>(&mut self, events: impl IntoIterator<Item = (&'a UsageEvent, Decimal)>) {
         let mut by: HashMap<(String, String, String), Sums> = HashMap::new();
+        let mut by_key: HashMap<[(&str, String); 3], Decimal> = HashMap::new();
+        let mut by_tag: HashMap<[(&str, String); 2], Decimal> = HashMap::new();
         for (e, cost) in events {
+            let team = self.team.label(e.team.as_deref());
+            let key_id = self.key.label(e.key_id.as_deref());
+            let key_name = match key_id.as_str() {
+                "other" | "none" => key_id.clone(),
+                _ => e.key_name.clone().unwrap_or_default(),
+            };
+            *by_key
+                .entry([
+                    ("team", team.clone()),
+                    ("key_id", key_id),
+                    ("key_name", key_name),
+                ])
+                .or_default() += cost;
+            for (name, value) in &e.tags {
+                let tag = self.tag.label(Some(&super::ledger::tag_row(name, value)));
+                *by_tag
+                    .entry([("team", team.clone()), ("tag", tag)])
+                    .or_default() += cost;
+            }
             let key = (
-                self.team.label(e.team.as_deref()),
+                team,
                 self.model.label(e.model.as_deref()),
                 self.provider.label(e.provider.as_deref()),
             );
@@ -103,6 +132,14 @@ impl SpendMetrics {
                 l.push(("outcome", outcome.to_owned()));
                 metrics::counter!("switchyard_usage_requests_total", &l).increment(n);
             }
+        }
+        for (labels, cost) in by_key {
+            metrics::gauge!("switchyard_key_spend_usd_total", &labels)
+                .increment(cost.to_f64().unwrap_or(0.0));
+        }
+        for (labels, cost) in by_tag {
+            metrics::gauge!("switchyard_tag_spend_usd_total", &labels)
+                .increment(cost.to_f64().unwrap_or(0.0));
         }
     }
 }

@@ -7,9 +7,11 @@
 //! - [`fold`]: the batch loop and the one-transaction-per-batch write.
 //! - [`record`]: decoding and the `usage_events` insert; [`ledger`]: aggregation and upsert.
 //! - [`pricing`]: the `price_history` projection and the price book.
-//! - [`alerts`]: soft budgets; [`metrics`]: Prometheus series and their label caps.
+//! - [`alerts`]: soft budgets; [`metrics`]: Prometheus series and their label caps;
+//!   [`budget_use`]: each budget's limit and current spend as gauges.
 
 pub mod alerts;
+pub mod budget_use;
 pub mod fold;
 pub mod ledger;
 pub mod metrics;

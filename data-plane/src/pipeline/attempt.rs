@@ -88,6 +88,8 @@ pub async fn run<'p, O: Operation>(
         let reply = op.send(&call, !attempts.more()).await;
         let first_byte = sent.elapsed();
         let upstream = attempts.spent(first_byte);
+        let result = reply.as_ref().map_or_else(UpstreamError::kind, |_| "ok");
+        metrics::attempt(deployment.provider.id(), result);
         match reply {
             Ok(reply) => {
                 attempts.succeeded(deployment, first_byte);

@@ -104,6 +104,7 @@ pub(crate) async fn handle(
         metrics::error(endpoint, e.kind());
         render(e)
     });
+    metrics::response(endpoint, response.status().as_u16());
     trace.tag(&mut response);
     response
 }

@@ -240,6 +240,17 @@ impl Adapter {
         }
     }
 
+    /// The provider's kind (for the `gen_ai_provider_name` metric label).
+    pub fn kind(&self) -> proto::ProviderKind {
+        match self {
+            Self::OpenAi(p) => p.kind(),
+            Self::Anthropic(_) => proto::ProviderKind::Anthropic,
+            Self::Gemini(_) => proto::ProviderKind::Gemini,
+            Self::Vertex(_) => proto::ProviderKind::VertexAi,
+            Self::Bedrock(_) => proto::ProviderKind::Bedrock,
+        }
+    }
+
     /// The provider's own timeout, if it sets one.
     pub fn timeout(&self) -> Option<Duration> {
         match self {

@@ -54,6 +54,8 @@ pub enum CacheError {
 pub struct Cached {
     pub snapshot: CompiledSnapshot,
     pub parts: HeldParts,
+    /// When the control plane published it (Unix ms), if its pointer said.
+    pub published_at_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +151,7 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Option<Cached>, CacheError> {
         return Ok(Some(Cached {
             snapshot,
             parts: HeldParts::default(),
+            published_at_ms: None,
         }));
     };
     let core = manifest.core.get().as_bytes();
@@ -192,6 +195,7 @@ pub fn load(path: &Path, ctx: &Context) -> Result<Option<Cached>, CacheError> {
     Ok(Some(Cached {
         snapshot: decoded.snapshot,
         parts: decoded.held,
+        published_at_ms: manifest.pointer.published_at_ms,
     }))
 }
 
@@ -310,6 +314,7 @@ keys: [{{name: k, sha256: "{}", models: ["*"], expires_at: 1700000000}}]
             sha256: hex::encode(Sha256::digest(&body)),
             size: body.len() as u64,
             keys: None,
+            published_at_ms: None,
         };
         (pointer, body)
     }

@@ -32,6 +32,8 @@ pub struct Meter {
     endpoint: &'static str,
     alias: String,
     provider: String,
+    /// `gen_ai.provider.name` of the provider's kind.
+    gen_ai_provider: &'static str,
     deployment: String,
     model: String,
     price: Option<Arc<ModelPrice>>,
@@ -92,6 +94,7 @@ impl Meter {
             endpoint: start.endpoint,
             alias: start.alias.to_owned(),
             provider: d.provider.id().to_owned(),
+            gen_ai_provider: metrics::gen_ai::provider_name(d.provider.kind()),
             deployment: d.id.clone(),
             model: d.model.clone(),
             price: d.price.clone(),
@@ -157,6 +160,7 @@ impl Meter {
             (None, None) => (TokenUsage::default(), false),
         };
         let cost = self.cost(&usage);
+        let gen_ai_provider = self.gen_ai_provider;
         let mut event = self.base(outcome, end.status);
         event.usage = usage;
         event.usage_estimated = estimated;
@@ -164,6 +168,8 @@ impl Meter {
         event.ttft_ms = end.ttft.map(millis);
         event.abandoned = end.abandoned;
         metrics::usage_event(if end.ok { "ok" } else { "upstream_error" });
+        metrics::gen_ai::settled(&event, gen_ai_provider, end.usage.is_some());
+        metrics::cache_lookup("bypass");
         event
     }
 

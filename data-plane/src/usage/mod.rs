@@ -36,6 +36,8 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// the client connects (and reconnects) in the background, so a proxy starts while NATS is
 /// down and spools meanwhile. `None` only if the client cannot even be set up (logged).
 pub async fn connect(servers: Vec<ServerAddr>) -> Option<async_nats::Client> {
+    // Down until the first connect says otherwise.
+    crate::metrics::dependency_up("nats", false);
     let options = ConnectOptions::new()
         .name("switchyard-data-plane-usage")
         .retry_on_initial_connect()
@@ -46,8 +48,12 @@ pub async fn connect(servers: Vec<ServerAddr>) -> Option<async_nats::Client> {
         })
         .event_callback(|event| async move {
             match event {
-                Event::Connected => tracing::info!("usage link connected to NATS"),
+                Event::Connected => {
+                    crate::metrics::dependency_up("nats", true);
+                    tracing::info!("usage link connected to NATS");
+                }
                 Event::Disconnected => {
+                    crate::metrics::dependency_up("nats", false);
                     tracing::warn!("usage link lost NATS; spooling usage events to disk")
                 }
                 other => tracing::debug!(event = %other, "usage link NATS event"),

@@ -1,5 +1,5 @@
-//! The real-services test harness: Postgres, NATS, mock providers and data planes as real
-//! processes on free ports, in a temp dir per test, stopped when the test ends.
+//! The real-services test harness: Postgres, NATS, mock providers, data planes and Prometheus
+//! as real processes on free ports, in a temp dir per test, stopped when the test ends.
 //!
 //! Start with [`TestEnv::builder`]; wait with [`eventually`] or
 //! [`assert_eventually!`](crate::assert_eventually), never with sleeps; drive Python SDK
@@ -19,6 +19,7 @@ mod nats;
 mod ports;
 mod postgres;
 mod process;
+mod prometheus;
 mod python;
 
 pub use crate::assert_eventually;
@@ -35,6 +36,7 @@ pub use nats::Nats;
 pub use ports::{free_port, is_listening};
 pub use postgres::Postgres;
 pub use process::{ChildProcess, ProcessSpec};
+pub use prometheus::{promtool, Prometheus, ENV_PROMETHEUS, ENV_PROMTOOL};
 pub use python::{
     decimal, last_json, openai_sdk, py_script, python, run_python, run_python_source, PythonOutput,
     ENV_PYTHON, PYTHON_TIMEOUT,

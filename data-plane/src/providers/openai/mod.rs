@@ -62,6 +62,11 @@ impl OpenAiFamily {
         &self.upstream.id
     }
 
+    /// Which member of the OpenAI family this provider is.
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
     pub fn timeout(&self) -> Option<Duration> {
         self.upstream.timeout
     }

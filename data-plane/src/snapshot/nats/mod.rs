@@ -405,6 +405,7 @@ impl Watcher {
         metrics::snapshot_reload("ok");
         metrics::snapshot_swap(fetched, total.saturating_sub(fetched));
         metrics::snapshot_key_parts(compiled, reused);
+        metrics::snapshot_published(pointer.published_at_ms);
         tracing::info!(
             version,
             keys,
