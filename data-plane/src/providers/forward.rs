@@ -65,6 +65,11 @@ impl<'h> Target<'h> {
             edit: Edit::default(),
         }
     }
+
+    /// The body is edited by `edit` instead of the default.
+    pub fn edit(self, edit: Edit) -> Self {
+        Self { edit, ..self }
+    }
 }
 
 /// Sends the client's own request to `to`, edited as `to` says (by default: the deployment's
