@@ -35,7 +35,7 @@ pub(crate) enum Dialect<'a> {
     /// SigV4 signature itself (it needs the raw request) and says here whether it held.
     Bedrock { model: &'a str, signed: bool },
     /// `/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{action}`: the OAuth
-    /// bearer token is checked by the route before admission (see `vertex.rs`), not here.
+    /// bearer token is checked by the route before admission (see `vertex/`), not here.
     Vertex { model: &'a str },
 }
 

@@ -23,7 +23,7 @@
 //!   [`MockOptions::google_token_ttl_secs`]) and
 //!   `POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`,
 //!   `:streamGenerateContent?alt=sse` and `:predict` (Vertex AI, `Authorization: Bearer` with
-//!   a token the mock issued and that has not expired; see `vertex.rs`).
+//!   a token the mock issued and that has not expired; see `vertex/`).
 //! - Control: `POST|GET|DELETE /__mock/script`, `GET|DELETE /__mock/requests`,
 //!   `GET /__mock/healthz` (no auth, not recorded).
 //!
