@@ -10,7 +10,11 @@
 //!   require `Authorization: Bearer <token>` with a token this mock issued that has not
 //!   expired; otherwise, before anything else is checked, 401
 //!   `{"error":{"code":401,"message":…,"status":"UNAUTHENTICATED"}}` (recorded too).
+//! - `POST /v1/projects/{project}/locations/{location}/publishers/anthropic/models/
+//!   {model}:{action}`: Claude on Vertex AI with `rawPredict`, `streamRawPredict` and
+//!   `count-tokens:rawPredict` (see `claude.rs`), behind the same token check.
 
+mod claude;
 mod token;
 
 #[cfg(test)]
@@ -38,12 +42,15 @@ use token::Tokens;
 
 const MODELS: &str =
     "/v1/projects/{project}/locations/{location}/publishers/google/models/{target}";
+const CLAUDE_MODELS: &str =
+    "/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{target}";
 
 /// The Vertex routes, merged into the mock's router.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/token", post(token::token))
         .route(MODELS, post(models_action))
+        .route(CLAUDE_MODELS, post(claude::models_action))
         .layer(Extension(Arc::new(Tokens::default())))
 }
 
@@ -57,21 +64,7 @@ async fn models_action(
         return not_found(&target);
     };
     if !tokens.valid(&inbound.headers) {
-        let body = &inbound.body;
-        let record = inbound.shared.records.start(RecordInit {
-            body: serde_json::from_slice(body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
-            model: Some(model),
-            stream: action == "streamGenerateContent",
-            ..inbound.record_init()
-        });
-        record.completed();
-        return gemini_error(
-            StatusCode::UNAUTHORIZED,
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, \
-             login cookie or other valid authentication credential. (mock provider)",
-            None,
-        );
+        return unauthenticated(&inbound, model, action == "streamGenerateContent");
     }
     let dialect = Dialect::Vertex { model };
     match action {
@@ -149,6 +142,30 @@ fn predict(admitted: &Admitted<Predict>) -> Response {
         "metadata": { "billableCharacterCount": characters },
     });
     non_stream(admitted, body.to_string().into_bytes())
+}
+
+/// Google's 401 for a request without a live token, recorded like the others.
+fn unauthenticated(inbound: &Inbound, model: &str, stream: bool) -> Response {
+    recorded_refusal(inbound, model, stream);
+    gemini_error(
+        StatusCode::UNAUTHORIZED,
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, login \
+         cookie or other valid authentication credential. (mock provider)",
+        None,
+    )
+}
+
+/// Records a request refused before admission: its body (JSON, else text), `model`, `stream`.
+fn recorded_refusal(inbound: &Inbound, model: &str, stream: bool) {
+    let body = &inbound.body;
+    let record = inbound.shared.records.start(RecordInit {
+        body: serde_json::from_slice(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+        model: Some(model),
+        stream,
+        ..inbound.record_init()
+    });
+    record.completed();
 }
 
 fn not_found(target: &str) -> Response {

@@ -173,3 +173,126 @@ async fn token_endpoint_checks_the_jwt_and_vertex_routes_need_a_live_token() {
         json!({"prompt_tokens": 2, "completion_tokens": 0})
     );
 }
+
+/// A mock trusting the fixture key, and a live token it issued.
+async fn mock_with_token() -> (TestMock, String) {
+    let mock = TestMock::start_with(MockOptions {
+        google_service_account: Some(key_file()),
+        ..MockOptions::default()
+    })
+    .await;
+    let now = now_ms() / 1000;
+    let assertion = jwt(&json!({
+        "iss": "switchyard-test@switchyard-test.iam.gserviceaccount.com",
+        "scope": "https://www.googleapis.com/auth/cloud-platform",
+        "aud": mock.url("/token"),
+        "iat": now,
+        "exp": now + 3600,
+    }));
+    let issued: Value = mock
+        .client
+        .post(mock.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = issued["access_token"].as_str().unwrap().to_owned();
+    (mock, token)
+}
+
+#[tokio::test]
+async fn claude_routes_check_the_token_and_the_vertex_body_then_answer_as_messages() {
+    let (mock, token) = mock_with_token().await;
+    let bearer = format!("Bearer {token}");
+    let auth = [("authorization", bearer.as_str())];
+    let path = |target: &str| {
+        format!("/v1/projects/p/locations/us-east5/publishers/anthropic/models/{target}")
+    };
+    let claude = "claude-sonnet-4-5@20250929";
+    let ask = json!({"anthropic_version": "vertex-2023-10-16", "max_tokens": 50,
+                     "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+                     "messages": [{"role": "user", "content": "hi there you"}]});
+
+    let anonymous = mock
+        .post(&path(&format!("{claude}:rawPredict")), &[], &ask)
+        .await;
+    assert_eq!(anonymous.status(), 401);
+    let with_model = json!({"model": claude, "anthropic_version": "vertex-2023-10-16",
+                            "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let no_version = json!({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    for (body, expected) in [(&with_model, "model"), (&no_version, "anthropic_version")] {
+        let refused = mock
+            .post(&path(&format!("{claude}:rawPredict")), &auth, body)
+            .await;
+        assert_eq!(refused.status(), 400);
+        let refused: Value = refused.json().await.unwrap();
+        assert_eq!(refused["type"], "error", "{refused}");
+        assert_eq!(refused["error"]["type"], "invalid_request_error");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(expected), "{message}");
+    }
+
+    let message = mock
+        .post_json(&path(&format!("{claude}:rawPredict")), &auth, &ask)
+        .await;
+    assert_eq!(message["type"], "message", "{message}");
+    assert_eq!(message["model"], claude);
+    assert_eq!(
+        message["usage"]["input_tokens"].as_u64(),
+        Some(5),
+        "{message}"
+    );
+
+    // The action streams, whatever the body says.
+    let streamed = mock
+        .post(&path(&format!("{claude}:streamRawPredict")), &auth, &ask)
+        .await;
+    assert_eq!(streamed.status(), 200);
+    let text = streamed.text().await.unwrap();
+    assert!(text.starts_with("event: message_start\n"), "{text}");
+    assert!(text.contains("event: message_stop"), "{text}");
+
+    let count = json!({"model": claude, "anthropic_version": "vertex-2023-10-16",
+                       "messages": [{"role": "user", "content": "one two three"}]});
+    let counted = mock
+        .post_json(&path("count-tokens:rawPredict"), &auth, &count)
+        .await;
+    assert_eq!(counted, json!({"input_tokens": 3}));
+    let uncounted = mock
+        .post(&path("count-tokens:rawPredict"), &auth, &no_version)
+        .await;
+    assert_eq!(uncounted.status(), 400);
+
+    // Scripts address the URL's model; Anthropic's error shape.
+    mock.script(&json!({"model": claude, "status": 529})).await;
+    let overloaded = mock
+        .post(&path(&format!("{claude}:rawPredict")), &auth, &ask)
+        .await;
+    assert_eq!(overloaded.status(), 529);
+    let overloaded: Value = overloaded.json().await.unwrap();
+    assert_eq!(overloaded["error"]["type"], "overloaded_error");
+
+    let records: Vec<Value> = mock
+        .records()
+        .await
+        .into_iter()
+        .filter(|r| r["path"] != "/token")
+        .collect();
+    let summary: Vec<(&Value, &Value)> = records
+        .iter()
+        .map(|r| (&r["model"], &r["stream"]))
+        .collect();
+    assert_eq!(summary.len(), 8, "{records:?}");
+    assert_eq!(summary[3], (&json!(claude), &json!(false)));
+    assert_eq!(summary[4], (&json!(claude), &json!(true)));
+    assert_eq!(records[3]["billed"]["prompt_tokens"], 5);
+    assert_eq!(records[4]["billed"], records[3]["billed"]);
+    assert_eq!(records[5]["model"], claude);
+    assert!(records[5]["billed"].is_null());
+}
