@@ -195,7 +195,9 @@ async fn parallel_calls_and_reasoning_reach_every_dialect_from_every_family() {
             _ => "completed",
         };
         assert_eq!(s["finish"], finish, "{at}: {s}");
-        if s["alias"] == "claude" && s["dialect"] == "messages" {
+        if ["claude", "vtx-claude"].contains(&s["alias"].as_str().unwrap_or_default())
+            && s["dialect"] == "messages"
+        {
             // Passed through: Anthropic's signature reaches the client.
             assert_eq!(s["signed"], json!([true]), "{at}: {s}");
         }

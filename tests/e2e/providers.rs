@@ -1,8 +1,8 @@
 //! The provider matrix: every cross-provider check runs over every provider family from one
-//! table ([`families`]): the OpenAI-compatible family, Anthropic, Gemini, Vertex AI and
-//! Bedrock, each configured through the admin API on one mock that speaks all their wire
-//! formats (checking each one's auth: upstream key, `x-api-key`, `x-goog-api-key`, an OAuth
-//! token, a SigV4 signature). Checks: chat and stream through the official `openai` SDK (the
+//! table ([`families`]): the OpenAI-compatible family, Anthropic, Gemini, Vertex AI (Gemini
+//! and Claude) and Bedrock, each configured through the admin API on one mock that speaks all
+//! their wire formats (checking each one's auth: upstream key, `x-api-key`, `x-goog-api-key`,
+//! an OAuth token, a SigV4 signature). Checks: chat and stream through the official `openai` SDK (the
 //! upstream path, auth and billing of each), a tool round trip (plain and streamed), errors in
 //! the OpenAI dialect (400 with the provider's message, 429, a cut stream), and usage from
 //! every dialect landing in the spend ledger exactly. What only one provider does (Vertex token
@@ -58,6 +58,9 @@ impl Family {
 pub(crate) fn families(mock: &str) -> Vec<Family> {
     let vertex = |model: &str, action: &str| {
         format!("/v1/projects/switchyard-test/locations/us-central1/publishers/google/models/{model}:{action}")
+    };
+    let vertex_claude = |action: &str| {
+        format!("/v1/projects/switchyard-test/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:{action}")
     };
     vec![
         Family {
@@ -120,6 +123,25 @@ pub(crate) fn families(mock: &str) -> Vec<Family> {
                 assert!(h.get("x-goog-api-key").is_none());
             },
             tool_ids: Some("call_"),
+        },
+        Family {
+            // Claude on Vertex: Anthropic's wire, Vertex's URLs and token.
+            provider: json!({"id": "vertex-claude", "kind": "vertex_ai", "base_url": mock,
+                             "settings": {"project": "switchyard-test", "location": "us-east5"},
+                             "api_key": vertex_key(mock)}),
+            alias: "vtx-claude",
+            model: "claude-sonnet-4-5@20250929",
+            price: ("2.93", "14.71"),
+            chat_path: vertex_claude("rawPredict"),
+            stream_path: vertex_claude("streamRawPredict"),
+            stream_query: None,
+            auth: |h| {
+                let bearer = h["authorization"].as_str().unwrap_or_default();
+                assert!(bearer.starts_with("Bearer ya29.mock-"), "{h}");
+                assert!(h.get("x-api-key").is_none());
+                assert!(h.get("anthropic-version").is_none());
+            },
+            tool_ids: Some("toolu_"),
         },
         Family {
             provider: json!({"id": "bedrock", "kind": "bedrock", "base_url": mock,

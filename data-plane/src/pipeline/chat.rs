@@ -3,8 +3,9 @@
 //! stream handed to the relay).
 //!
 //! Pass-through is one rule, in [`ChatOp::send`]: a deployment whose adapter speaks the
-//! client's wire natively (`Adapter::speaks`) is sent the client's own bytes and its
-//! answer is relayed as it came; every other deployment gets the internal body.
+//! client's wire natively for the deployment's model (`Adapter::speaks`) is sent the client's
+//! own bytes and its answer is relayed as it came; every other deployment gets the internal
+//! body.
 
 use std::sync::Arc;
 
@@ -85,7 +86,7 @@ pub async fn serve_read<D: ChatDialect>(
         return Err(prepared.not_found());
     };
     if untranslatable.is_some() {
-        attempts.rule_out(|d| !D::NATIVE.is_some_and(|wire| d.provider.speaks(wire)));
+        attempts.rule_out(|d| !D::NATIVE.is_some_and(|wire| d.provider.speaks(&d.model, wire)));
     }
     let mut op = ChatOp {
         body: json,
@@ -209,10 +210,11 @@ impl Operation for ChatOp<'_> {
     async fn send(&mut self, call: &Call<'_>, last: bool) -> Result<ChatReply, UpstreamError> {
         let sent = std::time::Instant::now();
         let provider = &call.deployment.provider;
+        let model = &call.deployment.model;
         let native = self
             .native
             .as_ref()
-            .filter(|(wire, _)| provider.speaks(*wire));
+            .filter(|(wire, _)| provider.speaks(model, *wire));
         self.passed_through = native.is_some();
         let reply = match native {
             Some((wire, bytes)) => {

@@ -3,11 +3,11 @@
 //! Stages 1–4 run as for any request (key, body, route, tags). Then the route's plan chooses
 //! the deployment the request would go to (strategy, breakers; a body only Anthropic's wire
 //! can express rules out the others, as for `/v1/messages`). If that deployment's provider
-//! counts tokens itself (`Adapter::counts_tokens`: Anthropic's `count_tokens`, Gemini's
-//! `countTokens`), N is its count; otherwise, or when that one call fails, N is the gateway's
-//! estimate (the generous body-size estimate admission reserves with: it errs high). The
-//! header [`TOKEN_COUNT`] says which. One call, no retries, no fallback, no admission, no
-//! usage event: nothing is billed.
+//! counts tokens itself (`Adapter::counts_tokens`: Anthropic's `count_tokens`, Vertex AI's
+//! `count-tokens:rawPredict` for Claude models, Gemini's `countTokens`), N is its count;
+//! otherwise, or when that one call fails, N is the gateway's estimate (the generous
+//! body-size estimate admission reserves with: it errs high). The header [`TOKEN_COUNT`] says
+//! which. One call, no retries, no fallback, no admission, no usage event: nothing is billed.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue};
@@ -84,11 +84,14 @@ async fn provider_count(
 ) -> Option<(u64, String, String)> {
     let mut attempts = prepared.attempts(&app.parts().health)?;
     if native_only {
-        attempts.rule_out(|d| !d.provider.speaks(Wire::AnthropicMessages));
+        attempts.rule_out(|d| !d.provider.speaks(&d.model, Wire::AnthropicMessages));
     }
     let attempt = attempts.next_attempt()?;
     let deployment = attempt.deployment;
-    if !deployment.provider.counts_tokens(native_only) {
+    if !deployment
+        .provider
+        .counts_tokens(&deployment.model, native_only)
+    {
         return None;
     }
     let call = Call {

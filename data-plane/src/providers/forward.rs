@@ -1,19 +1,20 @@
-//! What pass-through shares across wires: the client's body goes upstream with only the value
-//! of its top-level `model` replaced, and the answer comes back byte for byte, upstream SSE
-//! events relayed as the frames they were through the one stream driver. Each wire says only
-//! what it reads on the way ([`Wire`]): the usage of a whole answer, and per stream event its
-//! usage, whether it ends the stream, or the error it reports.
+//! What pass-through shares across wires: the client's body goes upstream with only its top
+//! level edited ([`Edit`]: the value of `model` replaced, or `model` removed where the URL names
+//! the model, and a member the provider requires added), and the answer comes back byte for
+//! byte, upstream SSE events relayed as the frames they were through the one stream driver.
+//! Each wire says only what it reads on the way ([`Wire`]): the usage of a whole answer, and
+//! per stream event its usage, whether it ends the stream, or the error it reports.
 //!
 //! A stream that ends without the wire's end event, or with an error event, ends with an
 //! error, so the relay reports it in the client's dialect and meters it as failed.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, StatusCode};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::common::Upstream;
@@ -41,12 +42,14 @@ pub enum Seen {
     Error(String),
 }
 
-/// Where a pass-through request goes: the URL, the client headers that travel with it, and
-/// how the family re-shapes an upstream error.
+/// Where a pass-through request goes: the URL, the headers that travel with it (the client's
+/// the wire defines, per-request auth), how the family re-shapes an upstream error, and how
+/// the body is edited (by default: the model replaced).
 pub struct Target<'h> {
     url: reqwest::Url,
     headers: &'h [(HeaderName, HeaderValue)],
     adapt: fn(&str, UpstreamError) -> UpstreamError,
+    edit: Edit,
 }
 
 impl<'h> Target<'h> {
@@ -59,12 +62,18 @@ impl<'h> Target<'h> {
             url,
             headers,
             adapt,
+            edit: Edit::default(),
         }
+    }
+
+    /// The body is edited by `edit` instead of the default.
+    pub fn edit(self, edit: Edit) -> Self {
+        Self { edit, ..self }
     }
 }
 
-/// Sends the client's own request to `to` with the deployment's model spliced in, and relays
-/// the answer as it came, reading only what `W` reads.
+/// Sends the client's own request to `to`, edited as `to` says (by default: the deployment's
+/// model spliced in), and relays the answer as it came, reading only what `W` reads.
 pub async fn pass_through<W: Wire>(
     up: &Upstream,
     call: &Call<'_>,
@@ -72,7 +81,9 @@ pub async fn pass_through<W: Wire>(
     to: Target<'_>,
 ) -> ChatResult {
     let start = Instant::now();
-    let body = with_model(&request.body, call.deployment.model_json.get())
+    let body = to
+        .edit
+        .apply(&request.body, call.deployment.model_json.get())
         .ok_or_else(|| up.bad("request could not be encoded"))?;
     let response = up
         .post_with(call, to.url, body, to.headers, to.adapt)
@@ -143,20 +154,107 @@ pub fn relay<W: Wire>(
     }
 }
 
-/// `body` with the value of its top-level `model` member replaced by `model` (raw JSON), every
-/// other byte as it was. With duplicate `model` keys the last one is replaced, the one JSON
-/// parsers (and the gateway's routing) use. `None` if `body` is not a JSON object with `model`.
-pub fn with_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
-    let members: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_slice(body).ok()?;
-    let old = members.get("model")?.get();
-    // `old` borrows from `body`: its offset there is the distance between the two addresses.
-    let at = (old.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
-    let end = at.checked_add(old.len()).filter(|end| *end <= body.len())?;
-    let mut out = Vec::with_capacity(body.len() - old.len() + model.len());
-    out.extend_from_slice(&body[..at]);
-    out.extend_from_slice(model.as_bytes());
-    out.extend_from_slice(&body[end..]);
-    Some(out)
+/// How pass-through edits the client's body: at its top level only, every other byte as the
+/// client sent it (key order, whitespace, escapes, fields the gateway does not know).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Edit {
+    /// `model` is removed (the provider reads the model from the URL) instead of having its
+    /// value replaced by the deployment's.
+    pub drop_model: bool,
+    /// A member (name, raw JSON value) added first, unless the body has one of that name.
+    pub default: Option<(&'static str, &'static str)>,
+}
+
+impl Edit {
+    /// `body` edited, with `model` (raw JSON) as the deployment's model. With duplicate
+    /// `model` keys the last one is replaced (the one JSON parsers, and the gateway's routing,
+    /// use), or all are removed. `None` if `body` is not a JSON object with `model`.
+    pub fn apply(self, body: &[u8], model: &str) -> Option<Vec<u8>> {
+        let Members(members) = serde_json::from_slice(body).ok()?;
+        let spans = members
+            .iter()
+            .map(|(_, value)| span(body, value))
+            .collect::<Option<Vec<_>>>()?;
+        let last_model = members.iter().rposition(|(name, _)| name == "model")?;
+        let open = body.iter().position(|b| *b == b'{')?;
+        let add = self
+            .default
+            .filter(|(name, _)| !members.iter().any(|(n, _)| n == name));
+        let mut out = Vec::with_capacity(body.len() + model.len() + 64);
+        out.extend_from_slice(&body[..=open]);
+        let mut written = 0;
+        if let Some((name, value)) = add {
+            out.extend_from_slice(format!("{}:{value}", serde_json::Value::from(name)).as_bytes());
+            written += 1;
+        }
+        // Member i's slot runs from the end of the previous value (or the `{`) to the end of
+        // its own value: its separating comma, key and value.
+        let mut slot_start = open + 1;
+        for (i, ((name, _), value)) in members.iter().zip(&spans).enumerate() {
+            let slot = slot_start..value.end;
+            slot_start = value.end;
+            let is_model = name == "model";
+            if is_model && self.drop_model {
+                continue;
+            }
+            let mut from = slot.start;
+            if i > 0 && written == 0 {
+                // The first member written: without the comma that separated it.
+                from = comma_after(body, from)?;
+            } else if i == 0 && written > 0 {
+                out.push(b',');
+            }
+            if is_model && i == last_model {
+                out.extend_from_slice(&body[from..value.start]);
+                out.extend_from_slice(model.as_bytes());
+            } else {
+                out.extend_from_slice(&body[from..value.end]);
+            }
+            written += 1;
+        }
+        out.extend_from_slice(&body[slot_start..]);
+        Some(out)
+    }
+}
+
+/// The byte range of `value` in `body` (it borrows from it: its offset there is the distance
+/// between the two addresses).
+fn span(body: &[u8], value: &RawValue) -> Option<Range<usize>> {
+    let raw = value.get();
+    let at = (raw.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = at.checked_add(raw.len()).filter(|end| *end <= body.len())?;
+    Some(at..end)
+}
+
+/// The offset just past the comma at or after `from` (only whitespace may precede it).
+fn comma_after(body: &[u8], from: usize) -> Option<usize> {
+    let rest = body.get(from..)?;
+    let comma = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    (rest.get(comma) == Some(&b',')).then_some(from + comma + 1)
+}
+
+/// A JSON object's top-level members in order, duplicates kept, each value as its raw text in
+/// the body.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
 }
 
 /// An event as the SSE frame it came in (`event:` line if it had one, `data:` lines).
@@ -202,21 +300,80 @@ pub fn relay_verbatim<W: Wire>(
 mod tests {
     use super::*;
 
+    fn with_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
+        Edit::default().apply(body, model)
+    }
+
+    fn text(bytes: Option<Vec<u8>>) -> String {
+        String::from_utf8(bytes.unwrap()).unwrap()
+    }
+
     #[test]
     fn only_the_top_level_model_value_changes() {
         let body = br#"{ "metadata":{"model":"keep"},
   "model" :  "claude" , "z\u00e9":[1.50,{"cache_control":{"type":"ephemeral"}}],"model":"last"}"#;
-        let out = with_model(body, r#""claude-x-1""#).unwrap();
-        let expected = br#"{ "metadata":{"model":"keep"},
+        let out = with_model(body, r#""claude-x-1""#);
+        let expected = r#"{ "metadata":{"model":"keep"},
   "model" :  "claude" , "z\u00e9":[1.50,{"cache_control":{"type":"ephemeral"}}],"model":"claude-x-1"}"#;
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(expected.to_vec()).unwrap()
-        );
+        assert_eq!(text(out), expected);
 
         let same = br#"{"model":"m","x":1e3}"#;
         assert_eq!(with_model(same, r#""m""#).unwrap(), same);
         assert!(with_model(br#"{"x":1}"#, r#""m""#).is_none());
         assert!(with_model(b"[1]", r#""m""#).is_none());
+    }
+
+    const VERSION: Edit = Edit {
+        drop_model: true,
+        default: Some(("anthropic_version", r#""v-1""#)),
+    };
+
+    #[test]
+    fn the_model_can_go_and_a_default_member_come() {
+        let model = r#""unused""#;
+        // `model` first, in the middle, last, alone, twice; values and spacing kept.
+        let cases: [(&[u8], &str); 6] = [
+            (
+                br#"{ "model" : "m" , "max_tokens":1.0,"system":[{"cache_control":{"type":"ephemeral"}}] }"#,
+                r#"{"anthropic_version":"v-1" , "max_tokens":1.0,"system":[{"cache_control":{"type":"ephemeral"}}] }"#,
+            ),
+            (
+                br#"{"a":1, "model":"m", "b":"x\u00e9"}"#,
+                r#"{"anthropic_version":"v-1","a":1, "b":"x\u00e9"}"#,
+            ),
+            (br#"{"a":1,"model":"m"}"#, r#"{"anthropic_version":"v-1","a":1}"#),
+            (br#" {"model":"m"} "#, r#" {"anthropic_version":"v-1"} "#),
+            (
+                br#"{"model":"a","model":"b","c":[]}"#,
+                r#"{"anthropic_version":"v-1","c":[]}"#,
+            ),
+            (
+                br#"{"anthropic_version":"mine","model":"m","c":{}}"#,
+                r#"{"anthropic_version":"mine","c":{}}"#,
+            ),
+        ];
+        for (body, expected) in cases {
+            let out = text(VERSION.apply(body, model));
+            assert_eq!(out, expected);
+            let _: serde_json::Value = serde_json::from_str(&out).unwrap();
+        }
+        let without_default = Edit {
+            default: None,
+            ..VERSION
+        };
+        assert_eq!(
+            text(without_default.apply(br#"{"model":"m" , "a":1}"#, model)),
+            r#"{ "a":1}"#
+        );
+        // Kept model, added member: Vertex's token count.
+        let count = Edit {
+            drop_model: false,
+            ..VERSION
+        };
+        assert_eq!(
+            text(count.apply(br#"{"model":"m","a":1}"#, r#""claude-x@1""#)),
+            r#"{"anthropic_version":"v-1","model":"claude-x@1","a":1}"#
+        );
+        assert!(VERSION.apply(br#"{"a":1}"#, model).is_none());
     }
 }

@@ -7,8 +7,8 @@
 //! through with only the model name and the usage request changed.
 //!
 //! Pass-through is an adapter capability: an adapter that also speaks a client's [`Wire`]
-//! natively says so ([`Adapter::speaks`]) and takes that client's own bytes
-//! ([`Adapter::forward`]); the pipeline applies that one rule for every dialect.
+//! natively for a deployment's model says so ([`Adapter::speaks`]) and takes that client's own
+//! bytes ([`Adapter::forward`]); the pipeline applies that one rule for every dialect.
 
 pub mod anthropic;
 pub mod bedrock;
@@ -172,10 +172,12 @@ impl Adapter {
     }
 
     /// Whether this adapter takes a client's `wire`, besides the internal one, as the client
-    /// sent it.
-    pub fn speaks(&self, wire: Wire) -> bool {
+    /// sent it, for a deployment of `model`: Anthropic Messages on Anthropic and on Vertex AI's
+    /// Claude models, the Responses API on OpenAI and Azure OpenAI.
+    pub fn speaks(&self, model: &str, wire: Wire) -> bool {
         match (self, wire) {
             (Self::Anthropic(_), Wire::AnthropicMessages) => true,
+            (Self::Vertex(_), Wire::AnthropicMessages) => vertex::is_claude(model),
             (Self::OpenAi(p), Wire::OpenAiResponses) => p.speaks_responses(),
             _ => false,
         }
@@ -188,8 +190,12 @@ impl Adapter {
         call: &Call<'_>,
         request: NativeRequest<'_>,
     ) -> Result<ChatReply, UpstreamError> {
+        let model = &call.deployment.model;
         match (self, request.wire) {
             (Self::Anthropic(p), Wire::AnthropicMessages) => p.forward(call, request).await,
+            (Self::Vertex(p), Wire::AnthropicMessages) if self.speaks(model, request.wire) => {
+                p.forward(call, request).await
+            }
             (Self::OpenAi(p), Wire::OpenAiResponses) => p.forward(call, request).await,
             _ => Err(UpstreamError::BadResponse {
                 provider: self.id().to_owned(),
@@ -198,14 +204,16 @@ impl Adapter {
         }
     }
 
-    /// Whether the provider counts a request's input tokens itself (`count_tokens`): Anthropic
-    /// from the client's own Messages body, Gemini from the translated one. `native_only`: the
-    /// body has no translation, so only the client's own wire can be sent.
-    pub fn counts_tokens(&self, native_only: bool) -> bool {
+    /// Whether the provider counts a request's input tokens itself (`count_tokens`) for a
+    /// deployment of `model`: Anthropic and Vertex AI's Claude models from the client's own
+    /// Messages body, Gemini from the translated one. `native_only`: the body has no
+    /// translation, so only the client's own wire can be sent.
+    pub fn counts_tokens(&self, model: &str, native_only: bool) -> bool {
         match self {
             Self::Anthropic(_) => true,
+            Self::Vertex(_) => vertex::is_claude(model),
             Self::Gemini(_) => !native_only,
-            Self::OpenAi(_) | Self::Vertex(_) | Self::Bedrock(_) => false,
+            Self::OpenAi(_) | Self::Bedrock(_) => false,
         }
     }
 
@@ -219,6 +227,9 @@ impl Adapter {
     ) -> Result<u64, UpstreamError> {
         match self {
             Self::Anthropic(p) => p.count_tokens(call, client).await,
+            Self::Vertex(p) if vertex::is_claude(&call.deployment.model) => {
+                p.count_tokens(call, client).await
+            }
             Self::Gemini(p) => p.count_tokens(call, internal).await,
             Self::OpenAi(_) | Self::Vertex(_) | Self::Bedrock(_) => {
                 Err(UpstreamError::BadResponse {

@@ -35,8 +35,13 @@ pub(crate) enum Dialect<'a> {
     /// SigV4 signature itself (it needs the raw request) and says here whether it held.
     Bedrock { model: &'a str, signed: bool },
     /// `/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{action}`: the OAuth
-    /// bearer token is checked by the route before admission (see `vertex.rs`), not here.
+    /// bearer token is checked by the route before admission (see `vertex/`), not here.
     Vertex { model: &'a str },
+    /// `/v1/projects/{p}/locations/{l}/publishers/anthropic/models/{model}:{action}`: Claude on
+    /// Vertex AI, Anthropic's Messages body; the token and the body's `anthropic_version` are
+    /// checked by the route before admission (see `vertex/`). `stream`: the action streams
+    /// (`streamRawPredict`), whatever the body says.
+    VertexAnthropic { model: &'a str, stream: bool },
 }
 
 impl<'a> Dialect<'a> {
@@ -44,9 +49,18 @@ impl<'a> Dialect<'a> {
         match self {
             Self::OpenAi | Self::Anthropic => None,
             Self::Azure { deployment } => Some(deployment),
-            Self::Gemini { model } | Self::Bedrock { model, .. } | Self::Vertex { model } => {
-                Some(model)
-            }
+            Self::Gemini { model }
+            | Self::Bedrock { model, .. }
+            | Self::Vertex { model }
+            | Self::VertexAnthropic { model, .. } => Some(model),
+        }
+    }
+
+    /// Whether the answer streams, where the path says so rather than the body.
+    pub(crate) fn stream(self) -> Option<bool> {
+        match self {
+            Self::VertexAnthropic { stream, .. } => Some(stream),
+            _ => None,
         }
     }
 }
@@ -209,7 +223,9 @@ pub(crate) async fn admit<T: ApiRequest>(
     let record = shared.records.start(RecordInit {
         body: recorded_body,
         model,
-        stream: request.is_some_and(T::stream),
+        stream: dialect
+            .stream()
+            .unwrap_or_else(|| request.is_some_and(T::stream)),
         prompt_tokens: request.map_or(0, T::prompt_tokens),
         ..init
     });
@@ -306,7 +322,7 @@ pub(crate) fn authorize(
         Dialect::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
         Dialect::Bedrock { signed: true, .. } => return Ok(()),
         Dialect::Bedrock { signed: false, .. } => return Err(Rejected::Unauthorized),
-        Dialect::Vertex { .. } => return Ok(()),
+        Dialect::Vertex { .. } | Dialect::VertexAnthropic { .. } => return Ok(()),
     };
     if presented == Some(expected) {
         Ok(())

@@ -3,9 +3,11 @@
 //! prompt. They go through admission (auth, recording, scripted statuses, latency), but bill
 //! nothing: a record's `billed` stays null.
 //!
-//! - `POST /v1/messages/count_tokens` (Anthropic): `{"input_tokens": N}`, N the words of
-//!   `system` and of every message's text; `messages` must be non-empty (`max_tokens` is not
-//!   required, as upstream). Errors in Anthropic's shape.
+//! - `POST /v1/messages/count_tokens` (Anthropic), and Claude on Vertex AI's
+//!   `…/publishers/anthropic/models/count-tokens:rawPredict` (see `vertex/`):
+//!   `{"input_tokens": N}`, N the words of `system` and of every message's text; `messages`
+//!   must be non-empty (`max_tokens` is not required, as upstream). Errors in Anthropic's
+//!   shape.
 //! - `POST /v1beta/models/{model}:countTokens` (Gemini): `{"totalTokens": N}` for either
 //!   `contents` or a whole `generateContentRequest` (then `systemInstruction` counts too);
 //!   exactly one of the two. Errors in Gemini's shape.
@@ -44,7 +46,13 @@ impl ApiRequest for CountMessages {
 
 /// `POST /v1/messages/count_tokens`.
 pub(crate) async fn anthropic(inbound: Inbound) -> Response {
-    match admit::<CountMessages>(&inbound, Dialect::Anthropic).await {
+    messages(&inbound, Dialect::Anthropic).await
+}
+
+/// An Anthropic count_tokens request spoken in `dialect` (Anthropic's own, or Claude on Vertex
+/// AI's `count-tokens:rawPredict`).
+pub(crate) async fn messages(inbound: &Inbound, dialect: Dialect<'_>) -> Response {
+    match admit::<CountMessages>(inbound, dialect).await {
         Ok(admitted) => count_reply(&admitted, "input_tokens"),
         Err(rejected) => render(rejected, &super::anthropic::Shape),
     }

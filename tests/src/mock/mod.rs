@@ -23,7 +23,11 @@
 //!   [`MockOptions::google_token_ttl_secs`]) and
 //!   `POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`,
 //!   `:streamGenerateContent?alt=sse` and `:predict` (Vertex AI, `Authorization: Bearer` with
-//!   a token the mock issued and that has not expired; see `vertex.rs`).
+//!   a token the mock issued and that has not expired; see `vertex/`), and Claude on Vertex
+//!   AI, `POST /v1/projects/{project}/locations/{location}/publishers/anthropic/models/
+//!   {model}:rawPredict` and `:streamRawPredict` (Anthropic's Messages body without `model`,
+//!   with `anthropic_version`, answered as `/v1/messages` is) and
+//!   `…/models/count-tokens:rawPredict`, behind the same token check.
 //! - Control: `POST|GET|DELETE /__mock/script`, `GET|DELETE /__mock/requests`,
 //!   `GET /__mock/healthz` (no auth, not recorded).
 //!

@@ -1,7 +1,8 @@
 //! `POST {base}/v1/messages/count_tokens`: the provider's own count of a Messages request's
 //! input tokens. The client's body goes upstream as it came but for the value of `model` (as
 //! in [`super::forward`]), with the client's `anthropic-version` / `anthropic-beta` headers;
-//! the answer's `input_tokens` is the count. Nothing is billed for it.
+//! the answer's `input_tokens` is the count ([`input_tokens`], which Claude on Vertex AI reads
+//! the same way). Nothing is billed for it.
 
 use std::time::Instant;
 
@@ -9,7 +10,8 @@ use serde::Deserialize;
 
 use super::forward::forwarded_headers;
 use super::{error, Anthropic};
-use crate::providers::forward::with_model;
+use crate::providers::common::Upstream;
+use crate::providers::forward::Edit;
 use crate::providers::{Call, NativeRequest, UpstreamError};
 
 #[derive(Deserialize)]
@@ -26,18 +28,29 @@ impl Anthropic {
     ) -> Result<u64, UpstreamError> {
         let start = Instant::now();
         let up = &self.upstream;
-        let body = with_model(&request.body, call.deployment.model_json.get())
+        let body = Edit::default()
+            .apply(&request.body, call.deployment.model_json.get())
             .ok_or_else(|| up.bad("request could not be encoded"))?;
         let url = count_url(&call.deployment.endpoints.chat);
         let headers = forwarded_headers(request.headers);
         let response = up
             .post_with(call, url, body, &headers, error::adapt)
             .await?;
-        let body = up.read_body(call, start, response).await?;
-        serde_json::from_slice::<Count>(&body)
-            .map(|c| c.input_tokens)
-            .map_err(|_| up.bad("the token count is not {\"input_tokens\": N}"))
+        input_tokens(up, call, start, response).await
     }
+}
+
+/// The count of a token-count answer, `{"input_tokens": N}`; `start`: when the call began.
+pub(in crate::providers) async fn input_tokens(
+    up: &Upstream,
+    call: &Call<'_>,
+    start: Instant,
+    response: reqwest::Response,
+) -> Result<u64, UpstreamError> {
+    let body = up.read_body(call, start, response).await?;
+    serde_json::from_slice::<Count>(&body)
+        .map(|c| c.input_tokens)
+        .map_err(|_| up.bad("the token count is not {\"input_tokens\": N}"))
 }
 
 /// `…/v1/messages` → `…/v1/messages/count_tokens`.

@@ -17,23 +17,32 @@ use super::{error, Anthropic};
 use crate::providers::forward::{pass_through, Seen, Target, Wire};
 use crate::providers::{Call, ChatResult, NativeRequest, Usage};
 
+/// The client's beta features (`anthropic-beta`), which Claude on Vertex AI takes too.
+pub(in crate::providers) const BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+
 /// The client headers that travel upstream (they replace the adapter's defaults of the same
 /// name).
-const FORWARDED: [HeaderName; 2] = [
-    HeaderName::from_static("anthropic-version"),
-    HeaderName::from_static("anthropic-beta"),
-];
+const FORWARDED: [HeaderName; 2] = [HeaderName::from_static("anthropic-version"), BETA];
 
 /// The client's headers of [`FORWARDED`] it sent, to send upstream.
 pub(super) fn forwarded_headers(client: &http::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-    FORWARDED
+    client_headers(client, &FORWARDED)
+}
+
+/// The headers named in `names` that the client sent.
+pub(in crate::providers) fn client_headers(
+    client: &http::HeaderMap,
+    names: &[HeaderName],
+) -> Vec<(HeaderName, HeaderValue)> {
+    names
         .iter()
         .filter_map(|name| Some((name.clone(), client.get(name)?.clone())))
         .collect()
 }
 
+/// What the Messages wire reads of an answer or a stream event.
 #[derive(Deserialize)]
-struct Probe {
+pub(in crate::providers) struct Probe {
     #[serde(default, rename = "type")]
     kind: Option<String>,
     #[serde(default)]
@@ -64,7 +73,7 @@ impl Anthropic {
 /// The Messages wire: the usage so far (`message_start` holds input and cache,
 /// `message_delta` output); `message_stop` ends the stream.
 #[derive(Default)]
-struct Messages {
+pub(in crate::providers) struct Messages {
     usage: AnthropicUsage,
 }
 

@@ -4,11 +4,15 @@
 //! `anthropic-version: 2023-06-01`, and answers translated back (`response`, `stream`, `error`).
 //! Anthropic has no embeddings API: an embeddings call is a 400 in the OpenAI dialect and never
 //! reaches the provider. Translation is pure code, covered by the wire samples in `fixtures/`.
+//!
+//! The translation, the answers' decoding ([`answer`]), the pass-through wire and the token
+//! count's reading are shared with Claude on Vertex AI (`vertex::claude`), which speaks the
+//! same bodies at other URLs with other auth.
 
-mod count;
-mod error;
+pub(super) mod count;
+pub(super) mod error;
 pub mod forward;
-mod request;
+pub(super) mod request;
 mod response;
 mod stream;
 
@@ -22,7 +26,7 @@ use http::header::{HeaderName, HeaderValue};
 use super::common::{parse_url, unix_now, Auth, Upstream};
 use super::{
     Call, ChatReply, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonResult,
-    Provider,
+    Provider, UpstreamError,
 };
 use crate::providers::translate::rejected;
 use crate::seal::SealKey;
@@ -81,21 +85,37 @@ impl Provider for Anthropic {
         let body = serde_json::to_vec(&body).map_err(|_| up.bad("request could not be encoded"))?;
         let url = call.deployment.endpoints.chat.clone();
         let response = up.post(call, url, body, error::adapt).await?;
-        if stream {
-            let response = up.event_stream(response)?;
-            return Ok(ChatReply::Stream(stream::chunks(
-                up.id.clone(),
-                unix_now(),
-                response,
-            )));
-        }
-        let body = up.read_body(call, start, response).await?;
-        response::chat(&up.id, &body, unix_now()).map(ChatReply::Json)
+        answer(up, call, start, response, stream).await
     }
 
     async fn embeddings(&self, _call: &Call<'_>, _body: JsonBody) -> JsonResult {
-        Err(rejected("model does not support embeddings"))
+        Err(no_embeddings())
     }
+}
+
+/// A Messages answer (or its stream) in the OpenAI dialect; `start`: when the call began.
+pub(super) async fn answer(
+    up: &Upstream,
+    call: &Call<'_>,
+    start: Instant,
+    response: reqwest::Response,
+    stream: bool,
+) -> ChatResult {
+    if stream {
+        let response = up.event_stream(response)?;
+        return Ok(ChatReply::Stream(stream::chunks(
+            up.id.clone(),
+            unix_now(),
+            response,
+        )));
+    }
+    let body = up.read_body(call, start, response).await?;
+    response::chat(&up.id, &body, unix_now()).map(ChatReply::Json)
+}
+
+/// Claude has no embeddings: the client's 400, never sent upstream.
+pub(super) fn no_embeddings() -> UpstreamError {
+    rejected("model does not support embeddings")
 }
 
 #[cfg(test)]

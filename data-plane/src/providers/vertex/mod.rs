@@ -1,10 +1,13 @@
-//! Google Vertex AI adapter: Gemini models through Vertex's publisher endpoints, with OAuth
-//! access tokens from a service-account key.
+//! Google Vertex AI adapter: Gemini models and Anthropic's Claude models through Vertex's
+//! publisher endpoints, with OAuth access tokens from a service-account key.
 //!
 //! - Chat: `POST {base}/v1/projects/{project}/locations/{location}/publishers/google/models/
 //!   {model}:generateContent`, streams `…:streamGenerateContent?alt=sse`. The bodies, the
 //!   stream and the error mapping are Gemini's: this adapter reuses the Gemini translation
 //!   (`gemini::{request, response, stream}`) unchanged.
+//! - Claude models (a model id starting `claude-`, like `claude-sonnet-4-5@20250929`): the
+//!   publisher is `anthropic` and the wire is Anthropic's Messages, taken natively from
+//!   Messages clients (pass-through) and translated for the others; see `claude`.
 //! - Embeddings: `…/models/{model}:predict` (text-embedding models), see `embeddings`.
 //! - Base URL: the provider's `base_url`, else `https://{location}-aiplatform.googleapis.com`
 //!   (`https://aiplatform.googleapis.com` for location `global`). Settings `project` and
@@ -22,15 +25,17 @@
 //! one.
 
 mod auth;
+mod claude;
 mod embeddings;
 mod token;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
+use http::header::{HeaderName, AUTHORIZATION};
 use http::HeaderValue;
 
+use super::anthropic;
 use super::common::{encode_segment, open_credential, parse_url, Auth, Upstream};
 use super::gemini::{self, Google};
 use super::{
@@ -41,6 +46,8 @@ use crate::seal::SealKey;
 
 use auth::ServiceAccount;
 use token::TokenCache;
+
+pub use claude::is_claude;
 
 /// The parsed key and where it came from.
 #[derive(Debug)]
@@ -89,7 +96,8 @@ impl Vertex {
     }
 
     /// `chat` is the `generateContent` URL (the stream URL is derived per request);
-    /// `embeddings` is `predict`.
+    /// `embeddings` is `predict`. For a Claude model `chat` is `rawPredict` (streams:
+    /// `streamRawPredict`), and embeddings are answered locally, so their URL is never used.
     pub fn endpoints(&self, model: &str) -> Result<Endpoints, ConfigError> {
         if self.project.is_empty() || self.location.is_empty() {
             return Err(ConfigError::MissingSettings {
@@ -107,17 +115,61 @@ impl Vertex {
                 expected: "a Vertex AI location (like `us-central1` or `global`)",
             });
         }
+        let publisher = if is_claude(model) {
+            "anthropic"
+        } else {
+            "google"
+        };
         let base = format!(
-            "{}/v1/projects/{}/locations/{}/publishers/google/models/{}",
+            "{}/v1/projects/{}/locations/{}/publishers/{publisher}/models/{}",
             self.upstream.base_url,
             encode_segment(&self.project),
             encode_segment(&self.location),
-            encode_segment(model)
+            // `@` (the version in `claude-…@20250929`) is a path character, sent as Google
+            // writes it.
+            encode_segment(model).replace("%40", "@")
         );
+        if is_claude(model) {
+            let chat = parse_url(&format!("{base}:rawPredict"))?;
+            return Ok(Endpoints {
+                embeddings: chat.clone(),
+                chat,
+            });
+        }
         Ok(Endpoints {
             chat: parse_url(&format!("{base}:generateContent"))?,
             embeddings: parse_url(&format!("{base}:predict"))?,
         })
+    }
+
+    /// Posts `body` with this request's token and `extra` headers; a token Vertex refuses is
+    /// dropped from the cache.
+    async fn send(
+        &self,
+        call: &Call<'_>,
+        url: reqwest::Url,
+        body: Vec<u8>,
+        extra: &[(HeaderName, HeaderValue)],
+        adapt: fn(&str, UpstreamError) -> UpstreamError,
+    ) -> gemini::Sent {
+        let authorization = self.authorization(call).await?;
+        let headers = [&[(AUTHORIZATION, authorization.clone())], extra].concat();
+        let result = self
+            .upstream
+            .post_with(call, url, body, &headers, adapt)
+            .await;
+        self.forget_refused(&authorization, &result);
+        result
+    }
+
+    /// Drops `authorization`'s token from the cache if Vertex refused it (401), so the next
+    /// request fetches a new one.
+    fn forget_refused<T>(&self, authorization: &HeaderValue, result: &Result<T, UpstreamError>) {
+        if let Err(UpstreamError::Failed { status, .. }) = result {
+            if *status == http::StatusCode::UNAUTHORIZED {
+                self.tokens.invalidate(authorization);
+            }
+        }
     }
 
     /// The `Authorization` value for this request: a cached or freshly fetched token.
@@ -149,28 +201,23 @@ impl Google for Vertex {
 
     /// With a token; one the provider refuses is dropped from the cache.
     async fn post(&self, call: &Call<'_>, url: reqwest::Url, body: Vec<u8>) -> gemini::Sent {
-        let authorization = self.authorization(call).await?;
-        let extra = [(AUTHORIZATION, authorization.clone())];
-        let result = self
-            .upstream
-            .post_with(call, url, body, &extra, gemini::openai_error)
-            .await;
-        if let Err(UpstreamError::Failed { status, .. }) = &result {
-            if *status == http::StatusCode::UNAUTHORIZED {
-                self.tokens.invalidate(&authorization);
-            }
-        }
-        result
+        self.send(call, url, body, &[], gemini::openai_error).await
     }
 }
 
 impl Provider for Vertex {
     async fn chat(&self, call: &Call<'_>, request: ChatRequest) -> ChatResult {
+        if is_claude(&call.deployment.model) {
+            return self.claude_chat(call, request).await;
+        }
         gemini::chat(self, call, request).await
     }
 
     async fn embeddings(&self, call: &Call<'_>, body: JsonBody) -> JsonResult {
         let model = &call.deployment.model;
+        if is_claude(model) {
+            return Err(anthropic::no_embeddings());
+        }
         let (predict, texts) = embeddings::predict_request(&body, model)
             .map_err(|e| e.upstream(self.id(), Self::PRODUCT))?;
         let url = call.deployment.endpoints.embeddings.clone();

@@ -161,13 +161,22 @@ impl ApiRequest for MessagesRequest {
 
 /// `POST /v1/messages`.
 pub(crate) async fn messages(inbound: Inbound) -> Response {
-    let admitted = match admit::<MessagesRequest>(&inbound, Dialect::Anthropic).await {
+    answer(&inbound, Dialect::Anthropic).await
+}
+
+/// Admits a Messages request spoken in `dialect` (Anthropic's own, or Claude on Vertex AI's)
+/// and answers it; the dialect's path may say whether it streams.
+pub(crate) async fn answer(inbound: &Inbound, dialect: Dialect<'_>) -> Response {
+    let admitted = match admit::<MessagesRequest>(inbound, dialect).await {
         Ok(admitted) => admitted,
         Err(rejected) => return render(rejected, &Shape),
     };
     let answer = Answer::new(&admitted);
     admitted.bill(answer.input_tokens, answer.output.completion_tokens());
-    if admitted.request.stream() {
+    let stream = dialect
+        .stream()
+        .unwrap_or_else(|| admitted.request.stream());
+    if stream {
         answer.stream(&admitted)
     } else {
         let json = serde_json::to_vec(&answer.message()).unwrap_or_default();
