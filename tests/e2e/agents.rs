@@ -106,7 +106,7 @@ async fn claude_code_finishes_a_tool_task_on_every_provider_family() {
     let (stack, all, key) = gateway().await;
     let env = &stack.env;
     let base = env.data_plane().base_url();
-    for alias in ["claude", "oai", "gem", "rock"] {
+    for alias in ["claude", "oai", "gem", "rock", "vtx-claude"] {
         let f = all.iter().find(|f| f.alias == alias).unwrap();
         let command = json!({"command": "echo done > proof.txt", "description": "Write the proof"});
         script_tool_call(env, f.model, "Bash", command).await;
