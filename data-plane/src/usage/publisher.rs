@@ -158,9 +158,19 @@ impl<T: Item> Sink<T> {
     }
 }
 
-/// The item's JSON; one that cannot be encoded is counted as dropped and logged.
+/// Largest item published: NATS refuses messages over its `max_payload` (1 MiB by default),
+/// and one refused message would block its spool segment's replay for good.
+pub const MAX_ITEM_BYTES: usize = 1_000_000;
+
+/// The item's JSON; one that cannot be encoded, or is too large for NATS, is counted as
+/// dropped and logged.
 fn encoded<T: Item>(spool: &Spool, event: &T) -> Option<Bytes> {
     match serde_json::to_vec(event) {
+        Ok(json) if json.len() > MAX_ITEM_BYTES => {
+            spool.metrics().spool_dropped("too_large");
+            tracing::error!(id = %event.id(), bytes = json.len(), "event LOST: larger than a NATS message may be");
+            None
+        }
         Ok(json) => Some(Bytes::from(json)),
         Err(e) => {
             spool.metrics().spool_dropped("encode");
