@@ -87,6 +87,9 @@ pub struct Answer<'a> {
     /// The gateway's estimate of the prompt's tokens (for a dialect that reports input tokens
     /// before the provider's count is known, as Anthropic's `message_start` does).
     pub prompt_tokens: u64,
+    /// The client's body as the pipeline read it (a stored conversation it continues placed
+    /// in it), for a dialect whose answer repeats part of it (compaction).
+    pub request: &'a [u8],
 }
 
 /// How the internal (OpenAI) stream, or a natively spoken one, is written for the client.

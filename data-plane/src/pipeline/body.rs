@@ -209,6 +209,18 @@ pub fn responses(body: &JsonBody) -> Result<ChatFields, ApiError> {
     })
 }
 
+/// Checks the fields routing and metering need in a compaction request (for a deployment
+/// that takes it as it is): the model only. It never streams, and its input may be a stored
+/// conversation alone (`previous_response_id`).
+pub fn compaction(body: &JsonBody) -> Result<ChatFields, ApiError> {
+    Ok(ChatFields {
+        model: string(body, "model")?,
+        stream: false,
+        include_usage: false,
+        max_output_tokens: None,
+    })
+}
+
 /// Checks a chat completion request.
 pub fn chat(body: &JsonBody) -> Result<ChatFields, ApiError> {
     let model = string(body, "model")?;

@@ -90,24 +90,16 @@ pub async fn serve_read<D: ChatDialect>(
     }
     let mut op = ChatOp {
         body: json,
-        native: D::NATIVE.map(|wire| (wire, inbound.bytes.clone())),
+        wire: D::NATIVE,
+        client: inbound.bytes,
         headers,
         stream: fields.stream,
         passed_through: false,
     };
-    drop(inbound);
     let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
     let passed_through = op.passed_through;
     let keep = keep.filter(|_| !passed_through);
-    let mut response = answer::<D>(
-        app,
-        &prepared,
-        &fields,
-        passed_through,
-        &attempts,
-        won,
-        keep,
-    )?;
+    let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, keep)?;
     if !passed_through && !dropped.is_empty() {
         if let Ok(value) = HeaderValue::from_str(&dropped.join(", ")) {
             response.headers_mut().insert(DROPPED_FIELDS, value);
@@ -119,13 +111,13 @@ pub async fn serve_read<D: ChatDialect>(
 /// Lists the client's fields a translation dropped (see each dialect's table).
 pub const DROPPED_FIELDS: &str = "x-switchyard-dropped-fields";
 
-/// Stages 8 and 9 of a chat that got an answer: a complete answer in the client's dialect,
-/// or the stream handed to the relay. `native`: the answer came in the client's own wire.
+/// Stages 8 and 9 of a chat that got an answer from `op`'s attempt: a complete answer in the
+/// client's dialect, or the stream handed to the relay.
 fn answer<D: ChatDialect>(
     app: &App,
     prepared: &Prepared,
     fields: &body::ChatFields,
-    native: bool,
+    op: &ChatOp<'_>,
     attempts: &Attempts<'_>,
     won: Won<'_, ChatReply>,
     keep: Option<Keep>,
@@ -140,10 +132,12 @@ fn answer<D: ChatDialect>(
         inflight,
     } = won;
     let trace = &prepared.trace;
+    let native = op.passed_through;
     let answer = Answer {
         model: &fields.model,
         id: trace.id,
         prompt_tokens: prepared.prompt_tokens,
+        request: &op.client,
     };
     let deployment = attempt.deployment;
     let mut response = match reply {
@@ -196,8 +190,11 @@ fn answer<D: ChatDialect>(
 struct ChatOp<'h> {
     /// The internal (OpenAI) body; copied per attempt only while another could follow.
     body: JsonBody,
-    /// The client's wire and bytes, when it is not the internal dialect.
-    native: Option<(Wire, Bytes)>,
+    /// The client's wire, when it is not the internal dialect.
+    wire: Option<Wire>,
+    /// The client's body: sent as it is to a deployment that speaks its wire, and read by
+    /// dialects whose answer repeats part of it.
+    client: Bytes,
     headers: &'h HeaderMap,
     stream: bool,
     /// The attempt that answered was sent the client's own bytes.
@@ -211,16 +208,13 @@ impl Operation for ChatOp<'_> {
         let sent = std::time::Instant::now();
         let provider = &call.deployment.provider;
         let model = &call.deployment.model;
-        let native = self
-            .native
-            .as_ref()
-            .filter(|(wire, _)| provider.speaks(model, *wire));
+        let native = self.wire.filter(|wire| provider.speaks(model, *wire));
         self.passed_through = native.is_some();
         let reply = match native {
-            Some((wire, bytes)) => {
+            Some(wire) => {
                 let request = NativeRequest {
-                    wire: *wire,
-                    body: bytes.clone(),
+                    wire,
+                    body: self.client.clone(),
                     headers: self.headers,
                     stream: self.stream,
                 };
@@ -235,7 +229,7 @@ impl Operation for ChatOp<'_> {
                 let request = ChatRequest {
                     body,
                     stream: self.stream,
-                    cache_marks: matches!(self.native, Some((Wire::AnthropicMessages, _))),
+                    cache_marks: self.wire == Some(Wire::AnthropicMessages),
                 };
                 provider.chat(call, request).await
             }

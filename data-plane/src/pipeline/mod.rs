@@ -36,7 +36,6 @@ pub mod auth;
 pub mod billing;
 pub mod body;
 pub mod chat;
-pub mod compact;
 pub mod count;
 pub mod embed;
 pub mod prepare;

@@ -11,6 +11,10 @@
 //! - `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}`,
 //!   `GET /v1/responses/{id}/input_items`: the stored response, its removal, its input
 //!   items; another team's id is "not found", exactly like an unknown or expired one.
+//! - `POST /v1/responses/compact`: the same continuation, then the chat pipeline in the
+//!   compaction dialect (`dialect::responses::compact`): the client's body passed through to a
+//!   deployment that serves compaction itself (OpenAI, Azure OpenAI), a summary by the routed
+//!   model on every other. Nothing is stored.
 //! - `POST /v1/responses/input_tokens`: the gateway's estimate of the input (stages 1–4, no
 //!   provider call, nothing metered; `x-switchyard-token-count: estimate`).
 
@@ -28,6 +32,7 @@ use serde_json::{json, Value};
 use super::body;
 use super::chat::{self, Keep};
 use super::prepare::{Arrived, Inbound};
+use crate::dialect::responses::compact::Compact;
 use crate::dialect::responses::Responses;
 use crate::dialect::ChatDialect;
 use crate::error::ApiError;
@@ -44,12 +49,9 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> R
         let (headers, trace) = (arrived.headers, arrived.trace);
         let mut inbound = Inbound::read(&app, arrived).await?;
         let team = inbound.key.team.clone();
-        let turn = Turn::read(&inbound.bytes, false)?;
+        let turn = Turn::read(&inbound.bytes, true)?;
         let stored = &app.parts().stored;
-        let mut conversation = turn.history(&app, team.as_deref()).await?;
-        if !conversation.is_empty() {
-            inbound.bytes = turn.continued(&inbound.bytes, &conversation)?;
-        }
+        let mut conversation = turn.resume(&app, &mut inbound).await?;
         conversation.extend(turn.input);
         let keep = turn
             .store
@@ -59,20 +61,33 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> R
     super::handle(&headers, body, Responses::ENDPOINT, Responses::error, serve).await
 }
 
+/// `POST /v1/responses/compact`.
+pub async fn compact(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    let serve = async |arrived: Arrived<'_>| -> Result<Response, ApiError> {
+        let (headers, trace) = (arrived.headers, arrived.trace);
+        let mut inbound = Inbound::read(&app, arrived).await?;
+        let turn = Turn::read(&inbound.bytes, false)?;
+        turn.resume(&app, &mut inbound).await?;
+        chat::serve_read::<Compact>(&app, headers, trace, inbound, None).await
+    };
+    super::handle(&headers, body, Compact::ENDPOINT, Compact::error, serve).await
+}
+
 /// What this turn says about stored state.
-pub(super) struct Turn {
+struct Turn {
     previous: Option<String>,
     /// `store` (OpenAI's default is `true`).
     store: bool,
     /// This turn's input as items (a string input is one user message).
-    pub(super) input: Vec<Value>,
+    input: Vec<Value>,
 }
 
 impl Turn {
-    /// Reads the turn; its input items are parsed only when something uses them (`always`, a
-    /// stored turn, or one continuing another): a `store: false` turn, as Codex sends, pays
-    /// for no second parse of its conversation.
-    pub(super) fn read(bytes: &[u8], always: bool) -> Result<Self, ApiError> {
+    /// Reads the turn; its input items are parsed only when something uses them (a turn the
+    /// endpoint `stores` and the client did not mark `store: false`, or one continuing
+    /// another): a `store: false` turn, as Codex sends, pays for no second parse of its
+    /// conversation.
+    fn read(bytes: &[u8], stores: bool) -> Result<Self, ApiError> {
         let body = body::parse_object(bytes)?;
         let value = |name: &str| -> Option<Value> {
             body.get(name)
@@ -90,7 +105,7 @@ impl Turn {
             }
         };
         let store = value("store") != Some(Value::Bool(false));
-        let needed = always || store || previous.is_some();
+        let needed = (stores && store) || previous.is_some();
         let input = match needed.then(|| value("input")).flatten() {
             Some(Value::String(text)) => {
                 vec![json!({"type": "message", "role": "user", "content": text})]
@@ -106,23 +121,25 @@ impl Turn {
         })
     }
 
-    /// The conversation `previous_response_id` continues, if the gateway stored it for
-    /// `team` (empty without one, or for an id the gateway does not know).
-    pub(super) async fn history(
-        &self,
-        app: &App,
-        team: Option<&str>,
-    ) -> Result<Vec<Value>, ApiError> {
+    /// The conversation `previous_response_id` continues, if the gateway stored it for the
+    /// caller's team (empty without one, or for an id the gateway does not know); the body in
+    /// `inbound` then continues it in place of the id.
+    async fn resume(&self, app: &App, inbound: &mut Inbound) -> Result<Vec<Value>, ApiError> {
         let Some(id) = &self.previous else {
             return Ok(Vec::new());
         };
+        let team = inbound.key.team.as_deref();
         let record = app
             .parts()
             .stored
             .get(id, team)
             .await
             .map_err(store_error)?;
-        Ok(record.map(|r| r.conversation()).unwrap_or_default())
+        let conversation = record.map(|r| r.conversation()).unwrap_or_default();
+        if !conversation.is_empty() {
+            inbound.bytes = self.continued(&inbound.bytes, &conversation)?;
+        }
+        Ok(conversation)
     }
 
     /// The client's body with `previous_response_id` replaced by the conversation it

@@ -62,6 +62,9 @@ pub enum Wire {
     AnthropicMessages,
     /// OpenAI's Responses API (`/v1/responses`).
     OpenAiResponses,
+    /// The Responses API's compaction (`/v1/responses/compact`): a conversation in, a
+    /// `response.compaction` object out, never streamed.
+    OpenAiCompact,
 }
 
 /// A request in the client's own wire, for an adapter that speaks it natively.
@@ -173,12 +176,12 @@ impl Adapter {
 
     /// Whether this adapter takes a client's `wire`, besides the internal one, as the client
     /// sent it, for a deployment of `model`: Anthropic Messages on Anthropic and on Vertex AI's
-    /// Claude models, the Responses API on OpenAI and Azure OpenAI.
+    /// Claude models, the Responses API (compaction included) on OpenAI and Azure OpenAI.
     pub fn speaks(&self, model: &str, wire: Wire) -> bool {
         match (self, wire) {
             (Self::Anthropic(_), Wire::AnthropicMessages) => true,
             (Self::Vertex(_), Wire::AnthropicMessages) => vertex::is_claude(model),
-            (Self::OpenAi(p), Wire::OpenAiResponses) => p.speaks_responses(),
+            (Self::OpenAi(p), Wire::OpenAiResponses | Wire::OpenAiCompact) => p.speaks_responses(),
             _ => false,
         }
     }
@@ -196,7 +199,9 @@ impl Adapter {
             (Self::Vertex(p), Wire::AnthropicMessages) if self.speaks(model, request.wire) => {
                 p.forward(call, request).await
             }
-            (Self::OpenAi(p), Wire::OpenAiResponses) => p.forward(call, request).await,
+            (Self::OpenAi(p), Wire::OpenAiResponses | Wire::OpenAiCompact) => {
+                p.forward(call, request).await
+            }
             _ => Err(UpstreamError::BadResponse {
                 provider: self.id().to_owned(),
                 detail: "the deployment does not speak the client's wire",

@@ -24,7 +24,7 @@ pub fn api_router(app: App) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(pipeline::chat::<Chat>))
         .route("/v1/responses", post(pipeline::responses::create))
-        .route("/v1/responses/compact", post(pipeline::compact::compact))
+        .route("/v1/responses/compact", post(pipeline::responses::compact))
         .route(
             "/v1/responses/input_tokens",
             post(pipeline::responses::input_tokens),

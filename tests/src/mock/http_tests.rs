@@ -235,3 +235,38 @@ async fn faults() {
     assert!(serde_json::from_str::<Value>(events[1]).is_err());
     assert_eq!(events.last(), Some(&"[DONE]"));
 }
+
+#[tokio::test]
+async fn compaction_keeps_the_user_messages_and_seals_the_rest() {
+    let mock = TestMock::start(Some("k")).await;
+    let body = json!({"model": "gpt-up", "instructions": "be brief", "input": [
+        {"role": "user", "content": "fix the bug"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Fixed it."}]},
+        {"type": "function_call_output", "call_id": "c", "output": "ok"},
+    ]});
+    let auth = [("authorization", "Bearer k")];
+    let r = mock.post_json("/v1/responses/compact", &auth, &body).await;
+    assert_eq!(r["object"], "response.compaction", "{r}");
+    let output = r["output"].as_array().unwrap();
+    assert_eq!(output.len(), 2, "{r}");
+    assert_eq!(output[0], body["input"][0]);
+    assert_eq!(output[1]["type"], "compaction");
+    assert!(output[1]["encrypted_content"]
+        .as_str()
+        .is_some_and(|c| !c.contains(' ')));
+    // be brief (2) + fix the bug (3) + Fixed it. (2) + ok (1); the reply's 5 words.
+    assert_eq!(r["usage"]["input_tokens"], 8);
+    assert_eq!(r["usage"]["output_tokens"], 5);
+    let recorded = mock.records().await;
+    assert_eq!(recorded[0]["path"], "/v1/responses/compact");
+    assert_eq!(recorded[0]["model"], "gpt-up");
+    assert_eq!(recorded[0]["billed"]["completion_tokens"], 5);
+
+    let stored_only = json!({"model": "gpt-up", "previous_response_id": "resp_1"});
+    let r = mock
+        .post_json("/v1/responses/compact", &auth, &stored_only)
+        .await;
+    assert_eq!(r["output"].as_array().map(Vec::len), Some(1), "{r}");
+    let bad = mock.post("/v1/responses/compact", &[], &body).await;
+    assert_eq!(bad.status(), 401);
+}

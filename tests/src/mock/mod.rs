@@ -4,8 +4,8 @@
 //!
 //! # Routes
 //! - `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models` (OpenAI dialect,
-//!   `Authorization: Bearer KEY`), and `POST /v1/responses` (OpenAI's Responses API; see
-//!   `responses.rs`).
+//!   `Authorization: Bearer KEY`), and `POST /v1/responses` and `POST /v1/responses/compact`
+//!   (OpenAI's Responses API and its compaction; see `responses.rs`).
 //! - `POST /openai/deployments/{deployment}/chat/completions` and `.../embeddings` (Azure
 //!   dialect, `api-key: KEY` header, `api-version` query parameter required or 400). The
 //!   response `model` is the body's `model`, else the deployment name.
@@ -227,6 +227,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(api::chat))
         .route("/v1/embeddings", post(api::embeddings))
         .route("/v1/responses", post(responses::create))
+        .route("/v1/responses/compact", post(responses::compact))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(count::anthropic))
         .route("/v1/models", get(api::models))

@@ -20,8 +20,16 @@
 //! and closing events, then `response.completed`
 //! (or `response.incomplete`) with the usage; every event carries `type` and
 //! `sequence_number`. There is no `[DONE]`.
+//!
+//! `POST /v1/responses/compact` (never streamed; `input` may be absent, as with a stored
+//! `previous_response_id`) answers OpenAI's `response.compaction`: `output` is the input's user
+//! messages as sent, then one `compaction` item whose `encrypted_content` is opaque base64 (of
+//! the reply); `usage` counts the input as above and the reply's words (the scripted
+//! reasoning's included) as `output_tokens`, which is what it bills.
 
 use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -60,6 +68,31 @@ fn words_of(v: &Value) -> u64 {
             _ => 0,
         },
         _ => 0,
+    }
+}
+
+/// The compaction request fields the mock reads.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CompactRequest {
+    model: Option<String>,
+    #[serde(default)]
+    instructions: Option<String>,
+    #[serde(default)]
+    input: Value,
+}
+
+impl ApiRequest for CompactRequest {
+    fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+    fn prompt_tokens(&self) -> u64 {
+        self.instructions.as_deref().map_or(0, count_words) + words_of(&self.input)
+    }
+    fn validate(&self) -> Result<(), String> {
+        match self.input {
+            Value::Null | Value::String(_) | Value::Array(_) => Ok(()),
+            _ => Err("'input' must be a string or an array of input items.".to_owned()),
+        }
     }
 }
 
@@ -104,6 +137,53 @@ pub(crate) async fn create(inbound: Inbound) -> Response {
     }
     let body = answer.response("completed_or_incomplete", answer.items(true));
     non_stream_response(&admitted, body.to_string().into_bytes())
+}
+
+/// `POST /v1/responses/compact`.
+pub(crate) async fn compact(inbound: Inbound) -> Response {
+    let admitted = match admit::<CompactRequest>(&inbound, Dialect::OpenAi).await {
+        Ok(admitted) => admitted,
+        Err(rejected) => return rejected.into_response(),
+    };
+    let (request, seq) = (&admitted.request, admitted.seq);
+    let output = Output::new(&admitted.behaviour, None, None);
+    let input_tokens = request.prompt_tokens();
+    let cached = CacheTokens::of(&admitted.behaviour, input_tokens).read;
+    admitted.bill(input_tokens, output.completion_tokens());
+    let mut items: Vec<Value> = match &request.input {
+        Value::String(text) => vec![json!({"type": "message", "role": "user", "content": text})],
+        Value::Array(items) => items
+            .iter()
+            .filter(|i| i["role"] == "user" && i["type"].as_str().is_none_or(|t| t == "message"))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let summary = match &output.content {
+        Content::Text(reply) => reply.text(),
+        Content::Calls(_) => String::new(),
+    };
+    let sealed = format!("switchyard mock compaction {seq:08x}: {summary}");
+    items.push(json!({"id": format!("cmp_mock{seq:08x}"), "type": "compaction", "encrypted_content": STANDARD.encode(sealed)}));
+    let body = json!({
+        "id": format!("resp_mock{seq:08x}"), "object": "response.compaction",
+        "created_at": now_ms() / 1000, "output": items,
+        "usage": usage(input_tokens, cached, &output),
+    });
+    non_stream_response(&admitted, body.to_string().into_bytes())
+}
+
+/// A Responses `usage`: `input` tokens (`cached` of them read from the cache) and every output
+/// token, reasoning included.
+fn usage(input: u64, cached: u64, output: &Output<'_>) -> Value {
+    let output_tokens = output.completion_tokens();
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": output.reasoning_tokens()},
+        "total_tokens": input + output_tokens,
+    })
 }
 
 /// What one request is answered with.
@@ -174,16 +254,8 @@ impl<'a> Answer<'a> {
             "completed_or_incomplete" => ("completed", Value::Null),
             other => (other, Value::Null),
         };
-        let output_tokens = self.output.completion_tokens();
-        let usage = (status != "in_progress").then(|| {
-            json!({
-                "input_tokens": self.input_tokens,
-                "input_tokens_details": {"cached_tokens": self.cached_tokens},
-                "output_tokens": output_tokens,
-                "output_tokens_details": {"reasoning_tokens": self.output.reasoning_tokens()},
-                "total_tokens": self.input_tokens + output_tokens,
-            })
-        });
+        let usage = (status != "in_progress")
+            .then(|| usage(self.input_tokens, self.cached_tokens, &self.output));
         json!({
             "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
             "error": null, "incomplete_details": details, "model": self.model, "output": output,

@@ -4,6 +4,7 @@
 //! - [`request`]: a Responses body → the internal OpenAI chat body.
 //! - [`response`]: an internal chat completion → a `response` object.
 //! - [`stream`]: internal chat chunks → the Responses stream events.
+//! - [`compact`]: `POST /v1/responses/compact`, its own dialect on the same translation.
 //!
 //! A deployment that speaks the Responses wire natively (OpenAI, Azure OpenAI:
 //! `Wire::OpenAiResponses`) is sent the client's body as it is (but for `model`) and its
@@ -11,6 +12,7 @@
 //! and stored conversations work as on OpenAI. Every other deployment gets the translation.
 //! Errors are OpenAI error objects, as on `/v1/chat/completions`.
 
+pub mod compact;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -1,7 +1,8 @@
-//! Pass-through for clients that speak OpenAI's Responses API (`/v1/responses` routed to an
-//! OpenAI or Azure OpenAI deployment): the client's body goes upstream byte for byte except
-//! for the value of its top-level `model`, and the answer comes back byte for byte. Only usage
-//! is read on the way: from the response's `usage`, or in a stream from the terminal event
+//! Pass-through for clients that speak OpenAI's Responses API (`/v1/responses`, and its
+//! compaction `/v1/responses/compact`, routed to an OpenAI or Azure OpenAI deployment): the
+//! client's body goes upstream byte for byte except for the value of its top-level `model`,
+//! and the answer comes back byte for byte. Only usage is read on the way: from the top-level
+//! `usage` of a response or a `response.compaction`, or in a stream from the terminal event
 //! (`response.completed`, `response.incomplete` or `response.failed`), which is the chunk
 //! that carries it to the relay's metering.
 //!
@@ -29,10 +30,10 @@ struct Probe {
 }
 
 impl OpenAiFamily {
-    /// Sends the client's own Responses request; the value of `model` is replaced by the
-    /// deployment's.
+    /// Sends the client's own Responses (or compaction) request to the endpoint its wire
+    /// names; the value of `model` is replaced by the deployment's.
     pub async fn forward(&self, call: &Call<'_>, request: NativeRequest<'_>) -> ChatResult {
-        let Some(url) = self.responses.clone() else {
+        let Some(url) = self.responses_url(request.wire) else {
             return Err(self
                 .upstream
                 .bad("the deployment does not speak the Responses API"));

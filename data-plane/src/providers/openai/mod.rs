@@ -18,7 +18,7 @@ use proto::ProviderKind;
 use super::common::{encode_segment, parse_url, same_error, Auth, Upstream};
 use super::{
     Call, ChatReply, ChatRequest, ChatResult, ConfigError, Endpoints, JsonBody, JsonResult,
-    Provider,
+    Provider, Wire,
 };
 use crate::seal::SealKey;
 
@@ -29,9 +29,28 @@ pub struct OpenAiFamily {
     kind: ProviderKind,
     api_version: Option<String>,
     stream_usage: bool,
-    /// The Responses API endpoint, for the kinds that serve it (OpenAI, Azure OpenAI); the
+    /// The Responses API's endpoints, for the kinds that serve it (OpenAI, Azure OpenAI); the
     /// model travels in the body for both.
-    responses: Option<reqwest::Url>,
+    responses: Option<ResponsesApi>,
+}
+
+/// Where a deployment serves the Responses API.
+#[derive(Debug)]
+struct ResponsesApi {
+    /// `…/responses`.
+    create: reqwest::Url,
+    /// `…/responses/compact`.
+    compact: reqwest::Url,
+}
+
+impl ResponsesApi {
+    /// The endpoints under `base` (the `…/responses` URL).
+    fn at(base: &str) -> Option<Self> {
+        Some(Self {
+            create: parse_url(base).ok()?,
+            compact: parse_url(&format!("{base}/compact")).ok()?,
+        })
+    }
 }
 
 impl OpenAiFamily {
@@ -48,7 +67,7 @@ impl OpenAiFamily {
             ProviderKind::AzureOpenai => Some(format!("{}/openai/v1/responses", upstream.base_url)),
             _ => None,
         }
-        .and_then(|url| parse_url(&url).ok());
+        .and_then(|url| ResponsesApi::at(&url));
         Self {
             upstream,
             responses,
@@ -71,9 +90,20 @@ impl OpenAiFamily {
         self.upstream.timeout
     }
 
-    /// Whether the deployment serves the Responses API itself (pass-through).
+    /// Whether the deployment serves the Responses API itself (pass-through), compaction
+    /// included.
     pub fn speaks_responses(&self) -> bool {
         self.responses.is_some()
+    }
+
+    /// The URL of a Responses API `wire` on this provider, if it serves it.
+    fn responses_url(&self, wire: Wire) -> Option<reqwest::Url> {
+        let api = self.responses.as_ref()?;
+        match wire {
+            Wire::OpenAiResponses => Some(api.create.clone()),
+            Wire::OpenAiCompact => Some(api.compact.clone()),
+            Wire::AnthropicMessages => None,
+        }
     }
 
     /// Azure puts the deployment in the path and the API version in the query; the rest of the
@@ -168,16 +198,25 @@ mod tests {
             "https://api.openai.com/v1/chat/completions"
         );
         assert!(p.stream_usage);
+        let url = |p: &OpenAiFamily, wire| p.responses_url(wire).map(String::from);
         assert_eq!(
-            p.responses.as_ref().map(reqwest::Url::as_str),
+            url(&p, Wire::OpenAiResponses).as_deref(),
             Some("https://api.openai.com/v1/responses")
+        );
+        assert_eq!(
+            url(&p, Wire::OpenAiCompact).as_deref(),
+            Some("https://api.openai.com/v1/responses/compact")
         );
         let az = OpenAiFamily::new_test(&provider(
             "{id: az, kind: azure_openai, base_url: 'https://r.openai.azure.com', api_version: v}",
         ));
         assert_eq!(
-            az.responses.as_ref().map(reqwest::Url::as_str),
+            url(&az, Wire::OpenAiResponses).as_deref(),
             Some("https://r.openai.azure.com/openai/v1/responses")
+        );
+        assert_eq!(
+            url(&az, Wire::OpenAiCompact).as_deref(),
+            Some("https://r.openai.azure.com/openai/v1/responses/compact")
         );
         let m = OpenAiFamily::new_test(&provider("{id: m, kind: mistral}"));
         assert_eq!(
