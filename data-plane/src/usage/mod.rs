@@ -5,7 +5,8 @@
 //! - `tags`: the request's effective tags (header, body `metadata`/`user`, key's forced tags).
 //! - `estimate`: token estimates where the provider's count is missing.
 //! - `event`: building the event of one request ([`Meter`]).
-//! - `publisher`: the handler-side [`UsageSink`], the publisher and replay tasks ([`Usage`]).
+//! - `sink`: the channels (usage events, request-log bodies) and the handler-side [`Sink`].
+//! - `publisher`: the publisher and replay tasks of a channel ([`Usage`]).
 //! - `spool`: the on-disk spool.
 //! - `payload`: the bodies of a `full` request for the request log, emitted with its event.
 //!
@@ -17,6 +18,7 @@ pub mod estimate;
 pub mod event;
 pub mod payload;
 pub mod publisher;
+pub mod sink;
 pub mod spool;
 pub mod tags;
 
@@ -25,7 +27,8 @@ use std::time::Duration;
 use async_nats::{ConnectOptions, Event, ServerAddr};
 
 pub use event::{End, Meter, Start};
-pub use publisher::{start, LogSink, Sink, Usage, UsageSink, REQUESTS, USAGE};
+pub use publisher::{start, Usage};
+pub use sink::{LogSink, Sink, UsageSink, REQUESTS, USAGE};
 pub use spool::{Spool, SpoolInUse};
 pub use tags::Tags;
 
