@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget_usage;
 pub mod budgets;
 pub mod common;
 pub mod config;
@@ -86,7 +87,7 @@ pub fn router(state: AppState) -> Router {
     #[rustfmt::skip]
     let resources = [
         teams::routes(), keys::routes(), tokens::routes(), providers::routes(), routes::routes(),
-        budgets::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(), requests::routes(),
+        budgets::routes(), budget_usage::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(), requests::routes(),
         health::routes(), config::routes(),
     ];
     resources
