@@ -60,8 +60,9 @@ ensure_prometheus() {
 
 # ensure_system_deps: every system program the stack and its tests run.
 ensure_system_deps() {
-  # Debian splits venv's pip bootstrap out of python3 into python3-venv.
-  local pkgs=(nats-server python3 python3-venv)
+  # Debian splits venv's pip bootstrap out of python3 into python3-venv. Chromium and its
+  # chromedriver drive the web console's test in a headless browser.
+  local pkgs=(nats-server python3 python3-venv chromium chromium-driver)
   command -v setsid >/dev/null 2>&1 || pkgs+=(util-linux)
   [ -x /usr/bin/kill ] || [ -x /bin/kill ] || pkgs+=(procps)
   ensure_apt_packages "${pkgs[@]}"
