@@ -1,12 +1,14 @@
 //! Switchyard control plane.
 //!
 //! Owns all configuration as an event log in Postgres (`store`, with the pure rules in
-//! `domain`), serves the admin API (`api`), and publishes snapshots to the data planes over
-//! NATS (`outbox`). See `docs/ARCHITECTURE.md`, "Control plane: event-sourced".
+//! `domain`), serves the admin API (`api`) and the web console that reads it (`console`),
+//! and publishes snapshots to the data planes over NATS (`outbox`). See
+//! `docs/ARCHITECTURE.md`, "Control plane: event-sourced".
 
 pub mod api;
 pub mod background;
 pub mod config;
+pub mod console;
 pub mod declarative;
 pub mod domain;
 pub mod gauges;

@@ -58,6 +58,12 @@ ensure_prometheus() {
   fi
 }
 
+# ensure_test_browser: Chromium and its chromedriver, which drive the web console's test in a
+# headless browser (the tests need them, the stack does not).
+ensure_test_browser() {
+  ensure_apt_packages chromium chromium-driver
+}
+
 # ensure_system_deps: every system program the stack and its tests run.
 ensure_system_deps() {
   # Debian splits venv's pip bootstrap out of python3 into python3-venv.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README and .ci/run call it). On a fresh Debian bookworm machine it
-# installs what is missing (nats-server, PostgreSQL 15, Prometheus, python3-venv, the Python
-# SDK venv, the coding agents from npm),
+# installs what is missing (nats-server, PostgreSQL 15, Prometheus, python3-venv, Chromium and
+# chromedriver, the Python SDK venv, the coding agents from npm),
 # then runs format check, clippy, builds the binaries the e2e tests spawn, and runs all tests.
 # Extra arguments go to the test runner, e.g. `deploy/local/test.sh -E 'test(smoke)'` with
 # nextest or `deploy/local/test.sh smoke` with cargo test.
@@ -11,6 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source deploy/local/lib.sh
 
 ensure_system_deps
+ensure_test_browser
 ensure_rust_components
 ensure_pyvenv target/pyvenv tests/py/requirements.txt
 export SWITCHYARD_PYTHON="$PWD/target/pyvenv/bin/python"

@@ -197,6 +197,7 @@ cat <<MSG
 Switchyard is up.
   API:      $BASE_URL   (key in .switchyard/env)
   admin:    $ADMIN_URL/admin   (token in .switchyard/env; OpenAPI at $ADMIN_URL/openapi.json)
+  console:  $ADMIN_URL/console   (sign in with SWITCHYARD_ADMIN_TOKEN from .switchyard/env)
   ops:      http://$HOST:$OPS_PORT/metrics
   metrics:  $PROM_URL   (Prometheus scraping both planes, alert rules at $PROM_URL/alerts)
   config:   $CONFIG

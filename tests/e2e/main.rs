@@ -16,6 +16,7 @@ mod bedrock_provider;
 mod cache_money;
 mod calls_and_reasoning;
 mod chaos;
+mod console;
 mod control_plane;
 mod dashboards;
 mod fixture;

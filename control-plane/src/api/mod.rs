@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budget_usage;
 pub mod budgets;
 pub mod common;
 pub mod config;
@@ -81,12 +82,13 @@ impl AppState {
     }
 }
 
-/// The whole admin API plus health, readiness, metrics and the OpenAPI document.
+/// The whole admin API plus health, readiness, metrics, the OpenAPI document and the web
+/// console (`crate::console`, which reads this API from the browser).
 pub fn router(state: AppState) -> Router {
     #[rustfmt::skip]
     let resources = [
         teams::routes(), keys::routes(), tokens::routes(), providers::routes(), routes::routes(),
-        budgets::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(), requests::routes(),
+        budgets::routes(), budget_usage::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(), requests::routes(),
         health::routes(), config::routes(),
     ];
     resources
@@ -96,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .merge(crate::console::routes())
         // Declarative configs with many keys are large; JsonBody and the config endpoint
         // enforce their own limits.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))

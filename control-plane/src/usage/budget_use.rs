@@ -72,7 +72,7 @@ fn labels(budget: &SoftBudget, scope_value: String) -> Labels {
 }
 
 /// The pools of `budget` in the period `[start, end)`: its scope values and their spend.
-async fn pools<C: GenericClient>(
+pub async fn pools<C: GenericClient>(
     db: &C,
     budget: &SoftBudget,
     start: i64,

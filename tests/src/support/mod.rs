@@ -1,5 +1,6 @@
-//! The real-services test harness: Postgres, NATS, mock providers, data planes and Prometheus
-//! as real processes on free ports, in a temp dir per test, stopped when the test ends.
+//! The real-services test harness: Postgres, NATS, mock providers, data planes, Prometheus
+//! and a headless Chromium as real processes on free ports, in a temp dir per test, stopped
+//! when the test ends.
 //!
 //! Start with [`TestEnv::builder`]; wait with [`eventually`] or
 //! [`assert_eventually!`](crate::assert_eventually), never with sleeps; drive Python SDK
@@ -8,6 +9,7 @@
 
 mod agents;
 mod binaries;
+mod browser;
 mod control_plane;
 mod data_plane;
 mod env;
@@ -26,6 +28,7 @@ pub use crate::assert_eventually;
 
 pub use agents::{agent, run_agent, AgentRun, AGENT_TIMEOUT, ENV_AGENTS_BIN};
 pub use binaries::{bin_dir, binary, workspace_root, ENV_BIN_DIR};
+pub use browser::{Browser, Element, ENV_CHROMEDRIVER, ENV_CHROMIUM};
 pub use control_plane::{Answer, ControlPlane, ADMIN_TOKEN, SEAL_KEY};
 pub use data_plane::{wait_until_served, DataPlane, DataPlaneSpec};
 pub use env::{TestEnv, TestEnvBuilder};

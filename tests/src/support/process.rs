@@ -2,11 +2,13 @@
 //!
 //! Guarantees: a [`ChildProcess`] is killed and reaped when it is dropped (also while a test
 //! panics), and if the drop happens during a panic the tail of its stdout and stderr is printed
-//! to stderr, so a failing test in CI shows why without anyone re-running it.
+//! to stderr, so a failing test in CI shows why without anyone re-running it. One started with
+//! [`ChildProcess::spawn_group`] is killed with every process it started (its process group).
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::future::Future;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -54,31 +56,50 @@ pub(crate) use extra_env_and_args;
 pub struct ChildProcess {
     spec: ProcessSpec,
     child: Option<Child>,
+    /// Whether the process leads a process group of its own, killed whole.
+    group: bool,
 }
 
 impl ChildProcess {
     /// Spawns the process; output is appended to the log files, so a restart keeps the history.
     pub fn spawn(spec: ProcessSpec) -> anyhow::Result<Self> {
+        Self::start(spec, false)
+    }
+
+    /// Spawns the process as the leader of a new process group, so that [`kill`](Self::kill)
+    /// (and the drop) also ends what it started: chromedriver's Chromium and its renderers,
+    /// which would outlive a plain kill.
+    pub fn spawn_group(spec: ProcessSpec) -> anyhow::Result<Self> {
+        Self::start(spec, true)
+    }
+
+    fn start(spec: ProcessSpec, group: bool) -> anyhow::Result<Self> {
         let stdout = open_log(&stdout_path(&spec))?;
         let stderr = open_log(&stderr_path(&spec))?;
-        let child = Command::new(&spec.program)
+        let mut command = Command::new(&spec.program);
+        command
             .args(&spec.args)
             .envs(spec.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr)
+            .stderr(stderr);
+        if group {
+            command.process_group(0);
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("spawning {} ({})", spec.name, spec.program.display()))?;
         Ok(Self {
             spec,
             child: Some(child),
+            group,
         })
     }
 
     /// Starts the same program again after [`kill`](Self::kill) or an exit.
     pub fn respawn(&mut self) -> anyhow::Result<()> {
         self.kill()?;
-        let fresh = Self::spawn(self.spec.clone())?;
+        let fresh = Self::start(self.spec.clone(), self.group)?;
         *self = fresh;
         Ok(())
     }
@@ -128,9 +149,19 @@ impl ChildProcess {
         }
     }
 
-    /// SIGKILL and reap; a no-op when the process is not running.
+    /// SIGKILL (the whole group for [`spawn_group`](Self::spawn_group)) and reap; a no-op
+    /// when the process is not running.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
+            if self.group {
+                // The group's id is the leader's pid; kill(1) because unsafe is forbidden. The
+                // leader is not reaped yet, so the id cannot have been reused.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             // An already-exited child makes kill() fail with InvalidInput; wait() still reaps.
             let _ = child.kill();
             child
