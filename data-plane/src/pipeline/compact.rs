@@ -76,7 +76,7 @@ pub async fn compact(State(app): State<App>, headers: HeaderMap, body: Body) -> 
         parts.headers.remove(http::header::CONTENT_LENGTH);
         Ok((parts, Json(compacted)).into_response())
     };
-    super::handle(&headers, body, "compact", Responses::error, serve).await
+    super::handle(&app, &headers, body, "compact", Responses::error, serve).await
 }
 
 fn unreadable() -> ApiError {

@@ -56,7 +56,15 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> R
             .then(|| keeper(&app, Arc::clone(stored), team, conversation));
         chat::serve_read::<Responses>(&app, headers, trace, inbound, keep).await
     };
-    super::handle(&headers, body, Responses::ENDPOINT, Responses::error, serve).await
+    super::handle(
+        &app,
+        &headers,
+        body,
+        Responses::ENDPOINT,
+        Responses::error,
+        serve,
+    )
+    .await
 }
 
 /// What this turn says about stored state.
@@ -281,7 +289,15 @@ pub async fn input_tokens(State(app): State<App>, headers: HeaderMap, body: Body
         );
         Ok(response)
     };
-    super::handle(&headers, body, "input_tokens", Responses::error, serve).await
+    super::handle(
+        &app,
+        &headers,
+        body,
+        "input_tokens",
+        Responses::error,
+        serve,
+    )
+    .await
 }
 
 fn answered(result: Result<Response, ApiError>) -> Response {
