@@ -19,6 +19,7 @@ pub mod requestlog;
 pub mod seal;
 pub mod serve;
 pub mod snapshot;
+pub mod spans;
 pub mod store;
 pub mod usage;
 

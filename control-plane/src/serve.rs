@@ -94,6 +94,11 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
         tracing::warn!("{ENV_SEAL_KEY} is not set: providers can only reference credentials by environment variable");
     }
     let store = open_store(&settings.database_url).await?;
+    let telemetry = telemetry::init(telemetry::Service {
+        name: "switchyard-control-plane",
+        instance: None,
+    })?;
+    let tracer = telemetry.tracer();
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     match &settings.nats_url {
@@ -110,6 +115,7 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
             tasks.spawn(crate::usage::fold::run(
                 store.clone(),
                 nats_url.clone(),
+                tracer.clone(),
                 cancel.clone(),
             ));
             tasks.spawn(crate::requestlog::run(
@@ -148,7 +154,7 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
         write_addr_file(file, addr)?;
     }
     tracing::info!(%addr, "admin API listening");
-    let app = api::router(AppState::new(store, &bootstrap, seal, metrics));
+    let app = api::router(AppState::new(store, &bootstrap, seal, metrics), tracer);
     let shutdown = {
         let cancel = cancel.clone();
         async move {
@@ -162,6 +168,7 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
     cancel.cancel();
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(10), tasks.wait()).await;
+    telemetry.shutdown(Duration::from_secs(5)).await;
     Ok(())
 }
 

@@ -22,6 +22,7 @@ pub mod routing;
 pub mod seal;
 pub mod server;
 pub mod snapshot;
+pub mod spans;
 pub mod state;
 pub mod stored;
 pub mod usage;
@@ -72,10 +73,14 @@ pub enum StartError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::Error),
 }
 
 /// How long a clean shutdown tries to replay the usage spool before leaving it for next time.
 const SHUTDOWN_REPLAY: Duration = Duration::from_secs(5);
+/// How long a clean shutdown waits for the last spans to reach the collector.
+const SHUTDOWN_TRACES: Duration = Duration::from_secs(5);
 
 /// Runs the proxy until SIGINT/SIGTERM, then drains open requests for the grace period and
 /// flushes usage events.
@@ -96,6 +101,10 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         _ => Arc::from(uuid::Uuid::now_v7().to_string()),
     };
     tracing::info!(proxy_id = %proxy_id, "proxy identity");
+    let telemetry = telemetry::init(telemetry::Service {
+        name: "switchyard-data-plane",
+        instance: Some(&proxy_id),
+    })?;
     // A client of its own on this runtime for usage events and leases; the snapshot source
     // keeps its own on its isolated runtime.
     let nats = match &args.nats_url {
@@ -178,6 +187,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         proxy_id,
         health,
         stored,
+        tracer: telemetry.tracer(),
     });
 
     let api = bind(args.listen).await?;
@@ -226,6 +236,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
     usage.shutdown(SHUTDOWN_REPLAY).await;
     request_log.shutdown(SHUTDOWN_REPLAY).await;
     admission.release_all().await;
+    telemetry.shutdown(SHUTDOWN_TRACES).await;
     served
 }
 

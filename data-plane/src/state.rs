@@ -42,6 +42,8 @@ pub struct Parts {
     pub health: Arc<Health>,
     /// Stored Responses API responses (NATS key-value, or memory without NATS).
     pub stored: Arc<crate::stored::StoredResponses>,
+    /// OpenTelemetry traces (`None` inside when off: see `crate::spans`).
+    pub tracer: telemetry::Tracer,
 }
 
 impl App {

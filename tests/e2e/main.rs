@@ -38,5 +38,6 @@ mod routing;
 mod sdk;
 mod smoke;
 mod snapshot_nats;
+mod traces;
 mod usage_events;
 mod vertex_provider;

@@ -83,8 +83,9 @@ impl AppState {
 }
 
 /// The whole admin API plus health, readiness, metrics, the OpenAPI document and the web
-/// console (`crate::console`, which reads this API from the browser).
-pub fn router(state: AppState) -> Router {
+/// console (`crate::console`, which reads this API from the browser); the admin API's
+/// requests are traced with `tracer` (`crate::spans::admin`).
+pub fn router(state: AppState, tracer: telemetry::Tracer) -> Router {
     #[rustfmt::skip]
     let resources = [
         teams::routes(), keys::routes(), tokens::routes(), providers::routes(), routes::routes(),
@@ -95,10 +96,6 @@ pub fn router(state: AppState) -> Router {
         .into_iter()
         .fold(Router::new(), Router::merge)
         .route("/openapi.json", get(openapi::serve))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .merge(crate::console::routes())
         // Declarative configs with many keys are large; JsonBody and the config endpoint
         // enforce their own limits.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
@@ -106,7 +103,27 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::BadRequest("method not allowed for this path".into())
         })
+        // Everything above is traced; the probes, the scrape and the console's static files
+        // below are not.
+        .layer(axum::middleware::from_fn_with_state(
+            admin_spans(tracer),
+            crate::spans::admin,
+        ))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .merge(crate::console::routes())
         .with_state(state)
+}
+
+/// The admin API's spans, named after the OpenAPI document's route templates.
+fn admin_spans(tracer: telemetry::Tracer) -> crate::spans::AdminSpans {
+    use utoipa::OpenApi as _;
+    if tracer.get().is_none() {
+        return crate::spans::AdminSpans::default();
+    }
+    let doc = openapi::ApiDoc::openapi();
+    crate::spans::AdminSpans::new(tracer, doc.paths.paths.keys().map(String::as_str))
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {

@@ -33,7 +33,9 @@ use super::ledger;
 use super::metrics::SpendMetrics;
 use super::pricing::PriceBook;
 use super::record::{self, DecodeError, Decoded};
+use crate::spans::FoldSpan;
 use crate::store::Store;
+use telemetry::Tracer;
 
 /// Most messages folded in one transaction. Ledger rows, not events, dominate a batch's cost
 /// (each event adds to 1 + one per tag rows); the more events per batch, the more of them
@@ -110,16 +112,22 @@ pub struct Folded {
     pub duplicates: usize,
 }
 
-/// Folds usage until `cancel` fires, reconnecting to NATS and Postgres as needed.
-pub async fn run(store: Store, nats_url: String, cancel: CancellationToken) {
+/// Folds usage until `cancel` fires, reconnecting to NATS and Postgres as needed; each batch
+/// is a span of `tracer`'s.
+pub async fn run(store: Store, nats_url: String, tracer: Tracer, cancel: CancellationToken) {
     crate::background::reconnecting("usage folding", &cancel, || {
-        session(&store, &nats_url, &cancel)
+        session(&store, &nats_url, &tracer, &cancel)
     })
     .await;
 }
 
 /// One connection's worth of folding.
-async fn session(store: &Store, nats_url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
+async fn session(
+    store: &Store,
+    nats_url: &str,
+    tracer: &Tracer,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
     let nats = tokio::select! {
         () = cancel.cancelled() => return Ok(()),
         c = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(nats_url) => c?,
@@ -144,7 +152,8 @@ async fn session(store: &Store, nats_url: &str, cancel: &CancellationToken) -> a
         cancel.clone(),
     ))];
     for _ in 0..WRITERS {
-        let folder = Folder::new(store.clone(), nats.clone(), Arc::clone(&spend));
+        let mut folder = Folder::new(store.clone(), nats.clone(), Arc::clone(&spend));
+        folder.tracer = tracer.clone();
         tasks.push(tokio::spawn(write_loop(
             folder,
             Arc::clone(&rx),
@@ -277,6 +286,8 @@ pub struct Folder {
     /// Shared by the writers, so label caps are per process.
     spend: Arc<std::sync::Mutex<SpendMetrics>>,
     budgets: SoftBudgets,
+    /// Each batch is a span (`crate::spans::FoldSpan`); off by default.
+    pub tracer: Tracer,
 }
 
 impl std::fmt::Debug for Folder {
@@ -297,6 +308,7 @@ impl Folder {
             book: PriceBook::new(),
             spend,
             budgets: SoftBudgets::default(),
+            tracer: Tracer::default(),
         }
     }
 
@@ -326,8 +338,16 @@ impl Folder {
         Ok(())
     }
 
-    /// Folds decoded events in one transaction (then updates metrics and checks soft budgets).
-    pub async fn fold(&mut self, mut events: Vec<Decoded>) -> anyhow::Result<Folded> {
+    /// Folds decoded events in one transaction (then updates metrics and checks soft budgets),
+    /// as one span.
+    pub async fn fold(&mut self, events: Vec<Decoded>) -> anyhow::Result<Folded> {
+        let span = FoldSpan::start(&self.tracer, events.len());
+        let folded = self.fold_batch(events).await;
+        span.end(&folded);
+        folded
+    }
+
+    async fn fold_batch(&mut self, mut events: Vec<Decoded>) -> anyhow::Result<Folded> {
         let started = Instant::now();
         let total = events.len();
         // One row per id, in id order (a fixed lock order against concurrent replicas).

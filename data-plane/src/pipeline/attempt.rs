@@ -6,6 +6,9 @@
 //! plan's classifier: if the request goes on, the attempt's billing is released and the next
 //! one is tried; if not, the billing is settled as failed and the error is the client's. The
 //! first answer ends the loop with a [`Won`], which owns the billing from then on.
+//!
+//! Each send is an attempt span (`crate::spans::AttemptSpan`), ended with its outcome; the
+//! upstream request carries its context (`Call::trace`).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -76,10 +79,17 @@ pub async fn run<'p, O: Operation>(
             }
         };
         let deployment = attempt.deployment;
+        let parts = app.parts();
+        let span = p
+            .trace
+            .span
+            .attempt(&parts.tracer, p.ask.endpoint, deployment, attempt.number);
+        let timeout = attempts.cap(timeout_for(app, attempt.route, deployment));
         let call = Call {
-            http: &app.parts().http,
+            http: &parts.http,
             deployment,
-            timeout: attempts.cap(timeout_for(app, attempt.route, deployment)),
+            timeout,
+            trace: span.headers(),
         };
         let inflight = deployment.stats.start();
         let sent = Instant::now();
@@ -90,13 +100,14 @@ pub async fn run<'p, O: Operation>(
         let upstream = attempts.spent(first_byte);
         let result = reply.as_ref().map_or_else(UpstreamError::kind, |_| "ok");
         metrics::attempt(deployment.provider.id(), result);
+        span.end(reply.as_ref().map(drop));
         match reply {
             Ok(reply) => {
                 attempts.succeeded(deployment, first_byte);
                 return Ok(Won {
                     reply,
                     billing,
-                    timeout: call.timeout,
+                    timeout,
                     upstream,
                     first_byte,
                     inflight,

@@ -8,7 +8,8 @@
 //! consumes the meter into the refused event before any `Billing` exists. If a `Billing` is
 //! dropped unconsumed (the client hung up while the provider was answering, or a bug), `Drop`
 //! settles it as abandoned with the prompt estimate and counts
-//! `switchyard_billing_unsettled_total`: no event is lost and none is doubled.
+//! `switchyard_billing_unsettled_total`: no event is lost and none is doubled. Whichever way
+//! the event is made, its usage and outcome go on the request's span too.
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::admission::{AdmitRequest, Admitted};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::routing::attempts::Attempt;
+use crate::spans::RequestSpan;
 use crate::state::App;
 use crate::usage::event::total_tokens;
 use crate::usage::payload::Capture;
@@ -34,6 +36,8 @@ pub struct Billing {
     usage: UsageSink,
     /// A `full` request's bodies, emitted with its event.
     capture: Option<(Box<Capture>, LogSink)>,
+    /// The request's span, which records the event's usage and outcome.
+    span: RequestSpan,
 }
 
 /// What admission decided for one attempt.
@@ -95,6 +99,7 @@ impl Billing {
                 meter.routed(attempt.number, attempt.reason());
                 let mut billing = Self::new(meter, admitted, parts.usage.clone());
                 billing.capture = capture;
+                billing.span = p.trace.span.clone();
                 Ok(Admit::Admitted(billing))
             }
             Err(refused) if may_skip && refused.deployment_scoped() => {
@@ -102,6 +107,7 @@ impl Billing {
             }
             Err(refused) => {
                 let event = meter.refused(&refused);
+                p.trace.span.settled(&event);
                 if let Some((capture, log)) = capture {
                     log.emit(capture.finish(&event));
                 }
@@ -116,6 +122,7 @@ impl Billing {
             open: Some((meter, admitted)),
             usage,
             capture: None,
+            span: RequestSpan::default(),
         }
     }
 
@@ -150,6 +157,7 @@ impl Billing {
         if let Some((meter, admitted)) = self.open.take() {
             let event = meter.finish(end);
             admitted.settle(event.cost_usd, total_tokens(&event.usage));
+            self.span.settled(&event);
             if let Some((capture, log)) = self.capture.take() {
                 log.emit(capture.finish(&event));
             }

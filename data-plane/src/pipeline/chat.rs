@@ -143,6 +143,7 @@ fn answer<D: ChatDialect>(
     let mut response = match reply {
         ChatReply::Json(JsonReply { body, usage }) => {
             drop(inflight);
+            trace.span.answer_body(&body);
             let Some(body) = D::reply(body, &answer, native) else {
                 // The provider was paid for an answer the client cannot be given: metered
                 // with its usage, reported as a bad upstream response.
@@ -177,6 +178,7 @@ fn answer<D: ChatDialect>(
                 billing,
                 inflight: Some(inflight),
                 keep,
+                span: trace.span.clone(),
             };
             streamed(app, prepared, deployment, upstream, chunks, relay)
         }

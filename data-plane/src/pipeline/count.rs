@@ -98,6 +98,7 @@ async fn provider_count(
         http: &app.parts().http,
         deployment,
         timeout: attempts.cap(timeout_for(app, attempt.route, deployment)),
+        trace: &[],
     };
     match deployment
         .provider

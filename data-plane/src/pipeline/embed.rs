@@ -40,6 +40,7 @@ pub async fn serve(app: &App, arrived: Arrived<'_>) -> Result<Response, ApiError
         ..
     } = attempt::run(app, &prepared, &mut attempts, &mut op, None).await?;
     drop(inflight);
+    prepared.trace.span.answer_body(&reply.body);
     let mut response = served(&prepared, attempt.deployment, upstream, reply, billing);
     attempts.tag(response.headers_mut(), &attempt);
     Ok(response)

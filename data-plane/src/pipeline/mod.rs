@@ -30,6 +30,12 @@
 //!    reservation settled at the real cost, by the success, failure or refusal that ends it.
 //!
 //! Refusals before admission (bad key, bad body, unknown model, bad tags) produce no event.
+//!
+//! Traces (`crate::spans`, when on): [`handle`] starts the request's span before stage 1
+//! (the caller's `traceparent` its parent) and puts the status on it; stage 4 names it after
+//! the model; stage 7 makes a child span per attempt, whose context goes upstream as
+//! `traceparent`; stage 9 puts the metered usage on it; the span ends when the handler, or a
+//! stream's relay, lets go of it.
 
 pub mod attempt;
 pub mod auth;
@@ -66,44 +72,60 @@ pub async fn chat<D: ChatDialect>(
     body: Body,
 ) -> Response {
     let serve = async |arrived: Arrived<'_>| chat::serve::<D>(&app, arrived).await;
-    handle(&headers, body, D::ENDPOINT, D::error, serve).await
+    handle(&app, &headers, body, D::ENDPOINT, D::error, serve).await
 }
 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     let serve = async |arrived: Arrived<'_>| embed::serve(&app, arrived).await;
     let render = IntoResponse::into_response;
-    handle(&headers, body, embed::ENDPOINT, render, serve).await
+    handle(&app, &headers, body, embed::ENDPOINT, render, serve).await
 }
 
 /// `POST /v1/messages/count_tokens`: `{"input_tokens": N}`, the provider's count where the
 /// chosen deployment's provider has one, else the gateway's estimate (see [`count`]).
 pub async fn count_tokens(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
     let serve = async |arrived: Arrived<'_>| count::serve(&app, arrived).await;
-    handle(&headers, body, count::ENDPOINT, Messages::error, serve).await
+    handle(
+        &app,
+        &headers,
+        body,
+        count::ENDPOINT,
+        Messages::error,
+        serve,
+    )
+    .await
 }
 
-/// One request through `serve`: its trace (id, arrival time) started first; a failure counted
-/// under `endpoint` and written by `render` (in the client's dialect); the response tagged
-/// with the request id.
+/// One request through `serve`: its trace (id, arrival time, span) started first; a failure
+/// counted under `endpoint` and written by `render` (in the client's dialect); the response
+/// tagged with the request id and its status put on the span. The span ends when this frame
+/// lets go of it, unless a stream's relay still holds it (`crate::spans`).
 pub(crate) async fn handle(
+    app: &App,
     headers: &HeaderMap,
     body: Body,
     endpoint: &'static str,
     render: fn(ApiError) -> Response,
     serve: impl AsyncFnOnce(Arrived<'_>) -> Result<Response, ApiError>,
 ) -> Response {
-    let trace = Trace::start();
+    let trace = Trace::traced(&app.parts().tracer, headers, endpoint);
     let arrived = Arrived {
         headers,
         body,
         trace: &trace,
     };
-    let mut response = serve(arrived).await.unwrap_or_else(|e| {
-        metrics::error(endpoint, e.kind());
-        render(e)
-    });
-    metrics::response(endpoint, response.status().as_u16());
+    let (mut response, error) = match serve(arrived).await {
+        Ok(response) => (response, None),
+        Err(e) => {
+            let kind = e.kind();
+            metrics::error(endpoint, kind);
+            (render(e), Some(kind))
+        }
+    };
+    let status = response.status().as_u16();
+    metrics::response(endpoint, status);
+    trace.span.responded(status, error);
     trace.tag(&mut response);
     response
 }

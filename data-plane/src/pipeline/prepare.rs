@@ -104,6 +104,7 @@ impl Prepared {
         trace: &Trace,
     ) -> Result<Self, ApiError> {
         let (snapshot, key) = (&inbound.snapshot, &inbound.key);
+        trace.span.asked(ask.endpoint, &ask.model, key);
         let requested = Requested::new(snapshot, key, &ask.model, headers)?;
         let tags = tags::effective(tags::from_headers(headers)?, body::tags(json)?, &key.tags)?;
         let cost_cap = cost_cap(headers)?;
@@ -111,9 +112,11 @@ impl Prepared {
         let log = snapshot.log_payloads(key);
         let logged = (log == proto::LogPayloads::Full)
             .then(|| Arc::new(LoggedRequest::new(headers, &inbound.bytes)));
+        let route = requested.with_rules(snapshot, key, &tags, prompt_tokens);
+        trace.span.routed(&route.requested.alias);
         Ok(Self {
-            trace: *trace,
-            route: requested.with_rules(snapshot, key, &tags, prompt_tokens),
+            trace: trace.clone(),
+            route,
             snapshot: Arc::clone(snapshot),
             key: Arc::clone(key),
             ask,

@@ -10,7 +10,8 @@
 //!
 //! When the stream really ends (after the drain, if the client left) the relay emits the
 //! request's one usage event, with the provider's usage report, or, if none came, an estimate
-//! from the text streamed (`usage::estimate`), and settles the admission once.
+//! from the text streamed (`usage::estimate`), and settles the admission once. The request's
+//! span ends with the relay, after that.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use crate::dialect::Frames;
 use crate::metrics::{self, RequestLabels};
 use crate::providers::{ChunkStream, UpstreamError, Usage};
 use crate::snapshot::Route;
+use crate::spans::RequestSpan;
 use crate::state::App;
 use crate::usage::estimate::StreamedText;
 use crate::usage::End;
@@ -53,6 +55,8 @@ pub struct Relay {
     pub inflight: Option<crate::routing::select::InFlight>,
     /// Takes the whole answer of a stream that finished well (a stored Responses turn).
     pub keep: Option<super::chat::Keep>,
+    /// The request's span: it ends with the relay, after the stream's usage is settled.
+    pub span: RequestSpan,
 }
 
 /// Starts relaying and returns the response body.
@@ -68,6 +72,8 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
     let mut failure: Option<&'static str> = None;
     let mut streamed = StreamedText::default();
     let mut ttft: Option<Duration> = None;
+    // What the answer says of itself, read only for a span that records.
+    let mut answered = relay.span.stream_reader();
     loop {
         let (frame, last) = match tokio::time::timeout(relay.idle, chunks.next()).await {
             Err(_) => {
@@ -84,6 +90,9 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
                 (relay.frames.error(&e), true)
             }
             Ok(Some(Ok(chunk))) => {
+                if let Some(answered) = answered.as_mut() {
+                    answered.chunk(&chunk.data);
+                }
                 if chunk.usage.is_some() {
                     usage = chunk.usage;
                 } else if usage.is_none() {
@@ -123,6 +132,10 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
     }
     if let Some(kind) = failure {
         metrics::error(relay.endpoint, kind);
+        relay.span.stream_failed(kind);
+    }
+    if let Some(answered) = answered {
+        relay.span.answered(&answered.finished());
     }
     if failure.is_none() {
         if let (Some(keep), Some(answer)) = (relay.keep.take(), relay.frames.finished()) {

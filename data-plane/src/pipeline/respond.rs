@@ -11,6 +11,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use uuid::Uuid;
 
 use crate::providers::Deployment;
+use crate::spans::RequestSpan;
+use telemetry::Tracer;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
@@ -25,19 +27,36 @@ pub fn add_headers(headers: &mut HeaderMap, pairs: &[(HeaderName, HeaderValue)])
     }
 }
 
-/// Timing and identity of one request.
-#[derive(Debug, Clone, Copy)]
+/// Timing and identity of one request, and its span.
+#[derive(Debug, Clone)]
 pub struct Trace {
     /// UUIDv7; also the id of the request's usage event.
     pub id: Uuid,
     pub started: Instant,
+    /// The request's OpenTelemetry span (nothing inside when traces are off). Every clone
+    /// shares it; it ends when the last is dropped (see `crate::spans`).
+    pub span: RequestSpan,
 }
 
 impl Trace {
+    /// A request that is not traced (one that makes no upstream call, e.g. `/v1/models`).
     pub fn start() -> Self {
         Self {
             id: Uuid::now_v7(),
             started: Instant::now(),
+            span: RequestSpan::default(),
+        }
+    }
+
+    /// A request to `endpoint`, traced if `tracer` is on (the caller's trace context from
+    /// `headers`).
+    pub fn traced(tracer: &Tracer, headers: &HeaderMap, endpoint: &'static str) -> Self {
+        let started = Instant::now();
+        let id = Uuid::now_v7();
+        Self {
+            id,
+            started,
+            span: RequestSpan::start(tracer, headers, endpoint, id),
         }
     }
 

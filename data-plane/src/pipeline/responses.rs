@@ -58,7 +58,15 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Body) -> R
             .then(|| keeper(&app, Arc::clone(stored), team, conversation));
         chat::serve_read::<Responses>(&app, headers, trace, inbound, keep).await
     };
-    super::handle(&headers, body, Responses::ENDPOINT, Responses::error, serve).await
+    super::handle(
+        &app,
+        &headers,
+        body,
+        Responses::ENDPOINT,
+        Responses::error,
+        serve,
+    )
+    .await
 }
 
 /// `POST /v1/responses/compact`.
@@ -70,7 +78,7 @@ pub async fn compact(State(app): State<App>, headers: HeaderMap, body: Body) -> 
         turn.resume(&app, &mut inbound).await?;
         chat::serve_read::<Compact>(&app, headers, trace, inbound, None).await
     };
-    super::handle(&headers, body, Compact::ENDPOINT, Compact::error, serve).await
+    super::handle(&app, &headers, body, Compact::ENDPOINT, Compact::error, serve).await
 }
 
 /// What this turn says about stored state.
@@ -298,7 +306,15 @@ pub async fn input_tokens(State(app): State<App>, headers: HeaderMap, body: Body
         );
         Ok(response)
     };
-    super::handle(&headers, body, "input_tokens", Responses::error, serve).await
+    super::handle(
+        &app,
+        &headers,
+        body,
+        "input_tokens",
+        Responses::error,
+        serve,
+    )
+    .await
 }
 
 fn answered(result: Result<Response, ApiError>) -> Response {

@@ -147,7 +147,7 @@ impl Upstream {
                 detail: detail.clone(),
             })?
             .clone();
-        for (name, value) in extra {
+        for (name, value) in extra.iter().chain(call.trace) {
             headers.insert(name.clone(), value.clone());
         }
         let builder = call.http.post(url).headers(headers).body(body);

@@ -52,6 +52,9 @@ pub struct Call<'a> {
     pub deployment: &'a Deployment,
     /// Time allowed for the whole non-streaming call, or for the first byte of a stream.
     pub timeout: Duration,
+    /// The attempt's trace context for the upstream (`traceparent`, `tracestate`): added to
+    /// every upstream request of the call. Empty when traces are off.
+    pub trace: &'a [(::http::HeaderName, ::http::HeaderValue)],
 }
 
 /// A wire format besides the internal (OpenAI) one that an inbound dialect speaks and an

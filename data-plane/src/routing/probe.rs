@@ -71,6 +71,7 @@ pub async fn run(
                         http: &http,
                         deployment: d,
                         timeout,
+                        trace: &[],
                     };
                     let result = d.provider.chat(&call, ping(&d.model_json)).await;
                     match result

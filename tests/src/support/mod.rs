@@ -1,6 +1,6 @@
 //! The real-services test harness: Postgres, NATS, mock providers, data planes, Prometheus
 //! and a headless Chromium as real processes on free ports, in a temp dir per test, stopped
-//! when the test ends.
+//! when the test ends; an in-process OTLP receiver ([`OtlpReceiver`]) for the planes' traces.
 //!
 //! Start with [`TestEnv::builder`]; wait with [`eventually`] or
 //! [`assert_eventually!`](crate::assert_eventually), never with sleeps; drive Python SDK
@@ -18,6 +18,7 @@ mod fsutil;
 mod logs;
 mod mock_provider;
 mod nats;
+mod otlp;
 mod ports;
 mod postgres;
 mod process;
@@ -36,6 +37,7 @@ pub use eventually::{eventually, Attempt, DEFAULT_TIMEOUT};
 pub use fsutil::write_atomic;
 pub use mock_provider::{MockProvider, MockProviderOptions};
 pub use nats::Nats;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use ports::{free_port, is_listening};
 pub use postgres::Postgres;
 pub use process::{ChildProcess, ProcessSpec};

@@ -149,6 +149,10 @@ impl Bedrock {
             let value = secret_header(&value).ok_or_else(|| self.bad("unusable signature"))?;
             headers.insert(HeaderName::from_static(name), value);
         }
+        // Not signed (the signature covers `host` only), as AWS's own SDKs send it.
+        for (name, value) in call.trace {
+            headers.insert(name.clone(), value.clone());
+        }
         let builder = call.http.post(url).headers(headers).body(body);
         let response = send(&self.upstream.id, builder, call.timeout).await?;
         let kind = error::error_type(response.headers().get("x-amzn-errortype"));
