@@ -97,6 +97,7 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
     let telemetry = telemetry::init(telemetry::Service {
         name: "switchyard-control-plane",
         instance: None,
+        background: || {},
     })?;
     let tracer = telemetry.tracer();
     let cancel = CancellationToken::new();

@@ -104,6 +104,8 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
     let telemetry = telemetry::init(telemetry::Service {
         name: "switchyard-data-plane",
         instance: Some(&proxy_id),
+        // Exporting spans is background work: nice 19, like compiling snapshots.
+        background: snapshot::lower_priority,
     })?;
     // A client of its own on this runtime for usage events and leases; the snapshot source
     // keeps its own on its isolated runtime.

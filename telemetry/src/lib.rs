@@ -5,8 +5,10 @@
 //!
 //! Off by default: [`init`] then yields a [`Tracer`] that is `None` inside, so a plane that
 //! asks `tracer.get()` before building anything pays one branch per request and nothing else.
-//! On, spans are handed to a bounded queue and exported from the processor's own thread; an
-//! unreachable collector loses spans, never slows or fails a request.
+//! On, spans are handed to a bounded queue and exported from the processor's own thread
+//! (encoding and sending both; at the plane's background priority if it gives one, so
+//! requests get the cores first); an unreachable collector loses spans, never slows or fails
+//! a request.
 //!
 //! Which spans exist and what they carry is each plane's business (`data_plane::spans`,
 //! `control_plane::spans`); this crate holds only what both would otherwise repeat. It is a
@@ -32,10 +34,10 @@ pub use opentelemetry;
 pub enum Error {
     #[error("OpenTelemetry: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
-    #[error("OpenTelemetry: cannot build the export client: {0}")]
-    Client(#[from] reqwest::Error),
-    #[error("OpenTelemetry: traces must be set up inside the plane's runtime")]
-    NoRuntime,
+    #[error("OpenTelemetry: {0}")]
+    Client(#[from] export::ClientError),
+    #[error("OpenTelemetry: cannot start the exporting thread")]
+    Thread,
 }
 
 /// Who is tracing: the plane's default `service.name` (`OTEL_SERVICE_NAME` or a
@@ -44,6 +46,9 @@ pub enum Error {
 pub struct Service<'a> {
     pub name: &'static str,
     pub instance: Option<&'a str>,
+    /// Run first on the thread that starts the exporting thread, which inherits what it sets
+    /// (the data plane lowers its scheduling priority, as for its other background work).
+    pub background: fn(),
 }
 
 /// The process's tracing: the provider (kept for the flush at shutdown) and its tracer.
@@ -64,8 +69,7 @@ impl Tracer {
     }
 }
 
-/// Sets traces up as the environment says (see [`env`]); must run inside the tokio runtime
-/// the exports are to use.
+/// Sets traces up as the environment says (see [`env`]).
 pub fn init(service: Service<'_>) -> Result<Telemetry, Error> {
     let export = match Settings::read(|name| std::env::var(name).ok()) {
         Settings::Off(why) => {
@@ -81,8 +85,7 @@ pub fn init(service: Service<'_>) -> Result<Telemetry, Error> {
             "this OTLP protocol is not supported; exporting traces over HTTP/protobuf"
         );
     }
-    let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-    let client = export::RuntimeClient::new(runtime, export.timeout)?;
+    let client = export::ExportClient::new(export.timeout)?;
     let exporter = SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
@@ -90,11 +93,21 @@ pub fn init(service: Service<'_>) -> Result<Telemetry, Error> {
         .with_http_client(client)
         .build()?;
     // The builder's default configuration reads the sampler from OTEL_TRACES_SAMPLER(_ARG);
-    // the batch processor reads OTEL_BSP_*.
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource(service))
-        .build();
+    // the batch processor reads OTEL_BSP_* and starts its thread here, on a thread of ours
+    // whose priority it inherits.
+    let resource = resource(service);
+    let provider = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                (service.background)();
+                SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(resource)
+                    .build()
+            })
+            .join()
+    })
+    .map_err(|_| Error::Thread)?;
     let scope = InstrumentationScope::builder(service.name)
         .with_version(env!("CARGO_PKG_VERSION"))
         .build();

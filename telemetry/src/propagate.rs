@@ -5,7 +5,8 @@
 //! the context of the span that makes a call is written as the headers of that call.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::propagation::{Injector, TextMapPropagator};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::Context;
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -15,25 +16,39 @@ pub fn extract(headers: &HeaderMap) -> Context {
     TraceContextPropagator::new().extract_with_context(&Context::new(), &HeaderExtractor(headers))
 }
 
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// The headers that carry `cx`'s span to the next hop: `traceparent`, and `tracestate` when
-/// it has one. Empty when `cx` has no valid span.
+/// it has one. Empty when `cx` has no valid span. Written by hand (what the W3C propagator
+/// writes, without its formatting machinery: this runs once per upstream call).
 pub fn headers(cx: &Context) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Pairs(Vec::with_capacity(2));
-    TraceContextPropagator::new().inject_context(cx, &mut out);
-    out.0
-}
-
-struct Pairs(Vec<(HeaderName, HeaderValue)>);
-
-impl Injector for Pairs {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.push((name, value));
-        }
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
+        return Vec::new();
     }
+    // `00-{trace id}-{span id}-{flags}`
+    let mut parent = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    let hex = |bytes: &[u8], out: &mut [u8]| hex::encode_to_slice(bytes, out).is_ok();
+    let written = hex(&sc.trace_id().to_bytes(), &mut parent[3..35])
+        && hex(&sc.span_id().to_bytes(), &mut parent[36..52])
+        && hex(&[sc.trace_flags().to_u8()], &mut parent[53..55]);
+    let mut out = Vec::with_capacity(2);
+    if let Some(value) = written
+        .then(|| HeaderValue::from_bytes(&parent).ok())
+        .flatten()
+    {
+        out.push((TRACEPARENT, value));
+    }
+    let state = sc.trace_state().header();
+    if let Some(value) = (!state.is_empty())
+        .then(|| HeaderValue::from_str(&state).ok())
+        .flatten()
+    {
+        out.push((TRACESTATE, value));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -69,6 +84,13 @@ mod tests {
                 ),
             ]
         );
+
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        h.insert("traceparent", HeaderValue::from_static(unsampled));
+        h.remove("tracestate");
+        let out = headers(&extract(&h));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, unsampled);
 
         h.insert("traceparent", HeaderValue::from_static("00-zz-00-01"));
         let cx = extract(&h);

@@ -402,8 +402,9 @@ async fn every_request_is_one_trace_with_its_attempts_and_the_gen_ai_attributes(
         "vendor=kept"
     );
 
-    // Never a key's secret nor the prompt in a span.
+    // Never a key's secret nor the prompt in a span; no attribute set twice.
     for span in &spans {
+        assert!(span.repeated.is_empty(), "{span:#?}");
         let text = serde_json::to_string(&span.attributes).unwrap();
         assert!(
             !text.contains(KEY) && !text.contains(&sha256_hex(KEY)),

@@ -104,6 +104,7 @@ pub async fn run<'p, O: Operation>(
         match reply {
             Ok(reply) => {
                 attempts.succeeded(deployment, first_byte);
+                p.trace.span.served_by(deployment);
                 return Ok(Won {
                     reply,
                     billing,
@@ -140,6 +141,7 @@ fn failed(
         return Ok(e.into());
     }
     let status = e.status();
+    p.trace.span.served_by(deployment);
     billing.settle(billing::failed(status));
     metrics::request_done(labels, status.as_u16(), p.trace.started.elapsed());
     Err(e.into())

@@ -113,7 +113,7 @@ impl Prepared {
         let logged = (log == proto::LogPayloads::Full)
             .then(|| Arc::new(LoggedRequest::new(headers, &inbound.bytes)));
         let route = requested.with_rules(snapshot, key, &tags, prompt_tokens);
-        trace.span.routed(&route.requested.alias);
+        trace.span.routed(&ask.model, &route.requested.alias);
         Ok(Self {
             trace: trace.clone(),
             route,

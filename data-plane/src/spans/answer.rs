@@ -12,10 +12,22 @@
 //! | embeddings | `model` | — |
 //! | Messages, stream | `model`, `message_start.message.model` | `stop_reason`, `message_delta.delta.stop_reason` |
 //! | Responses, stream | `model`, `response.model` | `incomplete_details.reason`, else `status` |
+//!
+//! The members are found by their keys, not by parsing the answer: a key with its quotes and
+//! a colon after it cannot occur inside a JSON string (quotes there are escaped), so a search
+//! finds only members, at a fraction of a parse's cost. The first `model` and the first
+//! `status` of a body are the top-level ones in every shape above (they come before any
+//! nested object that could hold the same key).
 
-use std::borrow::Cow;
+use memchr::memmem::Finder;
+use std::sync::LazyLock;
 
-use serde::Deserialize;
+static MODEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"model\""));
+static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\""));
+static STOP: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stop_reason\""));
+static STATUS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"status\""));
+static INCOMPLETE: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"incomplete_details\""));
 
 /// The model that answered and the finish reasons, as far as seen.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -37,15 +49,7 @@ impl Answered {
 
     /// Reads one stream chunk: an internal chunk's JSON, or a pass-through's SSE frame(s).
     pub fn chunk(&mut self, bytes: &[u8]) {
-        if bytes.first() == Some(&b'{') {
-            self.read(bytes);
-            return;
-        }
-        for line in bytes.split(|b| *b == b'\n') {
-            if let Some(data) = line.strip_prefix(b"data:") {
-                self.read(data.trim_ascii_start());
-            }
-        }
+        self.read(bytes);
     }
 
     /// What was read, once the answer is over.
@@ -58,68 +62,65 @@ impl Answered {
     }
 
     fn read(&mut self, json: &[u8]) {
-        if let Ok(probe) = serde_json::from_slice::<Probe<'_>>(json) {
-            self.take(probe);
+        if self.model.is_none() {
+            self.model = MODEL
+                .find_iter(json)
+                .find_map(|at| string_after(json, at + 7));
+        }
+        for (finder, len) in [(&*FINISH, 15), (&*STOP, 13)] {
+            let reasons = finder
+                .find_iter(json)
+                .filter_map(|at| string_after(json, at + len));
+            self.finish_reasons.extend(reasons);
+        }
+        if let Some(status) = STATUS
+            .find_iter(json)
+            .find_map(|at| string_after(json, at + 8))
+        {
+            self.status = Some(status);
+        }
+        for at in INCOMPLETE.find_iter(json) {
+            let reason = member(json, at + 20)
+                .and_then(|v| json[v..].strip_prefix(b"{").map(|_| v + 1))
+                .map(|v| skip_space(json, v))
+                .filter(|v| json[*v..].starts_with(b"\"reason\""))
+                .and_then(|v| string_after(json, v + 8));
+            self.finish_reasons.extend(reason);
         }
     }
+}
 
-    fn take(&mut self, probe: Probe<'_>) {
-        if let Some(model) = probe.model {
-            if self.model.as_deref() != Some(&*model) {
-                self.model = Some(model.into_owned());
-            }
-        }
-        let reasons = probe.choices.into_iter().filter_map(|c| c.finish_reason);
-        let reasons = reasons
-            .chain(probe.stop_reason)
-            .chain(probe.delta.and_then(|d| d.stop_reason))
-            .chain(probe.incomplete_details.and_then(|d| d.reason));
-        self.finish_reasons.extend(reasons.map(Cow::into_owned));
-        if let Some(status) = probe.status {
-            self.status = Some(status.into_owned());
-        }
-        for nested in [probe.message, probe.response].into_iter().flatten() {
-            self.take(*nested);
-        }
+/// The string value of the member whose key ends just before `at` (`None`: not a member, or
+/// its value is not a string, e.g. `null`).
+fn string_after(json: &[u8], at: usize) -> Option<String> {
+    let start = member(json, at)?;
+    let rest = json.get(start..)?.strip_prefix(b"\"")?;
+    let mut escaped = false;
+    let end = rest.iter().position(|b| {
+        let quote = *b == b'"' && !escaped;
+        escaped = *b == b'\\' && !escaped;
+        quote
+    })?;
+    let raw = &rest[..end];
+    if raw.contains(&b'\\') {
+        serde_json::from_slice(&json[start..start + end + 2]).ok()
+    } else {
+        std::str::from_utf8(raw).ok().map(str::to_owned)
     }
 }
 
-/// The few members read, from any of the answer shapes in the module's table.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Probe<'a> {
-    #[serde(borrow)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    choices: Vec<Choice<'a>>,
-    #[serde(borrow)]
-    stop_reason: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    delta: Option<Reason<'a>>,
-    #[serde(borrow)]
-    incomplete_details: Option<Reason<'a>>,
-    #[serde(borrow)]
-    status: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    message: Option<Box<Probe<'a>>>,
-    #[serde(borrow)]
-    response: Option<Box<Probe<'a>>>,
+/// Where the value starts after a key ending at `at` (`None` if no colon follows: the
+/// quoted text was a value, not a key).
+fn member(json: &[u8], at: usize) -> Option<usize> {
+    let colon = skip_space(json, at);
+    (json.get(colon) == Some(&b':')).then(|| skip_space(json, colon + 1))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Choice<'a> {
-    #[serde(borrow)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Reason<'a> {
-    #[serde(borrow)]
-    stop_reason: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    reason: Option<Cow<'a, str>>,
+fn skip_space(json: &[u8], mut at: usize) -> usize {
+    while json.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    at
 }
 
 #[cfg(test)]
@@ -136,25 +137,30 @@ mod tests {
 
     #[test]
     fn complete_answers_of_every_shape() {
-        let chat = br#"{"id":"c","model":"gpt-4.1-2025-04-14","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"},{"index":1,"finish_reason":"length"}],"usage":{"prompt_tokens":1}}"#;
+        let chat = br#"{"id":"c","model":"gpt-4.1-2025-04-14","choices":[{"index":0,"message":{"role":"assistant","content":"say \"model\": \"x\", \"finish_reason\":\"no\""},"finish_reason":"stop"},{"index":1,"finish_reason":"length"}],"usage":{"prompt_tokens":1}}"#;
         assert_eq!(
             Answered::body(chat),
             answered("gpt-4.1-2025-04-14", &["stop", "length"])
         );
+        let spaced =
+            b"{\n  \"model\" : \"m\",\n  \"choices\": [{\"finish_reason\" :\n \"stop\"}]\n}";
+        assert_eq!(Answered::body(spaced), answered("m", &["stop"]));
         let embeddings = br#"{"object":"list","data":[{"embedding":[0.1]}],"model":"emb-3"}"#;
         assert_eq!(Answered::body(embeddings), answered("emb-3", &[]));
-        let messages = br#"{"id":"msg","type":"message","model":"claude-x","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3}}"#;
+        let messages = br#"{"id":"msg","type":"message","model":"claude-x","content":[{"type":"tool_use","input":{"model":"not this"}}],"stop_reason":"end_turn","usage":{"input_tokens":3}}"#;
         assert_eq!(
             Answered::body(messages),
             answered("claude-x", &["end_turn"])
         );
-        let responses = br#"{"id":"resp","object":"response","model":"gpt-5","status":"completed","output":[]}"#;
+        let responses = br#"{"id":"resp","object":"response","status":"completed","model":"gpt-5","output":[{"type":"message","status":"in_progress"}]}"#;
         assert_eq!(Answered::body(responses), answered("gpt-5", &["completed"]));
-        let cut = br#"{"model":"gpt-5","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"}}"#;
+        let cut = br#"{"status":"incomplete","incomplete_details": { "reason":"max_output_tokens"},"model":"gpt-5"}"#;
         assert_eq!(
             Answered::body(cut),
             answered("gpt-5", &["max_output_tokens"])
         );
+        let escaped = br#"{"model":"a\"b","type":"model"}"#;
+        assert_eq!(Answered::body(escaped), answered("a\"b", &[]));
         assert_eq!(Answered::body(b"not json"), Answered::default());
     }
 
@@ -182,8 +188,9 @@ mod tests {
 
         let mut responses = Answered::default();
         for frame in [
-            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"model\":\"gpt-5\",\"status\":\"in_progress\"}}\n\n",
-            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5\",\"status\":\"completed\"}}\n\n",
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"status\":\"in_progress\",\"model\":\"gpt-5\"}}\n\n",
+            "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"item\":{\"status\":\"in_progress\"}}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"model\":\"gpt-5\"}}\n\n",
         ] {
             responses.chunk(frame.as_bytes());
         }

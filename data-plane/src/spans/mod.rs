@@ -3,13 +3,17 @@
 //! - **The request span** ([`RequestSpan`], kind `SERVER`): started by `pipeline::handle`
 //!   before anything else, the caller's W3C `traceparent`/`tracestate` as its parent; named
 //!   `{gen_ai.operation.name} {gen_ai.request.model}` once the body names the model. It carries
-//!   the request id, endpoint, route, key id and name, team ([`RequestSpan::prepared`]); the
-//!   provider of the last attempt; the model that answered and why it stopped (read from the
-//!   provider's answer: [`answer`]); the usage the request was metered with and its outcome
-//!   ([`RequestSpan::settled`], from the one usage event); and the HTTP status.
+//!   the request id, endpoint, key id, team ([`RequestSpan::asked`]); the provider of the
+//!   attempt that ended the request ([`RequestSpan::served_by`]); the model that answered and
+//!   why it stopped (read from the provider's answer: [`answer`]); the usage the request was
+//!   metered with and its outcome ([`RequestSpan::settled`], from the one usage event); and
+//!   the HTTP status ([`RequestSpan::responded`]).
 //! - **An attempt span** per upstream call ([`AttemptSpan`], kind `CLIENT`), a child of the
 //!   request span: provider, deployment, upstream model, attempt number, outcome. Its context
 //!   is the `traceparent` the upstream request carries (`providers::Call::trace`).
+//!
+//! Each attribute is set once per span (the SDK keeps repeats), and only what is worth its
+//! export cost: every attribute is copied, encoded and sent for every request.
 //!
 //! Never in a span: a key's secret or hash, prompt or answer text, provider credentials.
 //!
@@ -49,14 +53,12 @@ pub mod attr {
     pub const INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
     pub const OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
     pub const STATUS: &str = "http.response.status_code";
-    pub const METHOD: &str = "http.request.method";
     pub const ERROR: &str = "error.type";
     pub const SERVER: &str = "server.address";
     pub const REQUEST_ID: &str = "switchyard.request.id";
     pub const ENDPOINT: &str = "switchyard.endpoint";
     pub const ROUTE: &str = "switchyard.route";
     pub const KEY_ID: &str = "switchyard.key.id";
-    pub const KEY_NAME: &str = "switchyard.key.name";
     pub const TEAM: &str = "switchyard.team";
     pub const PROVIDER_ID: &str = "switchyard.provider";
     pub const DEPLOYMENT: &str = "switchyard.deployment";
@@ -85,7 +87,6 @@ impl RequestSpan {
             .with_attributes([
                 KeyValue::new(attr::OPERATION, operation),
                 KeyValue::new(attr::ENDPOINT, endpoint),
-                KeyValue::new(attr::METHOD, "POST"),
                 KeyValue::new(attr::REQUEST_ID, id.to_string()),
             ]);
         let span = tracer.build_with_context(builder, &parent);
@@ -104,10 +105,8 @@ impl RequestSpan {
         };
         let span = cx.span();
         span.update_name(format!("{} {model}", gen_ai::operation_name(endpoint)));
-        let mut attributes = vec![
-            KeyValue::new(attr::REQUEST_MODEL, model.to_owned()),
-            KeyValue::new(attr::KEY_NAME, key.name.clone()),
-        ];
+        let mut attributes = Vec::with_capacity(3);
+        attributes.push(KeyValue::new(attr::REQUEST_MODEL, model.to_owned()));
         if let Some(id) = &key.id {
             attributes.push(KeyValue::new(attr::KEY_ID, id.clone()));
         }
@@ -117,16 +116,29 @@ impl RequestSpan {
         span.set_attributes(attributes);
     }
 
-    /// The route the request reached (its name in usage events and metrics).
-    pub fn routed(&self, alias: &str) {
-        if let Some(cx) = self.recording() {
+    /// The route the request reached (its name in usage events and metrics), when it is not
+    /// the model the body named (a preference header chose it).
+    pub fn routed(&self, model: &str, alias: &str) {
+        if let Some(cx) = self.recording().filter(|_| alias != model) {
             cx.span()
                 .set_attribute(KeyValue::new(attr::ROUTE, alias.to_owned()));
         }
     }
 
-    /// Starts the span of an attempt on `deployment` (the request's provider is then that
-    /// attempt's), and the headers that carry it upstream.
+    /// The deployment whose attempt ended the request (answered it, or failed it for good).
+    pub fn served_by(&self, deployment: &Deployment) {
+        let Some(cx) = self.recording() else {
+            return;
+        };
+        let provider = gen_ai::provider_name(deployment.provider.kind());
+        cx.span().set_attributes([
+            KeyValue::new(attr::PROVIDER, provider),
+            KeyValue::new(attr::SYSTEM, provider),
+            KeyValue::new(attr::PROVIDER_ID, deployment.provider.id().to_owned()),
+        ]);
+    }
+
+    /// Starts the span of an attempt on `deployment`, and the headers that carry it upstream.
     pub fn attempt(
         &self,
         tracer: &Tracer,
@@ -140,23 +152,16 @@ impl RequestSpan {
         let operation = gen_ai::operation_name(endpoint);
         let provider = gen_ai::provider_name(deployment.provider.kind());
         let recording = cx.span().is_recording();
+        // A request that is not sampled still sends a context upstream (flagged unsampled),
+        // from a span that costs no name and no attributes.
+        let mut builder = SpanBuilder::from_name(operation).with_kind(SpanKind::Client);
         if recording {
-            cx.span().set_attributes([
-                KeyValue::new(attr::PROVIDER, provider),
-                KeyValue::new(attr::SYSTEM, provider),
-                KeyValue::new(attr::PROVIDER_ID, deployment.provider.id().to_owned()),
-                KeyValue::new(attr::DEPLOYMENT, deployment.id.clone()),
-            ]);
-        }
-        let mut builder = SpanBuilder::from_name(format!("{operation} {}", deployment.model))
-            .with_kind(SpanKind::Client);
-        if recording {
+            builder.name = format!("{operation} {}", deployment.model).into();
             let mut attributes = vec![
                 KeyValue::new(attr::OPERATION, operation),
                 KeyValue::new(attr::PROVIDER, provider),
                 KeyValue::new(attr::SYSTEM, provider),
                 KeyValue::new(attr::REQUEST_MODEL, deployment.model.clone()),
-                KeyValue::new(attr::PROVIDER_ID, deployment.provider.id().to_owned()),
                 KeyValue::new(attr::DEPLOYMENT, deployment.id.clone()),
                 KeyValue::new(attr::ATTEMPT, i64::from(number)),
             ];
@@ -213,14 +218,17 @@ impl RequestSpan {
         let Some(cx) = self.recording() else {
             return;
         };
-        cx.span().set_attributes([
+        let span = cx.span();
+        span.set_attributes([
             KeyValue::new(attr::INPUT_TOKENS, event.usage.prompt_tokens as i64),
             KeyValue::new(attr::OUTPUT_TOKENS, event.usage.completion_tokens as i64),
-            KeyValue::new(attr::ESTIMATED, event.usage_estimated),
             KeyValue::new(attr::OUTCOME, outcome(event.outcome)),
             KeyValue::new(attr::ATTEMPTS, i64::from(event.attempts)),
             KeyValue::new(attr::COST, event.cost_usd.to_string()),
         ]);
+        if event.usage_estimated {
+            span.set_attribute(KeyValue::new(attr::ESTIMATED, true));
+        }
     }
 
     /// The status the client got, and the error kind if the request failed. A server error

@@ -37,7 +37,7 @@ pub use eventually::{eventually, Attempt, DEFAULT_TIMEOUT};
 pub use fsutil::write_atomic;
 pub use mock_provider::{MockProvider, MockProviderOptions};
 pub use nats::Nats;
-pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use otlp::{Keep, OtlpReceiver, ReceivedSpan};
 pub use ports::{free_port, is_listening};
 pub use postgres::Postgres;
 pub use process::{ChildProcess, ProcessSpec};

@@ -4,8 +4,10 @@
 //! Guarantees: it listens on a port of its own (bound before [`OtlpReceiver::start`]
 //! returns, so a plane started after it can export at once); `POST /v1/traces` with an
 //! `application/x-protobuf` body is decoded as OTLP's `ExportTraceServiceRequest` (a body that
-//! does not decode is a 400 and is counted in [`OtlpReceiver::rejected`]); the server task
-//! ends when the receiver drops.
+//! does not decode is a 400 and is counted in [`OtlpReceiver::rejected`]); `GET /stats` says
+//! `{"exports", "spans", "rejected"}`; the server task ends when the receiver drops. A
+//! counting receiver ([`Keep::Count`], the benchmarks' `otlp-receiver`) decodes everything
+//! but keeps only the counts.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +42,8 @@ pub struct ReceivedSpan {
     pub status: i32,
     /// Attribute values as JSON (strings, integers, booleans, doubles, arrays).
     pub attributes: BTreeMap<String, Value>,
+    /// Attribute keys the span carried more than once (the last value is in `attributes`).
+    pub repeated: Vec<String>,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
 }
@@ -61,9 +65,21 @@ impl ReceivedSpan {
     }
 }
 
+/// What the receiver keeps of the spans it decodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// Every span, for assertions.
+    #[default]
+    Spans,
+    /// Only how many.
+    Count,
+}
+
 #[derive(Debug, Default)]
 struct Received {
+    keep: Keep,
     spans: Vec<ReceivedSpan>,
+    span_count: usize,
     exports: usize,
     rejected: usize,
 }
@@ -79,13 +95,22 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
-    /// Binds a free port on 127.0.0.1 and serves until dropped.
+    /// Binds a free port on 127.0.0.1, keeping every span, and serves until dropped.
     pub async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::serve("127.0.0.1:0".parse()?, Keep::Spans).await
+    }
+
+    /// Binds `listen` and serves until dropped, keeping what `keep` says.
+    pub async fn serve(listen: SocketAddr, keep: Keep) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let received = Shared::default();
+        let received = Arc::new(Mutex::new(Received {
+            keep,
+            ..Received::default()
+        }));
         let app = Router::new()
             .route("/v1/traces", post(traces))
+            .route("/stats", axum::routing::get(stats))
             .with_state(Arc::clone(&received));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -100,6 +125,16 @@ impl OtlpReceiver {
     /// `http://127.0.0.1:PORT`, the value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many spans were received (kept or not).
+    pub fn span_count(&self) -> usize {
+        self.lock().span_count
     }
 
     /// Every span received so far, in arrival order.
@@ -128,21 +163,37 @@ impl Drop for OtlpReceiver {
     }
 }
 
+async fn stats(State(received): State<Shared>) -> axum::Json<Value> {
+    let r = received.lock().unwrap_or_else(PoisonError::into_inner);
+    axum::Json(serde_json::json!({
+        "exports": r.exports, "spans": r.span_count, "rejected": r.rejected,
+    }))
+}
+
 async fn traces(
     State(received): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Vec<u8>) {
-    let mut received = received.lock().unwrap_or_else(PoisonError::into_inner);
-    received.exports += 1;
     let protobuf = headers
         .get("content-type")
         .is_some_and(|v| v.as_bytes() == b"application/x-protobuf");
+    // Decoded before the lock: a counting receiver under load decodes on every core.
     let decoded = ExportTraceServiceRequest::decode(body.as_ref());
+    let mut received = received.lock().unwrap_or_else(PoisonError::into_inner);
+    received.exports += 1;
     let Some(request) = decoded.ok().filter(|_| protobuf) else {
         received.rejected += 1;
         return (StatusCode::BAD_REQUEST, Vec::new());
     };
+    if received.keep == Keep::Count {
+        let spans = request.resource_spans.iter().flat_map(|r| &r.scope_spans);
+        received.span_count += spans.map(|s| s.spans.len()).sum::<usize>();
+        return (
+            StatusCode::OK,
+            ExportTraceServiceResponse::default().encode_to_vec(),
+        );
+    }
     for resource_spans in request.resource_spans {
         let service = resource_spans
             .resource
@@ -153,6 +204,7 @@ async fn traces(
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+            received.span_count += 1;
             received.spans.push(ReceivedSpan {
                 service: service.clone(),
                 trace_id: hex::encode(&span.trace_id),
@@ -162,6 +214,7 @@ async fn traces(
                 kind: span.kind,
                 status: span.status.map_or(0, |s| s.code),
                 attributes: attributes(&span.attributes),
+                repeated: repeated(&span.attributes),
                 start_unix_nanos: span.start_time_unix_nano,
                 end_unix_nanos: span.end_time_unix_nano,
             });
@@ -174,6 +227,14 @@ async fn traces(
 fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
     kvs.iter()
         .map(|kv| (kv.key.clone(), json(kv.value.as_ref())))
+        .collect()
+}
+
+fn repeated(kvs: &[KeyValue]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    kvs.iter()
+        .filter(|kv| !seen.insert(kv.key.as_str()))
+        .map(|kv| kv.key.clone())
         .collect()
 }
 
