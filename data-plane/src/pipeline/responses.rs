@@ -78,7 +78,15 @@ pub async fn compact(State(app): State<App>, headers: HeaderMap, body: Body) -> 
         turn.resume(&app, &mut inbound).await?;
         chat::serve_read::<Compact>(&app, headers, trace, inbound, None).await
     };
-    super::handle(&app, &headers, body, Compact::ENDPOINT, Compact::error, serve).await
+    super::handle(
+        &app,
+        &headers,
+        body,
+        Compact::ENDPOINT,
+        Compact::error,
+        serve,
+    )
+    .await
 }
 
 /// What this turn says about stored state.
