@@ -275,18 +275,16 @@ async fn request_log_nats_going_away_mid_run_loses_no_entry_and_retention_drops_
         .build()
         .await
         .unwrap();
-    let cp = ControlPlane::start(
-        env.dir(),
-        "control-plane-0",
-        &env.postgres().database_url(),
-        Some(&env.nats().url()),
-        vec![
-            ("SWITCHYARD_REQUEST_LOG_RETENTION_DAYS".into(), "30".into()),
-            ("SWITCHYARD_REQUEST_LOG_SWEEP_SECS".into(), "1".into()),
-        ],
-    )
-    .await
-    .unwrap();
+    let cp = env
+        .control_plane_with(
+            "control-plane-0",
+            vec![
+                ("SWITCHYARD_REQUEST_LOG_RETENTION_DAYS".into(), "30".into()),
+                ("SWITCHYARD_REQUEST_LOG_SWEEP_SECS".into(), "1".into()),
+            ],
+        )
+        .await
+        .unwrap();
     env.start_data_plane(DataPlaneSpec::nats_sealed())
         .await
         .unwrap();

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchyard_tests::support::{
-    eventually, free_port, ControlPlane, DataPlaneSpec, MockProviderOptions, OtlpReceiver,
-    ReceivedSpan, TestEnv,
+    eventually, free_port, DataPlaneSpec, MockProviderOptions, OtlpReceiver, ReceivedSpan, TestEnv,
 };
 
 use crate::fixture::{client, sha256_hex, sse_data, UPSTREAM_KEY};
@@ -216,15 +215,10 @@ async fn every_request_is_one_trace_with_its_attempts_and_the_gen_ai_attributes(
         .unwrap();
     let receiver = OtlpReceiver::start().await.unwrap();
     let nats = env.nats().url();
-    let cp = ControlPlane::start(
-        env.dir(),
-        "control-plane",
-        &env.postgres().database_url(),
-        Some(&nats),
-        otel(&receiver.endpoint()),
-    )
-    .await
-    .unwrap();
+    let cp = env
+        .control_plane_with("control-plane", otel(&receiver.endpoint()))
+        .await
+        .unwrap();
     // The control plane creates the usage stream the data plane publishes to.
     let js = env.nats().jetstream().await.unwrap();
     eventually(WAIT, || async {

@@ -133,6 +133,15 @@ impl TestEnv {
     /// Starts a control plane named `name` (its own directory under this environment's) on
     /// this environment's Postgres, publishing to its NATS when it has one.
     pub async fn control_plane(&self, name: &str) -> anyhow::Result<super::ControlPlane> {
+        self.control_plane_with(name, vec![]).await
+    }
+
+    /// [`Self::control_plane`] with extra environment variables.
+    pub async fn control_plane_with(
+        &self,
+        name: &str,
+        envs: Vec<(String, String)>,
+    ) -> anyhow::Result<super::ControlPlane> {
         let postgres = self
             .postgres
             .as_ref()
@@ -143,7 +152,7 @@ impl TestEnv {
             name,
             &postgres.database_url(),
             nats.as_deref(),
-            vec![],
+            envs,
         )
         .await
     }
