@@ -4,6 +4,7 @@
 //! additive (new optional fields with defaults), so an older proxy keeps reading a newer
 //! control plane's messages; fixture tests lock the JSON shape.
 
+mod batch;
 mod distribution;
 mod health;
 mod keycodec;
@@ -14,6 +15,7 @@ mod snapshot;
 mod usage;
 mod validate;
 
+pub use batch::{batch_id, batch_items};
 pub use distribution::{
     part_bits_for, part_of, split_keys, split_keys_with_bits, EncodedParts, KeyParts, PartRef,
     SnapshotPointer, MAX_PART_BITS, MAX_PART_BYTES, RESPONSES_KV_BUCKET, SNAPSHOT_KV_BUCKET,

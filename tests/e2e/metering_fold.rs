@@ -157,6 +157,35 @@ async fn publish(js: &jetstream::Context, events: &[UsageEvent]) {
     }
 }
 
+/// Publishes events as a data plane does: several per message, one JSON line each
+/// (`proto::batch_items`), with the batch id as `Nats-Msg-Id`.
+async fn publish_batched(js: &jetstream::Context, events: &[UsageEvent], per_message: usize) {
+    let mut acks = Vec::new();
+    for batch in events.chunks(per_message) {
+        let lines: Vec<String> = batch
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            proto::batch_id(&batch[0].id, batch.len()).as_str(),
+        );
+        acks.push(
+            js.publish_with_headers(
+                usage_subject(batch[0].team.as_deref()),
+                headers,
+                lines.join("\n").into(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
 /// Publishes raw bytes without a message id.
 async fn publish_raw(js: &jetstream::Context, body: &[u8]) {
     js.publish(usage_subject(Some("junk")), body.to_vec().into())
@@ -268,19 +297,22 @@ async fn usage_folds_into_exact_grouped_isolated_ledgers() {
         }
         events.push(e);
     }
-    publish(&s.js, &events).await;
+    // Most of them batched, several to a message, the rest one to a message.
+    publish_batched(&s.js, &events[..40], 7).await;
+    publish(&s.js, &events[40..]).await;
     // The same event again: with the same Nats-Msg-Id (JetStream drops it), and without one
     // (a replay past the duplicate window: the usage_events key drops it).
     publish(&s.js, &events[..3]).await;
-    // Both come from a proxy's spool (the replay header is counted by the control plane).
-    let replay = serde_json::to_vec(&events[3]).unwrap();
-    for _ in 0..2 {
+    // Both come from a proxy's spool (the replay header is counted by the control plane),
+    // once alone and once in a batch with a copy of itself.
+    let one = serde_json::to_string(&events[3]).unwrap();
+    for replay in [one.clone(), format!("{one}\n{one}")] {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(proto::USAGE_REPLAYED_HEADER, "1");
         s.js.publish_with_headers(
             usage_subject(events[3].team.as_deref()),
             headers,
-            replay.clone().into(),
+            replay.into(),
         )
         .await
         .unwrap()
@@ -289,7 +321,13 @@ async fn usage_folds_into_exact_grouped_isolated_ledgers() {
     }
     // Not events at all.
     publish_raw(&s.js, b"{not json").await;
-    publish_raw(&s.js, br#"{"id":"not-a-uuid","time_ms":1,"proxy":"p","endpoint":"chat","alias":"a","latency_ms":1,"status":200,"outcome":"ok"}"#).await;
+    // A batch with one bad line: the good event in it (a duplicate here) still counts.
+    let mixed = format!(
+        "{}\n{}",
+        serde_json::to_string(&events[59]).unwrap(),
+        r#"{"id":"not-a-uuid","time_ms":1,"proxy":"p","endpoint":"chat","alias":"a","latency_ms":1,"status":200,"outcome":"ok"}"#
+    );
+    publish_raw(&s.js, mixed.as_bytes()).await;
 
     let total = wait_folded(&s.cp, events.len() as u64, Duration::from_secs(30)).await;
     let want_cost: Decimal = events.iter().map(cost).sum();
@@ -480,7 +518,7 @@ async fn usage_folds_into_exact_grouped_isolated_ledgers() {
     for name in [
         "switchyard_fold_duplicates_total",
         "switchyard_usage_undecodable_total 2",
-        "switchyard_usage_spool_replays_total 2",
+        "switchyard_usage_spool_replays_total 3",
         "switchyard_fold_events_total 60",
         "switchyard_spend_usd_total{",
         "switchyard_usage_tokens_total{",

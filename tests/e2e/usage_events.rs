@@ -61,7 +61,7 @@ async fn env_with_nats() -> TestEnv {
     env
 }
 
-/// Every event in the usage stream, in stream order.
+/// Every event in the usage stream, in stream order (a message carries one or more).
 async fn stream_events(js: &jetstream::Context) -> anyhow::Result<Vec<UsageEvent>> {
     let stream = js.get_stream(USAGE_STREAM).await?;
     let info = stream.get_info().await?;
@@ -71,7 +71,9 @@ async fn stream_events(js: &jetstream::Context) -> anyhow::Result<Vec<UsageEvent
     }
     for seq in info.state.first_sequence..=info.state.last_sequence {
         let message = stream.get_raw_message(seq).await?;
-        events.push(serde_json::from_slice(&message.payload)?);
+        for item in proto::batch_items(&message.payload) {
+            events.push(serde_json::from_slice(item)?);
+        }
     }
     Ok(events)
 }

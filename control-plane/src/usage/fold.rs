@@ -16,7 +16,6 @@
 //! Fetching and writing overlap: a fetcher task pulls and decodes batches while [`WRITERS`]
 //! writers fold them, each batch in its own transaction.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -41,6 +40,9 @@ use telemetry::Tracer;
 /// (each event adds to 1 + one per tag rows); the more events per batch, the more of them
 /// share rows. 2,000 folded about twice as fast as 1,000 on bench-fold's mix.
 pub const MAX_BATCH: usize = 2000;
+/// Most bytes pulled for one transaction: messages carry many events each (data planes batch
+/// them), so bytes, not messages, bound a batch then. Above NATS' largest message (1 MiB).
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Batches folded at once, each in its own transaction on its own connection: while one
 /// upserts ledger rows, the next inserts its events.
 pub const WRITERS: usize = 2;
@@ -49,18 +51,32 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Longest a pull (a fetch, or the idle wait) may take before it is given up.
 const PULL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One pulled batch: the messages, and what each decoded to.
+/// One pulled batch: the messages, and what each of their items decoded to (a message holds
+/// one or more items, one per line: `proto::batch_items`).
 pub struct Pulled<T, E> {
     pub messages: Vec<jetstream::Message>,
-    pub decoded: Vec<Result<T, E>>,
+    /// Each item's message (its index in `messages`) and what it decoded to.
+    pub decoded: Vec<(usize, Result<T, E>)>,
+}
+
+impl<T, E> Pulled<T, E> {
+    /// Decodes every item of every message with `decode`.
+    pub fn decode(messages: Vec<jetstream::Message>, decode: fn(&[u8]) -> Result<T, E>) -> Self {
+        let decoded = messages
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| proto::batch_items(&m.payload).map(move |item| (i, decode(item))))
+            .collect();
+        Self { messages, decoded }
+    }
 }
 
 impl<T, E: std::fmt::Display> Pulled<T, E> {
-    /// The decoded items, and the messages that did not decode (index and why).
+    /// The decoded items, and the items that did not decode (their message's index and why).
     pub fn split(&mut self) -> (Vec<T>, Vec<(usize, E)>) {
         let mut good = Vec::with_capacity(self.decoded.len());
         let mut bad = Vec::new();
-        for (i, d) in std::mem::take(&mut self.decoded).into_iter().enumerate() {
+        for (i, d) in std::mem::take(&mut self.decoded) {
             match d {
                 Ok(d) => good.push(d),
                 Err(e) => bad.push((i, e)),
@@ -69,8 +85,18 @@ impl<T, E: std::fmt::Display> Pulled<T, E> {
         (good, bad)
     }
 
+    /// Items of messages that carry `header` (spool replays).
+    pub fn items_with_header(&self, header: &str) -> usize {
+        self.messages
+            .iter()
+            .filter(|m| m.headers.as_ref().is_some_and(|h| h.get(header).is_some()))
+            .map(|m| proto::batch_items(&m.payload).count())
+            .sum()
+    }
+
     /// Settles every message once its batch is written (`Ok`): acknowledged, or terminated if
-    /// it did not decode (`bad`); after a failed write nothing is acknowledged and every
+    /// none of its items decoded (`bad`: a message with some good items is acknowledged, its
+    /// bad items logged and counted); after a failed write nothing is acknowledged and every
     /// message is delivered again soon. `what` names the items in log lines.
     pub async fn settle(&self, written: bool, bad: &[(usize, E)], what: &str) {
         if !written {
@@ -79,13 +105,14 @@ impl<T, E: std::fmt::Display> Pulled<T, E> {
             }
             return;
         }
-        let bad_index: HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
+        let mut bad_items = vec![0usize; self.messages.len()];
+        for (i, _) in bad {
+            bad_items[*i] += 1;
+        }
         for (i, m) in self.messages.iter().enumerate() {
-            let kind = if bad_index.contains(&i) {
-                AckKind::Term
-            } else {
-                AckKind::Ack
-            };
+            let all_bad =
+                bad_items[i] > 0 && bad_items[i] == proto::batch_items(&m.payload).count();
+            let kind = if all_bad { AckKind::Term } else { AckKind::Ack };
             if let Err(e) = m.ack_with(kind).await {
                 // The batch is committed; a lost ack means a harmless redelivery.
                 tracing::debug!(error = %e, what, "acknowledging a message failed");
@@ -94,7 +121,7 @@ impl<T, E: std::fmt::Display> Pulled<T, E> {
         if let Some((i, e)) = bad.first() {
             tracing::warn!(
                 subject = %self.messages[*i].subject, error = %e, count = bad.len(), what,
-                "dropped messages that do not decode"
+                "dropped items that do not decode"
             );
         }
     }
@@ -220,8 +247,7 @@ pub async fn fetch_loop<T, E>(
         match pulled {
             Ok(messages) if messages.is_empty() => continue,
             Ok(messages) => {
-                let decoded = messages.iter().map(|m| decode(&m.payload)).collect();
-                if tx.send(Pulled { messages, decoded }).await.is_err() {
+                if tx.send(Pulled::decode(messages, decode)).await.is_err() {
                     return;
                 }
             }
@@ -249,6 +275,7 @@ async fn pull(
     let mut batch = consumer
         .fetch()
         .max_messages(MAX_BATCH - out.len())
+        .max_bytes(MAX_BATCH_BYTES)
         .expires(IDLE_WAIT)
         .messages()
         .await?;
@@ -315,15 +342,7 @@ impl Folder {
     /// Folds a pulled batch and settles every message: acknowledged after the commit, or
     /// terminated if it did not decode. On a database error nothing is acknowledged.
     async fn fold_pulled(&mut self, mut pulled: UsageBatch) -> anyhow::Result<()> {
-        let replayed = pulled
-            .messages
-            .iter()
-            .filter(|m| {
-                m.headers
-                    .as_ref()
-                    .is_some_and(|h| h.get(proto::USAGE_REPLAYED_HEADER).is_some())
-            })
-            .count();
+        let replayed = pulled.items_with_header(proto::USAGE_REPLAYED_HEADER);
         if replayed > 0 {
             // Events a data plane had spooled while NATS was away (duplicates included).
             metrics::counter!("switchyard_usage_spool_replays_total").increment(replayed as u64);

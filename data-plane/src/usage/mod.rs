@@ -14,6 +14,7 @@
 //! the proxy runs with `--nats`. Nothing on the request path waits for NATS or the disk: a
 //! handler's only cost is building the event and a `try_send`.
 
+pub mod batch;
 pub mod estimate;
 pub mod event;
 pub mod payload;

@@ -3,12 +3,14 @@
 //!
 //! - Handlers call [`Sink::emit`]: a `try_send` into a bounded queue, never blocking. A
 //!   full (or, during shutdown, closed) queue sends the event straight to the spool.
-//! - The publisher task sends each event to the channel's subject for its team with
-//!   `Nats-Msg-Id` = the event id, keeping up to [`MAX_IN_FLIGHT`] publishes un-acknowledged at once (pipelined),
-//!   and retries a failed one while connected; an event NATS does not acknowledge (not
-//!   connected, no ack within [`ACK_TIMEOUT`], retries used up) goes to the spool.
-//! - The replay task re-publishes sealed spool segments while connected and deletes a segment
-//!   only once every event in it is acknowledged. A replayed event that JetStream already has
+//! - The publisher task gathers events into batches (`batch`: per team, closed [`LINGER`]
+//!   after their first event or when full) and sends each batch as one message to the
+//!   channel's subject for its team (the framing: `proto::batch_items`), keeping up to
+//!   [`MAX_IN_FLIGHT`] publishes un-acknowledged at once (pipelined), and retries a failed one
+//!   while connected; a batch NATS does not acknowledge (not connected, no ack within
+//!   [`ACK_TIMEOUT`], retries used up) goes to the spool, one line per event.
+//! - The replay task re-publishes sealed spool segments (re-batched) while connected and
+//!   deletes a segment only once every event in it is acknowledged. A replayed event that JetStream already has
 //!   is dropped by the stream's duplicate window (and past it by the ledger's primary key).
 //! - The data plane ensures the channel's stream exists (idempotently) before its first
 //!   publish on a connection, so proxies work without a control plane.
@@ -21,7 +23,6 @@ use std::time::{Duration, Instant};
 use async_nats::connection::State;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::{self, message::PublishMessage};
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::batch::{Batch, Open, LINGER, MAX_BATCH_ITEMS};
 use super::sink::{encoded, Channel, Item, Sink};
 use super::spool::{self, Spool};
 use crate::background::Ticks;
@@ -107,20 +109,16 @@ impl Link {
         }
     }
 
-    async fn send(
-        &self,
-        id: &str,
-        team: Option<&str>,
-        json: Bytes,
-        replayed: bool,
-    ) -> Result<PublishAckFuture, String> {
-        let mut publish = PublishMessage::build().payload(json).message_id(id);
+    async fn send(&self, batch: &Batch, replayed: bool) -> Result<PublishAckFuture, String> {
+        let mut publish = PublishMessage::build()
+            .payload(batch.payload())
+            .message_id(batch.id.as_str());
         if replayed {
             // Lets the control plane count spool replays (`proto::USAGE_REPLAYED_HEADER`).
             publish = publish.header(proto::USAGE_REPLAYED_HEADER, "1");
         }
         self.js
-            .send_publish((self.channel.subject)(team), publish)
+            .send_publish((self.channel.subject)(batch.team.as_deref()), publish)
             .await
             .map_err(|e| e.to_string())
     }
@@ -132,14 +130,21 @@ impl Link {
     }
 }
 
-/// One event on its way to JetStream.
+/// One batch on its way to JetStream.
 #[derive(Debug)]
 struct Pending {
-    id: String,
-    team: Option<String>,
-    json: Bytes,
+    batch: Batch,
     sent: Instant,
     attempt: u32,
+}
+
+impl Pending {
+    /// Writes the batch's items to the spool, one line each.
+    fn spool(&self, spool: &Spool) {
+        for item in &self.batch.items {
+            spool.append(item);
+        }
+    }
 }
 
 type Acked = (Pending, Result<(), PublishErrorKind>);
@@ -187,6 +192,8 @@ pub fn start<T: Item>(
             link: link.clone(),
             spool: Arc::clone(&spool),
             in_flight: FuturesUnordered::new(),
+            open: Open::default(),
+            linger_until: None,
             draining: false,
         }
         .run(flush.clone()),
@@ -244,20 +251,33 @@ struct Publisher<T> {
     link: Option<Arc<Link>>,
     spool: Arc<Spool>,
     in_flight: FuturesUnordered<BoxFuture<'static, Acked>>,
+    /// Batches still taking items, and when they close.
+    open: Open,
+    linger_until: Option<tokio::time::Instant>,
     /// Shutting down: a failed publish goes to the spool without retrying.
     draining: bool,
 }
 
 impl<T: Item> Publisher<T> {
+    /// While batches are open the queue is not watched (no wake-up per item): it is drained
+    /// when they close, [`LINGER`] after the first item.
     async fn run(mut self, flush: CancellationToken) {
         loop {
+            let linger = self.linger_until;
             tokio::select! {
                 biased;
                 Some((pending, result)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.acked(pending, result).await;
                 }
-                event = self.rx.recv(), if self.in_flight.len() < MAX_IN_FLIGHT => match event {
-                    Some(event) => self.submit_event(&event).await,
+                () = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
+                    self.drain_queue().await;
+                    self.close_open().await;
+                }
+                event = self.rx.recv(), if linger.is_none() && self.in_flight.len() < MAX_IN_FLIGHT => match event {
+                    Some(event) => {
+                        self.linger_until = Some(tokio::time::Instant::now() + LINGER);
+                        self.add(&event).await;
+                    }
                     None => break,
                 },
                 () = flush.cancelled() => break,
@@ -272,21 +292,45 @@ impl<T: Item> Publisher<T> {
                     self.acked(pending, result).await;
                 }
             }
-            self.submit_event(&event).await;
+            self.add(&event).await;
         }
+        self.close_open().await;
         while let Some((pending, result)) = self.in_flight.next().await {
             self.acked(pending, result).await;
         }
     }
 
-    async fn submit_event(&mut self, event: &T) {
+    /// Takes what is queued into the open batches, while publishes may be added.
+    async fn drain_queue(&mut self) {
+        let mut taken = 0;
+        while taken < 4 * MAX_BATCH_ITEMS && self.in_flight.len() < MAX_IN_FLIGHT {
+            let Ok(event) = self.rx.try_recv() else {
+                break;
+            };
+            self.add(&event).await;
+            taken += 1;
+        }
+    }
+
+    async fn add(&mut self, event: &T) {
         let Some(json) = encoded(&self.spool, event) else {
             return;
         };
+        for batch in self.open.add(event.id(), event.team(), json) {
+            self.submit_batch(batch).await;
+        }
+    }
+
+    async fn close_open(&mut self) {
+        self.linger_until = None;
+        for batch in self.open.take_all() {
+            self.submit_batch(batch).await;
+        }
+    }
+
+    async fn submit_batch(&mut self, batch: Batch) {
         let pending = Pending {
-            id: event.id().to_owned(),
-            team: event.team().map(str::to_owned),
-            json,
+            batch,
             sent: Instant::now(),
             attempt: 1,
         };
@@ -295,23 +339,15 @@ impl<T: Item> Publisher<T> {
 
     async fn submit(&mut self, mut pending: Pending) {
         let Some(link) = self.link.clone() else {
-            self.spool.append(&pending.json);
+            pending.spool(&self.spool);
             return;
         };
         if !link.connected() || !link.ensure_stream().await {
-            self.spool.append(&pending.json);
+            pending.spool(&self.spool);
             return;
         }
         pending.sent = Instant::now();
-        match link
-            .send(
-                &pending.id,
-                pending.team.as_deref(),
-                pending.json.clone(),
-                false,
-            )
-            .await
-        {
+        match link.send(&pending.batch, false).await {
             Ok(ack) => self.in_flight.push(
                 async move {
                     let result = ack.await.map(drop).map_err(|e| e.kind());
@@ -321,8 +357,8 @@ impl<T: Item> Publisher<T> {
             ),
             Err(e) => {
                 self.spool.metrics().publish_failure();
-                tracing::warn!(id = %pending.id, error = %e, stream = link.channel.stream, "cannot publish; spooling it");
-                self.spool.append(&pending.json);
+                tracing::warn!(id = %pending.batch.id, error = %e, stream = link.channel.stream, "cannot publish; spooling it");
+                pending.spool(&self.spool);
             }
         }
     }
@@ -330,7 +366,8 @@ impl<T: Item> Publisher<T> {
     async fn acked(&mut self, mut pending: Pending, result: Result<(), PublishErrorKind>) {
         match result {
             Ok(()) => {
-                self.spool.metrics().published("live", 1);
+                let items = pending.batch.items.len() as u64;
+                self.spool.metrics().published("live", items);
                 self.spool.metrics().publish_latency(pending.sent.elapsed());
             }
             Err(kind) => {
@@ -345,8 +382,8 @@ impl<T: Item> Publisher<T> {
                     pending.attempt += 1;
                     self.submit(pending).await;
                 } else {
-                    tracing::debug!(id = %pending.id, error = %kind, "not acknowledged; spooling it");
-                    self.spool.append(&pending.json);
+                    tracing::debug!(id = %pending.batch.id, error = %kind, "not acknowledged; spooling it");
+                    pending.spool(&self.spool);
                 }
             }
         }
@@ -386,33 +423,40 @@ async fn replay_pass(link: &Link, spool: &Arc<Spool>, deadline: Option<Instant>)
             }
             Err(_) => return,
         };
+        // Re-batched as they are read (per team, in order); the items keep their own ids.
+        let mut open = Open::default();
+        let mut batches = Vec::new();
+        for event in events {
+            batches.extend(open.add(&event.id, event.team.as_deref(), event.json));
+        }
+        batches.extend(open.take_all());
         let mut acks = FuturesUnordered::new();
         let mut acked = 0u64;
         let mut failed = false;
-        for event in &events {
+        for batch in &batches {
             while acks.len() >= MAX_IN_FLIGHT {
                 match acks.next().await {
-                    Some(Ok(_)) => acked += 1,
+                    Some((n, Ok(_))) => acked += n,
                     _ => failed = true,
                 }
             }
             if failed {
                 break;
             }
-            match link
-                .send(&event.id, event.team.as_deref(), event.json.clone(), true)
-                .await
-            {
-                Ok(ack) => acks.push(ack.into_future()),
+            match link.send(batch, true).await {
+                Ok(ack) => {
+                    let n = batch.items.len() as u64;
+                    acks.push(ack.into_future().map(move |r| (n, r)));
+                }
                 Err(_) => {
                     failed = true;
                     break;
                 }
             }
         }
-        while let Some(result) = acks.next().await {
+        while let Some((n, result)) = acks.next().await {
             match result {
-                Ok(_) => acked += 1,
+                Ok(_) => acked += n,
                 Err(e) => {
                     link.failed(e.kind());
                     failed = true;
