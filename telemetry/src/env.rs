@@ -5,8 +5,9 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), or `OTEL_TRACES_EXPORTER` names `otlp` (then the
 //! exporter's default endpoint, `http://localhost:4318/v1/traces`, applies).
 //! `OTEL_SDK_DISABLED=true` and `OTEL_TRACES_EXPORTER=none` win over both. An empty value is
-//! unset, as the specification says. Everything else (sampler, resource, headers, batching)
-//! the OpenTelemetry SDK and exporter read from the environment themselves: [`SDK_READS`].
+//! unset, as the specification says. The exporter (`crate::export`) is ours, so the endpoint,
+//! timeout and headers are read here; the sampler, resource and batching the OpenTelemetry SDK
+//! reads from the environment itself: [`SDK_READS`].
 
 use std::time::Duration;
 
@@ -24,18 +25,19 @@ pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_
 /// Longest one export may take, in milliseconds (default 10,000).
 pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+/// Headers on every export, `name=value` pairs separated by commas, values percent-encoded.
+pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
 /// `service.name` of the spans (default: the plane's own name; `OTEL_RESOURCE_ATTRIBUTES`
 /// may name it too). Read by the SDK.
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 
-/// Variables the SDK and the OTLP exporter read themselves, honoured as the specification
-/// says (listed for the README and the start-up log).
+/// Variables the SDK reads itself, honoured as the specification says (listed for the
+/// README and the start-up log).
 pub const SDK_READS: &[&str] = &[
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     "OTEL_BSP_SCHEDULE_DELAY",
     "OTEL_BSP_MAX_QUEUE_SIZE",
     "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
@@ -46,6 +48,8 @@ pub const SDK_READS: &[&str] = &[
 pub const PROTOCOL: &str = "http/protobuf";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where traces go when only `OTEL_TRACES_EXPORTER=otlp` is set (a local collector).
+pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318/v1/traces";
 
 /// What the environment asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +63,10 @@ pub enum Settings {
 /// How to export, as far as this crate decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
-    /// Where spans go, for the start-up log (`None`: the exporter's default).
-    pub endpoint: Option<String>,
+    /// The URL spans are posted to.
+    pub endpoint: String,
+    /// Headers sent with every export (names lower-cased, values decoded).
+    pub headers: Vec<(String, String)>,
     /// Longest one export request may take.
     pub timeout: Duration,
     /// A protocol other than [`PROTOCOL`] that was asked for (and is not used).
@@ -102,12 +108,50 @@ impl Settings {
         let ignored_protocol = var(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)
             .or_else(|| var(OTEL_EXPORTER_OTLP_PROTOCOL))
             .filter(|p| p.trim() != PROTOCOL);
+        let headers = var(OTEL_EXPORTER_OTLP_TRACES_HEADERS)
+            .or_else(|| var(OTEL_EXPORTER_OTLP_HEADERS))
+            .map(|list| headers(&list))
+            .unwrap_or_default();
         Self::On(Export {
-            endpoint,
+            endpoint: endpoint.unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            headers,
             timeout: millis.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             ignored_protocol,
         })
     }
+}
+
+/// `name=value,name2=value2` as the specification writes headers: names trimmed and
+/// lower-cased, values trimmed and percent-decoded; a pair without `=` or a name is skipped.
+fn headers(list: &str) -> Vec<(String, String)> {
+    list.split(',')
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            let name = name.trim().to_ascii_lowercase();
+            (!name.is_empty()).then(|| (name, percent_decode(value.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                let (h, l) = (hex(h).unwrap_or(0), hex(l).unwrap_or(0));
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -133,7 +177,8 @@ mod tests {
         let Settings::On(on) = read(&[(OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318/")]) else {
             panic!("an endpoint turns traces on");
         };
-        assert_eq!(on.endpoint.as_deref(), Some("http://c:4318/v1/traces"));
+        assert_eq!(on.endpoint, "http://c:4318/v1/traces");
+        assert!(on.headers.is_empty());
         assert_eq!(on.timeout, DEFAULT_TIMEOUT);
         let Settings::On(on) = read(&[
             (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
@@ -142,12 +187,41 @@ mod tests {
         ]) else {
             panic!("on");
         };
-        assert_eq!(on.endpoint.as_deref(), Some("http://t:1/x"));
+        assert_eq!(on.endpoint, "http://t:1/x");
         assert_eq!(on.timeout, Duration::from_millis(2500));
         let Settings::On(on) = read(&[(OTEL_TRACES_EXPORTER, "otlp")]) else {
             panic!("otlp alone turns traces on");
         };
-        assert_eq!(on.endpoint, None, "the exporter's default endpoint");
+        assert_eq!(on.endpoint, DEFAULT_ENDPOINT);
+    }
+
+    #[test]
+    fn headers_are_pairs_with_decoded_values_and_the_traces_ones_win() {
+        let endpoint = (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318");
+        let Settings::On(on) = read(&[
+            endpoint,
+            (
+                OTEL_EXPORTER_OTLP_HEADERS,
+                " Api-Key = a%20b%3Dc ,broken, =x,tenant=t1",
+            ),
+        ]) else {
+            panic!("on");
+        };
+        assert_eq!(
+            on.headers,
+            [
+                ("api-key".to_owned(), "a b=c".to_owned()),
+                ("tenant".to_owned(), "t1".to_owned())
+            ]
+        );
+        let Settings::On(on) = read(&[
+            endpoint,
+            (OTEL_EXPORTER_OTLP_HEADERS, "a=1"),
+            (OTEL_EXPORTER_OTLP_TRACES_HEADERS, "b=2"),
+        ]) else {
+            panic!("on");
+        };
+        assert_eq!(on.headers, [("b".to_owned(), "2".to_owned())]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! OpenTelemetry traces for both planes, set up one way: configured from the standard
-//! `OTEL_*` variables ([`env`]), exported over OTLP (HTTP/protobuf) by the SDK's batch span
-//! processor off the request path ([`export`]), with W3C trace context taken from callers and
+//! `OTEL_*` variables ([`env`]), encoded straight to OTLP protobuf ([`otlp`]) and exported over
+//! HTTP by the SDK's batch span processor off the request path ([`export`]), with W3C trace context taken from callers and
 //! passed on ([`propagate`]).
 //!
 //! Off by default: [`init`] then yields a [`Tracer`] that is `None` inside, so a plane that
@@ -16,13 +16,13 @@
 
 pub mod env;
 pub mod export;
+pub mod otlp;
 pub mod propagate;
 
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{InstrumentationScope, Key, KeyValue};
-use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
@@ -32,8 +32,6 @@ pub use opentelemetry;
 /// Why traces could not be set up (a configuration mistake: the plane does not start).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("OpenTelemetry: {0}")]
-    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("OpenTelemetry: {0}")]
     Client(#[from] export::ClientError),
     #[error("OpenTelemetry: cannot start the exporting thread")]
@@ -85,13 +83,7 @@ pub fn init(service: Service<'_>) -> Result<Telemetry, Error> {
             "this OTLP protocol is not supported; exporting traces over HTTP/protobuf"
         );
     }
-    let client = export::ExportClient::new(export.timeout)?;
-    let exporter = SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_timeout(export.timeout)
-        .with_http_client(client)
-        .build()?;
+    let exporter = export::Exporter::new(&export)?;
     // The builder's default configuration reads the sampler from OTEL_TRACES_SAMPLER(_ARG);
     // the batch processor reads OTEL_BSP_* and starts its thread here, on a thread of ours
     // whose priority it inherits.
@@ -113,10 +105,7 @@ pub fn init(service: Service<'_>) -> Result<Telemetry, Error> {
         .build();
     let tracer = provider.tracer_with_scope(scope);
     tracing::info!(
-        endpoint = export
-            .endpoint
-            .as_deref()
-            .unwrap_or("http://localhost:4318/v1/traces"),
+        endpoint = export.endpoint,
         sampler = std::env::var("OTEL_TRACES_SAMPLER")
             .as_deref()
             .unwrap_or("parentbased_always_on"),

@@ -43,12 +43,17 @@ keys:
     )
 }
 
-/// The variables that turn traces on, every span sampled, exported every 100 ms.
+/// The variables that turn traces on, every span sampled, exported every 100 ms with a
+/// collector credential (percent-encoded, as the specification writes header values).
 fn otel(endpoint: &str) -> Vec<(String, String)> {
     [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_TRACES_SAMPLER", "always_on"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-collector-key=team%20a,x-tenant=t1",
+        ),
     ]
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .into()
@@ -311,6 +316,12 @@ async fn every_request_is_one_trace_with_its_attempts_and_the_gen_ai_attributes(
         0,
         "every export decodes as OTLP protobuf"
     );
+    assert_eq!(
+        receiver.last_header("x-collector-key").as_deref(),
+        Some("team a"),
+        "OTEL_EXPORTER_OTLP_HEADERS go with every export"
+    );
+    assert_eq!(receiver.last_header("x-tenant").as_deref(), Some("t1"));
 
     // One trace per request.
     let traces: HashSet<&str> = spans

@@ -82,6 +82,8 @@ struct Received {
     span_count: usize,
     exports: usize,
     rejected: usize,
+    /// The headers of the latest export.
+    headers: HeaderMap,
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -147,6 +149,13 @@ impl OtlpReceiver {
         self.lock().exports
     }
 
+    /// A header of the latest export request.
+    pub fn last_header(&self, name: &str) -> Option<String> {
+        let r = self.lock();
+        let value = r.headers.get(name)?;
+        Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+    }
+
     /// How many export requests did not decode.
     pub fn rejected(&self) -> usize {
         self.lock().rejected
@@ -182,6 +191,7 @@ async fn traces(
     let decoded = ExportTraceServiceRequest::decode(body.as_ref());
     let mut received = received.lock().unwrap_or_else(PoisonError::into_inner);
     received.exports += 1;
+    received.headers = headers;
     let Some(request) = decoded.ok().filter(|_| protobuf) else {
         received.rejected += 1;
         return (StatusCode::BAD_REQUEST, Vec::new());
