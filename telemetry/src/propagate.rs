@@ -16,6 +16,23 @@ pub fn extract(headers: &HeaderMap) -> Context {
     TraceContextPropagator::new().extract_with_context(&Context::new(), &HeaderExtractor(headers))
 }
 
+/// The caller's `traceparent` and `tracestate` as they came, for a plane that does not trace
+/// but still passes the caller's trace on (empty without a valid `traceparent`).
+pub fn passed_on(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(parent) = headers.get(&TRACEPARENT) else {
+        return Vec::new();
+    };
+    if !extract(headers).span().span_context().is_valid() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(2);
+    out.push((TRACEPARENT, parent.clone()));
+    if let Some(state) = headers.get(&TRACESTATE) {
+        out.push((TRACESTATE, state.clone()));
+    }
+    out
+}
+
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
@@ -95,5 +112,22 @@ mod tests {
         let cx = extract(&h);
         assert!(!cx.span().span_context().is_valid());
         assert!(headers(&cx).is_empty());
+        assert!(
+            passed_on(&h).is_empty(),
+            "an invalid traceparent is not passed on"
+        );
+    }
+
+    #[test]
+    fn without_tracing_the_callers_context_is_passed_on_as_it_came() {
+        let mut h = HeaderMap::new();
+        assert!(passed_on(&h).is_empty());
+        h.insert("traceparent", HeaderValue::from_static(PARENT));
+        assert_eq!(
+            passed_on(&h),
+            vec![(TRACEPARENT, HeaderValue::from_static(PARENT))]
+        );
+        h.insert("tracestate", HeaderValue::from_static("vendor=x,other=y"));
+        assert_eq!(passed_on(&h)[1].1, "vendor=x,other=y");
     }
 }

@@ -513,24 +513,45 @@ async fn a_dead_or_stalled_collector_neither_slows_nor_fails_requests() {
 }
 
 #[tokio::test]
-async fn traces_are_off_without_otel_settings_and_nothing_goes_upstream() {
+async fn with_traces_off_the_callers_context_goes_upstream_as_it_came_and_nothing_else() {
     let spec = DataPlaneSpec::from_fn(|env| config(&env.mock().base_url()))
         .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
     let env = crate::fixture::gateway_with(spec).await;
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let seen = send(
+    let state = "vendor=x";
+    let traced = send(
         &env,
         "/v1/chat/completions",
         chat("chat", false),
-        &[("traceparent", parent)],
+        &[("traceparent", parent), ("tracestate", state)],
     )
     .await;
-    assert!(!seen.request_id.is_empty());
+    assert!(!traced.request_id.is_empty());
+    let streamed = [("traceparent", parent)];
+    send(&env, "/v1/messages", messages("claude", true), &streamed).await;
+    let untraced = send(&env, "/v1/chat/completions", chat("chat", false), &[]).await;
+    assert!(!untraced.request_id.is_empty());
+    let bad = [("traceparent", "00-zz-00-01")];
+    send(&env, "/v1/chat/completions", chat("chat", false), &bad).await;
+
     let records = env.mock().requests().await.unwrap();
-    assert_eq!(records.len(), 1);
-    assert!(
-        records[0]["headers"].get("traceparent").is_none(),
+    assert_eq!(records.len(), 4);
+    let header = |i: usize, name: &str| records[i]["headers"][name].as_str().map(str::to_owned);
+    assert_eq!(
+        header(0, "traceparent").as_deref(),
+        Some(parent),
         "{}",
         records[0]
     );
+    assert_eq!(header(0, "tracestate").as_deref(), Some(state));
+    assert_eq!(
+        header(1, "traceparent").as_deref(),
+        Some(parent),
+        "{}",
+        records[1]
+    );
+    assert_eq!(header(1, "tracestate"), None);
+    for i in [2, 3] {
+        assert_eq!(header(i, "traceparent"), None, "{}", records[i]);
+    }
 }

@@ -23,7 +23,8 @@
 //! usage is settled). Nothing else may keep a clone beyond the request.
 //!
 //! **Off costs nothing.** With traces off every value here is `None` inside: no span is built,
-//! nothing is allocated, each method returns at its first branch. Attribute values are built
+//! each method returns at its first branch; the one thing kept is a caller's own valid
+//! `traceparent`/`tracestate`, passed upstream as they came (nothing is allocated without one). Attribute values are built
 //! only for a span that records (sampled).
 
 pub mod answer;
@@ -71,14 +72,22 @@ pub mod attr {
 
 /// The request's span (see the module docs for what it carries and when it ends).
 #[derive(Debug, Clone, Default)]
-pub struct RequestSpan(Option<Context>);
+pub struct RequestSpan {
+    cx: Option<Context>,
+    /// Traces off: the caller's own `traceparent`/`tracestate`, passed upstream as they came
+    /// (empty if the caller sent none), so a caller's trace still reaches the provider.
+    caller: Vec<(HeaderName, HeaderValue)>,
+}
 
 impl RequestSpan {
     /// Starts the span of a request to `endpoint` (its metric label), a child of the caller's
     /// trace context if `headers` carry one.
     pub fn start(tracer: &Tracer, headers: &HeaderMap, endpoint: &'static str, id: Uuid) -> Self {
         let Some(tracer) = tracer.get() else {
-            return Self(None);
+            return Self {
+                cx: None,
+                caller: telemetry::propagate::passed_on(headers),
+            };
         };
         let parent = telemetry::propagate::extract(headers);
         let operation = gen_ai::operation_name(endpoint);
@@ -90,12 +99,15 @@ impl RequestSpan {
                 KeyValue::new(attr::REQUEST_ID, id.to_string()),
             ]);
         let span = tracer.build_with_context(builder, &parent);
-        Self(Some(parent.with_span(span)))
+        Self {
+            cx: Some(parent.with_span(span)),
+            caller: Vec::new(),
+        }
     }
 
     /// The span's context, if it records (is sampled and not ended).
     fn recording(&self) -> Option<&Context> {
-        self.0.as_ref().filter(|cx| cx.span().is_recording())
+        self.cx.as_ref().filter(|cx| cx.span().is_recording())
     }
 
     /// The body is read: who asks, for which model (also the span's name from now on).
@@ -146,8 +158,11 @@ impl RequestSpan {
         deployment: &Deployment,
         number: u32,
     ) -> AttemptSpan {
-        let (Some(tracer), Some(cx)) = (tracer.get(), self.0.as_ref()) else {
-            return AttemptSpan::default();
+        let (Some(tracer), Some(cx)) = (tracer.get(), self.cx.as_ref()) else {
+            return AttemptSpan {
+                cx: None,
+                headers: self.caller.clone(),
+            };
         };
         let operation = gen_ai::operation_name(endpoint);
         let provider = gen_ai::provider_name(deployment.provider.kind());
@@ -260,7 +275,8 @@ impl RequestSpan {
 #[derive(Debug, Default)]
 pub struct AttemptSpan {
     cx: Option<Context>,
-    /// `traceparent` (and `tracestate`) for the upstream request; empty when off.
+    /// `traceparent` (and `tracestate`) for the upstream request; with traces off, the
+    /// caller's own (or none).
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
