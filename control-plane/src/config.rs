@@ -24,6 +24,33 @@ pub const ENV_LOG: &str = "SWITCHYARD_LOG";
 /// `json` for JSON log lines.
 pub const ENV_LOG_FORMAT: &str = "SWITCHYARD_LOG_FORMAT";
 
+/// The servers of a comma-separated NATS URL list (`nats://a:4222,nats://b:4222`): the client
+/// connects to any of them and reconnects to the others. An entry that does not parse is left
+/// out here; [`check_nats_urls`] refuses such a list at start-up.
+pub fn nats_servers(urls: &str) -> Vec<async_nats::ServerAddr> {
+    urls.split(',')
+        .map(str::trim)
+        .filter_map(|u| u.parse().ok())
+        .collect()
+}
+
+/// Refuses a NATS URL list with an entry that does not parse, or no entry (the message names
+/// the entry's position, never its text, which may hold credentials).
+pub fn check_nats_urls(urls: &str) -> anyhow::Result<()> {
+    let entries: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    anyhow::ensure!(!entries.is_empty(), "{ENV_NATS_URL} names no server");
+    for (i, u) in entries.iter().enumerate() {
+        if let Err(e) = u.parse::<async_nats::ServerAddr>() {
+            anyhow::bail!("{ENV_NATS_URL}: entry {} is not a NATS URL: {e}", i + 1);
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "control-plane", version, about = "Switchyard control plane")]
 pub struct Cli {
@@ -62,6 +89,11 @@ pub struct ServeArgs {
     pub database_url: Option<String>,
     #[arg(long, env = ENV_NATS_URL, global = true)]
     pub nats_url: Option<String>,
+    /// Copies JetStream keeps of each stream, bucket and object store this plane creates
+    /// (1 to 5); unset: 3 when the NATS server is in a cluster of 3 or more, else 1.
+    #[arg(long, env = proto::NATS_REPLICAS_ENV, global = true,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: Option<u8>,
     #[arg(long, env = ENV_ADMIN_LISTEN, default_value = "0.0.0.0:8081")]
     pub listen: SocketAddr,
     /// Write `{"listen": "..."}` here once bound (for port 0).

@@ -30,7 +30,7 @@ pub async fn run(store: Store, nats_url: Option<String>, cancel: CancellationTok
         Some(url) => async_nats::ConnectOptions::new()
             .name("switchyard-control-plane-probe")
             .retry_on_initial_connect()
-            .connect(url.as_str())
+            .connect(crate::config::nats_servers(url))
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "cannot set up the NATS probe"))
             .ok(),

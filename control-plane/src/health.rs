@@ -25,7 +25,7 @@ pub async fn run(store: Store, nats_url: String, cancel: CancellationToken) {
 async fn listen(store: &Store, nats_url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
-        .connect(nats_url)
+        .connect(crate::config::nats_servers(nats_url))
         .await?;
     let mut events = client.subscribe(proto::HEALTH_SUBJECTS).await?;
     let mut queries = client

@@ -16,6 +16,7 @@ pub mod health;
 pub mod lease;
 pub mod outbox;
 pub mod requestlog;
+pub mod roles;
 pub mod seal;
 pub mod serve;
 pub mod snapshot;

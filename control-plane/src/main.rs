@@ -35,6 +35,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("{ENV_DATABASE_URL} is required"))
     };
+    proto::set_replicas_setting(cli.serve.nats_replicas.map(usize::from));
+    if let Some(urls) = &cli.serve.nats_url {
+        control_plane::config::check_nats_urls(urls)?;
+    }
     match cli.command {
         None | Some(Command::Serve) => {
             let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -102,6 +102,7 @@ pub async fn serve(settings: Settings, metrics: Option<PrometheusHandle>) -> any
     let tracer = telemetry.tracer();
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
+    crate::roles::init();
     match &settings.nats_url {
         Some(nats_url) => {
             let config = RelayConfig {

@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// hold credentials).
     #[arg(long = "nats", env = ENV_NATS_URL, value_name = "URL", hide_env_values = true)]
     pub nats_url: Option<String>,
+    /// Copies JetStream keeps of each stream and bucket this proxy creates (1 to 5); unset: 3
+    /// when the NATS server is in a cluster of 3 or more, else 1.
+    #[arg(long, env = proto::NATS_REPLICAS_ENV,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: Option<u8>,
     /// With `--nats`: file holding the last good snapshot, served at start until NATS answers.
     #[arg(long, env = ENV_SNAPSHOT_CACHE, default_value = "switchyard-snapshot.json")]
     pub snapshot_cache: PathBuf,

@@ -107,6 +107,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         // Exporting spans is background work: nice 19, like compiling snapshots.
         background: snapshot::lower_priority,
     })?;
+    proto::set_replicas_setting(args.nats_replicas.map(usize::from));
     // A client of its own on this runtime for usage events and leases; the snapshot source
     // keeps its own on its isolated runtime.
     let nats = match &args.nats_url {

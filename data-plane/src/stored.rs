@@ -189,6 +189,7 @@ impl StoredResponses {
                 deny_delete: true,
                 allow_direct: true,
                 discard: jetstream::stream::DiscardPolicy::New,
+                num_replicas: crate::usage::replicas(js).await,
                 ..Default::default()
             })
             .await

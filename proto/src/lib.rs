@@ -10,6 +10,7 @@ mod health;
 mod keycodec;
 mod lease;
 mod price;
+mod replicas;
 mod requestlog;
 mod snapshot;
 mod usage;
@@ -34,6 +35,9 @@ pub use lease::{
     LEASE_SUBJECT,
 };
 pub use price::{ModelPrice, Rates};
+pub use replicas::{
+    process_replicas, replicas, set_replicas_setting, MAX_REPLICAS, NATS_REPLICAS_ENV,
+};
 pub use requestlog::{
     loggable_header, requests_subject, LogPayloads, LoggedBody, RequestPayload,
     REQUESTS_FOLD_CONSUMER, REQUESTS_STREAM, REQUESTS_SUBJECTS,

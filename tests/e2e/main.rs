@@ -35,6 +35,7 @@ mod request_log;
 mod responses_inbound;
 mod responses_stored;
 mod routing;
+mod scale;
 mod sdk;
 mod smoke;
 mod snapshot_nats;

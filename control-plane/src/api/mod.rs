@@ -128,9 +128,12 @@ fn admin_spans(tracer: telemetry::Tracer) -> crate::spans::AdminSpans {
 
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     match state.store().head().await {
-        Ok(position) => {
-            Json(serde_json::json!({"ready": true, "position": position})).into_response()
-        }
+        Ok(position) => Json(serde_json::json!({
+            "ready": true,
+            "position": position,
+            "roles": crate::roles::held(),
+        }))
+        .into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"ready": false})),

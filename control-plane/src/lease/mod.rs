@@ -202,11 +202,12 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
-        .connect(config.nats_url.as_str())
+        .connect(crate::config::nats_servers(&config.nats_url))
         .await?;
     let mut requests = client
         .queue_subscribe(LEASE_SUBJECT, LEASE_QUEUE.to_owned())
         .await?;
+    let _role = crate::roles::hold(crate::roles::Role::Leases);
     tracing::info!(subject = LEASE_SUBJECT, "lease service listening");
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let tasks = TaskTracker::new();

@@ -85,6 +85,7 @@ impl Publisher {
                 .create_object_store(object_store::Config {
                     bucket: SNAPSHOT_OBJECT_BUCKET.to_owned(),
                     description: Some("Switchyard: config snapshot bodies".to_owned()),
+                    num_replicas: crate::usage::stream::replicas(&js).await,
                     ..Default::default()
                 })
                 .await
@@ -364,6 +365,7 @@ async fn open_kv(
         deny_delete: true,
         allow_direct: true,
         discard: jetstream::stream::DiscardPolicy::New,
+        num_replicas: crate::usage::stream::replicas(js).await,
         ..Default::default()
     })
     .await

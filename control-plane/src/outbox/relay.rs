@@ -79,9 +79,10 @@ async fn lead(
             .await?;
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
-            .connect(config.nats_url.as_str())
+            .connect(crate::config::nats_servers(&config.nats_url))
             .await?;
         let publisher = Publisher::connect(nats).await?;
+        let _role = crate::roles::hold(crate::roles::Role::Publisher);
         tracing::info!("outbox relay is the active publisher");
         let local = store.appended();
         loop {

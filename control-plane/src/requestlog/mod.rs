@@ -60,13 +60,14 @@ async fn session(
 ) -> anyhow::Result<()> {
     let nats = tokio::select! {
         () = cancel.cancelled() => return Ok(()),
-        c = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(nats_url) => c?,
+        c = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(crate::config::nats_servers(nats_url)) => c?,
     };
     let js = jetstream::new(nats);
     let consumer = crate::usage::stream::REQUESTS
         .open(&js)
         .await
         .map_err(|e| anyhow::anyhow!("opening the request-log stream and consumer: {e}"))?;
+    let _role = crate::roles::hold(crate::roles::Role::RequestLog);
     tracing::info!(
         stream = proto::REQUESTS_STREAM,
         consumer = proto::REQUESTS_FOLD_CONSUMER,

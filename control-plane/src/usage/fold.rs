@@ -157,13 +157,14 @@ async fn session(
 ) -> anyhow::Result<()> {
     let nats = tokio::select! {
         () = cancel.cancelled() => return Ok(()),
-        c = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(nats_url) => c?,
+        c = async_nats::ConnectOptions::new().retry_on_initial_connect().connect(crate::config::nats_servers(nats_url)) => c?,
     };
     let js = jetstream::new(nats.clone());
     let consumer = super::stream::USAGE
         .open(&js)
         .await
         .map_err(|e| anyhow::anyhow!("opening the usage stream and consumer: {e}"))?;
+    let _role = crate::roles::hold(crate::roles::Role::Fold);
     tracing::info!(
         stream = proto::USAGE_STREAM,
         consumer = proto::USAGE_FOLD_CONSUMER,

@@ -46,9 +46,29 @@ pub const REQUESTS: Spec = Spec {
     consumer_description: "Switchyard: stores request-log bodies",
 };
 
+/// How many replicas a stream, bucket or object store this plane creates gets
+/// (`proto::replicas`: the `--nats-replicas` setting, else 3 on a cluster of 3 or more, else 1).
+pub async fn replicas(js: &jetstream::Context) -> usize {
+    let client = js.client();
+    if client.server_info().server_id.is_empty() {
+        // Not connected yet (the client retries its first connect in the background): the
+        // server's INFO arrives with the connection, which a flush waits for.
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+    }
+    let info = client.server_info();
+    let replicas = proto::process_replicas(info.cluster.is_some(), info.connect_urls.len());
+    tracing::debug!(
+        replicas,
+        cluster = info.cluster.as_deref().unwrap_or_default(),
+        servers = info.connect_urls.len(),
+        "JetStream replicas"
+    );
+    replicas
+}
+
 impl Spec {
-    /// The stream's configuration when we create it.
-    pub fn stream_config(&self) -> stream::Config {
+    /// The stream's configuration when we create it, with `replicas` copies.
+    pub fn stream_config(&self, replicas: usize) -> stream::Config {
         stream::Config {
             name: self.stream.to_owned(),
             description: Some(self.description.to_owned()),
@@ -56,6 +76,7 @@ impl Spec {
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
             max_age: MAX_AGE,
+            num_replicas: replicas,
             ..Default::default()
         }
     }
@@ -78,7 +99,9 @@ impl Spec {
         &self,
         js: &jetstream::Context,
     ) -> Result<consumer::PullConsumer, async_nats::Error> {
-        let stream = js.get_or_create_stream(self.stream_config()).await?;
+        let stream = js
+            .get_or_create_stream(self.stream_config(replicas(js).await))
+            .await?;
         let consumer = stream
             .get_or_create_consumer(self.consumer, self.consumer_config())
             .await?;

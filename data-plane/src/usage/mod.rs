@@ -33,6 +33,19 @@ pub use sink::{LogSink, Sink, UsageSink, REQUESTS, USAGE};
 pub use spool::{Spool, SpoolInUse};
 pub use tags::Tags;
 
+/// How many replicas a stream or bucket this proxy creates gets (`proto::replicas`: the
+/// `--nats-replicas` setting, else 3 on a cluster of 3 or more, else 1).
+pub async fn replicas(js: &async_nats::jetstream::Context) -> usize {
+    let client = js.client();
+    if client.server_info().server_id.is_empty() {
+        // Not connected yet (the client retries its first connect in the background): the
+        // server's INFO arrives with the connection, which a flush waits for.
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
+    }
+    let info = client.server_info();
+    proto::process_replicas(info.cluster.is_some(), info.connect_urls.len())
+}
+
 /// Longest pause between connection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 

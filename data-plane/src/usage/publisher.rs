@@ -95,6 +95,7 @@ impl Link {
             duplicate_window: DUPLICATE_WINDOW,
             max_age: STREAM_MAX_AGE,
             storage: jetstream::stream::StorageType::File,
+            num_replicas: super::replicas(&self.js).await,
             ..Default::default()
         };
         match self.js.get_or_create_stream(config).await {

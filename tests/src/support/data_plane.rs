@@ -66,7 +66,7 @@ impl DataPlaneSpec {
     /// (`--nats`), keeping its snapshot cache in its own directory. Needs `.nats()`.
     pub fn nats() -> Self {
         Self {
-            source: Source::Nats(Box::new(|env| env.nats().url())),
+            source: Source::Nats(Box::new(|env| env.nats_urls())),
             envs: Vec::new(),
             args: Vec::new(),
         }

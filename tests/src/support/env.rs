@@ -23,6 +23,8 @@ pub struct TestEnv {
     data_planes: Vec<DataPlane>,
     mocks: Vec<MockProvider>,
     nats: Option<Nats>,
+    /// The other nodes when NATS runs as a cluster (`nats` is the first).
+    nats_peers: Vec<Nats>,
     postgres: Option<Postgres>,
     dir: tempfile::TempDir,
 }
@@ -46,6 +48,7 @@ impl TestEnv {
             data_planes: Vec::new(),
             mocks: Vec::new(),
             nats: None,
+            nats_peers: Vec::new(),
             postgres: None,
             dir,
         })
@@ -146,7 +149,7 @@ impl TestEnv {
             .postgres
             .as_ref()
             .context("a control plane needs Postgres: build the env with .postgres()")?;
-        let nats = self.nats.as_ref().map(Nats::url);
+        let nats = self.nats.as_ref().map(|_| self.nats_urls());
         super::ControlPlane::start(
             self.dir(),
             name,
@@ -161,6 +164,32 @@ impl TestEnv {
     #[track_caller]
     pub fn nats(&self) -> &Nats {
         present(self.nats.as_ref(), "nats", ".nats()")
+    }
+
+    /// Every NATS node's client URL, comma-separated (one URL without a cluster), as both
+    /// planes take them. Panics if NATS was not started.
+    #[track_caller]
+    pub fn nats_urls(&self) -> String {
+        let first = self.nats();
+        std::iter::once(first)
+            .chain(&self.nats_peers)
+            .map(Nats::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `index` of the NATS cluster (0 is [`Self::nats`]), mutably, to kill or restart it.
+    /// Panics if there is no such node.
+    #[track_caller]
+    pub fn nats_node_mut(&mut self, index: usize) -> &mut Nats {
+        match index {
+            0 => self.nats_mut(),
+            i => present(
+                self.nats_peers.get_mut(i - 1),
+                "such NATS node",
+                ".nats_cluster(n)",
+            ),
+        }
     }
 
     /// The NATS server, mutably (to stop, kill or restart it). Panics if it was not started.
@@ -241,6 +270,8 @@ fn present<T>(component: Option<T>, what: &str, builder_call: &str) -> T {
 pub struct TestEnvBuilder {
     postgres: bool,
     nats: bool,
+    /// Nodes of a NATS cluster (more than 1) instead of one server.
+    nats_nodes: usize,
     mocks: Vec<MockProviderOptions>,
     data_planes: Vec<DataPlaneSpec>,
 }
@@ -255,6 +286,14 @@ impl TestEnvBuilder {
     /// Run a NATS server with JetStream.
     pub fn nats(mut self) -> Self {
         self.nats = true;
+        self
+    }
+
+    /// Run NATS as a JetStream cluster of `nodes` servers on loopback; planes get every
+    /// node's URL.
+    pub fn nats_cluster(mut self, nodes: usize) -> Self {
+        self.nats = true;
+        self.nats_nodes = nodes;
         self
     }
 
@@ -298,9 +337,10 @@ impl TestEnvBuilder {
             }
         };
         let nats = async {
-            match self.nats {
-                true => Nats::start(&dir).await.map(Some),
-                false => Ok(None),
+            match (self.nats, self.nats_nodes) {
+                (true, n) if n > 1 => Nats::start_cluster(&dir, n).await.map(Some),
+                (true, _) => Nats::start(&dir).await.map(|n| Some(vec![n])),
+                (false, _) => Ok(None),
             }
         };
         let mocks = futures_util::future::join_all(self.mocks.into_iter().enumerate().map(
@@ -312,7 +352,11 @@ impl TestEnvBuilder {
         let (postgres, nats, mocks) = tokio::join!(postgres, nats, mocks);
         // Move whatever started into the env first, so an error below still stops it.
         let postgres = postgres.map(|pg| env.postgres = pg);
-        let nats = nats.map(|n| env.nats = n);
+        let nats = nats.map(|nodes| {
+            let mut nodes = nodes.unwrap_or_default().into_iter();
+            env.nats = nodes.next();
+            env.nats_peers = nodes.collect();
+        });
         let mut first_mock_error = None;
         for mock in mocks {
             match mock {

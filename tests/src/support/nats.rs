@@ -4,6 +4,10 @@
 //! file, so parallel tests never clash; [`Nats::restart`] reuses the same ports and store
 //! directory, so chaos tests see the "same" server come back with its streams intact.
 //! Guarantees: the server is killed and reaped when [`Nats`] drops.
+//!
+//! [`Nats::start_cluster`] starts several servers as one cluster (`cluster { routes }` on
+//! loopback, JetStream clustered): each node keeps its ports and store across a kill and
+//! restart, like a single server.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -29,13 +33,51 @@ pub struct Nats {
     ports_dir: PathBuf,
     client_port: u16,
     monitor_port: u16,
+    /// This node's place in a cluster, if it is in one.
+    cluster: Option<ClusterNode>,
+}
+
+/// A node's cluster settings: its name, its route port and every node's route port.
+#[derive(Debug, Clone)]
+struct ClusterNode {
+    name: String,
+    port: u16,
+    routes: Vec<u16>,
 }
 
 impl Nats {
     /// Starts `nats-server -js` in `<parent>/nats` on ports of its own choosing and waits until
     /// JetStream answers on the monitoring port.
     pub async fn start(parent: &Path) -> anyhow::Result<Self> {
-        let dir = parent.join("nats");
+        Self::start_node(parent.join("nats"), None).await
+    }
+
+    /// Starts `size` servers as one JetStream cluster in `<parent>/nats-1`, `nats-2`, ... and
+    /// waits until the cluster has elected its JetStream leader with every node in it.
+    pub async fn start_cluster(parent: &Path, size: usize) -> anyhow::Result<Vec<Self>> {
+        let routes = (0..size)
+            .map(|_| super::ports::free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let mut nodes = Vec::with_capacity(size);
+        for (i, port) in routes.iter().enumerate() {
+            let node = ClusterNode {
+                name: format!("nats-{}", i + 1),
+                port: *port,
+                routes: routes.clone(),
+            };
+            let dir = parent.join(&node.name);
+            nodes.push(Self::start_node(dir, Some(node)).await?);
+        }
+        nodes[0].wait_for_cluster(size).await?;
+        Ok(nodes)
+    }
+
+    /// The comma-separated client URLs of `nodes`, as both planes take them.
+    pub fn urls(nodes: &[Self]) -> String {
+        nodes.iter().map(Self::url).collect::<Vec<_>>().join(",")
+    }
+
+    async fn start_node(dir: PathBuf, cluster: Option<ClusterNode>) -> anyhow::Result<Self> {
         let ports_dir = dir.join("ports");
         std::fs::create_dir_all(&ports_dir)
             .with_context(|| format!("creating {}", ports_dir.display()))?;
@@ -47,9 +89,9 @@ impl Nats {
             )?,
         };
         let spec = ProcessSpec {
-            name: "nats".to_owned(),
+            name: cluster.as_ref().map_or("nats", |c| &c.name).to_owned(),
             program,
-            args: server_args(&dir, &ports_dir, -1, -1),
+            args: server_args(&dir, &ports_dir, -1, -1, cluster.as_ref()),
             envs: Vec::new(),
             log_dir: dir.clone(),
         };
@@ -59,6 +101,7 @@ impl Nats {
             ports_dir,
             client_port: 0,
             monitor_port: 0,
+            cluster,
         };
         let (client, monitor) = nats.wait_for_ports().await?;
         nats.client_port = client;
@@ -69,6 +112,7 @@ impl Nats {
             &nats.ports_dir,
             i32::from(client),
             i32::from(monitor),
+            nats.cluster.as_ref(),
         );
         nats.wait_for_jetstream().await?;
         Ok(nats)
@@ -128,7 +172,29 @@ impl Nats {
         clear_dir(&self.ports_dir)?;
         self.process.respawn()?;
         self.wait_for_ports().await?;
-        self.wait_for_jetstream().await
+        self.wait_for_jetstream().await?;
+        if self.cluster.is_some() {
+            self.wait_for_health().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the node's `/healthz` says it is healthy: in a cluster, that its JetStream
+    /// assets have caught up with their peers.
+    async fn wait_for_health(&mut self) -> anyhow::Result<()> {
+        let url = format!("{}/healthz", self.monitor_url());
+        let http = reqwest::Client::new();
+        let waiting = format!("not healthy at {url}");
+        self.process
+            .wait_for(STARTUP_TIMEOUT * 2, &waiting, || async {
+                let healthy = http
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                Ok(healthy.then_some(()))
+            })
+            .await
     }
 
     /// Paths of the captured stdout and stderr.
@@ -144,6 +210,25 @@ impl Nats {
         self.process
             .wait_for(STARTUP_TIMEOUT, waiting, || {
                 std::future::ready(read_ports_file(dir))
+            })
+            .await
+    }
+
+    /// Waits until this node sees a JetStream meta leader in a cluster of `size`.
+    async fn wait_for_cluster(&mut self, size: usize) -> anyhow::Result<()> {
+        let url = format!("{}/jsz", self.monitor_url());
+        let http = reqwest::Client::new();
+        let waiting = format!("no JetStream cluster of {size} with a leader at {url}");
+        self.process
+            .wait_for(STARTUP_TIMEOUT * 3, &waiting, || async {
+                let Ok(resp) = http.get(&url).send().await else {
+                    return Ok(None);
+                };
+                let jsz: serde_json::Value = resp.json().await.unwrap_or_default();
+                let meta = &jsz["meta_cluster"];
+                let led = meta["leader"].as_str().is_some_and(|l| !l.is_empty());
+                let whole = meta["cluster_size"].as_u64() == Some(size as u64);
+                Ok((led && whole).then_some(()))
             })
             .await
     }
@@ -169,7 +254,13 @@ impl Nats {
 }
 
 /// Arguments for `nats-server`; `-1` lets the server pick a port.
-fn server_args(dir: &Path, ports_dir: &Path, client: i32, monitor: i32) -> Vec<OsString> {
+fn server_args(
+    dir: &Path,
+    ports_dir: &Path,
+    client: i32,
+    monitor: i32,
+    cluster: Option<&ClusterNode>,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-js", "-a", "127.0.0.1"].map(OsString::from).to_vec();
     args.push("-sd".into());
     args.push(dir.join("js").into_os_string());
@@ -179,6 +270,26 @@ fn server_args(dir: &Path, ports_dir: &Path, client: i32, monitor: i32) -> Vec<O
     args.push(monitor.to_string().into());
     args.push("--ports_file_dir".into());
     args.push(ports_dir.as_os_str().to_owned());
+    if let Some(node) = cluster {
+        let routes: Vec<String> = node
+            .routes
+            .iter()
+            .filter(|p| **p != node.port)
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        for arg in [
+            "-n".to_owned(),
+            node.name.clone(),
+            "--cluster_name".to_owned(),
+            "switchyard".to_owned(),
+            "--cluster".to_owned(),
+            format!("nats://127.0.0.1:{}", node.port),
+            "--routes".to_owned(),
+            routes.join(","),
+        ] {
+            args.push(arg.into());
+        }
+    }
     args
 }
 
