@@ -155,6 +155,9 @@ run() { # name url "pids" extra-oha-args...
   after=$(cpu_ticks $procs)
   echo "$((after - before))" >"$work/$name.cpu"
 }
+# nginx does its work in worker processes, children of the PIDs started above.
+UP_PIDS="$UP_PID $(pgrep -P "$UP_PID" | tr '\n' ' ')"
+NGX_PIDS="$NGX_PID $(pgrep -P "$NGX_PID" | tr '\n' ' ')"
 URL_DIRECT="http://$UP/v1/chat/completions"
 URL_NGINX="http://127.0.0.1:$NGX_PORT/v1/chat/completions"
 URL_OFF="http://$(addr_field "$work/off.addr" listen)/v1/chat/completions"
@@ -165,8 +168,8 @@ for u in "$URL_DIRECT" "$URL_NGINX" "$URL_OFF" "$URL_ON"; do
   oha --no-tui -m POST -T application/json -H "Authorization: Bearer $KEY" -d "$BODY" -z 2s -c 8 "$u" >/dev/null
 done
 echo "maximum throughput, $CONNECTIONS connections, $DURATION each..." >&2
-run direct "$URL_DIRECT" "$UP_PID"
-run nginx "$URL_NGINX" "$NGX_PID $UP_PID"
+run direct "$URL_DIRECT" "$UP_PIDS"
+run nginx "$URL_NGINX" "$NGX_PIDS"
 run off-1 "$URL_OFF" "$OFF_PID"
 run on-1 "$URL_ON" "$ON_PID"
 run on-2 "$URL_ON" "$ON_PID"
