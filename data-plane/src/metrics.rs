@@ -7,12 +7,14 @@
 //! OpenTelemetry GenAI series live in [`gen_ai`].
 
 pub mod gen_ai;
+pub mod handles;
 pub mod labels;
 
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, gauge, histogram};
+
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::snapshot::CompiledSnapshot;
@@ -101,10 +103,17 @@ pub struct RequestLabels<'a> {
 
 /// A request finished with `status`.
 pub fn request_done(l: RequestLabels<'_>, status: u16, total: Duration) {
-    let route = labels::ROUTES.label(l.route);
-    counter!(REQUESTS, "endpoint" => l.endpoint, "route" => route.clone(), "provider" => l.provider.to_owned(), "status" => status_class(status)).increment(1);
-    histogram!(REQUEST_DURATION, "endpoint" => l.endpoint, "route" => route)
-        .record(total.as_secs_f64());
+    let class = status_class(status);
+    let key = [l.endpoint, l.route, l.provider, class];
+    let (requests, duration) = handles::cached("request_done", &key, || {
+        let route = labels::ROUTES.label(l.route);
+        (
+            counter!(REQUESTS, "endpoint" => l.endpoint, "route" => route.clone(), "provider" => l.provider.to_owned(), "status" => class),
+            histogram!(REQUEST_DURATION, "endpoint" => l.endpoint, "route" => route),
+        )
+    });
+    requests.increment(1);
+    duration.record(total.as_secs_f64());
 }
 
 /// A response head left for the client with `status`: every request of the API endpoints,
@@ -141,10 +150,19 @@ pub fn breaker(deployment: &str, state: &'static str) {
 
 /// Tokens the provider reported.
 pub fn tokens(l: RequestLabels<'_>, prompt: u64, completion: u64) {
-    let route = labels::ROUTES.label(l.route);
-    counter!(TOKENS, "route" => route.clone(), "provider" => l.provider.to_owned(), "type" => "prompt").increment(prompt);
-    counter!(TOKENS, "route" => route, "provider" => l.provider.to_owned(), "type" => "completion")
-        .increment(completion);
+    let (prompt_tokens, completion_tokens) = handles::cached(
+        "tokens",
+        &[l.route, l.provider],
+        || {
+            let route = labels::ROUTES.label(l.route);
+            (
+                counter!(TOKENS, "route" => route.clone(), "provider" => l.provider.to_owned(), "type" => "prompt"),
+                counter!(TOKENS, "route" => route, "provider" => l.provider.to_owned(), "type" => "completion"),
+            )
+        },
+    );
+    prompt_tokens.increment(prompt);
+    completion_tokens.increment(completion);
 }
 
 /// A request failed; `kind` is the error's closed-set label.

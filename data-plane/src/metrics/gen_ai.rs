@@ -75,34 +75,66 @@ pub fn operation_name(endpoint: &str) -> &'static str {
 /// Records a request that reached a provider, from its usage event. `reported`: the usage is
 /// the provider's own report (an estimate is not token usage in the conventions' sense).
 pub fn settled(event: &UsageEvent, provider_name: &'static str, reported: bool) {
-    let model = MODELS.label(event.model.as_deref().unwrap_or_default());
-    let provider = event.provider.clone().unwrap_or_default();
-    let mut labels = vec![
-        (
-            "gen_ai_operation_name",
-            operation_name(&event.endpoint).to_owned(),
-        ),
-        ("gen_ai_provider_name", provider_name.to_owned()),
-        ("provider", provider),
-        ("gen_ai_request_model", model),
+    let raw_model = event.model.as_deref().unwrap_or_default();
+    let provider = event.provider.as_deref().unwrap_or_default();
+    let error = error_type(event);
+    let operation = operation_name(&event.endpoint);
+    // Which series a request records into is part of the key: a series exists only once
+    // something was recorded into it (no empty time-to-first-token for complete answers, no
+    // token usage for estimates).
+    let has_ttft = if event.ttft_ms.is_some() { "ttft" } else { "" };
+    let has_tokens = if reported { "tokens" } else { "" };
+    let key = [
+        operation,
+        provider_name,
+        provider,
+        raw_model,
+        error.as_deref().unwrap_or_default(),
+        has_ttft,
+        has_tokens,
     ];
-    if let Some(ttft) = event.ttft_ms {
-        histogram!(TIME_TO_FIRST_TOKEN, &labels).record(millis(ttft));
-    }
-    if reported {
-        for (kind, n) in [
-            ("input", event.usage.prompt_tokens),
-            ("output", event.usage.completion_tokens),
-        ] {
+    let h = super::handles::cached("gen_ai.settled", &key, || {
+        let labels = vec![
+            ("gen_ai_operation_name", operation.to_owned()),
+            ("gen_ai_provider_name", provider_name.to_owned()),
+            ("provider", provider.to_owned()),
+            ("gen_ai_request_model", MODELS.label(raw_model)),
+        ];
+        let token = |kind: &str| {
             let mut l = labels.clone();
             l.push(("gen_ai_token_type", kind.to_owned()));
-            histogram!(TOKEN_USAGE, &l).record(n as f64);
+            histogram!(TOKEN_USAGE, &l)
+        };
+        let tokens = reported.then(|| (token("input"), token("output")));
+        let ttft = event
+            .ttft_ms
+            .map(|_| histogram!(TIME_TO_FIRST_TOKEN, &labels));
+        let mut labels = labels;
+        if let Some(error) = &error {
+            labels.push(("error_type", error.clone()));
         }
+        Settled {
+            ttft,
+            tokens,
+            duration: histogram!(OPERATION_DURATION, &labels),
+        }
+    });
+    if let (Some(ttft), Some(h)) = (event.ttft_ms, &h.ttft) {
+        h.record(millis(ttft));
     }
-    if let Some(error) = error_type(event) {
-        labels.push(("error_type", error));
+    if let Some((input, output)) = &h.tokens {
+        input.record(event.usage.prompt_tokens as f64);
+        output.record(event.usage.completion_tokens as f64);
     }
-    histogram!(OPERATION_DURATION, &labels).record(millis(event.latency_ms));
+    h.duration.record(millis(event.latency_ms));
+}
+
+/// The series [`settled`] records into for one set of labels.
+#[derive(Clone)]
+struct Settled {
+    ttft: Option<metrics::Histogram>,
+    tokens: Option<(metrics::Histogram, metrics::Histogram)>,
+    duration: metrics::Histogram,
 }
 
 /// `error.type` of a failed request: the status its caller got, or `stream_error` when the
