@@ -66,8 +66,9 @@ ensure_test_browser() {
 
 # ensure_system_deps: every system program the stack and its tests run.
 ensure_system_deps() {
-  # Debian splits venv's pip bootstrap out of python3 into python3-venv.
-  local pkgs=(nats-server python3 python3-venv)
+  # Debian splits venv's pip bootstrap out of python3 into python3-venv. docker-compose (v1)
+  # only parses deploy/compose/compose.yaml in the tests (no Docker engine is needed for that).
+  local pkgs=(nats-server python3 python3-venv docker-compose)
   command -v setsid >/dev/null 2>&1 || pkgs+=(util-linux)
   [ -x /usr/bin/kill ] || [ -x /bin/kill ] || pkgs+=(procps)
   ensure_apt_packages "${pkgs[@]}"

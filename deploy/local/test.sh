@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README and .ci/run call it). On a fresh Debian bookworm machine it
-# installs what is missing (nats-server, PostgreSQL 15, Prometheus, python3-venv, Chromium and
-# chromedriver, the Python SDK venv, the coding agents from npm),
+# installs what is missing (nats-server, PostgreSQL 15, Prometheus, python3-venv, docker-compose,
+# Chromium and chromedriver, the Python SDK venv, the coding agents from npm),
 # then runs format check, clippy, builds the binaries the e2e tests spawn, and runs all tests.
 # Extra arguments go to the test runner, e.g. `deploy/local/test.sh -E 'test(smoke)'` with
 # nextest or `deploy/local/test.sh smoke` with cargo test.

@@ -19,6 +19,7 @@ mod chaos;
 mod console;
 mod control_plane;
 mod dashboards;
+mod deploy_files;
 mod fixture;
 mod gemini_provider;
 mod health;

@@ -28,7 +28,7 @@ mod python;
 pub use crate::assert_eventually;
 
 pub use agents::{agent, run_agent, AgentRun, AGENT_TIMEOUT, ENV_AGENTS_BIN};
-pub use binaries::{bin_dir, binary, workspace_root, ENV_BIN_DIR};
+pub use binaries::{bin_dir, binary, system_program, workspace_root, ENV_BIN_DIR};
 pub use browser::{Browser, Element, ENV_CHROMEDRIVER, ENV_CHROMIUM};
 pub use control_plane::{Answer, ControlPlane, ADMIN_TOKEN, SEAL_KEY};
 pub use data_plane::{wait_until_served, DataPlane, DataPlaneSpec};
