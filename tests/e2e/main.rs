@@ -20,6 +20,7 @@ mod console;
 mod control_plane;
 mod dashboards;
 mod deploy_files;
+mod deploy_retention;
 mod fixture;
 mod gemini_provider;
 mod health;
