@@ -64,11 +64,18 @@ ensure_test_browser() {
   ensure_apt_packages chromium chromium-driver
 }
 
+# ensure_deploy_tools: what the tests of deploy/ validate the deploy files with (the stack
+# does not need it): Debian's docker-compose (v1) parses deploy/compose/compose.yaml, no Docker
+# engine needed. systemd-analyze comes with the systemd package, which is not installed for it:
+# where it is absent, the units' check is skipped and says so.
+ensure_deploy_tools() {
+  ensure_apt_packages docker-compose
+}
+
 # ensure_system_deps: every system program the stack and its tests run.
 ensure_system_deps() {
-  # Debian splits venv's pip bootstrap out of python3 into python3-venv. docker-compose (v1)
-  # only parses deploy/compose/compose.yaml in the tests (no Docker engine is needed for that).
-  local pkgs=(nats-server python3 python3-venv docker-compose)
+  # Debian splits venv's pip bootstrap out of python3 into python3-venv.
+  local pkgs=(nats-server python3 python3-venv)
   command -v setsid >/dev/null 2>&1 || pkgs+=(util-linux)
   [ -x /usr/bin/kill ] || [ -x /bin/kill ] || pkgs+=(procps)
   ensure_apt_packages "${pkgs[@]}"

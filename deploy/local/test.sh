@@ -12,6 +12,7 @@ source deploy/local/lib.sh
 
 ensure_system_deps
 ensure_test_browser
+ensure_deploy_tools
 ensure_rust_components
 ensure_pyvenv target/pyvenv tests/py/requirements.txt
 export SWITCHYARD_PYTHON="$PWD/target/pyvenv/bin/python"
