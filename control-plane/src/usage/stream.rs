@@ -74,6 +74,9 @@ impl Spec {
             description: Some(self.description.to_owned()),
             subjects: vec![self.subjects.to_owned()],
             storage: stream::StorageType::File,
+            // A message goes once the fold acknowledged it (and stays, however long, until
+            // then): storage holds the fold's backlog, not every event of the last days.
+            retention: stream::RetentionPolicy::WorkQueue,
             duplicate_window: DUPLICATE_WINDOW,
             max_age: MAX_AGE,
             num_replicas: replicas,

@@ -93,6 +93,9 @@ impl Link {
             description: Some(self.channel.description.to_owned()),
             subjects: vec![self.channel.subjects.to_owned()],
             duplicate_window: DUPLICATE_WINDOW,
+            // As the control plane creates it: a message goes once folded (see
+            // control_plane::usage::stream).
+            retention: jetstream::stream::RetentionPolicy::WorkQueue,
             max_age: STREAM_MAX_AGE,
             storage: jetstream::stream::StorageType::File,
             num_replicas: super::replicas(&self.js).await,
