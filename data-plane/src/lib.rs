@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod background;
+pub mod cache;
 pub mod config;
 pub mod dialect;
 pub mod error;
@@ -131,6 +132,11 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         nats.clone(),
         Duration::from_secs(args.responses_ttl_secs),
     ));
+    let cache = Arc::new(cache::Cache::new(
+        nats.clone(),
+        args.cache_max_entries,
+        args.cache_max_bytes,
+    ));
     let (usage_sink, usage) = usage::start(
         &usage::USAGE,
         nats.clone(),
@@ -189,6 +195,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         proxy_id,
         health,
         stored,
+        cache,
         tracer: telemetry.tracer(),
     });
 

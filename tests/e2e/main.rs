@@ -32,6 +32,7 @@ mod providers;
 mod proxy;
 mod reload;
 mod request_log;
+mod response_cache;
 mod responses_inbound;
 mod responses_stored;
 mod routing;
