@@ -414,3 +414,46 @@ async fn cached_streams_replay_in_every_dialect() {
     // Three misses reached the provider; the six hits did not.
     assert_eq!(upstream_calls(&s).await, 3);
 }
+
+/// Cache policies in a declarative file: team names resolve to ids, applying the same file
+/// again records nothing, and a purge's epoch survives a re-apply (a file never un-purges).
+#[tokio::test]
+async fn declarative_cache_policies_resolve_teams_and_keep_their_purge_epoch() {
+    let s = stack(0).await;
+    let team =
+        s.cp.post("/admin/teams", &json!({"name": "a"}))
+            .await
+            .unwrap();
+    let yaml = "cache_policies:\n  - {id: declared, ttl_secs: 120, finish_reasons: [stop], applies_to: {teams: [a]}}\n";
+    let put = || async {
+        let r = client()
+            .put(format!("{}/admin/config?prune=false", s.cp.base_url()))
+            .bearer_auth(switchyard_tests::support::ADMIN_TOKEN)
+            .header("content-type", "application/yaml")
+            .body(yaml)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let (status, first) = put().await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["cache_policies"]["created"], 1, "{first}");
+    let policy = s.cp.get("/admin/cache-policies/declared").await.unwrap();
+    assert_eq!(
+        policy["applies_to"]["teams"],
+        json!([team["id"]]),
+        "{policy}"
+    );
+    assert_eq!(policy["ttl_secs"], 120);
+    let purged = delete(&s.cp, "/admin/cache-policies/declared/entries").await;
+    assert_eq!(purged["epoch"], 1);
+    let (status, again) = put().await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["events"], 0, "{again}");
+    let policy = s.cp.get("/admin/cache-policies/declared").await.unwrap();
+    assert_eq!(policy["epoch"], 1, "{policy}");
+    // The published snapshot carries it, with its team's id.
+    let listed = s.cp.get("/admin/cache-policies").await.unwrap();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+}
