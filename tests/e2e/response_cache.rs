@@ -26,6 +26,12 @@ async fn cached_stack() -> (Stack, String, String) {
             json!({"alias": alias, "deployments": [{"provider": "mock", "model": "mock-chat"}]});
         s.cp.post("/admin/routes", &route).await.unwrap();
     }
+    // Anthropic itself: Messages requests pass through.
+    let anthropic = json!({"id": "anthropic", "kind": "anthropic", "base_url": s.env.mock().base_url(),
+                           "api_key": crate::fixture::UPSTREAM_KEY});
+    s.cp.post("/admin/providers", &anthropic).await.unwrap();
+    let claude = json!({"alias": "claude", "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}]});
+    s.cp.post("/admin/routes", &claude).await.unwrap();
     let price = json!({"input_per_mtok": "1000", "output_per_mtok": "2000"});
     let put =
         s.cp.call(Method::PUT, "/admin/pricing/mock-chat", None, Some(&price))
@@ -91,11 +97,11 @@ async fn wait_writes(proxy: &DataPlane, n: u64) {
     .unwrap();
 }
 
-/// Chat requests the mock has seen.
+/// Chat and Messages requests the mock has seen.
 async fn upstream_calls(s: &Stack) -> usize {
     let seen = s.env.mock().requests().await.unwrap();
     seen.iter()
-        .filter(|r| r["path"] == "/v1/chat/completions")
+        .filter(|r| r["path"] == "/v1/chat/completions" || r["path"] == "/v1/messages")
         .count()
 }
 
@@ -349,27 +355,35 @@ def responses(c, prompt, stream):
     return {"cache": s.response.headers.get("x-switchyard-cache"), "text": text, "final": final,
             "first": types[0], "last": types[-1]}
 
-def messages(c, prompt, stream):
+def messages(c, prompt, stream, model="chat"):
     if not stream:
-        raw = c.messages.with_raw_response.create(model="chat", max_tokens=100,
+        raw = c.messages.with_raw_response.create(model=model, max_tokens=100,
                                                   messages=[{"role": "user", "content": prompt}])
         m = raw.parse()
         return {"cache": raw.headers.get("x-switchyard-cache"), "text": m.content[0].text, "stop": m.stop_reason}
-    with c.messages.stream(model="chat", max_tokens=100, messages=[{"role": "user", "content": prompt}]) as s:
+    with c.messages.stream(model=model, max_tokens=100, messages=[{"role": "user", "content": prompt}]) as s:
         text = "".join(s.text_stream)
         final = s.get_final_message()
         return {"cache": s.response.headers.get("x-switchyard-cache"), "text": text, "stop": final.stop_reason,
                 "final": final.content[0].text}
 
+def native(c, prompt, stream):
+    return messages(c, prompt, stream, model="claude")
+
 out = {}
 n = 0
-for name, ask, clients in (("chat", chat, oa), ("responses", responses, oa), ("messages", messages, an)):
+for name, ask, clients in (("chat", chat, oa), ("responses", responses, oa), ("messages", messages, an),
+                           ("native", native, an)):
     # Streamed miss on one proxy; a streamed and a non-streamed hit on the other.
     miss = ask(clients[0], "tell me about " + name, True)
     n += 1
     wait_writes(n)
     out[name] = {"miss": miss, "stream_hit": ask(clients[1], "tell me about " + name, True),
                  "json_hit": ask(clients[1], "tell me about " + name, False)}
+# One entry answers every dialect: a chat asking what a Messages request asked.
+cross = oa[1].chat.completions.with_raw_response.create(
+    model="chat", max_tokens=100, messages=[{"role": "user", "content": "tell me about messages"}])
+out["cross"] = {"cache": cross.headers.get("x-switchyard-cache"), "text": cross.parse().choices[0].message.content}
 print(json.dumps(out))
 "#;
 
@@ -388,7 +402,7 @@ async fn cached_streams_replay_in_every_dialect() {
     )
     .await;
     let text = "Hello from the mock provider.";
-    for dialect in ["chat", "responses", "messages"] {
+    for dialect in ["chat", "responses", "messages", "native"] {
         let d = &out[dialect];
         assert_eq!(d["miss"]["cache"], "miss", "{out}");
         assert_eq!(d["stream_hit"]["cache"], "hit", "{out}");
@@ -411,8 +425,10 @@ async fn cached_streams_replay_in_every_dialect() {
     assert_eq!(out["responses"]["stream_hit"]["last"], "response.completed");
     assert_eq!(out["messages"]["stream_hit"]["stop"], "end_turn");
     assert_eq!(out["messages"]["stream_hit"]["final"], text);
-    // Three misses reached the provider; the six hits did not.
-    assert_eq!(upstream_calls(&s).await, 3);
+    assert_eq!(out["cross"]["cache"], "hit", "{out}");
+    assert_eq!(out["cross"]["text"], text);
+    // Four misses reached the provider; the nine hits did not.
+    assert_eq!(upstream_calls(&s).await, 4);
 }
 
 /// Cache policies in a declarative file: team names resolve to ids, applying the same file

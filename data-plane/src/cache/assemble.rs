@@ -91,6 +91,11 @@ impl Assembler {
         }
     }
 
+    /// Marks the answer as one the cache cannot hold.
+    pub fn spoil(&mut self) {
+        self.spoiled = true;
+    }
+
     /// The finish reason seen, if any.
     pub fn finish_reason(&self) -> Option<&str> {
         self.finish_reason.as_deref()

@@ -185,6 +185,15 @@ impl Cache {
     }
 }
 
+/// A Messages content block the internal form holds without loss.
+fn lossless_block(kind: &serde_json::Value) -> bool {
+    matches!(kind.as_str(), Some("text" | "tool_use"))
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(entry::now_ms() / 1000).unwrap_or(0)
+}
+
 /// An answer to store once it is known to be complete: where, for whom, and the policy's
 /// limits.
 #[derive(Debug)]
@@ -234,14 +243,42 @@ impl Pending {
     }
 
     /// A stream's store (the stream made by `deployment`, upstream `model`): its chunks are
-    /// folded as they are relayed.
-    pub fn streamed(self, deployment: &str, model: &str) -> StreamStore {
+    /// folded as they are relayed. `messages`: the chunks are Anthropic Messages events a
+    /// deployment sent in the client's own wire (pass-through), translated to internal chunks
+    /// for the cache only.
+    pub fn streamed(self, deployment: &str, model: &str, messages: bool) -> StreamStore {
         StreamStore {
             pending: self,
             answer: assemble::Assembler::default(),
+            native: messages.then(|| {
+                crate::providers::anthropic::stream::Translator::new(
+                    deployment.to_owned(),
+                    unix_now(),
+                )
+            }),
             deployment: deployment.to_owned(),
             model: model.to_owned(),
         }
+    }
+
+    /// Stores a complete Anthropic message a deployment answered in the client's own wire,
+    /// translated to the internal form, unless it holds blocks the translation would lose
+    /// (thinking, with its signature, and anything else but text and tool use).
+    pub fn store_message(self, message: &[u8], deployment: &str, model: &str) {
+        let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(message) else {
+            return;
+        };
+        let blocks = parsed["content"].as_array().into_iter().flatten();
+        if !blocks.into_iter().all(|b| lossless_block(&b["type"])) {
+            counter!(CACHE_WRITES, "result" => "not_stored").increment(1);
+            return;
+        }
+        let Ok(reply) =
+            crate::providers::anthropic::response::chat(deployment, message, unix_now())
+        else {
+            return;
+        };
+        self.store(&reply.body, reply.usage, deployment, model);
     }
 }
 
@@ -250,14 +287,35 @@ impl Pending {
 pub struct StreamStore {
     pending: Pending,
     answer: assemble::Assembler,
+    /// Translates a passed-through Messages stream's events.
+    native: Option<crate::providers::anthropic::stream::Translator>,
     deployment: String,
     model: String,
 }
 
 impl StreamStore {
-    /// Folds one internal chunk.
+    /// Folds one chunk: internal, or whole Messages SSE frames when passed through.
     pub fn push(&mut self, data: &[u8]) {
-        self.answer.push(data);
+        let Some(translator) = self.native.as_mut() else {
+            self.answer.push(data);
+            return;
+        };
+        let text = String::from_utf8_lossy(data);
+        for line in text.lines() {
+            let Some(event) = line.strip_prefix("data:").map(str::trim_start) else {
+                continue;
+            };
+            let parsed: serde_json::Value = serde_json::from_str(event).unwrap_or_default();
+            if parsed["type"] == "content_block_start"
+                && !lossless_block(&parsed["content_block"]["type"])
+            {
+                self.answer.spoil();
+            }
+            match translator.event(event.as_bytes()) {
+                Ok(chunks) => chunks.iter().for_each(|c| self.answer.push(&c.data)),
+                Err(_) => self.answer.spoil(),
+            }
+        }
     }
 
     /// The stream ended well: stores what it said.

@@ -9,9 +9,11 @@
 //! provider cost and the cost it saved. No admission runs for a hit: nothing is spent.
 //!
 //! A miss goes on to the attempt loop with a [`Pending`] store: the success path stores a
-//! complete answer, the relay a stream that ended well (assembled as it is relayed). Only
-//! translated answers are stored (the internal form is what the cache keeps); an answer a
-//! deployment gave in the client's own wire (pass-through) is served but not stored.
+//! complete answer, the relay a stream that ended well (assembled as it is relayed). The
+//! cache keeps the internal form: a translated answer is in it already; one a deployment gave
+//! in the client's own Messages wire is translated for the cache (and not stored if that would
+//! lose something, such as a signed thinking block); one passed through in the Responses wire
+//! is served but not stored.
 //!
 //! Every chat response says what the cache did: `x-switchyard-cache: hit | miss | bypass`.
 

@@ -119,8 +119,10 @@ pub async fn serve_read<D: ChatDialect>(
     let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
     let passed_through = op.passed_through;
     let keep = keep.filter(|_| !passed_through);
-    // Only a translated answer is in the internal form the cache keeps.
-    let store = cache.pending.take().filter(|_| !passed_through);
+    // A translated answer is in the internal form the cache keeps; a passed-through one only
+    // in Messages, which the cache translates (other wires are not stored).
+    let storable = !passed_through || D::NATIVE == Some(Wire::AnthropicMessages);
+    let store = cache.pending.take().filter(|_| storable);
     let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, keep, store)?;
     if !passed_through && !dropped.is_empty() {
         if let Ok(value) = HeaderValue::from_str(&dropped.join(", ")) {
@@ -196,8 +198,12 @@ fn answer<D: ChatDialect>(
             if let Some(keep) = keep {
                 keep.run(body.clone());
             }
-            if let Some(store) = store {
-                store.store(&internal, usage, &deployment.id, &deployment.model);
+            match store {
+                Some(store) if native => {
+                    store.store_message(&internal, &deployment.id, &deployment.model);
+                }
+                Some(store) => store.store(&internal, usage, &deployment.id, &deployment.model),
+                None => {}
             }
             let reply = JsonReply { body, usage };
             served(prepared, deployment, upstream, reply, billing)
@@ -215,7 +221,7 @@ fn answer<D: ChatDialect>(
                 billing,
                 inflight: Some(inflight),
                 keep,
-                cache: store.map(|s| s.streamed(&deployment.id, &deployment.model)),
+                cache: store.map(|s| s.streamed(&deployment.id, &deployment.model, native)),
                 span: trace.span.clone(),
             };
             streamed(app, prepared, deployment, upstream, chunks, relay)
