@@ -37,6 +37,7 @@ mod responses_inbound;
 mod responses_stored;
 mod routing;
 mod sdk;
+mod semantic_cache;
 mod smoke;
 mod snapshot_nats;
 mod traces;

@@ -20,6 +20,7 @@
 //! The pipeline stage that uses this is `pipeline::cached`.
 
 pub mod assemble;
+pub mod embed;
 pub mod entry;
 pub mod key;
 pub mod lru;
