@@ -89,3 +89,109 @@ fn semantic_threshold_keeps_precision_on_labelled_pairs() {
     // The model really separates paraphrases: a fair share of them are found.
     assert!(recall >= 0.2, "recall {recall}");
 }
+
+/// Through two proxies on one NATS, both with the embedder: a paraphrase asked on the second
+/// proxy is answered from what the first stored (`x-switchyard-cache-match: semantic`), the
+/// mock saw one request for both; a different question on the same topic is a miss, and so is
+/// the paraphrase from another team.
+#[tokio::test]
+async fn a_paraphrase_is_a_semantic_hit_on_another_proxy() {
+    use serde_json::json;
+    use switchyard_tests::support::{
+        eventually, wait_until_served, DataPlane, DataPlaneSpec, MockProviderOptions, TestEnv,
+        ENV_EMBED_MODEL,
+    };
+
+    use crate::fixture::{add_mock_provider, all_models_key, client, UPSTREAM_KEY};
+
+    let model = minilm().unwrap();
+    let mut env = TestEnv::builder()
+        .postgres()
+        .nats()
+        .mock_provider_with(MockProviderOptions::new().api_key(UPSTREAM_KEY))
+        .build()
+        .await
+        .unwrap();
+    let cp = env.control_plane("control-plane-0").await.unwrap();
+    for _ in 0..2 {
+        let spec = DataPlaneSpec::nats_sealed().env(ENV_EMBED_MODEL, model.to_str().unwrap());
+        env.start_data_plane(spec).await.unwrap();
+    }
+    add_mock_provider(&cp, &env).await;
+    let route =
+        json!({"alias": "chat", "deployments": [{"provider": "mock", "model": "mock-chat"}]});
+    cp.post("/admin/routes", &route).await.unwrap();
+    let policy = json!({"id": "sem", "ttl_secs": 600, "semantic": {"enabled": true}});
+    cp.post("/admin/cache-policies", &policy).await.unwrap();
+    let a = cp
+        .post("/admin/teams", &json!({"name": "a"}))
+        .await
+        .unwrap();
+    let b = cp
+        .post("/admin/teams", &json!({"name": "b"}))
+        .await
+        .unwrap();
+    let (key_a, key_b) = (all_models_key(&cp, &a).await, all_models_key(&cp, &b).await);
+    let [one, two] = [env.data_plane_at(0), env.data_plane_at(1)];
+    for proxy in [one, two] {
+        wait_until_served(&proxy.base_url(), &key_b, "chat")
+            .await
+            .unwrap();
+    }
+    let ask = |proxy: &DataPlane, key: &str, prompt: &str| {
+        let request = client()
+            .post(proxy.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "chat", "messages": [{"role": "user", "content": prompt}]}));
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let header = |n: &str| {
+                r.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            (
+                header("x-switchyard-cache"),
+                header("x-switchyard-cache-match"),
+            )
+        }
+    };
+    let gauge = |text: String, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+
+    let (cache, _) = ask(one, &key_a, "How do I reverse a list in Python?").await;
+    assert_eq!(cache, "miss");
+    // The record reached the other proxy's index through the stream.
+    eventually(std::time::Duration::from_secs(20), || async {
+        let n = gauge(
+            two.metrics().await?,
+            "switchyard_cache_semantic_index_entries ",
+        );
+        anyhow::ensure!(n >= 1.0, "index holds {n}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let (cache, matched) = ask(two, &key_a, "What's the way to reverse a Python list?").await;
+    assert_eq!(cache, "hit", "{matched}");
+    assert!(matched.starts_with("semantic; similarity=0.9"), "{matched}");
+    let (cache, matched) = ask(two, &key_a, "How do I reverse a list in Python?").await;
+    assert_eq!((cache.as_str(), matched.as_str()), ("hit", "exact"));
+    let (cache, _) = ask(two, &key_a, "How do I sort a list in Python?").await;
+    assert_eq!(cache, "miss", "a different question");
+    let (cache, _) = ask(two, &key_b, "What's the way to reverse a Python list?").await;
+    assert_eq!(cache, "miss", "another team");
+    let seen = env.mock().requests().await.unwrap();
+    let calls = seen
+        .iter()
+        .filter(|r| r["path"] == "/v1/chat/completions")
+        .count();
+    assert_eq!(calls, 3);
+}

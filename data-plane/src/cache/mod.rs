@@ -26,6 +26,7 @@ pub mod key;
 pub mod lru;
 pub mod policy;
 pub mod replay;
+pub mod semantic;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -207,6 +208,38 @@ pub struct Pending {
     pub ttl: Duration,
     pub max_bytes: usize,
     pub finish_reasons: Vec<String>,
+    /// Where a semantic policy announces the stored answer.
+    pub semantic: Option<SemanticStore>,
+}
+
+/// What the semantic index is told of a stored answer.
+#[derive(Debug)]
+pub struct SemanticStore {
+    pub semantic: Arc<semantic::Semantic>,
+    pub scope: String,
+    /// The user's last turn, and its embedding when the lookup already made it.
+    pub text: String,
+    pub vector: Option<Vec<f32>>,
+}
+
+impl SemanticStore {
+    async fn announce(self, key: String, expires_ms: i64) {
+        let vector = match self.vector {
+            Some(v) => v,
+            None => match self.semantic.embed(self.text.clone()).await {
+                Some(v) => v,
+                None => return,
+            },
+        };
+        let record = semantic::Record {
+            scope: self.scope,
+            key,
+            expires_ms,
+            text: self.text,
+            vector: semantic::encode(&vector),
+        };
+        self.semantic.add(record).await;
+    }
 }
 
 impl Pending {
@@ -239,8 +272,14 @@ impl Pending {
             usage: usage.map(token_usage).unwrap_or_default(),
             completion: raw,
         };
-        let (cache, key) = (self.cache, self.key);
-        self.tasks.spawn(async move { cache.put(key, entry).await });
+        let (cache, key, semantic) = (self.cache, self.key, self.semantic);
+        let expires_ms = entry.expires_ms;
+        self.tasks.spawn(async move {
+            cache.put(key.clone(), entry).await;
+            if let Some(semantic) = semantic {
+                semantic.announce(key, expires_ms).await;
+            }
+        });
     }
 
     /// A stream's store (the stream made by `deployment`, upstream `model`): its chunks are

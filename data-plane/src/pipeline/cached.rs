@@ -26,7 +26,8 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use super::body::ChatFields;
 use super::chat::Keep;
 use super::prepare::Prepared;
-use crate::cache::{self, key, policy, Control, Entry, Pending, CACHE_HEADER};
+use crate::cache::semantic::{last_user_turn as semantic_turn, Semantic};
+use crate::cache::{self, embed, key, policy, Control, Entry, Pending, CACHE_HEADER};
 use crate::dialect::{Answer, ChatDialect};
 use crate::metrics;
 use crate::providers::JsonBody;
@@ -42,7 +43,22 @@ pub struct Plan {
     lookup: Option<(String, Option<String>)>,
     /// Where a miss's answer goes.
     pub pending: Option<Pending>,
+    /// The semantic lookup, under a semantic policy when this proxy has the embedder.
+    semantic: Option<SemanticAsk>,
+    /// A semantic hit's similarity.
+    similarity: Option<f32>,
 }
+
+#[derive(Debug)]
+struct SemanticAsk {
+    semantic: Arc<Semantic>,
+    scope: String,
+    text: String,
+    threshold: f32,
+}
+
+/// `x-switchyard-cache-match`: `exact`, or `semantic; similarity=0.953` on a hit.
+pub const CACHE_MATCH: http::HeaderName = http::HeaderName::from_static("x-switchyard-cache-match");
 
 impl Plan {
     /// The plan for a prepared request whose internal body is `json`; `translatable`: the
@@ -58,6 +74,8 @@ impl Plan {
             result: "bypass",
             lookup: None,
             pending: None,
+            semantic: None,
+            similarity: None,
         };
         let control = policy::control(headers);
         let policies = &p.snapshot.cache_policies;
@@ -78,6 +96,7 @@ impl Plan {
             return bypass;
         };
         let parts = app.parts();
+        let semantic = semantic_ask(parts.semantic.as_ref(), policy, scope, json);
         let pending = Pending {
             cache: Arc::clone(&parts.cache),
             tasks: parts.tasks.clone(),
@@ -87,18 +106,44 @@ impl Plan {
             ttl: std::time::Duration::from_secs(policy.ttl_secs),
             max_bytes: usize::try_from(policy.max_entry_bytes).unwrap_or(usize::MAX),
             finish_reasons: policy.finish_reasons.clone(),
+            semantic: semantic.as_ref().map(|s| cache::SemanticStore {
+                semantic: Arc::clone(&s.semantic),
+                scope: s.scope.clone(),
+                text: s.text.clone(),
+                vector: None,
+            }),
         };
         Self {
             result: "miss",
             lookup: (control == Control::Normal).then_some((key, team)),
             pending: Some(pending),
+            semantic,
+            similarity: None,
         }
     }
 
     /// The stored entry that answers this request, if any (then the plan is a `hit`).
     pub async fn lookup(&mut self, app: &App) -> Option<Arc<Entry>> {
         let (key, team) = self.lookup.as_ref()?;
-        let entry = app.parts().cache.get(key, team.as_deref()).await?;
+        let cache = &app.parts().cache;
+        let entry = match cache.get(key, team.as_deref()).await {
+            Some(entry) => entry,
+            None => {
+                let ask = self.semantic.as_ref()?;
+                let vector = ask.semantic.embed(ask.text.clone()).await?;
+                let found = ask
+                    .semantic
+                    .search(&ask.scope, &ask.text, &vector, ask.threshold);
+                // A miss stores its answer with the embedding made here.
+                if let Some(store) = self.pending.as_mut().and_then(|p| p.semantic.as_mut()) {
+                    store.vector = Some(vector);
+                }
+                let found = found?;
+                let entry = cache.get(&found.key, team.as_deref()).await?;
+                self.similarity = Some(found.similarity);
+                entry
+            }
+        };
         self.result = "hit";
         self.pending = None;
         Some(entry)
@@ -107,10 +152,56 @@ impl Plan {
     /// Counts the request's cache result and puts it on its response.
     pub fn tag(&self, response: &mut Response) {
         metrics::cache_lookup(self.result);
-        response
-            .headers_mut()
-            .insert(CACHE_HEADER, HeaderValue::from_static(self.result));
+        let h = response.headers_mut();
+        h.insert(CACHE_HEADER, HeaderValue::from_static(self.result));
+        if self.result == "hit" {
+            let how = match self.similarity {
+                Some(s) => format!("semantic; similarity={s:.3}"),
+                None => "exact".to_owned(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&how) {
+                h.insert(CACHE_MATCH, v);
+            }
+        }
     }
+}
+
+/// The semantic lookup a policy asks for, if this proxy has the embedder and the request ends
+/// with a text turn of the user: that turn is compared by embedding; everything else (the
+/// scope, every other field, the messages before it) must match exactly.
+fn semantic_ask(
+    semantic: Option<&Arc<Semantic>>,
+    policy: &proto::CachePolicy,
+    scope: key::Scope<'_>,
+    json: &JsonBody,
+) -> Option<SemanticAsk> {
+    let settings = policy.semantic.as_ref().filter(|s| s.enabled)?;
+    let semantic = semantic?;
+    let messages: serde_json::Value = serde_json::from_str(json.get("messages")?.get()).ok()?;
+    let (before, text) = semantic_turn(&messages)?;
+    let mut rest = json.clone();
+    rest.insert(
+        "messages".into(),
+        serde_json::value::to_raw_value(&before).ok()?,
+    );
+    let policy_scope = format!("semantic:{}", scope.policy);
+    let scope = key::key(
+        key::Scope {
+            policy: &policy_scope,
+            ..scope
+        },
+        &rest,
+    )?;
+    let threshold = settings
+        .threshold
+        .and_then(|t| rust_decimal::prelude::ToPrimitive::to_f32(&t))
+        .unwrap_or(embed::DEFAULT_THRESHOLD);
+    Some(SemanticAsk {
+        semantic: Arc::clone(semantic),
+        scope,
+        text,
+        threshold,
+    })
 }
 
 /// Answers a request from `entry` in dialect `D`, and meters it; `None` (nothing metered) if
