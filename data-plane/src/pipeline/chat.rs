@@ -97,8 +97,7 @@ pub async fn serve_read<D: ChatDialect>(
             cache.tag(&mut response);
             return Ok(response);
         }
-        // An entry this dialect cannot be answered from: served as a miss, not stored again.
-        cache.result = "miss";
+        // An entry this dialect cannot be answered from: the request goes on past the cache.
         return Box::pin(serve_read::<D>(
             app,
             &no_store(headers),
