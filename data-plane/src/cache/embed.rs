@@ -90,9 +90,23 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-/// Cosine similarity of two unit vectors.
+/// Cosine similarity of two unit vectors: their dot product, summed in eight lanes so the
+/// compiler can vectorise it (a search scans every vector of a scope).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The cosine similarity at or above which a stored answer is served when a policy sets no
