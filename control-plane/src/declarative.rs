@@ -3,11 +3,12 @@
 //! `apply` validates the whole file first, reads the projections, computes the changes with the
 //! pure [`plan()`], and issues only those commands, in an order that never leaves a route
 //! pointing at a missing provider or a key at a missing budget: providers created/updated →
-//! routes created/updated → team limits set, teams created → price overrides set/removed →
-//! budgets created/updated → keys revoked, updated, created → budgets deleted → routes deleted
-//! → providers deleted. Anything in the store that the file does not mention (providers,
-//! routes, keys, budgets, price overrides, the limits and log policy of teams its `teams` list
-//! leaves out) is removed. Budgets are matched by name (see [`DesiredBudget`]); a price equal
+//! routes created/updated → team limits set, teams created → cache policies put/deleted →
+//! price overrides set/removed → budgets created/updated → keys revoked, updated, created →
+//! budgets deleted → routes deleted → providers deleted. Anything in the store that the file
+//! does not mention (providers, routes, keys, budgets, price overrides, cache policies, the
+//! limits and log policy of teams its `teams` list leaves out) is removed. A cache policy keeps
+//! its stored purge `epoch` whatever the file says. Budgets are matched by name (see [`DesiredBudget`]); a price equal
 //! to the built-in one, for a model with no override, is not made an override. Applying the
 //! same file twice records no events: the plan is empty, and every command decides nothing
 //! when nothing changes anyway.
@@ -33,6 +34,7 @@ pub use plan::{
 
 use crate::api::ApiError;
 use crate::domain::budget::{Budget, BudgetSpec};
+use crate::domain::cache_policy::CachePolicy;
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
 use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
@@ -90,6 +92,7 @@ pub async fn apply(
                     }
                     | Change::DeleteRoute { .. }
                     | Change::DeleteProvider { .. }
+                    | Change::DeleteCachePolicy { .. }
             )
         });
     }
@@ -167,6 +170,19 @@ impl Runner<'_> {
     async fn run(&mut self, change: Change) -> Result<(), ApiError> {
         match change {
             Change::PutProvider { id, spec, .. } => self.put(id, spec).await,
+            Change::PutCachePolicy { id, mut spec, .. } => {
+                // Teams this apply created are known by name only now.
+                for team in &mut spec.applies_to.teams {
+                    if let Some(created) = self.new_teams.get(team.as_str()) {
+                        *team = created.to_string();
+                    }
+                }
+                self.put(id, spec).await
+            }
+            Change::DeleteCachePolicy { id } => {
+                self.exec::<CachePolicy>(&id, None, ResourceCommand::Delete)
+                    .await
+            }
             Change::PutRoute { alias, spec, .. } => self.put(alias, spec).await,
             Change::CreateTeam { name, limits } => {
                 let id = Uuid::now_v7();
@@ -417,6 +433,11 @@ pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
             team_id: r.get(1),
             spec: parse(r.get(2), "budget", &id.to_string())?,
         });
+    }
+    for r in tx.query("SELECT id, spec FROM cache_policies", &[]).await? {
+        let id: String = r.get(0);
+        let spec = parse(r.get(1), "cache policy", &id)?;
+        current.cache_policies.insert(id, spec);
     }
     let prices = tx
         .query(&format!("SELECT model, {PRICE_COLUMNS} FROM pricing"), &[])

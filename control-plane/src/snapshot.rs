@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::domain::budget::{self, BudgetSpec};
+use crate::domain::cache_policy::CachePolicySpec;
 use crate::domain::key::KeySettings;
 use crate::domain::pricing::built_in;
 use crate::domain::provider::ProviderSpec;
@@ -103,6 +104,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
     let teams = teams(&tx).await?;
     let budgets = budgets(&tx).await?;
     let pricing = pricing(&tx).await?;
+    let cache_policies = cache_policies(&tx).await?;
     let health = crate::health::recently_open_in(&*tx)
         .await
         .map_err(|e| StoreError::Corrupt(format!("provider_health: {e}")))?;
@@ -117,7 +119,26 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
         budgets,
         pricing,
         health,
+        cache_policies,
     })
+}
+
+/// Every cache policy, a team's own carrying its team.
+async fn cache_policies(tx: &Transaction<'_>) -> Result<Vec<proto::CachePolicy>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id, team_id, spec FROM cache_policies ORDER BY id",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.get(0);
+            let team: Option<Uuid> = row.get(1);
+            let spec: CachePolicySpec = read_spec("cache policy", &id, row.get(2))?;
+            Ok(spec.to_proto(&id, team.map(|t| t.to_string())))
+        })
+        .collect()
 }
 
 /// Teams that have a limit or a request-log policy of their own.

@@ -37,6 +37,13 @@ pub const ENV_CONFIG_POLL_MS: &str = "SWITCHYARD_CONFIG_POLL_MS";
 pub const ENV_UPSTREAM_TIMEOUT_MS: &str = "SWITCHYARD_UPSTREAM_TIMEOUT_MS";
 /// Upstream TCP/TLS connect timeout, in milliseconds.
 pub const ENV_CONNECT_TIMEOUT_MS: &str = "SWITCHYARD_CONNECT_TIMEOUT_MS";
+/// Most response-cache entries a proxy keeps in memory (default 10,000).
+pub const ENV_CACHE_MAX_ENTRIES: &str = "SWITCHYARD_CACHE_MAX_ENTRIES";
+/// Most bytes of response-cache entries a proxy keeps in memory (default 64 MiB).
+pub const ENV_CACHE_MAX_BYTES: &str = "SWITCHYARD_CACHE_MAX_BYTES";
+/// Directory of the semantic cache's embedding model (all-MiniLM-L6-v2: `config.json`,
+/// `tokenizer.json`, `model.safetensors`); unset: no semantic cache.
+pub const ENV_EMBED_MODEL: &str = "SWITCHYARD_EMBED_MODEL";
 /// How long stored Responses API responses live, in seconds (default 30 days).
 pub const ENV_RESPONSES_TTL_SECS: &str = "SWITCHYARD_RESPONSES_TTL_SECS";
 /// How long open requests and streams may run after a shutdown signal, in seconds.
@@ -136,6 +143,17 @@ pub struct ServeArgs {
     /// created).
     #[arg(long, env = ENV_RESPONSES_TTL_SECS, default_value_t = 30 * 24 * 3600)]
     pub responses_ttl_secs: u64,
+    /// Most response-cache entries kept in this proxy's memory, in front of the shared NATS
+    /// bucket (the least recently used go first).
+    #[arg(long, env = ENV_CACHE_MAX_ENTRIES, default_value_t = 10_000)]
+    pub cache_max_entries: usize,
+    /// Most bytes of response-cache entries kept in this proxy's memory.
+    #[arg(long, env = ENV_CACHE_MAX_BYTES, default_value_t = 64 << 20)]
+    pub cache_max_bytes: usize,
+    /// The semantic cache's embedding model directory (all-MiniLM-L6-v2); without it, cache
+    /// policies with `semantic` enabled cache exactly only.
+    #[arg(long, env = ENV_EMBED_MODEL)]
+    pub embed_model: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {

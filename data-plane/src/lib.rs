@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod background;
+pub mod cache;
 pub mod config;
 pub mod dialect;
 pub mod error;
@@ -59,6 +60,8 @@ pub enum StartError {
     SealKey(#[from] seal::BadKey),
     #[error(transparent)]
     SpoolInUse(#[from] usage::SpoolInUse),
+    #[error(transparent)]
+    Embedder(#[from] cache::embed::EmbedError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -132,6 +135,23 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         nats.clone(),
         Duration::from_secs(args.responses_ttl_secs),
     ));
+    let cache = Arc::new(cache::Cache::new(
+        nats.clone(),
+        args.cache_max_entries,
+        args.cache_max_bytes,
+    ));
+    let semantic = match &args.embed_model {
+        Some(dir) => {
+            let embedder = cache::embed::Embedder::load(dir)?;
+            tracing::info!(model = %dir.display(), "semantic cache embedder loaded");
+            let semantic = Arc::new(cache::semantic::Semantic::new(embedder, nats.clone()));
+            if let Some(client) = &nats {
+                semantic.follow(client.clone(), &tasks, cancel.clone());
+            }
+            Some(semantic)
+        }
+        None => None,
+    };
     let (usage_sink, usage) = usage::start(
         &usage::USAGE,
         nats.clone(),
@@ -190,6 +210,8 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         proxy_id,
         health,
         stored,
+        cache,
+        semantic,
         tracer: telemetry.tracer(),
     });
 

@@ -42,6 +42,10 @@ pub struct Parts {
     pub health: Arc<Health>,
     /// Stored Responses API responses (NATS key-value, or memory without NATS).
     pub stored: Arc<crate::stored::StoredResponses>,
+    /// The response cache (NATS key-value behind a bounded memory, or the memory alone).
+    pub cache: Arc<crate::cache::Cache>,
+    /// The semantic cache's embedder and index, when an embedding model is configured.
+    pub semantic: Option<Arc<crate::cache::semantic::Semantic>>,
     /// OpenTelemetry traces (`None` inside when off: see `crate::spans`).
     pub tracer: telemetry::Tracer,
 }

@@ -5,6 +5,7 @@
 //! control plane's messages; fixture tests lock the JSON shape.
 
 mod batch;
+mod cache;
 mod distribution;
 mod health;
 mod keycodec;
@@ -17,6 +18,10 @@ mod usage;
 mod validate;
 
 pub use batch::{batch_id, batch_items};
+pub use cache::{
+    default_finish_reasons, CachePolicy, CacheTargets, SemanticSettings, CACHE_KV_BUCKET,
+    CACHE_MAX_ENTRY_BYTES, CACHE_MAX_TTL_SECS,
+};
 pub use distribution::{
     part_bits_for, part_of, split_keys, split_keys_with_bits, EncodedParts, KeyParts, PartRef,
     SnapshotPointer, MAX_PART_BITS, MAX_PART_BYTES, RESPONSES_KV_BUCKET, SNAPSHOT_KV_BUCKET,

@@ -50,6 +50,9 @@ pub struct Snapshot {
     /// breaker for each, as of the reported time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health: Vec<crate::HealthEvent>,
+    /// Response-cache policies (none: nothing is cached).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_policies: Vec<crate::CachePolicy>,
 }
 
 /// Limits shared by all of a team's keys, and the request-log policy of those that set none.

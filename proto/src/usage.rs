@@ -207,8 +207,14 @@ pub struct UsageEvent {
     /// Attempts that moved to another deployment.
     #[serde(default)]
     pub fallbacks: u32,
+    /// Answered from the gateway's response cache: no provider was called, `cost_usd` is
+    /// zero and `usage` is the stored answer's.
     #[serde(default)]
     pub cache_hit: bool,
+    /// On a cache hit: what the stored answer cost when the provider made it, at the proxy's
+    /// snapshot prices (the fold recomputes it from the pricing table).
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub saved_cost_usd: Decimal,
     /// Why the deployment that answered was chosen: the route's strategy (`weighted`,
     /// `ordered`, `lowest_latency`, `least_inflight`, `cheapest`), `explore`, `all_open` or
     /// `fallback`.

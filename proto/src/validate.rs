@@ -207,6 +207,23 @@ impl Snapshot {
                 .unwrap_or_default(),
         );
 
+        let mut policy_ids = HashSet::new();
+        for (i, policy) in self.cache_policies.iter().enumerate() {
+            let at = PathPrefix("cache_policies", i).to_string();
+            if !is_identifier(&policy.id) {
+                errors.push(ValidationError {
+                    path: format!("{at}.id"),
+                    reason: ident_reason(&policy.id),
+                });
+            } else if !policy_ids.insert(policy.id.as_str()) {
+                errors.push(ValidationError {
+                    path: format!("{at}.id"),
+                    reason: format!("duplicate cache policy id `{}`", policy.id),
+                });
+            }
+            errors.extend(policy.problems(&at));
+        }
+
         if errors.is_empty() {
             Ok(())
         } else {

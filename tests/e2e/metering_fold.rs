@@ -132,6 +132,7 @@ fn event(
         attempts: 1,
         fallbacks: 0,
         cache_hit: false,
+        saved_cost_usd: Decimal::ZERO,
         route_reason: None,
         log: proto::LogPayloads::Metadata,
     }

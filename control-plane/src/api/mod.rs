@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod budget_usage;
 pub mod budgets;
+pub mod cache_policies;
 pub mod common;
 pub mod config;
 pub mod crud;
@@ -90,7 +91,7 @@ pub fn router(state: AppState, tracer: telemetry::Tracer) -> Router {
     let resources = [
         teams::routes(), keys::routes(), tokens::routes(), providers::routes(), routes::routes(),
         budgets::routes(), budget_usage::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(), requests::routes(),
-        health::routes(), config::routes(),
+        health::routes(), config::routes(), cache_policies::routes(),
     ];
     resources
         .into_iter()

@@ -65,7 +65,12 @@ pub struct UsageView {
     pub abandoned: bool,
     pub attempts: i32,
     pub fallbacks: i32,
+    /// Answered from the gateway's response cache (no provider call, no cost).
     pub cache_hit: bool,
+    /// What a cache hit saved: its stored answer's cost.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String, example = "0.00125")]
+    pub saved_usd: Decimal,
     /// Why the deployment that answered was chosen (`weighted`, `rule`, `fallback`, ...).
     pub route_reason: Option<String>,
     pub folded_at: DateTime<Utc>,
@@ -95,10 +100,10 @@ pub const COLUMNS: &str =
     deployment, model, prompt_tokens, completion_tokens, cached_input_tokens, reasoning_tokens,
     usage_estimated, cost_usd, proxy_cost_usd, latency_ms, ttft_ms, status, outcome, refused_code,
     refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit, folded_at, route_reason,
-    cache_write_5m_tokens, cache_write_1h_tokens";
+    cache_write_5m_tokens, cache_write_1h_tokens, saved_usd";
 
 /// How many columns [`COLUMNS`] names.
-pub const COLUMN_COUNT: usize = 34;
+pub const COLUMN_COUNT: usize = 35;
 
 pub fn view(r: &tokio_postgres::Row) -> UsageView {
     let tags: serde_json::Value = r.get(6);
@@ -135,6 +140,7 @@ pub fn view(r: &tokio_postgres::Row) -> UsageView {
         attempts: r.get(27),
         fallbacks: r.get(28),
         cache_hit: r.get(29),
+        saved_usd: r.get::<_, Decimal>(34).normalize(),
         folded_at: r.get(30),
         route_reason: r.get(31),
     }

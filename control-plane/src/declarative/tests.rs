@@ -38,6 +38,12 @@ fn simulate(current: &mut Current, changes: &[Change]) {
             Change::PutRoute { alias, spec, .. } => {
                 current.routes.insert(alias, spec);
             }
+            Change::PutCachePolicy { id, spec, .. } => {
+                current.cache_policies.insert(id, spec);
+            }
+            Change::DeleteCachePolicy { id } => {
+                current.cache_policies.remove(&id);
+            }
             Change::CreateTeam { name, limits } => {
                 let id = Uuid::now_v7();
                 current.teams.insert(name, id);
@@ -175,6 +181,9 @@ fn kinds(changes: &[Change]) -> Vec<&'static str> {
             Change::DeleteBudget { .. } => "delete replaced budget",
             Change::DeleteRoute { .. } => "delete route",
             Change::DeleteProvider { .. } => "delete provider",
+            Change::PutCachePolicy { create: true, .. } => "create cache policy",
+            Change::PutCachePolicy { .. } => "update cache policy",
+            Change::DeleteCachePolicy { .. } => "delete cache policy",
         })
         .collect()
 }

@@ -199,6 +199,7 @@ impl Publisher {
             budgets: snapshot.budgets.clone(),
             pricing: snapshot.pricing.clone(),
             health: snapshot.health.clone(),
+            cache_policies: snapshot.cache_policies.clone(),
         };
         let body = serde_json::to_vec(&core).map_err(|e| err("encode", &e))?;
         let pointer = SnapshotPointer {

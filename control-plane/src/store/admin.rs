@@ -57,6 +57,13 @@ pub const BUDGETS: SpecTable = SpecTable {
     key_type: "uuid",
 };
 
+/// `cache_policies`, keyed by id.
+pub const CACHE_POLICIES: SpecTable = SpecTable {
+    table: "cache_policies",
+    key: "id",
+    key_type: "text",
+};
+
 /// One price override row.
 #[derive(Debug)]
 pub struct PriceRow {

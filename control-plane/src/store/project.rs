@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::Tx;
 use crate::domain::budget::BudgetSpec;
+use crate::domain::cache_policy::CachePolicySpec;
 use crate::domain::key::VirtualKey;
 use crate::domain::pricing::PriceSpec;
 use crate::domain::provider::ProviderSpec;
@@ -168,6 +169,12 @@ project_spec!(
     ProviderSpec,
     "DELETE FROM providers WHERE id = $1",
     "INSERT INTO providers (id, team_id, spec, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (id) DO UPDATE SET team_id = $2, spec = $3, version = $4, updated_at = $6"
+);
+project_spec!(
+    CachePolicySpec,
+    "DELETE FROM cache_policies WHERE id = $1",
+    "INSERT INTO cache_policies (id, team_id, spec, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
      ON CONFLICT (id) DO UPDATE SET team_id = $2, spec = $3, version = $4, updated_at = $6"
 );
 project_spec!(

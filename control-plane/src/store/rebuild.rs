@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Project, StoreError, Tx, APPEND_LOCK};
 use crate::domain::budget::Budget;
+use crate::domain::cache_policy::CachePolicy;
 use crate::domain::key::VirtualKey;
 use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
@@ -19,6 +20,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("providers", "id"),
     ("routes", "alias"),
     ("budgets", "id"),
+    ("cache_policies", "id"),
     ("pricing", "model"),
     ("price_history", "position"),
     ("admin_tokens", "id"),
@@ -83,6 +85,7 @@ async fn rebuild_once(store: &super::Store) -> Result<usize, StoreError> {
             "route" => replay::<Route>(&tx, &stream, &events).await?,
             "budget" => replay::<Budget>(&tx, &stream, &events).await?,
             "price" => replay::<Price>(&tx, &stream, &events).await?,
+            "cache_policy" => replay::<CachePolicy>(&tx, &stream, &events).await?,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "unknown stream kind `{other}` in {stream}"

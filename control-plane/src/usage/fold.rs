@@ -381,9 +381,14 @@ impl Folder {
         let costed: Vec<(&Decoded, Decimal)> = events
             .iter()
             .map(|d| {
-                let cost =
+                // A cache hit called no provider: it costs nothing (what it saved is on the
+                // event, `saved_cost_usd`).
+                let cost = if d.event.cache_hit {
+                    Decimal::ZERO
+                } else {
                     self.book
-                        .cost(d.event.model.as_deref(), d.event.time_ms, &d.event.usage);
+                        .cost(d.event.model.as_deref(), d.event.time_ms, &d.event.usage)
+                };
                 (d, cost)
             })
             .collect();

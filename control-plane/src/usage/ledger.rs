@@ -44,10 +44,17 @@ pub struct SpendTotals {
     pub cache_write_5m_tokens: i64,
     /// Prompt tokens written to the provider's cache for 1 hour.
     pub cache_write_1h_tokens: i64,
+    /// Requests answered from the gateway's response cache (counted in `requests`; their
+    /// tokens are not provider tokens and are not counted above).
+    pub cache_hits: i64,
     /// Exact USD: each token class at its own rate, at the price valid when it was used.
     #[serde(with = "rust_decimal::serde::str")]
     #[schema(value_type = String, example = "12.345")]
     pub cost_usd: Decimal,
+    /// What the cache hits saved: their stored answers' cost when a provider made them.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String, example = "0.42")]
+    pub saved_usd: Decimal,
 }
 
 /// The integer counters of [`SpendTotals`] in field order: `spend_ledger`'s columns (its
@@ -56,25 +63,37 @@ fn counters() -> impl Iterator<Item = &'static str> {
     ["requests", "refused"]
         .into_iter()
         .chain(TokenUsage::COUNTERS)
+        .chain(["cache_hits"])
 }
 
 impl SpendTotals {
     /// Adds one event costed at `cost`.
     pub fn add_event(&mut self, e: &UsageEvent, cost: Decimal) {
         let refused = i64::from(e.outcome == Outcome::Refused);
-        let event = [1, refused].into_iter().chain(e.usage.counts().map(tokens));
+        let provider_tokens = if e.cache_hit {
+            [0; 6]
+        } else {
+            e.usage.counts().map(tokens)
+        };
+        let event = [1, refused]
+            .into_iter()
+            .chain(provider_tokens)
+            .chain([i64::from(e.cache_hit)]);
         for (total, n) in self.counts_mut().into_iter().zip(event) {
             *total += n;
         }
         self.cost_usd += cost;
+        if e.cache_hit {
+            self.saved_usd += e.saved_cost_usd;
+        }
     }
 
     /// The integer counters, in the order of [`counters`].
-    fn counts(&self) -> [i64; 8] {
+    fn counts(&self) -> [i64; 9] {
         self.clone().counts_mut().map(|n| *n)
     }
 
-    fn counts_mut(&mut self) -> [&mut i64; 8] {
+    fn counts_mut(&mut self) -> [&mut i64; 9] {
         [
             &mut self.requests,
             &mut self.refused,
@@ -84,6 +103,7 @@ impl SpendTotals {
             &mut self.reasoning_tokens,
             &mut self.cache_write_5m_tokens,
             &mut self.cache_write_1h_tokens,
+            &mut self.cache_hits,
         ]
     }
 
@@ -91,14 +111,15 @@ impl SpendTotals {
     pub fn sums() -> String {
         counters()
             .map(|c| format!("COALESCE(SUM({c}), 0)::int8, "))
-            .chain(["COALESCE(SUM(cost_usd), 0)".to_owned()])
+            .chain(["COALESCE(SUM(cost_usd), 0), COALESCE(SUM(saved_usd), 0)".to_owned()])
             .collect()
     }
 
     /// The totals selected by [`SpendTotals::sums`] from column `at` of `r` on.
     pub fn read(r: &tokio_postgres::Row, at: usize) -> Self {
         let mut totals = Self {
-            cost_usd: r.get::<_, Decimal>(at + 8).normalize(),
+            cost_usd: r.get::<_, Decimal>(at + 9).normalize(),
+            saved_usd: r.get::<_, Decimal>(at + 10).normalize(),
             ..Self::default()
         };
         for (i, n) in totals.counts_mut().into_iter().enumerate() {
@@ -154,11 +175,11 @@ pub fn aggregate<'a>(
 
 /// Adds rows to `spend_ledger`: one array per column, unnested, each row upserted.
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
-    let columns: Vec<&str> = counters().chain(["cost_usd"]).collect();
-    // $1-$6 are the row's identity; then one int8 array per counter, and the cost.
+    let columns: Vec<&str> = counters().chain(["cost_usd", "saved_usd"]).collect();
+    // $1-$6 are the row's identity; then one int8 array per counter, the cost and the saving.
     let last = 6 + columns.len();
-    let arrays: String = (7..last).map(|n| format!(", ${n}::int8[]")).collect();
-    let arrays = format!("{arrays}, ${last}::numeric[]");
+    let arrays: String = (7..last - 1).map(|n| format!(", ${n}::int8[]")).collect();
+    let arrays = format!("{arrays}, ${}::numeric[], ${last}::numeric[]", last - 1);
     let sets: Vec<String> = columns
         .iter()
         .map(|c| format!("{c} = l.{c} + EXCLUDED.{c}"))
@@ -184,8 +205,9 @@ pub async fn upsert(
     let n = rows.len();
     let mut day = Vec::with_capacity(n);
     let mut text: [Vec<&str>; 5] = Default::default();
-    let mut counts: [Vec<i64>; 8] = Default::default();
+    let mut counts: [Vec<i64>; 9] = Default::default();
     let mut cost = Vec::with_capacity(n);
+    let mut saved = Vec::with_capacity(n);
     for (k, c) in rows {
         day.push(k.day);
         let dims = [&k.team_id, &k.key_id, &k.model, &k.provider, &k.tag];
@@ -196,11 +218,13 @@ pub async fn upsert(
             column.push(v);
         }
         cost.push(c.cost_usd);
+        saved.push(c.saved_usd);
     }
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&day];
     params.extend(text.iter().map(|c| c as &(dyn ToSql + Sync)));
     params.extend(counts.iter().map(|c| c as &(dyn ToSql + Sync)));
     params.push(&cost);
+    params.push(&saved);
     let statement = tx.prepare_cached(&UPSERT).await?;
     tx.execute(&statement, &params).await?;
     Ok(())
@@ -245,6 +269,7 @@ mod tests {
             attempts: 1,
             fallbacks: 0,
             cache_hit: false,
+            saved_cost_usd: Decimal::ZERO,
             route_reason: None,
             log: proto::LogPayloads::Metadata,
         }

@@ -72,6 +72,8 @@ pub struct SpendMetrics {
 #[derive(Default)]
 struct Sums {
     cost: Decimal,
+    /// What response-cache hits saved.
+    saved: Decimal,
     tokens: [u64; 6],
     outcomes: HashMap<&'static str, u64>,
 }
@@ -109,8 +111,13 @@ impl SpendMetrics {
             );
             let s = by.entry(key).or_default();
             s.cost += cost;
-            for (sum, n) in s.tokens.iter_mut().zip(e.usage.counts()) {
-                *sum = sum.saturating_add(n);
+            if e.cache_hit {
+                // A hit's tokens are not provider tokens (as in the ledger).
+                s.saved += e.saved_cost_usd;
+            } else {
+                for (sum, n) in s.tokens.iter_mut().zip(e.usage.counts()) {
+                    *sum = sum.saturating_add(n);
+                }
             }
             *s.outcomes.entry(outcome_str(e.outcome)).or_default() += 1;
         }
@@ -118,6 +125,10 @@ impl SpendMetrics {
             let labels = [("team", team), ("model", model), ("provider", provider)];
             metrics::gauge!("switchyard_spend_usd_total", &labels)
                 .increment(s.cost.to_f64().unwrap_or(0.0));
+            if s.saved > Decimal::ZERO {
+                metrics::gauge!("switchyard_spend_saved_usd_total", &labels)
+                    .increment(s.saved.to_f64().unwrap_or(0.0));
+            }
             for (counter, n) in TokenUsage::COUNTERS.into_iter().zip(s.tokens) {
                 if n > 0 {
                     // The counter's name without `_tokens`: `prompt`, `cache_write_5m`, ...

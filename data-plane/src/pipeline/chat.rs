@@ -17,9 +17,11 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use super::attempt::{self, Operation, Won};
 use super::billing;
 use super::body;
+use super::cached;
 use super::prepare::{Arrived, Inbound, Prepared};
 use super::relay::{self, Relay};
 use super::respond::add_headers;
+use crate::cache::Pending;
 use crate::dialect::{Answer, ChatDialect};
 use crate::error::ApiError;
 use crate::metrics;
@@ -88,6 +90,23 @@ pub async fn serve_read<D: ChatDialect>(
     if untranslatable.is_some() {
         attempts.rule_out(|d| !D::NATIVE.is_some_and(|wire| d.provider.speaks(&d.model, wire)));
     }
+    let mut cache = cached::Plan::new(app, &prepared, headers, &json, untranslatable.is_none());
+    if let Some(entry) = cache.lookup(app).await {
+        let hit = cached::serve::<D>(app, &prepared, &fields, &inbound.bytes, &entry, keep);
+        if let Some(mut response) = hit {
+            cache.tag(&mut response);
+            return Ok(response);
+        }
+        // An entry this dialect cannot be answered from: the request goes on past the cache.
+        return Box::pin(serve_read::<D>(
+            app,
+            &no_store(headers),
+            trace,
+            inbound,
+            None,
+        ))
+        .await;
+    }
     let mut op = ChatOp {
         body: json,
         wire: D::NATIVE,
@@ -99,20 +118,34 @@ pub async fn serve_read<D: ChatDialect>(
     let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
     let passed_through = op.passed_through;
     let keep = keep.filter(|_| !passed_through);
-    let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, keep)?;
+    // A translated answer is in the internal form the cache keeps; a passed-through one only
+    // in Messages, which the cache translates (other wires are not stored).
+    let storable = !passed_through || D::NATIVE == Some(Wire::AnthropicMessages);
+    let store = cache.pending.take().filter(|_| storable);
+    let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, keep, store)?;
     if !passed_through && !dropped.is_empty() {
         if let Ok(value) = HeaderValue::from_str(&dropped.join(", ")) {
             response.headers_mut().insert(DROPPED_FIELDS, value);
         }
     }
+    cache.tag(&mut response);
     Ok(response)
+}
+
+/// `headers` with `Cache-Control: no-store` added: the same request again, past the cache.
+fn no_store(headers: &HeaderMap) -> HeaderMap {
+    let mut headers = headers.clone();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
 }
 
 /// Lists the client's fields a translation dropped (see each dialect's table).
 pub const DROPPED_FIELDS: &str = "x-switchyard-dropped-fields";
 
 /// Stages 8 and 9 of a chat that got an answer from `op`'s attempt: a complete answer in the
-/// client's dialect, or the stream handed to the relay.
+/// client's dialect, or the stream handed to the relay; `store` takes the answer for the
+/// cache (complete, or assembled by the relay once the stream ended well).
+#[allow(clippy::too_many_arguments)]
 fn answer<D: ChatDialect>(
     app: &App,
     prepared: &Prepared,
@@ -121,6 +154,7 @@ fn answer<D: ChatDialect>(
     attempts: &Attempts<'_>,
     won: Won<'_, ChatReply>,
     keep: Option<Keep>,
+    store: Option<Pending>,
 ) -> Result<Response, ApiError> {
     let Won {
         reply,
@@ -144,6 +178,7 @@ fn answer<D: ChatDialect>(
         ChatReply::Json(JsonReply { body, usage }) => {
             drop(inflight);
             trace.span.answer_body(&body);
+            let internal = body.clone();
             let Some(body) = D::reply(body, &answer, native) else {
                 // The provider was paid for an answer the client cannot be given: metered
                 // with its usage, reported as a bad upstream response.
@@ -162,6 +197,13 @@ fn answer<D: ChatDialect>(
             if let Some(keep) = keep {
                 keep.run(body.clone());
             }
+            match store {
+                Some(store) if native => {
+                    store.store_message(&internal, &deployment.id, &deployment.model);
+                }
+                Some(store) => store.store(&internal, usage, &deployment.id, &deployment.model),
+                None => {}
+            }
             let reply = JsonReply { body, usage };
             served(prepared, deployment, upstream, reply, billing)
         }
@@ -178,6 +220,7 @@ fn answer<D: ChatDialect>(
                 billing,
                 inflight: Some(inflight),
                 keep,
+                cache: store.map(|s| s.streamed(&deployment.id, &deployment.model, native)),
                 span: trace.span.clone(),
             };
             streamed(app, prepared, deployment, upstream, chunks, relay)

@@ -18,7 +18,10 @@
 //! 5. **admit** ([`billing`]): per attempt, budgets and rate limits reserve the request's cost
 //!    on its deployment; the meter and the reservation become one [`billing::Billing`], moved
 //!    to whoever ends the request and consumed exactly once.
-//! 6. *(redaction and cache lookup go here, between admission and the first attempt: issue 16.)*
+//! 6. **cache lookup** ([`cached`]): the request's cache policy and the client's headers decide
+//!    whether to look up and whether to store; a hit is answered here in the client's dialect
+//!    (streamed or not) and metered as a `cache_hit` event; a miss carries where its answer is
+//!    to be stored into stages 7–8. *(Redaction also goes here: issue 16.)*
 //! 7. **attempt loop** ([`attempt`]): one loop for every operation, generic over what an
 //!    attempt sends ([`attempt::Operation`]): backoff, choose a deployment, admit, send (the
 //!    client's own bytes when the adapter speaks the client's wire, else the internal body),
@@ -41,6 +44,7 @@ pub mod attempt;
 pub mod auth;
 pub mod billing;
 pub mod body;
+pub mod cached;
 pub mod chat;
 pub mod count;
 pub mod embed;

@@ -55,6 +55,8 @@ pub struct Relay {
     pub inflight: Option<crate::routing::select::InFlight>,
     /// Takes the whole answer of a stream that finished well (a stored Responses turn).
     pub keep: Option<super::chat::Keep>,
+    /// Assembles the (internal) stream for the response cache, stored if it finished well.
+    pub cache: Option<crate::cache::StreamStore>,
     /// The request's span: it ends with the relay, after the stream's usage is settled.
     pub span: RequestSpan,
 }
@@ -92,6 +94,9 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
             Ok(Some(Ok(chunk))) => {
                 if let Some(answered) = answered.as_mut() {
                     answered.chunk(&chunk.data);
+                }
+                if let Some(cache) = relay.cache.as_mut() {
+                    cache.push(&chunk.data);
                 }
                 if chunk.usage.is_some() {
                     usage = chunk.usage;
@@ -140,6 +145,9 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
     if failure.is_none() {
         if let (Some(keep), Some(answer)) = (relay.keep.take(), relay.frames.finished()) {
             keep.run(answer);
+        }
+        if let Some(cache) = relay.cache.take() {
+            cache.finish(usage);
         }
     }
     let status = if failure.is_some() { 502 } else { 200 };

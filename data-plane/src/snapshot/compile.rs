@@ -29,6 +29,8 @@ pub struct CompiledSnapshot {
     pub teams: HashMap<String, proto::TeamPolicy>,
     /// Every budget (hard and soft).
     pub budgets: Vec<Arc<proto::Budget>>,
+    /// Response-cache policies, in snapshot order (`crate::cache::policy` picks one).
+    pub cache_policies: Vec<proto::CachePolicy>,
     /// What the routes were compiled from.
     sources: RouteSources,
     /// `provider/model` names served without a route (see [`super::direct`]).
@@ -311,6 +313,7 @@ fn compile_validated(
             .map(|t| (t.id.clone(), t))
             .collect(),
         budgets: snapshot.budgets.into_iter().map(Arc::new).collect(),
+        cache_policies: snapshot.cache_policies,
     })
 }
 

@@ -169,7 +169,21 @@ impl Meter {
         event.abandoned = end.abandoned;
         metrics::usage_event(if end.ok { "ok" } else { "upstream_error" });
         metrics::gen_ai::settled(&event, gen_ai_provider, end.usage.is_some());
-        metrics::cache_lookup("bypass");
+        event
+    }
+
+    /// The event of a request answered from the response cache: no provider was called, so
+    /// no attempt and no cost; `usage` is the stored answer's, and its cost at this
+    /// deployment's price is what the hit saved.
+    pub fn cache_hit(mut self, usage: TokenUsage) -> UsageEvent {
+        let saved = self.cost(&usage);
+        self.attempts = 0;
+        let mut event = self.base(Outcome::Ok, 200);
+        event.usage = usage;
+        event.cache_hit = true;
+        event.saved_cost_usd = saved;
+        event.route_reason = Some("cache".to_owned());
+        metrics::usage_event("ok");
         event
     }
 
@@ -200,6 +214,7 @@ impl Meter {
             attempts: self.attempts,
             fallbacks: self.attempts.saturating_sub(1),
             cache_hit: false,
+            saved_cost_usd: Decimal::ZERO,
             route_reason: self.route_reason.map(str::to_owned),
             log: self.log,
         }

@@ -210,6 +210,7 @@ fn event(i: usize, now: i64) -> UsageEvent {
         attempts: 1,
         fallbacks: 0,
         cache_hit: false,
+        saved_cost_usd: Decimal::ZERO,
         route_reason: None,
         log: proto::LogPayloads::Metadata,
     }

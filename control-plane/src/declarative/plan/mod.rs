@@ -7,6 +7,7 @@
 //! commands; this module holds the shared types and puts the commands in order.
 
 mod budgets;
+mod cache;
 mod keys;
 mod prices;
 mod resources;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::budget::BudgetSpec;
+use crate::domain::cache_policy::CachePolicySpec;
 use crate::domain::key::{KeyPatch, KeySettings};
 use crate::domain::pricing::PriceSpec;
 use crate::domain::provider::ProviderSpec;
@@ -31,6 +33,7 @@ pub use resources::sealed_errors;
 pub use teams::{resolve_team, TeamRef};
 
 use budgets::{desired_budgets, plan_budgets};
+use cache::{desired_policies, plan_cache_policies};
 use keys::{desired_key, duplicate_keys, plan_keys};
 use prices::{desired_prices, plan_prices};
 use resources::{plan_puts, provider_spec, spec_errors};
@@ -55,6 +58,8 @@ pub struct Current {
     pub budgets: Vec<CurrentBudget>,
     /// Price overrides by model (the built-in table is not here).
     pub prices: BTreeMap<String, PriceSpec>,
+    /// Cache policies by id.
+    pub cache_policies: BTreeMap<String, CachePolicySpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +100,8 @@ pub struct Desired {
     pub budgets: Vec<DesiredBudget>,
     /// Price overrides by model.
     pub prices: Vec<(String, PriceSpec)>,
+    /// Cache policies by id (team names in `applies_to.teams` not yet resolved).
+    pub cache_policies: Vec<(String, CachePolicySpec)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +197,16 @@ pub enum Change {
     DeleteProvider {
         id: String,
     },
+    /// Creates or replaces a cache policy (its stored epoch kept).
+    PutCachePolicy {
+        id: String,
+        spec: CachePolicySpec,
+        create: bool,
+    },
+    /// Deletes a cache policy the file does not list (pruning only).
+    DeleteCachePolicy {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -213,6 +230,7 @@ pub struct ApplyReport {
     pub budgets: Counts,
     /// Price overrides (an entry equal to the built-in price, with no override, is none).
     pub prices: Counts,
+    pub cache_policies: Counts,
     /// Events appended to the log (0 when the store already matched).
     pub events: u32,
     /// Position of the last event appended, if any.
@@ -319,6 +337,7 @@ impl Desired {
         let teams = desired_teams(&s.teams, &mut errors);
         let budgets = desired_budgets(&s.budgets, &mut errors);
         let prices = desired_prices(&s.pricing, &mut errors);
+        let cache_policies = desired_policies(&s.cache_policies, &mut errors);
         if errors.is_empty() {
             Ok(Self {
                 providers,
@@ -327,6 +346,7 @@ impl Desired {
                 teams,
                 budgets,
                 prices,
+                cache_policies,
             })
         } else {
             Err(errors)
@@ -339,6 +359,7 @@ impl Desired {
 pub fn plan(current: &Current, desired: &Desired) -> Vec<Change> {
     let mut changes = plan_puts(current, desired);
     plan_teams(current, desired, &mut changes);
+    plan_cache_policies(current, desired, &mut changes);
     plan_prices(current, desired, &mut changes);
     let (budget_ids, budget_deletes) = plan_budgets(current, desired, &mut changes);
     plan_keys(current, desired, &budget_ids, &mut changes);
@@ -388,6 +409,9 @@ pub fn tally(changes: &[Change]) -> ApplyReport {
             Change::DeleteBudget { replaced: true, .. } => {}
             Change::DeleteRoute { .. } => r.routes.deleted += 1,
             Change::DeleteProvider { .. } => r.providers.deleted += 1,
+            Change::PutCachePolicy { create: true, .. } => r.cache_policies.created += 1,
+            Change::PutCachePolicy { .. } => r.cache_policies.updated += 1,
+            Change::DeleteCachePolicy { .. } => r.cache_policies.deleted += 1,
         }
     }
     r

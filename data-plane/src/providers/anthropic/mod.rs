@@ -13,8 +13,8 @@ pub(super) mod count;
 pub(super) mod error;
 pub mod forward;
 pub(super) mod request;
-mod response;
-mod stream;
+pub(crate) mod response;
+pub(crate) mod stream;
 
 #[cfg(test)]
 mod fixture_tests;
