@@ -50,6 +50,9 @@ pub struct Snapshot {
     /// breaker for each, as of the reported time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health: Vec<crate::HealthEvent>,
+    /// Guardrail policies: personal data and secrets looked for in what providers would see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<crate::GuardrailPolicy>,
 }
 
 /// Limits shared by all of a team's keys, and the request-log policy of those that set none.

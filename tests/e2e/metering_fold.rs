@@ -134,6 +134,7 @@ fn event(
         cache_hit: false,
         route_reason: None,
         log: proto::LogPayloads::Metadata,
+        guardrail: Default::default(),
     }
 }
 

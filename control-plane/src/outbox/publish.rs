@@ -198,6 +198,7 @@ impl Publisher {
             budgets: snapshot.budgets.clone(),
             pricing: snapshot.pricing.clone(),
             health: snapshot.health.clone(),
+            guardrails: snapshot.guardrails.clone(),
         };
         let body = serde_json::to_vec(&core).map_err(|e| err("encode", &e))?;
         let pointer = SnapshotPointer {

@@ -247,6 +247,7 @@ mod tests {
             cache_hit: false,
             route_reason: None,
             log: proto::LogPayloads::Metadata,
+            guardrail: Default::default(),
         }
     }
 

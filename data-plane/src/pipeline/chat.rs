@@ -17,11 +17,13 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use super::attempt::{self, Operation, Won};
 use super::billing;
 use super::body;
+use super::guard;
 use super::prepare::{Arrived, Inbound, Prepared};
 use super::relay::{self, Relay};
 use super::respond::add_headers;
 use crate::dialect::{Answer, ChatDialect};
 use crate::error::ApiError;
+use crate::guard::restore::Restorer;
 use crate::metrics;
 use crate::providers::{
     Call, ChatReply, ChatRequest, ChunkStream, JsonBody, JsonReply, NativeRequest, Provider,
@@ -72,16 +74,21 @@ pub async fn serve_read<D: ChatDialect>(
     // reaches a deployment of the client's own wire; for any other it is the client's 400.
     let client = body::parse_object(&inbound.bytes)?;
     let dropped = D::dropped(&client);
-    let (json, untranslatable) = match D::request(client) {
-        Ok(json) => (json, None),
-        Err(e) if D::NATIVE.is_some() => (body::parse_object(&inbound.bytes)?, Some(e)),
-        Err(e) => return Err(e),
-    };
+    let (json, untranslatable) = translate::<D>(client, &inbound.bytes)?;
     let fields = match untranslatable {
         None => body::chat(&json)?,
         Some(_) => D::native_fields(&json)?,
     };
-    let prepared = Prepared::chat(D::ENDPOINT, &inbound, headers, &json, &fields, trace)?;
+    let mut prepared = Prepared::chat(D::ENDPOINT, &inbound, headers, &json, &fields, trace)?;
+    // Stage 6: a body the guardrails rewrote is read again, so no attempt sends the original.
+    let guarded = guard::request(&mut prepared, headers, &inbound.bytes)?;
+    let (json, untranslatable, client) = match guarded.body {
+        Some(redacted) => {
+            let (json, untranslatable) = translate::<D>(body::parse_object(&redacted)?, &redacted)?;
+            (json, untranslatable, redacted)
+        }
+        None => (json, untranslatable, inbound.bytes),
+    };
     let Some(mut attempts) = prepared.attempts(&app.parts().health) else {
         return Err(prepared.not_found());
     };
@@ -91,7 +98,7 @@ pub async fn serve_read<D: ChatDialect>(
     let mut op = ChatOp {
         body: json,
         wire: D::NATIVE,
-        client: inbound.bytes,
+        client,
         headers,
         stream: fields.stream,
         passed_through: false,
@@ -99,7 +106,8 @@ pub async fn serve_read<D: ChatDialect>(
     let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
     let passed_through = op.passed_through;
     let keep = keep.filter(|_| !passed_through);
-    let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, keep)?;
+    let restorer = guarded.restorer;
+    let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, keep, restorer)?;
     if !passed_through && !dropped.is_empty() {
         if let Ok(value) = HeaderValue::from_str(&dropped.join(", ")) {
             response.headers_mut().insert(DROPPED_FIELDS, value);
@@ -108,11 +116,27 @@ pub async fn serve_read<D: ChatDialect>(
     Ok(response)
 }
 
+/// The internal body of the client's `body` (its bytes `raw`), or, when the translation
+/// cannot express it and the dialect has a native wire, the client's body itself with the
+/// translation's error (only a deployment of that wire can take it).
+fn translate<D: ChatDialect>(
+    client: crate::providers::JsonBody,
+    raw: &Bytes,
+) -> Result<(crate::providers::JsonBody, Option<ApiError>), ApiError> {
+    match D::request(client) {
+        Ok(json) => Ok((json, None)),
+        Err(e) if D::NATIVE.is_some() => Ok((body::parse_object(raw)?, Some(e))),
+        Err(e) => Err(e),
+    }
+}
+
 /// Lists the client's fields a translation dropped (see each dialect's table).
 pub const DROPPED_FIELDS: &str = "x-switchyard-dropped-fields";
 
 /// Stages 8 and 9 of a chat that got an answer from `op`'s attempt: a complete answer in the
-/// client's dialect, or the stream handed to the relay.
+/// client's dialect, or the stream handed to the relay; `restorer` puts reversible
+/// placeholders back (and checks the output) on the way.
+#[allow(clippy::too_many_arguments)]
 fn answer<D: ChatDialect>(
     app: &App,
     prepared: &Prepared,
@@ -121,10 +145,11 @@ fn answer<D: ChatDialect>(
     attempts: &Attempts<'_>,
     won: Won<'_, ChatReply>,
     keep: Option<Keep>,
+    mut restorer: Option<Restorer>,
 ) -> Result<Response, ApiError> {
     let Won {
         reply,
-        billing,
+        mut billing,
         attempt,
         timeout,
         upstream,
@@ -162,8 +187,17 @@ fn answer<D: ChatDialect>(
             if let Some(keep) = keep {
                 keep.run(body.clone());
             }
+            // The log and a stored turn keep the answer with its placeholders.
+            let (body, logged) = match restorer.as_mut() {
+                Some(r) => {
+                    let restored = r.body(body.clone());
+                    output_checked(r, &mut billing);
+                    (restored, Some(body))
+                }
+                None => (body, None),
+            };
             let reply = JsonReply { body, usage };
-            served(prepared, deployment, upstream, reply, billing)
+            served_logged(prepared, deployment, upstream, reply, billing, logged)
         }
         ChatReply::Stream(chunks) => {
             metrics::upstream_first_byte(deployment.provider.id(), first_byte);
@@ -179,6 +213,7 @@ fn answer<D: ChatDialect>(
                 inflight: Some(inflight),
                 keep,
                 span: trace.span.clone(),
+                restorer,
             };
             streamed(app, prepared, deployment, upstream, chunks, relay)
         }
@@ -266,16 +301,41 @@ async fn first_chunk(
     }
 }
 
+/// Counts the detections of a restorer's output checks (metrics and the usage event).
+pub(super) fn output_checked(r: &Restorer, billing: &mut billing::Billing) {
+    let counts: std::collections::BTreeMap<String, u64> =
+        r.output_detections()
+            .fold(Default::default(), |mut all, ((class, action), n)| {
+                metrics::guardrail(class, action, "output", *n);
+                *all.entry(class.clone()).or_default() += n;
+                all
+            });
+    billing.guarded(&counts);
+}
+
 /// A complete JSON answer: metered, settled and sent with the admission headers.
 pub(super) fn served(
     p: &Prepared,
     deployment: &crate::providers::Deployment,
     upstream: std::time::Duration,
     reply: JsonReply,
+    billing: billing::Billing,
+) -> Response {
+    served_logged(p, deployment, upstream, reply, billing, None)
+}
+
+/// [`served`], with what the request log keeps of the answer when it is not what the client
+/// gets (`logged`: the answer before reversible placeholders were put back).
+fn served_logged(
+    p: &Prepared,
+    deployment: &crate::providers::Deployment,
+    upstream: std::time::Duration,
+    reply: JsonReply,
     mut billing: billing::Billing,
+    logged: Option<Bytes>,
 ) -> Response {
     let labels = p.labels(deployment);
-    billing.capture_response(&reply.body);
+    billing.capture_response(logged.as_deref().unwrap_or(&reply.body));
     let usage = reply.usage;
     if let Some(u) = usage {
         metrics::tokens(labels, u.prompt_tokens, u.completion_tokens);

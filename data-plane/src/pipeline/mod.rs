@@ -18,7 +18,11 @@
 //! 5. **admit** ([`billing`]): per attempt, budgets and rate limits reserve the request's cost
 //!    on its deployment; the meter and the reservation become one [`billing::Billing`], moved
 //!    to whoever ends the request and consumed exactly once.
-//! 6. *(redaction and cache lookup go here, between admission and the first attempt: issue 16.)*
+//! 6. **guardrails** ([`guard`], `crate::guard`): the policies of the key, its team and its
+//!    route, merged; the client's body rewritten in its own dialect (placeholders, masks) and
+//!    translated again, or refused (`block`); the request log keeps the rewritten body. The
+//!    answer's reversible placeholders are put back by the success path and the relay.
+//!    *(The cache lookup goes here too: issue 16.)*
 //! 7. **attempt loop** ([`attempt`]): one loop for every operation, generic over what an
 //!    attempt sends ([`attempt::Operation`]): backoff, choose a deployment, admit, send (the
 //!    client's own bytes when the adapter speaks the client's wire, else the internal body),
@@ -44,6 +48,7 @@ pub mod body;
 pub mod chat;
 pub mod count;
 pub mod embed;
+pub mod guard;
 pub mod prepare;
 pub mod relay;
 pub mod respond;

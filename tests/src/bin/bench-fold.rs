@@ -212,5 +212,6 @@ fn event(i: usize, now: i64) -> UsageEvent {
         cache_hit: false,
         route_reason: None,
         log: proto::LogPayloads::Metadata,
+        guardrail: Default::default(),
     }
 }

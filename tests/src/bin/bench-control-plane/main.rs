@@ -208,6 +208,7 @@ fn big_snapshot(
         budgets: Vec::new(),
         pricing: Vec::new(),
         health: Vec::new(),
+        guardrails: Vec::new(),
     }
 }
 
