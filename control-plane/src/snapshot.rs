@@ -117,6 +117,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
         budgets,
         pricing,
         health,
+        guardrails: Vec::new(),
     })
 }
 

@@ -21,6 +21,7 @@ mod control_plane;
 mod dashboards;
 mod fixture;
 mod gemini_provider;
+mod guardrails;
 mod health;
 mod leases;
 mod messages_inbound;

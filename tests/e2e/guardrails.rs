@@ -1,0 +1,294 @@
+//! Guardrails end to end, through a real proxy and the mock provider: in all three inbound
+//! dialects, streamed and not, passed through (a provider of the client's own wire) and
+//! translated, the provider never receives an original value; a `block` class is a 400 in the
+//! client's dialect naming the class and nothing reaches the provider; reversible placeholders
+//! come back as the client's values, in whole answers and in streams where the mock splits the
+//! placeholder over two events; detections show in the metrics.
+
+use serde_json::{json, Value};
+use switchyard_tests::support::{DataPlaneSpec, TestEnv};
+
+use crate::fixture::{client, gateway_with, sha256_hex, UPSTREAM_KEY};
+
+const GUARDED: &str = "sk-sy-guarded-0123456789";
+const STRICT: &str = "sk-sy-strict-0123456789";
+
+const EMAIL: &str = "ann.lee@corp.example";
+const PEM_BODY: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
+
+/// Every original value the requests carry (the phone's last 4 survive its mask).
+const ORIGINALS: [&str; 12] = [
+    EMAIL,
+    "555-123-4567",
+    "4111 1111 1111 1111",
+    "DE89370400440532013000",
+    "123-45-6789",
+    "203.0.113.45",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "eyJzdWIiOiIxMjM0NTY3ODkwIn0",
+    "hX9$kq2Lp!zR",
+    "EMP-123456",
+    PEM_BODY,
+];
+
+fn config(mock: &str) -> String {
+    format!(
+        r#"
+providers:
+  - {{ id: mock, kind: openai_compatible, base_url: "{mock}/v1", api_key: {{ env: MOCK_UPSTREAM_KEY }} }}
+  - {{ id: openai-up, kind: openai, base_url: "{mock}/v1", api_key: {{ env: MOCK_UPSTREAM_KEY }} }}
+  - {{ id: claude, kind: anthropic, base_url: "{mock}", api_key: {{ env: MOCK_UPSTREAM_KEY }} }}
+routes:
+  - {{ alias: chat, deployments: [{{ provider: mock, model: mock-chat }}] }}
+  - {{ alias: gpt, deployments: [{{ provider: openai-up, model: gpt-up }}] }}
+  - {{ alias: claude, deployments: [{{ provider: claude, model: claude-up }}] }}
+keys:
+  - {{ name: guarded, id: k-guarded, sha256: "{guarded}", models: ["*"] }}
+  - {{ name: strict, id: k-strict, team: t-strict, sha256: "{strict}", models: ["*"] }}
+guardrails:
+  - id: g-redact
+    applies_to: {{ keys: [k-guarded] }}
+    default_action: redact
+    classes: {{ email: reversible, phone: mask }}
+    custom: [{{ name: employee_id, regex: 'EMP-\d{{6}}', action: redact }}]
+  - id: g-block
+    applies_to: {{ teams: [t-strict] }}
+    classes: {{ aws_access_key: block, private_key: block, email: redact }}
+"#,
+        guarded = sha256_hex(GUARDED),
+        strict = sha256_hex(STRICT),
+    )
+}
+
+async fn guarded_gateway() -> TestEnv {
+    let spec = DataPlaneSpec::from_fn(|env| config(&env.mock().base_url()))
+        .env("MOCK_UPSTREAM_KEY", UPSTREAM_KEY);
+    gateway_with(spec).await
+}
+
+fn user_text() -> String {
+    format!(
+        "Call me at +1-555-123-4567 or mail {EMAIL}. AWS key AKIAIOSFODNN7EXAMPLE, \
+         token ghp_abcdefghijklmnopqrstuvwxyz0123456789, session \
+         eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U\n\
+         config: password = \"hX9$kq2Lp!zR\" for EMP-123456\n\
+         -----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n-----END PRIVATE KEY-----\n"
+    )
+}
+
+const TOOL_ARGS: &str = r#"{"card":"4111 1111 1111 1111","iban":"DE89370400440532013000"}"#;
+const TOOL_RESULT: &str = "ssn 123-45-6789 from 203.0.113.45";
+const SYSTEM: &str = "Support agent. Escalations go to ann.lee@corp.example.";
+
+/// The inbound dialects: path and a body for `model` carrying `text` (and, with `tools`, a
+/// tool call and its result).
+#[derive(Debug, Clone, Copy)]
+enum Dialect {
+    Chat,
+    Messages,
+    Responses,
+}
+
+impl Dialect {
+    fn path(self) -> &'static str {
+        match self {
+            Dialect::Chat => "/v1/chat/completions",
+            Dialect::Messages => "/v1/messages",
+            Dialect::Responses => "/v1/responses",
+        }
+    }
+
+    fn body(self, model: &str, stream: bool, text: &str, tools: bool) -> Value {
+        match self {
+            Dialect::Chat => {
+                let mut messages = vec![
+                    json!({"role": "system", "content": SYSTEM}),
+                    json!({"role": "user", "content": text}),
+                ];
+                if tools {
+                    messages.push(json!({"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": TOOL_ARGS}}]}));
+                    messages.push(
+                        json!({"role": "tool", "tool_call_id": "call_1", "content": TOOL_RESULT}),
+                    );
+                }
+                json!({"model": model, "stream": stream, "messages": messages})
+            }
+            Dialect::Messages => {
+                let mut messages = vec![json!({"role": "user", "content": text})];
+                if tools {
+                    let args: Value = serde_json::from_str(TOOL_ARGS).unwrap();
+                    messages.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": "tu_1", "name": "lookup", "input": args}]}));
+                    messages.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": TOOL_RESULT}]}));
+                }
+                json!({"model": model, "max_tokens": 50, "stream": stream, "system": SYSTEM, "messages": messages})
+            }
+            Dialect::Responses => {
+                let mut input = vec![
+                    json!({"role": "user", "content": [{"type": "input_text", "text": text}]}),
+                ];
+                if tools {
+                    input.push(json!({"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": TOOL_ARGS}));
+                    input.push(
+                        json!({"type": "function_call_output", "call_id": "c1", "output": TOOL_RESULT}),
+                    );
+                }
+                json!({"model": model, "stream": stream, "instructions": SYSTEM, "input": input})
+            }
+        }
+    }
+}
+
+/// Every (dialect, alias) pair: each dialect translated (`chat`, an OpenAI-compatible
+/// deployment) and passed through where a provider speaks it (`claude`, `gpt`).
+const CASES: [(Dialect, &str); 5] = [
+    (Dialect::Chat, "chat"),
+    (Dialect::Messages, "claude"),
+    (Dialect::Messages, "chat"),
+    (Dialect::Responses, "gpt"),
+    (Dialect::Responses, "chat"),
+];
+
+async fn send(env: &TestEnv, key: &str, d: Dialect, body: &Value) -> (u16, String) {
+    let r = client()
+        .post(env.data_plane().url(d.path()))
+        .bearer_auth(key)
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn guardrails_the_mock_never_receives_an_original_value_in_any_dialect() {
+    let env = guarded_gateway().await;
+    let text = user_text();
+    let mut sent = 0;
+    for (dialect, model) in CASES {
+        for stream in [false, true] {
+            let body = dialect.body(model, stream, &text, true);
+            let (status, answer) = send(&env, GUARDED, dialect, &body).await;
+            assert_eq!(status, 200, "{dialect:?} {model} stream={stream}: {answer}");
+            sent += 1;
+        }
+    }
+    let records = env.mock().requests().await.unwrap();
+    assert_eq!(records.len(), sent, "each request reached the mock once");
+    for record in &records {
+        let seen = record["body"].to_string();
+        for original in ORIGINALS {
+            assert!(
+                !seen.contains(original),
+                "the mock received `{original}` at {}: {seen}",
+                record["path"]
+            );
+        }
+        for placeholder in [
+            "[EMAIL_1]",
+            "[AWS_ACCESS_KEY_1]",
+            "[PRIVATE_KEY_1]",
+            "[EMPLOYEE_ID_1]",
+            "[SECRET_ASSIGNMENT_1]",
+            "[CREDIT_CARD_1]",
+            "[US_SSN_1]",
+            "*4567",
+        ] {
+            assert!(
+                seen.contains(placeholder),
+                "{placeholder} missing at {}: {seen}",
+                record["path"]
+            );
+        }
+    }
+    // Passed through and translated alike.
+    let paths: Vec<&str> = records.iter().filter_map(|r| r["path"].as_str()).collect();
+    for path in ["/v1/messages", "/v1/responses", "/v1/chat/completions"] {
+        assert!(paths.contains(&path), "{paths:?}");
+    }
+
+    let metrics = env.data_plane().metrics().await.unwrap();
+    for (class, action) in [
+        ("email", "reversible"),
+        ("phone", "mask"),
+        ("aws_access_key", "redact"),
+        ("employee_id", "redact"),
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("switchyard_guardrail_detections_total{")
+                    && l.contains(&format!("class=\"{class}\""))
+                    && l.contains(&format!("action=\"{action}\""))
+                    && l.contains("direction=\"input\"")
+            })
+            .unwrap_or_else(|| panic!("no detections of {class}/{action}:\n{metrics}"));
+        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= sent as f64, "{line}");
+    }
+}
+
+#[tokio::test]
+async fn guardrails_block_is_a_400_in_each_dialect_naming_the_class() {
+    let env = guarded_gateway().await;
+    let text = "deploy with AKIAIOSFODNN7EXAMPLE please";
+    for (dialect, model) in CASES {
+        for stream in [false, true] {
+            let body = dialect.body(model, stream, text, false);
+            let (status, answer) = send(&env, STRICT, dialect, &body).await;
+            assert_eq!(status, 400, "{dialect:?} {model}: {answer}");
+            assert!(!answer.contains("AKIAIOSFODNN7EXAMPLE"), "{answer}");
+            let v: Value = serde_json::from_str(&answer).unwrap();
+            let message = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("aws_access_key"), "{answer}");
+            match dialect {
+                Dialect::Messages => {
+                    assert_eq!(v["type"], "error", "{answer}");
+                    assert_eq!(v["error"]["type"], "invalid_request_error");
+                }
+                _ => assert_eq!(v["error"]["code"], "guardrail_blocked", "{answer}"),
+            }
+        }
+    }
+    assert!(env.mock().requests().await.unwrap().is_empty());
+    // The same key's other classes are redacted, not refused.
+    let body = Dialect::Chat.body("chat", false, &format!("mail {EMAIL}"), false);
+    let (status, _) = send(&env, STRICT, Dialect::Chat, &body).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn guardrails_reversible_placeholders_come_back_whole_and_streamed() {
+    let env = guarded_gateway().await;
+    let text = format!("Please write to {EMAIL} about EMP-123456");
+    for (dialect, model) in CASES {
+        for stream in [false, true] {
+            // The mock answers with the placeholder the gateway sent it, split over two
+            // stream events (`[EMA`, `IL_1]`).
+            env.mock()
+                .script(&json!({"reply": "Noted: [EMA\u{2063}IL_1] will hear from [EMPLOYEE_ID_1] soon."}))
+                .await
+                .unwrap();
+            let body = dialect.body(model, stream, &text, false);
+            let (status, answer) = send(&env, GUARDED, dialect, &body).await;
+            assert_eq!(status, 200, "{dialect:?} {model} stream={stream}: {answer}");
+            assert!(
+                answer.contains(EMAIL),
+                "{dialect:?} {model} stream={stream}: {answer}"
+            );
+            assert!(
+                !answer.contains("[EMAIL_1]") && !answer.contains("[EMA\""),
+                "{dialect:?} {model} stream={stream}: {answer}"
+            );
+            assert!(
+                answer.contains("[EMPLOYEE_ID_1]"),
+                "redacted, not reversible: {answer}"
+            );
+        }
+    }
+    for record in env.mock().requests().await.unwrap() {
+        assert!(!record["body"].to_string().contains(EMAIL), "{record}");
+    }
+}
