@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         super::routes::create, super::routes::list, super::routes::read, super::routes::update, super::routes::remove,
         super::budgets::create, super::budgets::list, super::budgets::read, super::budgets::update, super::budgets::remove,
         super::budget_usage::list,
+        super::guardrails::create, super::guardrails::list, super::guardrails::read, super::guardrails::update, super::guardrails::remove,
         super::pricing::list, super::pricing::put, super::pricing::remove,
         super::audit::list,
         super::spend::spend, super::usage::list, super::requests::list, super::requests::detail,

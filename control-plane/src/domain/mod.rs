@@ -8,6 +8,7 @@
 //! nothing (declarative config relies on this).
 
 pub mod budget;
+pub mod guardrail;
 pub mod key;
 pub mod log_payloads;
 pub mod pricing;

@@ -57,6 +57,13 @@ pub const BUDGETS: SpecTable = SpecTable {
     key_type: "uuid",
 };
 
+/// `guardrails`, keyed by UUID.
+pub const GUARDRAILS: SpecTable = SpecTable {
+    table: "guardrails",
+    key: "id",
+    key_type: "uuid",
+};
+
 /// One price override row.
 #[derive(Debug)]
 pub struct PriceRow {

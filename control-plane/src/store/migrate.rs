@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0008_request_log.sql",
         include_str!("../../../migrations/0008_request_log.sql"),
     ),
+    (
+        9,
+        "0009_guardrails.sql",
+        include_str!("../../../migrations/0009_guardrails.sql"),
+    ),
 ];
 
 const MIGRATION_LOCK: i64 = 0x5357_4954_4348_0002;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Project, StoreError, Tx, APPEND_LOCK};
 use crate::domain::budget::Budget;
+use crate::domain::guardrail::Guardrail;
 use crate::domain::key::VirtualKey;
 use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
@@ -19,6 +20,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("providers", "id"),
     ("routes", "alias"),
     ("budgets", "id"),
+    ("guardrails", "id"),
     ("pricing", "model"),
     ("price_history", "position"),
     ("admin_tokens", "id"),
@@ -82,6 +84,7 @@ async fn rebuild_once(store: &super::Store) -> Result<usize, StoreError> {
             "provider" => replay::<Provider>(&tx, &stream, &events).await?,
             "route" => replay::<Route>(&tx, &stream, &events).await?,
             "budget" => replay::<Budget>(&tx, &stream, &events).await?,
+            "guardrail" => replay::<Guardrail>(&tx, &stream, &events).await?,
             "price" => replay::<Price>(&tx, &stream, &events).await?,
             other => {
                 return Err(StoreError::Corrupt(format!(
