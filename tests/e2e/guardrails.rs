@@ -292,3 +292,132 @@ async fn guardrails_reversible_placeholders_come_back_whole_and_streamed() {
         assert!(!record["body"].to_string().contains(EMAIL), "{record}");
     }
 }
+
+/// Through the admin API: a team's policy reaches the proxy in the snapshot; the request log
+/// (`full`) keeps only the redacted request; the usage event counts detections by class;
+/// the policy is listed, updated (an invalid pattern is a 422) and deleted.
+#[tokio::test]
+async fn guardrails_admin_policy_reaches_the_proxy_and_the_log_keeps_the_redacted_form() {
+    use std::time::Duration;
+    use switchyard_tests::support::{eventually, MockProviderOptions};
+
+    use crate::control_plane::stack_with;
+    use crate::fixture::{add_mock_provider, created};
+
+    let s = stack_with([MockProviderOptions::new().api_key(UPSTREAM_KEY)], 1).await;
+    let team = created(&s.cp, "/admin/teams", &json!({"name": "support"}), "/id").await;
+    add_mock_provider(&s.cp, &s.env).await;
+    s.cp.post(
+        "/admin/routes",
+        &json!({"alias": "chat", "deployments": [{"provider": "mock", "model": "mock-chat"}]}),
+    )
+    .await
+    .unwrap();
+    let bad = s
+        .cp
+        .call(
+            reqwest::Method::POST,
+            "/admin/guardrails",
+            None,
+            Some(&json!({"name": "x", "applies_to": {"teams": [team]}, "custom": [{"name": "emp", "regex": "(", "action": "redact"}]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    let policy =
+        s.cp.post(
+            "/admin/guardrails",
+            &json!({"name": "support pii", "applies_to": {"teams": [team]},
+                    "default_action": "redact", "classes": {"phone": "mask"}}),
+        )
+        .await
+        .unwrap();
+    let id = policy["id"].as_str().unwrap().to_owned();
+    assert_eq!(policy["classes"]["phone"], "mask");
+    // Created after the policy: a snapshot with the key has the policy too.
+    let secret = created(
+        &s.cp,
+        "/admin/keys",
+        &json!({"team_id": team, "name": "agent", "models": ["*"], "log_payloads": "full"}),
+        "/secret",
+    )
+    .await;
+
+    let body = json!({"model": "chat", "messages": [{"role": "user",
+        "content": format!("I am {EMAIL}, +1-555-123-4567, key AKIAIOSFODNN7EXAMPLE")}]});
+    let url = s.env.data_plane().url("/v1/chat/completions");
+    let request_id = eventually(Duration::from_secs(10), || {
+        let (url, body, secret) = (url.clone(), body.clone(), secret.clone());
+        async move {
+            let r = client()
+                .post(&url)
+                .bearer_auth(&secret)
+                .json(&body)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == 200, "status {}", r.status());
+            Ok(r.headers()["x-request-id"].to_str()?.to_owned())
+        }
+    })
+    .await
+    .unwrap();
+    let seen = s.env.mock().requests().await.unwrap();
+    let last = seen.last().unwrap()["body"].to_string();
+    assert!(
+        !last.contains(EMAIL) && !last.contains("AKIAIOSFODNN7EXAMPLE") && last.contains("*4567"),
+        "{last}"
+    );
+
+    let detail = eventually(Duration::from_secs(15), || {
+        let cp = &s.cp;
+        let path = format!("/admin/requests/{request_id}");
+        async move {
+            let d = cp.get(&path).await?;
+            anyhow::ensure!(!d["payload"].is_null(), "no payload yet");
+            Ok(d)
+        }
+    })
+    .await
+    .unwrap();
+    let logged = detail["payload"]["request"]["body"].as_str().unwrap();
+    assert!(
+        logged.contains("[EMAIL_1]") && logged.contains("[AWS_ACCESS_KEY_1]"),
+        "{logged}"
+    );
+    assert!(
+        !logged.contains(EMAIL) && !logged.contains("555-123"),
+        "{logged}"
+    );
+    let event = eventually(Duration::from_secs(15), || {
+        let cp = &s.cp;
+        let id = request_id.clone();
+        async move {
+            let usage = cp.get("/admin/usage").await?;
+            usage["data"]
+                .as_array()
+                .and_then(|all| all.iter().find(|e| e["id"] == id.as_str()).cloned())
+                .ok_or_else(|| anyhow::anyhow!("not folded yet"))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        event["guardrail"],
+        json!({"email": 1, "phone": 1, "aws_access_key": 1}),
+        "{event}"
+    );
+
+    let list = s.cp.get("/admin/guardrails").await.unwrap();
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    let path = format!("/admin/guardrails/{id}");
+    let patched =
+        s.cp.patch(&path, &json!({"classes": {"email": "block"}}))
+            .await
+            .unwrap();
+    assert_eq!(patched["classes"], json!({"email": "block"}));
+    let gone =
+        s.cp.call(reqwest::Method::DELETE, &path, None, None)
+            .await
+            .unwrap();
+    assert_eq!(gone.status, 204);
+}
