@@ -53,8 +53,8 @@ pub fn luhn(s: &[u8]) -> bool {
     !d.is_empty() && sum.is_multiple_of(10)
 }
 
-/// A card number: 13-19 digits, one kind of separator (or none), a card network's prefix
-/// and a Luhn checksum that holds.
+/// A card number: 13-19 digits (12 for Maestro), one kind of separator (or none), a card
+/// network's prefix and a Luhn checksum that holds.
 pub fn credit_card(hay: &[u8], m: Range<usize>) -> bool {
     let (before, after) = around(hay, &m);
     if glued(before) || glued(after) || matches!(before, Some(b'.' | b'-')) {
@@ -66,15 +66,22 @@ pub fn credit_card(hay: &[u8], m: Range<usize>) -> bool {
         return false;
     }
     let d: Vec<u8> = digits(s).collect();
-    if !(13..=19).contains(&d.len()) {
+    if !(12..=19).contains(&d.len()) {
         return false;
     }
     let prefix = |n: usize| d[..n].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    let maestro = matches!(
+        prefix(4),
+        5018 | 5020 | 5038 | 6304 | 6759 | 6761 | 6762 | 6763 | 604 | 6390
+    ) || (56..=58).contains(&prefix(2));
     let network = match d[0] {
+        _ if d.len() == 12 => maestro,
+        // JCB's 15-digit numbers.
+        1 | 2 if d.len() == 15 => matches!(prefix(4), 1800 | 2131),
         4 => true,
-        5 => (51..=55).contains(&prefix(2)) || prefix(2) == 50 || (56..=59).contains(&prefix(2)),
+        5 => (50..=59).contains(&prefix(2)),
         2 => (2221..=2720).contains(&prefix(4)),
-        3 => matches!(prefix(2), 34 | 37 | 35 | 36 | 38 | 39 | 30),
+        3 => matches!(prefix(2), 30 | 34..=39),
         6 => true,
         _ => false,
     };
@@ -169,7 +176,7 @@ pub fn phone(hay: &[u8], m: Range<usize>) -> bool {
     if glued(before) || glued(after) {
         return false;
     }
-    if matches!(before, Some(b'.' | b'-' | b'/' | b':' | b',')) {
+    if matches!(before, Some(b'.' | b'-' | b'/' | b':')) {
         return false;
     }
     if matches!(after, Some(b'-' | b'/' | b':'))
@@ -204,13 +211,16 @@ pub fn phone(hay: &[u8], m: Range<usize>) -> bool {
     if seps.contains(&b'.') && !(seps.iter().all(|b| *b == b'.') && dotted_phone(&groups)) {
         return false;
     }
-    if date_like(&groups, &seps) {
+    if !international && date_like(&groups, &seps) {
         return false;
     }
     if groups.len() == 1 {
-        // One run of digits: only with a `+` or a trunk `0` in front (timestamps and ids are
-        // plain runs too).
-        return international || (number.first() == Some(&b'0') && count >= 10);
+        // One run of digits: with a `+` or a trunk `0` in front, or ten digits in the North
+        // American plan's shape (`NXX NXX XXXX`, N = 2-9: a Unix time in seconds starts
+        // with 1). Other runs are timestamps and ids.
+        let d = groups[0];
+        let nanp = d.len() == 10 && d[0] >= b'2' && d[3] >= b'2';
+        return international || (d[0] == b'0' && count >= 10) || nanp;
     }
     international || parens || groups.len() >= 2
 }
@@ -265,10 +275,10 @@ pub fn secret_value(v: &[u8]) -> bool {
     if !(digit || symbol) || kinds < 3 && !(digit && v.len() >= 16) {
         return false;
     }
-    if v.starts_with(b"${") || v.starts_with(b"{{") || v.starts_with(b"<") || v.starts_with(b"%") {
+    if v.starts_with(b"${") || v.starts_with(b"{{") || v.starts_with(b"<") || v.starts_with(b"%(") {
         return false;
     }
-    let threshold = if v.len() >= 16 { 3.3 } else { 2.8 };
+    let threshold = if v.len() >= 16 { 3.0 } else { 2.7 };
     entropy(v) >= threshold
 }
 

@@ -61,13 +61,13 @@ fn builtin(class: GuardClass) -> (String, usize, Check) {
             email,
         ),
         GuardClass::Phone => (
-            r"(?:\+|\b00)?(?:\(\d{1,5}\)[ .-]?|\b)\d{1,5}(?:(?:[ .-]|[ ]?\(\d{1,5}\)[ ]?)\d{1,8}){0,6}(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?\b".into(),
+            r"(?:\+|\b00)?(?:\(\d{1,5}\)[ .-]?|\b)\d{1,12}(?:(?:[ .-]|[ ]?\(\d{1,5}\)[ ]?)\d{1,10}){0,6}(?:[ ]?(?:x|ext\.?)[ ]?\d{1,6})?\b".into(),
             0,
             check::phone,
         ),
-        GuardClass::CreditCard => (r"\b\d(?:[ -]?\d){12,18}\b".into(), 0, check::credit_card),
+        GuardClass::CreditCard => (r"\b\d(?:[ -]?\d){11,18}\b".into(), 0, check::credit_card),
         GuardClass::Iban => (
-            r"\b[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]){11,30}\b".into(),
+            r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)\b".into(),
             0,
             check::iban,
         ),
@@ -124,7 +124,7 @@ fn builtin(class: GuardClass) -> (String, usize, Check) {
         ),
         GuardClass::SecretAssignment => (
             format!(
-                r#"(?i)[A-Za-z0-9_.-]*{SECRET_NAMES}[A-Za-z0-9_.-]*(?:\\?["'])?[ \t]*(?:=|:=|:|=>)[ \t]*(?:\\?["'])?([^\s"'`,;\\<>()\[\]{{}}]{{8,200}})"#
+                r#"(?i)[A-Za-z0-9_.-]*{SECRET_NAMES}[A-Za-z0-9_.-]*(?:\\?["'])?\]?[ \t]*(?:=|:=|:|=>)[ \t]*(?:\\?["'])?([^\s"'`,;\\<>\[\]{{}}]{{8,200}})"#
             ),
             1,
             secret,

@@ -83,6 +83,11 @@ impl Effective {
         }
     }
 
+    /// Whether the request's policies have custom patterns.
+    pub fn has_custom(&self) -> bool {
+        !self.custom.is_empty()
+    }
+
     /// The class name of `kind` (metric label, placeholder, block message).
     pub fn name(&self, kind: Kind) -> &str {
         match kind {

@@ -136,9 +136,12 @@ impl Session {
         }
     }
 
+    /// Whether `bytes` (raw JSON) may hold a value to find. The built-in patterns read the
+    /// same on raw JSON as on its strings; a custom pattern may not (an anchor, a quote), so a
+    /// policy with custom patterns has every body decoded.
     fn may_match(&self, bytes: &[u8]) -> bool {
         let e = &self.effective;
-        e.detector.may_match(bytes, |k| e.action(k).is_some())
+        e.has_custom() || e.detector.may_match(bytes, |k| e.action(k).is_some())
     }
 
     /// Redacts every string under `value`; `parent` is the member name it sits under.
