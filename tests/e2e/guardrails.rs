@@ -12,6 +12,7 @@ use crate::fixture::{client, gateway_with, sha256_hex, UPSTREAM_KEY};
 
 const GUARDED: &str = "sk-sy-guarded-0123456789";
 const STRICT: &str = "sk-sy-strict-0123456789";
+const CHECKED: &str = "sk-sy-checked-0123456789";
 
 const EMAIL: &str = "ann.lee@corp.example";
 const PEM_BODY: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
@@ -46,6 +47,7 @@ routes:
 keys:
   - {{ name: guarded, id: k-guarded, sha256: "{guarded}", models: ["*"] }}
   - {{ name: strict, id: k-strict, team: t-strict, sha256: "{strict}", models: ["*"] }}
+  - {{ name: checked, id: k-checked, sha256: "{checked}", models: ["*"] }}
 guardrails:
   - id: g-redact
     applies_to: {{ keys: [k-guarded] }}
@@ -55,9 +57,14 @@ guardrails:
   - id: g-block
     applies_to: {{ teams: [t-strict] }}
     classes: {{ aws_access_key: block, private_key: block, email: redact }}
+  - id: g-output
+    applies_to: {{ keys: [k-checked] }}
+    classes: {{ email: redact, phone: mask }}
+    output: true
 "#,
         guarded = sha256_hex(GUARDED),
         strict = sha256_hex(STRICT),
+        checked = sha256_hex(CHECKED),
     )
 }
 
@@ -175,6 +182,21 @@ async fn guardrails_the_mock_never_receives_an_original_value_in_any_dialect() {
             sent += 1;
         }
     }
+    // count_tokens sends the body to a provider that counts it: guarded the same way.
+    let mut count = Dialect::Messages.body("claude", false, &text, true);
+    count.as_object_mut().unwrap().remove("max_tokens");
+    count.as_object_mut().unwrap().remove("stream");
+    let r = client()
+        .post(env.data_plane().url("/v1/messages/count_tokens"))
+        .header("x-api-key", GUARDED)
+        .header("anthropic-version", "2023-06-01")
+        .json(&count)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-switchyard-token-count"], "provider");
+    sent += 1;
     let records = env.mock().requests().await.unwrap();
     assert_eq!(records.len(), sent, "each request reached the mock once");
     for record in &records {
@@ -291,6 +313,40 @@ async fn guardrails_reversible_placeholders_come_back_whole_and_streamed() {
     for record in env.mock().requests().await.unwrap() {
         assert!(!record["body"].to_string().contains(EMAIL), "{record}");
     }
+}
+
+#[tokio::test]
+async fn guardrails_output_checks_redact_what_the_model_writes() {
+    let env = guarded_gateway().await;
+    for (dialect, model) in CASES {
+        for stream in [false, true] {
+            env.mock()
+                .script(&json!({"reply": "Ask bob@corp.example or call +1-555-987-6543 today."}))
+                .await
+                .unwrap();
+            let body = dialect.body(model, stream, "who can help?", false);
+            let (status, answer) = send(&env, CHECKED, dialect, &body).await;
+            assert_eq!(status, 200, "{dialect:?} {model} stream={stream}: {answer}");
+            assert!(
+                !answer.contains("bob@corp.example") && !answer.contains("987-6543"),
+                "{dialect:?} {model} stream={stream}: {answer}"
+            );
+            // The system prompt's address is `[EMAIL_1]`: numbering goes on in the answer.
+            assert!(
+                answer.contains("[EMAIL_2]") && answer.contains("6543"),
+                "{answer}"
+            );
+        }
+    }
+    let metrics = env.data_plane().metrics().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_guardrail_detections_total{")
+                && l.contains("direction=\"output\"")
+                && l.contains("class=\"email\"")),
+        "{metrics}"
+    );
 }
 
 /// Through the admin API: a team's policy reaches the proxy in the snapshot; the request log
