@@ -7,6 +7,7 @@
 //! commands; this module holds the shared types and puts the commands in order.
 
 mod budgets;
+mod guardrails;
 mod keys;
 mod prices;
 mod resources;
@@ -26,11 +27,13 @@ use crate::domain::route::RouteSpec;
 use crate::domain::{Check, DomainError, FieldError};
 
 pub use budgets::{budget_target, reference_errors, BudgetTarget};
+pub use guardrails::{guardrail_reference_errors, CurrentGuardrail, DesiredGuardrail, Pending};
 pub use keys::revoked_names;
 pub use resources::sealed_errors;
 pub use teams::{resolve_team, TeamRef};
 
 use budgets::{desired_budgets, plan_budgets};
+use guardrails::{desired_guardrails, plan_guardrails};
 use keys::{desired_key, duplicate_keys, plan_keys};
 use prices::{desired_prices, plan_prices};
 use resources::{plan_puts, provider_spec, spec_errors};
@@ -55,6 +58,7 @@ pub struct Current {
     pub budgets: Vec<CurrentBudget>,
     /// Price overrides by model (the built-in table is not here).
     pub prices: BTreeMap<String, PriceSpec>,
+    pub guardrails: Vec<CurrentGuardrail>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +99,7 @@ pub struct Desired {
     pub budgets: Vec<DesiredBudget>,
     /// Price overrides by model.
     pub prices: Vec<(String, PriceSpec)>,
+    pub guardrails: Vec<DesiredGuardrail>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,6 +195,18 @@ pub enum Change {
     DeleteProvider {
         id: String,
     },
+    /// Creates or replaces a guardrail policy; `pending`: teams and keys created earlier in
+    /// this apply, added to `applies_to` when it runs.
+    PutGuardrail {
+        id: Uuid,
+        create: bool,
+        spec: crate::domain::guardrail::GuardrailSpec,
+        pending: Vec<Pending>,
+    },
+    /// A stored policy the file does not list (pruning only).
+    DeleteGuardrail {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -213,6 +230,7 @@ pub struct ApplyReport {
     pub budgets: Counts,
     /// Price overrides (an entry equal to the built-in price, with no override, is none).
     pub prices: Counts,
+    pub guardrails: Counts,
     /// Events appended to the log (0 when the store already matched).
     pub events: u32,
     /// Position of the last event appended, if any.
@@ -319,6 +337,7 @@ impl Desired {
         let teams = desired_teams(&s.teams, &mut errors);
         let budgets = desired_budgets(&s.budgets, &mut errors);
         let prices = desired_prices(&s.pricing, &mut errors);
+        let guardrails = desired_guardrails(&s.guardrails, &mut errors);
         if errors.is_empty() {
             Ok(Self {
                 providers,
@@ -327,6 +346,7 @@ impl Desired {
                 teams,
                 budgets,
                 prices,
+                guardrails,
             })
         } else {
             Err(errors)
@@ -342,6 +362,10 @@ pub fn plan(current: &Current, desired: &Desired) -> Vec<Change> {
     plan_prices(current, desired, &mut changes);
     let (budget_ids, budget_deletes) = plan_budgets(current, desired, &mut changes);
     plan_keys(current, desired, &budget_ids, &mut changes);
+    // After the keys and teams they may name; deleted before the routes they may name.
+    let (guardrail_puts, guardrail_deletes) = plan_guardrails(current, desired);
+    changes.extend(guardrail_puts);
+    changes.extend(guardrail_deletes);
     changes.extend(budget_deletes);
     let aliases: HashSet<&str> = desired.routes.iter().map(|(a, _)| a.as_str()).collect();
     let gone_routes = current
@@ -388,6 +412,9 @@ pub fn tally(changes: &[Change]) -> ApplyReport {
             Change::DeleteBudget { replaced: true, .. } => {}
             Change::DeleteRoute { .. } => r.routes.deleted += 1,
             Change::DeleteProvider { .. } => r.providers.deleted += 1,
+            Change::PutGuardrail { create: true, .. } => r.guardrails.created += 1,
+            Change::PutGuardrail { .. } => r.guardrails.updated += 1,
+            Change::DeleteGuardrail { .. } => r.guardrails.deleted += 1,
         }
     }
     r
