@@ -334,3 +334,65 @@ mod tests {
         assert_eq!(classes(&d, plain), Vec::<(String, String)>::new());
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    fn d_matches(text: &str) -> usize {
+        Detector::new(&[])
+            .unwrap()
+            .set
+            .matches(text.as_bytes())
+            .iter()
+            .count()
+    }
+
+    /// Time of the set and of each pattern on 7 KB of code, logs and prose with nothing to
+    /// find (`cargo test --release -p switchyard-data-plane --lib time_each_pattern --
+    /// --ignored --nocapture`): where the redaction pass's time goes.
+    #[test]
+    #[ignore]
+    fn time_each_pattern() {
+        let lines = [
+            "fn main() { let items: Vec<u64> = (0..4096).collect(); println!(\"{}\", items.len()); }",
+            "2026-03-01 12:30:45 INFO request_id=550e8400-e29b-41d4-a716-446655440000 status=200 duration_ms=184",
+            "Released v2.14.3 on 2026-02-11; see commit 9f86d081884c (sha256 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae).",
+            "The quarterly numbers grew from 1,204,553 to 1,389,002 while costs fell by 3.5% over 12 months.",
+            "Please refactor the retry loop so that backoff doubles up to 30 s and the deadline is honoured.",
+        ];
+        let d = Detector::new(&[]).unwrap();
+        let text = lines
+            .iter()
+            .cycle()
+            .take(70)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        eprintln!("{} bytes, {} patterns match", text.len(), d_matches(&text));
+        let time = |f: &dyn Fn() -> bool| {
+            let start = std::time::Instant::now();
+            for _ in 0..200 {
+                std::hint::black_box(f());
+            }
+            start.elapsed().as_secs_f64() * 1e6 / 200.0
+        };
+        eprintln!(
+            "set matches: {:.1} us",
+            time(&|| d.set.matches(text.as_bytes()).matched_any())
+        );
+        eprintln!(
+            "set is_match: {:.1} us",
+            time(&|| d.set.is_match(text.as_bytes()))
+        );
+        for p in &d.patterns {
+            let one = RegexSetBuilder::new([p.regex.as_str()]).build().unwrap();
+            eprintln!(
+                "  {:?}: alone in a set {:.1} us, is_match {:.1} us",
+                p.kind,
+                time(&|| one.matches(text.as_bytes()).matched_any()),
+                time(&|| p.regex.is_match(text.as_bytes()))
+            );
+        }
+    }
+}
