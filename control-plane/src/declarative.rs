@@ -5,10 +5,11 @@
 //! pointing at a missing provider or a key at a missing budget: providers created/updated →
 //! routes created/updated → team limits set, teams created → cache policies put/deleted →
 //! price overrides set/removed → budgets created/updated → keys revoked, updated, created →
-//! budgets deleted → routes deleted → providers deleted. Anything in the store that the file
-//! does not mention (providers, routes, keys, budgets, price overrides, cache policies, the
-//! limits and log policy of teams its `teams` list leaves out) is removed. A cache policy keeps
-//! its stored purge `epoch` whatever the file says. Budgets are matched by name (see [`DesiredBudget`]); a price equal
+//! guardrail policies put, deleted → budgets deleted → routes deleted → providers deleted.
+//! Anything in the store that the file does not mention (providers, routes, keys, budgets,
+//! price overrides, cache policies, guardrail policies, the limits and log policy of teams its
+//! `teams` list leaves out) is removed. A cache policy keeps its stored purge `epoch` whatever
+//! the file says. Budgets are matched by name (see [`DesiredBudget`]); a price equal
 //! to the built-in one, for a model with no override, is not made an override. Applying the
 //! same file twice records no events: the plan is empty, and every command decides nothing
 //! when nothing changes anyway.
@@ -27,14 +28,15 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 pub use plan::{
-    budget_target, plan, reference_errors, resolve_team, revoked_names, sealed_errors, tally,
-    ApplyReport, BudgetTarget, Change, Counts, Current, CurrentBudget, CurrentKey, Desired,
-    DesiredBudget, DesiredKey, TeamLimits, TeamRef, DEFAULT_TEAM,
+    budget_target, guardrail_reference_errors, plan, reference_errors, resolve_team, revoked_names,
+    sealed_errors, tally, ApplyReport, BudgetTarget, Change, Counts, Current, CurrentBudget,
+    CurrentKey, Desired, DesiredBudget, DesiredKey, TeamLimits, TeamRef, DEFAULT_TEAM,
 };
 
 use crate::api::ApiError;
 use crate::domain::budget::{Budget, BudgetSpec};
 use crate::domain::cache_policy::CachePolicy;
+use crate::domain::guardrail::{Guardrail, GuardrailSpec};
 use crate::domain::key::{KeyCommand, KeyPatch, KeySettings, Secret, VirtualKey};
 use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
@@ -75,6 +77,7 @@ pub async fn apply(
     // Found before anything runs, so such a file changes nothing rather than half of it.
     let mut refused = revoked_names(&current, &wanted);
     refused.extend(reference_errors(&current, &wanted, prune));
+    refused.extend(guardrail_reference_errors(&current, &wanted));
     if !refused.is_empty() {
         return Err(ApiError::Invalid(refused));
     }
@@ -93,6 +96,7 @@ pub async fn apply(
                     | Change::DeleteRoute { .. }
                     | Change::DeleteProvider { .. }
                     | Change::DeleteCachePolicy { .. }
+                    | Change::DeleteGuardrail { .. }
             )
         });
     }
@@ -248,7 +252,44 @@ impl Runner<'_> {
                 self.exec::<Provider>(&id, None, ResourceCommand::Delete)
                     .await
             }
+            Change::PutGuardrail {
+                id, spec, pending, ..
+            } => self.put_guardrail(id, spec, pending).await,
+            Change::DeleteGuardrail { id } => {
+                self.exec::<Guardrail>(&id.to_string(), None, ResourceCommand::Delete)
+                    .await
+            }
         }
+    }
+
+    /// A global policy, with the teams and keys created earlier in this apply added to what
+    /// it applies to.
+    async fn put_guardrail(
+        &mut self,
+        id: Uuid,
+        mut spec: GuardrailSpec,
+        pending: Vec<plan::Pending>,
+    ) -> Result<(), ApiError> {
+        for p in pending {
+            match p {
+                plan::Pending::Team(name) => {
+                    let team = self.team_id(&TeamRef::New(name))?;
+                    spec.applies_to.teams.push(team.to_string());
+                }
+                plan::Pending::Key(team, name) => {
+                    let key = self.new_key_id(&team, &name);
+                    spec.applies_to.keys.push(key.to_string());
+                }
+            }
+        }
+        spec.applies_to.teams.sort();
+        spec.applies_to.keys.sort();
+        let command = ResourceCommand::Put {
+            id: id.to_string(),
+            team_id: None,
+            spec,
+        };
+        self.exec::<Guardrail>(&id.to_string(), None, command).await
     }
 
     async fn update_key(
@@ -438,6 +479,16 @@ pub async fn load_current(store: &Store) -> Result<Current, ApiError> {
         let id: String = r.get(0);
         let spec = parse(r.get(1), "cache policy", &id)?;
         current.cache_policies.insert(id, spec);
+    }
+    for r in tx
+        .query("SELECT id, spec FROM guardrails ORDER BY id", &[])
+        .await?
+    {
+        let id: Uuid = r.get(0);
+        current.guardrails.push(plan::CurrentGuardrail {
+            id,
+            spec: parse(r.get(1), "guardrail", &id.to_string())?,
+        });
     }
     let prices = tx
         .query(&format!("SELECT model, {PRICE_COLUMNS} FROM pricing"), &[])

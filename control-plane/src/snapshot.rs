@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::domain::budget::{self, BudgetSpec};
 use crate::domain::cache_policy::CachePolicySpec;
+use crate::domain::guardrail::GuardrailSpec;
 use crate::domain::key::KeySettings;
 use crate::domain::pricing::built_in;
 use crate::domain::provider::ProviderSpec;
@@ -105,6 +106,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
     let budgets = budgets(&tx).await?;
     let pricing = pricing(&tx).await?;
     let cache_policies = cache_policies(&tx).await?;
+    let guardrails = guardrails(&tx).await?;
     let health = crate::health::recently_open_in(&*tx)
         .await
         .map_err(|e| StoreError::Corrupt(format!("provider_health: {e}")))?;
@@ -120,6 +122,7 @@ pub async fn build(store: &Store) -> Result<Snapshot, StoreError> {
         pricing,
         health,
         cache_policies,
+        guardrails,
     })
 }
 
@@ -199,6 +202,16 @@ fn read_spec<S: DeserializeOwned>(
     json: serde_json::Value,
 ) -> Result<S, StoreError> {
     serde_json::from_value(json).map_err(|e| StoreError::Corrupt(format!("{what} {id}: {e}")))
+}
+
+/// Every guardrail policy, in id order.
+async fn guardrails(tx: &Transaction<'_>) -> Result<Vec<proto::GuardrailPolicy>, StoreError> {
+    let sql = "SELECT id, spec FROM guardrails ORDER BY id";
+    let rows = specs::<Uuid, GuardrailSpec>(tx, "guardrail", sql).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, spec)| spec.to_proto(&id.to_string()))
+        .collect())
 }
 
 /// A stored budget in wire terms.

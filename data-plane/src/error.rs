@@ -47,6 +47,9 @@ pub enum ApiError {
     StoreUnavailable,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A guardrail policy blocks what the request carries (the classes, never the values).
+    #[error("The request was blocked by a guardrail policy: it contains {0}.")]
+    Guardrail(String),
     /// Admission refused the request (budget, rate limit or per-request cost cap).
     #[error("{}", .0.message)]
     Refused(Refused),
@@ -75,9 +78,9 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::UnknownPath { .. } | Self::ResponseNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            Self::InvalidRequest { .. } | Self::PreviousResponseNotFound(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidRequest { .. }
+            | Self::PreviousResponseNotFound(_)
+            | Self::Guardrail(_) => StatusCode::BAD_REQUEST,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -99,6 +102,7 @@ impl ApiError {
             | Self::UnknownPath { .. }
             | Self::ResponseNotFound(_)
             | Self::PreviousResponseNotFound(_)
+            | Self::Guardrail(_)
             | Self::MethodNotAllowed { .. } => "invalid_request_error",
             Self::ModelNotAllowed(_) => "permission_error",
             Self::NotReady | Self::StoreUnavailable => "service_unavailable",
@@ -122,6 +126,7 @@ impl ApiError {
             Self::ResponseNotFound(_) => Some("response_not_found"),
             Self::PreviousResponseNotFound(_) => Some("previous_response_not_found"),
             Self::StoreUnavailable => Some("store_unavailable"),
+            Self::Guardrail(_) => Some("guardrail_blocked"),
             Self::Upstream(e) => Some(e.code()),
             Self::Refused(r) => Some(r.code),
         }

@@ -16,6 +16,7 @@ pub mod dialect;
 pub mod error;
 #[cfg(test)]
 mod fixture_cases;
+pub mod guard;
 pub mod metrics;
 pub mod pipeline;
 pub mod providers;

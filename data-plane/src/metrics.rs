@@ -48,6 +48,7 @@ pub const BREAKER_STATE: &str = "switchyard_breaker_state";
 pub const RESPONSES: &str = "switchyard_responses_total";
 pub const ATTEMPTS: &str = "switchyard_attempts_total";
 pub const CACHE_REQUESTS: &str = "switchyard_cache_requests_total";
+pub const GUARDRAIL_DETECTIONS: &str = "switchyard_guardrail_detections_total";
 pub const DEPENDENCY_UP: &str = "switchyard_dependency_up";
 pub const SNAPSHOT_INSTALLED_AT: &str = "switchyard_snapshot_installed_timestamp_seconds";
 pub const SNAPSHOT_PUBLISHED_AT: &str = "switchyard_snapshot_published_timestamp_seconds";
@@ -173,6 +174,12 @@ pub fn error(endpoint: &'static str, kind: &'static str) {
 /// The client went away before the stream ended.
 pub fn stream_abandoned(route: &str) {
     counter!(STREAMS_ABANDONED, "route" => labels::ROUTES.label(route)).increment(1);
+}
+
+/// Guardrail detections of `class` handled by `action`, in a request (`input`) or an answer
+/// (`output`). Classes are the built-in ones and the snapshot's custom pattern names.
+pub fn guardrail(class: &str, action: &'static str, direction: &'static str, n: u64) {
+    counter!(GUARDRAIL_DETECTIONS, "class" => class.to_owned(), "action" => action, "direction" => direction).increment(n);
 }
 
 /// A request's billing was dropped without being settled (settled then as abandoned).

@@ -7,6 +7,7 @@
 mod batch;
 mod cache;
 mod distribution;
+mod guardrail;
 mod health;
 mod keycodec;
 mod lease;
@@ -28,6 +29,9 @@ pub use distribution::{
     SNAPSHOT_KV_KEY, SNAPSHOT_OBJECT_BUCKET, SNAPSHOT_PARTS_BUCKET, SNAPSHOT_SUBJECT,
 };
 
+pub use guardrail::{
+    valid_custom_name, CustomPattern, GuardAction, GuardClass, GuardScope, GuardrailPolicy,
+};
 pub use health::{
     health_subject, BreakerState, HealthEvent, HEALTH_QUERY_QUEUE, HEALTH_QUERY_SUBJECT,
     HEALTH_SUBJECTS, HEALTH_SUBJECT_PREFIX,

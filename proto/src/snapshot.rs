@@ -53,6 +53,9 @@ pub struct Snapshot {
     /// Response-cache policies (none: nothing is cached).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cache_policies: Vec<crate::CachePolicy>,
+    /// Guardrail policies: personal data and secrets looked for in what providers would see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<crate::GuardrailPolicy>,
 }
 
 /// Limits shared by all of a team's keys, and the request-log policy of those that set none.

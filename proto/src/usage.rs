@@ -224,6 +224,10 @@ pub struct UsageEvent {
     /// but not listed; `full` ones have a [`crate::RequestPayload`] with the same id.
     #[serde(default, skip_serializing_if = "crate::LogPayloads::is_metadata")]
     pub log: crate::LogPayloads,
+    /// Guardrail detections in the request (and, with output checks, its answer) per class:
+    /// counts, never values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub guardrail: BTreeMap<String, u64>,
 }
 
 /// Announced when spend under a soft budget crosses its amount (once per budget, scope value

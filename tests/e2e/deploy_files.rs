@@ -569,6 +569,7 @@ fn deploy_scaling_typical_usage_event_size() {
         usage_estimated: false,
         cost_usd: "0.0075350".parse().unwrap(),
         saved_cost_usd: Default::default(),
+        guardrail: Default::default(),
         latency_ms: 2_841,
         ttft_ms: Some(312),
         status: 200,

@@ -44,6 +44,7 @@ fn event(i: u64, team: &str) -> UsageEvent {
         usage_estimated: false,
         cost_usd: rust_decimal::Decimal::new(1, 4),
         saved_cost_usd: Default::default(),
+        guardrail: Default::default(),
         latency_ms: 100,
         ttft_ms: None,
         status: 200,

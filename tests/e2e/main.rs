@@ -23,6 +23,7 @@ mod deploy_files;
 mod deploy_retention;
 mod fixture;
 mod gemini_provider;
+mod guardrails;
 mod health;
 mod leases;
 mod messages_inbound;

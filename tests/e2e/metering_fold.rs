@@ -135,6 +135,7 @@ fn event(
         saved_cost_usd: Decimal::ZERO,
         route_reason: None,
         log: proto::LogPayloads::Metadata,
+        guardrail: Default::default(),
     }
 }
 

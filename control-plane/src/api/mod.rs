@@ -14,6 +14,7 @@ pub mod config;
 pub mod crud;
 pub mod error;
 pub mod extract;
+pub mod guardrails;
 pub mod health;
 pub mod keys;
 pub mod openapi;
@@ -91,6 +92,7 @@ pub fn router(state: AppState, tracer: telemetry::Tracer) -> Router {
     let resources = [
         teams::routes(), keys::routes(), tokens::routes(), providers::routes(), routes::routes(),
         budgets::routes(), budget_usage::routes(), pricing::routes(), audit::routes(), spend::routes(), usage::routes(), requests::routes(),
+        guardrails::routes(),
         health::routes(), config::routes(), cache_policies::routes(),
     ];
     resources

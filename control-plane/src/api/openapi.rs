@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::budgets::create, super::budgets::list, super::budgets::read, super::budgets::update, super::budgets::remove,
         super::budget_usage::list,
         super::cache_policies::create, super::cache_policies::list, super::cache_policies::read, super::cache_policies::update, super::cache_policies::remove, super::cache_policies::purge,
+        super::guardrails::create, super::guardrails::list, super::guardrails::read, super::guardrails::update, super::guardrails::remove,
         super::pricing::list, super::pricing::put, super::pricing::remove,
         super::audit::list,
         super::spend::spend, super::usage::list, super::requests::list, super::requests::detail,

@@ -74,6 +74,10 @@ pub struct UsageView {
     /// Why the deployment that answered was chosen (`weighted`, `rule`, `fallback`, ...).
     pub route_reason: Option<String>,
     pub folded_at: DateTime<Utc>,
+    /// Guardrail detections per class (counts, never values); absent when there were none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, example = json!({"email": 2}))]
+    pub guardrail: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// The `after` cursor: the last row's time (µs since the epoch) and id.
@@ -100,10 +104,10 @@ pub const COLUMNS: &str =
     deployment, model, prompt_tokens, completion_tokens, cached_input_tokens, reasoning_tokens,
     usage_estimated, cost_usd, proxy_cost_usd, latency_ms, ttft_ms, status, outcome, refused_code,
     refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit, folded_at, route_reason,
-    cache_write_5m_tokens, cache_write_1h_tokens, saved_usd";
+    cache_write_5m_tokens, cache_write_1h_tokens, saved_usd, guardrail";
 
 /// How many columns [`COLUMNS`] names.
-pub const COLUMN_COUNT: usize = 35;
+pub const COLUMN_COUNT: usize = 36;
 
 pub fn view(r: &tokio_postgres::Row) -> UsageView {
     let tags: serde_json::Value = r.get(6);
@@ -143,6 +147,9 @@ pub fn view(r: &tokio_postgres::Row) -> UsageView {
         saved_usd: r.get::<_, Decimal>(34).normalize(),
         folded_at: r.get(30),
         route_reason: r.get(31),
+        guardrail: r
+            .get::<_, Option<serde_json::Value>>(35)
+            .and_then(|g| serde_json::from_value(g).ok()),
     }
 }
 

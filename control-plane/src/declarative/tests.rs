@@ -5,6 +5,7 @@ use rust_decimal::Decimal;
 
 use super::*;
 use crate::domain::budget::BudgetScope;
+use plan::{CurrentGuardrail, Pending};
 
 const HASH_A: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 const HASH_B: &str = "fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9";
@@ -142,6 +143,29 @@ fn simulate(current: &mut Current, changes: &[Change]) {
             Change::DeleteProvider { id } => {
                 current.providers.remove(&id);
             }
+            Change::PutGuardrail {
+                id,
+                mut spec,
+                pending,
+                ..
+            } => {
+                for p in pending {
+                    match p {
+                        Pending::Team(name) => {
+                            spec.applies_to.teams.push(current.teams[&name].to_string())
+                        }
+                        Pending::Key(team, name) => {
+                            let key = *new_keys.entry((team, name)).or_insert_with(Uuid::now_v7);
+                            spec.applies_to.keys.push(key.to_string());
+                        }
+                    }
+                }
+                spec.applies_to.teams.sort();
+                spec.applies_to.keys.sort();
+                current.guardrails.retain(|g| g.id != id);
+                current.guardrails.push(CurrentGuardrail { id, spec });
+            }
+            Change::DeleteGuardrail { id } => current.guardrails.retain(|g| g.id != id),
         }
     }
 }
@@ -184,6 +208,9 @@ fn kinds(changes: &[Change]) -> Vec<&'static str> {
             Change::PutCachePolicy { create: true, .. } => "create cache policy",
             Change::PutCachePolicy { .. } => "update cache policy",
             Change::DeleteCachePolicy { .. } => "delete cache policy",
+            Change::PutGuardrail { create: true, .. } => "create guardrail",
+            Change::PutGuardrail { .. } => "update guardrail",
+            Change::DeleteGuardrail { .. } => "delete guardrail",
         })
         .collect()
 }
@@ -790,4 +817,48 @@ fn prices_are_set_changed_and_pruned_but_built_ins_are_not_overrides() {
     assert!(plan(&Current::default(), &desired(&published))
         .iter()
         .all(|c| matches!(c, Change::SetPrice { model, .. } if model == "local-llama")));
+}
+
+#[test]
+fn guardrails_name_new_teams_and_keys_converge_and_are_pruned() {
+    let file = format!(
+        "{FILE}guardrails:\n  - {{ id: pii, applies_to: {{ teams: [payments], keys: [ci], routes: [fast] }}, default_action: redact, classes: {{ aws_access_key: block }} }}\n"
+    );
+    let wanted = desired(&file);
+    let mut current = Current::default();
+    assert!(guardrail_reference_errors(&current, &wanted).is_empty());
+    let changes = plan(&current, &wanted);
+    let kinds = kinds(&changes);
+    let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(
+        at("create guardrail") > at("create key") && at("create guardrail") > at("create team")
+    );
+    simulate(&mut current, &changes);
+    let g = &current.guardrails[0].spec;
+    assert_eq!(g.name, "pii");
+    assert_eq!(g.applies_to.teams, [current.teams["payments"].to_string()]);
+    let ci = current
+        .keys
+        .iter()
+        .find(|k| k.settings.name == "ci")
+        .unwrap();
+    assert_eq!(g.applies_to.keys, [ci.id.to_string()]);
+    assert!(
+        plan(&current, &wanted).is_empty(),
+        "a second apply changes nothing"
+    );
+    let changed = file.replace("aws_access_key: block", "aws_access_key: mask");
+    assert_eq!(
+        self::kinds(&plan(&current, &desired(&changed))),
+        ["update guardrail"]
+    );
+    assert_eq!(
+        self::kinds(&plan(&current, &desired(FILE))),
+        ["delete guardrail"]
+    );
+    let unknown = file.replace("keys: [ci]", "keys: [nobody]");
+    assert_eq!(
+        guardrail_reference_errors(&current, &desired(&unknown)).len(),
+        1
+    );
 }

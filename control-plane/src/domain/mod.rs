@@ -9,6 +9,7 @@
 
 pub mod budget;
 pub mod cache_policy;
+pub mod guardrail;
 pub mod key;
 pub mod log_payloads;
 pub mod pricing;

@@ -200,6 +200,7 @@ impl Publisher {
             pricing: snapshot.pricing.clone(),
             health: snapshot.health.clone(),
             cache_policies: snapshot.cache_policies.clone(),
+            guardrails: snapshot.guardrails.clone(),
         };
         let body = serde_json::to_vec(&core).map_err(|e| err("encode", &e))?;
         let pointer = SnapshotPointer {

@@ -63,6 +63,12 @@ pub const CACHE_POLICIES: SpecTable = SpecTable {
     key: "id",
     key_type: "text",
 };
+/// `guardrails`, keyed by UUID.
+pub const GUARDRAILS: SpecTable = SpecTable {
+    table: "guardrails",
+    key: "id",
+    key_type: "uuid",
+};
 
 /// One price override row.
 #[derive(Debug)]

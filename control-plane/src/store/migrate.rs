@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/0008_request_log.sql"),
     ),
     (
+        9,
+        "0009_guardrails.sql",
+        include_str!("../../../migrations/0009_guardrails.sql"),
+    ),
+    (
         10,
         "0010_cache.sql",
         include_str!("../../../migrations/0010_cache.sql"),

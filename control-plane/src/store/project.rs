@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::Tx;
 use crate::domain::budget::BudgetSpec;
 use crate::domain::cache_policy::CachePolicySpec;
+use crate::domain::guardrail::GuardrailSpec;
 use crate::domain::key::VirtualKey;
 use crate::domain::pricing::PriceSpec;
 use crate::domain::provider::ProviderSpec;
@@ -207,6 +208,32 @@ impl Project for Resource<BudgetSpec> {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (id) DO UPDATE SET name = $3, amount_usd = $4, spec = $5, version = $6, updated_at = $8";
             let delete = "DELETE FROM budgets WHERE id = $1";
+            upsert_or_delete(tx, self.live, (upsert, &row), (delete, &id)).await
+        })
+    }
+}
+
+impl Project for Resource<GuardrailSpec> {
+    fn team(&self) -> Option<Uuid> {
+        self.team_id
+    }
+
+    fn project<'a>(&'a self, _stream: &'a str, version: i32, tx: &'a Tx<'a>) -> Fut<'a> {
+        Box::pin(async move {
+            let id: Uuid = self.id.parse().unwrap_or_default();
+            let spec = json(&self.spec);
+            let row: [Param<'_>; 6] = [
+                &id,
+                &self.team_id,
+                &spec,
+                &version,
+                &self.created_at,
+                &self.updated_at,
+            ];
+            let upsert = "INSERT INTO guardrails (id, team_id, spec, version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET team_id = $2, spec = $3, version = $4, updated_at = $6";
+            let delete = "DELETE FROM guardrails WHERE id = $1";
             upsert_or_delete(tx, self.live, (upsert, &row), (delete, &id)).await
         })
     }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use super::{Project, StoreError, Tx, APPEND_LOCK};
 use crate::domain::budget::Budget;
 use crate::domain::cache_policy::CachePolicy;
+use crate::domain::guardrail::Guardrail;
 use crate::domain::key::VirtualKey;
 use crate::domain::pricing::Price;
 use crate::domain::provider::Provider;
@@ -21,6 +22,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("routes", "alias"),
     ("budgets", "id"),
     ("cache_policies", "id"),
+    ("guardrails", "id"),
     ("pricing", "model"),
     ("price_history", "position"),
     ("admin_tokens", "id"),
@@ -84,6 +86,7 @@ async fn rebuild_once(store: &super::Store) -> Result<usize, StoreError> {
             "provider" => replay::<Provider>(&tx, &stream, &events).await?,
             "route" => replay::<Route>(&tx, &stream, &events).await?,
             "budget" => replay::<Budget>(&tx, &stream, &events).await?,
+            "guardrail" => replay::<Guardrail>(&tx, &stream, &events).await?,
             "price" => replay::<Price>(&tx, &stream, &events).await?,
             "cache_policy" => replay::<CachePolicy>(&tx, &stream, &events).await?,
             other => {

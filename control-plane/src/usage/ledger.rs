@@ -272,6 +272,7 @@ mod tests {
             saved_cost_usd: Decimal::ZERO,
             route_reason: None,
             log: proto::LogPayloads::Metadata,
+            guardrail: Default::default(),
         }
     }
 

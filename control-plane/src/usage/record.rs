@@ -69,13 +69,14 @@ INSERT INTO usage_events (id, time, proxy, key_id, key_name, team_id, tags, endp
     provider, deployment, model, prompt_tokens, completion_tokens, cached_input_tokens,
     reasoning_tokens, usage_estimated, cost_usd, proxy_cost_usd, latency_ms, ttft_ms, status,
     outcome, refused_code, refused_limit, streamed, abandoned, attempts, fallbacks, cache_hit,
-    route_reason, cache_write_5m_tokens, cache_write_1h_tokens, log_policy, saved_usd)
+    route_reason, cache_write_5m_tokens, cache_write_1h_tokens, log_policy, saved_usd,
+    guardrail)
 SELECT * FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
     $6::text[], $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
     $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::bool[], $18::numeric[],
     $19::numeric[], $20::int8[], $21::int8[], $22::int4[], $23::text[], $24::text[],
     $25::text[], $26::bool[], $27::bool[], $28::int4[], $29::int4[], $30::bool[], $31::text[],
-    $32::int8[], $33::int8[], $34::text[], $35::numeric[])
+    $32::int8[], $33::int8[], $34::text[], $35::numeric[], $36::jsonb[])
 ON CONFLICT (id) DO NOTHING
 RETURNING id";
 
@@ -129,6 +130,10 @@ pub async fn insert(
     let write_1h = col!(|(d, _)| tokens(d.event.usage.cache_write_1h_tokens));
     let log_policy = col!(|(d, _)| d.event.log.as_str());
     let saved = col!(|(d, _)| d.event.saved_cost_usd);
+    let guardrail = col!(|(d, _)| {
+        let g = &d.event.guardrail;
+        (!g.is_empty()).then(|| serde_json::to_value(g).unwrap_or_default())
+    });
     let statement = tx.prepare_cached(INSERT).await?;
     let rows = tx
         .query(
@@ -169,6 +174,7 @@ pub async fn insert(
                 &write_1h,
                 &log_policy,
                 &saved,
+                &guardrail,
             ],
         )
         .await?;

@@ -77,6 +77,7 @@ impl Billing {
             prompt_estimate: p.prompt_tokens,
             log: p.log,
         });
+        meter.guarded(&p.guardrail);
         let capture = p.logged.as_ref().map(|request| {
             let capture = Capture::new(Arc::clone(request), parts.log_payload_max_bytes);
             (Box::new(capture), parts.request_log.clone())
@@ -130,6 +131,13 @@ impl Billing {
     pub fn capture_response(&mut self, bytes: &[u8]) {
         if let Some((capture, _)) = &mut self.capture {
             capture.response(bytes);
+        }
+    }
+
+    /// Adds detections the answer's output checks made, per class, to the usage event.
+    pub fn guarded<'a>(&mut self, counts: impl IntoIterator<Item = (&'a String, &'a u64)>) {
+        if let Some((meter, _)) = &mut self.open {
+            meter.guarded(counts);
         }
     }
 

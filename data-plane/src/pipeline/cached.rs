@@ -274,7 +274,7 @@ fn meter(app: &App, p: &Prepared, entry: &Entry) {
     else {
         return;
     };
-    let meter = Meter::new(Start {
+    let mut meter = Meter::new(Start {
         id: p.trace.id,
         started: p.trace.started,
         proxy: &parts.proxy_id,
@@ -287,6 +287,7 @@ fn meter(app: &App, p: &Prepared, entry: &Entry) {
         prompt_estimate: p.prompt_tokens,
         log: p.log,
     });
+    meter.guarded(&p.guardrail);
     let event = meter.cache_hit(entry.usage);
     metrics::request_done(p.labels(deployment), 200, p.trace.started.elapsed());
     p.trace.span.settled(&event);

@@ -18,12 +18,14 @@ use super::attempt::{self, Operation, Won};
 use super::billing;
 use super::body;
 use super::cached;
+use super::guard;
 use super::prepare::{Arrived, Inbound, Prepared};
 use super::relay::{self, Relay};
 use super::respond::add_headers;
 use crate::cache::Pending;
 use crate::dialect::{Answer, ChatDialect};
 use crate::error::ApiError;
+use crate::guard::restore::Restorer;
 use crate::metrics;
 use crate::providers::{
     Call, ChatReply, ChatRequest, ChunkStream, JsonBody, JsonReply, NativeRequest, Provider,
@@ -74,25 +76,33 @@ pub async fn serve_read<D: ChatDialect>(
     // reaches a deployment of the client's own wire; for any other it is the client's 400.
     let client = body::parse_object(&inbound.bytes)?;
     let dropped = D::dropped(&client);
-    let (json, untranslatable) = match D::request(client) {
-        Ok(json) => (json, None),
-        Err(e) if D::NATIVE.is_some() => (body::parse_object(&inbound.bytes)?, Some(e)),
-        Err(e) => return Err(e),
-    };
+    let (json, untranslatable) = translate::<D>(client, &inbound.bytes)?;
     let fields = match untranslatable {
         None => body::chat(&json)?,
         Some(_) => D::native_fields(&json)?,
     };
-    let prepared = Prepared::chat(D::ENDPOINT, &inbound, headers, &json, &fields, trace)?;
+    let mut prepared = Prepared::chat(D::ENDPOINT, &inbound, headers, &json, &fields, trace)?;
+    // Stage 6: a body the guardrails rewrote is read again, so no attempt sends the original.
+    let guarded = guard::request(&mut prepared, headers, &inbound.bytes)?;
+    let (json, untranslatable, client) = match guarded.body {
+        Some(redacted) => {
+            let (json, untranslatable) = translate::<D>(body::parse_object(&redacted)?, &redacted)?;
+            (json, untranslatable, redacted)
+        }
+        None => (json, untranslatable, inbound.bytes.clone()),
+    };
     let Some(mut attempts) = prepared.attempts(&app.parts().health) else {
         return Err(prepared.not_found());
     };
     if untranslatable.is_some() {
         attempts.rule_out(|d| !D::NATIVE.is_some_and(|wire| d.provider.speaks(&d.model, wire)));
     }
-    let mut cache = cached::Plan::new(app, &prepared, headers, &json, untranslatable.is_none());
+    // Stage 6b: the cache keys the redacted body. An answer whose placeholders are put back,
+    // or that is checked, is neither looked up nor stored: it belongs to this request's values.
+    let cacheable = untranslatable.is_none() && guarded.restorer.is_none();
+    let mut cache = cached::Plan::new(app, &prepared, headers, &json, cacheable);
     if let Some(entry) = cache.lookup(app).await {
-        let hit = cached::serve::<D>(app, &prepared, &fields, &inbound.bytes, &entry, keep);
+        let hit = cached::serve::<D>(app, &prepared, &fields, &client, &entry, keep);
         if let Some(mut response) = hit {
             cache.tag(&mut response);
             return Ok(response);
@@ -110,7 +120,7 @@ pub async fn serve_read<D: ChatDialect>(
     let mut op = ChatOp {
         body: json,
         wire: D::NATIVE,
-        client: inbound.bytes,
+        client,
         headers,
         stream: fields.stream,
         passed_through: false,
@@ -121,8 +131,12 @@ pub async fn serve_read<D: ChatDialect>(
     // A translated answer is in the internal form the cache keeps; a passed-through one only
     // in Messages, which the cache translates (other wires are not stored).
     let storable = !passed_through || D::NATIVE == Some(Wire::AnthropicMessages);
-    let store = cache.pending.take().filter(|_| storable);
-    let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, keep, store)?;
+    let after = After {
+        keep,
+        store: cache.pending.take().filter(|_| storable),
+        restorer: guarded.restorer,
+    };
+    let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, after)?;
     if !passed_through && !dropped.is_empty() {
         if let Ok(value) = HeaderValue::from_str(&dropped.join(", ")) {
             response.headers_mut().insert(DROPPED_FIELDS, value);
@@ -139,13 +153,25 @@ fn no_store(headers: &HeaderMap) -> HeaderMap {
     headers
 }
 
+/// The internal body of the client's `body` (its bytes `raw`), or, when the translation
+/// cannot express it and the dialect has a native wire, the client's body itself with the
+/// translation's error (only a deployment of that wire can take it).
+fn translate<D: ChatDialect>(
+    client: crate::providers::JsonBody,
+    raw: &Bytes,
+) -> Result<(crate::providers::JsonBody, Option<ApiError>), ApiError> {
+    match D::request(client) {
+        Ok(json) => Ok((json, None)),
+        Err(e) if D::NATIVE.is_some() => Ok((body::parse_object(raw)?, Some(e))),
+        Err(e) => Err(e),
+    }
+}
+
 /// Lists the client's fields a translation dropped (see each dialect's table).
 pub const DROPPED_FIELDS: &str = "x-switchyard-dropped-fields";
 
 /// Stages 8 and 9 of a chat that got an answer from `op`'s attempt: a complete answer in the
-/// client's dialect, or the stream handed to the relay; `store` takes the answer for the
-/// cache (complete, or assembled by the relay once the stream ended well).
-#[allow(clippy::too_many_arguments)]
+/// client's dialect, or the stream handed to the relay, with what `after` asks of the answer.
 fn answer<D: ChatDialect>(
     app: &App,
     prepared: &Prepared,
@@ -153,12 +179,16 @@ fn answer<D: ChatDialect>(
     op: &ChatOp<'_>,
     attempts: &Attempts<'_>,
     won: Won<'_, ChatReply>,
-    keep: Option<Keep>,
-    store: Option<Pending>,
+    after: After,
 ) -> Result<Response, ApiError> {
+    let After {
+        keep,
+        store,
+        mut restorer,
+    } = after;
     let Won {
         reply,
-        billing,
+        mut billing,
         attempt,
         timeout,
         upstream,
@@ -204,8 +234,17 @@ fn answer<D: ChatDialect>(
                 Some(store) => store.store(&internal, usage, &deployment.id, &deployment.model),
                 None => {}
             }
+            // The log and a stored turn keep the answer with its placeholders.
+            let (body, logged) = match restorer.as_mut() {
+                Some(r) => {
+                    let restored = r.body(body.clone());
+                    output_checked(r, &mut billing);
+                    (restored, Some(body))
+                }
+                None => (body, None),
+            };
             let reply = JsonReply { body, usage };
-            served(prepared, deployment, upstream, reply, billing)
+            served_logged(prepared, deployment, upstream, reply, billing, logged)
         }
         ChatReply::Stream(chunks) => {
             metrics::upstream_first_byte(deployment.provider.id(), first_byte);
@@ -222,12 +261,23 @@ fn answer<D: ChatDialect>(
                 keep,
                 cache: store.map(|s| s.streamed(&deployment.id, &deployment.model, native)),
                 span: trace.span.clone(),
+                restorer,
             };
             streamed(app, prepared, deployment, upstream, chunks, relay)
         }
     };
     attempts.tag(response.headers_mut(), &attempt);
     Ok(response)
+}
+
+/// What becomes of an answer besides reaching the client: `keep` takes it translated (a
+/// stored Responses turn); `store` takes it for the cache (complete, or assembled by the relay
+/// once the stream ended well); `restorer` puts reversible placeholders back (and checks the
+/// output) on the way.
+struct After {
+    keep: Option<Keep>,
+    store: Option<Pending>,
+    restorer: Option<Restorer>,
 }
 
 /// One chat attempt: the client's own bytes to a deployment that speaks its wire, else the
@@ -309,16 +359,41 @@ async fn first_chunk(
     }
 }
 
+/// Counts the detections of a restorer's output checks (metrics and the usage event).
+pub(super) fn output_checked(r: &Restorer, billing: &mut billing::Billing) {
+    let counts: std::collections::BTreeMap<String, u64> =
+        r.output_detections()
+            .fold(Default::default(), |mut all, ((class, action), n)| {
+                metrics::guardrail(class, action, "output", *n);
+                *all.entry(class.clone()).or_default() += n;
+                all
+            });
+    billing.guarded(&counts);
+}
+
 /// A complete JSON answer: metered, settled and sent with the admission headers.
 pub(super) fn served(
     p: &Prepared,
     deployment: &crate::providers::Deployment,
     upstream: std::time::Duration,
     reply: JsonReply,
+    billing: billing::Billing,
+) -> Response {
+    served_logged(p, deployment, upstream, reply, billing, None)
+}
+
+/// [`served`], with what the request log keeps of the answer when it is not what the client
+/// gets (`logged`: the answer before reversible placeholders were put back).
+fn served_logged(
+    p: &Prepared,
+    deployment: &crate::providers::Deployment,
+    upstream: std::time::Duration,
+    reply: JsonReply,
     mut billing: billing::Billing,
+    logged: Option<Bytes>,
 ) -> Response {
     let labels = p.labels(deployment);
-    billing.capture_response(&reply.body);
+    billing.capture_response(logged.as_deref().unwrap_or(&reply.body));
     let usage = reply.usage;
     if let Some(u) = usage {
         metrics::tokens(labels, u.prompt_tokens, u.completion_tokens);

@@ -8,6 +8,7 @@
 //! otherwise, or when that one call fails, N is the gateway's estimate (the generous
 //! body-size estimate admission reserves with: it errs high). The header [`TOKEN_COUNT`] says
 //! which. One call, no retries, no fallback, no admission, no usage event: nothing is billed.
+//! The key's guardrails apply to the body first (stage 6), as they would to the request.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue};
@@ -31,18 +32,24 @@ pub const TOKEN_COUNT: HeaderName = HeaderName::from_static("x-switchyard-token-
 pub async fn serve(app: &App, arrived: Arrived<'_>) -> Result<Response, ApiError> {
     let Arrived { headers, trace, .. } = arrived;
     let inbound = Inbound::read(app, arrived).await?;
-    let (json, untranslatable) = match Messages::request(body::parse_object(&inbound.bytes)?) {
-        Ok(json) => (json, None),
-        Err(e) => (body::parse_object(&inbound.bytes)?, Some(e)),
-    };
+    let (json, untranslatable) = internal(&inbound.bytes)?;
     let fields = match untranslatable {
         None => body::chat(&json)?,
         Some(_) => Messages::native_fields(&json)?,
     };
-    let prepared = Prepared::chat(ENDPOINT, &inbound, headers, &json, &fields, trace)?;
+    let mut prepared = Prepared::chat(ENDPOINT, &inbound, headers, &json, &fields, trace)?;
+    // The body is counted by a provider: it is guarded like the request it stands for.
+    let (json, untranslatable, bytes) =
+        match super::guard::request(&mut prepared, headers, &inbound.bytes)?.body {
+            Some(redacted) => {
+                let (json, untranslatable) = internal(&redacted)?;
+                (json, untranslatable, redacted)
+            }
+            None => (json, untranslatable, inbound.bytes),
+        };
     let client = NativeRequest {
         wire: Wire::AnthropicMessages,
-        body: inbound.bytes.clone(),
+        body: bytes,
         headers,
         stream: false,
     };
@@ -62,6 +69,14 @@ pub async fn serve(app: &App, arrived: Arrived<'_>) -> Result<Response, ApiError
             None => Ok(reply(prepared.prompt_tokens, "estimate")),
         },
     }
+}
+
+/// The internal body of a Messages body, or the body itself with the translation's error.
+fn internal(bytes: &bytes::Bytes) -> Result<(JsonBody, Option<ApiError>), ApiError> {
+    Ok(match Messages::request(body::parse_object(bytes)?) {
+        Ok(json) => (json, None),
+        Err(e) => (body::parse_object(bytes)?, Some(e)),
+    })
 }
 
 fn reply(input_tokens: u64, source: &'static str) -> Response {

@@ -18,10 +18,15 @@
 //! 5. **admit** ([`billing`]): per attempt, budgets and rate limits reserve the request's cost
 //!    on its deployment; the meter and the reservation become one [`billing::Billing`], moved
 //!    to whoever ends the request and consumed exactly once.
-//! 6. **cache lookup** ([`cached`]): the request's cache policy and the client's headers decide
-//!    whether to look up and whether to store; a hit is answered here in the client's dialect
-//!    (streamed or not) and metered as a `cache_hit` event; a miss carries where its answer is
-//!    to be stored into stages 7–8. *(Redaction also goes here: issue 16.)*
+//! 6. **guardrails** ([`guard`], `crate::guard`): the policies of the key, its team and its
+//!    route, merged; the client's body rewritten in its own dialect (placeholders, masks) and
+//!    translated again, or refused (`block`); the request log keeps the rewritten body. The
+//!    answer's reversible placeholders are put back by the success path and the relay.
+//!    Then the **cache lookup** ([`cached`]), on the rewritten body: the request's cache
+//!    policy and the client's headers decide whether to look up and whether to store; a hit is
+//!    answered here in the client's dialect (streamed or not) and metered as a `cache_hit`
+//!    event; a miss carries where its answer is to be stored into stages 7–8. A request whose
+//!    answer the guardrails restore or check bypasses the cache.
 //! 7. **attempt loop** ([`attempt`]): one loop for every operation, generic over what an
 //!    attempt sends ([`attempt::Operation`]): backoff, choose a deployment, admit, send (the
 //!    client's own bytes when the adapter speaks the client's wire, else the internal body),
@@ -48,6 +53,7 @@ pub mod cached;
 pub mod chat;
 pub mod count;
 pub mod embed;
+pub mod guard;
 pub mod prepare;
 pub mod relay;
 pub mod respond;

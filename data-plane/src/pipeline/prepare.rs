@@ -90,8 +90,10 @@ pub struct Prepared {
     pub prompt_tokens: u64,
     /// What the request log keeps of it (the key's, else the team's policy).
     pub log: proto::LogPayloads,
-    /// The request as sent, when the log keeps bodies (`full`).
+    /// The request as sent, when the log keeps bodies (`full`); after stage 6, as redacted.
     pub logged: Option<Arc<LoggedRequest>>,
+    /// Guardrail detections per class (stage 6), for the usage event.
+    pub guardrail: std::collections::BTreeMap<String, u64>,
 }
 
 impl Prepared {
@@ -125,6 +127,7 @@ impl Prepared {
             prompt_tokens,
             log,
             logged,
+            guardrail: Default::default(),
         })
     }
 

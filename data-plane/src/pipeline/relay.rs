@@ -59,6 +59,9 @@ pub struct Relay {
     pub cache: Option<crate::cache::StreamStore>,
     /// The request's span: it ends with the relay, after the stream's usage is settled.
     pub span: RequestSpan,
+    /// Puts reversible placeholders back (a placeholder split over events included) and
+    /// checks the output, when the request's guardrails ask.
+    pub restorer: Option<crate::guard::restore::Restorer>,
 }
 
 /// Starts relaying and returns the response body.
@@ -112,18 +115,37 @@ async fn pump(mut chunks: ChunkStream, tx: mpsc::Sender<Bytes>, mut relay: Relay
             }
         };
         relay.billing.capture_response(&frame);
-        // An empty frame (a dialect with nothing to write at the end) is not sent.
-        if let Some(tx) = client.as_ref().filter(|_| !frame.is_empty()) {
-            if tx.send(frame).await.is_ok() {
-                ttft.get_or_insert_with(|| relay.started.elapsed());
-            } else {
-                // The client is gone; keep reading so the provider's usage report is seen.
-                client = None;
-                metrics::stream_abandoned(&relay.route.alias);
-                tracing::info!(request_id = %relay.request_id, "client left mid-stream; draining upstream for usage");
+        let frames = match relay.restorer.as_mut() {
+            None => vec![frame],
+            Some(r) => {
+                let mut out = Vec::new();
+                if last {
+                    out.extend(r.flush());
+                }
+                out.extend(r.frame(frame));
+                if last {
+                    out.extend(r.flush());
+                }
+                out
+            }
+        };
+        for frame in frames {
+            // An empty frame (a dialect with nothing to write at the end) is not sent.
+            if let Some(tx) = client.as_ref().filter(|_| !frame.is_empty()) {
+                if tx.send(frame).await.is_ok() {
+                    ttft.get_or_insert_with(|| relay.started.elapsed());
+                } else {
+                    // The client is gone; keep reading so the provider's usage report is seen.
+                    client = None;
+                    metrics::stream_abandoned(&relay.route.alias);
+                    tracing::info!(request_id = %relay.request_id, "client left mid-stream; draining upstream for usage");
+                }
             }
         }
         if last {
+            if let Some(r) = relay.restorer.as_ref() {
+                super::chat::output_checked(r, &mut relay.billing);
+            }
             break;
         }
     }

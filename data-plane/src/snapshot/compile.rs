@@ -35,6 +35,8 @@ pub struct CompiledSnapshot {
     sources: RouteSources,
     /// `provider/model` names served without a route (see [`super::direct`]).
     direct: Direct,
+    /// Guardrail policies, compiled (shared with the next snapshot while they do not change).
+    pub guards: Arc<crate::guard::Guards>,
 }
 
 /// What a snapshot's routes were compiled from, so that the next snapshot reuses every route
@@ -191,6 +193,11 @@ fn compile_validated(
 ) -> Result<CompiledSnapshot, Vec<ValidationError>> {
     ctx.health
         .apply_reported(&std::mem::take(&mut snapshot.health));
+    let policies = std::mem::take(&mut snapshot.guardrails);
+    let guards = match previous.filter(|p| p.guards.source == policies) {
+        Some(p) => Arc::clone(&p.guards),
+        None => Arc::new(crate::guard::Guards::compile(policies)?),
+    };
     let reusable = previous.filter(|p| {
         p.sources.providers == snapshot.providers && p.sources.pricing == snapshot.pricing
     });
@@ -314,6 +321,7 @@ fn compile_validated(
             .collect(),
         budgets: snapshot.budgets.into_iter().map(Arc::new).collect(),
         cache_policies: snapshot.cache_policies,
+        guards,
     })
 }
 

@@ -43,6 +43,8 @@ pub struct Meter {
     attempts: u32,
     route_reason: Option<&'static str>,
     log: proto::LogPayloads,
+    /// Guardrail detections per class.
+    guardrail: std::collections::BTreeMap<String, u64>,
 }
 
 /// Where one request started and what it asked for.
@@ -103,6 +105,7 @@ impl Meter {
             attempts: 1,
             route_reason: None,
             log: start.log,
+            guardrail: Default::default(),
         }
     }
 
@@ -111,6 +114,13 @@ impl Meter {
     pub fn routed(&mut self, attempt: u32, reason: &'static str) {
         self.attempts = attempt.max(1);
         self.route_reason = Some(reason);
+    }
+
+    /// Adds guardrail detections (per class) to the event.
+    pub fn guarded<'a>(&mut self, counts: impl IntoIterator<Item = (&'a String, &'a u64)>) {
+        for (class, n) in counts {
+            *self.guardrail.entry(class.clone()).or_default() += n;
+        }
     }
 
     /// The effective tags (for admission).
@@ -217,6 +227,7 @@ impl Meter {
             saved_cost_usd: Decimal::ZERO,
             route_reason: self.route_reason.map(str::to_owned),
             log: self.log,
+            guardrail: self.guardrail,
         }
     }
 }

@@ -213,5 +213,6 @@ fn event(i: usize, now: i64) -> UsageEvent {
         saved_cost_usd: Decimal::ZERO,
         route_reason: None,
         log: proto::LogPayloads::Metadata,
+        guardrail: Default::default(),
     }
 }

@@ -13,6 +13,11 @@ use serde::Deserialize;
 /// The reply used when neither a script nor `x-mock-reply` sets one (5 words).
 pub const DEFAULT_REPLY: &str = "Hello from the mock provider.";
 
+/// Inside a reply word, a point where a stream splits the word over two deltas (and which
+/// the text leaves out): a test scripts `[EMA\u{2063}IL_1]` to see a placeholder split across
+/// stream events.
+pub const SPLIT: char = '\u{2063}';
+
 /// Tokens in `text`: its whitespace-separated words.
 pub fn count_words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
@@ -49,20 +54,23 @@ impl<'a> Reply<'a> {
         self.words.len() as u64
     }
 
-    /// The reply text, words joined by single spaces.
+    /// The reply text, words joined by single spaces ([`SPLIT`] marks left out).
     pub fn text(&self) -> String {
-        self.words.join(" ")
+        self.words.join(" ").replace(SPLIT, "")
     }
 
     /// The words as stream deltas: the first as it is, each later one with a leading space,
-    /// so the deltas concatenate to [`Self::text`].
+    /// so the deltas concatenate to [`Self::text`]; a word with [`SPLIT`] marks is several
+    /// deltas, split there.
     pub fn deltas(&self) -> impl Iterator<Item = Cow<'a, str>> + '_ {
-        self.words.iter().enumerate().map(|(i, word)| {
-            if i == 0 {
-                Cow::Borrowed(*word)
-            } else {
-                Cow::Owned(format!(" {word}"))
-            }
+        self.words.iter().enumerate().flat_map(|(i, word)| {
+            word.split(SPLIT).enumerate().map(move |(j, piece)| {
+                if i == 0 || j > 0 {
+                    Cow::Borrowed(piece)
+                } else {
+                    Cow::Owned(format!(" {piece}"))
+                }
+            })
         })
     }
 }

@@ -8,6 +8,7 @@
 
 mod budgets;
 mod cache;
+mod guardrails;
 mod keys;
 mod prices;
 mod resources;
@@ -28,12 +29,14 @@ use crate::domain::route::RouteSpec;
 use crate::domain::{Check, DomainError, FieldError};
 
 pub use budgets::{budget_target, reference_errors, BudgetTarget};
+pub use guardrails::{guardrail_reference_errors, CurrentGuardrail, DesiredGuardrail, Pending};
 pub use keys::revoked_names;
 pub use resources::sealed_errors;
 pub use teams::{resolve_team, TeamRef};
 
 use budgets::{desired_budgets, plan_budgets};
 use cache::{desired_policies, plan_cache_policies};
+use guardrails::{desired_guardrails, plan_guardrails};
 use keys::{desired_key, duplicate_keys, plan_keys};
 use prices::{desired_prices, plan_prices};
 use resources::{plan_puts, provider_spec, spec_errors};
@@ -60,6 +63,7 @@ pub struct Current {
     pub prices: BTreeMap<String, PriceSpec>,
     /// Cache policies by id.
     pub cache_policies: BTreeMap<String, CachePolicySpec>,
+    pub guardrails: Vec<CurrentGuardrail>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +106,7 @@ pub struct Desired {
     pub prices: Vec<(String, PriceSpec)>,
     /// Cache policies by id (team names in `applies_to.teams` not yet resolved).
     pub cache_policies: Vec<(String, CachePolicySpec)>,
+    pub guardrails: Vec<DesiredGuardrail>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +212,18 @@ pub enum Change {
     DeleteCachePolicy {
         id: String,
     },
+    /// Creates or replaces a guardrail policy; `pending`: teams and keys created earlier in
+    /// this apply, added to `applies_to` when it runs.
+    PutGuardrail {
+        id: Uuid,
+        create: bool,
+        spec: crate::domain::guardrail::GuardrailSpec,
+        pending: Vec<Pending>,
+    },
+    /// A stored policy the file does not list (pruning only).
+    DeleteGuardrail {
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -231,6 +248,7 @@ pub struct ApplyReport {
     /// Price overrides (an entry equal to the built-in price, with no override, is none).
     pub prices: Counts,
     pub cache_policies: Counts,
+    pub guardrails: Counts,
     /// Events appended to the log (0 when the store already matched).
     pub events: u32,
     /// Position of the last event appended, if any.
@@ -338,6 +356,7 @@ impl Desired {
         let budgets = desired_budgets(&s.budgets, &mut errors);
         let prices = desired_prices(&s.pricing, &mut errors);
         let cache_policies = desired_policies(&s.cache_policies, &mut errors);
+        let guardrails = desired_guardrails(&s.guardrails, &mut errors);
         if errors.is_empty() {
             Ok(Self {
                 providers,
@@ -347,6 +366,7 @@ impl Desired {
                 budgets,
                 prices,
                 cache_policies,
+                guardrails,
             })
         } else {
             Err(errors)
@@ -363,6 +383,10 @@ pub fn plan(current: &Current, desired: &Desired) -> Vec<Change> {
     plan_prices(current, desired, &mut changes);
     let (budget_ids, budget_deletes) = plan_budgets(current, desired, &mut changes);
     plan_keys(current, desired, &budget_ids, &mut changes);
+    // After the keys and teams they may name; deleted before the routes they may name.
+    let (guardrail_puts, guardrail_deletes) = plan_guardrails(current, desired);
+    changes.extend(guardrail_puts);
+    changes.extend(guardrail_deletes);
     changes.extend(budget_deletes);
     let aliases: HashSet<&str> = desired.routes.iter().map(|(a, _)| a.as_str()).collect();
     let gone_routes = current
@@ -412,6 +436,9 @@ pub fn tally(changes: &[Change]) -> ApplyReport {
             Change::PutCachePolicy { create: true, .. } => r.cache_policies.created += 1,
             Change::PutCachePolicy { .. } => r.cache_policies.updated += 1,
             Change::DeleteCachePolicy { .. } => r.cache_policies.deleted += 1,
+            Change::PutGuardrail { create: true, .. } => r.guardrails.created += 1,
+            Change::PutGuardrail { .. } => r.guardrails.updated += 1,
+            Change::DeleteGuardrail { .. } => r.guardrails.deleted += 1,
         }
     }
     r

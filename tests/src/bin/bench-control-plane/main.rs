@@ -209,6 +209,7 @@ fn big_snapshot(
         pricing: Vec::new(),
         health: Vec::new(),
         cache_policies: Vec::new(),
+        guardrails: Vec::new(),
     }
 }
 
