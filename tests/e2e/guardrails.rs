@@ -13,6 +13,7 @@ use crate::fixture::{client, gateway_with, sha256_hex, UPSTREAM_KEY};
 const GUARDED: &str = "sk-sy-guarded-0123456789";
 const STRICT: &str = "sk-sy-strict-0123456789";
 const CHECKED: &str = "sk-sy-checked-0123456789";
+const PLAIN: &str = "sk-sy-plain-0123456789";
 
 const EMAIL: &str = "ann.lee@corp.example";
 const PEM_BODY: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
@@ -44,10 +45,14 @@ routes:
   - {{ alias: chat, deployments: [{{ provider: mock, model: mock-chat }}] }}
   - {{ alias: gpt, deployments: [{{ provider: openai-up, model: gpt-up }}] }}
   - {{ alias: claude, deployments: [{{ provider: claude, model: claude-up }}] }}
+  - {{ alias: cached, deployments: [{{ provider: mock, model: mock-chat }}] }}
+cache_policies:
+  - {{ id: c-cached, ttl_secs: 600, applies_to: {{ routes: [cached] }} }}
 keys:
   - {{ name: guarded, id: k-guarded, sha256: "{guarded}", models: ["*"] }}
   - {{ name: strict, id: k-strict, team: t-strict, sha256: "{strict}", models: ["*"] }}
   - {{ name: checked, id: k-checked, sha256: "{checked}", models: ["*"] }}
+  - {{ name: plain, id: k-plain, sha256: "{plain}", models: ["*"] }}
 guardrails:
   - id: g-redact
     applies_to: {{ keys: [k-guarded] }}
@@ -61,10 +66,14 @@ guardrails:
     applies_to: {{ keys: [k-checked] }}
     classes: {{ email: redact, phone: mask }}
     output: true
+  - id: g-plain
+    applies_to: {{ keys: [k-plain] }}
+    classes: {{ email: redact }}
 "#,
         guarded = sha256_hex(GUARDED),
         strict = sha256_hex(STRICT),
         checked = sha256_hex(CHECKED),
+        plain = sha256_hex(PLAIN),
     )
 }
 
@@ -592,4 +601,70 @@ fn proto_name(class: &str) -> &'static str {
     proto::GuardClass::from_name(class)
         .map(proto::GuardClass::name)
         .unwrap_or_else(|| panic!("unknown class {class}"))
+}
+
+/// The cache sits after the guardrails: it keys the redacted body, so two prompts that differ
+/// only in a redacted value share one entry (and the provider never saw either value); an
+/// answer the guardrails put values back into (reversible) is personal to its request, so it
+/// is neither looked up nor stored.
+#[tokio::test]
+async fn guardrails_the_cache_keys_the_redacted_body_and_skips_restored_answers() {
+    let env = guarded_gateway().await;
+    let ask = |key: &'static str, email: &'static str| {
+        let env = &env;
+        async move {
+            let body = json!({"model": "cached", "temperature": 0,
+                              "messages": [{"role": "user", "content": format!("Write to {email} today.")}]});
+            let r = client()
+                .post(env.data_plane().url("/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let cache = r.headers()["x-switchyard-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+            cache
+        }
+    };
+    assert_eq!(ask(PLAIN, "ann@one.example").await, "miss");
+    // The miss is stored once its answer is complete; the same redacted body then hits.
+    let mut second = String::new();
+    for _ in 0..50 {
+        second = ask(PLAIN, "bob@two.example").await;
+        if second == "hit" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        second, "hit",
+        "a body equal once redacted is answered from the cache"
+    );
+    let records = env.mock().requests().await.unwrap();
+    let first_calls = records.len();
+    assert!(first_calls >= 1);
+    for record in &records {
+        let seen = record["body"].to_string();
+        assert!(seen.contains("[EMAIL_1]"), "{seen}");
+        for original in ["ann@one.example", "bob@two.example"] {
+            assert!(
+                !seen.contains(original),
+                "the mock received {original}: {seen}"
+            );
+        }
+    }
+    // Reversible: each request goes to the provider, none is stored.
+    for email in ["cy@three.example", "cy@three.example"] {
+        assert_eq!(ask(GUARDED, email).await, "bypass");
+    }
+    let records = env.mock().requests().await.unwrap();
+    assert_eq!(
+        records.len(),
+        first_calls + 2,
+        "restored answers are never served from the cache"
+    );
 }
