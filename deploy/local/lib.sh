@@ -66,10 +66,12 @@ ensure_test_browser() {
 
 # ensure_deploy_tools: what the tests of deploy/ validate the deploy files with (the stack
 # does not need it): Debian's docker-compose (v1) parses deploy/compose/compose.yaml, no Docker
-# engine needed. systemd-analyze comes with the systemd package, which is not installed for it:
-# where it is absent, the units' check is skipped and says so.
+# engine needed; systemd-analyze (package systemd; installing it starts nothing in a
+# container) verifies deploy/systemd/'s units.
 ensure_deploy_tools() {
-  ensure_apt_packages docker-compose
+  local pkgs=(docker-compose)
+  command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)
+  ensure_apt_packages "${pkgs[@]}"
 }
 
 # ensure_system_deps: every system program the stack and its tests run.

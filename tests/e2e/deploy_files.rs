@@ -5,10 +5,10 @@
 //! - the Grafana ConfigMaps are what `grafana-configmaps.sh` generates from `dashboards/` now,
 //!   and hold those files byte for byte;
 //! - the Compose file against the compose-spec JSON schema, and by Debian's `docker-compose
-//!   config` (installed by deploy/local/lib.sh; skipped, and said so, where it is absent);
+//!   config` (installed by deploy/local/test.sh; a missing tool fails the test);
 //! - the NATS configs by `nats-server -t -c`;
-//! - the systemd units by `systemd-analyze verify` (skipped, and said so, only where the tool
-//!   is absent), with no warning allowed;
+//! - the systemd units by `systemd-analyze verify` (installed by deploy/local/test.sh), with no
+//!   warning allowed;
 //! - the Prometheus configs keep the job names the dashboards and alerts select on;
 //! - every environment variable a deploy file sets is one a plane (or Grafana's provisioning)
 //!   reads;
@@ -346,20 +346,15 @@ sys.exit(1 if errors else 0)
 fn deploy_compose_file_passes_docker_compose_config() {
     let dir = deploy("compose");
     // The compose-spec schema Debian's docker-compose 1.29 validates with, vendored
-    // (Apache-2.0) so the check also runs where docker-compose is not installed.
+    // (Apache-2.0): the file is checked against it as well as by docker-compose itself.
     let schema = workspace_root().join("tests/fixtures/compose_spec.json");
     run(Command::new(python())
         .args(["-c", SCHEMA_CHECK])
         .arg(&schema)
         .arg(dir.join("compose.yaml")));
-    let Some(compose) = system_program("docker-compose") else {
-        eprintln!(
-            "docker-compose is not installed: compose.yaml was checked against the compose-spec \
-             schema only (apt-get install docker-compose, as deploy/local/test.sh does, for the \
-             full check)"
-        );
-        return;
-    };
+    let compose = system_program("docker-compose").expect(
+        "docker-compose is not installed (deploy/local/test.sh installs it: apt-get install docker-compose)",
+    );
     let out = run(Command::new(compose)
         .args(["--env-file", "env.example", "-f", "compose.yaml", "config"])
         .current_dir(&dir));
@@ -437,10 +432,9 @@ fn deploy_systemd_units_pass_systemd_analyze_verify() {
             assert!(text.contains(setting), "{}: {setting}", unit.display());
         }
     }
-    let Some(analyze) = system_program("systemd-analyze") else {
-        eprintln!("SKIPPED: systemd-analyze is not installed; the units were not verified");
-        return;
-    };
+    let analyze = system_program("systemd-analyze").expect(
+        "systemd-analyze is not installed (deploy/local/test.sh installs it: apt-get install systemd)",
+    );
     // A root of our own: the units, stand-ins for the binaries at their ExecStart paths (the
     // real ones are checked to exist in the workspace) and the system's own units.
     let root = tempfile::tempdir().unwrap();
