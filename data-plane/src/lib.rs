@@ -141,18 +141,19 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         args.cache_max_entries,
         args.cache_max_bytes,
     ));
-    let semantic = match &args.embed_model {
+    let embedder = match &args.embed_model {
         Some(dir) => {
             let embedder = cache::embed::Embedder::load(dir)?;
             tracing::info!(model = %dir.display(), "semantic cache embedder loaded");
-            let semantic = Arc::new(cache::semantic::Semantic::new(embedder, nats.clone()));
-            if let Some(client) = &nats {
-                semantic.follow(client.clone(), &tasks, cancel.clone());
-            }
-            Some(semantic)
+            Some(embedder)
         }
         None => None,
     };
+    // The index serves policies that embed by a route even without the in-process model.
+    let semantic = Arc::new(cache::semantic::Semantic::new(embedder, nats.clone()));
+    if let Some(client) = &nats {
+        semantic.follow(client.clone(), &tasks, cancel.clone());
+    }
     let (usage_sink, usage) = usage::start(
         &usage::USAGE,
         nats.clone(),

@@ -45,7 +45,7 @@ pub struct Parts {
     /// The response cache (NATS key-value behind a bounded memory, or the memory alone).
     pub cache: Arc<crate::cache::Cache>,
     /// The semantic cache's embedder and index, when an embedding model is configured.
-    pub semantic: Option<Arc<crate::cache::semantic::Semantic>>,
+    pub semantic: Arc<crate::cache::semantic::Semantic>,
     /// OpenTelemetry traces (`None` inside when off: see `crate::spans`).
     pub tracer: telemetry::Tracer,
 }

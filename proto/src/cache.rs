@@ -52,7 +52,7 @@ pub struct CachePolicy {
     /// Grows with each purge; part of every entry's key.
     #[serde(default)]
     pub epoch: u64,
-    /// Semantic matching (not served yet; kept so a policy can carry it).
+    /// Semantic matching: a prompt similar enough to a cached one is answered with its answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub semantic: Option<SemanticSettings>,
 }
@@ -87,6 +87,11 @@ pub struct SemanticSettings {
     /// Cosine similarity at or above which a stored answer is served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<Decimal>,
+    /// A route (alias) that serves `/v1/embeddings`: prompts are embedded by it, as a request
+    /// of the caller's key, metered like any other. `None`: the proxy's in-process model.
+    /// Each embedder's vectors form their own index: the two never answer for each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_route: Option<String>,
 }
 
 fn yes() -> bool {
@@ -158,6 +163,14 @@ impl CachePolicy {
         if let Some(t) = self.semantic.as_ref().and_then(|s| s.threshold) {
             if t <= Decimal::ZERO || t > Decimal::ONE {
                 push("semantic.threshold", "must be in (0, 1]".into());
+            }
+        }
+        if let Some(route) = self.semantic.as_ref().and_then(|s| s.embedding_route.as_ref()) {
+            if route.trim().is_empty() || route.len() > 256 {
+                push(
+                    "semantic.embedding_route",
+                    "must be a route alias (1 to 256 characters)".into(),
+                );
             }
         }
         errors

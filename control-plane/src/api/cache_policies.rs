@@ -49,6 +49,7 @@ impl AdminResource for CachePolicy {
             semantic: s.semantic.as_ref().map(|m| SemanticView {
                 enabled: m.enabled,
                 threshold: m.threshold.map(|t| t.to_string()),
+                embedding_route: m.embedding_route.clone(),
             }),
             version,
             created_at: p.created_at,
@@ -80,7 +81,8 @@ fn targets_view(t: &proto::CacheTargets) -> Targets {
     }
 }
 
-/// Semantic-cache settings (stored and published; not served yet).
+/// Semantic-cache settings: served by proxies that have an embedder (the in-process model, or
+/// `embedding_route`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SemanticView {
@@ -89,6 +91,10 @@ pub struct SemanticView {
     /// Cosine similarity threshold in (0, 1], as a decimal string.
     #[schema(example = "0.92")]
     pub threshold: Option<String>,
+    /// A route serving `/v1/embeddings` that embeds the prompts, as requests of the caller's
+    /// key (metered like any other); absent: the proxy's in-process model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_route: Option<String>,
 }
 
 /// A cache policy as responses show it.
@@ -155,6 +161,7 @@ fn semantic(v: Option<SemanticView>) -> Result<Option<proto::SemanticSettings>, 
         Ok(proto::SemanticSettings {
             enabled: s.enabled,
             threshold,
+            embedding_route: s.embedding_route,
         })
     })
     .transpose()

@@ -221,12 +221,16 @@ pub struct SemanticStore {
     /// The user's last turn, and its embedding when the lookup already made it.
     pub text: String,
     pub vector: Option<Vec<f32>>,
+    /// The in-process model may embed the text here (not under a policy that embeds by a
+    /// route: without the lookup's vector, such an answer is stored for exact hits only).
+    pub local: bool,
 }
 
 impl SemanticStore {
     async fn announce(self, key: String, expires_ms: i64) {
         let vector = match self.vector {
             Some(v) => v,
+            None if !self.local => return,
             None => match self.semantic.embed(self.text.clone()).await {
                 Some(v) => v,
                 None => return,

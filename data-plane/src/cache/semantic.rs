@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::embed::{cosine, differ_beyond_embedding, Embedder, DIMENSIONS};
+use super::embed::{cosine, differ_beyond_embedding, Embedder};
 use super::entry::now_ms;
 
 /// JetStream stream of semantic records.
@@ -63,10 +63,10 @@ pub struct Match {
     pub similarity: f32,
 }
 
-/// The embedder and the index.
+/// The in-process embedder (if this proxy loaded one) and the index.
 #[derive(Debug)]
 pub struct Semantic {
-    embedder: Arc<Embedder>,
+    embedder: Option<Arc<Embedder>>,
     index: Mutex<Index>,
     js: Option<jetstream::Context>,
 }
@@ -107,9 +107,9 @@ impl Index {
 }
 
 impl Semantic {
-    pub fn new(embedder: Embedder, nats: Option<async_nats::Client>) -> Self {
+    pub fn new(embedder: Option<Embedder>, nats: Option<async_nats::Client>) -> Self {
         Self {
-            embedder: Arc::new(embedder),
+            embedder: embedder.map(Arc::new),
             index: Mutex::new(Index::default()),
             js: nats.map(jetstream::new),
         }
@@ -121,9 +121,14 @@ impl Semantic {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The embedding of `text`, computed off the async workers.
+    /// This proxy loaded the in-process embedder.
+    pub fn has_embedder(&self) -> bool {
+        self.embedder.is_some()
+    }
+
+    /// The embedding of `text` by the in-process model, computed off the async workers.
     pub async fn embed(&self, text: String) -> Option<Vec<f32>> {
-        let embedder = Arc::clone(&self.embedder);
+        let embedder = Arc::clone(self.embedder.as_ref()?);
         match tokio::task::spawn_blocking(move || embedder.embed(&text)).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
@@ -143,7 +148,8 @@ impl Semantic {
             .scopes
             .get(scope)?
             .iter()
-            .filter(|i| i.expires_ms > now)
+            // A vector of another length came from another model (the route changed).
+            .filter(|i| i.expires_ms > now && i.vector.len() == vector.len())
             .map(|i| (cosine(vector, &i.vector), i))
             .filter(|(s, i)| *s >= threshold && !differ_beyond_embedding(text, &i.text))
             .max_by(|a, b| a.0.total_cmp(&b.0));
@@ -185,7 +191,8 @@ impl Semantic {
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&record.vector) else {
             return;
         };
-        if bytes.len() != DIMENSIONS * 4 || record.expires_ms <= now_ms() {
+        // Any dimension (a routed embedder's); one scope's vectors all come from one embedder.
+        if bytes.is_empty() || bytes.len() % 4 != 0 || record.expires_ms <= now_ms() {
             return;
         }
         let vector = bytes

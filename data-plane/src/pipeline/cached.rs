@@ -55,6 +55,8 @@ struct SemanticAsk {
     scope: String,
     text: String,
     threshold: f32,
+    /// The route that embeds the text (`None`: the in-process model).
+    route: Option<String>,
 }
 
 /// `x-switchyard-cache-match`: `exact`, or `semantic; similarity=0.953` on a hit.
@@ -96,7 +98,7 @@ impl Plan {
             return bypass;
         };
         let parts = app.parts();
-        let semantic = semantic_ask(parts.semantic.as_ref(), policy, scope, json);
+        let semantic = semantic_ask(&parts.semantic, policy, scope, json);
         let pending = Pending {
             cache: Arc::clone(&parts.cache),
             tasks: parts.tasks.clone(),
@@ -111,6 +113,7 @@ impl Plan {
                 scope: s.scope.clone(),
                 text: s.text.clone(),
                 vector: None,
+                local: s.route.is_none(),
             }),
         };
         Self {
@@ -122,15 +125,28 @@ impl Plan {
         }
     }
 
-    /// The stored entry that answers this request, if any (then the plan is a `hit`).
-    pub async fn lookup(&mut self, app: &App) -> Option<Arc<Entry>> {
+    /// The stored entry that answers request `p`, if any (then the plan is a `hit`).
+    pub async fn lookup(&mut self, app: &App, p: &Prepared) -> Option<Arc<Entry>> {
         let (key, team) = self.lookup.as_ref()?;
         let cache = &app.parts().cache;
         let entry = match cache.get(key, team.as_deref()).await {
             Some(entry) => entry,
             None => {
                 let ask = self.semantic.as_ref()?;
-                let vector = ask.semantic.embed(ask.text.clone()).await?;
+                let vector = match &ask.route {
+                    None => ask.semantic.embed(ask.text.clone()).await?,
+                    Some(route) => match super::embed::routed(app, p, route, &ask.text).await {
+                        Ok(vector) => vector,
+                        Err(e) => {
+                            // No embedding, no semantic lookup (nor a semantic record).
+                            tracing::warn!(route = %route, error = %e, "the cache's embedding route failed");
+                            if let Some(p) = self.pending.as_mut() {
+                                p.semantic = None;
+                            }
+                            return None;
+                        }
+                    },
+                };
                 let found = ask
                     .semantic
                     .search(&ask.scope, &ask.text, &vector, ask.threshold);
@@ -166,17 +182,21 @@ impl Plan {
     }
 }
 
-/// The semantic lookup a policy asks for, if this proxy has the embedder and the request ends
-/// with a text turn of the user: that turn is compared by embedding; everything else (the
-/// scope, every other field, the messages before it) must match exactly.
+/// The semantic lookup a policy asks for, if there is an embedder (the policy's route, else
+/// this proxy's in-process model) and the request ends with a text turn of the user: that turn
+/// is compared by embedding; everything else (the scope, the embedder, every other field, the
+/// messages before it) must match exactly.
 fn semantic_ask(
-    semantic: Option<&Arc<Semantic>>,
+    semantic: &Arc<Semantic>,
     policy: &proto::CachePolicy,
     scope: key::Scope<'_>,
     json: &JsonBody,
 ) -> Option<SemanticAsk> {
     let settings = policy.semantic.as_ref().filter(|s| s.enabled)?;
-    let semantic = semantic?;
+    let route = settings.embedding_route.clone();
+    if route.is_none() && !semantic.has_embedder() {
+        return None;
+    }
     let messages: serde_json::Value = serde_json::from_str(json.get("messages")?.get()).ok()?;
     let (before, text) = semantic_turn(&messages)?;
     let mut rest = json.clone();
@@ -184,7 +204,10 @@ fn semantic_ask(
         "messages".into(),
         serde_json::value::to_raw_value(&before).ok()?,
     );
-    let policy_scope = format!("semantic:{}", scope.policy);
+    let policy_scope = match &route {
+        None => format!("semantic:{}", scope.policy),
+        Some(route) => format!("semantic:{}@route:{route}", scope.policy),
+    };
     let scope = key::key(
         key::Scope {
             policy: &policy_scope,
@@ -201,6 +224,7 @@ fn semantic_ask(
         scope,
         text,
         threshold,
+        route,
     })
 }
 

@@ -101,7 +101,7 @@ pub async fn serve_read<D: ChatDialect>(
     // or that is checked, is neither looked up nor stored: it belongs to this request's values.
     let cacheable = untranslatable.is_none() && guarded.restorer.is_none();
     let mut cache = cached::Plan::new(app, &prepared, headers, &json, cacheable);
-    if let Some(entry) = cache.lookup(app).await {
+    if let Some(entry) = cache.lookup(app, &prepared).await {
         let hit = cached::serve::<D>(app, &prepared, &fields, &client, &entry, keep);
         if let Some(mut response) = hit {
             cache.tag(&mut response);

@@ -102,7 +102,7 @@ async fn main() {
         embeds.push(t.elapsed());
     }
     println!("embedding a short prompt: p50 {:?}", p50(embeds));
-    let semantic = Semantic::new(Embedder::load(&dir).unwrap(), None);
+    let semantic = Semantic::new(Some(Embedder::load(&dir).unwrap()), None);
     let mut seed = 1u64;
     for i in 0..N {
         let v: Vec<f32> = (0..384)

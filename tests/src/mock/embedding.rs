@@ -1,9 +1,11 @@
 //! Embeddings: input forms, deterministic vectors and the response body.
 //!
 //! A vector depends only on its input item and `dimensions`: the item is hashed (FNV-1a over
-//! the UTF-8 text, or over the little-endian `u64` of each token id), the hash seeds a
-//! SplitMix64 sequence mapped to `[-1, 1)`, and the result is L2-normalised. The same text
-//! always gives the same vector, on every run and machine.
+//! the text's words, lowercased, or over the little-endian `u64` of each token id), the hash
+//! seeds a SplitMix64 sequence mapped to `[-1, 1)`, and the result is L2-normalised. The same
+//! text always gives the same vector, on every run and machine; texts that differ only in case,
+//! spacing or punctuation ("What is Rust?" and "what is rust") give the same vector, the mock's
+//! stand-in for a paraphrase; any other two texts are unrelated.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -72,7 +74,10 @@ impl Item<'_> {
                 .fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
         };
         match self {
-            Self::Text(t) => fnv(OFFSET, t.as_bytes()),
+            Self::Text(t) => t
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .fold(OFFSET, |h, w| fnv(fnv(h, w.to_lowercase().as_bytes()), b" ")),
             Self::Tokens(ids) => ids.iter().fold(OFFSET, |h, id| fnv(h, &id.to_le_bytes())),
         }
     }
