@@ -20,6 +20,8 @@ pub mod check;
 pub mod detect;
 pub mod redact;
 pub mod restore;
+mod scope;
+mod strings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,11 +83,6 @@ impl Effective {
                 .find(|(j, _)| *j == i)
                 .map(|(_, action)| *action),
         }
-    }
-
-    /// Whether the request's policies have custom patterns.
-    pub fn has_custom(&self) -> bool {
-        !self.custom.is_empty()
     }
 
     /// The class name of `kind` (metric label, placeholder, block message).

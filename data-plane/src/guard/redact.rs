@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::detect::{secret_name, Kind};
-use super::{check, Effective};
+use super::{check, strings, Effective};
 
 /// Top-level members whose text a provider sees as the conversation.
 const TEXT_MEMBERS: [&str; 5] = ["messages", "system", "input", "instructions", "prompt"];
@@ -100,10 +100,7 @@ impl Session {
 
     /// Rewrites a JSON request body (an object).
     pub fn redact_body(&mut self, bytes: &[u8]) -> Outcome {
-        // Escapes (`\u0040`) could hide a value from a scan of the bytes: such a body is
-        // decoded and looked at string by string.
-        let escaped = memchr::memmem::find(bytes, b"\\u").is_some();
-        if !escaped && !self.may_match(bytes) {
+        if !self.may_match(bytes) {
             return Outcome::Unchanged;
         }
         let Ok(mut body) = serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(bytes) else {
@@ -114,9 +111,6 @@ impl Session {
             let Some(raw) = body.get_mut(member) else {
                 continue;
             };
-            if !escaped && !self.may_match(raw.get().as_bytes()) {
-                continue;
-            }
             let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else {
                 continue;
             };
@@ -130,18 +124,33 @@ impl Session {
         if !self.blocked.is_empty() {
             return Outcome::Blocked(self.blocked.iter().cloned().collect());
         }
+        if !changed {
+            return Outcome::Unchanged;
+        }
         match serde_json::to_vec(&body) {
-            Ok(bytes) if changed => Outcome::Changed(Bytes::from(bytes)),
-            _ => Outcome::Unchanged,
+            Ok(bytes) => Outcome::Changed(Bytes::from(bytes)),
+            Err(_) => Outcome::Unchanged,
         }
     }
 
-    /// Whether `bytes` (raw JSON) may hold a value to find. The built-in patterns read the
-    /// same on raw JSON as on its strings; a custom pattern may not (an anchor, a quote), so a
-    /// policy with custom patterns has every body decoded.
+    /// Whether a JSON body may hold a value to find: every string in it, decoded, is searched
+    /// (names, identifiers and members [`Self::walk`] skips included), and a string under a
+    /// member named like a secret is judged as one. Only a body where this finds something is
+    /// parsed.
     fn may_match(&self, bytes: &[u8]) -> bool {
         let e = &self.effective;
-        e.has_custom() || e.detector.may_match(bytes, |k| e.action(k).is_some())
+        let secrets = e
+            .action(Kind::Builtin(GuardClass::SecretAssignment))
+            .is_some();
+        let mut under_secret = false;
+        let found = strings::any(bytes, |s, name| {
+            if name {
+                under_secret = secrets && std::str::from_utf8(s).is_ok_and(secret_name);
+                return false;
+            }
+            (under_secret && check::secret_value(s)) || e.detector.any(s, |k| e.action(k).is_some())
+        });
+        found.unwrap_or(true)
     }
 
     /// Redacts every string under `value`; `parent` is the member name it sits under.
