@@ -18,6 +18,12 @@
 
 pub mod check;
 pub mod detect;
+#[cfg(test)]
+#[path = "/tmp/gperf/equiv.rs"]
+mod equiv;
+#[cfg(test)]
+#[path = "/tmp/gperf/old_detect.rs"]
+mod old_detect;
 pub mod redact;
 pub mod restore;
 mod scope;

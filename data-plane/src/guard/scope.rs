@@ -111,7 +111,6 @@ const LITERALS: &[(GuardClass, bool, &[&str])] = &[
     ),
     // `sk-ant-` is an `sk-` too: both classes' regions start at every `sk-`.
     (GuardClass::OpenaiKey, true, &["sk-"]),
-    (GuardClass::PrivateKey, true, &["-----BEGIN"]),
     (GuardClass::Jwt, true, &["eyJ"]),
     (
         GuardClass::SecretAssignment,
@@ -140,12 +139,15 @@ const LITERALS: &[(GuardClass, bool, &[&str])] = &[
     ),
 ];
 
-/// The literal scanner, built once per detector.
+/// The literal scanners, built once per detector.
 #[derive(Debug)]
 pub struct Scopes {
-    literals: AhoCorasick,
-    /// Per literal (pattern id of `literals`): its class, and its text if its case must match.
-    meta: Vec<(GuardClass, Option<&'static str>)>,
+    /// The secrets' prefixes, in their case.
+    tokens: AhoCorasick,
+    /// Per pattern of `tokens`: its class.
+    token_classes: Vec<GuardClass>,
+    /// The names a secret is assigned to, in any case.
+    names: AhoCorasick,
 }
 
 /// Regions per class (index: [`slot`]).
@@ -153,20 +155,31 @@ pub type Regions = [Vec<Range<usize>>; CLASSES];
 
 impl Scopes {
     pub fn new() -> Result<Self, aho_corasick::BuildError> {
-        let mut texts = Vec::new();
-        let mut meta = Vec::new();
+        let mut tokens = Vec::new();
+        let mut token_classes = Vec::new();
+        let mut names = Vec::new();
         for (class, exact, list) in LITERALS {
             for text in *list {
-                texts.push(*text);
-                meta.push((*class, exact.then_some(*text)));
+                if *exact {
+                    tokens.push(*text);
+                    token_classes.push(*class);
+                } else {
+                    names.push(*text);
+                }
             }
         }
-        let literals = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&texts)?;
-        Ok(Self { literals, meta })
+        let build = |insensitive: bool, texts: &[&str]| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(insensitive)
+                .match_kind(MatchKind::LeftmostFirst)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(texts)
+        };
+        Ok(Self {
+            tokens: build(false, &tokens)?,
+            token_classes,
+            names: build(true, &names)?,
+        })
     }
 
     /// The regions of every class `wanted` (by [`slot`]) in `text`.
@@ -176,27 +189,21 @@ impl Scopes {
         if want(GuardClass::Email) {
             emails(text, &mut out[slot(GuardClass::Email)]);
         }
-        let literal_classes = [
-            GuardClass::AwsAccessKey,
-            GuardClass::GithubToken,
-            GuardClass::GitlabToken,
-            GuardClass::SlackToken,
-            GuardClass::OpenaiKey,
-            GuardClass::AnthropicKey,
-            GuardClass::PrivateKey,
-            GuardClass::Jwt,
-            GuardClass::SecretAssignment,
-        ];
-        if literal_classes.into_iter().any(want) {
-            self.literal_regions(text, wanted, &mut out);
+        if want(GuardClass::PrivateKey) {
+            // The block runs to its END line or to the end of the text.
+            if let Some(at) = memchr::memmem::find(text, b"-----BEGIN") {
+                out[slot(GuardClass::PrivateKey)].push(at..text.len());
+            }
         }
-        if [GuardClass::Phone, GuardClass::CreditCard, GuardClass::UsSsn]
-            .into_iter()
-            .chain([GuardClass::Ipv4, GuardClass::Iban])
-            .any(want)
-        {
-            digit_runs(text, wanted, &mut out);
+        self.tokens(text, wanted, &mut out);
+        if want(GuardClass::SecretAssignment) {
+            // Non-overlapping: a name inside another one (`secretoken`) is in its region.
+            let regions = &mut out[slot(GuardClass::SecretAssignment)];
+            for hit in self.names.find_iter(text) {
+                regions.push(assignment(text, hit.start(), hit.end()));
+            }
         }
+        digit_runs(text, wanted, &mut out);
         if want(GuardClass::Ipv6) {
             ipv6(text, &mut out[slot(GuardClass::Ipv6)]);
         }
@@ -206,36 +213,33 @@ impl Scopes {
         out
     }
 
-    fn literal_regions(&self, text: &[u8], wanted: &[bool; CLASSES], out: &mut Regions) {
-        for hit in self.literals.find_overlapping_iter(text) {
-            let Some(&(class, exact)) = self.meta.get(hit.pattern().as_usize()) else {
+    /// From each secret prefix to the end of the token run it starts. Non-overlapping: a
+    /// prefix starting inside another one is preceded by a word byte, where no token's `\b`
+    /// lets a match start.
+    fn tokens(&self, text: &[u8], wanted: &[bool; CLASSES], out: &mut Regions) {
+        let classes = [
+            GuardClass::AwsAccessKey,
+            GuardClass::GithubToken,
+            GuardClass::GitlabToken,
+            GuardClass::SlackToken,
+            GuardClass::OpenaiKey,
+            GuardClass::AnthropicKey,
+            GuardClass::Jwt,
+        ];
+        if !classes.iter().any(|c| wanted[slot(*c)]) {
+            return;
+        }
+        for hit in self.tokens.find_iter(text) {
+            let Some(&class) = self.token_classes.get(hit.pattern().as_usize()) else {
                 continue;
             };
-            let (at, end) = (hit.start(), hit.end());
-            if exact.is_some_and(|e| e.as_bytes() != &text[at..end]) {
-                continue;
-            }
-            let classes: &[GuardClass] = match class {
-                GuardClass::OpenaiKey => &[GuardClass::OpenaiKey, GuardClass::AnthropicKey],
-                GuardClass::AwsAccessKey => &[GuardClass::AwsAccessKey],
-                GuardClass::GithubToken => &[GuardClass::GithubToken],
-                GuardClass::GitlabToken => &[GuardClass::GitlabToken],
-                GuardClass::SlackToken => &[GuardClass::SlackToken],
-                GuardClass::PrivateKey => &[GuardClass::PrivateKey],
-                GuardClass::Jwt => &[GuardClass::Jwt],
-                _ => &[GuardClass::SecretAssignment],
-            };
-            for &c in classes {
-                if !wanted[slot(c)] {
-                    continue;
+            let region = hit.start()..run_end(text, hit.end(), &TOKEN);
+            // `sk-ant-` is an `sk-` too.
+            let also = (class == GuardClass::OpenaiKey).then_some(GuardClass::AnthropicKey);
+            for c in std::iter::once(class).chain(also) {
+                if wanted[slot(c)] {
+                    out[slot(c)].push(region.clone());
                 }
-                let region = match c {
-                    // The block runs to its END line or to the end of the text.
-                    GuardClass::PrivateKey => at..text.len(),
-                    GuardClass::SecretAssignment => assignment(text, at, end),
-                    _ => at..run_end(text, end, &TOKEN),
-                };
-                out[slot(c)].push(region);
             }
         }
     }
@@ -283,79 +287,104 @@ fn assignment(text: &[u8], name: usize, name_end: usize) -> Range<usize> {
     start..end.min(text.len())
 }
 
-/// How a run of one digit class is judged.
-struct DigitClass {
-    class: GuardClass,
-    set: ByteSet,
-    /// Whether the run can hold a valid value (a necessary condition only).
-    keep: fn(&[u8]) -> bool,
-}
-
-fn count(run: &[u8], f: impl Fn(u8) -> bool) -> usize {
-    run.iter().filter(|b| f(**b)).count()
-}
-
-const DIGIT_CLASSES: [DigitClass; 5] = [
-    // The number (before an extension) has 8-15 digits.
-    DigitClass {
-        class: GuardClass::Phone,
-        set: PHONE,
-        keep: |r| count(r, |b| b.is_ascii_digit()) >= 8,
-    },
-    DigitClass {
-        class: GuardClass::CreditCard,
-        set: CARD,
-        keep: |r| count(r, |b| b.is_ascii_digit()) >= 12,
-    },
-    DigitClass {
-        class: GuardClass::UsSsn,
-        set: SSN,
-        keep: |r| r.len() >= 11,
-    },
-    DigitClass {
-        class: GuardClass::Ipv4,
-        set: IPV4,
-        keep: |r| r.len() >= 7 && count(r, |b| b == b'.') >= 3,
-    },
-    // Two letters and two digits, then at least 11 more.
-    DigitClass {
-        class: GuardClass::Iban,
-        set: IBAN,
-        keep: |r| {
-            r.len() >= 15
-                && r.windows(4).any(|w| {
-                    w[0].is_ascii_uppercase()
-                        && w[1].is_ascii_uppercase()
-                        && w[2].is_ascii_digit()
-                        && w[3].is_ascii_digit()
-                })
-        },
-    },
+/// The digit classes whose alphabet is part of a phone number's, with the digits and dots a
+/// run of theirs needs at least (a necessary condition only).
+const IN_PHONE_RUNS: [(GuardClass, &ByteSet, usize, usize); 3] = [
+    (GuardClass::CreditCard, &CARD, 12, 0),
+    (GuardClass::UsSsn, &SSN, 9, 0),
+    (GuardClass::Ipv4, &IPV4, 4, 3),
 ];
 
-/// The runs of each digit class's alphabet that hold a digit and pass the class's test.
+/// The digits and the dots of `run`.
+fn digits_and_dots(run: &[u8]) -> (usize, usize) {
+    run.iter().fold((0, 0), |(d, p), b| {
+        (
+            d + usize::from(b.is_ascii_digit()),
+            p + usize::from(*b == b'.'),
+        )
+    })
+}
+
+/// Runs of the digit classes' alphabets long enough to hold a value: a phone number (8
+/// digits before an extension), a card (12), an SSN (9), an IPv4 address (4 digits, 3 dots)
+/// and an IBAN (two capitals and two digits, 15 bytes).
+///
+/// One pass over the runs of a phone number's alphabet, which holds the card's, the SSN's and
+/// the IPv4's: their runs are looked for only inside a phone run with digits enough. An IBAN
+/// starts with two capitals, which no phone run holds, so its first digit starts a phone run.
 fn digit_runs(text: &[u8], wanted: &[bool; CLASSES], out: &mut Regions) {
-    // Per digit class: the end of the last run looked at (a digit before it is in it).
-    let mut done = [0usize; DIGIT_CLASSES.len()];
-    let mut skip = [true; DIGIT_CLASSES.len()];
-    for (s, d) in skip.iter_mut().zip(&DIGIT_CLASSES) {
-        *s = !wanted[slot(d.class)];
+    let phone = wanted[slot(GuardClass::Phone)];
+    let iban = wanted[slot(GuardClass::Iban)];
+    let inner: Vec<_> = IN_PHONE_RUNS
+        .iter()
+        .filter(|(c, ..)| wanted[slot(*c)])
+        .collect();
+    if !phone && !iban && inner.is_empty() {
+        return;
     }
-    for (i, b) in text.iter().enumerate() {
-        if !b.is_ascii_digit() {
-            continue;
+    let mut iban_done = 0;
+    let mut at = 0;
+    while let Some(i) = next_digit(text, at) {
+        let run = run_start(text, i, &PHONE)..run_end(text, i, &PHONE);
+        at = run.end.max(i + 1);
+        let capitals = i >= 2 && text[i - 2..i].iter().all(u8::is_ascii_uppercase);
+        if iban && capitals && i >= iban_done && text.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            let r = run_start(text, i, &IBAN)..run_end(text, i, &IBAN);
+            iban_done = r.end;
+            if r.len() >= 15 {
+                out[slot(GuardClass::Iban)].push(r);
+            }
         }
-        for (k, d) in DIGIT_CLASSES.iter().enumerate() {
-            if skip[k] || i < done[k] {
+        let (digits, dots) = digits_and_dots(&text[run.clone()]);
+        if phone && digits >= 8 {
+            out[slot(GuardClass::Phone)].push(run.clone());
+        }
+        for &&(class, set, min_digits, min_dots) in &inner {
+            if digits < min_digits || dots < min_dots {
                 continue;
             }
-            let run = run_start(text, i, &d.set)..run_end(text, i, &d.set);
-            done[k] = run.end;
-            if (d.keep)(&text[run.clone()]) {
-                out[slot(d.class)].push(run);
+            // The class's runs inside this one are runs of the text too: the bytes around it
+            // are in no digit class's alphabet here.
+            let mut from = run.start;
+            while from < run.end {
+                let start = (from..run.end)
+                    .find(|&k| set[usize::from(text[k])])
+                    .unwrap_or(run.end);
+                let end = run_end(text, start, set).min(run.end);
+                let (d, p) = digits_and_dots(&text[start..end]);
+                if start < end && d >= min_digits && p >= min_dots {
+                    out[slot(class)].push(start..end);
+                }
+                from = end + 1;
             }
         }
     }
+}
+
+/// The position of the first ASCII digit at or after `from`, eight bytes at a time.
+fn next_digit(text: &[u8], from: usize) -> Option<usize> {
+    const LOW: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut at = from;
+    while let Some(chunk) = text.get(at..at + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        // A byte is a digit if it is below 0x80, at least b'0' and at most b'9': on its low 7
+        // bits, `+ (0x80 - b'0')` sets the top bit for the first and `(0x80 + b'9') -` for
+        // the second, on all eight bytes at once with no carry or borrow crossing a byte.
+        let low7 = x & !HIGH;
+        let ge0 = low7 + LOW * (0x80 - u64::from(b'0'));
+        let le9 = (LOW * (0x80 + u64::from(b'9'))) - low7;
+        if ge0 & le9 & !x & HIGH != 0 {
+            break;
+        }
+        at += 8;
+    }
+    text.get(at..)?
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|i| at + i)
 }
 
 /// Runs of hex digits and colons that can hold an address with three groups written out:
@@ -369,7 +398,7 @@ fn ipv6(text: &[u8], out: &mut Vec<Range<usize>>) {
         let run = run_start(text, at, &IPV6)..run_end(text, at, &IPV6);
         done = run.end;
         let r = &text[run.clone()];
-        let colons = count(r, |b| b == b':');
+        let colons = r.iter().filter(|b| **b == b':').count();
         let groups = r.split(|b| *b == b':').filter(|g| !g.is_empty()).count();
         if groups >= 3 && (colons >= 7 || memchr::memmem::find(r, b"::").is_some()) {
             out.push(run);
@@ -442,5 +471,18 @@ mod tests {
             regions_of(GuardClass::SecretAssignment, "my.DB_Password = \"x\""),
             ["my.DB_Password = \"x\""]
         );
+    }
+
+    #[test]
+    fn the_next_digit_is_found_past_other_bytes() {
+        let text = b"abcdefgh/:\x7f\xff ijklmnop 7 qrstuvwxyz0";
+        assert_eq!(next_digit(text, 0), Some(22));
+        assert_eq!(next_digit(text, 23), Some(text.len() - 1));
+        assert_eq!(next_digit(b"no digits at all here", 0), None);
+        for b in 0..=255u8 {
+            let mut t = [b' '; 16];
+            t[9] = b;
+            assert_eq!(next_digit(&t, 0).is_some(), b.is_ascii_digit(), "{b}");
+        }
     }
 }
