@@ -1,45 +1,24 @@
-//! The strings of a JSON text, found and decoded without building its value: what the
-//! redaction pass reads first, so that a body with nothing to find is left alone without being
-//! parsed. Decoding is exact (escapes, `\u` and surrogate pairs included), so a value hidden
-//! behind an escape (`\u0040` for `@`) is seen as the provider would see it.
+//! JSON string literals read straight from a body's bytes: where one ends, and its text
+//! decoded exactly (escapes, `\u` and surrogate pairs included), so a value hidden behind an
+//! escape (`\u0040` for `@`) is seen as the provider would see it.
 
-/// Calls `f` with every string of `json`, decoded, and whether it is an object member's name,
-/// until `f` says stop (`true`). Returns whether it stopped, or `None` if a string is not
-/// well formed (the text is not JSON; the caller decides the slow way).
-pub fn any(json: &[u8], mut f: impl FnMut(&[u8], bool) -> bool) -> Option<bool> {
-    let mut decoded = Vec::new();
-    let mut at = 0;
-    while let Some(open) = memchr::memchr(b'"', &json[at..]).map(|i| at + i) {
-        let mut close = open + 1;
-        let mut escaped = false;
-        loop {
-            let i = memchr::memchr2(b'"', b'\\', json.get(close..)?)? + close;
-            if json[i] == b'"' {
-                close = i;
-                break;
-            }
-            escaped = true;
-            close = i + 2;
+/// The position of the closing quote of the literal whose opening quote is at `open`, and
+/// whether the literal has escapes; `None` if it is not closed.
+pub fn literal_end(json: &[u8], open: usize) -> Option<(usize, bool)> {
+    let mut at = open + 1;
+    let mut escaped = false;
+    loop {
+        let i = memchr::memchr2(b'"', b'\\', json.get(at..)?)? + at;
+        if json[i] == b'"' {
+            return Some((i, escaped));
         }
-        let raw = &json[open + 1..close];
-        let text = if escaped {
-            decode(raw, &mut decoded)?;
-            decoded.as_slice()
-        } else {
-            raw
-        };
-        let rest = json.get(close + 1..).unwrap_or_default();
-        let key = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
-        if f(text, key) {
-            return Some(true);
-        }
-        at = close + 1;
+        escaped = true;
+        at = i + 2;
     }
-    Some(false)
 }
 
-/// Decodes the inside of a string literal with escapes into `out`.
-fn decode(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+/// Decodes the inside of a string literal with escapes into `out`; `None` on a bad escape.
+pub fn decode(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
     out.clear();
     let mut i = 0;
     while i < raw.len() {
@@ -93,32 +72,28 @@ fn unicode(s: &[u8]) -> Option<(char, usize)> {
 mod tests {
     use super::*;
 
-    fn strings(json: &str) -> Vec<(String, bool)> {
+    fn decoded(literal: &str) -> String {
+        let json = literal.as_bytes();
+        let (close, escaped) = literal_end(json, 0).unwrap();
+        assert_eq!(close, json.len() - 1);
         let mut out = Vec::new();
-        let done = any(json.as_bytes(), |s, key| {
-            out.push((String::from_utf8_lossy(s).into_owned(), key));
-            false
-        });
-        assert_eq!(done, Some(false));
-        out
+        if escaped {
+            decode(&json[1..close], &mut out).unwrap();
+        } else {
+            out.extend_from_slice(&json[1..close]);
+        }
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn strings_are_decoded_and_names_told_apart() {
-        let got = strings(r#"{"a" : "x\u0040y.example\n\"q\"", "b": ["\ud83d\ude00 \/", 5]}"#);
+    fn literals_end_at_their_quote_and_decode_exactly() {
         assert_eq!(
-            got,
-            [
-                ("a".into(), true),
-                ("x@y.example\n\"q\"".into(), false),
-                ("b".into(), true),
-                ("\u{1f600} /".into(), false)
-            ]
+            decoded(r#""x\u0040y.example\n\"q\"""#),
+            "x@y.example\n\"q\""
         );
-        assert_eq!(any(br#"{"a": "unterminated"#, |_, _| false), None);
-        assert_eq!(
-            any(br#"{"a": "x", "b": "y"}"#, |s, _| s == b"x"),
-            Some(true)
-        );
+        assert_eq!(decoded(r#""\ud83d\ude00 \/ \\""#), "\u{1f600} / \\");
+        assert_eq!(decoded(r#""plain""#), "plain");
+        assert_eq!(literal_end(br#""unterminated\""#, 0), None);
+        assert_eq!(decode(br"\q", &mut Vec::new()), None);
     }
 }
