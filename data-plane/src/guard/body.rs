@@ -41,15 +41,18 @@ const SKIPPED: [&str; 17] = [
 /// Nesting deeper than this is refused (as serde_json does).
 const MAX_DEPTH: usize = 128;
 
+/// A body that is not a JSON object (or nests deeper than serde_json allows).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the body is not a JSON object")]
+pub struct NotAnObject;
+
 /// Calls `f` with every text of `json` (an object) and the member it sits under (`None` at
 /// the top), in document order, and returns the body with the texts `f` replaced, `Ok(None)`
-/// if it replaced none, or `Err(())` if the body is not a JSON object (what was replaced
-/// before the fault is dropped).
-#[allow(clippy::result_unit_err)]
+/// if it replaced none, or [`NotAnObject`] (what was replaced before the fault is dropped).
 pub fn rewrite(
     json: &[u8],
     f: impl FnMut(&str, Option<&str>) -> Option<String>,
-) -> Result<Option<Vec<u8>>, ()> {
+) -> Result<Option<Vec<u8>>, NotAnObject> {
     let mut walk = Walk {
         json,
         at: 0,
@@ -57,7 +60,7 @@ pub fn rewrite(
         copied: 0,
         f,
     };
-    walk.top().ok_or(())?;
+    walk.top().ok_or(NotAnObject)?;
     if walk.copied == 0 {
         return Ok(None);
     }
@@ -223,7 +226,7 @@ b"#,
         ] {
             assert_eq!(
                 rewrite(bad, |_, _| None),
-                Err(()),
+                Err(NotAnObject),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );

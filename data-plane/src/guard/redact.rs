@@ -80,7 +80,7 @@ impl Session {
         }
         match rewritten {
             Ok(Some(bytes)) => Outcome::Changed(Bytes::from(bytes)),
-            Ok(None) | Err(()) => Outcome::Unchanged,
+            Ok(None) | Err(body::NotAnObject) => Outcome::Unchanged,
         }
     }
 
