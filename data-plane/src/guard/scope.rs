@@ -4,9 +4,10 @@
 //!
 //! Two kinds of class:
 //! - classes with a literal (the secrets' prefixes `AKIA`, `ghp_`, `sk-`, `eyJ`,
-//!   `-----BEGIN`, the names a secret is assigned to, `@` of an email): one Aho-Corasick pass
-//!   (and one `memchr` for `@`) finds the literals, and a region runs from where a match
-//!   holding that literal can start to where it must end;
+//!   `-----BEGIN`, the names a secret is assigned to, `@` of an email): two Aho-Corasick
+//!   passes (the prefixes; the names, on the text lowered) and `memchr` for `@` and
+//!   `-----BEGIN` find the literals, and a region runs from where a match holding that
+//!   literal can start to where it must end;
 //! - classes of digits and separators (phone, card, IBAN, SSN, IPv4, IPv6): every byte of a
 //!   match belongs to the class's alphabet, so a match lies inside one maximal run of that
 //!   alphabet, and a run is kept only if it passes a test every run holding a *valid* value
