@@ -1,19 +1,23 @@
 //! The detector: every built-in class's pattern and validator, and the policies' custom
-//! patterns, compiled once per snapshot into one `RegexSet` (which says in one pass which
-//! patterns can match a text) and one `Regex` per pattern (which finds where, run only for
-//! the patterns the set reported).
+//! patterns, compiled once per snapshot into one `Regex` per pattern.
 //!
-//! Patterns are ASCII-only (`(?-u)`), so the set runs on the lazy DFA whatever the text, and
-//! they read the same on a JSON body's bytes as on its decoded strings (no pattern crosses a
-//! quote, a backslash or a line break, except the PEM block and an assigned secret, which allow
-//! for their escaped forms); that is what lets a body be skipped whole on one scan of its bytes.
+//! A built-in pattern is not run over a whole text: [`scope`] first finds, without a regex,
+//! the few regions where a value of its class can be (around a literal such as `AKIA` or `@`,
+//! or a run of digits and separators long enough for the class), and the pattern runs on
+//! those only. Ordinary text (code, logs, prose, numbers, dates, versions) mostly has no
+//! region at all, so finding nothing costs a few passes over the bytes. Custom patterns run
+//! over the whole text.
+//!
+//! Patterns are ASCII-only (`(?-u)`): they read bytes, and a match is the same whether the
+//! text is valid UTF-8 or not.
 
 use std::ops::Range;
 
 use proto::GuardClass;
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 
 use super::check::{self, Check};
+use super::scope::{self, Scopes, CLASSES};
 
 /// What a pattern finds: a built-in class, or a policy's custom pattern (by its index in
 /// [`Detector::custom_names`]).
@@ -43,7 +47,8 @@ pub struct Found {
 /// The compiled patterns of one snapshot.
 #[derive(Debug)]
 pub struct Detector {
-    set: RegexSet,
+    scopes: Scopes,
+    /// The built-in classes' patterns in [`GuardClass::ALL`] order, then the custom ones.
     patterns: Vec<Pattern>,
     /// Each custom pattern's class name.
     pub custom_names: Vec<String>,
@@ -167,19 +172,22 @@ pub fn secret_name(name: &str) -> bool {
     .any(|n| lower.contains(n))
 }
 
-/// A custom pattern that does not compile.
+/// A pattern that does not compile (a custom one, in practice).
 #[derive(Debug, thiserror::Error)]
-#[error("custom pattern `{name}`: {source}")]
-pub struct BadPattern {
-    pub name: String,
-    #[source]
-    pub source: regex::Error,
+pub enum BadPattern {
+    #[error("custom pattern `{name}`: {source}")]
+    Regex {
+        name: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("guardrail literals: {0}")]
+    Literals(#[from] aho_corasick::BuildError),
 }
 
 impl Detector {
     /// Compiles every built-in class and the custom patterns `(name, regex)`.
     pub fn new(custom: &[(String, String)]) -> Result<Self, BadPattern> {
-        let mut sources = Vec::new();
         let mut patterns = Vec::new();
         let size = 1 << 22;
         for class in GuardClass::ALL {
@@ -187,11 +195,10 @@ impl Detector {
             let regex = RegexBuilder::new(&source)
                 .size_limit(size)
                 .build()
-                .map_err(|source| BadPattern {
+                .map_err(|source| BadPattern::Regex {
                     name: class.name().to_owned(),
                     source,
                 })?;
-            sources.push(source);
             patterns.push(Pattern {
                 kind: Kind::Builtin(class),
                 regex,
@@ -200,7 +207,7 @@ impl Detector {
             });
         }
         for (i, (name, source)) in custom.iter().enumerate() {
-            let bad = |source| BadPattern {
+            let bad = |source| BadPattern::Regex {
                 name: name.clone(),
                 source,
             };
@@ -208,7 +215,6 @@ impl Detector {
                 .size_limit(size)
                 .build()
                 .map_err(bad)?;
-            sources.push(source.clone());
             patterns.push(Pattern {
                 kind: Kind::Custom(i),
                 regex,
@@ -216,60 +222,118 @@ impl Detector {
                 check: check::any,
             });
         }
-        let set = RegexSetBuilder::new(&sources)
-            .size_limit(size * 4)
-            .build()
-            .map_err(|source| BadPattern {
-                name: "*".into(),
-                source,
-            })?;
         Ok(Self {
-            set,
+            scopes: Scopes::new()?,
             patterns,
             custom_names: custom.iter().map(|(n, _)| n.clone()).collect(),
         })
     }
 
-    /// Whether any pattern `wanted` says yes to may match in `hay` (one pass).
-    pub fn may_match(&self, hay: &[u8], wanted: impl Fn(Kind) -> bool) -> bool {
-        self.set
-            .matches(hay)
-            .iter()
-            .any(|i| self.patterns.get(i).is_some_and(|p| wanted(p.kind)))
+    /// Whether `text` holds a value of a `wanted` kind (stops at the first).
+    pub fn any(&self, text: &[u8], wanted: impl Fn(Kind) -> bool) -> bool {
+        !self.search(text, wanted, true).is_empty()
     }
 
     /// Every value of a `wanted` kind in `text`, validated, without overlaps (where two
     /// overlap, the class listed first in [`GuardClass::ALL`] keeps it, then custom ones), in
     /// text order.
     pub fn find(&self, text: &[u8], wanted: impl Fn(Kind) -> bool) -> Vec<Found> {
-        let hits = self.set.matches(text);
-        if !hits.matched_any() {
-            return Vec::new();
-        }
-        let mut found: Vec<Found> = Vec::new();
-        for i in hits.iter() {
-            let Some(p) = self.patterns.get(i) else {
-                continue;
-            };
-            if !wanted(p.kind) {
-                continue;
-            }
-            for caps in p.regex.captures_iter(text) {
-                let Some(m) = caps.get(p.group) else { continue };
-                if m.is_empty() || !(p.check)(text, m.range()) {
-                    continue;
-                }
-                let span = m.range();
-                if found
-                    .iter()
-                    .all(|f| f.span.end <= span.start || span.end <= f.span.start)
-                {
-                    found.push(Found { kind: p.kind, span });
-                }
-            }
-        }
+        let mut found = self.search(text, wanted, false);
         found.sort_by_key(|f| f.span.start);
         found
+    }
+
+    fn search(&self, text: &[u8], wanted: impl Fn(Kind) -> bool, first: bool) -> Vec<Found> {
+        let mut builtin = [false; CLASSES];
+        for class in GuardClass::ALL {
+            builtin[scope::slot(class)] = wanted(Kind::Builtin(class));
+        }
+        let regions = self.scopes.regions(text, &builtin);
+        let mut found: Vec<Found> = Vec::new();
+        for p in &self.patterns {
+            match p.kind {
+                Kind::Builtin(class) => {
+                    if !builtin[scope::slot(class)] {
+                        continue;
+                    }
+                    let mut at = 0;
+                    for region in &regions[scope::slot(class)] {
+                        at = p.each_in(text, region, at, &mut found, first);
+                    }
+                }
+                Kind::Custom(_) if wanted(p.kind) => {
+                    p.each_in(text, &(0..text.len()), 0, &mut found, first);
+                }
+                Kind::Custom(_) => {}
+            }
+            if first && !found.is_empty() {
+                break;
+            }
+        }
+        found
+    }
+}
+
+impl Pattern {
+    /// Adds to `found` every validated value whose match starts in `region` (at `from` or
+    /// after) and overlaps nothing found before, the search seeing one byte past the region
+    /// (a word boundary's context), and returns where the next search starts. With `first`,
+    /// stops at the first value.
+    fn each_in(
+        &self,
+        text: &[u8],
+        region: &Range<usize>,
+        from: usize,
+        found: &mut Vec<Found>,
+        first: bool,
+    ) -> usize {
+        let hay = &text[..(region.end + 1).min(text.len())];
+        let mut at = from.max(region.start);
+        while at <= region.end {
+            let span = if self.group == 0 {
+                let Some(m) = self.regex.find_at(hay, at) else {
+                    break;
+                };
+                if m.start() >= region.end {
+                    break;
+                }
+                at = if m.is_empty() { m.end() + 1 } else { m.end() };
+                m.range()
+            } else {
+                let Some(caps) = self.regex.captures_at(hay, at) else {
+                    break;
+                };
+                let Some(whole) = caps.get(0) else { break };
+                if whole.start() >= region.end {
+                    break;
+                }
+                at = if whole.is_empty() {
+                    whole.end() + 1
+                } else {
+                    whole.end()
+                };
+                let Some(m) = caps.get(self.group) else {
+                    continue;
+                };
+                m.range()
+            };
+            if span.is_empty() || !(self.check)(text, span.clone()) {
+                continue;
+            }
+            if found
+                .iter()
+                .all(|f| f.span.end <= span.start || span.end <= f.span.start)
+            {
+                found.push(Found {
+                    kind: self.kind,
+                    span,
+                });
+                if first {
+                    break;
+                }
+            }
+        }
+        at
     }
 }
 

@@ -2,24 +2,30 @@
 //! masked, refused or swapped for placeholders that are put back in the answer.
 //!
 //! - [`detect`]: the patterns (built-in classes and the policies' own), compiled once per
-//!   snapshot into one `RegexSet` plus one `Regex` each; [`check`] the validators (Luhn,
+//!   snapshot into one `Regex` each, run only where `scope` finds that a class's value can be
+//!   (around a literal, or in a run of digits long enough); [`check`] the validators (Luhn,
 //!   mod-97, number plans, address parsing, entropy).
 //! - [`Guards`] (this file): the snapshot's policies compiled, indexed by key id, team and
 //!   route; [`Guards::effective`] merges those that apply to a request into one
 //!   [`Effective`] (per class, the strictest action).
 //! - [`redact`]: a request body, in its own dialect, rewritten (stage 6 of the pipeline); the
 //!   texts looked at are the system prompt, messages, tool calls' arguments, tool results and
-//!   Responses input items, wherever they sit in the body.
+//!   Responses input items, wherever they sit in the body (`body` walks the body's bytes
+//!   once and writes replacements in place; `strings` decodes its string literals).
 //! - [`restore`]: the answer, whole or streamed, with reversible placeholders put back (and,
 //!   with output checks, values redacted), a placeholder split across stream events included.
 //!
 //! A request no policy applies to costs one map lookup per scope; a request a policy applies to
-//! but whose body has nothing to find costs one `RegexSet` scan of its bytes.
+//! but whose body has nothing to find costs one pass over its bytes and a few scans of its
+//! texts (no regex runs on ordinary text).
 
+mod body;
 pub mod check;
 pub mod detect;
 pub mod redact;
 pub mod restore;
+mod scope;
+mod strings;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,11 +87,6 @@ impl Effective {
                 .find(|(j, _)| *j == i)
                 .map(|(_, action)| *action),
         }
-    }
-
-    /// Whether the request's policies have custom patterns.
-    pub fn has_custom(&self) -> bool {
-        !self.custom.is_empty()
     }
 
     /// The class name of `kind` (metric label, placeholder, block message).

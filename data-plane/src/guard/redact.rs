@@ -4,11 +4,10 @@
 //!
 //! The body is the client's own, in its own dialect: the rewritten bytes are what both the
 //! pass-through (a provider of the client's wire) and the translation (any other) start from,
-//! so no attempt can send the original. Only the members that carry text (`messages`,
-//! `system`, `input`, `instructions`, `prompt`) are read; inside them every string is, except
-//! identifiers and opaque blobs (ids, roles, types, signatures, encrypted reasoning, base64
-//! data, thinking blocks, whose signature covers their text). An object member whose name
-//! says secret (`"password": "…"`) has its whole value judged as an assigned secret.
+//! so no attempt can send the original. [`body`] says which strings are read (the members
+//! that carry text, minus identifiers and opaque blobs) and writes the replacements back,
+//! the rest of the body byte for byte. An object member whose name says secret
+//! (`"password": "…"`) has its whole value judged as an assigned secret.
 //!
 //! One [`Session`] per request numbers placeholders per class (the same value gets the same
 //! placeholder everywhere in the request), keeps the reversible ones for the answer, and counts
@@ -18,35 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use proto::{GuardAction, GuardClass};
-use serde_json::value::RawValue;
-use serde_json::Value;
 
 use super::detect::{secret_name, Kind};
-use super::{check, Effective};
-
-/// Top-level members whose text a provider sees as the conversation.
-const TEXT_MEMBERS: [&str; 5] = ["messages", "system", "input", "instructions", "prompt"];
-
-/// Members that are identifiers, structure or opaque data, never looked at.
-const SKIPPED: [&str; 17] = [
-    "model",
-    "role",
-    "type",
-    "id",
-    "call_id",
-    "tool_call_id",
-    "tool_use_id",
-    "signature",
-    "encrypted_content",
-    "thinking",
-    "data",
-    "file_data",
-    "name",
-    "status",
-    "media_type",
-    "cache_control",
-    "previous_response_id",
-];
+use super::{body, check, Effective};
 
 /// What became of a body.
 #[derive(Debug)]
@@ -98,97 +71,31 @@ impl Session {
         counts
     }
 
-    /// Rewrites a JSON request body (an object).
+    /// Rewrites a JSON request body (an object), in place (see [`body`]): a body that is not
+    /// a JSON object is left to the dialect's parser to refuse.
     pub fn redact_body(&mut self, bytes: &[u8]) -> Outcome {
-        // Escapes (`\u0040`) could hide a value from a scan of the bytes: such a body is
-        // decoded and looked at string by string.
-        let escaped = memchr::memmem::find(bytes, b"\\u").is_some();
-        if !escaped && !self.may_match(bytes) {
-            return Outcome::Unchanged;
-        }
-        let Ok(mut body) = serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(bytes) else {
-            return Outcome::Unchanged;
-        };
-        let mut changed = false;
-        for member in TEXT_MEMBERS {
-            let Some(raw) = body.get_mut(member) else {
-                continue;
-            };
-            if !escaped && !self.may_match(raw.get().as_bytes()) {
-                continue;
-            }
-            let Ok(mut value) = serde_json::from_str::<Value>(raw.get()) else {
-                continue;
-            };
-            if self.walk(&mut value, None) {
-                if let Ok(new) = serde_json::value::to_raw_value(&value) {
-                    *raw = new;
-                    changed = true;
-                }
-            }
-        }
+        let rewritten = body::rewrite(bytes, |text, parent| self.redact_member(text, parent));
         if !self.blocked.is_empty() {
             return Outcome::Blocked(self.blocked.iter().cloned().collect());
         }
-        match serde_json::to_vec(&body) {
-            Ok(bytes) if changed => Outcome::Changed(Bytes::from(bytes)),
-            _ => Outcome::Unchanged,
+        match rewritten {
+            Ok(Some(bytes)) => Outcome::Changed(Bytes::from(bytes)),
+            Ok(None) | Err(body::NotAnObject) => Outcome::Unchanged,
         }
     }
 
-    /// Whether `bytes` (raw JSON) may hold a value to find. The built-in patterns read the
-    /// same on raw JSON as on its strings; a custom pattern may not (an anchor, a quote), so a
-    /// policy with custom patterns has every body decoded.
-    fn may_match(&self, bytes: &[u8]) -> bool {
-        let e = &self.effective;
-        e.has_custom() || e.detector.may_match(bytes, |k| e.action(k).is_some())
-    }
-
-    /// Redacts every string under `value`; `parent` is the member name it sits under.
-    fn walk(&mut self, value: &mut Value, parent: Option<&str>) -> bool {
-        match value {
-            Value::String(s) => {
-                if parent.is_some_and(|p| SKIPPED.contains(&p))
-                    || (parent == Some("url") && s.starts_with("data:"))
-                {
-                    return false;
-                }
-                if parent.is_some_and(secret_name) {
-                    let kind = Kind::Builtin(GuardClass::SecretAssignment);
-                    if let Some(action) = self.effective.action(kind) {
-                        if !s.starts_with('[') && check::secret_value(s.as_bytes()) {
-                            *s = self.replace(kind, action, s, false);
-                            return true;
-                        }
-                    }
-                }
-                match self.redact_text(s) {
-                    Some(new) => {
-                        *s = new;
-                        true
-                    }
-                    None => false,
+    /// A text of the body under member `parent`, with what it holds replaced; a member whose
+    /// name says secret (`"password": "…"`) has its whole value judged as an assigned secret.
+    fn redact_member(&mut self, text: &str, parent: Option<&str>) -> Option<String> {
+        if parent.is_some_and(secret_name) {
+            let kind = Kind::Builtin(GuardClass::SecretAssignment);
+            if let Some(action) = self.effective.action(kind) {
+                if !text.starts_with('[') && check::secret_value(text.as_bytes()) {
+                    return Some(self.replace(kind, action, text, false));
                 }
             }
-            Value::Array(items) => {
-                let mut changed = false;
-                for item in items {
-                    changed |= self.walk(item, parent);
-                }
-                changed
-            }
-            Value::Object(map) => {
-                let mut changed = false;
-                for (k, v) in map.iter_mut() {
-                    if SKIPPED.contains(&k.as_str()) && !v.is_string() {
-                        continue;
-                    }
-                    changed |= self.walk(v, Some(k));
-                }
-                changed
-            }
-            _ => false,
         }
+        self.redact_text(text)
     }
 
     /// `text` with every value found replaced; `None` if nothing was found.

@@ -2,10 +2,9 @@
 //! most 50 µs), in process, with every built-in class looked for (`default_action: redact`).
 //!
 //! Three bodies of 8,192 bytes: `clean` (code, logs and prose with numbers, versions, hashes
-//! and UUIDs but nothing to find: the one-scan skip), `dirty` (the same with twelve values of
-//! nine classes, so the body is decoded, rewritten and encoded again) and `escaped` (clean,
-//! but with a `\u` escape, so every string is looked at), plus the policy lookup of a request
-//! no policy applies to. Prints p50, p99 and mean per case.
+//! and UUIDs but nothing to find), `dirty` (the same with twelve values of nine classes,
+//! replaced in place) and `escaped` (clean, but with a `\u` escape, which the walk decodes),
+//! plus the policy lookup of a request no policy applies to. Prints p50, p99 and mean per case.
 //!
 //! `cargo run --release -p switchyard-tests --bin bench-guard [-- ITERATIONS]`
 
