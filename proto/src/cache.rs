@@ -165,7 +165,11 @@ impl CachePolicy {
                 push("semantic.threshold", "must be in (0, 1]".into());
             }
         }
-        if let Some(route) = self.semantic.as_ref().and_then(|s| s.embedding_route.as_ref()) {
+        if let Some(route) = self
+            .semantic
+            .as_ref()
+            .and_then(|s| s.embedding_route.as_ref())
+        {
             if route.trim().is_empty() || route.len() > 256 {
                 push(
                     "semantic.embedding_route",

@@ -10,6 +10,9 @@
 //! - [`assemble`] / [`replay`]: a relayed stream folded into that completion; a completion
 //!   turned back into the internal chunks a dialect writes as its stream.
 //! - [`lru`]: the proxy's bounded memory (entries and bytes).
+//! - [`semantic`] / [`index`] / [`simhash`] / [`embed`]: the semantic cache (records shared
+//!   through a stream, the bounded per-scope index that sign codes search and exact cosines
+//!   decide, the codes, the in-process embedder).
 //!
 //! With NATS, entries live in the JetStream key-value bucket [`proto::CACHE_KV_BUCKET`]. Its
 //! `max_age` is the longest TTL a policy may set (nats-server 2.9 has no per-message TTL) and
@@ -22,11 +25,13 @@
 pub mod assemble;
 pub mod embed;
 pub mod entry;
+pub mod index;
 pub mod key;
 pub mod lru;
 pub mod policy;
 pub mod replay;
 pub mod semantic;
+pub mod simhash;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -7,11 +7,11 @@
 //! [`STREAM`]; every proxy folds that stream, from its start, into an in-memory index, so the
 //! index is rebuilt on start and shared by all proxies (the answer itself stays in the exact
 //! cache's bucket, read by key). Without NATS, records go straight into this proxy's index.
-//! The index is bounded ([`MAX_ITEMS`]): expired records go first, then the oldest. A search is
-//! a scan of the scope's vectors (dot products of unit vectors).
+//! The index ([`index`](super::index)) is bounded ([`MAX_ITEMS`]): expired records go first,
+//! then the oldest. A search has the scope's sign codes propose candidates and their exact
+//! cosines decide.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::embed::{cosine, differ_beyond_embedding, Embedder};
+use super::embed::{differ_beyond_embedding, Embedder};
 use super::entry::now_ms;
+use super::index::{self, Index};
 
 /// JetStream stream of semantic records.
 pub const STREAM: &str = "SWITCHYARD_CACHE_SEMANTIC";
@@ -48,14 +49,6 @@ pub struct Record {
     pub vector: String,
 }
 
-#[derive(Debug)]
-struct Item {
-    key: String,
-    expires_ms: i64,
-    text: String,
-    vector: Vec<f32>,
-}
-
 /// A semantic match: the exact entry's key and the similarity.
 #[derive(Debug, Clone)]
 pub struct Match {
@@ -67,57 +60,30 @@ pub struct Match {
 #[derive(Debug)]
 pub struct Semantic {
     embedder: Option<Arc<Embedder>>,
-    index: Mutex<Index>,
+    /// Searches read it together; a fold writes it.
+    index: RwLock<Index>,
     js: Option<jetstream::Context>,
-}
-
-#[derive(Debug, Default)]
-struct Index {
-    scopes: HashMap<String, VecDeque<Item>>,
-    len: usize,
-}
-
-impl Index {
-    fn insert(&mut self, scope: String, item: Item) {
-        if self.len >= MAX_ITEMS {
-            let now = now_ms();
-            for items in self.scopes.values_mut() {
-                items.retain(|i| i.expires_ms > now);
-            }
-            self.scopes.retain(|_, items| !items.is_empty());
-            self.len = self.scopes.values().map(VecDeque::len).sum();
-        }
-        while self.len >= MAX_ITEMS {
-            // The scope whose oldest item is oldest loses it.
-            let oldest = self
-                .scopes
-                .iter()
-                .filter_map(|(s, items)| items.front().map(|i| (i.expires_ms, s.clone())))
-                .min();
-            let Some((_, scope)) = oldest else { break };
-            if let Some(items) = self.scopes.get_mut(&scope) {
-                items.pop_front();
-                self.len -= 1;
-            }
-        }
-        self.scopes.entry(scope).or_default().push_back(item);
-        self.len += 1;
-        gauge!(SEMANTIC_INDEX).set(self.len as f64);
-    }
 }
 
 impl Semantic {
     pub fn new(embedder: Option<Embedder>, nats: Option<async_nats::Client>) -> Self {
         Self {
             embedder: embedder.map(Arc::new),
-            index: Mutex::new(Index::default()),
+            index: RwLock::new(Index::new(MAX_ITEMS)),
             js: nats.map(jetstream::new),
         }
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+    /// The index, to read (searches hold it briefly; so should any other reader).
+    pub fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index
-            .lock()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -139,25 +105,16 @@ impl Semantic {
         }
     }
 
-    /// The most similar live record of `scope` at or above `threshold`, unless the lexical
-    /// guard tells the texts apart.
+    /// The most similar live record of `scope` at or above `threshold` (its exact cosine),
+    /// unless the lexical guard tells the texts apart, among the candidates the index proposes.
     pub fn search(&self, scope: &str, text: &str, vector: &[f32], threshold: f32) -> Option<Match> {
-        let now = now_ms();
-        let index = self.index();
-        let best = index
-            .scopes
-            .get(scope)?
-            .iter()
-            // A vector of another length came from another model (the route changed).
-            .filter(|i| i.expires_ms > now && i.vector.len() == vector.len())
-            .map(|i| (cosine(vector, &i.vector), i))
-            .filter(|(s, i)| *s >= threshold && !differ_beyond_embedding(text, &i.text))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let accept = |t: &str, s: f32| s >= threshold && !differ_beyond_embedding(text, t);
+        let best = self.index().search(scope, vector, now_ms(), accept);
         counter!(SEMANTIC_SEARCHES, "result" => if best.is_some() { "hit" } else { "miss" })
             .increment(1);
-        best.map(|(similarity, i)| Match {
-            key: i.key.clone(),
-            similarity,
+        best.map(|found| Match {
+            key: found.key,
+            similarity: found.similarity,
         })
     }
 
@@ -199,13 +156,15 @@ impl Semantic {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let item = Item {
+        let entry = index::Entry {
             key: record.key,
-            expires_ms: record.expires_ms,
             text: record.text,
             vector,
+            expires_ms: record.expires_ms,
         };
-        self.index().insert(record.scope, item);
+        let mut index = self.index_mut();
+        index.insert(&record.scope, entry, now_ms());
+        gauge!(SEMANTIC_INDEX).set(index.len() as f64);
     }
 
     /// Follows the stream from its start into the index, until `cancel`; reconnects after a
@@ -320,38 +279,5 @@ mod tests {
             last_user_turn(&json!([{"role": "user", "content": [{"type": "image_url"}]}]))
                 .is_none()
         );
-    }
-
-    #[test]
-    fn the_index_finds_the_most_similar_live_record_of_its_scope_only() {
-        let index = Mutex::new(Index::default());
-        let unit = |i: usize| {
-            let mut v = vec![0.0f32; DIMENSIONS];
-            v[i] = 1.0;
-            v
-        };
-        let later = now_ms() + 60_000;
-        for (scope, key, v) in [
-            ("a", "k1", unit(0)),
-            ("a", "k2", unit(1)),
-            ("b", "k3", unit(0)),
-        ] {
-            index.lock().unwrap().insert(
-                scope.into(),
-                Item {
-                    key: key.into(),
-                    expires_ms: later,
-                    text: "q".into(),
-                    vector: v,
-                },
-            );
-        }
-        let index = index.into_inner().unwrap();
-        let best = index.scopes["a"]
-            .iter()
-            .map(|i| (cosine(&unit(0), &i.vector), &i.key))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        assert_eq!(best.map(|b| b.1.as_str()), Some("k1"));
-        assert_eq!(index.len, 3);
     }
 }

@@ -51,7 +51,12 @@ pub async fn serve(app: &App, arrived: Arrived<'_>) -> Result<Response, ApiError
 /// request `p`: a request of its own on behalf of the same key (its own id, admission,
 /// attempts, usage event and log entry, the key's tags), as if the caller had sent
 /// `{"model": alias, "input": text}` to `/v1/embeddings`.
-pub async fn routed(app: &App, p: &Prepared, alias: &str, text: &str) -> Result<Vec<f32>, ApiError> {
+pub async fn routed(
+    app: &App,
+    p: &Prepared,
+    alias: &str,
+    text: &str,
+) -> Result<Vec<f32>, ApiError> {
     let body = serde_json::json!({"model": alias, "input": text});
     let inbound = Inbound {
         snapshot: std::sync::Arc::clone(&p.snapshot),
@@ -84,7 +89,13 @@ pub async fn routed(app: &App, p: &Prepared, alias: &str, text: &str) -> Result<
     drop(inflight);
     let vector = first_embedding(&reply.body);
     // Metered and settled like any answer; the response itself goes nowhere.
-    drop(served(&prepared, attempt.deployment, upstream, reply, billing));
+    drop(served(
+        &prepared,
+        attempt.deployment,
+        upstream,
+        reply,
+        billing,
+    ));
     vector.ok_or(ApiError::Upstream(UpstreamError::BadResponse {
         provider: attempt.deployment.provider.id().to_owned(),
         detail: "the embeddings answer has no embedding",

@@ -77,7 +77,9 @@ impl Item<'_> {
             Self::Text(t) => t
                 .split(|c: char| !c.is_alphanumeric())
                 .filter(|w| !w.is_empty())
-                .fold(OFFSET, |h, w| fnv(fnv(h, w.to_lowercase().as_bytes()), b" ")),
+                .fold(OFFSET, |h, w| {
+                    fnv(fnv(h, w.to_lowercase().as_bytes()), b" ")
+                }),
             Self::Tokens(ids) => ids.iter().fold(OFFSET, |h, id| fnv(h, &id.to_le_bytes())),
         }
     }
