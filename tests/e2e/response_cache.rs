@@ -473,3 +473,103 @@ async fn declarative_cache_policies_resolve_teams_and_keep_their_purge_epoch() {
     let listed = s.cp.get("/admin/cache-policies").await.unwrap();
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
 }
+
+/// A semantic policy that embeds prompts through a route (`semantic.embedding_route`), on
+/// proxies with no in-process model: the same question asked differently on the other proxy is
+/// a semantic hit, the mock answered one chat, and every embedding was a metered request of
+/// the caller's key (`endpoint: embeddings` in the usage events).
+#[tokio::test]
+async fn a_routed_embedding_model_serves_semantic_hits_and_is_metered() {
+    let (s, key_a, _) = cached_stack().await;
+    let [one, two] = [s.env.data_plane_at(0), s.env.data_plane_at(1)];
+    for (alias, model) in [("emb", "mock-embed"), ("sem-chat", "mock-chat")] {
+        let route = json!({"alias": alias, "deployments": [{"provider": "mock", "model": model}]});
+        s.cp.post("/admin/routes", &route).await.unwrap();
+    }
+    let policy = json!({"id": "routed", "ttl_secs": 600, "applies_to": {"routes": ["sem-chat"]},
+                        "semantic": {"enabled": true, "embedding_route": "emb", "threshold": "0.95"}});
+    let created = s.cp.post("/admin/cache-policies", &policy).await.unwrap();
+    assert_eq!(created["semantic"]["embedding_route"], "emb", "{created}");
+    // A blank route name is refused in the admin API's dialect.
+    let bad = json!({"id": "bad", "semantic": {"enabled": true, "embedding_route": " "}});
+    let refused =
+        s.cp.call(Method::POST, "/admin/cache-policies", None, Some(&bad))
+            .await
+            .unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    for proxy in [one, two] {
+        wait_until_served(&proxy.base_url(), &key_a, "sem-chat")
+            .await
+            .unwrap();
+    }
+
+    let (cache, first) = ask(one, &key_a, "sem-chat", "What is Rust?", &[]).await;
+    assert_eq!(cache, "miss");
+    wait_writes(one, 1).await;
+    // The record travels on the stream; the other proxy's index takes it.
+    eventually(Duration::from_secs(20), || async {
+        let text = two.metrics().await?;
+        let n: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("switchyard_cache_semantic_index_entries "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        anyhow::ensure!(n >= 1.0, "index holds {n}");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let r = client()
+        .post(two.url("/v1/chat/completions"))
+        .bearer_auth(&key_a)
+        .json(&json!({"model": "sem-chat",
+                      "messages": [{"role": "user", "content": "what is rust"}], "temperature": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let header = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let cache = header("x-switchyard-cache");
+    let matched = header("x-switchyard-cache-match");
+    assert_eq!(cache, "hit", "{matched}");
+    assert_eq!(matched, "semantic; similarity=1.000");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], first.as_str());
+    let (cache, _) = ask(two, &key_a, "sem-chat", "Why is Rust fast?", &[]).await;
+    assert_eq!(cache, "miss", "a different question");
+    assert_eq!(upstream_calls(&s).await, 2);
+
+    // Every embedding went to the mock and was metered for the key, like any request.
+    let embedded = s.env.mock().requests().await.unwrap();
+    let embedded = embedded
+        .iter()
+        .filter(|r| r["path"] == "/v1/embeddings")
+        .count();
+    assert!(embedded >= 3, "{embedded} embedding calls");
+    eventually(Duration::from_secs(30), || async {
+        let usage = s.cp.get("/admin/usage?limit=100").await?;
+        let data = usage["data"].as_array().cloned().unwrap_or_default();
+        let embeddings: Vec<_> = data
+            .iter()
+            .filter(|e| e["endpoint"] == "embeddings")
+            .collect();
+        anyhow::ensure!(
+            embeddings.len() == embedded,
+            "{} embedding events, the mock saw {embedded}",
+            embeddings.len()
+        );
+        for e in embeddings {
+            anyhow::ensure!(e["alias"] == "emb" && e["model"] == "mock-embed", "{e}");
+            anyhow::ensure!(e["key_name"] == "svc" && e["status"] == 200, "{e}");
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
