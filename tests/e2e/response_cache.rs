@@ -32,6 +32,12 @@ async fn cached_stack() -> (Stack, String, String) {
     s.cp.post("/admin/providers", &anthropic).await.unwrap();
     let claude = json!({"alias": "claude", "deployments": [{"provider": "anthropic", "model": "claude-sonnet-4-5"}]});
     s.cp.post("/admin/routes", &claude).await.unwrap();
+    // OpenAI itself: Responses requests pass through.
+    let openai = json!({"id": "openai", "kind": "openai", "base_url": format!("{}/v1", s.env.mock().base_url()),
+                        "api_key": crate::fixture::UPSTREAM_KEY});
+    s.cp.post("/admin/providers", &openai).await.unwrap();
+    let gpt = json!({"alias": "gpt", "deployments": [{"provider": "openai", "model": "gpt-5"}]});
+    s.cp.post("/admin/routes", &gpt).await.unwrap();
     let price = json!({"input_per_mtok": "1000", "output_per_mtok": "2000"});
     let put =
         s.cp.call(Method::PUT, "/admin/pricing/mock-chat", None, Some(&price))
@@ -101,7 +107,10 @@ async fn wait_writes(proxy: &DataPlane, n: u64) {
 async fn upstream_calls(s: &Stack) -> usize {
     let seen = s.env.mock().requests().await.unwrap();
     seen.iter()
-        .filter(|r| r["path"] == "/v1/chat/completions" || r["path"] == "/v1/messages")
+        .filter(|r| {
+            ["/v1/chat/completions", "/v1/messages", "/v1/responses"]
+                .contains(&r["path"].as_str().unwrap_or(""))
+        })
         .count()
 }
 
@@ -339,12 +348,12 @@ def chat(c, prompt, stream):
     return {"cache": s.response.headers.get("x-switchyard-cache"), "text": text, "finish": finish,
             "usage": usage}
 
-def responses(c, prompt, stream):
+def responses(c, prompt, stream, model="chat"):
     if not stream:
-        raw = c.responses.with_raw_response.create(model="chat", input=prompt, store=False)
+        raw = c.responses.with_raw_response.create(model=model, input=prompt, store=False)
         r = raw.parse()
         return {"cache": raw.headers.get("x-switchyard-cache"), "text": r.output_text, "status": r.status}
-    s = c.responses.create(model="chat", input=prompt, stream=True, store=False)
+    s = c.responses.create(model=model, input=prompt, stream=True, store=False)
     text, final, types = "", None, []
     for e in s:
         types.append(e.type)
@@ -370,10 +379,13 @@ def messages(c, prompt, stream, model="chat"):
 def native(c, prompt, stream):
     return messages(c, prompt, stream, model="claude")
 
+def native_responses(c, prompt, stream):
+    return responses(c, prompt, stream, model="gpt")
+
 out = {}
 n = 0
 for name, ask, clients in (("chat", chat, oa), ("responses", responses, oa), ("messages", messages, an),
-                           ("native", native, an)):
+                           ("native", native, an), ("native_responses", native_responses, oa)):
     # Streamed miss on one proxy; a streamed and a non-streamed hit on the other.
     miss = ask(clients[0], "tell me about " + name, True)
     n += 1
@@ -402,7 +414,13 @@ async fn cached_streams_replay_in_every_dialect() {
     )
     .await;
     let text = "Hello from the mock provider.";
-    for dialect in ["chat", "responses", "messages", "native"] {
+    for dialect in [
+        "chat",
+        "responses",
+        "messages",
+        "native",
+        "native_responses",
+    ] {
         let d = &out[dialect];
         assert_eq!(d["miss"]["cache"], "miss", "{out}");
         assert_eq!(d["stream_hit"]["cache"], "hit", "{out}");
@@ -425,10 +443,17 @@ async fn cached_streams_replay_in_every_dialect() {
     assert_eq!(out["responses"]["stream_hit"]["last"], "response.completed");
     assert_eq!(out["messages"]["stream_hit"]["stop"], "end_turn");
     assert_eq!(out["messages"]["stream_hit"]["final"], text);
+    // A Responses answer OpenAI gave (passed through) replays as a Responses stream.
+    assert_eq!(out["native_responses"]["stream_hit"]["final"], text);
+    assert_eq!(
+        out["native_responses"]["stream_hit"]["last"],
+        "response.completed"
+    );
+    assert_eq!(out["native_responses"]["json_hit"]["status"], "completed");
     assert_eq!(out["cross"]["cache"], "hit", "{out}");
     assert_eq!(out["cross"]["text"], text);
-    // Four misses reached the provider; the nine hits did not.
-    assert_eq!(upstream_calls(&s).await, 4);
+    // Five misses reached the provider; the eleven hits did not.
+    assert_eq!(upstream_calls(&s).await, 5);
 }
 
 /// Cache policies in a declarative file: team names resolve to ids, applying the same file

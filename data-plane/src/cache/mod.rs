@@ -46,7 +46,7 @@ use tokio_util::task::TaskTracker;
 pub use entry::Entry;
 pub use policy::{Control, CACHE_HEADER};
 
-use crate::providers::Usage;
+use crate::providers::{Usage, Wire};
 use crate::usage::event::token_usage;
 
 pub const CACHE_EVICTIONS: &str = "switchyard_cache_evictions_total";
@@ -293,43 +293,66 @@ impl Pending {
     }
 
     /// A stream's store (the stream made by `deployment`, upstream `model`): its chunks are
-    /// folded as they are relayed. `messages`: the chunks are Anthropic Messages events a
-    /// deployment sent in the client's own wire (pass-through), translated to internal chunks
-    /// for the cache only.
-    pub fn streamed(self, deployment: &str, model: &str, messages: bool) -> StreamStore {
-        StreamStore {
-            pending: self,
-            answer: assemble::Assembler::default(),
-            native: messages.then(|| {
+    /// folded as they are relayed. `native`: the wire of a deployment that answered in the
+    /// client's own (pass-through), whose events are translated for the cache only.
+    pub fn streamed(self, deployment: &str, model: &str, native: Option<Wire>) -> StreamStore {
+        let native = native.map(|wire| match wire {
+            Wire::AnthropicMessages => NativeStream::Messages(Box::new(
                 crate::providers::anthropic::stream::Translator::new(
                     deployment.to_owned(),
                     unix_now(),
-                )
-            }),
+                ),
+            )),
+            Wire::OpenAiResponses => NativeStream::Responses(None),
+            Wire::OpenAiCompact => NativeStream::Unstorable,
+        });
+        StreamStore {
+            pending: self,
+            answer: assemble::Assembler::default(),
+            native,
             deployment: deployment.to_owned(),
             model: model.to_owned(),
         }
     }
 
-    /// Stores a complete Anthropic message a deployment answered in the client's own wire,
-    /// translated to the internal form, unless it holds blocks the translation would lose
-    /// (thinking, with its signature, and anything else but text and tool use).
-    pub fn store_message(self, message: &[u8], deployment: &str, model: &str) {
-        let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(message) else {
-            return;
+    /// Stores a complete answer a deployment gave in the client's own `wire`, translated to
+    /// the internal form, unless the translation would lose part of it: an Anthropic message
+    /// with blocks other than text and tool use (thinking, with its signature), a Responses
+    /// object with items other than messages, function calls and reasoning summaries.
+    pub fn store_native(self, wire: Wire, answer: &[u8], deployment: &str, model: &str) {
+        let reply = match wire {
+            Wire::AnthropicMessages => {
+                let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(answer) else {
+                    return;
+                };
+                let blocks = parsed["content"].as_array().into_iter().flatten();
+                if !blocks.into_iter().all(|b| lossless_block(&b["type"])) {
+                    counter!(CACHE_WRITES, "result" => "not_stored").increment(1);
+                    return;
+                }
+                crate::providers::anthropic::response::chat(deployment, answer, unix_now()).ok()
+            }
+            Wire::OpenAiResponses => serde_json::from_slice::<serde_json::Value>(answer)
+                .ok()
+                .and_then(|r| crate::providers::openai::forward::completion(&r, unix_now())),
+            Wire::OpenAiCompact => None,
         };
-        let blocks = parsed["content"].as_array().into_iter().flatten();
-        if !blocks.into_iter().all(|b| lossless_block(&b["type"])) {
-            counter!(CACHE_WRITES, "result" => "not_stored").increment(1);
-            return;
+        match reply {
+            Some(reply) => self.store(&reply.body, reply.usage, deployment, model),
+            None => counter!(CACHE_WRITES, "result" => "not_stored").increment(1),
         }
-        let Ok(reply) =
-            crate::providers::anthropic::response::chat(deployment, message, unix_now())
-        else {
-            return;
-        };
-        self.store(&reply.body, reply.usage, deployment, model);
     }
+}
+
+/// A passed-through stream, read for the cache.
+#[derive(Debug)]
+enum NativeStream {
+    /// Anthropic Messages events, translated to internal chunks as they come.
+    Messages(Box<crate::providers::anthropic::stream::Translator>),
+    /// Responses events: the terminal event carries the whole response, which is kept.
+    Responses(Option<serde_json::Value>),
+    /// A wire the cache does not keep.
+    Unstorable,
 }
 
 /// A streamed answer being put together for the cache.
@@ -337,16 +360,16 @@ impl Pending {
 pub struct StreamStore {
     pending: Pending,
     answer: assemble::Assembler,
-    /// Translates a passed-through Messages stream's events.
-    native: Option<crate::providers::anthropic::stream::Translator>,
+    native: Option<NativeStream>,
     deployment: String,
     model: String,
 }
 
 impl StreamStore {
-    /// Folds one chunk: internal, or whole Messages SSE frames when passed through.
+    /// Folds one chunk: internal, or whole SSE frames of the client's wire when passed
+    /// through.
     pub fn push(&mut self, data: &[u8]) {
-        let Some(translator) = self.native.as_mut() else {
+        let Some(native) = self.native.as_mut() else {
             self.answer.push(data);
             return;
         };
@@ -355,21 +378,60 @@ impl StreamStore {
             let Some(event) = line.strip_prefix("data:").map(str::trim_start) else {
                 continue;
             };
-            let parsed: serde_json::Value = serde_json::from_str(event).unwrap_or_default();
-            if parsed["type"] == "content_block_start"
-                && !lossless_block(&parsed["content_block"]["type"])
-            {
-                self.answer.spoil();
-            }
-            match translator.event(event.as_bytes()) {
-                Ok(chunks) => chunks.iter().for_each(|c| self.answer.push(&c.data)),
-                Err(_) => self.answer.spoil(),
+            match native {
+                NativeStream::Messages(translator) => {
+                    let parsed: serde_json::Value = serde_json::from_str(event).unwrap_or_default();
+                    if parsed["type"] == "content_block_start"
+                        && !lossless_block(&parsed["content_block"]["type"])
+                    {
+                        self.answer.spoil();
+                    }
+                    match translator.event(event.as_bytes()) {
+                        Ok(chunks) => chunks.iter().for_each(|c| self.answer.push(&c.data)),
+                        Err(_) => self.answer.spoil(),
+                    }
+                }
+                // Only a terminal event is parsed: it holds the whole response.
+                NativeStream::Responses(done) => {
+                    if !(event.contains("\"response.completed\"")
+                        || event.contains("\"response.incomplete\""))
+                    {
+                        continue;
+                    }
+                    let mut parsed: serde_json::Value =
+                        serde_json::from_str(event).unwrap_or_default();
+                    if matches!(
+                        parsed["type"].as_str(),
+                        Some("response.completed" | "response.incomplete")
+                    ) {
+                        *done = Some(parsed["response"].take());
+                    }
+                }
+                NativeStream::Unstorable => {}
             }
         }
     }
 
     /// The stream ended well: stores what it said.
     pub fn finish(self, usage: Option<Usage>) {
+        match self.native {
+            Some(NativeStream::Responses(Some(response))) => {
+                let completion =
+                    crate::providers::openai::forward::completion(&response, unix_now());
+                match completion {
+                    Some(c) => self
+                        .pending
+                        .store(&c.body, usage, &self.deployment, &self.model),
+                    None => counter!(CACHE_WRITES, "result" => "not_stored").increment(1),
+                }
+                return;
+            }
+            Some(NativeStream::Responses(None) | NativeStream::Unstorable) => {
+                counter!(CACHE_WRITES, "result" => "not_stored").increment(1);
+                return;
+            }
+            Some(NativeStream::Messages(_)) | None => {}
+        }
         let Some(completion) = self.answer.completion() else {
             counter!(CACHE_WRITES, "result" => "not_stored").increment(1);
             return;

@@ -11,9 +11,9 @@
 //! A miss goes on to the attempt loop with a [`Pending`] store: the success path stores a
 //! complete answer, the relay a stream that ended well (assembled as it is relayed). The
 //! cache keeps the internal form: a translated answer is in it already; one a deployment gave
-//! in the client's own Messages wire is translated for the cache (and not stored if that would
-//! lose something, such as a signed thinking block); one passed through in the Responses wire
-//! is served but not stored.
+//! in the client's own wire (Messages, Responses) is translated for the cache, and not stored
+//! if that would lose something (a signed thinking block, a built-in tool's call); a
+//! compaction passed through is not stored.
 //!
 //! Every chat response says what the cache did: `x-switchyard-cache: hit | miss | bypass`.
 

@@ -128,12 +128,11 @@ pub async fn serve_read<D: ChatDialect>(
     let won = attempt::run(app, &prepared, &mut attempts, &mut op, untranslatable).await?;
     let passed_through = op.passed_through;
     let keep = keep.filter(|_| !passed_through);
-    // A translated answer is in the internal form the cache keeps; a passed-through one only
-    // in Messages, which the cache translates (other wires are not stored).
-    let storable = !passed_through || D::NATIVE == Some(Wire::AnthropicMessages);
+    // A translated answer is in the internal form the cache keeps; a passed-through one is
+    // translated for it (`Pending::store_native`).
     let after = After {
         keep,
-        store: cache.pending.take().filter(|_| storable),
+        store: cache.pending.take(),
         restorer: guarded.restorer,
     };
     let mut response = answer::<D>(app, &prepared, &fields, &op, &attempts, won, after)?;
@@ -197,6 +196,7 @@ fn answer<D: ChatDialect>(
     } = won;
     let trace = &prepared.trace;
     let native = op.passed_through;
+    let wire = op.wire.filter(|_| native);
     let answer = Answer {
         model: &fields.model,
         id: trace.id,
@@ -227,12 +227,14 @@ fn answer<D: ChatDialect>(
             if let Some(keep) = keep {
                 keep.run(body.clone());
             }
-            match store {
-                Some(store) if native => {
-                    store.store_message(&internal, &deployment.id, &deployment.model);
+            match (store, wire) {
+                (Some(store), Some(wire)) => {
+                    store.store_native(wire, &internal, &deployment.id, &deployment.model);
                 }
-                Some(store) => store.store(&internal, usage, &deployment.id, &deployment.model),
-                None => {}
+                (Some(store), None) => {
+                    store.store(&internal, usage, &deployment.id, &deployment.model);
+                }
+                (None, _) => {}
             }
             // The log and a stored turn keep the answer with its placeholders.
             let (body, logged) = match restorer.as_mut() {
@@ -259,7 +261,7 @@ fn answer<D: ChatDialect>(
                 billing,
                 inflight: Some(inflight),
                 keep,
-                cache: store.map(|s| s.streamed(&deployment.id, &deployment.model, native)),
+                cache: store.map(|s| s.streamed(&deployment.id, &deployment.model, wire)),
                 span: trace.span.clone(),
                 restorer,
             };

@@ -5,7 +5,7 @@
 //! `stream_options.include_usage` is switched on so the gateway always learns the tokens. The
 //! kinds differ in URL layout and auth header, settled once when the snapshot is compiled.
 
-mod forward;
+pub mod forward;
 mod request;
 mod response;
 mod stream;
