@@ -279,6 +279,9 @@ fn start_snapshot_source(
     match (&args.config, &args.nats_url) {
         (None, None) => Err(StartError::NoSource),
         (Some(path), _) => {
+            // Stamped before it is read: the watcher (on a low-priority thread that may start
+            // late) then sees any change made after this read.
+            let loaded = snapshot::file::stamp(path);
             let initial = snapshot::file::load(path, &ctx)?;
             tracing::info!(path = %path.display(), version = initial.version, keys = initial.key_count(), routes = initial.aliases().len(), "snapshot loaded");
             // The store is empty, so nothing can be newer.
@@ -288,6 +291,7 @@ fn start_snapshot_source(
                 "snapshot-file",
                 snapshot::file::watch(
                     path.clone(),
+                    loaded,
                     Arc::clone(snapshots),
                     ctx,
                     Duration::from_millis(args.config_poll_ms.max(10)),

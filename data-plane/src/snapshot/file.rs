@@ -74,14 +74,16 @@ pub fn load(path: &Path, ctx: &Context) -> Result<CompiledSnapshot, LoadError> {
 
 /// What identifies a version of the file without reading it.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
-struct Stamp {
+pub struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     #[cfg(unix)]
     inode: u64,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+/// The file's stamp now (`None`: it cannot be read). Taken before the first load, it is what
+/// the watcher compares with, so a change made before the watcher first runs is not missed.
+pub fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp {
         modified: m.modified().ok(),
@@ -91,15 +93,17 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// Polls the file every `interval` and installs each new valid version until `cancel` fires.
+/// Polls the file every `interval` and installs each new valid version until `cancel` fires;
+/// `loaded` is the stamp of the version already installed (taken before it was read).
 pub async fn watch(
     path: PathBuf,
+    loaded: Option<Stamp>,
     store: Arc<SnapshotStore>,
     ctx: Context,
     interval: Duration,
     cancel: CancellationToken,
 ) {
-    let mut last = stamp(&path);
+    let mut last = loaded;
     let mut ticks = Ticks::new(interval, MissedTickBehavior::Delay, cancel);
     while ticks.next().await {
         let now = stamp(&path);
@@ -173,5 +177,48 @@ mod tests {
             err.contains("routes[0].deployments[0].provider: unknown provider `nope`"),
             "{err}"
         );
+    }
+    /// The watcher compares with the stamp taken before the first read, so a change made
+    /// between that read and the watcher's first poll (a starved low-priority thread) is
+    /// installed, not taken as the starting point.
+    #[tokio::test]
+    async fn a_change_before_the_watcher_first_runs_is_installed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("s.yaml");
+        let write = |alias: &str| {
+            let yaml = format!("providers: [{{id: p, kind: vllm, base_url: 'http://x'}}]\nroutes: [{{alias: {alias}, deployments: [{{provider: p, model: m}}]}}]\n");
+            std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write("old");
+        let ctx = crate::snapshot::Context::default();
+        let loaded = stamp(&file);
+        let store = Arc::new(SnapshotStore::default());
+        let initial = load(&file, &ctx).unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.install(initial).is_ok());
+        // Another length, so the stamp differs even within one mtime tick.
+        write("renamed");
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(watch(
+            file.clone(),
+            loaded,
+            Arc::clone(&store),
+            ctx,
+            Duration::from_millis(10),
+            cancel.clone(),
+        ));
+        let mut aliases = Vec::new();
+        for _ in 0..500 {
+            aliases = store
+                .get()
+                .map(|s| s.aliases().to_vec())
+                .unwrap_or_default();
+            if aliases == ["renamed"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+        let _ = task.await;
+        assert_eq!(aliases, ["renamed"]);
     }
 }
