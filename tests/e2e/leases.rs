@@ -326,12 +326,17 @@ async fn rate_windows_never_exceed_the_limit_across_proxies_and_reset() {
     let limit = 300;
 
     let per_proxy = Arc::new(std::sync::Mutex::new([0u64; 3]));
+    // Every asker starts at once: fairness between proxies is asserted, not the order in
+    // which a loaded machine happened to start the tasks.
+    let start = Arc::new(tokio::sync::Barrier::new(24));
     let mut askers = Vec::new();
     for p in 0..3 {
         for _ in 0..8 {
             let nats = nats.clone();
             let per_proxy = Arc::clone(&per_proxy);
+            let start = Arc::clone(&start);
             askers.push(tokio::spawn(async move {
+                start.wait().await;
                 loop {
                     let reply =
                         ask(&nats, &rate_req(&format!("proxy-{p}"), window, limit, 1)).await;
