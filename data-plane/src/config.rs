@@ -48,8 +48,18 @@ pub const ENV_EMBED_MODEL: &str = "SWITCHYARD_EMBED_MODEL";
 pub const ENV_RESPONSES_TTL_SECS: &str = "SWITCHYARD_RESPONSES_TTL_SECS";
 /// How long open requests and streams may run after a shutdown signal, in seconds.
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "SWITCHYARD_SHUTDOWN_GRACE_SECS";
-/// Number of runtime worker threads (default: one per CPU core).
+/// Number of request workers, each a thread with its own single-threaded runtime and listening
+/// socket (default: one per CPU core).
 pub const ENV_WORKER_THREADS: &str = "SWITCHYARD_WORKER_THREADS";
+
+/// How many request workers to run: `SWITCHYARD_WORKER_THREADS`, else one per CPU core.
+pub fn worker_threads() -> usize {
+    std::env::var(ENV_WORKER_THREADS)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
 /// `tracing` filter directives, e.g. `info,data_plane=debug`.
 pub const ENV_LOG: &str = "SWITCHYARD_LOG";
 /// `json` for JSON log lines, anything else for human-readable text.

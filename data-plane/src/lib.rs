@@ -34,7 +34,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -186,12 +185,15 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         });
     }
 
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(args.connect_timeout_ms))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .build()?;
+    let http_client = || {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(args.connect_timeout_ms))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()
+    };
+    let http = http_client()?;
     tasks.spawn(routing::probe::run(
         Arc::clone(&snapshots),
         Arc::clone(&health),
@@ -199,7 +201,7 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         args.upstream_timeout(),
         cancel.clone(),
     ));
-    let app = server::App::new(server::Parts {
+    let parts = server::Parts {
         snapshots: Arc::clone(&snapshots),
         http,
         max_body: args.max_body_bytes,
@@ -215,21 +217,36 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         cache,
         semantic,
         tracer: telemetry.tracer(),
-    });
+    };
 
-    let api = bind(args.listen).await?;
+    let count = config::worker_threads();
+    let api = server::workers::bind(args.listen, count).map_err(|source| StartError::Bind {
+        addr: args.listen,
+        source,
+    })?;
     let ops = bind(args.ops_listen).await?;
-    let (api_addr, ops_addr) = (local(&api, args.listen), local(&ops, args.ops_listen));
+    let api_addr = api
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(args.listen);
+    let ops_addr = local(&ops, args.ops_listen);
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let mut workers = server::workers::Workers::start(
+        api,
+        &server::workers::Start {
+            parts: &parts,
+            http: &http_client,
+            cancel: &cancel,
+            tasks: &tasks,
+            grace,
+        },
+    )?;
+    drop(parts);
     if let Some(file) = &args.addr_file {
         write_addr_file(file, api_addr, ops_addr)?;
     }
-    tracing::info!(api = %api_addr, ops = %ops_addr, "listening");
+    tracing::info!(api = %api_addr, ops = %ops_addr, workers = count, "listening");
 
-    // Without TCP_NODELAY, an SSE event written after the response head waits for the
-    // client's delayed ACK (~40 ms): streams would not be forwarded as they arrive.
-    let api = api.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let ops_server = axum::serve(ops, server::ops_router(snapshots, metrics))
         .with_graceful_shutdown(cancel.clone().cancelled_owned());
     tasks.spawn(async move {
@@ -238,23 +255,20 @@ pub async fn run(args: ServeArgs, metrics: PrometheusHandle) -> Result<(), Start
         }
     });
 
-    let shutdown = {
-        let cancel = cancel.clone();
-        async move {
-            shutdown_signal().await;
+    let early = tokio::select! {
+        () = shutdown_signal() => {
             tracing::info!("shutting down: no new connections, draining open requests");
-            cancel.cancel();
-        }
-    };
-    let grace = Duration::from_secs(args.shutdown_grace_secs);
-    let served = axum::serve(api, server::api_router(app)).with_graceful_shutdown(shutdown);
-    let served = tokio::select! {
-        r = served => r.map_err(StartError::Serve),
-        () = async { cancel.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("grace period over; closing remaining connections");
             Ok(())
         }
+        r = workers.first() => {
+            tracing::error!("a request worker stopped serving; shutting down");
+            r
+        }
     };
+    cancel.cancel();
+    // The workers give open requests the grace period, then report.
+    let rest = workers.all(grace + Duration::from_secs(1)).await;
+    let served = early.and(rest).map_err(StartError::Serve);
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
         tracing::warn!("background tasks still running after the grace period");

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use data_plane::config::{Cli, Command, ENV_LOG, ENV_LOG_FORMAT, ENV_WORKER_THREADS};
+use data_plane::config::{Cli, Command, ENV_LOG, ENV_LOG_FORMAT};
 
 /// mimalloc: the proxy allocates many short-lived buffers across threads, where glibc's malloc
 /// spends measurable time in arena locks (seen in profiles under load).
@@ -20,13 +20,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    let workers = std::env::var(ENV_WORKER_THREADS)
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(n) = workers.filter(|n| *n > 0) {
-        builder.worker_threads(n);
-    }
+    // The main runtime runs the background work (usage publishing, NATS, probes, the ops
+    // listener); requests are served by one single-threaded runtime per core of their own
+    // (`data_plane::server::workers`).
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -19,8 +19,9 @@ pub struct App {
     inner: Arc<Parts>,
 }
 
-/// Everything the handlers share, built once at start.
-#[derive(Debug)]
+/// Everything the handlers share, built once at start (each request worker holds a copy with
+/// its own upstream client: see `server::workers`).
+#[derive(Clone, Debug)]
 pub struct Parts {
     pub snapshots: Arc<SnapshotStore>,
     pub http: reqwest::Client,

@@ -4,6 +4,7 @@
 
 mod models;
 mod ops;
+pub mod workers;
 
 use std::sync::Arc;
 
