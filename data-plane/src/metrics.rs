@@ -121,17 +121,33 @@ pub fn request_done(l: RequestLabels<'_>, status: u16, total: Duration) {
 /// refused and failed ones included (a stream counts with its 200 head, even if it breaks
 /// later; `switchyard_requests_total` has its end).
 pub fn response(endpoint: &'static str, status: u16) {
-    counter!(RESPONSES, "endpoint" => endpoint, "status" => status_class(status)).increment(1);
+    let class = status_class(status);
+    handles::cached(
+        "response",
+        &[endpoint, class],
+        || counter!(RESPONSES, "endpoint" => endpoint, "status" => class),
+    )
+    .increment(1);
 }
 
 /// Time the gateway itself spent on a request (total minus waiting for the provider).
 pub fn overhead(endpoint: &'static str, d: Duration) {
-    histogram!(GATEWAY_OVERHEAD, "endpoint" => endpoint).record(d.as_secs_f64());
+    handles::cached(
+        "overhead",
+        &[endpoint],
+        || histogram!(GATEWAY_OVERHEAD, "endpoint" => endpoint),
+    )
+    .record(d.as_secs_f64());
 }
 
 /// Time from sending upstream to the provider's response head.
 pub fn upstream_first_byte(provider: &str, d: Duration) {
-    histogram!(UPSTREAM_FIRST_BYTE, "provider" => provider.to_owned()).record(d.as_secs_f64());
+    handles::cached(
+        "upstream_first_byte",
+        &[provider],
+        || histogram!(UPSTREAM_FIRST_BYTE, "provider" => provider.to_owned()),
+    )
+    .record(d.as_secs_f64());
 }
 
 /// An attempt failed and the request moved on to another deployment.
@@ -168,7 +184,12 @@ pub fn tokens(l: RequestLabels<'_>, prompt: u64, completion: u64) {
 
 /// A request failed; `kind` is the error's closed-set label.
 pub fn error(endpoint: &'static str, kind: &'static str) {
-    counter!(ERRORS, "endpoint" => endpoint, "kind" => kind).increment(1);
+    handles::cached(
+        "error",
+        &[endpoint, kind],
+        || counter!(ERRORS, "endpoint" => endpoint, "kind" => kind),
+    )
+    .increment(1);
 }
 
 /// The client went away before the stream ended.
@@ -189,7 +210,7 @@ pub fn billing_unsettled() {
 
 /// In-flight requests go up by `delta`.
 pub fn inflight(delta: f64) {
-    gauge!(INFLIGHT).increment(delta);
+    handles::cached("inflight", &[], || gauge!(INFLIGHT)).increment(delta);
 }
 
 /// A snapshot was installed.
@@ -238,7 +259,12 @@ pub fn snapshot_reload(result: &'static str) {
 
 /// A usage event was built for a request (`outcome`: `ok`, `upstream_error`, `refused`).
 pub fn usage_event(outcome: &'static str) {
-    counter!(USAGE_EVENTS, "outcome" => outcome).increment(1);
+    handles::cached(
+        "usage_event",
+        &[outcome],
+        || counter!(USAGE_EVENTS, "outcome" => outcome),
+    )
+    .increment(1);
 }
 
 /// The metric names of one stream the proxy publishes with acknowledgement and spools for
@@ -323,13 +349,23 @@ impl Published {
 
 /// One attempt at a provider ended: `result` is `ok` or the failure's kind.
 pub fn attempt(provider: &str, result: &'static str) {
-    counter!(ATTEMPTS, "provider" => provider.to_owned(), "result" => result).increment(1);
+    handles::cached(
+        "attempt",
+        &[provider, result],
+        || counter!(ATTEMPTS, "provider" => provider.to_owned(), "result" => result),
+    )
+    .increment(1);
 }
 
 /// A request passed the response-cache stage with `result` `hit`, `miss` or `bypass`. There is
 /// no cache yet, so every request that reaches a provider counts as `bypass`.
 pub fn cache_lookup(result: &'static str) {
-    counter!(CACHE_REQUESTS, "result" => result).increment(1);
+    handles::cached(
+        "cache_lookup",
+        &[result],
+        || counter!(CACHE_REQUESTS, "result" => result),
+    )
+    .increment(1);
 }
 
 /// Whether this proxy's connection to `dependency` (`nats`) is up.

@@ -15,7 +15,12 @@ pub const POOLS: &str = "switchyard_admission_pools";
 
 /// A request was admitted (`code` = `ok`) or refused with `code`.
 pub fn admission(result: &'static str, code: &'static str) {
-    counter!(ADMISSIONS, "result" => result, "code" => code).increment(1);
+    crate::metrics::handles::cached(
+        "admission",
+        &[result, code],
+        || counter!(ADMISSIONS, "result" => result, "code" => code),
+    )
+    .increment(1);
 }
 
 /// A lease request ended: `pool` is `budget` or `rate`; `purpose` is `need`, `refill` or

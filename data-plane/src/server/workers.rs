@@ -86,7 +86,9 @@ impl Workers {
                         .thread_name(format!("sy-worker-{i}:b"))
                         .build();
                     let result = match runtime {
-                        Ok(runtime) => runtime.block_on(serve(listener, app, cancel, tasks, grace, tx.clone())),
+                        Ok(runtime) => {
+                            runtime.block_on(serve(listener, app, cancel, tasks, grace, tx.clone()))
+                        }
                         Err(e) => Err(e),
                     };
                     if let Err(e) = result {
@@ -160,4 +162,35 @@ async fn serve(
     let _ = done.send(served).await;
     let _ = tokio::time::timeout(grace, tasks.wait()).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_worker_listens_on_the_one_resolved_port() {
+        let listeners = bind("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")), 3)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
+            .collect();
+        assert_eq!(ports.len(), 3);
+        assert!(
+            ports[0] != 0 && ports.iter().all(|p| *p == ports[0]),
+            "{ports:?}"
+        );
+        // The kernel hands every connection to one of them.
+        let addr = listeners[0].local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let _conns: Vec<_> = (0..6)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        let accepted: usize = listeners
+            .iter()
+            .map(|l| std::iter::from_fn(|| l.accept().ok()).count())
+            .sum();
+        assert_eq!(accepted, 6);
+    }
 }
