@@ -138,16 +138,26 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Bytes
     if response.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ReadError::TooLarge);
     }
+    // A body that arrives in one piece (most answers) is kept as it came, without a copy.
+    let mut first: Option<Bytes> = None;
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(ReadError::Network)?;
-        if body.len() + piece.len() > limit {
+        let held = first.as_ref().map_or(0, Bytes::len) + body.len();
+        if held + piece.len() > limit {
             return Err(ReadError::TooLarge);
         }
-        body.extend_from_slice(&piece);
+        match first.take() {
+            None if body.is_empty() => first = Some(piece),
+            None => body.extend_from_slice(&piece),
+            Some(earlier) => {
+                body.extend_from_slice(&earlier);
+                body.extend_from_slice(&piece);
+            }
+        }
     }
-    Ok(Bytes::from(body))
+    Ok(first.unwrap_or_else(|| Bytes::from(body)))
 }
 
 #[derive(Deserialize)]
