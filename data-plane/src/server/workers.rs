@@ -78,7 +78,8 @@ impl Workers {
                 start.grace,
                 tx.clone(),
             );
-            let thread = std::thread::Builder::new()
+            // Detached: the worker reports on `done` when it stops serving.
+            std::thread::Builder::new()
                 .name(format!("sy-worker-{i}"))
                 .spawn(move || {
                     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -96,7 +97,6 @@ impl Workers {
                     }
                 })
                 .map_err(crate::StartError::Serve)?;
-            drop(thread);
             running += 1;
         }
         Ok(Self { done, running })
