@@ -16,7 +16,8 @@
 # control plane and Postgres), from /proc; then the ratios. Run order interleaves the
 # Switchyard variants (off, on, on, off) so both see the same machine.
 #
-# Knobs: BENCH_DURATION (10s), BENCH_CONNECTIONS (32), BENCH_PEERS (1: also LiteLLM and Portkey;
+# Knobs: BENCH_DURATION (10s), BENCH_CONNECTIONS (32), BENCH_MEMORY_REQUESTS (1000000: requests
+# through the metering-off proxy before its RSS is read), BENCH_PEERS (1: also LiteLLM and Portkey;
 # 0 skips them, they take a minute or two to install the first time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -180,6 +181,15 @@ if [ "$PEERS" = 1 ]; then
   run portkey "http://127.0.0.1:$PK_PORT/v1/chat/completions" "$PORTKEY_PID" \
     -H "x-portkey-provider: openai" -H "x-portkey-custom-host: http://$UP/v1" -H "Authorization: Bearer sk-static"
 fi
+# Memory: BENCH_MEMORY_REQUESTS (1,000,000; 0 skips) more requests through the metering-off
+# proxy, then its peak and current RSS.
+MEMORY_REQUESTS=${BENCH_MEMORY_REQUESTS:-1000000}
+if [ "$MEMORY_REQUESTS" -gt 0 ]; then
+  echo "memory: $MEMORY_REQUESTS more requests through switchyard-off..." >&2
+  oha --no-tui --output-format json -m POST -T application/json -H "Authorization: Bearer $KEY" \
+    -d "$BODY" -n "$MEMORY_REQUESTS" -c "$CONNECTIONS" "$URL_OFF" >"$work/memory.json"
+  awk '/^VmHWM|^VmRSS/ {print $2}' "/proc/$OFF_PID/status" | tr '\n' ' ' >"$work/memory.rss"
+fi
 # The metering path's own CPU (nats-server, control plane, Postgres) over one more on-run.
 PG_PIDS="$PG_PID $(pgrep -P "$PG_PID" | tr '\n' ' ' || true)"
 # shellcheck disable=SC2086
@@ -220,6 +230,12 @@ meter = int(open(os.path.join(work, "on-3.meter.cpu")).read()) / hz / max(stats(
 print(f"switchyard throughput: off {d['switchyard, metering off']['rps']/d['direct']['rps']*100:.1f}% of direct, on {d['switchyard, metering on']['rps']/d['direct']['rps']*100:.1f}% (nginx reverse proxy {d['nginx reverse proxy']['rps']/d['direct']['rps']*100:.1f}%)")
 print(f"metering on / off: {d['switchyard, metering on']['rps']/d['switchyard, metering off']['rps']*100:.1f}% (target >= 85%)")
 print(f"metering path CPU per request (nats-server + control plane + Postgres): {meter:.1f} us (target <= 30 us); folded so far: {folded} requests")
+mem = os.path.join(work, "memory.rss")
+if os.path.exists(mem):
+    hwm, rss = (int(v) for v in open(mem).read().split())
+    more = json.load(open(os.path.join(work, "memory.json"))).get("statusCodeDistribution", {}).get("200", 0)
+    served = sum(r["ok"] for r in off) + more
+    print(f"switchyard-off memory after {served} requests: peak RSS {hwm/1024:.1f} MiB, now {rss/1024:.1f} MiB (target <= 60 MB after 1M)")
 if peers:
     s = d['switchyard, metering on']['rps']
     print(f"switchyard (metering on) vs litellm: {s/d['litellm (2 workers)']['rps']:.0f}x; vs portkey: {s/d['portkey']['rps']:.1f}x")
